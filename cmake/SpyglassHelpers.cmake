@@ -1,0 +1,38 @@
+# Warnings for the project's own targets only (never for consumers).
+function(spyglass_set_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
+                                           -Wsign-conversion -Wnon-virtual-dtor)
+  if(SPYGLASS_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+# A component library: spyglass_<name>, alias spyglass::<name>, exported as spyglass::<name>.
+# Usage: spyglass_add_component(<name> SOURCES ... )
+function(spyglass_add_component name)
+  cmake_parse_arguments(ARG "" "" "SOURCES" ${ARGN})
+  add_library(spyglass_${name} ${ARG_SOURCES})
+  add_library(spyglass::${name} ALIAS spyglass_${name})
+  set_target_properties(spyglass_${name} PROPERTIES EXPORT_NAME ${name} OUTPUT_NAME spyglass_${name}
+                                                    VERSION ${PROJECT_VERSION}
+                                                    SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
+  target_compile_features(spyglass_${name} PUBLIC cxx_std_20)
+  spyglass_set_warnings(spyglass_${name})
+  set_property(GLOBAL APPEND PROPERTY SPYGLASS_COMPONENTS ${name})
+endfunction()
+
+# A GoogleTest executable registered with CTest; LABELS lets CI pick subsets.
+# Usage: spyglass_add_test(<name> SOURCES ... LIBS ... [LABELS ...])
+function(spyglass_add_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
+  spyglass_set_warnings(${name})
+  include(GoogleTest)
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
+                       PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+                       WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+endfunction()

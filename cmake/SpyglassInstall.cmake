@@ -1,0 +1,34 @@
+# Install rules: headers, libraries, one export set per component, the package config.
+# A component's export set is included only when that component is requested, so a
+# consumer of spyglass::core never needs prometheus-cpp, libcurl or SQLite installed.
+set(_cfgdir ${CMAKE_INSTALL_LIBDIR}/cmake/spyglass)
+get_property(_components GLOBAL PROPERTY SPYGLASS_COMPONENTS)
+foreach(_comp IN LISTS _components)
+  install(TARGETS spyglass_${_comp} EXPORT spyglass_${_comp}Targets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+          INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(EXPORT spyglass_${_comp}Targets NAMESPACE spyglass:: DESTINATION ${_cfgdir})
+  if(EXISTS ${PROJECT_SOURCE_DIR}/exporters/${_comp}/include/spyglass)
+    install(DIRECTORY ${PROJECT_SOURCE_DIR}/exporters/${_comp}/include/spyglass
+            DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  endif()
+endforeach()
+if(TARGET spyglass)
+  install(TARGETS spyglass RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/spyglass DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${PROJECT_BINARY_DIR}/include/spyglass/version.hpp
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/spyglass)
+
+set(SPYGLASS_BUILT_COMPONENTS ${_components})
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/spyglassConfig.cmake.in
+                              ${PROJECT_BINARY_DIR}/spyglassConfig.cmake
+                              INSTALL_DESTINATION ${_cfgdir})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/spyglassConfigVersion.cmake
+                                 COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/spyglassConfig.cmake
+              ${PROJECT_BINARY_DIR}/spyglassConfigVersion.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/FindConcurrentQueue.cmake
+        DESTINATION ${_cfgdir})
