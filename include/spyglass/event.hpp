@@ -39,21 +39,21 @@ constexpr std::string_view to_string(Status s) noexcept { return s == Status::ok
 /// collector converts them before exporters see the event. Exporters always get
 /// `start` as Unix-epoch ns and `duration` as ns.
 struct Event {
-  std::uint64_t start = 0;     ///< Unix-epoch ns (ticks before conversion).
-  std::uint64_t duration = 0;  ///< ns (ticks before conversion).
-  TraceId trace_id;            ///< Trace the event belongs to.
-  SpanId span_id = 0;          ///< This operation's span.
-  SpanId parent_span_id = 0;   ///< Enclosing span, 0 for a root.
-  const char* name = "";       ///< Function name, route, redacted SQL or custom name.
-  const char* detail = "";     ///< db: database system; request: HTTP method; else "".
-  std::uint64_t rows = 0;      ///< db: rows returned or affected.
-  std::uint64_t bytes_in = 0;  ///< request: bytes received.
-  std::uint64_t bytes_out = 0; ///< request: bytes sent.
-  std::uint32_t thread_id = 0; ///< OS thread id (gettid).
+  std::uint64_t start = 0;        ///< Unix-epoch ns (ticks before conversion).
+  std::uint64_t duration = 0;     ///< ns (ticks before conversion).
+  TraceId trace_id;               ///< Trace the event belongs to.
+  SpanId span_id = 0;             ///< This operation's span.
+  SpanId parent_span_id = 0;      ///< Enclosing span, 0 for a root.
+  const char* name = "";          ///< Function name, route, redacted SQL or custom name.
+  const char* detail = "";        ///< db: database system; request: HTTP method; else "".
+  std::uint64_t rows = 0;         ///< db: rows returned or affected.
+  std::uint64_t bytes_in = 0;     ///< request: bytes received.
+  std::uint64_t bytes_out = 0;    ///< request: bytes sent.
+  std::uint32_t thread_id = 0;    ///< OS thread id (gettid).
   std::uint16_t http_status = 0;  ///< request: HTTP status code, 0 when unset.
   EventKind kind = EventKind::custom;
   Status status = Status::ok;
-  std::uint8_t flags = 0;      ///< Bit 0: times are still in ticks (internal).
+  std::uint8_t flags = 0;  ///< Bit 0: times are still in ticks (internal).
 
   static constexpr std::uint8_t kFlagTicks = 1;
 };
