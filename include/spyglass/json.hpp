@@ -1,0 +1,253 @@
+#pragma once
+/// JSON string escaping and a small append-only JSON writer.
+///
+/// Used by the JSONL exporter, OTLP/JSON, the stats endpoint and the monitor. Both write
+/// into a caller-owned std::string and allocate nothing else, so a caller that reuses its
+/// buffer pays for growth only once.
+
+#include <charconv>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace spyglass::inline v0 {
+
+namespace detail {
+
+/// 1 for bytes that can be copied into a JSON string verbatim (printable ASCII other than
+/// `"` and `\`, plus DEL, which JSON does not require escaping).
+inline constexpr auto kJsonPlain = [] {
+  struct Table {
+    bool v[256] = {};
+  } t;
+  for (int c = 0x20; c < 0x80; ++c) t.v[c] = true;
+  t.v[static_cast<unsigned char>('"')] = false;
+  t.v[static_cast<unsigned char>('\\')] = false;
+  return t;
+}();
+
+/// Length of the valid UTF-8 sequence starting at `p[0]` (a byte >= 0x80), or, when it
+/// is invalid, the negated length of its maximal subpart (the longest prefix that could
+/// start a valid sequence, at least 1). Follows Unicode Table 3-7 (well-formed byte
+/// sequences), which rules out overlongs, surrogates and code points above U+10FFFF.
+inline int utf8_sequence(const unsigned char* p, std::size_t avail) noexcept {
+  const unsigned char b0 = p[0];
+  int len;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+    if (b0 == 0xE0) lo = 0xA0;  // overlong
+    if (b0 == 0xED) hi = 0x9F;  // surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    if (b0 == 0xF0) lo = 0x90;  // overlong
+    if (b0 == 0xF4) hi = 0x8F;  // above U+10FFFF
+  } else {
+    return -1;  // continuation byte, C0/C1 or F5..FF: never a lead byte
+  }
+  for (int i = 1; i < len; ++i) {
+    if (static_cast<std::size_t>(i) >= avail) return -i;  // truncated
+    const unsigned char b = p[i];
+    if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return -i;
+  }
+  return len;
+}
+
+}  // namespace detail
+
+/// Appends `in` to `out` escaped as the contents of a JSON string (no surrounding quotes).
+///
+/// `"` and `\` are backslash-escaped; control bytes below 0x20 become \b \t \n \f \r or
+/// \u00XX; DEL (0x7f) is copied. Valid UTF-8 is copied unchanged; each maximal subpart of
+/// an invalid sequence (bad lead byte, truncated, overlong, surrogate, above U+10FFFF)
+/// becomes one U+FFFD, so the output is always valid UTF-8 and valid JSON. Reentrant.
+inline void json_escape(std::string_view in, std::string& out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  const std::size_t n = in.size();
+  std::size_t i = 0;
+  while (i < n) {
+    // Copy the longest run that needs no escaping in one append.
+    std::size_t run = i;
+    while (run < n && detail::kJsonPlain.v[p[run]]) ++run;
+    if (run != i) {
+      out.append(in.data() + i, run - i);
+      i = run;
+      if (i == n) break;
+    }
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      switch (c) {
+        case '"': out.append("\\\"", 2); break;
+        case '\\': out.append("\\\\", 2); break;
+        case '\b': out.append("\\b", 2); break;
+        case '\t': out.append("\\t", 2); break;
+        case '\n': out.append("\\n", 2); break;
+        case '\f': out.append("\\f", 2); break;
+        case '\r': out.append("\\r", 2); break;
+        default: {
+          constexpr char kHex[] = "0123456789abcdef";
+          const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+          out.append(esc, 6);
+        }
+      }
+      ++i;
+      continue;
+    }
+    const int len = detail::utf8_sequence(p + i, n - i);
+    if (len > 0) {
+      out.append(in.data() + i, static_cast<std::size_t>(len));
+      i += static_cast<std::size_t>(len);
+    } else {
+      out.append("\xEF\xBF\xBD", 3);
+      i += static_cast<std::size_t>(-len);
+    }
+  }
+}
+
+/// Appends JSON text to a caller-owned std::string; commas between members and elements
+/// are inserted automatically. It allocates nothing besides growing that string.
+///
+/// The writer trusts its caller for structure: it does not check that keys appear only in
+/// objects or that every begin has an end. Not thread-safe: use one writer per thread.
+class JsonWriter {
+ public:
+  /// Writes into `out`, appending after its current contents. `out` must outlive the writer.
+  explicit JsonWriter(std::string& out) noexcept : out_(&out) {}
+
+  /// The string being written to.
+  [[nodiscard]] std::string& str() noexcept { return *out_; }
+
+  /// Starts an object (as a value or an array element).
+  void begin_object() {
+    sep();
+    out_->push_back('{');
+    need_comma_ = false;
+  }
+  /// Ends the innermost object.
+  void end_object() {
+    out_->push_back('}');
+    need_comma_ = true;
+  }
+  /// Starts an array (as a value or an array element).
+  void begin_array() {
+    sep();
+    out_->push_back('[');
+    need_comma_ = false;
+  }
+  /// Ends the innermost array.
+  void end_array() {
+    out_->push_back(']');
+    need_comma_ = true;
+  }
+
+  /// Writes an object member name and the colon; the next call writes its value.
+  void key(std::string_view k) {
+    sep();
+    quoted(k);
+    out_->push_back(':');
+    need_comma_ = false;
+  }
+
+  /// A string value, escaped with json_escape().
+  void value(std::string_view s) {
+    sep();
+    quoted(s);
+    need_comma_ = true;
+  }
+  /// A C string value; a null pointer writes `null`.
+  void value(const char* s) {
+    if (s == nullptr) {
+      null();
+    } else {
+      value(std::string_view(s));
+    }
+  }
+  /// `true` or `false`.
+  void value(bool b) {
+    sep();
+    if (b) {
+      out_->append("true", 4);
+    } else {
+      out_->append("false", 5);
+    }
+    need_comma_ = true;
+  }
+  /// A signed integer, exactly.
+  void value(std::int64_t v) { integer(v); }
+  /// An unsigned integer, exactly.
+  void value(std::uint64_t v) { integer(v); }
+  /// Any other integer type (int, unsigned, long long, ...), so that calls are not
+  /// ambiguous between the 64-bit overloads. Characters are excluded on purpose.
+  template <std::integral T>
+  requires(!std::same_as<T, bool> && !std::same_as<T, char> && !std::same_as<T, char8_t> &&
+           !std::same_as<T, char16_t> && !std::same_as<T, char32_t> &&
+           !std::same_as<T, wchar_t>) void value(T v) {
+    integer(v);
+  }
+  /// A finite double in the shortest form that reads back to the same value;
+  /// NaN and infinities, which JSON cannot express, are written as `null`.
+  void value(double d) {
+    if (!std::isfinite(d)) {
+      null();
+      return;
+    }
+    sep();
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof buf, d);
+    out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
+    need_comma_ = true;
+  }
+  /// A finite float in its own shortest round-trip form (not widened to double first,
+  /// which would print 0.1f as 0.10000000149011612); NaN and infinities become `null`.
+  void value(float f) {
+    if (!std::isfinite(f)) {
+      null();
+      return;
+    }
+    sep();
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, f);
+    out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
+    need_comma_ = true;
+  }
+  /// `null`.
+  void null() {
+    sep();
+    out_->append("null", 4);
+    need_comma_ = true;
+  }
+  /// Pre-rendered JSON, copied verbatim as one value. The caller vouches that it is valid.
+  void raw(std::string_view json) {
+    sep();
+    out_->append(json);
+    need_comma_ = true;
+  }
+
+ private:
+  void sep() {
+    if (need_comma_) out_->push_back(',');
+  }
+  void quoted(std::string_view s) {
+    out_->push_back('"');
+    json_escape(s, *out_);
+    out_->push_back('"');
+  }
+  template <typename T>
+  void integer(T v) {
+    sep();
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
+    need_comma_ = true;
+  }
+
+  std::string* out_;
+  bool need_comma_ = false;
+};
+
+}  // namespace spyglass::inline v0
