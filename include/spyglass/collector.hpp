@@ -45,8 +45,8 @@ struct CollectorOptions {
 /// snapshot taken when producers are quiet; under load it holds within the events in
 /// flight. Counters are monotonic except `queued`.
 struct CollectorCounters {
-  std::uint64_t enqueued = 0;       ///< Accepted from producers (transit accepted them).
-  std::uint64_t dropped = 0;        ///< Lost before reaching exporters (transit full or ring eviction).
+  std::uint64_t enqueued = 0;       ///< Offered by producers through enqueue().
+  std::uint64_t dropped = 0;        ///< Discarded before reaching exporters (transit full, ring eviction).
   std::uint64_t exported = 0;       ///< Handed to the exporter stage (all exporters).
   std::uint64_t export_errors = 0;  ///< Events in batches an exporter failed or dropped.
   std::uint64_t queued = 0;         ///< In transit or in the ring right now.

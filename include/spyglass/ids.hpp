@@ -61,8 +61,8 @@ inline std::uint64_t next_random() noexcept {
   RandomState& r = tl_random;
   if (SPYGLASS_UNLIKELY(!r.seeded)) seed_thread_random();
   r.s += 0xa0761d6478bd642fULL;
-  const unsigned __int128 m =
-      static_cast<unsigned __int128>(r.s) * static_cast<unsigned __int128>(r.s ^ 0xe7037ed1a0b428dbULL);
+  __extension__ using u128 = unsigned __int128;
+  const u128 m = static_cast<u128>(r.s) * static_cast<u128>(r.s ^ 0xe7037ed1a0b428dbULL);
   return static_cast<std::uint64_t>(m >> 64) ^ static_cast<std::uint64_t>(m);
 }
 }  // namespace detail

@@ -1,0 +1,51 @@
+# Entry points over the CMake presets. Each target installs missing Debian packages first.
+#   make demo   build and run the main job (the quickstart, under the monitor when built)
+#   make test   build and run every test: warnings-as-errors build, ASan+UBSan, TSan, format, fuzz
+#   make bench  build the benchmarks in Release and run them
+.PHONY: deps demo test test-ci test-asan test-tsan format format-check fuzz bench clean
+
+JOBS ?= 2
+export CCACHE_DIR ?= $(HOME)/.cache/ccache
+
+deps:
+	@./scripts/install-deps.sh
+
+demo: deps
+	cmake --preset default >/dev/null
+	cmake --build --preset default -j$(JOBS)
+	./scripts/demo.sh build/default
+
+test: deps format-check test-ci test-asan test-tsan fuzz
+	@echo "make test: all stages passed"
+
+test-ci:
+	cmake --preset ci >/dev/null
+	cmake --build --preset ci -j$(JOBS)
+	ctest --preset ci
+
+test-asan:
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan -j$(JOBS)
+	ctest --preset asan
+
+test-tsan:
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan -j$(JOBS)
+	ctest --preset tsan
+
+format:
+	git ls-files '*.hpp' '*.cpp' '*.h' '*.cc' | xargs clang-format -i
+
+format-check:
+	git ls-files '*.hpp' '*.cpp' '*.h' '*.cc' | xargs clang-format --dry-run --Werror
+
+fuzz:
+	@if [ -x fuzz/run.sh ]; then FUZZ_SECONDS=$${FUZZ_SECONDS:-15} fuzz/run.sh; else echo "fuzz: no targets"; fi
+
+bench: deps
+	cmake --preset bench >/dev/null
+	cmake --build --preset bench -j$(JOBS)
+	./scripts/bench.sh build/bench
+
+clean:
+	rm -rf build spyglass-out

@@ -1,0 +1,119 @@
+#pragma once
+/// The emitter: turns measured operations into Events and hands them to the default
+/// collector. Used by the scope macros (scope.hpp) and callable directly when the
+/// caller measured an operation itself.
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+#include "spyglass/clock.hpp"
+#include "spyglass/config.hpp"
+#include "spyglass/context.hpp"
+#include "spyglass/event.hpp"
+
+namespace spyglass::inline v0 {
+
+class Collector;
+
+namespace detail {
+
+/// Per-thread state of the hot path. Constant-initialised, so touching it costs no
+/// initialisation check.
+struct ThreadState {
+  std::atomic<std::uint32_t> busy{0};  ///< 1 while this thread may be using the default collector.
+  std::uint32_t tid = 0;               ///< OS thread id, 0 until first needed.
+  std::uint64_t collector_gen = 0;     ///< Which collector `slot` belongs to.
+  void* slot = nullptr;                ///< That collector's per-thread producer slot.
+  bool registered = false;             ///< Listed in the process-wide thread registry.
+};
+inline thread_local constinit ThreadState tl_state;
+
+/// The collector the macros feed; null before a Session exists and after it ends.
+SPYGLASS_API extern std::atomic<Collector*> g_default_collector;
+/// Head sampling threshold: a root trace is sampled when its low 64 bits are <= it.
+SPYGLASS_API extern std::atomic<std::uint64_t> g_sample_threshold;
+
+/// Slow paths, out of line.
+SPYGLASS_API std::uint32_t fetch_thread_id() noexcept;
+SPYGLASS_API void register_thread() noexcept;
+SPYGLASS_API bool collector_enqueue(Collector* c, const Event& e) noexcept;
+SPYGLASS_API bool route_excluded(std::string_view route) noexcept;
+
+/// The calling thread's OS id, cached.
+inline std::uint32_t thread_id() noexcept {
+  const std::uint32_t t = tl_state.tid;
+  return SPYGLASS_LIKELY(t != 0) ? t : fetch_thread_id();
+}
+
+/// True while a default collector exists. One relaxed load.
+inline bool active() noexcept { return g_default_collector.load(std::memory_order_relaxed) != nullptr; }
+
+/// Hands a finished event to the default collector, if there is one. The busy flag lets
+/// Session teardown wait for threads that are inside this function (see session.cpp).
+inline void submit(const Event& e) noexcept {
+  ThreadState& ts = tl_state;
+  if (SPYGLASS_UNLIKELY(!ts.registered)) register_thread();
+  ts.busy.store(1, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  Collector* c = g_default_collector.load(std::memory_order_acquire);
+  if (c != nullptr) collector_enqueue(c, e);
+  ts.busy.store(0, std::memory_order_release);
+}
+
+/// Opens a span as a child of the current context, or as the root of a new trace
+/// (sampling decided here and inherited). Fills the ids of `e`; returns the context to
+/// make current while the span is open.
+inline Context open_span(Event& e) noexcept {
+  const Context& parent = tl_context;
+  Context child;
+  if (SPYGLASS_LIKELY(parent.valid())) {
+    child.trace_id = parent.trace_id;
+    child.sampled = parent.sampled;
+    e.parent_span_id = parent.span_id;
+  } else {
+    child.trace_id = new_trace_id();
+    child.sampled = child.trace_id.lo <= g_sample_threshold.load(std::memory_order_relaxed);
+    e.parent_span_id = 0;
+  }
+  child.span_id = new_span_id();
+  e.trace_id = child.trace_id;
+  e.span_id = child.span_id;
+  return child;
+}
+
+/// Fills the common fields of an event that ran from `start_tick` to `end_tick` and
+/// submits it.
+inline void finish(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) noexcept {
+  e.start = start_tick;
+  e.duration = end_tick >= start_tick ? end_tick - start_tick : 0;
+  e.flags = Event::kFlagTicks;
+  e.thread_id = thread_id();
+  submit(e);
+}
+
+}  // namespace detail
+
+/// Sets the fraction of new traces that are recorded, in [0, 1] (clamped). The decision
+/// is made once per trace, at its root, from the trace id, and inherited by every span
+/// of it. Thread-safe.
+SPYGLASS_API void set_sample_ratio(double ratio) noexcept;
+
+/// Records a function call the caller timed with clock::now(). `name` is interned.
+/// Thread-safe; a no-op without a Session.
+SPYGLASS_API void emit_fn(std::string_view name, std::uint64_t start_tick, std::uint64_t end_tick,
+                          Status status = Status::ok) noexcept;
+
+/// Records a database query the caller timed. `sql` is redacted (literals become `?`)
+/// and interned; `system` is the database system ("postgresql", "sqlite", ...).
+SPYGLASS_API void emit_db(std::string_view sql, std::uint64_t start_tick, std::uint64_t end_tick,
+                          std::uint64_t rows = 0, Status status = Status::ok,
+                          std::string_view system = {}) noexcept;
+
+/// Records a served request the caller timed. A status >= 500 marks it as an error.
+/// Routes excluded by the Session options are not recorded.
+SPYGLASS_API void emit_req(std::string_view route, std::uint64_t start_tick, std::uint64_t end_tick,
+                           std::uint16_t http_status, std::uint64_t bytes_in = 0, std::uint64_t bytes_out = 0,
+                           std::string_view method = {}) noexcept;
+
+}  // namespace spyglass::inline v0

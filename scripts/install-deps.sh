@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages spyglass needs to build, test and benchmark, when any is
+# missing. Runs as root (or through sudo when available); does nothing when all are there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libconcurrentqueue-dev libsimdjson-dev prometheus-cpp-dev libcurl4-openssl-dev
+  libsqlite3-dev zlib1g-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev
+  clang clang-format jq sqlite3 time gzip python3 python3-psutil
+  protobuf-compiler prometheus prometheus-pushgateway curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm may come with a nodejs build that provides it; only ask Debian for it when absent.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

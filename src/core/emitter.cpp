@@ -1,0 +1,125 @@
+#include "spyglass/emitter.hpp"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "spyglass/collector.hpp"
+#include "spyglass/intern.hpp"
+#include "spyglass/scope.hpp"
+#include "spyglass/traceparent.hpp"
+
+namespace spyglass::inline v0 {
+namespace detail {
+
+constinit std::atomic<Collector*> g_default_collector{nullptr};
+constinit std::atomic<std::uint64_t> g_sample_threshold{std::numeric_limits<std::uint64_t>::max()};
+
+std::uint32_t fetch_thread_id() noexcept {
+  tl_state.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+  return tl_state.tid;
+}
+
+}  // namespace detail
+
+void set_sample_ratio(double ratio) noexcept {
+  if (!(ratio > 0.0)) ratio = 0.0;  // also catches NaN
+  if (ratio > 1.0) ratio = 1.0;
+  std::uint64_t threshold;
+  if (ratio >= 1.0) {
+    threshold = std::numeric_limits<std::uint64_t>::max();
+  } else if (ratio <= 0.0) {
+    threshold = 0;  // only the (practically impossible) low half of zero passes
+  } else {
+    threshold = static_cast<std::uint64_t>(std::ldexp(ratio, 64));
+  }
+  detail::g_sample_threshold.store(threshold, std::memory_order_relaxed);
+}
+
+namespace {
+// Opens and closes a span for an operation the caller timed, and submits its event.
+void emit_measured(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) noexcept {
+  if (!detail::active()) return;
+  const Context span = detail::open_span(e);
+  if (span.sampled) detail::finish(e, start_tick, end_tick);
+}
+}  // namespace
+
+void emit_fn(std::string_view name, std::uint64_t start_tick, std::uint64_t end_tick,
+             Status status) noexcept {
+  if (!detail::active()) return;
+  Event e;
+  e.kind = EventKind::function;
+  e.name = intern(name);
+  e.status = status;
+  emit_measured(e, start_tick, end_tick);
+}
+
+void emit_db(std::string_view sql, std::uint64_t start_tick, std::uint64_t end_tick, std::uint64_t rows,
+             Status status, std::string_view system) noexcept {
+  if (!detail::active()) return;
+  Event e;
+  e.kind = EventKind::db;
+  e.name = intern_sql(sql);
+  e.detail = system.empty() ? "" : intern(system);
+  e.rows = rows;
+  e.status = status;
+  emit_measured(e, start_tick, end_tick);
+}
+
+void emit_req(std::string_view route, std::uint64_t start_tick, std::uint64_t end_tick,
+              std::uint16_t http_status, std::uint64_t bytes_in, std::uint64_t bytes_out,
+              std::string_view method) noexcept {
+  if (!detail::active() || detail::route_excluded(route)) return;
+  Event e;
+  e.kind = EventKind::request;
+  e.name = intern(route);
+  e.detail = method.empty() ? "" : intern(method);
+  e.http_status = http_status;
+  e.status = http_status >= 500 ? Status::error : Status::ok;
+  e.bytes_in = bytes_in;
+  e.bytes_out = bytes_out;
+  emit_measured(e, start_tick, end_tick);
+}
+
+RequestScope::RequestScope(std::string_view route, std::string_view traceparent,
+                           std::string_view method) noexcept
+    : ScopeBase(nullptr) {
+  if (!detail::active()) return;
+  event_.detail = method.empty() ? "" : intern(method);
+  const bool excluded = detail::route_excluded(route);
+  std::optional<TraceParent> incoming;
+  if (!traceparent.empty()) incoming = parse_traceparent(traceparent);
+  if (incoming || excluded) {
+    // Continue the caller's trace (or mark an excluded route's trace unsampled) by
+    // making that the parent context for the span this scope opens.
+    Context parent = detail::tl_context;
+    if (incoming) {
+      parent.trace_id = incoming->trace_id;
+      parent.span_id = incoming->parent_id;
+      parent.sampled = incoming->sampled();
+    } else if (!parent.valid()) {
+      parent.trace_id = new_trace_id();
+      parent.span_id = 0;
+    }
+    if (excluded) parent.sampled = false;
+    const Context caller = detail::tl_context;
+    detail::tl_context = parent;
+    open(EventKind::request, intern(route));
+    // open() saved `parent` as the context to restore; restore the caller's instead.
+    restore_on_close(caller);
+    return;
+  }
+  open(EventKind::request, intern(route));
+}
+
+std::string RequestScope::traceparent() const {
+  if (!active_) return {};
+  const Context ctx = detail::tl_context;
+  return format_traceparent(ctx.trace_id, ctx.span_id, ctx.sampled);
+}
+
+}  // namespace spyglass::inline v0

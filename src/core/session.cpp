@@ -1,0 +1,99 @@
+#include "spyglass/session.hpp"
+
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+#include "spyglass/emitter.hpp"
+
+namespace spyglass::inline v0 {
+namespace detail {
+
+void wait_for_quiescent_threads() noexcept;  // collector.cpp
+
+namespace {
+// Routes excluded from recording. Replaced as a whole; retired filters are kept until the
+// process ends because a producer may still be reading one (they are tiny).
+struct RouteFilter {
+  std::vector<std::string> exact;
+  std::vector<std::string> prefixes;
+};
+constinit std::atomic<const RouteFilter*> g_route_filter{nullptr};
+std::vector<std::unique_ptr<RouteFilter>>& retired_filters() {
+  static auto* v = new std::vector<std::unique_ptr<RouteFilter>>;
+  return *v;
+}
+
+// Makes every other thread pass a full memory barrier, so that after it returns a thread
+// either sees the cleared collector pointer or has its busy flag visible to us. This is
+// what lets the hot path get away with a compiler-only fence.
+void process_wide_barrier() noexcept {
+  static const bool expedited =
+      ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  if (expedited && ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0) return;
+  // No membarrier: give any thread between its flag store and its pointer load far more
+  // time than those two instructions take.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+}  // namespace
+
+bool route_excluded(std::string_view route) noexcept {
+  const RouteFilter* f = g_route_filter.load(std::memory_order_acquire);
+  if (f == nullptr) return false;
+  for (const auto& r : f->exact)
+    if (route == r) return true;
+  for (const auto& p : f->prefixes)
+    if (route.starts_with(p)) return true;
+  return false;
+}
+
+}  // namespace detail
+
+namespace {
+std::atomic<bool> g_session_exists{false};
+}
+
+Session::Session(SessionOptions options, std::vector<std::shared_ptr<Exporter>> exporters) {
+  bool expected = false;
+  if (!g_session_exists.compare_exchange_strong(expected, true)) {
+    throw std::logic_error("spyglass::Session: another Session already exists in this process");
+  }
+  try {
+    set_intern_limits(options.intern);
+    set_sample_ratio(options.sample_ratio);
+    if (!options.exclude_routes.empty() || !options.exclude_route_prefixes.empty()) {
+      auto filter = std::make_unique<detail::RouteFilter>();
+      filter->exact = std::move(options.exclude_routes);
+      filter->prefixes = std::move(options.exclude_route_prefixes);
+      detail::g_route_filter.store(filter.get(), std::memory_order_release);
+      detail::retired_filters().push_back(std::move(filter));
+    } else {
+      detail::g_route_filter.store(nullptr, std::memory_order_release);
+    }
+    collector_ = std::make_unique<Collector>(options.collector);
+    for (auto& e : exporters) collector_->add_exporter(std::move(e));
+  } catch (...) {
+    g_session_exists.store(false);
+    throw;
+  }
+  detail::g_default_collector.store(collector_.get(), std::memory_order_release);
+}
+
+Session::~Session() {
+  detail::g_default_collector.store(nullptr, std::memory_order_seq_cst);
+  detail::process_wide_barrier();
+  detail::wait_for_quiescent_threads();
+  collector_->shutdown();
+  collector_.reset();
+  g_session_exists.store(false);
+}
+
+Collector* Session::current() noexcept { return detail::g_default_collector.load(std::memory_order_acquire); }
+
+}  // namespace spyglass::inline v0

@@ -1,0 +1,290 @@
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <set>
+#include <thread>
+
+#include "../support/collecting_exporter.hpp"
+#include "spyglass/collector.hpp"
+#include "spyglass/stats.hpp"
+
+namespace sg = spyglass;
+using sg::test::CollectingExporter;
+using sg::test::eventually;
+using namespace std::chrono_literals;
+
+namespace {
+sg::Event make_event(std::uint64_t seq, const char* name = "op") {
+  sg::Event e;
+  e.kind = sg::EventKind::function;
+  e.name = name;
+  e.rows = seq;  // carries a sequence number through the pipeline
+  e.start = 1'700'000'000'000'000'000ULL + seq;
+  e.duration = 1000;
+  e.span_id = seq + 1;
+  return e;
+}
+
+void expect_balanced(const sg::CollectorCounters& c) {
+  EXPECT_EQ(c.enqueued, c.exported + c.dropped + c.queued)
+      << "enqueued=" << c.enqueued << " exported=" << c.exported << " dropped=" << c.dropped
+      << " queued=" << c.queued;
+}
+}  // namespace
+
+TEST(Collector, DeliversInBatchesAndCounts) {
+  auto sink = std::make_shared<CollectingExporter>();
+  sg::Collector c({.queue_size = 1024, .batch_max = 50});
+  c.add_exporter(sink);
+  for (std::uint64_t i = 0; i < 500; ++i) ASSERT_TRUE(c.enqueue(make_event(i)));
+  ASSERT_TRUE(c.flush());
+  const auto events = sink->events();
+  ASSERT_EQ(events.size(), 500u);
+  for (std::uint64_t i = 0; i < 500; ++i) EXPECT_EQ(events[i].rows, i);  // one producer: order kept
+  EXPECT_LE(sink->max_batch(), 50u);
+  EXPECT_GE(sink->flushes(), 1);
+  const auto counters = c.counters();
+  EXPECT_EQ(counters.enqueued, 500u);
+  EXPECT_EQ(counters.exported, 500u);
+  EXPECT_EQ(counters.dropped, 0u);
+  EXPECT_EQ(counters.queued, 0u);
+  EXPECT_EQ(counters.export_errors, 0u);
+  c.shutdown();
+  EXPECT_EQ(sink->shutdowns(), 1);
+}
+
+TEST(Collector, PartialBatchIsExportedAfterFlushInterval) {
+  auto sink = std::make_shared<CollectingExporter>();
+  sg::Collector c({.batch_max = 128, .flush_interval = 20ms});
+  c.add_exporter(sink);
+  c.enqueue(make_event(1));
+  EXPECT_TRUE(eventually([&] { return sink->count() == 1; }, 5s));
+}
+
+namespace {
+// Counts events and checks that each producer's events arrive in the order it sent them
+// (drops may leave gaps, reordering may not).
+class OrderCheckingExporter : public sg::Exporter {
+ public:
+  bool export_batch(std::span<const sg::Event> events) override {
+    for (const auto& e : events) {
+      auto& last = last_seq_[e.thread_id];
+      if (seen_[e.thread_id] && e.rows <= last) ++out_of_order_;
+      seen_[e.thread_id] = true;
+      last = e.rows;
+    }
+    count_.fetch_add(events.size());
+    return true;
+  }
+  std::string_view name() const override { return "order-checking"; }
+  std::uint64_t count() const { return count_.load(); }
+  std::uint64_t out_of_order() const { return out_of_order_; }  // read after shutdown only
+
+ private:
+  std::map<std::uint32_t, std::uint64_t> last_seq_;
+  std::map<std::uint32_t, bool> seen_;
+  std::uint64_t out_of_order_ = 0;
+  std::atomic<std::uint64_t> count_{0};
+};
+}  // namespace
+
+TEST(Collector, StressManyThreadsAccountsForEveryEvent) {
+  constexpr std::uint32_t kThreads = 8;
+  constexpr std::uint64_t kPerThread = 1'000'000;
+  auto sink = std::make_shared<OrderCheckingExporter>();
+  sg::Collector c;
+  c.add_exporter(sink);
+  std::atomic<std::uint32_t> running{kThreads};
+  std::vector<std::thread> threads;
+  for (std::uint32_t t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::uint64_t i = 0; i < kPerThread; ++i) {
+        sg::Event e = make_event(i);
+        e.thread_id = t;
+        c.enqueue(e);
+      }
+      running.fetch_sub(1);
+    });
+  }
+  // Read the counters while producers run: monotonic, and never more out than in.
+  sg::CollectorCounters last;
+  while (running.load() > 0) {
+    const auto now = c.counters();
+    EXPECT_GE(now.enqueued, last.enqueued);
+    EXPECT_GE(now.exported, last.exported);
+    EXPECT_GE(now.dropped, last.dropped);
+    EXPECT_LE(now.exported + now.dropped, now.enqueued);
+    last = now;
+    std::this_thread::sleep_for(2ms);
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(c.flush(120s));
+  const auto counters = c.counters();
+  EXPECT_EQ(counters.enqueued, kThreads * kPerThread);
+  EXPECT_EQ(counters.queued, 0u);
+  expect_balanced(counters);
+  ASSERT_TRUE(c.shutdown(60s));
+  EXPECT_EQ(sink->count(), counters.exported);  // the exporter got exactly what was counted
+  EXPECT_EQ(sink->out_of_order(), 0u);
+  EXPECT_EQ(c.exporter_counters().at(0).exported, counters.exported);
+}
+
+TEST(Collector, FullRingDropsOldestAndCounts) {
+  auto sink = std::make_shared<CollectingExporter>("stalled", CollectingExporter::Mode::stall);
+  auto good = std::make_shared<CollectingExporter>("good");
+  sg::Collector c({.queue_size = 64, .batch_max = 8, .flush_interval = 1ms});
+  c.add_exporter(sink);
+  c.add_exporter(good);
+  for (std::uint64_t i = 0; i < 5000; ++i) c.enqueue(make_event(i));
+  ASSERT_TRUE(eventually([&] { return good->count() > 0 && sink->stalled(); }));
+  // The stalled exporter holds its own first batch; the good one keeps receiving.
+  ASSERT_TRUE(eventually([&] {
+    const auto cs = c.exporter_counters();
+    return cs[1].exported + cs[1].dropped + cs[1].pending + cs[1].failed == c.counters().exported &&
+           c.counters().queued == 0;
+  }));
+  const auto per = c.exporter_counters();
+  EXPECT_GT(per[0].dropped, 0u);        // the stalled one fell behind and shed its oldest batches
+  EXPECT_LE(per[0].pending, 64u + 8u);  // exporter_buffer (= queue_size) plus the batch it holds
+  EXPECT_EQ(per[1].dropped, 0u);        // the good one lost nothing
+  EXPECT_EQ(good->count(), per[1].exported);
+  // The newest event made it to the good exporter.
+  const auto events = good->events();
+  ASSERT_FALSE(events.empty());
+  std::set<std::uint64_t> seqs;
+  for (const auto& e : events) seqs.insert(e.rows);
+  EXPECT_TRUE(seqs.count(4999));
+  sink->release();
+  c.shutdown();
+  expect_balanced(c.counters());
+}
+
+TEST(Collector, RingDropsOldestWhenCollectorOutpacesBatches) {
+  // A tiny ring and a large batch: the ring overflows before a batch is due.
+  auto sink = std::make_shared<CollectingExporter>();
+  sg::Collector c({.queue_size = 16, .batch_max = 16, .flush_interval = 10s, .drop_oldest = true});
+  c.add_exporter(sink);
+  for (std::uint64_t i = 0; i < 15; ++i) c.enqueue(make_event(i));
+  ASSERT_TRUE(c.flush());
+  EXPECT_EQ(sink->count(), 15u);
+  EXPECT_EQ(c.counters().dropped, 0u);
+  c.shutdown();
+}
+
+TEST(Collector, DropNewestKeepsTheOldest) {
+  auto sink = std::make_shared<CollectingExporter>("stalled", CollectingExporter::Mode::stall);
+  sg::Collector keep_old({.queue_size = 32, .batch_max = 32, .flush_interval = 10s, .drop_oldest = false});
+  keep_old.add_exporter(sink);
+  // Flood in one go: the collector drains it in bulk into a 32-slot ring.
+  for (std::uint64_t i = 0; i < 200; ++i) keep_old.enqueue(make_event(i));
+  ASSERT_TRUE(eventually([&] { return sink->stalled(); }));
+  sink->release();
+  ASSERT_TRUE(keep_old.flush());
+  const auto events = sink->events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().rows, 0u);  // the first events were kept, later ones dropped
+  const auto counters = keep_old.counters();
+  EXPECT_EQ(counters.enqueued, 200u);
+  EXPECT_EQ(counters.exported + counters.dropped, 200u);
+  EXPECT_EQ(sink->count(), counters.exported);
+}
+
+TEST(Collector, FailingAndThrowingExportersAreCountedAndIsolated) {
+  auto failing = std::make_shared<CollectingExporter>("failing", CollectingExporter::Mode::fail);
+  auto throwing = std::make_shared<CollectingExporter>("throwing", CollectingExporter::Mode::throw_error);
+  auto good = std::make_shared<CollectingExporter>("good");
+  sg::Collector c({.batch_max = 10});
+  c.add_exporter(failing);
+  c.add_exporter(throwing);
+  c.add_exporter(good);
+  for (std::uint64_t i = 0; i < 100; ++i) c.enqueue(make_event(i));
+  ASSERT_TRUE(c.flush());
+  EXPECT_EQ(good->count(), 100u);
+  const auto per = c.exporter_counters();
+  ASSERT_EQ(per.size(), 3u);
+  EXPECT_EQ(per[0].name, "failing");
+  EXPECT_EQ(per[0].failed, 100u);
+  EXPECT_EQ(per[1].failed, 100u);
+  EXPECT_EQ(per[2].exported, 100u);
+  EXPECT_EQ(c.counters().export_errors, 200u);
+}
+
+TEST(Collector, StalledExporterNeverBlocksProducersAndShutdownReturns) {
+  auto stalled = std::make_shared<CollectingExporter>("stalled", CollectingExporter::Mode::stall);
+  auto good = std::make_shared<CollectingExporter>("good");
+  auto c = std::make_unique<sg::Collector>(sg::CollectorOptions{.batch_max = 16});
+  c->add_exporter(stalled);
+  c->add_exporter(good);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::uint64_t i = 0; i < 200'000; ++i) c->enqueue(make_event(i));
+  const auto producer_time = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(producer_time, 10s);  // would hang forever if producers waited on the exporter
+  ASSERT_TRUE(
+      eventually([&] { return c->counters().queued == 0 && good->count() == c->counters().exported; }));
+  EXPECT_FALSE(c->shutdown(200ms));  // the stalled one is abandoned, shutdown still returns
+  const auto per = c->exporter_counters();
+  EXPECT_EQ(per[1].exported, good->count());
+  c.reset();
+  stalled->release();  // let the abandoned worker finish; it holds its own references
+}
+
+TEST(Collector, ShutdownDrainsEverything) {
+  auto sink = std::make_shared<CollectingExporter>();
+  sg::Collector c({.batch_max = 1000, .flush_interval = 10s});
+  c.add_exporter(sink);
+  for (std::uint64_t i = 0; i < 777; ++i) c.enqueue(make_event(i));
+  EXPECT_TRUE(c.shutdown());
+  EXPECT_EQ(sink->count(), 777u);
+  EXPECT_EQ(sink->shutdowns(), 1);
+  EXPECT_TRUE(c.shutdown());  // idempotent
+}
+
+TEST(Collector, StatsAreFedByTheCollector) {
+  sg::Collector c;
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    sg::Event e = make_event(i, "stats.op");
+    e.start = sg::clock::realtime_ns();
+    e.duration = 1000 * (i + 1);
+    if (i % 10 == 0) e.status = sg::Status::error;
+    c.enqueue(e);
+  }
+  ASSERT_TRUE(c.flush());
+  const auto snap = c.stats().snapshot();
+  const sg::StatsEntry* entry = nullptr;
+  for (const auto& e : snap.entries)
+    if (e.name == "stats.op") entry = &e;
+  ASSERT_NE(entry, nullptr);
+  EXPECT_EQ(entry->count, 100u);
+  EXPECT_EQ(entry->errors, 10u);
+  EXPECT_NEAR(entry->p50_ns, 50'500, 50'500 * 0.02);
+  EXPECT_NEAR(entry->max_ns, 100'000, 100'000 * 0.01);
+}
+
+TEST(Collector, WorksInForkedChild) {
+  auto sink = std::make_shared<CollectingExporter>();
+  sg::Collector c({.batch_max = 10});
+  c.add_exporter(sink);
+  for (std::uint64_t i = 0; i < 50; ++i) c.enqueue(make_event(i));
+  ASSERT_TRUE(c.flush());
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Child: the collector's threads were restarted; events flow to the exporter copy.
+    const std::size_t before = sink->count();
+    for (std::uint64_t i = 0; i < 100; ++i) c.enqueue(make_event(1000 + i));
+    const bool flushed = c.flush(10s);
+    const bool ok = flushed && sink->count() == before + 100 && sink->forks() == 1;
+    _exit(ok ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // The parent keeps working too.
+  for (std::uint64_t i = 0; i < 50; ++i) c.enqueue(make_event(50 + i));
+  ASSERT_TRUE(c.flush());
+  EXPECT_EQ(sink->count(), 100u);
+  EXPECT_EQ(sink->forks(), 0);
+}
