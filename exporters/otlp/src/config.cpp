@@ -1,0 +1,342 @@
+// OtlpOptions from the standard OTEL_* environment variables, and the resource.
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include "spyglass/exporters/otlp.hpp"
+#include "spyglass/version.hpp"
+
+namespace spyglass::inline v0::otlp {
+
+double SamplerConfig::root_ratio() const noexcept {
+  switch (kind) {
+    case SamplerKind::always_on:
+    case SamplerKind::parentbased_always_on: return 1.0;
+    case SamplerKind::always_off:
+    case SamplerKind::parentbased_always_off: return 0.0;
+    case SamplerKind::traceidratio:
+    case SamplerKind::parentbased_traceidratio: return ratio;
+  }
+  return 1.0;
+}
+
+std::string_view to_string(SamplerKind kind) noexcept {
+  switch (kind) {
+    case SamplerKind::always_on: return "always_on";
+    case SamplerKind::always_off: return "always_off";
+    case SamplerKind::traceidratio: return "traceidratio";
+    case SamplerKind::parentbased_always_on: return "parentbased_always_on";
+    case SamplerKind::parentbased_always_off: return "parentbased_always_off";
+    case SamplerKind::parentbased_traceidratio: return "parentbased_traceidratio";
+  }
+  return "parentbased_always_on";
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (char& c : r) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return r;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding (W3C Baggage octets). Returns false on a malformed escape.
+bool percent_decode(std::string_view in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;
+    const int hi = hex_value(in[i + 1]);
+    const int lo = hex_value(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return true;
+}
+
+class EnvReader {
+ public:
+  EnvReader(std::vector<std::string>* warnings, const EnvLookup& lookup)
+      : warnings_(warnings), lookup_(lookup) {}
+
+  // The value of `name`, or null when unset or empty (empty means unset for OTEL_*).
+  const char* get(const char* name) const {
+    const char* v = lookup_ ? lookup_(name) : std::getenv(name);
+    return (v != nullptr && *v != '\0') ? v : nullptr;
+  }
+
+  void warn(const char* name, std::string_view value, std::string_view why) const {
+    std::string msg = "spyglass otlp: ignoring ";
+    msg += name;
+    msg += "='";
+    msg += value;
+    msg += "': ";
+    msg += why;
+    std::fprintf(stderr, "%s\n", msg.c_str());
+    if (warnings_ != nullptr) warnings_->push_back(std::move(msg));
+  }
+
+ private:
+  std::vector<std::string>* warnings_;
+  const EnvLookup& lookup_;
+};
+
+bool valid_url(std::string_view v) {
+  const auto scheme_end = v.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  const std::string scheme = lower(v.substr(0, scheme_end));
+  if (scheme != "http" && scheme != "https") return false;
+  const std::string_view rest = v.substr(scheme_end + 3);
+  return !rest.empty() && rest.front() != '/';
+}
+
+// "k1=v1,k2=v2" with percent-encoded values. Malformed entries are skipped with a warning.
+std::vector<std::pair<std::string, std::string>> parse_pairs(const EnvReader& env, const char* name,
+                                                             std::string_view value) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::size_t pos = 0;
+  while (pos <= value.size()) {
+    std::size_t comma = value.find(',', pos);
+    if (comma == std::string_view::npos) comma = value.size();
+    const std::string_view item = trim(value.substr(pos, comma - pos));
+    pos = comma + 1;
+    if (item.empty()) continue;
+    const std::size_t eq = item.find('=');
+    std::string k, v;
+    if (eq == std::string_view::npos || trim(item.substr(0, eq)).empty()) {
+      env.warn(name, item, "entry is not key=value");
+      continue;
+    }
+    if (!percent_decode(trim(item.substr(0, eq)), k) || !percent_decode(trim(item.substr(eq + 1)), v)) {
+      env.warn(name, item, "bad percent-encoding");
+      continue;
+    }
+    out.emplace_back(std::move(k), std::move(v));
+  }
+  return out;
+}
+
+template <typename T>
+bool parse_number(std::string_view s, T& out) {
+  s = trim(s);
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+void read_protocol(const EnvReader& env, const char* name, Protocol& p) {
+  const char* v = env.get(name);
+  if (v == nullptr) return;
+  const std::string s = lower(trim(v));
+  if (s == "http/protobuf") {
+    p = Protocol::http_protobuf;
+  } else if (s == "http/json") {
+    p = Protocol::http_json;
+  } else if (s == "grpc") {
+    env.warn(name, v, "grpc is not supported (http/protobuf or http/json)");
+  } else {
+    env.warn(name, v, "expected http/protobuf or http/json");
+  }
+}
+
+void read_compression(const EnvReader& env, const char* name, Compression& c) {
+  const char* v = env.get(name);
+  if (v == nullptr) return;
+  const std::string s = lower(trim(v));
+  if (s == "gzip") {
+    c = Compression::gzip;
+  } else if (s == "none") {
+    c = Compression::none;
+  } else {
+    env.warn(name, v, "expected gzip or none");
+  }
+}
+
+void read_timeout(const EnvReader& env, const char* name, std::chrono::milliseconds& t) {
+  const char* v = env.get(name);
+  if (v == nullptr) return;
+  long long ms = 0;
+  if (!parse_number(v, ms) || ms <= 0) {
+    env.warn(name, v, "expected a positive number of milliseconds");
+    return;
+  }
+  t = std::chrono::milliseconds(ms);
+}
+
+void read_headers(const EnvReader& env, const char* name,
+                  std::vector<std::pair<std::string, std::string>>& h) {
+  const char* v = env.get(name);
+  if (v == nullptr) return;
+  for (auto& kv : parse_pairs(env, name, v)) h.push_back(std::move(kv));
+}
+
+std::string join_path(std::string_view base, std::string_view suffix) {
+  while (!base.empty() && base.back() == '/') base.remove_suffix(1);
+  std::string s(base);
+  s += suffix;
+  return s;
+}
+
+std::string process_name() {
+  std::ifstream f("/proc/self/comm");
+  std::string n;
+  std::getline(f, n);
+  return n;
+}
+
+}  // namespace
+
+OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const EnvLookup& lookup) {
+  const EnvReader env(warnings, lookup);
+
+  if (const char* v = env.get("OTEL_SDK_DISABLED")) {
+    const std::string s = lower(trim(v));
+    if (s == "true") {
+      o.disabled = true;
+    } else if (s == "false") {
+      o.disabled = false;
+    } else {
+      env.warn("OTEL_SDK_DISABLED", v, "expected true or false");
+    }
+  }
+
+  if (const char* v = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+    if (valid_url(trim(v))) {
+      o.traces_endpoint = join_path(trim(v), "/v1/traces");
+      o.metrics_endpoint = join_path(trim(v), "/v1/metrics");
+    } else {
+      env.warn("OTEL_EXPORTER_OTLP_ENDPOINT", v, "expected an http:// or https:// URL");
+    }
+  }
+  if (const char* v = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
+    if (valid_url(trim(v))) {
+      o.traces_endpoint = std::string(trim(v));
+    } else {
+      env.warn("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v, "expected an http:// or https:// URL");
+    }
+  }
+  if (const char* v = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")) {
+    if (valid_url(trim(v))) {
+      o.metrics_endpoint = std::string(trim(v));
+    } else {
+      env.warn("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", v, "expected an http:// or https:// URL");
+    }
+  }
+
+  // The generic variable first, the per-signal one overrides it.
+  read_headers(env, "OTEL_EXPORTER_OTLP_HEADERS", o.traces_headers);
+  read_headers(env, "OTEL_EXPORTER_OTLP_HEADERS", o.metrics_headers);
+  read_headers(env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", o.traces_headers);
+  read_headers(env, "OTEL_EXPORTER_OTLP_METRICS_HEADERS", o.metrics_headers);
+  read_protocol(env, "OTEL_EXPORTER_OTLP_PROTOCOL", o.traces_protocol);
+  read_protocol(env, "OTEL_EXPORTER_OTLP_PROTOCOL", o.metrics_protocol);
+  read_protocol(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", o.traces_protocol);
+  read_protocol(env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", o.metrics_protocol);
+  read_compression(env, "OTEL_EXPORTER_OTLP_COMPRESSION", o.traces_compression);
+  read_compression(env, "OTEL_EXPORTER_OTLP_COMPRESSION", o.metrics_compression);
+  read_compression(env, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", o.traces_compression);
+  read_compression(env, "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", o.metrics_compression);
+  read_timeout(env, "OTEL_EXPORTER_OTLP_TIMEOUT", o.traces_timeout);
+  read_timeout(env, "OTEL_EXPORTER_OTLP_TIMEOUT", o.metrics_timeout);
+  read_timeout(env, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", o.traces_timeout);
+  read_timeout(env, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", o.metrics_timeout);
+
+  if (const char* v = env.get("OTEL_METRIC_EXPORT_INTERVAL")) {
+    long long ms = 0;
+    if (parse_number(v, ms) && ms > 0) {
+      o.metrics_interval = std::chrono::milliseconds(ms);
+    } else {
+      env.warn("OTEL_METRIC_EXPORT_INTERVAL", v, "expected a positive number of milliseconds");
+    }
+  }
+
+  if (const char* v = env.get("OTEL_RESOURCE_ATTRIBUTES")) {
+    for (auto& [k, val] : parse_pairs(env, "OTEL_RESOURCE_ATTRIBUTES", v)) {
+      o.resource_attributes.push_back({std::move(k), AttributeValue(std::move(val))});
+    }
+  }
+  if (const char* v = env.get("OTEL_SERVICE_NAME")) o.service_name = std::string(trim(v));
+
+  if (const char* v = env.get("OTEL_TRACES_SAMPLER")) {
+    const std::string s = lower(trim(v));
+    bool known = false;
+    for (SamplerKind k : {SamplerKind::always_on, SamplerKind::always_off, SamplerKind::traceidratio,
+                          SamplerKind::parentbased_always_on, SamplerKind::parentbased_always_off,
+                          SamplerKind::parentbased_traceidratio}) {
+      if (s == to_string(k)) {
+        o.sampler.kind = k;
+        known = true;
+      }
+    }
+    if (!known) {
+      env.warn("OTEL_TRACES_SAMPLER", v,
+               "expected always_on, always_off, traceidratio, parentbased_always_on, "
+               "parentbased_always_off or parentbased_traceidratio");
+    }
+  }
+  if (const char* v = env.get("OTEL_TRACES_SAMPLER_ARG")) {
+    const bool ratio_kind = o.sampler.kind == SamplerKind::traceidratio ||
+                            o.sampler.kind == SamplerKind::parentbased_traceidratio;
+    double r = 0;
+    if (!parse_number(v, r) || !(r >= 0.0 && r <= 1.0)) {
+      env.warn("OTEL_TRACES_SAMPLER_ARG", v, "expected a ratio in [0, 1]");
+      if (ratio_kind) o.sampler.ratio = 1.0;
+    } else if (ratio_kind) {
+      o.sampler.ratio = r;
+    }
+  }
+  return o;
+}
+
+std::vector<Attribute> make_resource(const OtlpOptions& o) {
+  std::vector<Attribute> r;
+  std::string service = o.service_name;
+  if (service.empty()) {
+    for (const Attribute& a : o.resource_attributes) {
+      if (a.key == "service.name" && std::holds_alternative<std::string>(a.value)) {
+        service = std::get<std::string>(a.value);
+      }
+    }
+  }
+  if (service.empty()) service = "unknown_service:" + process_name();
+  r.push_back({"service.name", service});
+  if (!o.service_version.empty()) r.push_back({"service.version", o.service_version});
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0')
+    r.push_back({"host.name", std::string(host)});
+  r.push_back({"process.pid", std::int64_t{::getpid()}});
+  r.push_back({"telemetry.sdk.name", std::string("spyglass")});
+  r.push_back({"telemetry.sdk.language", std::string("cpp")});
+  r.push_back({"telemetry.sdk.version", std::string(SPYGLASS_VERSION_STRING)});
+  for (const Attribute& a : o.resource_attributes) {
+    bool taken = false;
+    for (const Attribute& b : r) taken = taken || b.key == a.key;
+    if (!taken) r.push_back(a);
+  }
+  return r;
+}
+
+}  // namespace spyglass::inline v0::otlp

@@ -1,0 +1,60 @@
+#pragma once
+// One OTLP/HTTP request at a time over libcurl, plus gzip. Private to the exporter.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace spyglass::inline v0::otlp::detail {
+
+/// gzip-compresses `in` into `out` (replacing it). Returns false if zlib failed.
+bool gzip(std::string_view in, std::string& out);
+
+/// What one POST came back with.
+struct HttpResult {
+  int curl_code = 0;  ///< CURLcode; 0 when an HTTP response arrived.
+  long status = 0;    ///< HTTP status, 0 without a response.
+  std::string body;   ///< Response body.
+  std::string content_type;
+  std::optional<std::chrono::milliseconds> retry_after;  ///< From a Retry-After header.
+  std::string error;                                     ///< curl's message when curl_code != 0.
+  bool aborted = false;                                  ///< Stopped by the abort flag.
+};
+
+/// Whether a result may succeed when tried again: 429, 502, 503, 504, and transport
+/// failures (refused, reset, closed without a response, timed out).
+bool retryable(const HttpResult& r);
+
+/// A reusable libcurl easy handle (keeps the connection alive between requests).
+/// Not thread-safe: one client per thread.
+class HttpClient {
+ public:
+  HttpClient();
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  /// POSTs `body`. `abort` is polled during the transfer; when it becomes true the
+  /// request stops early with aborted set.
+  HttpResult post(const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
+                  std::string_view content_type, bool gzipped, std::string_view body,
+                  std::chrono::milliseconds timeout, const std::atomic<bool>* abort);
+
+  /// Drops the handle (and its connections) without using it; for a child after fork().
+  void forget() noexcept;
+
+ private:
+  void* curl_ = nullptr;
+};
+
+/// Rejected item count in an Export*ServiceResponse partial_success (protobuf or JSON
+/// body), 0 when there is none or the body cannot be read. `json_key` is "rejectedSpans"
+/// or "rejectedDataPoints".
+std::int64_t partial_rejected(const HttpResult& r, std::string_view json_key);
+
+}  // namespace spyglass::inline v0::otlp::detail
