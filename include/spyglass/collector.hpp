@@ -19,14 +19,15 @@ class StatsStore;
 
 /// Settings of a Collector. Every field has a default that works on one machine.
 struct CollectorOptions {
-  /// Capacity of the collector's ring of pending events. When it is full the oldest
-  /// event is evicted (drop_oldest) or the incoming one is discarded; both are counted.
+  /// Events that may wait for each exporter. When an exporter falls this far behind, its
+  /// oldest pending batch is dropped (drop_oldest) or the incoming batch is; both counted
+  /// in that exporter's `dropped`.
   std::size_t queue_size = 2048;
   /// Largest batch handed to an exporter.
   std::size_t batch_max = 128;
   /// A partial batch is exported once its oldest event has waited this long.
   std::chrono::milliseconds flush_interval{100};
-  /// true: a full ring evicts its oldest event; false: it discards the newest.
+  /// true: a full exporter buffer evicts its oldest batch; false: it discards the newest.
   bool drop_oldest = true;
   /// Capacity of the lock-free hand-off queue the hot path writes into (events). The
   /// collector thread empties it every drain_interval; while it is full, new events are
@@ -34,9 +35,6 @@ struct CollectorOptions {
   std::size_t transit_size = 8192;
   /// How long the collector thread sleeps when it finds nothing to drain (>= 1 ms).
   std::chrono::microseconds drain_interval{1000};
-  /// Events an exporter may have waiting before its oldest batch is dropped (0 means
-  /// queue_size). Bounds memory when an exporter stalls.
-  std::size_t exporter_buffer = 0;
   /// Window of the StatsStore the collector feeds.
   std::chrono::seconds stats_window{15 * 60};
 };
@@ -46,10 +44,10 @@ struct CollectorOptions {
 /// flight. Counters are monotonic except `queued`.
 struct CollectorCounters {
   std::uint64_t enqueued = 0;       ///< Offered by producers through enqueue().
-  std::uint64_t dropped = 0;        ///< Discarded before reaching exporters (transit full, ring eviction).
-  std::uint64_t exported = 0;       ///< Handed to the exporter stage (all exporters).
-  std::uint64_t export_errors = 0;  ///< Events in batches an exporter failed or dropped.
-  std::uint64_t queued = 0;         ///< In transit or in the ring right now.
+  std::uint64_t dropped = 0;        ///< Discarded at once because the transit queue was full.
+  std::uint64_t exported = 0;       ///< Passed on to every exporter's buffer.
+  std::uint64_t export_errors = 0;  ///< Sum over exporters of events failed or shed (see ExporterCounters).
+  std::uint64_t queued = 0;         ///< In the transit queue or the batch being filled right now.
 };
 
 /// Per-exporter accounting: `received == exported + failed + dropped + pending`.

@@ -1,7 +1,8 @@
-// The collector: producers try_enqueue into a lock-free moodycamel queue (the transit);
-// one collector thread drains it in bulk every drain_interval into a bounded ring it owns
-// (where drop-oldest happens, so no producer ever dequeues or spins), converts clock ticks
-// to ns, feeds the StatsStore, and hands batches to one worker thread per exporter.
+// The collector: producers try_enqueue into a lock-free moodycamel queue (the transit)
+// and never dequeue, evict or spin. One collector thread drains it in bulk every
+// drain_interval, converts clock ticks to ns, feeds the StatsStore, cuts batches, and
+// hands each batch to one worker thread per exporter. Each exporter has a bounded buffer
+// of queue_size events where drop-oldest happens when that exporter falls behind.
 #include "spyglass/collector.hpp"
 
 #include <pthread.h>
@@ -55,6 +56,7 @@ struct Stage {
   std::shared_ptr<Exporter> exporter;
   std::string name;
   std::size_t capacity = 0;
+  bool drop_oldest = true;
 
   std::mutex m;
   std::condition_variable cv;
@@ -77,13 +79,16 @@ struct Stage {
   std::atomic<std::uint64_t> failed{0};
   std::atomic<std::uint64_t> dropped{0};
 
-  // Collector thread: queue a copy of [a, a+na) + [b, b+nb). Drops the oldest pending
-  // batches when the exporter has fallen `capacity` events behind.
-  void offer(const Event* a, std::size_t na, const Event* b, std::size_t nb) {
-    const std::size_t n = na + nb;
+  // Collector thread: queue a copy of the batch. When the exporter has fallen `capacity`
+  // events behind, drops its oldest pending batches (or this one, without drop_oldest).
+  void offer(const Event* a, std::size_t n) {
     std::lock_guard<std::mutex> lock(m);
     received.fetch_add(n, std::memory_order_relaxed);
     if (exited || abandoned) {
+      dropped.fetch_add(n, std::memory_order_relaxed);
+      return;
+    }
+    if (!drop_oldest && !pending.empty() && pending_events + n > capacity) {
       dropped.fetch_add(n, std::memory_order_relaxed);
       return;
     }
@@ -98,8 +103,7 @@ struct Stage {
       batch = std::move(spare.back());
       spare.pop_back();
     }
-    batch.assign(a, a + na);
-    batch.insert(batch.end(), b, b + nb);
+    batch.assign(a, a + n);
     pending.push_back(std::move(batch));
     pending_events += n;
     cv.notify_one();
@@ -175,14 +179,12 @@ struct CollectorImpl {
   explicit CollectorImpl(const CollectorOptions& o)
       : options(o),
         transit(std::max<std::size_t>(o.transit_size, TransitTraits::BLOCK_SIZE)),
-        ring(std::max<std::size_t>(o.queue_size, 1)),
         stats(StatsOptions{.window = o.stats_window}) {
     if (options.batch_max == 0) options.batch_max = 1;
-    if (options.queue_size == 0) options.queue_size = 1;
+    options.queue_size = std::max(options.queue_size, options.batch_max);
     if (options.drain_interval < std::chrono::milliseconds(1))
       options.drain_interval = std::chrono::milliseconds(1);
-    if (options.exporter_buffer == 0) options.exporter_buffer = options.queue_size;
-    options.exporter_buffer = std::max(options.exporter_buffer, options.batch_max);
+    batch.reserve(options.batch_max);
   }
 
   CollectorOptions options;
@@ -197,13 +199,10 @@ struct CollectorImpl {
 
   // Owned by the collector thread; cycle_mutex is held while it drains and dispatches.
   std::mutex cycle_mutex;
-  std::vector<Event> ring;
-  std::size_t ring_head = 0;
-  std::size_t ring_size = 0;
-  std::chrono::steady_clock::time_point ring_oldest;
+  std::vector<Event> batch;  // the batch being filled, at most batch_max
+  std::chrono::steady_clock::time_point batch_started;
   std::vector<std::shared_ptr<Stage>> stages;
-  std::atomic<std::size_t> ring_size_seen{0};
-  std::atomic<std::uint64_t> ring_dropped{0};
+  std::atomic<std::size_t> batch_size_seen{0};
   std::atomic<std::uint64_t> exported{0};
 
   StatsStore stats;
@@ -243,30 +242,11 @@ struct CollectorImpl {
     slots.erase(it);
   }
 
-  void push_ring(const Event& e) {
-    const std::size_t cap = ring.size();
-    if (ring_size == 0) ring_oldest = std::chrono::steady_clock::now();
-    if (ring_size < cap) {
-      ring[(ring_head + ring_size) % cap] = e;
-      ++ring_size;
-    } else if (options.drop_oldest) {
-      ring[ring_head] = e;
-      ring_head = (ring_head + 1) % cap;
-      ring_dropped.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      ring_dropped.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
-
-  // Hands the oldest `n` ring events to every exporter.
-  void dispatch(std::size_t n) {
-    const std::size_t cap = ring.size();
-    const std::size_t first = std::min(n, cap - ring_head);
-    for (auto& s : stages) s->offer(&ring[ring_head], first, ring.data(), n - first);
-    ring_head = (ring_head + n) % cap;
-    ring_size -= n;
-    if (ring_size > 0) ring_oldest = std::chrono::steady_clock::now();
-    exported.fetch_add(n, std::memory_order_relaxed);
+  // Hands the batch being filled to every exporter.
+  void dispatch() {
+    for (auto& st : stages) st->offer(batch.data(), batch.size());
+    exported.fetch_add(batch.size(), std::memory_order_relaxed);
+    batch.clear();
   }
 
   // One pass: drain the transit, then dispatch full batches (and partial ones when due).
@@ -287,19 +267,20 @@ struct CollectorImpl {
         }
       }
       stats.record(std::span<const Event>(buf.data(), n));
-      for (std::size_t i = 0; i < n; ++i) push_ring(buf[i]);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (batch.empty()) batch_started = std::chrono::steady_clock::now();
+        batch.push_back(buf[i]);
+        if (batch.size() >= options.batch_max) dispatch();
+      }
       total += n;
-      while (ring_size >= options.batch_max) dispatch(options.batch_max);
       // Bound one pass so a flood cannot starve the partial-batch timer or shutdown.
-      if (total >= options.queue_size + transit_capacity() && !draining) break;
+      if (total >= options.transit_size && !draining) break;
     }
     const bool due =
-        ring_size > 0 && (draining || flush_seq > flush_done.load(std::memory_order_relaxed) ||
-                          std::chrono::steady_clock::now() - ring_oldest >= options.flush_interval);
-    if (due) {
-      while (ring_size > 0) dispatch(std::min(ring_size, options.batch_max));
-    }
-    ring_size_seen.store(ring_size, std::memory_order_relaxed);
+        !batch.empty() && (draining || flush_seq > flush_done.load(std::memory_order_relaxed) ||
+                           std::chrono::steady_clock::now() - batch_started >= options.flush_interval);
+    if (due) dispatch();
+    batch_size_seen.store(batch.size(), std::memory_order_relaxed);
     if (flush_seq > flush_done.load(std::memory_order_relaxed)) {
       for (auto& s : stages) {
         std::lock_guard<std::mutex> sl(s->m);
@@ -310,8 +291,6 @@ struct CollectorImpl {
     }
     return total;
   }
-
-  std::size_t transit_capacity() const noexcept { return options.transit_size; }
 
   void run() {
     moodycamel::ConsumerToken ctok(transit);
@@ -504,7 +483,8 @@ void Collector::add_exporter(std::shared_ptr<Exporter> exporter) {
   auto stage = std::make_shared<detail::Stage>();
   stage->name = std::string(exporter->name());
   stage->exporter = std::move(exporter);
-  stage->capacity = impl_->options.exporter_buffer;
+  stage->capacity = impl_->options.queue_size;
+  stage->drop_oldest = impl_->options.drop_oldest;
   std::lock_guard<std::mutex> lock(impl_->cycle_mutex);
   if (impl_->stop.load()) return;
   detail::Stage* raw = stage.get();
@@ -615,10 +595,8 @@ CollectorCounters Collector::counters() const {
       c.dropped += rejected;
     }
   }
-  const std::uint64_t evicted = impl.ring_dropped.load(std::memory_order_relaxed);
-  c.dropped += evicted;
   c.exported = impl.exported.load(std::memory_order_relaxed);
-  c.queued = impl_->transit.size_approx() + impl.ring_size_seen.load(std::memory_order_relaxed);
+  c.queued = impl_->transit.size_approx() + impl.batch_size_seen.load(std::memory_order_relaxed);
   for (const auto& s : exporter_counters()) c.export_errors += s.failed + s.dropped;
   return c;
 }

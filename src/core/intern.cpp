@@ -13,8 +13,8 @@ namespace {
 // FNV-1a is short and good enough for an open-addressing table keyed on full text.
 std::uint64_t hash_text(std::string_view s) noexcept {
   std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
+  for (const char c : s) {
+    h ^= static_cast<unsigned char>(c);
     h *= 0x100000001b3ULL;
   }
   return h ^ (h >> 29);
