@@ -191,30 +191,10 @@ class JsonWriter {
   }
   /// A finite double in the shortest form that reads back to the same value;
   /// NaN and infinities, which JSON cannot express, are written as `null`.
-  void value(double d) {
-    if (!std::isfinite(d)) {
-      null();
-      return;
-    }
-    sep();
-    char buf[32];
-    const auto r = std::to_chars(buf, buf + sizeof buf, d);
-    out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
-    need_comma_ = true;
-  }
+  void value(double d) { floating(d); }
   /// A finite float in its own shortest round-trip form (not widened to double first,
   /// which would print 0.1f as 0.10000000149011612); NaN and infinities become `null`.
-  void value(float f) {
-    if (!std::isfinite(f)) {
-      null();
-      return;
-    }
-    sep();
-    char buf[24];
-    const auto r = std::to_chars(buf, buf + sizeof buf, f);
-    out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
-    need_comma_ = true;
-  }
+  void value(float f) { floating(f); }
   /// `null`.
   void null() {
     sep();
@@ -242,6 +222,25 @@ class JsonWriter {
     sep();
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
+    need_comma_ = true;
+  }
+
+  template <typename T>
+  void floating(T v) {
+    if (!std::isfinite(v)) {
+      null();
+      return;
+    }
+    sep();
+    char buf[40];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    // Shortest form may be a long digit string (2^64 prints as 18446744073709552000),
+    // which parsers that read integers as int64/uint64 reject; use the exponent form then.
+    const std::string_view txt(buf, static_cast<std::size_t>(r.ptr - buf));
+    if (txt.size() > 16 && txt.find_first_of(".e") == std::string_view::npos) {
+      r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+    }
     out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
     need_comma_ = true;
   }

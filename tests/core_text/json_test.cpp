@@ -305,10 +305,11 @@ TEST(JsonWriter, IntegersOfEveryType) {
 }
 
 TEST(JsonWriter, DoublesRoundTripShortestAndNonFiniteIsNull) {
-  const std::vector<double> values = {0.0,      -0.0,    0.1,    1.0 / 3.0,
-                                      1e300,    -1e-300, 5e-324, 1.5e-3,
-                                      123456.0, 2.5,     -7.25,  std::numeric_limits<double>::max(),
-                                      1e21,     1e-7};
+  const std::vector<double> values = {
+      0.0, -0.0, 0.1, 1.0 / 3.0, 1e300, -1e-300, 5e-324, 1.5e-3, 123456.0, 2.5, -7.25,
+      std::numeric_limits<double>::max(), 1e21, 1e-7,
+      // Shortest form is a 20+ digit integer, too big for int64/uint64 readers.
+      18446744073709551616.0, 1.2345678901234567e+20, -9.3e18};
   std::string out;
   sg::JsonWriter w(out);
   w.begin_array();
