@@ -1,0 +1,127 @@
+#pragma once
+/// The run history: an SQLite database of runs, their samples and (for analytics) alerts.
+///
+/// Schema (user_version 2, application_id 0x5350594c "SPYL"), all times in ns:
+///   runs(id INTEGER PRIMARY KEY, label, command, args (JSON array), cwd, host, git_commit,
+///        start_unix_ns, end_unix_ns, duration_ns, exit_code, signal, kill_reason, error,
+///        user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes,
+///        write_bytes, rchar, wchar, peak_threads, peak_processes, vol_ctx, invol_ctx,
+///        minflt, majflt, monitor_cpu_ns, stdout_tail, stderr_tail)
+///   samples(run_id -> runs.id ON DELETE CASCADE, t_ns (since the run's start),
+///        processes, threads, fds, cpu_user_ns, cpu_sys_ns, cpu_user_pct, cpu_sys_pct,
+///        rss_bytes, vms_bytes, pss_bytes, uss_bytes, read_bytes, write_bytes, rchar, wchar,
+///        vol_ctx, invol_ctx, minflt, majflt; PRIMARY KEY (run_id, t_ns))
+///   alerts(id INTEGER PRIMARY KEY, run_id -> runs.id ON DELETE CASCADE, label,
+///        created_unix_ns, kind, metric, severity, value, baseline, message)   [since v2]
+///   spyglass_meta(key PRIMARY KEY, value)
+/// Indexes: runs(label, start_unix_ns), runs(start_unix_ns), alerts(label, created_unix_ns),
+/// alerts(run_id).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "spyglass/config.hpp"
+#include "spyglass/monitor/record.hpp"
+
+namespace spyglass::inline v0::monitor {
+
+/// Why a history operation failed.
+enum class HistoryErrorKind {
+  not_a_database,  ///< the file is not SQLite at all (left untouched)
+  foreign,         ///< SQLite, but not a spyglass history (left untouched)
+  newer_schema,    ///< written by a newer spyglass
+  corrupt,         ///< SQLite reports corruption (left untouched)
+  full,            ///< disk or file-size limit reached
+  io,              ///< any other SQLite or file error
+};
+
+/// Thrown by History. what() is a complete message naming the file.
+class SPYGLASS_API HistoryError : public std::runtime_error {
+ public:
+  HistoryError(HistoryErrorKind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind) {}
+  [[nodiscard]] HistoryErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  HistoryErrorKind kind_;
+};
+
+/// Which runs to list.
+struct HistoryQuery {
+  std::string label;        ///< empty: every label
+  std::size_t limit = 20;   ///< newest first
+  bool with_tails = false;  ///< also load stdout/stderr tails
+};
+
+/// What to keep. Runs that fail either rule are deleted; runs in the older half of what
+/// is kept have their samples thinned to at most `thin_to` points first.
+struct RetentionPolicy {
+  std::optional<std::size_t> keep_last_per_label;
+  std::optional<double> max_age_days;
+  std::size_t thin_to = 200;
+};
+
+/// What apply_retention() removed.
+struct RetentionResult {
+  std::uint64_t runs_deleted = 0;
+  std::uint64_t samples_deleted = 0;
+};
+
+/// A connection to a history database.
+///
+/// Not thread-safe: use one History per thread. Any number of processes may use the same
+/// file at once (WAL mode, busy timeout, one IMMEDIATE transaction per write), and no
+/// write is lost. A file that is not a spyglass history is reported and never modified.
+class SPYGLASS_API History {
+ public:
+  /// The schema this build writes.
+  static constexpr int kSchemaVersion = 2;
+  /// The database's application_id ("SPYL").
+  static constexpr std::int32_t kApplicationId = 0x5350594c;
+
+  struct Options {
+    bool create = true;                   ///< create the file when missing (not its directory)
+    int schema_version = kSchemaVersion;  ///< migrate up to this version (tests use older ones)
+    int busy_timeout_ms = 30000;          ///< how long a writer waits for another
+  };
+
+  /// Opens (creating and migrating when needed). Throws HistoryError.
+  static History open(const std::string& path, Options options);
+  static History open(const std::string& path) { return open(path, Options{}); }
+
+  History(History&&) noexcept;
+  History& operator=(History&&) noexcept;
+  ~History();
+
+  /// The schema version of the open database.
+  [[nodiscard]] int schema_version() const;
+
+  /// Stores `r` (its id is ignored and set) and its samples in one transaction; sample
+  /// times are stored relative to `t0_ns`. Returns the new id. Throws HistoryError.
+  std::int64_t insert(RunRecord& r, std::span<const Sample> samples, std::uint64_t t0_ns);
+
+  /// Runs, newest first.
+  std::vector<RunRecord> runs(const HistoryQuery& q);
+  /// One run with its tails; nullopt when there is no such id.
+  std::optional<RunRecord> run(std::int64_t id);
+  /// The samples of a run in time order (t_ns relative to the run's start).
+  std::vector<Sample> samples(std::int64_t run_id);
+  /// Up to `limit` runs of `label` older than run `before_id` that exited 0 without a
+  /// limit kill, newest first: the baseline a run is compared with.
+  std::vector<RunRecord> baseline(const std::string& label, std::int64_t before_id, std::size_t limit);
+
+  /// Thins and deletes according to `p`. Throws HistoryError.
+  RetentionResult apply_retention(const RetentionPolicy& p);
+
+ private:
+  struct Impl;
+  explicit History(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace spyglass::inline v0::monitor

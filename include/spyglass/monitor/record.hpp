@@ -1,0 +1,54 @@
+#pragma once
+/// The record of one monitored run, as `spyglass run` produces it and History stores it.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "spyglass/monitor/sampler.hpp"
+
+namespace spyglass::inline v0::monitor {
+
+/// One run of a command. Plain data; CPU, faults, context switches, read/write bytes and
+/// max_rss_bytes are exact kernel totals (wait4) over every process of the tree that was
+/// reaped; the peak_* values and rchar/wchar come from the samples.
+struct RunRecord {
+  std::int64_t id = 0;            ///< assigned by History::insert
+  std::string label;              ///< groups runs of the same job
+  std::string command;            ///< argv[0] as given
+  std::vector<std::string> args;  ///< argv[1..]
+  std::string cwd;
+  std::string host;
+  std::string git_commit;          ///< HEAD when run inside a git work tree, else empty
+  std::int64_t start_unix_ns = 0;  ///< CLOCK_REALTIME at spawn
+  std::int64_t end_unix_ns = 0;
+  std::int64_t duration_ns = 0;  ///< monotonic wall time from spawn to exit
+  int exit_code = 0;             ///< what `spyglass run` exits with (coreutils conventions)
+  int signal = 0;                ///< signal that ended the command, 0 when it exited
+  std::string kill_reason;       ///< "timeout", "max-rss", "max-cpu", "SIGINT"... or empty
+  std::string error;             ///< spawn failure ("No such file or directory"...) or empty
+  std::uint64_t user_cpu_ns = 0;
+  std::uint64_t sys_cpu_ns = 0;
+  std::uint64_t max_rss_bytes = 0;        ///< largest single process (as /usr/bin/time)
+  std::uint64_t peak_tree_rss_bytes = 0;  ///< largest sampled RSS sum over the tree
+  std::uint64_t read_bytes = 0;
+  std::uint64_t write_bytes = 0;
+  std::uint64_t rchar = 0;
+  std::uint64_t wchar = 0;
+  std::uint32_t peak_threads = 0;
+  std::uint32_t peak_processes = 0;
+  std::uint64_t vol_ctx = 0;
+  std::uint64_t invol_ctx = 0;
+  std::uint64_t minflt = 0;
+  std::uint64_t majflt = 0;
+  std::uint64_t monitor_cpu_ns = 0;  ///< CPU spent sampling (the monitor's own overhead)
+  std::string stdout_tail;           ///< last bytes of the command's stdout
+  std::string stderr_tail;           ///< last bytes of the command's stderr
+};
+
+/// Appends `r` as a JSON object. Reentrant.
+SPYGLASS_API void write_json(const RunRecord& r, std::string& out);
+/// Appends `s` as a JSON object; `t0_ns` is subtracted from the sample time. Reentrant.
+SPYGLASS_API void write_json(const Sample& s, std::uint64_t t0_ns, std::string& out);
+
+}  // namespace spyglass::inline v0::monitor

@@ -1,0 +1,28 @@
+#pragma once
+// Human-readable output of the spyglass command: sizes, durations, summaries, charts.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "spyglass/monitor/record.hpp"
+
+namespace spyglass::inline v0::cli {
+
+std::string format_bytes(std::uint64_t bytes);
+std::string format_seconds(double seconds);
+std::string format_time(std::int64_t unix_ns);
+
+/// The lines printed after a run: totals, and the comparison with `baseline`.
+std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::RunRecord>& baseline);
+
+/// One sparkline row per metric over time, `width` columns.
+std::string sample_chart(const std::vector<monitor::Sample>& samples, std::size_t width);
+
+/// The table `spyglass history` prints.
+std::string history_table(const std::vector<monitor::RunRecord>& runs);
+
+/// The details `spyglass show` prints (without the chart).
+std::string run_details(const monitor::RunRecord& r);
+
+}  // namespace spyglass::inline v0::cli

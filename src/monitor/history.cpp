@@ -1,0 +1,544 @@
+// History on SQLite: validation before any write, WAL, forward migrations keyed by
+// user_version, one IMMEDIATE transaction per write.
+
+#include "spyglass/monitor/history.hpp"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+
+#include "spyglass/json.hpp"
+
+namespace spyglass::inline v0::monitor {
+
+namespace {
+
+// Forward migrations: kMigrations[i] takes the schema from version i to i + 1.
+constexpr const char* kMigrations[] = {
+    // 0 -> 1: runs and samples.
+    R"sql(
+CREATE TABLE spyglass_meta(key TEXT PRIMARY KEY, value TEXT);
+INSERT INTO spyglass_meta(key, value) VALUES ('application', 'spyglass history');
+CREATE TABLE runs(
+  id INTEGER PRIMARY KEY,
+  label TEXT NOT NULL,
+  command TEXT NOT NULL,
+  args TEXT NOT NULL DEFAULT '[]',
+  cwd TEXT, host TEXT, git_commit TEXT,
+  start_unix_ns INTEGER NOT NULL, end_unix_ns INTEGER, duration_ns INTEGER,
+  exit_code INTEGER, signal INTEGER, kill_reason TEXT, error TEXT,
+  user_cpu_ns INTEGER, sys_cpu_ns INTEGER, max_rss_bytes INTEGER, peak_tree_rss_bytes INTEGER,
+  read_bytes INTEGER, write_bytes INTEGER, rchar INTEGER, wchar INTEGER,
+  peak_threads INTEGER, peak_processes INTEGER, vol_ctx INTEGER, invol_ctx INTEGER,
+  minflt INTEGER, majflt INTEGER, monitor_cpu_ns INTEGER,
+  stdout_tail TEXT, stderr_tail TEXT);
+CREATE INDEX runs_label_start ON runs(label, start_unix_ns);
+CREATE INDEX runs_start ON runs(start_unix_ns);
+CREATE TABLE samples(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  t_ns INTEGER NOT NULL,
+  processes INTEGER, threads INTEGER, fds INTEGER,
+  cpu_user_ns INTEGER, cpu_sys_ns INTEGER, cpu_user_pct REAL, cpu_sys_pct REAL,
+  rss_bytes INTEGER, vms_bytes INTEGER, pss_bytes INTEGER, uss_bytes INTEGER,
+  read_bytes INTEGER, write_bytes INTEGER, rchar INTEGER, wchar INTEGER,
+  vol_ctx INTEGER, invol_ctx INTEGER, minflt INTEGER, majflt INTEGER,
+  PRIMARY KEY (run_id, t_ns)) WITHOUT ROWID;
+)sql",
+    // 1 -> 2: alerts, written by the analytics.
+    R"sql(
+CREATE TABLE alerts(
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+  label TEXT NOT NULL,
+  created_unix_ns INTEGER NOT NULL,
+  kind TEXT NOT NULL, metric TEXT, severity TEXT,
+  value REAL, baseline REAL, message TEXT);
+CREATE INDEX alerts_label_created ON alerts(label, created_unix_ns);
+CREATE INDEX alerts_run ON alerts(run_id);
+)sql",
+};
+static_assert(std::size(kMigrations) == History::kSchemaVersion);
+
+constexpr const char* kRunColumns =
+    "id, label, command, args, cwd, host, git_commit, start_unix_ns, end_unix_ns, duration_ns, exit_code, "
+    "signal, kill_reason, error, user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes, "
+    "write_bytes, rchar, wchar, peak_threads, peak_processes, vol_ctx, invol_ctx, minflt, majflt, "
+    "monitor_cpu_ns";
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) s_ = nullptr;
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  ~Stmt() { sqlite3_finalize(s_); }
+  [[nodiscard]] bool ok() const { return s_ != nullptr; }
+  sqlite3_stmt* get() { return s_; }
+  void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
+  void bind(int i, std::uint64_t v) { sqlite3_bind_int64(s_, i, static_cast<sqlite3_int64>(v)); }
+  void bind(int i, int v) { sqlite3_bind_int(s_, i, v); }
+  void bind(int i, std::uint32_t v) { sqlite3_bind_int64(s_, i, v); }
+  void bind(int i, double v) { sqlite3_bind_double(s_, i, v); }
+  void bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void bind_null_if_empty(int i, const std::string& v) {
+    if (v.empty()) {
+      sqlite3_bind_null(s_, i);
+    } else {
+      bind(i, v);
+    }
+  }
+  std::int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
+  std::uint64_t u64(int c) { return static_cast<std::uint64_t>(sqlite3_column_int64(s_, c)); }
+  double f64(int c) { return sqlite3_column_double(s_, c); }
+  std::string text(int c) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+HistoryErrorKind kind_of(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_NOTADB: return HistoryErrorKind::not_a_database;
+    case SQLITE_CORRUPT: return HistoryErrorKind::corrupt;
+    case SQLITE_FULL: return HistoryErrorKind::full;
+    default: return HistoryErrorKind::io;
+  }
+}
+
+// args are stored as a JSON array so the sqlite3 CLI (json_each) can read them.
+std::string args_json(const std::vector<std::string>& args) {
+  std::string out;
+  JsonWriter w(out);
+  w.begin_array();
+  for (const auto& a : args) w.value(a);
+  w.end_array();
+  return out;
+}
+
+// Reads back what args_json wrote, using SQLite's own JSON parser.
+std::vector<std::string> parse_args(sqlite3* db, const std::string& json) {
+  std::vector<std::string> out;
+  Stmt s(db, "SELECT value FROM json_each(?)");
+  if (!s.ok()) return out;
+  s.bind(1, json);
+  while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(s.text(0));
+  return out;
+}
+
+}  // namespace
+
+struct History::Impl {
+  sqlite3* db = nullptr;
+  std::string path;
+  int version = 0;
+
+  ~Impl() {
+    if (db != nullptr) sqlite3_close_v2(db);
+  }
+
+  [[noreturn]] void fail(int rc, const std::string& what) const {
+    const HistoryErrorKind k = kind_of(rc);
+    std::string msg = "history database " + path + ": " + what + ": " +
+                      (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    if (k == HistoryErrorKind::corrupt || k == HistoryErrorKind::not_a_database) {
+      msg += " (the file was left untouched)";
+    }
+    throw HistoryError(k, msg);
+  }
+
+  void exec(const char* sql, const char* what) {
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) fail(rc, what);
+  }
+
+  std::int64_t scalar(const char* sql, const char* what) {
+    Stmt s(db, sql);
+    if (!s.ok()) fail(sqlite3_errcode(db), what);
+    const int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_ROW) return s.i64(0);
+    if (rc != SQLITE_DONE) fail(rc, what);
+    return 0;
+  }
+
+  // Begins an IMMEDIATE transaction (the write lock now, waiting on busy_timeout), so that
+  // concurrent writers queue instead of failing on lock upgrade.
+  struct Tx {
+    Impl& h;
+    bool done = false;
+    explicit Tx(Impl& impl) : h(impl) { h.exec("BEGIN IMMEDIATE", "begin transaction"); }
+    void commit() {
+      h.exec("COMMIT", "commit");
+      done = true;
+    }
+    ~Tx() {
+      if (!done) sqlite3_exec(h.db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  };
+
+  void open(const std::string& p, const Options& o) {
+    path = p;
+    struct stat st {};
+    const bool exists = ::stat(p.c_str(), &st) == 0;
+    if (!exists && !o.create)
+      throw HistoryError(HistoryErrorKind::io, "history database " + p + ": no such file");
+    if (exists && S_ISDIR(st.st_mode)) {
+      throw HistoryError(HistoryErrorKind::io, "history database " + p + ": is a directory");
+    }
+    if (exists && st.st_size > 0) {
+      // Checked before SQLite sees the file, so nothing at all is written to a foreign one.
+      char magic[16] = {};
+      std::ifstream in(p, std::ios::binary);
+      in.read(magic, sizeof magic);
+      if (!in || std::memcmp(magic, "SQLite format 3", 16) != 0) {
+        throw HistoryError(
+            HistoryErrorKind::not_a_database,
+            "history database " + p + ": not an SQLite database (the file was left untouched)");
+      }
+    }
+    int rc =
+        sqlite3_open_v2(p.c_str(), &db, SQLITE_OPEN_READWRITE | (o.create ? SQLITE_OPEN_CREATE : 0), nullptr);
+    if (rc != SQLITE_OK) fail(rc, "cannot open");
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, o.busy_timeout_ms);
+
+    const std::int64_t app_id = scalar("PRAGMA application_id", "read application_id");
+    const std::int64_t tables = scalar("SELECT count(*) FROM sqlite_master", "read schema");
+    version = static_cast<int>(scalar("PRAGMA user_version", "read user_version"));
+    if (app_id != kApplicationId && !(app_id == 0 && tables == 0 && version == 0)) {
+      throw HistoryError(
+          HistoryErrorKind::foreign,
+          "history database " + p +
+              ": an SQLite database that is not a spyglass history (the file was left untouched)");
+    }
+    if (version > kSchemaVersion) {
+      throw HistoryError(HistoryErrorKind::newer_schema,
+                         "history database " + p + ": schema version " + std::to_string(version) +
+                             " was written by a newer spyglass (this one reads up to " +
+                             std::to_string(kSchemaVersion) + ")");
+    }
+    {
+      Stmt s(db, "PRAGMA journal_mode=WAL");
+      rc = s.ok() ? sqlite3_step(s.get()) : sqlite3_errcode(db);
+      if (rc != SQLITE_ROW) fail(rc, "enable WAL");
+    }
+    exec("PRAGMA foreign_keys=ON", "enable foreign keys");
+    exec("PRAGMA synchronous=NORMAL", "set synchronous");  // durable at checkpoints in WAL mode
+
+    if (version < o.schema_version) {
+      Tx tx(*this);
+      // Another process may have migrated while we waited for the lock.
+      version = static_cast<int>(scalar("PRAGMA user_version", "read user_version"));
+      for (int v = version; v < o.schema_version; ++v) exec(kMigrations[v], "migrate schema");
+      if (version < o.schema_version) {
+        const std::string set = "PRAGMA application_id=" + std::to_string(kApplicationId) +
+                                "; PRAGMA user_version=" + std::to_string(o.schema_version);
+        exec(set.c_str(), "set schema version");
+        version = o.schema_version;
+      }
+      tx.commit();
+    }
+  }
+
+  void read_run(Stmt& s, RunRecord& r) {
+    int c = 0;
+    r.id = s.i64(c++);
+    r.label = s.text(c++);
+    r.command = s.text(c++);
+    r.args = parse_args(db, s.text(c++));
+    r.cwd = s.text(c++);
+    r.host = s.text(c++);
+    r.git_commit = s.text(c++);
+    r.start_unix_ns = s.i64(c++);
+    r.end_unix_ns = s.i64(c++);
+    r.duration_ns = s.i64(c++);
+    r.exit_code = static_cast<int>(s.i64(c++));
+    r.signal = static_cast<int>(s.i64(c++));
+    r.kill_reason = s.text(c++);
+    r.error = s.text(c++);
+    r.user_cpu_ns = s.u64(c++);
+    r.sys_cpu_ns = s.u64(c++);
+    r.max_rss_bytes = s.u64(c++);
+    r.peak_tree_rss_bytes = s.u64(c++);
+    r.read_bytes = s.u64(c++);
+    r.write_bytes = s.u64(c++);
+    r.rchar = s.u64(c++);
+    r.wchar = s.u64(c++);
+    r.peak_threads = static_cast<std::uint32_t>(s.u64(c++));
+    r.peak_processes = static_cast<std::uint32_t>(s.u64(c++));
+    r.vol_ctx = s.u64(c++);
+    r.invol_ctx = s.u64(c++);
+    r.minflt = s.u64(c++);
+    r.majflt = s.u64(c++);
+    r.monitor_cpu_ns = s.u64(c++);
+  }
+
+  std::vector<RunRecord> query_runs(const std::string& sql, const std::function<void(Stmt&)>& bind,
+                                    bool tails) {
+    Stmt s(db, sql.c_str());
+    if (!s.ok()) fail(sqlite3_errcode(db), "query runs");
+    bind(s);
+    std::vector<RunRecord> out;
+    int rc;
+    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+      RunRecord r;
+      read_run(s, r);
+      if (tails) {
+        r.stdout_tail = s.text(29);
+        r.stderr_tail = s.text(30);
+      }
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) fail(rc, "query runs");
+    return out;
+  }
+};
+
+History::History(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+History::History(History&&) noexcept = default;
+History& History::operator=(History&&) noexcept = default;
+History::~History() = default;
+
+History History::open(const std::string& path, Options options) {
+  if (options.schema_version < 1 || options.schema_version > kSchemaVersion) {
+    throw HistoryError(HistoryErrorKind::io, "history database " + path + ": unknown schema version " +
+                                                 std::to_string(options.schema_version));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->open(path, options);
+  return History(std::move(impl));
+}
+
+int History::schema_version() const { return impl_->version; }
+
+std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std::uint64_t t0_ns) {
+  Impl& h = *impl_;
+  Impl::Tx tx(h);
+  {
+    Stmt s(
+        h.db,
+        "INSERT INTO runs(label, command, args, cwd, host, git_commit, start_unix_ns, end_unix_ns, "
+        "duration_ns, exit_code, signal, kill_reason, error, user_cpu_ns, sys_cpu_ns, max_rss_bytes, "
+        "peak_tree_rss_bytes, read_bytes, write_bytes, rchar, wchar, peak_threads, peak_processes, vol_ctx, "
+        "invol_ctx, minflt, majflt, monitor_cpu_ns, stdout_tail, stderr_tail) VALUES "
+        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert run");
+    int i = 1;
+    s.bind(i++, r.label);
+    s.bind(i++, r.command);
+    s.bind(i++, args_json(r.args));
+    s.bind(i++, r.cwd);
+    s.bind(i++, r.host);
+    s.bind_null_if_empty(i++, r.git_commit);
+    s.bind(i++, r.start_unix_ns);
+    s.bind(i++, r.end_unix_ns);
+    s.bind(i++, r.duration_ns);
+    s.bind(i++, r.exit_code);
+    s.bind(i++, r.signal);
+    s.bind_null_if_empty(i++, r.kill_reason);
+    s.bind_null_if_empty(i++, r.error);
+    s.bind(i++, r.user_cpu_ns);
+    s.bind(i++, r.sys_cpu_ns);
+    s.bind(i++, r.max_rss_bytes);
+    s.bind(i++, r.peak_tree_rss_bytes);
+    s.bind(i++, r.read_bytes);
+    s.bind(i++, r.write_bytes);
+    s.bind(i++, r.rchar);
+    s.bind(i++, r.wchar);
+    s.bind(i++, r.peak_threads);
+    s.bind(i++, r.peak_processes);
+    s.bind(i++, r.vol_ctx);
+    s.bind(i++, r.invol_ctx);
+    s.bind(i++, r.minflt);
+    s.bind(i++, r.majflt);
+    s.bind(i++, r.monitor_cpu_ns);
+    s.bind(i++, r.stdout_tail);
+    s.bind(i++, r.stderr_tail);
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_DONE) h.fail(rc, "insert run");
+  }
+  const std::int64_t id = sqlite3_last_insert_rowid(h.db);
+  {
+    Stmt s(h.db,
+           "INSERT OR REPLACE INTO samples(run_id, t_ns, processes, threads, fds, cpu_user_ns, cpu_sys_ns, "
+           "cpu_user_pct, cpu_sys_pct, rss_bytes, vms_bytes, pss_bytes, uss_bytes, read_bytes, write_bytes, "
+           "rchar, wchar, vol_ctx, invol_ctx, minflt, majflt) VALUES "
+           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert samples");
+    for (const Sample& x : samples) {
+      sqlite3_reset(s.get());
+      int i = 1;
+      s.bind(i++, id);
+      s.bind(i++, x.t_ns >= t0_ns ? x.t_ns - t0_ns : std::uint64_t{0});
+      s.bind(i++, x.processes);
+      s.bind(i++, x.threads);
+      s.bind(i++, x.fds);
+      s.bind(i++, x.cpu_user_ns);
+      s.bind(i++, x.cpu_sys_ns);
+      s.bind(i++, x.cpu_user_pct);
+      s.bind(i++, x.cpu_sys_pct);
+      s.bind(i++, x.rss_bytes);
+      s.bind(i++, x.vms_bytes);
+      s.bind(i++, x.pss_bytes);
+      s.bind(i++, x.uss_bytes);
+      s.bind(i++, x.read_bytes);
+      s.bind(i++, x.write_bytes);
+      s.bind(i++, x.rchar);
+      s.bind(i++, x.wchar);
+      s.bind(i++, x.vol_ctx);
+      s.bind(i++, x.invol_ctx);
+      s.bind(i++, x.minflt);
+      s.bind(i++, x.majflt);
+      const int rc = sqlite3_step(s.get());
+      if (rc != SQLITE_DONE) h.fail(rc, "insert samples");
+    }
+  }
+  tx.commit();
+  r.id = id;
+  return id;
+}
+
+std::vector<RunRecord> History::runs(const HistoryQuery& q) {
+  std::string sql = std::string("SELECT ") + kRunColumns +
+                    (q.with_tails ? ", stdout_tail, stderr_tail" : "") + " FROM runs" +
+                    (q.label.empty() ? "" : " WHERE label = ?1") +
+                    " ORDER BY start_unix_ns DESC, id DESC LIMIT ?2";
+  return impl_->query_runs(
+      sql,
+      [&](Stmt& s) {
+        if (!q.label.empty()) s.bind(1, q.label);
+        s.bind(2, static_cast<std::int64_t>(q.limit));
+      },
+      q.with_tails);
+}
+
+std::optional<RunRecord> History::run(std::int64_t id) {
+  const std::string sql =
+      std::string("SELECT ") + kRunColumns + ", stdout_tail, stderr_tail FROM runs WHERE id = ?";
+  auto v = impl_->query_runs(
+      sql, [&](Stmt& s) { s.bind(1, id); }, true);
+  if (v.empty()) return std::nullopt;
+  return std::move(v.front());
+}
+
+std::vector<RunRecord> History::baseline(const std::string& label, std::int64_t before_id,
+                                         std::size_t limit) {
+  const std::string sql = std::string("SELECT ") + kRunColumns +
+                          " FROM runs WHERE label = ?1 AND id < ?2 AND exit_code = 0 AND kill_reason IS NULL "
+                          "AND error IS NULL ORDER BY start_unix_ns DESC, id DESC LIMIT ?3";
+  return impl_->query_runs(
+      sql,
+      [&](Stmt& s) {
+        s.bind(1, label);
+        s.bind(2, before_id);
+        s.bind(3, static_cast<std::int64_t>(limit));
+      },
+      false);
+}
+
+std::vector<Sample> History::samples(std::int64_t run_id) {
+  Impl& h = *impl_;
+  Stmt s(
+      h.db,
+      "SELECT t_ns, processes, threads, fds, cpu_user_ns, cpu_sys_ns, cpu_user_pct, cpu_sys_pct, rss_bytes, "
+      "vms_bytes, pss_bytes, uss_bytes, read_bytes, write_bytes, rchar, wchar, vol_ctx, invol_ctx, minflt, "
+      "majflt FROM samples WHERE run_id = ? ORDER BY t_ns");
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query samples");
+  s.bind(1, run_id);
+  std::vector<Sample> out;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    Sample x;
+    int c = 0;
+    x.t_ns = s.u64(c++);
+    x.processes = static_cast<std::uint32_t>(s.u64(c++));
+    x.threads = static_cast<std::uint32_t>(s.u64(c++));
+    x.fds = static_cast<std::uint32_t>(s.u64(c++));
+    x.cpu_user_ns = s.u64(c++);
+    x.cpu_sys_ns = s.u64(c++);
+    x.cpu_user_pct = s.f64(c++);
+    x.cpu_sys_pct = s.f64(c++);
+    x.rss_bytes = s.u64(c++);
+    x.vms_bytes = s.u64(c++);
+    x.pss_bytes = s.u64(c++);
+    x.uss_bytes = s.u64(c++);
+    x.read_bytes = s.u64(c++);
+    x.write_bytes = s.u64(c++);
+    x.rchar = s.u64(c++);
+    x.wchar = s.u64(c++);
+    x.vol_ctx = s.u64(c++);
+    x.invol_ctx = s.u64(c++);
+    x.minflt = s.u64(c++);
+    x.majflt = s.u64(c++);
+    out.push_back(x);
+  }
+  if (rc != SQLITE_DONE) h.fail(rc, "query samples");
+  return out;
+}
+
+RetentionResult History::apply_retention(const RetentionPolicy& p) {
+  Impl& h = *impl_;
+  RetentionResult res;
+  if (!p.keep_last_per_label && !p.max_age_days) return res;
+  const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  // rank: 1 = newest of its label. A run is dropped past the limits and thinned past half.
+  const std::int64_t keep = p.keep_last_per_label ? static_cast<std::int64_t>(*p.keep_last_per_label) : -1;
+  const std::int64_t max_age = p.max_age_days ? static_cast<std::int64_t>(*p.max_age_days * 86400e9) : -1;
+  const char* ranked =
+      "WITH ranked AS (SELECT id, start_unix_ns, row_number() OVER (PARTITION BY label ORDER BY "
+      "start_unix_ns "
+      "DESC, id DESC) AS rk FROM runs) ";
+  Impl::Tx tx(h);
+  {
+    const std::string thin =
+        std::string(ranked) +
+        ", old AS (SELECT id FROM ranked WHERE (?1 >= 0 AND rk > (?1 + 1) / 2) OR "
+        "(?2 >= 0 AND start_unix_ns < ?3 - ?2 / 2)) "
+        "DELETE FROM samples WHERE (run_id, t_ns) IN (SELECT run_id, t_ns FROM (SELECT "
+        "run_id, t_ns, row_number() OVER (PARTITION BY run_id ORDER BY t_ns) AS rn, count(*) "
+        "OVER (PARTITION BY run_id) AS n FROM samples WHERE run_id IN (SELECT id FROM old)) "
+        "WHERE n > ?4 AND rn != n AND (rn - 1) % ((n + ?4 - 1) / ?4) != 0)";
+    Stmt s(h.db, thin.c_str());
+    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "thin samples");
+    s.bind(1, keep);
+    s.bind(2, max_age);
+    s.bind(3, static_cast<std::int64_t>(now));
+    s.bind(4, static_cast<std::int64_t>(std::max<std::size_t>(p.thin_to, 2)));
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_DONE) h.fail(rc, "thin samples");
+    res.samples_deleted += static_cast<std::uint64_t>(sqlite3_changes(h.db));
+  }
+  {
+    const std::int64_t before = h.scalar("SELECT count(*) FROM samples", "count samples");
+    const std::string drop =
+        std::string(ranked) +
+        "DELETE FROM runs WHERE id IN (SELECT id FROM ranked WHERE (?1 >= 0 AND rk > ?1) OR "
+        "(?2 >= 0 AND start_unix_ns < ?3 - ?2))";
+    Stmt s(h.db, drop.c_str());
+    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "drop runs");
+    s.bind(1, keep);
+    s.bind(2, max_age);
+    s.bind(3, static_cast<std::int64_t>(now));
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_DONE) h.fail(rc, "drop runs");
+    res.runs_deleted = static_cast<std::uint64_t>(sqlite3_changes(h.db));
+    const std::int64_t after = h.scalar("SELECT count(*) FROM samples", "count samples");
+    res.samples_deleted += static_cast<std::uint64_t>(before - after);
+  }
+  tx.commit();
+  return res;
+}
+
+}  // namespace spyglass::inline v0::monitor

@@ -1,0 +1,81 @@
+// JSON forms of RunRecord and Sample, shared by `spyglass run --json`, `history --json`
+// and `show --json`.
+
+#include "spyglass/monitor/record.hpp"
+
+#include "spyglass/json.hpp"
+
+namespace spyglass::inline v0::monitor {
+
+void write_json(const RunRecord& r, std::string& out) {
+  JsonWriter w(out);
+  w.begin_object();
+  w.key("id"), w.value(r.id);
+  w.key("label"), w.value(r.label);
+  w.key("command"), w.value(r.command);
+  w.key("args");
+  w.begin_array();
+  for (const auto& a : r.args) w.value(a);
+  w.end_array();
+  w.key("cwd"), w.value(r.cwd);
+  w.key("host"), w.value(r.host);
+  w.key("git_commit");
+  if (r.git_commit.empty()) {
+    w.null();
+  } else {
+    w.value(r.git_commit);
+  }
+  w.key("start_unix_ns"), w.value(r.start_unix_ns);
+  w.key("end_unix_ns"), w.value(r.end_unix_ns);
+  w.key("duration_ns"), w.value(r.duration_ns);
+  w.key("exit_code"), w.value(r.exit_code);
+  w.key("signal"), w.value(r.signal);
+  w.key("kill_reason"), w.value(r.kill_reason);
+  w.key("error"), w.value(r.error);
+  w.key("user_cpu_ns"), w.value(r.user_cpu_ns);
+  w.key("sys_cpu_ns"), w.value(r.sys_cpu_ns);
+  w.key("max_rss_bytes"), w.value(r.max_rss_bytes);
+  w.key("peak_tree_rss_bytes"), w.value(r.peak_tree_rss_bytes);
+  w.key("read_bytes"), w.value(r.read_bytes);
+  w.key("write_bytes"), w.value(r.write_bytes);
+  w.key("rchar"), w.value(r.rchar);
+  w.key("wchar"), w.value(r.wchar);
+  w.key("peak_threads"), w.value(r.peak_threads);
+  w.key("peak_processes"), w.value(r.peak_processes);
+  w.key("vol_ctx"), w.value(r.vol_ctx);
+  w.key("invol_ctx"), w.value(r.invol_ctx);
+  w.key("minflt"), w.value(r.minflt);
+  w.key("majflt"), w.value(r.majflt);
+  w.key("monitor_cpu_ns"), w.value(r.monitor_cpu_ns);
+  w.key("stdout_tail"), w.value(r.stdout_tail);
+  w.key("stderr_tail"), w.value(r.stderr_tail);
+  w.end_object();
+}
+
+void write_json(const Sample& s, std::uint64_t t0_ns, std::string& out) {
+  JsonWriter w(out);
+  w.begin_object();
+  w.key("t_ns"), w.value(s.t_ns >= t0_ns ? s.t_ns - t0_ns : 0);
+  w.key("processes"), w.value(s.processes);
+  w.key("threads"), w.value(s.threads);
+  w.key("fds"), w.value(s.fds);
+  w.key("cpu_user_ns"), w.value(s.cpu_user_ns);
+  w.key("cpu_sys_ns"), w.value(s.cpu_sys_ns);
+  w.key("cpu_user_pct"), w.value(s.cpu_user_pct);
+  w.key("cpu_sys_pct"), w.value(s.cpu_sys_pct);
+  w.key("rss_bytes"), w.value(s.rss_bytes);
+  w.key("vms_bytes"), w.value(s.vms_bytes);
+  w.key("pss_bytes"), w.value(s.pss_bytes);
+  w.key("uss_bytes"), w.value(s.uss_bytes);
+  w.key("read_bytes"), w.value(s.read_bytes);
+  w.key("write_bytes"), w.value(s.write_bytes);
+  w.key("rchar"), w.value(s.rchar);
+  w.key("wchar"), w.value(s.wchar);
+  w.key("vol_ctx"), w.value(s.vol_ctx);
+  w.key("invol_ctx"), w.value(s.invol_ctx);
+  w.key("minflt"), w.value(s.minflt);
+  w.key("majflt"), w.value(s.majflt);
+  w.end_object();
+}
+
+}  // namespace spyglass::inline v0::monitor

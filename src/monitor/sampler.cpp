@@ -1,0 +1,435 @@
+// Sampler: walks the process tree through /proc/PID/task/TID/children (or a /proc scan
+// when the kernel lacks that file) and reads stat, status, io, fd and smaps_rollup of
+// each process through descriptors kept open between samples.
+
+#include "spyglass/monitor/sampler.hpp"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proc_io.hpp"
+
+namespace spyglass::inline v0::monitor {
+
+namespace {
+
+using detail::Fd;
+
+std::uint64_t clock_ns(clockid_t id) noexcept {
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::uint64_t tv_ns(const timeval& tv) noexcept {
+  return static_cast<std::uint64_t>(tv.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(tv.tv_usec) * 1000ULL;
+}
+
+struct StatFields {
+  pid_t ppid = 0;
+  std::uint64_t minflt = 0, cminflt = 0, majflt = 0, cmajflt = 0;
+  std::uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;
+  std::uint64_t threads = 0, starttime = 0, vsize = 0, rss_pages = 0;
+};
+
+// /proc/PID/stat: the command name sits in parentheses and may contain anything, so
+// fields are counted from the last ')'.
+bool parse_stat(std::string_view s, StatFields& f) {
+  const auto rp = s.rfind(')');
+  if (rp == std::string_view::npos) return false;
+  s.remove_prefix(rp + 1);
+  int field = 2;  // the ')' ends field 2
+  std::size_t i = 0;
+  while (i < s.size() && field < 24) {
+    while (i < s.size() && s[i] == ' ') ++i;
+    std::size_t j = i;
+    while (j < s.size() && s[j] != ' ' && s[j] != '\n') ++j;
+    ++field;
+    const std::string_view tok = s.substr(i, j - i);
+    // cutime/cstime are signed in the kernel's format; negative values never occur in
+    // practice and are clamped to 0 by parse_u64 failing on the '-'.
+    switch (field) {
+      case 4: f.ppid = static_cast<pid_t>(detail::parse_u64(tok)); break;
+      case 10: f.minflt = detail::parse_u64(tok); break;
+      case 11: f.cminflt = detail::parse_u64(tok); break;
+      case 12: f.majflt = detail::parse_u64(tok); break;
+      case 13: f.cmajflt = detail::parse_u64(tok); break;
+      case 14: f.utime = detail::parse_u64(tok); break;
+      case 15: f.stime = detail::parse_u64(tok); break;
+      case 16: f.cutime = detail::parse_u64(tok); break;
+      case 17: f.cstime = detail::parse_u64(tok); break;
+      case 20: f.threads = detail::parse_u64(tok); break;
+      case 22: f.starttime = detail::parse_u64(tok); break;
+      case 23: f.vsize = detail::parse_u64(tok); break;
+      case 24: f.rss_pages = detail::parse_u64(tok); break;
+      default: break;
+    }
+    i = j;
+  }
+  return field >= 24;
+}
+
+void parse_pids(std::string_view s, std::vector<pid_t>& out) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && (s[i] < '0' || s[i] > '9')) ++i;
+    if (i >= s.size()) break;
+    std::size_t j = i;
+    while (j < s.size() && s[j] >= '0' && s[j] <= '9') ++j;
+    out.push_back(static_cast<pid_t>(detail::parse_u64(s.substr(i, j - i))));
+    i = j;
+  }
+}
+
+// Lists the numeric entries of an open /proc directory (rewound first), so a kept-open
+// descriptor can be re-read like a file.
+template <typename F>
+bool for_each_numeric_entry(int dirfd, F&& f) {
+  if (::lseek(dirfd, 0, SEEK_SET) < 0) return false;
+  alignas(8) char buf[4096];
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, dirfd, buf, sizeof buf);
+    if (n < 0) return false;
+    if (n == 0) return true;
+    for (long off = 0; off < n;) {
+      // linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+      unsigned short reclen;
+      std::memcpy(&reclen, buf + off + 16, sizeof reclen);
+      const char* name = buf + off + 19;
+      if (name[0] >= '0' && name[0] <= '9') f(name);
+      off += reclen;
+    }
+  }
+}
+
+std::uint32_t count_entries(int dirfd) {
+  if (::lseek(dirfd, 0, SEEK_SET) < 0) return 0;
+  alignas(8) char buf[4096];
+  std::uint32_t count = 0;
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, dirfd, buf, sizeof buf);
+    if (n <= 0) return count;
+    for (long off = 0; off < n;) {
+      unsigned short reclen;
+      std::memcpy(&reclen, buf + off + 16, sizeof reclen);
+      const char* name = buf + off + 19;
+      if (!(name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))) ++count;
+      off += reclen;
+    }
+  }
+}
+
+struct Entry {
+  pid_t pid = 0;
+  Fd stat, status, io, fd_dir, children;
+  Fd smaps;
+  StatFields st;
+  std::uint64_t gen = 0;
+  // Last observed values of counters that nobody else accumulates after exit.
+  std::uint64_t vol = 0, invol = 0, rchar = 0, wchar = 0;
+};
+
+}  // namespace
+
+struct Sampler::Impl {
+  pid_t root = 0;
+  bool self_mode = false;  // descendants of the caller, not the caller
+  SamplerOptions opt;
+  bool have_children_file = true;
+  std::uint64_t tick_ns = 10000000;
+  std::uint64_t page = 4096;
+  std::unordered_map<pid_t, Entry> entries;
+  std::uint64_t gen = 0;
+  std::vector<pid_t> tree;  // pids of the last sample
+  std::vector<pid_t> queue;
+  std::string buf;
+  std::string path;
+  Sample prev{};
+  bool have_prev = false;
+  // Counters of processes that vanished, which no surviving process accounts for.
+  std::uint64_t gone_vol = 0, gone_invol = 0, gone_rchar = 0, gone_wchar = 0;
+  rusage base_children{};
+  std::uint64_t own_cpu = 0;
+  std::uint64_t taken = 0;
+
+  Impl(pid_t pid, bool self, SamplerOptions o) : root(pid), self_mode(self), opt(o) {
+    const long hz = ::sysconf(_SC_CLK_TCK);
+    if (hz > 0) tick_ns = 1000000000ULL / static_cast<std::uint64_t>(hz);
+    const long pg = ::sysconf(_SC_PAGESIZE);
+    if (pg > 0) page = static_cast<std::uint64_t>(pg);
+    path = "/proc/" + std::to_string(::getpid()) + "/task/" + std::to_string(::getpid()) + "/children";
+    have_children_file = ::access(path.c_str(), R_OK) == 0;
+    if (self_mode) ::getrusage(RUSAGE_CHILDREN, &base_children);
+  }
+
+  // Opens the files of `pid`; false when the process does not exist (any more).
+  bool open_entry(Entry& e, pid_t pid) {
+    e.pid = pid;
+    const std::string base = "/proc/" + std::to_string(pid);
+    e.stat = detail::open_ro((base + "/stat").c_str());
+    if (!e.stat.valid()) return false;
+    if (!detail::pread_all(e.stat.get(), buf) || !parse_stat(buf, e.st)) return false;
+    e.status = detail::open_ro((base + "/status").c_str());
+    e.io = detail::open_ro((base + "/io").c_str());  // needs ptrace access; may fail
+    e.fd_dir = detail::open_ro((base + "/fd").c_str(), O_DIRECTORY);
+    if (have_children_file) {
+      const std::string p = base + "/task/" + std::to_string(pid) + "/children";
+      e.children = detail::open_ro(p.c_str());
+    }
+    if (opt.smaps) e.smaps = detail::open_ro((base + "/smaps_rollup").c_str());
+    return true;
+  }
+
+  // The entry for `pid`, refreshed; nullptr when the process is gone. A pid reused by a
+  // new process shows up as a failing read on the old descriptors followed by a
+  // successful reopen with a different start time.
+  Entry* refresh(pid_t pid) {
+    auto it = entries.find(pid);
+    if (it != entries.end()) {
+      Entry& e = it->second;
+      StatFields st;
+      if (detail::pread_all(e.stat.get(), buf) && parse_stat(buf, st)) {
+        e.st = st;
+        return &e;
+      }
+      retire(e);
+      entries.erase(it);
+    }
+    Entry fresh;
+    if (!open_entry(fresh, pid)) return nullptr;
+    auto [pos, ok] = entries.emplace(pid, std::move(fresh));
+    (void)ok;
+    return &pos->second;
+  }
+
+  // Keeps the counters of a vanished process that no survivor will account for.
+  void retire(const Entry& e) {
+    gone_vol += e.vol;
+    gone_invol += e.invol;
+    // A child the caller reaped folds its I/O into the caller's own counters, which
+    // self-mode cannot use (they include the caller's work), so keep its last values.
+    if (self_mode && e.st.ppid == root) {
+      gone_rchar += e.rchar;
+      gone_wchar += e.wchar;
+    }
+  }
+
+  void children_of(Entry& e, std::vector<pid_t>& out) {
+    if (!have_children_file) return;
+    if (e.st.threads <= 1 && e.children.valid()) {
+      if (detail::pread_all(e.children.get(), buf)) parse_pids(buf, out);
+      return;
+    }
+    // Children belong to the thread that forked them: read every task's list.
+    const std::string task_dir = "/proc/" + std::to_string(e.pid) + "/task";
+    Fd dir = detail::open_ro(task_dir.c_str(), O_DIRECTORY);
+    if (!dir.valid()) return;
+    std::vector<std::string> tids;
+    for_each_numeric_entry(dir.get(), [&](const char* name) { tids.emplace_back(name); });
+    for (const auto& tid : tids) {
+      Fd f = detail::open_ro((task_dir + "/" + tid + "/children").c_str());
+      if (f.valid() && detail::pread_all(f.get(), buf)) parse_pids(buf, out);
+    }
+  }
+
+  // Parent -> children over all of /proc, for kernels without the children file.
+  void scan_tree(std::vector<pid_t>& out) {
+    std::unordered_multimap<pid_t, pid_t> kids;
+    Fd proc = detail::open_ro("/proc", O_DIRECTORY);
+    if (!proc.valid()) return;
+    std::vector<pid_t> all;
+    for_each_numeric_entry(
+        proc.get(), [&](const char* name) { all.push_back(static_cast<pid_t>(detail::parse_u64(name))); });
+    for (pid_t p : all) {
+      Fd f = detail::open_ro(("/proc/" + std::to_string(p) + "/stat").c_str());
+      StatFields st;
+      if (f.valid() && detail::pread_all(f.get(), buf) && parse_stat(buf, st)) kids.emplace(st.ppid, p);
+    }
+    std::vector<pid_t> q{root};
+    if (!self_mode) out.push_back(root);
+    for (std::size_t i = 0; i < q.size(); ++i) {
+      auto [b, en] = kids.equal_range(q[i]);
+      for (auto k = b; k != en; ++k) {
+        q.push_back(k->second);
+        out.push_back(k->second);
+      }
+    }
+  }
+
+  void read_extras(Entry& e, Sample& s) {
+    s.rss_bytes += e.st.rss_pages * page;
+    s.vms_bytes += e.st.vsize;
+    s.threads += static_cast<std::uint32_t>(e.st.threads);
+    s.minflt += e.st.minflt + e.st.cminflt;
+    s.majflt += e.st.majflt + e.st.cmajflt;
+    s.cpu_user_ns += (e.st.utime + e.st.cutime) * tick_ns;
+    s.cpu_sys_ns += (e.st.stime + e.st.cstime) * tick_ns;
+    if (e.io.valid() && detail::pread_all(e.io.get(), buf)) {
+      e.rchar = detail::field_u64(buf, "rchar:");
+      e.wchar = detail::field_u64(buf, "wchar:");
+      s.read_bytes += detail::field_u64(buf, "read_bytes:");
+      s.write_bytes += detail::field_u64(buf, "write_bytes:");
+    }
+    s.rchar += e.rchar;
+    s.wchar += e.wchar;
+    if (e.fd_dir.valid()) s.fds += count_entries(e.fd_dir.get());
+    read_ctx(e);
+    s.vol_ctx += e.vol;
+    s.invol_ctx += e.invol;
+    if (e.smaps.valid() && detail::pread_all(e.smaps.get(), buf)) {
+      s.pss_bytes += detail::field_u64(buf, "Pss:") * 1024;
+      s.uss_bytes += (detail::field_u64(buf, "Private_Clean:") + detail::field_u64(buf, "Private_Dirty:") +
+                      detail::field_u64(buf, "Private_Hugetlb:")) *
+                     1024;
+    }
+  }
+
+  // /proc/PID/status reports the switches of the main thread only, so a multi-threaded
+  // process is summed over its tasks.
+  void read_ctx(Entry& e) {
+    if (e.st.threads <= 1) {
+      if (e.status.valid() && detail::pread_all(e.status.get(), buf)) {
+        e.vol = std::max(e.vol, detail::field_u64(buf, "voluntary_ctxt_switches:"));
+        e.invol = std::max(e.invol, detail::field_u64(buf, "nonvoluntary_ctxt_switches:"));
+      }
+      return;
+    }
+    const std::string task_dir = "/proc/" + std::to_string(e.pid) + "/task";
+    Fd dir = detail::open_ro(task_dir.c_str(), O_DIRECTORY);
+    if (!dir.valid()) return;
+    std::vector<std::string> tids;
+    for_each_numeric_entry(dir.get(), [&](const char* name) { tids.emplace_back(name); });
+    std::uint64_t vol = 0, invol = 0;
+    for (const auto& tid : tids) {
+      Fd f = detail::open_ro((task_dir + "/" + tid + "/status").c_str());
+      if (f.valid() && detail::pread_all(f.get(), buf)) {
+        vol += detail::field_u64(buf, "voluntary_ctxt_switches:");
+        invol += detail::field_u64(buf, "nonvoluntary_ctxt_switches:");
+      }
+    }
+    // Threads that exited take their counts with them; never go backwards.
+    e.vol = std::max(e.vol, vol);
+    e.invol = std::max(e.invol, invol);
+  }
+
+  Sample sample() {
+    const std::uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    ++gen;
+    Sample s;
+    s.t_ns = clock_ns(CLOCK_MONOTONIC);
+    tree.clear();
+
+    if (!have_children_file && opt.tree) {
+      std::vector<pid_t> order;
+      scan_tree(order);
+      for (pid_t p : order) {
+        Entry* e = refresh(p);
+        if (e == nullptr) continue;
+        e->gen = gen;
+        tree.push_back(p);
+        read_extras(*e, s);
+      }
+    } else {
+      queue.clear();
+      if (self_mode) {
+        Entry* self = refresh(root);
+        if (self != nullptr) {
+          self->gen = gen;
+          children_of(*self, queue);
+        }
+      } else {
+        queue.push_back(root);
+      }
+      for (std::size_t i = 0; i < queue.size(); ++i) {
+        const pid_t p = queue[i];
+        Entry* e = refresh(p);
+        if (e == nullptr || e->gen == gen) continue;  // gone, or listed twice
+        e->gen = gen;
+        tree.push_back(p);
+        read_extras(*e, s);
+        if (opt.tree) children_of(*e, queue);
+      }
+    }
+
+    // Processes that left the tree since the last sample.
+    for (auto it = entries.begin(); it != entries.end();) {
+      if (it->second.gen != gen) {
+        retire(it->second);
+        it = entries.erase(it);
+      } else {
+        ++it;
+      }
+    }
+
+    s.processes = static_cast<std::uint32_t>(tree.size());
+    s.vol_ctx += gone_vol;
+    s.invol_ctx += gone_invol;
+    s.rchar += gone_rchar;
+    s.wchar += gone_wchar;
+    if (self_mode) {
+      // Children the caller reaped: exact kernel totals, relative to construction.
+      rusage ru{};
+      ::getrusage(RUSAGE_CHILDREN, &ru);
+      s.cpu_user_ns += tv_ns(ru.ru_utime) - tv_ns(base_children.ru_utime);
+      s.cpu_sys_ns += tv_ns(ru.ru_stime) - tv_ns(base_children.ru_stime);
+      s.minflt += static_cast<std::uint64_t>(ru.ru_minflt - base_children.ru_minflt);
+      s.majflt += static_cast<std::uint64_t>(ru.ru_majflt - base_children.ru_majflt);
+      s.read_bytes += static_cast<std::uint64_t>(ru.ru_inblock - base_children.ru_inblock) * 512;
+      s.write_bytes += static_cast<std::uint64_t>(ru.ru_oublock - base_children.ru_oublock) * 512;
+    }
+
+    if (have_prev) {
+      // A child's time moves into its parent's "children" fields when it is reaped; a
+      // reap between reading the two can hide it for one sample. Cumulative values never
+      // go backwards.
+      s.cpu_user_ns = std::max(s.cpu_user_ns, prev.cpu_user_ns);
+      s.cpu_sys_ns = std::max(s.cpu_sys_ns, prev.cpu_sys_ns);
+      s.read_bytes = std::max(s.read_bytes, prev.read_bytes);
+      s.write_bytes = std::max(s.write_bytes, prev.write_bytes);
+      s.rchar = std::max(s.rchar, prev.rchar);
+      s.wchar = std::max(s.wchar, prev.wchar);
+      s.vol_ctx = std::max(s.vol_ctx, prev.vol_ctx);
+      s.invol_ctx = std::max(s.invol_ctx, prev.invol_ctx);
+      s.minflt = std::max(s.minflt, prev.minflt);
+      s.majflt = std::max(s.majflt, prev.majflt);
+      const double dt = static_cast<double>(s.t_ns - prev.t_ns);
+      if (dt > 0) {
+        s.cpu_user_pct = 100.0 * static_cast<double>(s.cpu_user_ns - prev.cpu_user_ns) / dt;
+        s.cpu_sys_pct = 100.0 * static_cast<double>(s.cpu_sys_ns - prev.cpu_sys_ns) / dt;
+      }
+    }
+    prev = s;
+    have_prev = true;
+    ++taken;
+    own_cpu += clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+    return s;
+  }
+};
+
+Sampler::Sampler(pid_t pid, SamplerOptions options) : impl_(std::make_unique<Impl>(pid, false, options)) {}
+Sampler::Sampler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Sampler Sampler::children_of_self(SamplerOptions options) {
+  options.tree = true;
+  return Sampler(std::make_unique<Impl>(::getpid(), true, options));
+}
+Sampler::Sampler(Sampler&&) noexcept = default;
+Sampler& Sampler::operator=(Sampler&&) noexcept = default;
+Sampler::~Sampler() = default;
+
+Sample Sampler::sample() { return impl_->sample(); }
+std::span<const pid_t> Sampler::pids() const noexcept { return impl_->tree; }
+std::uint64_t Sampler::own_cpu_ns() const noexcept { return impl_->own_cpu; }
+std::uint64_t Sampler::samples_taken() const noexcept { return impl_->taken; }
+
+}  // namespace spyglass::inline v0::monitor
