@@ -1,0 +1,480 @@
+// StatsStore: per-(kind, name) series, each a ring of sub-window slots holding a
+// log-linear histogram whose chunks (one per power of two) come from a shared pool.
+
+#include "spyglass/stats.hpp"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "spyglass/clock.hpp"
+#include "spyglass/json.hpp"
+
+namespace spyglass::inline v0 {
+
+namespace {
+
+// Histogram layout: chunk 0 holds the exact values 0..63; chunk c >= 1 holds the power of
+// two [2^(c+5), 2^(c+6)) split into 64 linear sub-buckets (width 2^(c-1)). A bucket's
+// width is at most 1/64 of its lower bound, so its midpoint is within 1/128 of any value
+// in it.
+constexpr unsigned kSubBits = 6;
+constexpr std::size_t kSub = std::size_t{1} << kSubBits;
+constexpr unsigned kMaxExp = 43;  // highest resolved power of two: values below 2^44
+constexpr std::size_t kChunks = 1 + (kMaxExp + 1 - kSubBits);
+static_assert(kChunks <= 64, "touched-chunk masks are 64-bit");
+
+constexpr std::uint64_t kNoEpoch = std::numeric_limits<std::uint64_t>::max();
+constexpr std::uint32_t kNoSeries = std::numeric_limits<std::uint32_t>::max();
+constexpr std::size_t kChunksPerBlock = 16;
+
+using Chunk = std::array<std::uint32_t, kSub>;
+
+struct BucketIndex {
+  std::size_t chunk;
+  std::size_t sub;
+};
+
+inline BucketIndex bucket_of(std::uint64_t v) noexcept {
+  if (v < kSub) return {0, static_cast<std::size_t>(v)};
+  const unsigned e = static_cast<unsigned>(std::bit_width(v)) - 1;
+  if (e > kMaxExp) return {kChunks - 1, kSub - 1};
+  const unsigned shift = e - kSubBits;
+  return {e - kSubBits + 1, static_cast<std::size_t>((v >> shift) - kSub)};
+}
+
+// The value a bucket reports: the midpoint of the integers it holds.
+inline double bucket_value(std::size_t chunk, std::size_t sub) noexcept {
+  if (chunk == 0) return static_cast<double>(sub);
+  const unsigned shift = static_cast<unsigned>(chunk - 1);
+  const std::uint64_t lo = static_cast<std::uint64_t>(kSub + sub) << shift;
+  const std::uint64_t width = std::uint64_t{1} << shift;
+  return static_cast<double>(lo) + static_cast<double>(width - 1) / 2.0;
+}
+
+struct Slot {
+  std::uint64_t epoch = kNoEpoch;  // absolute sub-window number: start / slot_ns
+  std::uint64_t count = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t max = 0;
+  std::uint64_t min = std::numeric_limits<std::uint64_t>::max();
+  double sum = 0;
+  std::array<std::uint32_t, kChunks> chunk{};  // pool id + 1; 0: not allocated
+};
+
+struct Series {
+  EventKind kind;
+  bool overflow_sink;  // the "__other__" series of its kind
+  std::string name;
+  std::unique_ptr<Slot[]> slots;
+};
+
+// Pointer-keyed cache in front of the text-keyed map: open addressing, linear probing.
+struct PtrEntry {
+  const char* p = nullptr;  // nullptr: empty
+  std::uint32_t series = 0;
+  EventKind kind = EventKind::custom;
+  bool overflow = false;  // the name was turned away (table full) and goes to "__other__"
+};
+
+inline std::size_t ptr_hash(const char* p, EventKind k) noexcept {
+  const auto x = reinterpret_cast<std::uintptr_t>(p) ^ (static_cast<std::uintptr_t>(k) << 1);
+  return static_cast<std::size_t>((x >> 3) * 0x9E3779B97F4A7C15ULL) ^ static_cast<std::size_t>(x >> 29);
+}
+
+constexpr const char kEmptyName[] = "";
+
+}  // namespace
+
+namespace detail {
+
+struct StatsImpl {
+  explicit StatsImpl(StatsOptions o) : opt(o) {
+    if (opt.window < std::chrono::seconds(1)) opt.window = std::chrono::seconds(1);
+    opt.slots = std::clamp<std::size_t>(opt.slots, 1, 3600);
+    if (opt.future_tolerance < std::chrono::seconds(0)) opt.future_tolerance = std::chrono::seconds(0);
+    const auto window_ns =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(opt.window).count());
+    slot_ns = window_ns / opt.slots;
+    tolerance_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(opt.future_tolerance).count());
+    reset_cache(64);
+  }
+
+  StatsOptions opt;
+  std::uint64_t slot_ns = 1;
+  std::uint64_t tolerance_ns = 0;
+
+  mutable std::mutex m;  // guards everything below
+  std::vector<std::unique_ptr<Series>> series;
+  std::unordered_map<std::string, std::uint32_t> by_text;  // key: kind byte + name
+  std::size_t named = 0;                                   // series counted against max_names
+  std::vector<PtrEntry> cache;
+  std::size_t cache_used = 0;
+  std::vector<std::unique_ptr<Chunk[]>> blocks;
+  std::size_t chunks_made = 0;
+  std::vector<std::uint32_t> free_chunks;
+  std::uint64_t overflowed = 0;
+  std::uint64_t dropped_old = 0;
+  std::uint64_t dropped_future = 0;
+
+  void reset_cache(std::size_t cap) {
+    cache.assign(cap, PtrEntry{});
+    cache_used = 0;
+  }
+
+  Chunk& chunk_at(std::uint32_t id) noexcept {
+    const std::size_t i = id - 1;
+    return blocks[i / kChunksPerBlock][i % kChunksPerBlock];
+  }
+  const Chunk& chunk_at(std::uint32_t id) const noexcept {
+    const std::size_t i = id - 1;
+    return blocks[i / kChunksPerBlock][i % kChunksPerBlock];
+  }
+
+  std::uint32_t alloc_chunk() {
+    if (!free_chunks.empty()) {
+      const std::uint32_t id = free_chunks.back();
+      free_chunks.pop_back();
+      return id;
+    }
+    if (chunks_made == blocks.size() * kChunksPerBlock) {
+      blocks.push_back(std::make_unique<Chunk[]>(kChunksPerBlock));  // zeroed
+    }
+    return static_cast<std::uint32_t>(++chunks_made);
+  }
+
+  // Empties a slot for a new sub-window; its chunks go back to the pool, zeroed.
+  void reset_slot(Slot& s, std::uint64_t epoch) {
+    for (auto& id : s.chunk) {
+      if (id != 0) {
+        chunk_at(id).fill(0);
+        free_chunks.push_back(id);
+        id = 0;
+      }
+    }
+    s.epoch = epoch;
+    s.count = 0;
+    s.errors = 0;
+    s.max = 0;
+    s.min = std::numeric_limits<std::uint64_t>::max();
+    s.sum = 0;
+  }
+
+  std::uint32_t new_series(EventKind kind, std::string_view name, bool sink, std::string key) {
+    auto s = std::make_unique<Series>();
+    s->kind = kind;
+    s->overflow_sink = sink;
+    s->name.assign(name);
+    s->slots = std::make_unique<Slot[]>(opt.slots);
+    const auto idx = static_cast<std::uint32_t>(series.size());
+    series.push_back(std::move(s));
+    by_text.emplace(std::move(key), idx);
+    return idx;
+  }
+
+  static std::string text_key(EventKind kind, std::string_view name) {
+    std::string key;
+    key.reserve(name.size() + 1);
+    key.push_back(static_cast<char>(kind));
+    key.append(name);
+    return key;
+  }
+
+  // Slow path: a (pointer, kind) pair the cache has not seen.
+  PtrEntry resolve(const char* p, EventKind kind) {
+    std::string key = text_key(kind, p);
+    if (auto it = by_text.find(key); it != by_text.end()) return {p, it->second, kind, false};
+    if (named < opt.max_names) {
+      ++named;
+      return {p, new_series(kind, std::string_view(p), false, std::move(key)), kind, false};
+    }
+    std::string other = text_key(kind, kStatsOtherName);
+    std::uint32_t idx;
+    if (auto it = by_text.find(other); it != by_text.end()) {
+      idx = it->second;
+    } else {
+      idx = new_series(kind, kStatsOtherName, true, std::move(other));
+    }
+    return {p, idx, kind, true};
+  }
+
+  const PtrEntry& lookup(const char* p, EventKind kind) {
+    std::size_t mask = cache.size() - 1;
+    std::size_t i = ptr_hash(p, kind) & mask;
+    while (cache[i].p != nullptr) {
+      if (cache[i].p == p && cache[i].kind == kind) return cache[i];
+      i = (i + 1) & mask;
+    }
+    const PtrEntry e = resolve(p, kind);
+    // Bound the cache: overflowing names may bring endless distinct pointers.
+    if (cache_used >= 4 * opt.max_names + 1024) {
+      reset_cache(cache.size());
+    } else if ((cache_used + 1) * 2 > cache.size()) {
+      std::vector<PtrEntry> old;
+      old.swap(cache);
+      reset_cache(old.size() * 2);
+      for (const auto& o : old) {
+        if (o.p != nullptr) insert(o);
+      }
+    }
+    return insert(e);
+  }
+
+  PtrEntry& insert(const PtrEntry& e) {
+    const std::size_t mask = cache.size() - 1;
+    std::size_t i = ptr_hash(e.p, e.kind) & mask;
+    while (cache[i].p != nullptr) i = (i + 1) & mask;
+    cache[i] = e;
+    ++cache_used;
+    return cache[i];
+  }
+
+  void record(std::span<const Event> events, std::uint64_t now) {
+    const std::uint64_t slots = opt.slots;
+    const std::uint64_t now_epoch = now / slot_ns;
+    // Most events fall into the current sub-window: skip the divisions for them.
+    const std::uint64_t cur_lo = now_epoch * slot_ns;
+    const std::size_t cur_pos = static_cast<std::size_t>(now_epoch % slots);
+
+    std::lock_guard<std::mutex> lock(m);
+    for (const Event& e : events) {
+      std::uint64_t epoch;
+      std::size_t pos;
+      if (e.start >= cur_lo) {
+        if (e.start > now && e.start - now > tolerance_ns) {
+          ++dropped_future;
+          continue;
+        }
+        epoch = now_epoch;  // the current sub-window, or a little ahead of now: clamped
+        pos = cur_pos;
+      } else {
+        epoch = e.start / slot_ns;
+        if (now_epoch - epoch >= slots) {
+          ++dropped_old;
+          continue;
+        }
+        pos = static_cast<std::size_t>(epoch % slots);
+      }
+
+      const PtrEntry& ref = lookup(e.name != nullptr ? e.name : kEmptyName, e.kind);
+      if (SPYGLASS_UNLIKELY(ref.overflow)) ++overflowed;
+      Slot& s = series[ref.series]->slots[pos];
+      if (SPYGLASS_UNLIKELY(s.epoch != epoch)) {
+        if (s.epoch != kNoEpoch && s.epoch > epoch) {
+          // The slot already holds a later sub-window ("now" went backwards).
+          ++dropped_old;
+          continue;
+        }
+        reset_slot(s, epoch);
+      }
+
+      const std::uint64_t v = e.duration;
+      const BucketIndex b = bucket_of(v);
+      std::uint32_t& id = s.chunk[b.chunk];
+      if (SPYGLASS_UNLIKELY(id == 0)) id = alloc_chunk();
+      std::uint32_t& c = chunk_at(id)[b.sub];
+      c += (c != std::numeric_limits<std::uint32_t>::max());  // saturate, never wrap
+      ++s.count;
+      s.errors += (e.status == Status::error);
+      s.max = std::max(s.max, v);
+      s.min = std::min(s.min, v);
+      s.sum += static_cast<double>(v);
+    }
+  }
+
+  StatsSnapshot snapshot(std::uint64_t now) const {
+    const std::uint64_t slots = opt.slots;
+    const std::uint64_t now_epoch = now / slot_ns;
+    const std::uint64_t lo_epoch = now_epoch >= slots - 1 ? now_epoch - (slots - 1) : 0;
+
+    StatsSnapshot snap;
+    snap.window_start_unix_ns = lo_epoch * slot_ns;
+    snap.window_end_unix_ns = now;
+
+    std::vector<std::uint64_t> merged(kChunks * kSub);
+    std::lock_guard<std::mutex> lock(m);
+    snap.overflowed = overflowed;
+    snap.dropped_old = dropped_old;
+    snap.dropped_future = dropped_future;
+    for (const auto& sp : series) {
+      const Series& ser = *sp;
+      std::uint64_t count = 0, errors = 0, max = 0, min = std::numeric_limits<std::uint64_t>::max();
+      double sum = 0;
+      std::uint64_t touched = 0;
+      for (std::size_t i = 0; i < opt.slots; ++i) {
+        const Slot& s = ser.slots[i];
+        if (s.epoch == kNoEpoch || s.epoch < lo_epoch || s.epoch > now_epoch || s.count == 0) continue;
+        count += s.count;
+        errors += s.errors;
+        max = std::max(max, s.max);
+        min = std::min(min, s.min);
+        sum += s.sum;
+        for (std::size_t c = 0; c < kChunks; ++c) {
+          if (s.chunk[c] == 0) continue;
+          const Chunk& ch = chunk_at(s.chunk[c]);
+          std::uint64_t* dst = merged.data() + c * kSub;
+          if (((touched >> c) & 1) == 0) {
+            touched |= std::uint64_t{1} << c;
+            std::copy(ch.begin(), ch.end(), dst);
+          } else {
+            for (std::size_t j = 0; j < kSub; ++j) dst[j] += ch[j];
+          }
+        }
+      }
+      if (count == 0) continue;
+
+      StatsEntry entry;
+      entry.kind = ser.kind;
+      entry.name = ser.name;
+      entry.count = count;
+      entry.errors = errors;
+      entry.max_ns = static_cast<double>(max);
+      entry.mean_ns = sum / static_cast<double>(count);
+
+      // Nearest-rank percentiles: the k-th smallest value, k = ceil(p * count).
+      __extension__ using u128 = unsigned __int128;
+      constexpr std::uint64_t kPermille[3] = {500, 900, 990};
+      double* out[3] = {&entry.p50_ns, &entry.p90_ns, &entry.p99_ns};
+      std::uint64_t rank[3];
+      for (int q = 0; q < 3; ++q) {
+        rank[q] = static_cast<std::uint64_t>((static_cast<u128>(count) * kPermille[q] + 999) / 1000);
+        rank[q] = std::max<std::uint64_t>(rank[q], 1);
+      }
+      // Saturated bucket counts can leave the total short of `count`: fall back to max.
+      for (int q = 0; q < 3; ++q) *out[q] = static_cast<double>(max);
+      int q = 0;
+      std::uint64_t seen = 0;
+      for (std::size_t c = 0; c < kChunks && q < 3; ++c) {
+        if (((touched >> c) & 1) == 0) continue;
+        const std::uint64_t* src = merged.data() + c * kSub;
+        for (std::size_t j = 0; j < kSub && q < 3; ++j) {
+          if (src[j] == 0) continue;
+          seen += src[j];
+          while (q < 3 && seen >= rank[q]) {
+            const double v = bucket_value(c, j);
+            *out[q] = std::clamp(v, static_cast<double>(min), static_cast<double>(max));
+            ++q;
+          }
+        }
+      }
+      snap.entries.push_back(std::move(entry));
+    }
+    std::sort(snap.entries.begin(), snap.entries.end(), [](const StatsEntry& a, const StatsEntry& b) {
+      if (a.kind != b.kind) return a.kind < b.kind;
+      return a.name < b.name;
+    });
+    return snap;
+  }
+
+  std::size_t memory_bytes() const {
+    std::lock_guard<std::mutex> lock(m);
+    std::size_t bytes = sizeof(StatsImpl);
+    for (const auto& s : series) {
+      bytes += sizeof(Series) + s->name.capacity() + opt.slots * sizeof(Slot);
+    }
+    bytes += series.capacity() * sizeof(void*);
+    for (const auto& [key, idx] : by_text) {
+      (void)idx;
+      // Node, key text and bucket pointer; libstdc++ keeps short keys inline.
+      bytes += sizeof(std::pair<const std::string, std::uint32_t>) + 2 * sizeof(void*) + key.capacity();
+    }
+    bytes += cache.capacity() * sizeof(PtrEntry);
+    bytes += blocks.size() * (kChunksPerBlock * sizeof(Chunk) + sizeof(void*));
+    bytes += free_chunks.capacity() * sizeof(std::uint32_t);
+    return bytes;
+  }
+
+  void clear() {
+    std::lock_guard<std::mutex> lock(m);
+    series.clear();
+    by_text.clear();
+    named = 0;
+    reset_cache(64);
+    blocks.clear();
+    chunks_made = 0;
+    free_chunks.clear();
+    overflowed = 0;
+    dropped_old = 0;
+    dropped_future = 0;
+  }
+};
+
+}  // namespace detail
+
+StatsStore::StatsStore(StatsOptions options) : impl_(std::make_unique<detail::StatsImpl>(options)) {}
+StatsStore::~StatsStore() = default;
+
+void StatsStore::record(std::span<const Event> events) { impl_->record(events, clock::realtime_ns()); }
+
+void StatsStore::record(const Event& e) {
+  impl_->record(std::span<const Event>(&e, 1), clock::realtime_ns());
+}
+
+void StatsStore::record(std::span<const Event> events, std::uint64_t now_unix_ns) {
+  impl_->record(events, now_unix_ns);
+}
+
+StatsSnapshot StatsStore::snapshot() const { return impl_->snapshot(clock::realtime_ns()); }
+
+StatsSnapshot StatsStore::snapshot(std::uint64_t now_unix_ns) const { return impl_->snapshot(now_unix_ns); }
+
+std::string StatsStore::to_json() const { return spyglass::to_json(snapshot()); }
+
+std::size_t StatsStore::memory_bytes() const { return impl_->memory_bytes(); }
+
+void StatsStore::clear() { impl_->clear(); }
+
+const StatsOptions& StatsStore::options() const noexcept { return impl_->opt; }
+
+std::string to_json(const StatsSnapshot& snap) {
+  std::string out;
+  out.reserve(96 + snap.entries.size() * 160);
+  JsonWriter w(out);
+  w.begin_object();
+  w.key("window_start");
+  w.value(snap.window_start_unix_ns);
+  w.key("window_end");
+  w.value(snap.window_end_unix_ns);
+  w.key("entries");
+  w.begin_array();
+  for (const auto& e : snap.entries) {
+    w.begin_object();
+    w.key("kind");
+    w.value(to_string(e.kind));
+    w.key("name");
+    w.value(std::string_view(e.name));
+    w.key("count");
+    w.value(e.count);
+    w.key("errors");
+    w.value(e.errors);
+    w.key("p50_ns");
+    w.value(e.p50_ns);
+    w.key("p90_ns");
+    w.value(e.p90_ns);
+    w.key("p99_ns");
+    w.value(e.p99_ns);
+    w.key("max_ns");
+    w.value(e.max_ns);
+    w.key("mean_ns");
+    w.value(e.mean_ns);
+    w.end_object();
+  }
+  w.end_array();
+  w.key("overflowed");
+  w.value(snap.overflowed);
+  w.key("dropped_old");
+  w.value(snap.dropped_old);
+  w.key("dropped_future");
+  w.value(snap.dropped_future);
+  w.end_object();
+  return out;
+}
+
+}  // namespace spyglass::inline v0
