@@ -1,0 +1,257 @@
+// Real peers read what the exporter produces: promtool lints the exposition, a real
+// Prometheus server scrapes and queries it, a real Pushgateway receives the pushes.
+// Every server is started here on 127.0.0.1 and stopped at the end of its test.
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <prometheus/gauge.h>
+
+#include "events.hpp"
+#include "spyglass/exporters/prometheus.hpp"
+#include "support.hpp"
+
+namespace {
+
+using spyglass::Event;
+using spyglass::EventKind;
+using spyglass::Status;
+using spyglass::prom::PrometheusExporter;
+using spyglass::prom::PrometheusOptions;
+using spyglass::test::Child;
+using spyglass::test::http_get;
+using spyglass::test::kMs;
+using spyglass::test::make_event;
+using spyglass::test::TempDir;
+using spyglass::test::wait_until;
+
+const char kQuoted[] = "say \"hi\" \\ to\nall";
+const char kInvalidUtf8[] = "caf\xc3 \xff\xfe end";
+
+/// Events of every kind, with the hostile names, for the peers to read.
+std::vector<Event> varied_events() {
+  std::vector<Event> v;
+  for (int i = 0; i < 20; ++i) v.push_back(make_event(EventKind::function, "render", static_cast<std::uint64_t>(i + 1) * kMs));
+  v.push_back(make_event(EventKind::function, kQuoted, kMs));
+  v.push_back(make_event(EventKind::custom, kInvalidUtf8, 2 * kMs, Status::error));
+  Event q = make_event(EventKind::db, "SELECT name FROM t WHERE id = ?", 3 * kMs);
+  q.rows = 7;
+  v.push_back(q);
+  Event r = make_event(EventKind::request, "/api/{id}", 4 * kMs);
+  r.bytes_in = 10;
+  r.bytes_out = 20;
+  v.push_back(r);
+  return v;
+}
+
+/// The result vector of an instant query: (labels as JSON object, value) per series.
+struct QueryResult {
+  bool ok = false;
+  std::vector<std::pair<std::map<std::string, std::string>, double>> series;
+};
+
+QueryResult query(std::uint16_t port, const std::string& promql) {
+  QueryResult out;
+  const auto r = http_get("http://127.0.0.1:" + std::to_string(port) +
+                          "/api/v1/query?query=" + spyglass::test::url_encode(promql));
+  if (r.status != 200) return out;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.body).get(doc) != simdjson::SUCCESS) return out;
+  std::string_view status;
+  if (doc["status"].get(status) != simdjson::SUCCESS || status != "success") return out;
+  simdjson::dom::array results;
+  if (doc["data"]["result"].get(results) != simdjson::SUCCESS) return out;
+  for (simdjson::dom::element e : results) {
+    std::map<std::string, std::string> labels;
+    simdjson::dom::object metric;
+    if (e["metric"].get(metric) == simdjson::SUCCESS) {
+      for (auto field : metric) labels[std::string(field.key)] = std::string(std::string_view(field.value));
+    }
+    std::string_view value;
+    if (e["value"].at(1).get(value) != simdjson::SUCCESS) return out;
+    out.series.emplace_back(std::move(labels), std::stod(std::string(value)));
+  }
+  out.ok = true;
+  return out;
+}
+
+TEST(Promtool, AcceptsTheExpositionWithoutLintWarnings) {
+  TempDir dir;
+  PrometheusOptions o;
+  o.listen_address = "127.0.0.1:0";
+  PrometheusExporter exp(o);
+  prometheus::BuildGauge()
+      .Name("app_queue_length")
+      .Help("Jobs waiting.")
+      .Register(*exp.registry())
+      .Add({})
+      .Set(3);
+  exp.export_batch(varied_events());
+  const auto served = http_get("http://127.0.0.1:" + std::to_string(exp.port()) + "/metrics");
+  ASSERT_EQ(served.status, 200) << served.error;
+
+  std::string output;
+  const std::string promtool = std::string(SPYGLASS_PROMTOOL) + " check metrics";
+  EXPECT_EQ(spyglass::test::run_with_input(promtool, served.body, output, dir.path()), 0)
+      << output << served.body;
+  EXPECT_EQ(output, "") << served.body;
+  EXPECT_EQ(spyglass::test::run_with_input(promtool, exp.scrape(), output, dir.path()), 0) << output;
+
+  // The check can fail: promtool rejects a broken exposition and reports lint problems.
+  EXPECT_NE(spyglass::test::run_with_input(promtool, "broken_metric{ 1\n", output, dir.path()), 0);
+  EXPECT_NE(spyglass::test::run_with_input(
+                promtool, "# HELP requests x\n# TYPE requests counter\nrequests 1\n", output, dir.path()),
+            0);
+  EXPECT_NE(output.find("_total"), std::string::npos) << output;
+}
+
+TEST(RealPrometheus, ScrapesTheSeriesAndComputesQuantiles) {
+  TempDir dir;
+  PrometheusOptions o;
+  o.listen_address = "127.0.0.1:0";
+  PrometheusExporter exp(o);
+
+  // checkout: 1000 requests of 0.2 ms .. 200 ms, every 20th an error.
+  std::vector<Event> batch = varied_events();
+  std::vector<double> durations;
+  for (int i = 1; i <= 1000; ++i) {
+    const std::uint64_t d = static_cast<std::uint64_t>(i) * 200'000;
+    durations.push_back(static_cast<double>(d) / 1e9);
+    batch.push_back(make_event(EventKind::request, "checkout", d, i % 20 == 0 ? Status::error : Status::ok));
+  }
+  exp.export_batch(batch);
+
+  const std::uint16_t web = spyglass::test::free_port();
+  {
+    std::ofstream cfg(dir.path() / "prometheus.yml");
+    cfg << "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        << "scrape_configs:\n  - job_name: spyglass\n    static_configs:\n"
+        << "      - targets: ['127.0.0.1:" << exp.port() << "']\n";
+  }
+  Child server({SPYGLASS_PROMETHEUS, "--config.file=" + (dir.path() / "prometheus.yml").string(),
+                "--storage.tsdb.path=" + (dir.path() / "data").string(),
+                "--web.listen-address=127.0.0.1:" + std::to_string(web), "--log.level=warn"},
+               dir.path() / "prometheus.log");
+  const auto log = [&] {
+    std::ifstream in(dir.path() / "prometheus.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto q = query(web, R"(up{job="spyglass"})");
+        return q.ok && q.series.size() == 1 && q.series[0].second == 1;
+      },
+      std::chrono::seconds(120)))
+      << log();
+  ASSERT_TRUE(wait_until([&] {
+    return query(web, R"(spyglass_events_total{name="checkout"})").series.size() == 2;
+  })) << log();
+
+  auto q = query(web, R"(spyglass_events_total{kind="request",name="checkout",status="ok"})");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_EQ(q.series[0].second, 950);
+  q = query(web, R"(spyglass_events_total{kind="request",name="checkout",status="error"})");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_EQ(q.series[0].second, 50);
+  q = query(web, R"(spyglass_event_duration_seconds_count{name="checkout"})");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_EQ(q.series[0].second, 1000);
+  q = query(web, R"(spyglass_db_rows_total)");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_EQ(q.series[0].second, 7);
+  EXPECT_EQ(q.series[0].first["name"], "SELECT name FROM t WHERE id = ?");
+  q = query(web, R"(spyglass_http_request_bytes_total{route="/api/{id}",direction="out"})");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_EQ(q.series[0].second, 20);
+  q = query(web, "process_resident_memory_bytes");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_GT(q.series[0].second, 0);
+
+  // The hostile names arrive intact (quotes, backslash, newline) or repaired (UTF-8).
+  q = query(web, R"(spyglass_events_total{status="ok",kind="function"})");
+  std::vector<std::string> names;
+  for (auto& [labels, v] : q.series) names.push_back(labels["name"]);
+  EXPECT_NE(std::find(names.begin(), names.end(), std::string(kQuoted)), names.end());
+  q = query(web, R"(spyglass_events_total{status="error",kind="custom"})");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_EQ(q.series[0].first["name"], spyglass::prom::to_valid_utf8(kInvalidUtf8));
+
+  // Quantiles from the buckets fall in the bucket holding the true quantile.
+  const auto bounds = spyglass::prom::default_buckets();
+  for (const double phi : {0.5, 0.9, 0.99}) {
+    std::sort(durations.begin(), durations.end());
+    const double truth = durations[static_cast<std::size_t>(std::ceil(phi * 1000)) - 1];
+    const auto hi = std::lower_bound(bounds.begin(), bounds.end(), truth);
+    ASSERT_NE(hi, bounds.end());
+    const double lo = hi == bounds.begin() ? 0 : *(hi - 1);
+    q = query(web, "histogram_quantile(" + std::to_string(phi) +
+                       R"(, spyglass_event_duration_seconds_bucket{kind="request",name="checkout"}))");
+    ASSERT_EQ(q.series.size(), 1u) << phi;
+    EXPECT_GE(q.series[0].second, lo) << "phi " << phi << " truth " << truth;
+    EXPECT_LE(q.series[0].second, *hi) << "phi " << phi << " truth " << truth;
+  }
+  server.stop();
+}
+
+TEST(RealPushgateway, ReceivesPeriodicAndFinalPushes) {
+  TempDir dir;
+  const std::uint16_t port = spyglass::test::free_port();
+  Child gateway({SPYGLASS_PUSHGATEWAY, "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+                dir.path() / "pushgateway.log");
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(wait_until([&] { return http_get(base + "/-/ready").status == 200; }));
+
+  PrometheusOptions o;
+  o.listen_address.clear();
+  o.push_url = base;
+  o.push_job = "spyglass-test";
+  o.push_instance = "test-1";
+  o.push_interval = std::chrono::milliseconds(200);
+  PrometheusExporter exp(o);
+  exp.export_batch(varied_events());
+
+  const std::string key =
+      R"(spyglass_events_total{instance="test-1",job="spyglass-test",kind="function",name="render",status="ok"})";
+  std::string body;
+  ASSERT_TRUE(wait_until([&] {
+    body = http_get(base + "/metrics").body;
+    return spyglass::test::sample(spyglass::test::parse_exposition(body), key) == 20;
+  })) << body;
+  EXPECT_GE(exp.push_counters().ok, 1u);
+
+  // Events after the last periodic push arrive with the push at shutdown.
+  for (int i = 0; i < 5; ++i)
+    exp.export_batch(std::vector<Event>{make_event(EventKind::function, "render", kMs)});
+  exp.shutdown();
+  const auto m = spyglass::test::parse_exposition(http_get(base + "/metrics").body);
+  EXPECT_EQ(spyglass::test::sample(m, key), 25);
+  EXPECT_GT(
+      spyglass::test::sample(m, R"(process_resident_memory_bytes{instance="test-1",job="spyglass-test"})"),
+      0);
+  EXPECT_EQ(exp.push_counters().failed, 0u);
+  EXPECT_EQ(exp.push_counters().last_status / 100, 2);
+}
+
+TEST(RealPushgateway, AFailedPushIsCountedNotFatal) {
+  PrometheusOptions o;
+  o.listen_address.clear();
+  o.push_url = "http://127.0.0.1:" + std::to_string(spyglass::test::free_port());  // nobody listens
+  o.push_interval = std::chrono::hours(1);
+  PrometheusExporter exp(o);
+  exp.export_batch(varied_events());
+  EXPECT_FALSE(exp.push());
+  const auto c = exp.push_counters();
+  EXPECT_EQ(c.failed, 1u);
+  EXPECT_EQ(c.ok, 0u);
+  EXPECT_LT(c.last_status, 200);
+}
+
+}  // namespace
