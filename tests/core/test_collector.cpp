@@ -9,6 +9,8 @@
 #include "../support/collecting_exporter.hpp"
 #include "spyglass/clock.hpp"
 #include "spyglass/collector.hpp"
+#include "spyglass/scope.hpp"
+#include "spyglass/session.hpp"
 #include "spyglass/stats.hpp"
 
 namespace sg = spyglass;
@@ -172,9 +174,11 @@ TEST(Collector, DropNewestKeepsTheOldest) {
   auto sink = std::make_shared<CollectingExporter>("stalled", CollectingExporter::Mode::stall);
   sg::Collector keep_old({.queue_size = 32, .batch_max = 32, .flush_interval = 10s, .drop_oldest = false});
   keep_old.add_exporter(sink);
-  // Flood in one go, while the exporter is stuck on its first batch.
-  for (std::uint64_t i = 0; i < 200; ++i) keep_old.enqueue(make_event(i));
+  // One batch that the exporter gets stuck on, then a flood while it is stuck.
+  for (std::uint64_t i = 0; i < 32; ++i) keep_old.enqueue(make_event(i));
   ASSERT_TRUE(eventually([&] { return sink->stalled(); }));
+  for (std::uint64_t i = 32; i < 200; ++i) keep_old.enqueue(make_event(i));
+  ASSERT_TRUE(eventually([&] { return keep_old.counters().exported >= 192; }));
   sink->release();
   ASSERT_TRUE(keep_old.flush());
   const auto events = sink->events();
@@ -289,4 +293,34 @@ TEST(Collector, WorksInForkedChild) {
   ASSERT_TRUE(c.flush());
   EXPECT_EQ(sink->count(), 100u);
   EXPECT_EQ(sink->forks(), 0);
+}
+
+TEST(Session, CreatedAndDestroyedWhileThreadsRecord) {
+  // Producers record continuously while sessions come and go: no crash, no use after
+  // free (ASan/TSan runs), and each session's exporter receives only complete events.
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> producers;
+  for (int t = 0; t < 4; ++t) {
+    producers.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        SPYGLASS_SCOPE("churn.outer");
+        SPYGLASS_SCOPE("churn.inner");
+      }
+    });
+  }
+  for (int round = 0; round < 20; ++round) {
+    auto sink = std::make_shared<CollectingExporter>();
+    {
+      sg::Session session({}, {sink});
+      std::this_thread::sleep_for(5ms);
+    }
+    for (const auto& e : sink->events()) {
+      const std::string_view name = e.name;
+      ASSERT_TRUE(name == "churn.outer" || name == "churn.inner");
+      ASSERT_TRUE(e.trace_id.valid());
+      ASSERT_NE(e.span_id, 0u);
+    }
+  }
+  stop = true;
+  for (auto& p : producers) p.join();
 }
