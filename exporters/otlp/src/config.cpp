@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 
 #include "spyglass/exporters/otlp.hpp"
 #include "spyglass/version.hpp"
@@ -147,50 +148,53 @@ bool parse_number(std::string_view s, T& out) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
-void read_protocol(const EnvReader& env, const char* name, Protocol& p) {
+std::optional<Protocol> read_protocol(const EnvReader& env, const char* name) {
   const char* v = env.get(name);
-  if (v == nullptr) return;
+  if (v == nullptr) return std::nullopt;
   const std::string s = lower(trim(v));
-  if (s == "http/protobuf") {
-    p = Protocol::http_protobuf;
-  } else if (s == "http/json") {
-    p = Protocol::http_json;
-  } else if (s == "grpc") {
-    env.warn(name, v, "grpc is not supported (http/protobuf or http/json)");
-  } else {
-    env.warn(name, v, "expected http/protobuf or http/json");
-  }
+  if (s == "http/protobuf") return Protocol::http_protobuf;
+  if (s == "http/json") return Protocol::http_json;
+  env.warn(name, v,
+           s == "grpc" ? "grpc is not supported (http/protobuf or http/json)"
+                       : "expected http/protobuf or http/json");
+  return std::nullopt;
 }
 
-void read_compression(const EnvReader& env, const char* name, Compression& c) {
+std::optional<Compression> read_compression(const EnvReader& env, const char* name) {
   const char* v = env.get(name);
-  if (v == nullptr) return;
+  if (v == nullptr) return std::nullopt;
   const std::string s = lower(trim(v));
-  if (s == "gzip") {
-    c = Compression::gzip;
-  } else if (s == "none") {
-    c = Compression::none;
-  } else {
-    env.warn(name, v, "expected gzip or none");
-  }
+  if (s == "gzip") return Compression::gzip;
+  if (s == "none") return Compression::none;
+  env.warn(name, v, "expected gzip or none");
+  return std::nullopt;
 }
 
-void read_timeout(const EnvReader& env, const char* name, std::chrono::milliseconds& t) {
+std::optional<std::chrono::milliseconds> read_millis(const EnvReader& env, const char* name) {
   const char* v = env.get(name);
-  if (v == nullptr) return;
+  if (v == nullptr) return std::nullopt;
   long long ms = 0;
   if (!parse_number(v, ms) || ms <= 0) {
     env.warn(name, v, "expected a positive number of milliseconds");
-    return;
+    return std::nullopt;
   }
-  t = std::chrono::milliseconds(ms);
+  return std::chrono::milliseconds(ms);
 }
 
-void read_headers(const EnvReader& env, const char* name,
-                  std::vector<std::pair<std::string, std::string>>& h) {
+std::optional<std::vector<std::pair<std::string, std::string>>> read_headers(const EnvReader& env,
+                                                                             const char* name) {
   const char* v = env.get(name);
-  if (v == nullptr) return;
-  for (auto& kv : parse_pairs(env, name, v)) h.push_back(std::move(kv));
+  if (v == nullptr) return std::nullopt;
+  return parse_pairs(env, name, v);
+}
+
+// The generic variable applies to both signals; the per-signal one overrides it.
+template <typename T, typename Read>
+void per_signal(const EnvReader& env, Read read, const char* generic, const char* traces, const char* metrics,
+                T& t, T& m) {
+  if (auto v = read(env, generic)) t = m = *v;
+  if (auto v = read(env, traces)) t = *v;
+  if (auto v = read(env, metrics)) m = *v;
 }
 
 std::string join_path(std::string_view base, std::string_view suffix) {
@@ -246,32 +250,24 @@ OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const En
     }
   }
 
-  // The generic variable first, the per-signal one overrides it.
-  read_headers(env, "OTEL_EXPORTER_OTLP_HEADERS", o.traces_headers);
-  read_headers(env, "OTEL_EXPORTER_OTLP_HEADERS", o.metrics_headers);
-  read_headers(env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", o.traces_headers);
-  read_headers(env, "OTEL_EXPORTER_OTLP_METRICS_HEADERS", o.metrics_headers);
-  read_protocol(env, "OTEL_EXPORTER_OTLP_PROTOCOL", o.traces_protocol);
-  read_protocol(env, "OTEL_EXPORTER_OTLP_PROTOCOL", o.metrics_protocol);
-  read_protocol(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", o.traces_protocol);
-  read_protocol(env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", o.metrics_protocol);
-  read_compression(env, "OTEL_EXPORTER_OTLP_COMPRESSION", o.traces_compression);
-  read_compression(env, "OTEL_EXPORTER_OTLP_COMPRESSION", o.metrics_compression);
-  read_compression(env, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", o.traces_compression);
-  read_compression(env, "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", o.metrics_compression);
-  read_timeout(env, "OTEL_EXPORTER_OTLP_TIMEOUT", o.traces_timeout);
-  read_timeout(env, "OTEL_EXPORTER_OTLP_TIMEOUT", o.metrics_timeout);
-  read_timeout(env, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", o.traces_timeout);
-  read_timeout(env, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", o.metrics_timeout);
-
-  if (const char* v = env.get("OTEL_METRIC_EXPORT_INTERVAL")) {
-    long long ms = 0;
-    if (parse_number(v, ms) && ms > 0) {
-      o.metrics_interval = std::chrono::milliseconds(ms);
-    } else {
-      env.warn("OTEL_METRIC_EXPORT_INTERVAL", v, "expected a positive number of milliseconds");
-    }
+  auto append_headers = [](const EnvReader& e, const char* name) { return read_headers(e, name); };
+  if (auto h = append_headers(env, "OTEL_EXPORTER_OTLP_HEADERS")) {
+    o.traces_headers.insert(o.traces_headers.end(), h->begin(), h->end());
+    o.metrics_headers.insert(o.metrics_headers.end(), h->begin(), h->end());
   }
+  if (auto h = append_headers(env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS")) {
+    o.traces_headers.insert(o.traces_headers.end(), h->begin(), h->end());
+  }
+  if (auto h = append_headers(env, "OTEL_EXPORTER_OTLP_METRICS_HEADERS")) {
+    o.metrics_headers.insert(o.metrics_headers.end(), h->begin(), h->end());
+  }
+  per_signal(env, read_protocol, "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+             "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", o.traces_protocol, o.metrics_protocol);
+  per_signal(env, read_compression, "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+             "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", o.traces_compression, o.metrics_compression);
+  per_signal(env, read_millis, "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+             "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", o.traces_timeout, o.metrics_timeout);
+  if (auto v = read_millis(env, "OTEL_METRIC_EXPORT_INTERVAL")) o.metrics_interval = *v;
 
   if (const char* v = env.get("OTEL_RESOURCE_ATTRIBUTES")) {
     for (auto& [k, val] : parse_pairs(env, "OTEL_RESOURCE_ATTRIBUTES", v)) {

@@ -1,0 +1,200 @@
+// OtlpOptions from the OTEL_* environment: every variable, and malformed values.
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "spyglass/exporters/otlp.hpp"
+
+namespace otlp = spyglass::otlp;
+
+namespace {
+
+struct Env {
+  std::map<std::string, std::string> vars;
+  otlp::EnvLookup lookup() const {
+    return [this](const char* name) -> const char* {
+      auto it = vars.find(name);
+      return it == vars.end() ? nullptr : it->second.c_str();
+    };
+  }
+  otlp::OtlpOptions parse(std::vector<std::string>* warnings = nullptr) const {
+    return otlp::from_env({}, warnings, lookup());
+  }
+};
+
+}  // namespace
+
+TEST(OtlpConfig, DefaultsWithoutEnvironment) {
+  std::vector<std::string> w;
+  const auto o = Env{}.parse(&w);
+  EXPECT_TRUE(w.empty());
+  EXPECT_EQ(o.traces_endpoint, "http://localhost:4318/v1/traces");
+  EXPECT_EQ(o.metrics_endpoint, "http://localhost:4318/v1/metrics");
+  EXPECT_EQ(o.traces_protocol, otlp::Protocol::http_protobuf);
+  EXPECT_EQ(o.traces_compression, otlp::Compression::none);
+  EXPECT_EQ(o.traces_timeout, std::chrono::milliseconds(10000));
+  EXPECT_FALSE(o.disabled);
+  EXPECT_EQ(o.sampler.kind, otlp::SamplerKind::parentbased_always_on);
+  EXPECT_EQ(o.sampler.root_ratio(), 1.0);
+}
+
+TEST(OtlpConfig, BaseEndpointGetsSignalPathsAlsoUnderAPrefix) {
+  Env e;
+  e.vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://collector:4318";
+  auto o = e.parse();
+  EXPECT_EQ(o.traces_endpoint, "http://collector:4318/v1/traces");
+  EXPECT_EQ(o.metrics_endpoint, "http://collector:4318/v1/metrics");
+  e.vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = "https://gw.example.com/otlp/";
+  o = e.parse();
+  EXPECT_EQ(o.traces_endpoint, "https://gw.example.com/otlp/v1/traces");
+  EXPECT_EQ(o.metrics_endpoint, "https://gw.example.com/otlp/v1/metrics");
+}
+
+TEST(OtlpConfig, SignalEndpointsAreUsedAsIs) {
+  Env e;
+  e.vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://base:4318";
+  e.vars["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "http://t:1234/custom/path";
+  e.vars["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] = "http://m:9/";
+  const auto o = e.parse();
+  EXPECT_EQ(o.traces_endpoint, "http://t:1234/custom/path");
+  EXPECT_EQ(o.metrics_endpoint, "http://m:9/");
+}
+
+TEST(OtlpConfig, HeadersProtocolCompressionTimeout) {
+  Env e;
+  e.vars["OTEL_EXPORTER_OTLP_HEADERS"] = "api-key=secret%20value, x-tenant = acme";
+  e.vars["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = "x-signal=traces";
+  e.vars["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/json";
+  e.vars["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"] = "http/protobuf";
+  e.vars["OTEL_EXPORTER_OTLP_COMPRESSION"] = "gzip";
+  e.vars["OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"] = "none";
+  e.vars["OTEL_EXPORTER_OTLP_TIMEOUT"] = "2500";
+  e.vars["OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"] = "700";
+  std::vector<std::string> w;
+  const auto o = e.parse(&w);
+  EXPECT_TRUE(w.empty());
+  using H = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(o.traces_headers, (H{{"api-key", "secret value"}, {"x-tenant", "acme"}, {"x-signal", "traces"}}));
+  EXPECT_EQ(o.metrics_headers, (H{{"api-key", "secret value"}, {"x-tenant", "acme"}}));
+  EXPECT_EQ(o.traces_protocol, otlp::Protocol::http_json);
+  EXPECT_EQ(o.metrics_protocol, otlp::Protocol::http_protobuf);
+  EXPECT_EQ(o.traces_compression, otlp::Compression::gzip);
+  EXPECT_EQ(o.metrics_compression, otlp::Compression::none);
+  EXPECT_EQ(o.traces_timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(o.metrics_timeout, std::chrono::milliseconds(700));
+}
+
+TEST(OtlpConfig, ServiceAndResourceAttributesWithPercentDecoding) {
+  Env e;
+  e.vars["OTEL_RESOURCE_ATTRIBUTES"] = "service.name=from-attrs,deployment.environment=prod%2Ceu,team=a%3Db";
+  auto o = e.parse();
+  auto r = otlp::make_resource(o);
+  auto find = [&](const std::string& k) -> std::string {
+    for (const auto& a : r) {
+      if (a.key == k) return std::get<std::string>(a.value);
+    }
+    return "<missing>";
+  };
+  EXPECT_EQ(find("service.name"), "from-attrs");
+  EXPECT_EQ(find("deployment.environment"), "prod,eu");
+  EXPECT_EQ(find("team"), "a=b");
+  e.vars["OTEL_SERVICE_NAME"] = "from-service-name";  // takes precedence
+  o = e.parse();
+  r = otlp::make_resource(o);
+  EXPECT_EQ(find("service.name"), "from-service-name");
+  int service_names = 0;
+  for (const auto& a : r) service_names += a.key == "service.name";
+  EXPECT_EQ(service_names, 1);
+}
+
+TEST(OtlpConfig, DefaultServiceNameNamesTheProcess) {
+  const auto r = otlp::make_resource({});
+  ASSERT_FALSE(r.empty());
+  EXPECT_EQ(r[0].key, "service.name");
+  EXPECT_EQ(std::get<std::string>(r[0].value).rfind("unknown_service:", 0), 0u);
+}
+
+TEST(OtlpConfig, SdkDisabled) {
+  Env e;
+  e.vars["OTEL_SDK_DISABLED"] = "TRUE";
+  EXPECT_TRUE(e.parse().disabled);
+  e.vars["OTEL_SDK_DISABLED"] = "false";
+  EXPECT_FALSE(e.parse().disabled);
+}
+
+TEST(OtlpConfig, Samplers) {
+  Env e;
+  e.vars["OTEL_TRACES_SAMPLER"] = "traceidratio";
+  e.vars["OTEL_TRACES_SAMPLER_ARG"] = "0.25";
+  auto o = e.parse();
+  EXPECT_EQ(o.sampler.kind, otlp::SamplerKind::traceidratio);
+  EXPECT_DOUBLE_EQ(o.sampler.root_ratio(), 0.25);
+  e.vars["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio";
+  e.vars["OTEL_TRACES_SAMPLER_ARG"] = "0.5";
+  o = e.parse();
+  EXPECT_EQ(o.sampler.kind, otlp::SamplerKind::parentbased_traceidratio);
+  EXPECT_DOUBLE_EQ(o.sampler.root_ratio(), 0.5);
+  e.vars["OTEL_TRACES_SAMPLER"] = "always_off";
+  o = e.parse();
+  EXPECT_EQ(o.sampler.root_ratio(), 0.0);
+  e.vars["OTEL_TRACES_SAMPLER"] = "parentbased_always_off";
+  EXPECT_EQ(e.parse().sampler.root_ratio(), 0.0);
+  e.vars["OTEL_TRACES_SAMPLER"] = "always_on";
+  EXPECT_EQ(e.parse().sampler.root_ratio(), 1.0);
+  EXPECT_EQ(otlp::to_string(otlp::SamplerKind::parentbased_traceidratio), "parentbased_traceidratio");
+}
+
+TEST(OtlpConfig, MalformedValuesWarnAndKeepDefaults) {
+  Env e;
+  e.vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = "collector:4318";  // no scheme
+  e.vars["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "ftp://x/";
+  e.vars["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc";
+  e.vars["OTEL_EXPORTER_OTLP_COMPRESSION"] = "brotli";
+  e.vars["OTEL_EXPORTER_OTLP_TIMEOUT"] = "10s";
+  e.vars["OTEL_EXPORTER_OTLP_HEADERS"] = "novalue,=empty,ok=1,bad=%zz";
+  e.vars["OTEL_SDK_DISABLED"] = "yes";
+  e.vars["OTEL_TRACES_SAMPLER"] = "sometimes";
+  e.vars["OTEL_TRACES_SAMPLER_ARG"] = "1.5";
+  e.vars["OTEL_RESOURCE_ATTRIBUTES"] = "k=%4";
+  e.vars["OTEL_METRIC_EXPORT_INTERVAL"] = "-3";
+  std::vector<std::string> w;
+  const auto o = e.parse(&w);
+  const otlp::OtlpOptions d;
+  EXPECT_EQ(o.traces_endpoint, d.traces_endpoint);
+  EXPECT_EQ(o.metrics_endpoint, d.metrics_endpoint);
+  EXPECT_EQ(o.traces_protocol, d.traces_protocol);
+  EXPECT_EQ(o.traces_compression, d.traces_compression);
+  EXPECT_EQ(o.traces_timeout, d.traces_timeout);
+  EXPECT_EQ(o.disabled, d.disabled);
+  EXPECT_EQ(o.sampler.kind, d.sampler.kind);
+  EXPECT_EQ(o.sampler.root_ratio(), 1.0);
+  EXPECT_EQ(o.metrics_interval, d.metrics_interval);
+  EXPECT_TRUE(o.resource_attributes.empty());
+  using H = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(o.traces_headers, (H{{"ok", "1"}}));
+  // One clear warning per bad value, naming the variable.
+  auto warned = [&](const std::string& var) {
+    int n = 0;
+    for (const auto& s : w) n += s.find(var + "=") != std::string::npos;
+    return n;
+  };
+  EXPECT_EQ(warned("OTEL_EXPORTER_OTLP_ENDPOINT"), 1);
+  EXPECT_EQ(warned("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), 1);
+  EXPECT_EQ(warned("OTEL_EXPORTER_OTLP_PROTOCOL"), 1);
+  EXPECT_EQ(warned("OTEL_EXPORTER_OTLP_COMPRESSION"), 1);
+  EXPECT_EQ(warned("OTEL_EXPORTER_OTLP_TIMEOUT"), 1);
+  EXPECT_EQ(warned("OTEL_EXPORTER_OTLP_HEADERS"), 3);
+  EXPECT_EQ(warned("OTEL_SDK_DISABLED"), 1);
+  EXPECT_EQ(warned("OTEL_TRACES_SAMPLER"), 1);
+  EXPECT_EQ(warned("OTEL_TRACES_SAMPLER_ARG"), 1);
+  EXPECT_EQ(warned("OTEL_RESOURCE_ATTRIBUTES"), 1);
+  EXPECT_EQ(warned("OTEL_METRIC_EXPORT_INTERVAL"), 1);
+}
+
+TEST(OtlpConfig, ReadsTheRealEnvironmentByDefault) {
+  ::setenv("OTEL_SERVICE_NAME", "env-service", 1);
+  const auto o = otlp::from_env();
+  ::unsetenv("OTEL_SERVICE_NAME");
+  EXPECT_EQ(o.service_name, "env-service");
+}

@@ -1,0 +1,489 @@
+// The exporter against a loopback receiver: protocol details, the decoded content, and
+// faults (503 + Retry-After, 429, 400, hangs, closed connections, no receiver).
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+#include "protoc.hpp"
+#include "receiver.hpp"
+#include "spyglass/exporters/otlp.hpp"
+#include "spyglass/version.hpp"
+
+namespace otlp = spyglass::otlp;
+using spyglass::Event;
+using spyglass::EventKind;
+using spyglass_test::Receiver;
+using spyglass_test::Reply;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Options for fast tests: short backoff, no waiting for schedules, no metrics.
+otlp::OtlpOptions fast_options(const Receiver& r) {
+  otlp::OtlpOptions o;
+  o.traces_endpoint = r.url("/v1/traces");
+  o.metrics_endpoint = r.url("/v1/metrics");
+  o.service_name = "svc";
+  o.schedule_delay = 20ms;
+  o.metrics_interval = 0ms;
+  o.initial_backoff = 10ms;
+  o.max_backoff = 50ms;
+  o.traces_timeout = 5000ms;
+  o.metrics_timeout = 5000ms;
+  return o;
+}
+
+std::vector<Event> make_events(std::size_t n, std::uint64_t first_span = 1) {
+  std::vector<Event> v(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    v[i].trace_id = {7, 8};
+    v[i].span_id = first_span + i;
+    v[i].kind = EventKind::function;
+    v[i].name = "work";
+    v[i].start = 1'000'000 + i;
+    v[i].duration = 1000;
+  }
+  return v;
+}
+
+void expect_balanced(const otlp::OtlpCounters& c) {
+  EXPECT_EQ(c.produced, c.sent + c.dropped + c.failed + c.pending)
+      << "produced=" << c.produced << " sent=" << c.sent << " dropped=" << c.dropped << " failed=" << c.failed
+      << " pending=" << c.pending;
+}
+
+std::size_t spans_in(const spyglass_test::Request& req) {
+  const auto d = spyglass_test::decode_traces(req.payload());
+  EXPECT_EQ(d.exit_code, 0) << d.errors;
+  if (d.exit_code != 0) return 0;
+  return d.tree.at("resource_spans").at("scope_spans").all("spans").size();
+}
+
+// Polls until `pred` holds or the (generous) timeout passes.
+template <typename P>
+bool eventually(P pred, std::chrono::milliseconds timeout = 30s) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+}  // namespace
+
+TEST(OtlpExporter, PostsProtobufWithTheRightHeaders) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.traces_headers = {{"Authorization", "Bearer t0k"}};
+  otlp::OtlpExporter ex(o);
+  const auto events = make_events(10);
+  ASSERT_TRUE(ex.export_batch(events));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].method, "POST");
+  EXPECT_EQ(reqs[0].path, "/v1/traces");
+  EXPECT_EQ(reqs[0].header("content-type"), "application/x-protobuf");
+  EXPECT_EQ(reqs[0].header("content-encoding"), "");
+  EXPECT_EQ(reqs[0].header("authorization"), "Bearer t0k");
+  EXPECT_EQ(reqs[0].header("user-agent"), "spyglass/" SPYGLASS_VERSION_STRING);
+  EXPECT_EQ(spans_in(reqs[0]), 10u);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.produced, 10u);
+  EXPECT_EQ(c.sent, 10u);
+  EXPECT_EQ(c.requests, 1u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, GzipBodiesDecode) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.traces_compression = otlp::Compression::gzip;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(300));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].header("content-encoding"), "gzip");
+  EXPECT_LT(reqs[0].body.size(), reqs[0].payload().size());
+  EXPECT_EQ(spans_in(reqs[0]), 300u);
+}
+
+TEST(OtlpExporter, JsonBodiesParse) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.traces_protocol = otlp::Protocol::http_json;
+  o.traces_compression = otlp::Compression::gzip;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(5));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].header("content-type"), "application/json");
+  simdjson::dom::parser p;
+  simdjson::dom::element doc;
+  const std::string body = reqs[0].payload();
+  ASSERT_EQ(p.parse(body).get(doc), simdjson::SUCCESS);
+  EXPECT_EQ(doc["resourceSpans"].at(0)["scopeSpans"].at(0)["spans"].get_array().size(), 5u);
+}
+
+TEST(OtlpExporter, BatchesAreSplitAtTheBatchSize) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.max_export_batch_size = 100;
+  o.max_queue_size = 10000;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(250));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  std::size_t total = 0;
+  for (const auto& r : reqs) {
+    const auto n = spans_in(r);
+    EXPECT_LE(n, 100u);
+    total += n;
+  }
+  EXPECT_EQ(total, 250u);
+  EXPECT_EQ(ex.counters().sent, 250u);
+}
+
+TEST(OtlpExporter, PartialBatchGoesOutAfterTheScheduleDelay) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.schedule_delay = 50ms;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(3));
+  ASSERT_TRUE(rx.wait_for(1));  // no flush: the timer sends it
+  EXPECT_TRUE(eventually([&] { return ex.counters().sent == 3; }));
+}
+
+TEST(OtlpExporter, Retries503HonouringRetryAfterSeconds) {
+  Receiver rx;
+  Reply busy;
+  busy.status = 503;
+  busy.headers = {{"Retry-After", "1"}};
+  rx.push(busy);
+  otlp::OtlpExporter ex(fast_options(rx));
+  ex.export_batch(make_events(4));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  // The backoff alone would be ~10 ms; Retry-After asked for a second.
+  EXPECT_GE(reqs[1].at - reqs[0].at, 900ms);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.sent, 4u);
+  EXPECT_EQ(c.retries, 1u);
+  EXPECT_EQ(c.failed, 0u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, RetryAfterAsHttpDate) {
+  Receiver rx;
+  Reply busy;
+  busy.status = 503;
+  // Two seconds ahead, whole-second resolution: the wait is over one second.
+  const std::time_t when = std::time(nullptr) + 3;
+  char date[64];
+  std::tm tm{};
+  gmtime_r(&when, &tm);
+  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  busy.headers = {{"Retry-After", date}};
+  rx.push(busy);
+  otlp::OtlpExporter ex(fast_options(rx));
+  ex.export_batch(make_events(1));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_GE(reqs[1].at - reqs[0].at, 1000ms);
+  EXPECT_EQ(ex.counters().sent, 1u);
+}
+
+TEST(OtlpExporter, Retries429And502And504ThenSucceeds) {
+  Receiver rx;
+  for (int code : {429, 502, 504}) {
+    Reply r;
+    r.status = code;
+    rx.push(r);
+  }
+  otlp::OtlpExporter ex(fast_options(rx));
+  ex.export_batch(make_events(2));
+  ASSERT_TRUE(ex.force_flush(30s));
+  EXPECT_EQ(rx.count(), 4u);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.sent, 2u);
+  EXPECT_EQ(c.retries, 3u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, NeverRetries400OrOtherCodes) {
+  for (int code : {400, 401, 404, 413, 500}) {
+    SCOPED_TRACE(code);
+    Receiver rx;
+    Reply r;
+    r.status = code;
+    rx.set_default(r);
+    otlp::OtlpExporter ex(fast_options(rx));
+    ex.export_batch(make_events(6));
+    ASSERT_TRUE(ex.force_flush(30s));
+    EXPECT_EQ(rx.count(), 1u);
+    const auto c = ex.counters();
+    EXPECT_EQ(c.failed, 6u);
+    EXPECT_EQ(c.sent, 0u);
+    EXPECT_EQ(c.retries, 0u);
+    expect_balanced(c);
+  }
+}
+
+TEST(OtlpExporter, GivesUpAfterMaxAttempts) {
+  Receiver rx;
+  Reply r;
+  r.status = 503;
+  rx.set_default(r);
+  auto o = fast_options(rx);
+  o.max_attempts = 3;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(5));
+  ASSERT_TRUE(ex.force_flush(30s));
+  EXPECT_EQ(rx.count(), 3u);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.failed, 5u);
+  EXPECT_EQ(c.retries, 2u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, PartialSuccessIsCountedNotRetried) {
+  Receiver rx;
+  Reply r;
+  // ExportTraceServiceResponse{partial_success{rejected_spans: 3, error_message: "bad"}}
+  r.body = std::string(
+      "\x0a\x07\x08\x03\x12\x03"
+      "bad",
+      9);
+  rx.push(r);
+  Reply j;
+  j.content_type = "application/json";
+  j.body = R"({"partialSuccess":{"rejectedSpans":"2","errorMessage":"too old"}})";
+  rx.push(j);
+  auto o = fast_options(rx);
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(10));
+  ASSERT_TRUE(ex.force_flush(30s));
+  ex.export_batch(make_events(10, 100));
+  ASSERT_TRUE(ex.force_flush(30s));
+  EXPECT_EQ(rx.count(), 2u);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.rejected, 5u);
+  EXPECT_EQ(c.sent, 15u);
+  EXPECT_EQ(c.failed, 5u);
+  EXPECT_EQ(c.retries, 0u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, HangingReceiverTimesOutAndTheCallerNeverBlocks) {
+  Receiver rx;
+  Reply hang;
+  hang.action = Reply::hang;
+  rx.set_default(hang);
+  auto o = fast_options(rx);
+  o.traces_timeout = 300ms;
+  o.max_attempts = 2;
+  o.max_queue_size = 100;
+  o.max_export_batch_size = 50;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(50));
+  ASSERT_TRUE(rx.wait_for(1));
+  // While the sender is stuck, export_batch only copies: 100 x 100 events, far more than
+  // the buffer holds, go through quickly and the excess is dropped.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(ex.export_batch(make_events(100)));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_GT(ex.counters().dropped, 0u);
+  EXPECT_TRUE(ex.force_flush(60s));
+  const auto c = ex.counters();
+  EXPECT_EQ(c.produced, 50u + 100u * 100u);
+  EXPECT_EQ(c.sent, 0u);
+  EXPECT_GT(c.failed, 0u);
+  EXPECT_EQ(c.pending, 0u);
+  expect_balanced(c);
+  EXPECT_GE(rx.count(), 2u);  // the timeout was retried
+}
+
+TEST(OtlpExporter, ClosedConnectionIsRetried) {
+  Receiver rx;
+  Reply close;
+  close.action = Reply::close;
+  rx.push(close);
+  otlp::OtlpExporter ex(fast_options(rx));
+  ex.export_batch(make_events(3));
+  ASSERT_TRUE(ex.force_flush(30s));
+  EXPECT_EQ(rx.count(), 2u);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.sent, 3u);
+  EXPECT_EQ(c.retries, 1u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, NoReceiverFailsAfterRetries) {
+  // A port that was just free: nothing listens there.
+  std::uint16_t port;
+  {
+    Receiver tmp;
+    port = tmp.port();
+  }
+  otlp::OtlpOptions o;
+  o.traces_endpoint = "http://127.0.0.1:" + std::to_string(port) + "/v1/traces";
+  o.metrics_interval = 0ms;
+  o.initial_backoff = 10ms;
+  o.max_attempts = 3;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(7));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto c = ex.counters();
+  EXPECT_EQ(c.failed, 7u);
+  EXPECT_EQ(c.requests, 3u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, ShutdownIsBoundedWithAStuckReceiver) {
+  Receiver rx;
+  Reply hang;
+  hang.action = Reply::hang;
+  rx.set_default(hang);
+  auto o = fast_options(rx);
+  o.traces_timeout = 60000ms;  // far longer than the shutdown budget
+  o.shutdown_timeout = 500ms;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(20));
+  ASSERT_TRUE(rx.wait_for(1));
+  ex.export_batch(make_events(20, 100));
+  const auto t0 = std::chrono::steady_clock::now();
+  ex.shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.pending, 0u);
+  EXPECT_EQ(c.produced, 40u);
+  EXPECT_EQ(c.sent, 0u);
+  expect_balanced(c);
+  EXPECT_FALSE(ex.export_batch(make_events(1)));  // after shutdown
+}
+
+TEST(OtlpExporter, ShutdownDrainsTheBuffer) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.schedule_delay = 60000ms;  // only shutdown sends
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(42));
+  ex.shutdown();
+  EXPECT_EQ(ex.counters().sent, 42u);
+  EXPECT_EQ(rx.count(), 1u);
+}
+
+TEST(OtlpExporter, DisabledSendsNothingAndCountsDropped) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.disabled = true;
+  otlp::OtlpExporter ex(o);
+  EXPECT_TRUE(ex.export_batch(make_events(9)));
+  ex.force_flush(1s);
+  ex.shutdown();
+  EXPECT_EQ(rx.count(), 0u);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.dropped, 9u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, EndpointFromEnvironmentUnderAPathPrefix) {
+  Receiver rx;
+  std::map<std::string, std::string> env{{"OTEL_EXPORTER_OTLP_ENDPOINT", rx.url("/prefix/")},
+                                         {"OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"},
+                                         {"OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=abc%21"}};
+  auto o = otlp::from_env(fast_options(rx), nullptr, [&](const char* n) -> const char* {
+    auto it = env.find(n);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(2));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].path, "/prefix/v1/traces");
+  EXPECT_EQ(reqs[0].header("x-api-key"), "abc!");
+  EXPECT_EQ(spans_in(reqs[0]), 2u);
+}
+
+TEST(OtlpExporter, MetricsAreCumulativePerKindAndName) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.metrics_interval = 3600000ms;  // only force_flush sends them
+  o.histogram_bounds = {0.001, 0.01};
+  otlp::OtlpExporter ex(o);
+  auto events = make_events(3);
+  events[0].duration = 500'000;     // 0.5 ms
+  events[1].duration = 5'000'000;   // 5 ms
+  events[2].duration = 50'000'000;  // 50 ms
+  events[2].kind = EventKind::db;
+  events[2].name = "SELECT ?";
+  ex.export_batch(events);
+  ASSERT_TRUE(ex.force_flush(30s));
+  ex.export_batch(make_events(1));
+  ASSERT_TRUE(ex.force_flush(30s));
+
+  std::vector<spyglass_test::Request> metric_reqs;
+  for (const auto& r : rx.requests()) {
+    if (r.path == "/v1/metrics") metric_reqs.push_back(r);
+  }
+  ASSERT_EQ(metric_reqs.size(), 2u);
+  const auto d = spyglass_test::decode_metrics(metric_reqs[1].payload());
+  ASSERT_EQ(d.exit_code, 0) << d.errors;
+  std::map<std::string, const spyglass_test::PNode*> m;
+  for (const auto* n : d.tree.at("resource_metrics").at("scope_metrics").all("metrics"))
+    m[n->at("name").value] = n;
+  // Cumulative: the second export counts the first batch too.
+  const auto& fn_count = m.at("spyglass.function.count")->at("sum").at("data_points");
+  EXPECT_EQ(fn_count.at("as_int").value, "3");
+  const auto& fn_hist = m.at("spyglass.function.duration")->at("histogram").at("data_points");
+  EXPECT_EQ(fn_hist.at("count").value, "3");
+  std::vector<std::string> buckets;
+  for (const auto* b : fn_hist.all("bucket_counts")) buckets.push_back(b->value);
+  EXPECT_EQ(buckets, (std::vector<std::string>{"2", "1", "0"}));
+  const auto& db_hist = m.at("spyglass.db.duration")->at("histogram").at("data_points");
+  std::vector<std::string> db_buckets;
+  for (const auto* b : db_hist.all("bucket_counts")) db_buckets.push_back(b->value);
+  EXPECT_EQ(db_buckets, (std::vector<std::string>{"0", "0", "1"}));
+  EXPECT_EQ(ex.counters().metric_exports, 2u);
+}
+
+TEST(OtlpExporter, ConcurrentProducersAccountForEverySpan) {
+  Receiver rx;
+  Reply flaky;
+  flaky.status = 503;
+  for (int i = 0; i < 5; ++i) rx.push(flaky);
+  auto o = fast_options(rx);
+  o.max_queue_size = 500;
+  o.max_export_batch_size = 64;
+  otlp::OtlpExporter ex(o);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&ex, t] {
+      for (int i = 0; i < 200; ++i)
+        ex.export_batch(make_events(10, static_cast<std::uint64_t>(t * 100000 + i * 10)));
+    });
+  }
+  std::thread watcher([&] {
+    for (int i = 0; i < 200; ++i) {
+      expect_balanced(ex.counters());
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  for (auto& t : threads) t.join();
+  watcher.join();
+  ASSERT_TRUE(ex.force_flush(60s));
+  const auto c = ex.counters();
+  EXPECT_EQ(c.produced, 8000u);
+  EXPECT_EQ(c.pending, 0u);
+  expect_balanced(c);
+}
