@@ -15,14 +15,18 @@
 /// Percentiles come from log-linear buckets: values below 64 ns are exact, above that
 /// each power of two is split into 64 linear sub-buckets, so a reported percentile (the
 /// bucket midpoint, clamped to the observed min and max) is within 1/128 (0.8 %) of the
-/// exact nearest-rank value. Values up to 2^44 ns (about 4.9 hours) are resolved;
-/// larger ones fall into the top bucket, though `max_ns` stays exact.
+/// exact nearest-rank value (the ceil(p * count)-th smallest). Values up to 2^44 ns
+/// (about 4.9 hours) are resolved; larger ones fall into the top bucket and report about
+/// 2^44 ns as a percentile, though `max_ns` and `mean_ns` stay exact. Bucket counters are
+/// 32-bit per sub-window and saturate rather than wrap (4 billion events of one series in
+/// one bucket in one sub-window).
 ///
-/// Memory per series (distinct kind and name): about 64 bytes + the name + `slots` x
-/// 208 bytes of fixed sub-window state (3.2 KiB with the default 15 slots), plus 256
-/// bytes per power of two a sub-window actually saw (chunks are allocated lazily and
-/// recycled when a sub-window expires). A series whose values span one decade touches
-/// about four powers of two, so ~1 KiB per busy sub-window.
+/// Memory per series (distinct kind and name): about 200 bytes of bookkeeping (record,
+/// name map entry, pointer-cache slots) + twice the name + `slots` x 208 bytes of fixed
+/// sub-window state (3.1 KiB with the default 15 slots), plus 256 bytes per power of two
+/// a sub-window actually saw (chunks are allocated lazily and recycled when a sub-window
+/// expires). A series whose values span one decade touches about four powers of two, so
+/// ~1 KiB per busy sub-window; a dense histogram would take 10 KiB per sub-window.
 
 #include <chrono>
 #include <cstddef>
@@ -68,6 +72,11 @@ struct StatsEntry {
   std::uint64_t count = 0;
   std::uint64_t errors = 0;
   double p50_ns = 0, p90_ns = 0, p99_ns = 0, max_ns = 0, mean_ns = 0;
+
+  /// The aggregates without the series' identity.
+  [[nodiscard]] LatencySummary summary() const noexcept {
+    return {count, errors, p50_ns, p90_ns, p99_ns, max_ns, mean_ns};
+  }
 };
 
 /// Aggregates of every series with at least one event in the window, sorted by kind,

@@ -93,6 +93,11 @@ void check_distribution(const std::vector<std::uint64_t>& values) {
   EXPECT_LE(e.p50_ns, e.p90_ns);
   EXPECT_LE(e.p90_ns, e.p99_ns);
   EXPECT_LE(e.p99_ns, e.max_ns);
+  const sg::LatencySummary sum_of_entry = e.summary();
+  EXPECT_EQ(sum_of_entry.count, e.count);
+  EXPECT_EQ(sum_of_entry.errors, e.errors);
+  EXPECT_EQ(sum_of_entry.p90_ns, e.p90_ns);
+  EXPECT_EQ(sum_of_entry.mean_ns, e.mean_ns);
 }
 
 }  // namespace
