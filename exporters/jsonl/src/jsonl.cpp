@@ -241,9 +241,16 @@ void append_line(const Event& event, std::string& out) { LineFormatter{}.append(
 
 namespace {
 
+/// The sequence number last used with a {time} value: names opened within one second
+/// count up from it, so a name freed by retention is never reused out of order.
+struct NameSeq {
+  std::string time;
+  unsigned seq = 0;
+};
+
 /// Opens a new, previously nonexistent file in the directory (created if it has vanished).
 /// Returns 0 or an errno value; `path` is the name tried last.
-int open_new_file(JsonlOptions& opt, bool child, int& fd, std::string& path) {
+int open_new_file(const JsonlOptions& opt, bool child, NameSeq& seq_state, int& fd, std::string& path) {
   std::error_code ec;
   fs::create_directories(opt.directory, ec);
   if (ec) {
@@ -251,11 +258,15 @@ int open_new_file(JsonlOptions& opt, bool child, int& fd, std::string& path) {
     return ec.value();
   }
   const std::string time = compact_utc_now();
-  for (unsigned seq = 0; seq < 100000; ++seq) {
+  const unsigned first = time == seq_state.time ? seq_state.seq + 1 : 0;
+  for (unsigned seq = first; seq < first + 100000; ++seq) {
     path = (fs::path(opt.directory) / expand_name(opt.file_name, time, child, seq)).string();
     if (opt.gzip_rotated && ::access((path + ".gz").c_str(), F_OK) == 0) continue;
     fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd >= 0) return 0;
+    if (fd >= 0) {
+      seq_state = {time, seq};
+      return 0;
+    }
     if (errno != EEXIST) return errno;
   }
   return EEXIST;
@@ -276,13 +287,14 @@ struct JsonlExporter::State {
   std::uint64_t opened_at = 0;      // monotonic ns
   std::deque<std::string> rotated;  // oldest first
   bool child = false;               // after fork: names carry the pid
+  NameSeq name_seq;
   bool closed = false;
 
   void error() { owner->write_errors_.fetch_add(1, std::memory_order_relaxed); }
 
   bool ensure_open() {
     if (fd >= 0) return true;
-    if (open_new_file(opt, child, fd, path) != 0) {
+    if (open_new_file(opt, child, name_seq, fd, path) != 0) {
       fd = -1;
       error();
       return false;
@@ -378,7 +390,7 @@ JsonlExporter::JsonlExporter(JsonlOptions options) : state_(std::make_unique<Sta
     throw std::system_error(std::make_error_code(std::errc::not_a_directory),
                             "spyglass jsonl: '" + s.opt.directory + "' is not a directory");
   }
-  if (const int err = open_new_file(s.opt, false, s.fd, s.path); err != 0) {
+  if (const int err = open_new_file(s.opt, false, s.name_seq, s.fd, s.path); err != 0) {
     throw std::system_error(err, std::generic_category(),
                             "spyglass jsonl: cannot create file '" + s.path + "'");
   }
