@@ -43,7 +43,7 @@ namespace spyglass::inline v0 {
 
 /// Settings of a StatsStore.
 struct StatsOptions {
-  /// Length of the rolling window (>= 1 s; smaller values are raised to 1 s).
+  /// Length of the rolling window (clamped to 1 s .. 366 days).
   std::chrono::seconds window{15 * 60};
   /// Sub-windows the window is split into (rotation granularity, 1..3600; clamped).
   std::size_t slots = 15;
@@ -51,7 +51,8 @@ struct StatsOptions {
   /// "__other__" of their kind, and their events counted in `overflowed`.
   std::size_t max_names = 4096;
   /// How far ahead of "now" an event may start and still be counted (in the current
-  /// sub-window); beyond that it is dropped and counted in `dropped_future`.
+  /// sub-window); beyond that it is dropped and counted in `dropped_future`
+  /// (clamped to 0 .. 366 days).
   std::chrono::seconds future_tolerance{60};
 };
 
@@ -115,7 +116,8 @@ class SPYGLASS_API StatsStore {
 
   /// Records finished events (`start` Unix-epoch ns, `duration` ns) with "now" taken
   /// from the system clock once per call. Allocates only for a series or sub-window
-  /// chunk it has not seen before; a known name pointer costs no string hashing.
+  /// chunk it has not seen before; a known name pointer costs no string hashing, so
+  /// `name` must keep its text for the store's lifetime (the Event contract).
   void record(std::span<const Event> events);
   /// One event; takes the mutex per call, prefer the batch form.
   void record(const Event& e);

@@ -96,9 +96,12 @@ namespace detail {
 
 struct StatsImpl {
   explicit StatsImpl(StatsOptions o) : opt(o) {
-    if (opt.window < std::chrono::seconds(1)) opt.window = std::chrono::seconds(1);
+    // Bounded so that every ns quantity below fits in 64 bits with room to spare.
+    constexpr std::chrono::seconds kMaxSpan = std::chrono::hours(24 * 366);
+    opt.window = std::clamp<std::chrono::seconds>(opt.window, std::chrono::seconds(1), kMaxSpan);
     opt.slots = std::clamp<std::size_t>(opt.slots, 1, 3600);
-    if (opt.future_tolerance < std::chrono::seconds(0)) opt.future_tolerance = std::chrono::seconds(0);
+    opt.future_tolerance =
+        std::clamp<std::chrono::seconds>(opt.future_tolerance, std::chrono::seconds(0), kMaxSpan);
     const auto window_ns =
         static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(opt.window).count());
     slot_ns = window_ns / opt.slots;

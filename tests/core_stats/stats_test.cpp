@@ -387,6 +387,13 @@ TEST(StatsStore, OutOfRangeOptionsAreClamped) {
   EXPECT_EQ(store.options().future_tolerance, 0s);
   sg::StatsStore many({.window = 10s, .slots = 1'000'000});
   EXPECT_EQ(many.options().slots, 3600u);
+  sg::StatsStore huge({.window = std::chrono::seconds(std::numeric_limits<std::int64_t>::max()),
+                       .future_tolerance = std::chrono::seconds(std::numeric_limits<std::int64_t>::max())});
+  EXPECT_EQ(huge.options().window, std::chrono::hours(24 * 366));
+  EXPECT_EQ(huge.options().future_tolerance, std::chrono::hours(24 * 366));
+  const sg::Event old_one[] = {ev("h", kBase - 300 * 86'400 * kSec, 1), ev("h", kBase, 2)};
+  huge.record(old_one, kBase);
+  EXPECT_EQ(find(huge.snapshot(kBase), "h")->count, 2u);  // 300 days back is inside the window
   // Still usable.
   const sg::Event batch[] = {ev("a", kBase, 1)};
   store.record(batch, kBase);
