@@ -5,14 +5,18 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <mutex>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "spyglass/clock.hpp"
@@ -198,13 +202,12 @@ std::string expand_name(const std::string& tmpl, const std::string& time, bool f
   return name;
 }
 
-/// Compresses `src` into `dst` (gzip format) through a temporary file renamed into place,
-/// so `dst` never exists half-written.
-bool gzip_file(const std::string& src, const std::string& dst) {
+/// Compresses `src` into `tmp` (gzip format, level 1: fast enough to keep up with a busy
+/// exporter most of the time, and JSONL still shrinks several-fold).
+bool gzip_to(const std::string& src, const std::string& tmp) {
   const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return false;
-  const std::string tmp = dst + ".tmp";
-  gzFile out = gzopen(tmp.c_str(), "wb1e");  // level 1: rotation must not stall the thread
+  gzFile out = gzopen(tmp.c_str(), "wb1e");
   bool ok = out != nullptr;
   if (ok) {
     static constexpr std::size_t kChunk = 256 * 1024;
@@ -224,10 +227,91 @@ bool gzip_file(const std::string& src, const std::string& dst) {
     if (gzclose(out) != Z_OK) ok = false;
   }
   ::close(in);
-  if (ok && std::rename(tmp.c_str(), dst.c_str()) != 0) ok = false;
-  if (!ok) ::unlink(tmp.c_str());
   return ok;
 }
+
+/// Gzips rotated files on a thread of its own, so that compression (tens of MB/s) does not
+/// hold up the exporter thread (about 1 GB/s of JSONL). `<path>` becomes `<path>.gz` through
+/// `<path>.gz.tmp`, so a .gz file is always complete. Retention may cancel a file that is
+/// queued or being compressed. All members but the thread body are called by the exporter
+/// thread.
+class Compressor {
+ public:
+  explicit Compressor(std::atomic<std::uint64_t>& errors) : errors_(errors) {}
+  ~Compressor() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  Compressor(const Compressor&) = delete;
+  Compressor& operator=(const Compressor&) = delete;
+
+  void submit(std::string path) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(path));
+    }
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    cv_.notify_all();
+  }
+
+  /// Deletes `path` and its compressed form, also if it is queued or being compressed.
+  void remove(const std::string& path) {
+    std::lock_guard lock(mu_);
+    if (auto it = std::find(queue_.begin(), queue_.end(), path); it != queue_.end()) queue_.erase(it);
+    if (busy_ && in_flight_ == path) cancelled_ = true;
+    ::unlink(path.c_str());
+    ::unlink((path + ".gz").c_str());
+  }
+
+  /// Waits until every queued file is compressed.
+  void drain() {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and every queued file is done
+      in_flight_ = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      cancelled_ = false;
+      const std::string src = in_flight_;
+      const std::string gz = src + ".gz";
+      const std::string tmp = gz + ".tmp";
+      lock.unlock();
+      const bool ok = gzip_to(src, tmp);
+      lock.lock();
+      if (ok && !cancelled_ && std::rename(tmp.c_str(), gz.c_str()) == 0) {
+        ::unlink(src.c_str());
+      } else {
+        ::unlink(tmp.c_str());
+        // A failure keeps the uncompressed file; a cancelled file is already gone.
+        if (!cancelled_) errors_.fetch_add(1, std::memory_order_relaxed);
+      }
+      busy_ = false;
+      if (queue_.empty()) idle_cv_.notify_all();
+    }
+  }
+
+  std::atomic<std::uint64_t>& errors_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable idle_cv_;
+  std::deque<std::string> queue_;
+  std::string in_flight_;
+  bool busy_ = false;
+  bool cancelled_ = false;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -284,9 +368,10 @@ struct JsonlExporter::State {
   int fd = -1;
   std::string path;  // active file
   std::uint64_t file_bytes = 0;
-  std::uint64_t opened_at = 0;      // monotonic ns
-  std::deque<std::string> rotated;  // oldest first
-  bool child = false;               // after fork: names carry the pid
+  std::uint64_t opened_at = 0;             // monotonic ns
+  std::deque<std::string> rotated;         // oldest first, names before compression
+  std::unique_ptr<Compressor> compressor;  // started by the first rotation with gzip
+  bool child = false;                      // after fork: names carry the pid
   NameSeq name_seq;
   bool closed = false;
 
@@ -348,22 +433,21 @@ struct JsonlExporter::State {
     if (fd < 0 || file_bytes == 0) return;
     ::close(fd);
     fd = -1;
-    std::string done = path;
-    if (opt.gzip_rotated) {
-      if (gzip_file(path, path + ".gz")) {
-        ::unlink(path.c_str());
-        done = path + ".gz";
-      } else {
-        error();  // the uncompressed file is kept
-      }
-    }
+    file_bytes = 0;
     owner->files_rotated_.fetch_add(1, std::memory_order_relaxed);
-    rotated.push_back(std::move(done));
+    if (opt.gzip_rotated) {
+      if (!compressor) compressor = std::make_unique<Compressor>(owner->write_errors_);
+      compressor->submit(path);
+    }
+    rotated.push_back(path);
     while (opt.max_files != 0 && rotated.size() > opt.max_files) {
-      ::unlink(rotated.front().c_str());
+      if (compressor) {
+        compressor->remove(rotated.front());
+      } else {
+        ::unlink(rotated.front().c_str());
+      }
       rotated.pop_front();
     }
-    file_bytes = 0;
   }
 
   void rotate_if_due() {
@@ -453,6 +537,7 @@ void JsonlExporter::shutdown() {
     s.fd = -1;
     if (s.file_bytes == 0) ::unlink(s.path.c_str());
   }
+  s.compressor.reset();  // finishes the queued compressions
   s.closed = true;
 }
 
@@ -466,6 +551,10 @@ void JsonlExporter::after_fork_child() {
   s.buf.clear();
   s.buf_lines = 0;
   s.rotated.clear();  // the parent's files are the parent's to retire
+  // The compressor thread exists only in the parent and its mutex may have been held at
+  // fork time: abandon the object (a small leak per fork) instead of touching it.
+  Compressor* abandoned = s.compressor.release();
+  static_cast<void>(abandoned);
   s.child = true;
   lines_written_.store(0, std::memory_order_relaxed);
   bytes_written_.store(0, std::memory_order_relaxed);

@@ -57,9 +57,12 @@ struct JsonlOptions {
   /// deleted. The active file is not counted. Files from other runs or processes are
   /// never touched. 0 keeps every file.
   std::size_t max_files = 10;
-  /// Compress each rotated file to `<name>.gz` (gzip format, zlib) and delete the
-  /// uncompressed one. Compression runs on the exporter's thread at rotation time. The
-  /// active file is never compressed, including the last one at shutdown.
+  /// Compress each rotated file to `<name>.gz` (gzip format, zlib level 1) and delete the
+  /// uncompressed one. Compression runs on a background thread the exporter starts at its
+  /// first rotation, so it does not slow down writing; a `.gz` file appears only once it
+  /// is complete (written as `.gz.tmp`, then renamed). shutdown() waits for pending
+  /// compressions. The active file is never compressed, including the last one at
+  /// shutdown. A failed compression keeps the uncompressed file and counts a write error.
   bool gzip_rotated = false;
   /// Formatted lines are written with one write() call once this many bytes are buffered,
   /// and at the end of every batch. Only bounds memory; it never splits a line.
@@ -95,12 +98,13 @@ class SPYGLASS_API JsonlExporter final : public Exporter {
   bool export_batch(std::span<const Event> events) override;
   /// Rotates by time when due. Lines are already written at the end of each batch.
   void flush() override;
-  /// Writes what is buffered and closes the active file (deleted if still empty). Later
-  /// calls to export_batch() return false.
+  /// Writes what is buffered, closes the active file (deleted if still empty) and waits
+  /// for pending compressions. Later calls to export_batch() return false.
   void shutdown() override;
   /// Drops the parent's file and buffer without writing; the child's next write opens a
   /// new file whose name carries the child's pid (inserted before the extension when the
-  /// template has no `{pid}`). Retention in the child counts only the child's files.
+  /// template has no `{pid}`). Retention in the child counts only the child's files, and
+  /// the counters restart from 0 in the child.
   void after_fork_child() override;
   [[nodiscard]] std::string_view name() const override { return "jsonl"; }
 
@@ -119,18 +123,20 @@ class SPYGLASS_API JsonlExporter final : public Exporter {
   [[nodiscard]] std::uint64_t files_rotated() const noexcept {
     return files_rotated_.load(std::memory_order_relaxed);
   }
-  /// Failed writes, file opens and compressions. Any thread.
+  /// Failed writes (each failed batch or buffer write), file opens and compressions. Any
+  /// thread.
   [[nodiscard]] std::uint64_t write_errors() const noexcept {
     return write_errors_.load(std::memory_order_relaxed);
   }
 
  private:
   struct State;
-  std::unique_ptr<State> state_;
+  // Declared before state_ so that they outlive it (the compressor thread counts errors).
   std::atomic<std::uint64_t> lines_written_{0};
   std::atomic<std::uint64_t> bytes_written_{0};
   std::atomic<std::uint64_t> files_rotated_{0};
   std::atomic<std::uint64_t> write_errors_{0};
+  std::unique_ptr<State> state_;
 };
 
 namespace jsonl {
