@@ -130,6 +130,32 @@ void bench_scrape(benchmark::State& state) {
 }
 BENCHMARK(bench_scrape)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
 
+/// A scrape of `range(0)` time series in Prometheus' sense (a name and a label set):
+/// each function name makes 21 of them (2 counters, 16 buckets, +Inf, _sum, _count).
+void bench_scrape_series(benchmark::State& state) {
+  const auto series = static_cast<std::size_t>(state.range(0));
+  const std::size_t distinct = (series + 20) / 21;
+  auto o = offline();
+  o.process_metrics = false;
+  sg::prom::PrometheusExporter exp(o);
+  std::vector<sg::Event> events(distinct);
+  for (std::size_t i = 0; i < distinct; ++i) {
+    events[i].name = names()[i].c_str();
+    events[i].kind = sg::EventKind::function;
+    events[i].duration = 1'000'000 + i * 1000;
+  }
+  exp.export_batch(events);
+  std::size_t lines = 0;
+  for (auto _ : state) {
+    const std::string text = exp.scrape();
+    benchmark::DoNotOptimize(text.data());
+    lines = 0;
+    for (char c : text) lines += c == '\n' ? 1 : 0;
+  }
+  state.counters["lines"] = static_cast<double>(lines);
+}
+BENCHMARK(bench_scrape_series)->Arg(1000)->Unit(benchmark::kMillisecond);
+
 /// Only the families, without text serialization.
 void bench_collect(benchmark::State& state) {
   auto o = offline();

@@ -38,7 +38,8 @@ const char kInvalidUtf8[] = "caf\xc3 \xff\xfe end";
 /// Events of every kind, with the hostile names, for the peers to read.
 std::vector<Event> varied_events() {
   std::vector<Event> v;
-  for (int i = 0; i < 20; ++i) v.push_back(make_event(EventKind::function, "render", static_cast<std::uint64_t>(i + 1) * kMs));
+  for (int i = 0; i < 20; ++i)
+    v.push_back(make_event(EventKind::function, "render", static_cast<std::uint64_t>(i + 1) * kMs));
   v.push_back(make_event(EventKind::function, kQuoted, kMs));
   v.push_back(make_event(EventKind::custom, kInvalidUtf8, 2 * kMs, Status::error));
   Event q = make_event(EventKind::db, "SELECT name FROM t WHERE id = ?", 3 * kMs);
@@ -198,6 +199,25 @@ TEST(RealPrometheus, ScrapesTheSeriesAndComputesQuantiles) {
     EXPECT_GE(q.series[0].second, lo) << "phi " << phi << " truth " << truth;
     EXPECT_LE(q.series[0].second, *hi) << "phi " << phi << " truth " << truth;
   }
+
+  // Every query of the Grafana dashboard is valid PromQL against these series.
+  simdjson::dom::parser parser;
+  simdjson::dom::element dash;
+  ASSERT_EQ(parser.load(SPYGLASS_DASHBOARD).get(dash), simdjson::SUCCESS);
+  std::size_t queries = 0;
+  for (simdjson::dom::element panel : dash["panels"].get_array()) {
+    for (simdjson::dom::element t : panel["targets"].get_array()) {
+      std::string expr{std::string_view(t["expr"])};
+      for (const auto& [var, value] : std::vector<std::pair<std::string, std::string>>{
+               {"$__rate_interval", "1m"}, {"$job", ".*"}, {"$instance", ".*"}, {"$kind", ".*"}}) {
+        for (auto pos = expr.find(var); pos != std::string::npos; pos = expr.find(var))
+          expr.replace(pos, var.size(), value);
+      }
+      EXPECT_TRUE(query(web, expr).ok) << expr;
+      ++queries;
+    }
+  }
+  EXPECT_GE(queries, 5u);
   server.stop();
 }
 
