@@ -245,7 +245,8 @@ TEST(RealPushgateway, ReceivesPeriodicAndFinalPushes) {
     body = http_get(base + "/metrics").body;
     return spyglass::test::sample(spyglass::test::parse_exposition(body), key) == 20;
   })) << body;
-  EXPECT_GE(exp.push_counters().ok, 1u);
+  // The pusher counts a push once the gateway's answer is back, a moment after it stored it.
+  EXPECT_TRUE(wait_until([&] { return exp.push_counters().ok >= 1; }));
 
   // Events after the last periodic push arrive with the push at shutdown.
   for (int i = 0; i < 5; ++i)
