@@ -374,6 +374,7 @@ void series_attrs(const MetricSeries& s, Kv&& kv) {
 
 void encode_traces_protobuf(std::span<const Event> events, std::span<const Attribute> resource,
                             std::string& out) {
+  out.reserve(out.size() + 512 + events.size() * 192);
   ProtoWriter w(out);
   const std::size_t rs = w.begin(1);  // ExportTraceServiceRequest.resource_spans
   pb_resource(w, 1, resource);
@@ -386,6 +387,7 @@ void encode_traces_protobuf(std::span<const Event> events, std::span<const Attri
 
 void encode_traces_json(std::span<const Event> events, std::span<const Attribute> resource,
                         std::string& out) {
+  out.reserve(out.size() + 1024 + events.size() * 640);
   JsonWriter j(out);
   j.begin_object();
   j.key("resourceSpans");
