@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <deque>
@@ -267,6 +268,36 @@ TEST(PrometheusExporter, NoProcessMetricsWhenTurnedOff) {
   o.process_metrics = false;
   PrometheusExporter exp(o);
   EXPECT_EQ(exp.scrape().find("process_"), std::string::npos);
+}
+
+TEST(PrometheusExporter, ForkedChildRecordsAfreshAndExitsWhileTheParentServes) {
+  PrometheusOptions o;
+  o.listen_address = "127.0.0.1:0";
+  PrometheusExporter exp(o);
+  exp.export_batch(std::vector<Event>{make_event(EventKind::function, "before_fork", kMs)});
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(60);  // a hang in the child fails the test instead of blocking it
+    exp.after_fork_child();
+    exp.export_batch(std::vector<Event>{make_event(EventKind::function, "in_child", kMs)});
+    const auto m = parse_exposition(exp.scrape());
+    const bool ok =
+        sample(m, R"(spyglass_events_total{kind="function",name="in_child",status="ok"})") == 1 &&
+        sample(m, R"(spyglass_events_total{kind="function",name="before_fork",status="ok"})") == -1 &&
+        exp.port() == 0;
+    exp.~PrometheusExporter();  // must not wait for the parent's threads
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child did not exit normally";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const auto r = spyglass::test::http_get("http://127.0.0.1:" + std::to_string(exp.port()) + "/metrics");
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(sample(parse_exposition(r.body),
+                   R"(spyglass_events_total{kind="function",name="before_fork",status="ok"})"),
+            1);
 }
 
 }  // namespace

@@ -197,6 +197,16 @@ void PrometheusExporter::shutdown() {
   }
 }
 
+void PrometheusExporter::after_fork_child() {
+  // Deliberately leaked: their threads stayed in the parent, and a scrape or push that
+  // was running at fork() time may have left their locks held.
+  static_cast<void>(server_.release());
+  static_cast<void>(pusher_.release());
+  static_cast<void>(new std::shared_ptr<detail::EventMetrics>(std::move(events_)));
+  events_ = std::make_shared<detail::EventMetrics>(options_.buckets, options_.max_names_per_kind,
+                                                   options_.collector);
+}
+
 const std::shared_ptr<::prometheus::Registry>& PrometheusExporter::registry() const noexcept {
   return options_.registry;
 }

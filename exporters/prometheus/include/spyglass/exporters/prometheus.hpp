@@ -115,6 +115,11 @@ class SPYGLASS_API PrometheusExporter final : public Exporter {
   /// Pushes once (when pushing), stops the push thread and freezes the collector
   /// metrics. The endpoint keeps serving the final values until destruction.
   void shutdown() override;
+  /// In a forked child the endpoint's and the pusher's threads do not exist: their
+  /// objects are abandoned (destroying them would wait for those threads), so the child
+  /// neither serves nor pushes (it would overwrite the parent's group), and its event
+  /// metrics start from zero.
+  void after_fork_child() override;
   [[nodiscard]] std::string_view name() const override { return "prometheus"; }
 
   /// The registry served with the exporter's metrics; register application metrics here.
