@@ -34,6 +34,7 @@ using spyglass::test::wait_until;
 
 const char kQuoted[] = "say \"hi\" \\ to\nall";
 const char kInvalidUtf8[] = "caf\xc3 \xff\xfe end";
+const char kControl[] = "tab\there\rcr\x01\x7f";
 
 /// Events of every kind, with the hostile names, for the peers to read.
 std::vector<Event> varied_events() {
@@ -41,6 +42,7 @@ std::vector<Event> varied_events() {
   for (int i = 0; i < 20; ++i)
     v.push_back(make_event(EventKind::function, "render", static_cast<std::uint64_t>(i + 1) * kMs));
   v.push_back(make_event(EventKind::function, kQuoted, kMs));
+  v.push_back(make_event(EventKind::function, kControl, kMs));
   v.push_back(make_event(EventKind::custom, kInvalidUtf8, 2 * kMs, Status::error));
   Event q = make_event(EventKind::db, "SELECT name FROM t WHERE id = ?", 3 * kMs);
   q.rows = 7;
@@ -181,6 +183,7 @@ TEST(RealPrometheus, ScrapesTheSeriesAndComputesQuantiles) {
   std::vector<std::string> names;
   for (auto& [labels, v] : q.series) names.push_back(labels["name"]);
   EXPECT_NE(std::find(names.begin(), names.end(), std::string(kQuoted)), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), std::string(kControl)), names.end());
   q = query(web, R"(spyglass_events_total{status="error",kind="custom"})");
   ASSERT_EQ(q.series.size(), 1u);
   EXPECT_EQ(q.series[0].first["name"], spyglass::prom::to_valid_utf8(kInvalidUtf8));
