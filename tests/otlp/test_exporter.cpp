@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -486,4 +488,33 @@ TEST(OtlpExporter, ConcurrentProducersAccountForEverySpan) {
   EXPECT_EQ(c.produced, 8000u);
   EXPECT_EQ(c.pending, 0u);
   expect_balanced(c);
+}
+
+TEST(OtlpExporter, ChildAfterForkSendsItsOwnSpans) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.schedule_delay = 60000ms;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(5));  // the parent's, still buffered at fork()
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ex.after_fork_child();
+    ex.export_batch(make_events(3, 1000));
+    const bool flushed = ex.force_flush(30s);
+    const auto c = ex.counters();
+    ::_exit(flushed && c.produced == 3 && c.sent == 3 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_TRUE(ex.force_flush(30s));
+  EXPECT_EQ(ex.counters().sent, 5u);
+  // Two requests: the child's 3 spans and the parent's 5, each sent once.
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  std::size_t total = 0;
+  for (const auto& r : reqs) total += spans_in(r);
+  EXPECT_EQ(total, 8u);
 }

@@ -362,8 +362,9 @@ bool OtlpExporter::force_flush(std::chrono::milliseconds timeout) {
   const std::uint64_t gen = ++s.flush_wanted;
   s.metrics_wanted = true;
   s.wake.notify_one();
-  return s.idle.wait_for(lk, timeout, [&] { return s.sender_exited || s.flush_done >= gen; }) &&
-         s.buffer.empty() && s.in_flight == 0;
+  // flush_done reaches gen only once the buffer has been emptied after this call.
+  const bool woke = s.idle.wait_for(lk, timeout, [&] { return s.sender_exited || s.flush_done >= gen; });
+  return woke && (s.flush_done >= gen || (s.buffer.empty() && s.in_flight == 0));
 }
 
 void OtlpExporter::shutdown() {
