@@ -113,7 +113,9 @@ bool parse_line(const std::string& line, Parsed& out) {
     ADD_FAILURE() << "not an object: " << line;
     return false;
   }
-  for (auto [key, v] : obj) {
+  for (const simdjson::dom::key_value_pair field : obj) {
+    const std::string_view key = field.key;
+    const simdjson::dom::element v = field.value;
     ++out.members;
     auto str = [&](std::string& dst) {
       std::string_view sv;
