@@ -44,7 +44,7 @@ run options:
   --label LABEL          groups runs of the same job (default: the command line)
   --db PATH              history database (default ./spyglass-out/history.db)
   --no-history           do not record the run
-  --json FILE            write the run record and its samples to FILE
+  --json FILE            write the run record and its samples to FILE (- for stdout)
   --smaps                also sample PSS/USS (costlier)
   --tail SIZE            keep the last SIZE of stdout and stderr (default 64K)
   --keep-runs N          keep the last N runs per label (default 1000)
@@ -277,7 +277,10 @@ int cmd_run(Args& a) {
       mon::write_json(res.samples[i], res.start_mono_ns, out);
     }
     out += "]}\n";
-    if (!write_file(json_path, out)) {
+    if (json_path == "-") {
+      std::fputs(out.c_str(), stdout);
+      std::fflush(stdout);
+    } else if (!write_file(json_path, out)) {
       std::fprintf(stderr, "spyglass: warning: cannot write %s: %s\n", json_path.c_str(),
                    std::strerror(errno));
     }

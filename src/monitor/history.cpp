@@ -494,6 +494,8 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
   // rank: 1 = newest of its label. A run is dropped past the limits and thinned past half.
+  // Thinning keeps the first sample, every k-th after it and the last, with
+  // k = ceil((n - 1) / (thin_to - 1)), which keeps at most thin_to samples.
   const std::int64_t keep = p.keep_last_per_label ? static_cast<std::int64_t>(*p.keep_last_per_label) : -1;
   const std::int64_t max_age = p.max_age_days ? static_cast<std::int64_t>(*p.max_age_days * 86400e9) : -1;
   const char* ranked =
@@ -509,7 +511,7 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
         "DELETE FROM samples WHERE (run_id, t_ns) IN (SELECT run_id, t_ns FROM (SELECT "
         "run_id, t_ns, row_number() OVER (PARTITION BY run_id ORDER BY t_ns) AS rn, count(*) "
         "OVER (PARTITION BY run_id) AS n FROM samples WHERE run_id IN (SELECT id FROM old)) "
-        "WHERE n > ?4 AND rn != n AND (rn - 1) % ((n + ?4 - 1) / ?4) != 0)";
+        "WHERE n > ?4 AND rn != n AND (rn - 1) % ((n + ?4 - 3) / (?4 - 1)) != 0)";
     Stmt s(h.db, thin.c_str());
     if (!s.ok()) h.fail(sqlite3_errcode(h.db), "thin samples");
     s.bind(1, keep);

@@ -1,0 +1,320 @@
+#include "spyglass/monitor/history.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+
+#include "test_util.hpp"
+
+namespace mon = spyglass::monitor;
+
+namespace {
+
+mon::RunRecord make_run(const std::string& label, std::int64_t start_ns, int exit_code = 0) {
+  mon::RunRecord r;
+  r.label = label;
+  r.command = "/bin/prog";
+  r.args = {"--flag", "with \"quotes\"", "ünïcode"};
+  r.cwd = "/work";
+  r.host = "box";
+  r.git_commit = "0123456789abcdef0123456789abcdef01234567";
+  r.start_unix_ns = start_ns;
+  r.end_unix_ns = start_ns + 1500000000;
+  r.duration_ns = 1500000000;
+  r.exit_code = exit_code;
+  r.user_cpu_ns = 1200000000;
+  r.sys_cpu_ns = 300000000;
+  r.max_rss_bytes = 64u << 20;
+  r.peak_tree_rss_bytes = 80u << 20;
+  r.read_bytes = 4096;
+  r.write_bytes = 1u << 20;
+  r.rchar = 123;
+  r.wchar = 456;
+  r.peak_threads = 5;
+  r.peak_processes = 2;
+  r.vol_ctx = 10;
+  r.invol_ctx = 3;
+  r.minflt = 1000;
+  r.majflt = 1;
+  r.monitor_cpu_ns = 5000000;
+  r.stdout_tail = "out\n";
+  r.stderr_tail = "err\n";
+  return r;
+}
+
+std::vector<mon::Sample> make_samples(std::size_t n, std::uint64_t t0) {
+  std::vector<mon::Sample> v;
+  for (std::size_t i = 0; i < n; ++i) {
+    mon::Sample s;
+    s.t_ns = t0 + i * 100000000;
+    s.processes = 2;
+    s.threads = 5;
+    s.fds = 7;
+    s.cpu_user_ns = i * 1000;
+    s.cpu_user_pct = 50.5;
+    s.rss_bytes = (i + 1) << 20;
+    v.push_back(s);
+  }
+  return v;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+TEST(History, StoresAndReadsBackEverything) {
+  spyglass_test::TempDir dir;
+  auto h = mon::History::open(dir / "h.db");
+  EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
+  auto r = make_run("job", 1000);
+  const auto samples = make_samples(5, 777);
+  const auto id = h.insert(r, samples, 777);
+  EXPECT_EQ(r.id, id);
+  const auto back = h.run(id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->label, "job");
+  EXPECT_EQ(back->args, r.args);
+  EXPECT_EQ(back->git_commit, r.git_commit);
+  EXPECT_EQ(back->duration_ns, r.duration_ns);
+  EXPECT_EQ(back->max_rss_bytes, r.max_rss_bytes);
+  EXPECT_EQ(back->peak_tree_rss_bytes, r.peak_tree_rss_bytes);
+  EXPECT_EQ(back->write_bytes, r.write_bytes);
+  EXPECT_EQ(back->peak_threads, 5u);
+  EXPECT_EQ(back->monitor_cpu_ns, r.monitor_cpu_ns);
+  EXPECT_EQ(back->stdout_tail, "out\n");
+  EXPECT_EQ(back->stderr_tail, "err\n");
+  const auto s = h.samples(id);
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[0].t_ns, 0u);  // relative to the run's start
+  EXPECT_EQ(s[4].t_ns, 400000000u);
+  EXPECT_EQ(s[4].rss_bytes, 5u << 20);
+  EXPECT_DOUBLE_EQ(s[2].cpu_user_pct, 50.5);
+  EXPECT_FALSE(h.run(id + 1));
+}
+
+TEST(History, ListsNewestFirstByLabelWithLimit) {
+  spyglass_test::TempDir dir;
+  auto h = mon::History::open(dir / "h.db");
+  for (int i = 0; i < 10; ++i) {
+    auto r = make_run(i % 2 == 0 ? "even" : "odd", 1000 + i);
+    h.insert(r, {}, 0);
+  }
+  const auto all = h.runs({.label = "", .limit = 100});
+  ASSERT_EQ(all.size(), 10u);
+  EXPECT_EQ(all[0].start_unix_ns, 1009);
+  const auto even = h.runs({.label = "even", .limit = 3});
+  ASSERT_EQ(even.size(), 3u);
+  EXPECT_EQ(even[0].start_unix_ns, 1008);
+  EXPECT_EQ(even[2].start_unix_ns, 1004);
+  EXPECT_TRUE(even[0].stdout_tail.empty());  // tails only on request
+  EXPECT_TRUE(h.runs({.label = "none"}).empty());
+}
+
+TEST(History, BaselineSkipsFailedAndKilledRuns) {
+  spyglass_test::TempDir dir;
+  auto h = mon::History::open(dir / "h.db");
+  auto ok1 = make_run("b", 1), bad = make_run("b", 2, 3), killed = make_run("b", 3), ok2 = make_run("b", 4),
+       cur = make_run("b", 5);
+  killed.kill_reason = "timeout";
+  for (auto* r : {&ok1, &bad, &killed, &ok2, &cur}) h.insert(*r, {}, 0);
+  const auto base = h.baseline("b", cur.id, 20);
+  ASSERT_EQ(base.size(), 2u);
+  EXPECT_EQ(base[0].id, ok2.id);
+  EXPECT_EQ(base[1].id, ok1.id);
+}
+
+TEST(History, ForeignSqliteFileIsRefusedAndUntouched) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "other.db";
+  ASSERT_EQ(spyglass_test::run({"sqlite3", db, "CREATE TABLE t(x); INSERT INTO t VALUES (42);"}).exit_code,
+            0);
+  const std::string before = spyglass_test::slurp(db);
+  try {
+    mon::History::open(db);
+    FAIL() << "opened a foreign database";
+  } catch (const mon::HistoryError& e) {
+    EXPECT_EQ(e.kind(), mon::HistoryErrorKind::foreign);
+    EXPECT_NE(std::string(e.what()).find("not a spyglass history"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(db), std::string::npos);
+  }
+  EXPECT_EQ(spyglass_test::slurp(db), before);
+  EXPECT_FALSE(std::filesystem::exists(db + "-wal"));
+}
+
+TEST(History, NonSqliteFileIsRefusedAndUntouched) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "notes.txt";
+  std::ofstream(db) << "these are my notes, not a database\n";
+  const std::string before = spyglass_test::slurp(db);
+  try {
+    mon::History::open(db);
+    FAIL() << "opened a text file";
+  } catch (const mon::HistoryError& e) {
+    EXPECT_EQ(e.kind(), mon::HistoryErrorKind::not_a_database);
+    EXPECT_NE(std::string(e.what()).find("not an SQLite database"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(spyglass_test::slurp(db), before);
+}
+
+TEST(History, CorruptFileIsReportedAndUntouched) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  {
+    auto h = mon::History::open(db);
+    for (int i = 0; i < 50; ++i) {
+      auto r = make_run("c", i);
+      h.insert(r, make_samples(20, 0), 0);
+    }
+  }  // the last connection checkpoints the WAL into the main file
+  ASSERT_FALSE(std::filesystem::exists(db + "-wal"));
+  // Overwrite the schema page's b-tree (page 1 after the 100-byte header) with garbage.
+  std::string bytes = spyglass_test::slurp(db);
+  ASSERT_GT(bytes.size(), 8192u);
+  for (std::size_t i = 100; i < 4096; ++i) bytes[i] = static_cast<char>(0xA5);
+  std::ofstream(db, std::ios::binary | std::ios::trunc) << bytes;
+  try {
+    mon::History::open(db);
+    FAIL() << "opened a corrupt database";
+  } catch (const mon::HistoryError& e) {
+    EXPECT_EQ(e.kind(), mon::HistoryErrorKind::corrupt) << e.what();
+    EXPECT_NE(std::string(e.what()).find("left untouched"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(spyglass_test::slurp(db), bytes);
+}
+
+TEST(History, NewerSchemaIsRefused) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  { auto h = mon::History::open(db); }
+  ASSERT_EQ(spyglass_test::run({"sqlite3", db, "PRAGMA user_version=99;"}).exit_code, 0);
+  try {
+    mon::History::open(db);
+    FAIL();
+  } catch (const mon::HistoryError& e) {
+    EXPECT_EQ(e.kind(), mon::HistoryErrorKind::newer_schema);
+    EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(History, MigratesForwardKeepingData) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  {
+    auto h = mon::History::open(db, {.schema_version = 1});
+    EXPECT_EQ(h.schema_version(), 1);
+    auto r = make_run("m", 5);
+    h.insert(r, make_samples(3, 0), 0);
+  }
+  auto tables = spyglass_test::run({"sqlite3", db, "SELECT name FROM sqlite_master WHERE name='alerts';"});
+  EXPECT_EQ(tables.out, "");
+  {
+    auto h = mon::History::open(db);
+    EXPECT_EQ(h.schema_version(), 2);
+    const auto runs = h.runs({});
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(h.samples(runs[0].id).size(), 3u);
+  }
+  tables = spyglass_test::run(
+      {"sqlite3", db, "SELECT name FROM sqlite_master WHERE name='alerts'; PRAGMA user_version;"});
+  EXPECT_EQ(tables.out, "alerts\n2\n");
+}
+
+TEST(History, ConcurrentWritersLoseNothing) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  constexpr int kProcs = 4, kRuns = 30;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) {
+    const pid_t k = ::fork();
+    if (k == 0) {
+      try {
+        // Every writer creates/migrates the file itself: the creation race is covered too.
+        auto h = mon::History::open(db);
+        for (int i = 0; i < kRuns; ++i) {
+          auto r = make_run("w" + std::to_string(p), i);
+          h.insert(r, make_samples(10, 0), 0);
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "writer %d: %s\n", p, e.what());
+        std::_Exit(1);
+      }
+      std::_Exit(0);
+    }
+    kids.push_back(k);
+  }
+  for (pid_t k : kids) {
+    int st = 0;
+    ::waitpid(k, &st, 0);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  auto h = mon::History::open(db);
+  const auto runs = h.runs({.label = "", .limit = 1000});
+  EXPECT_EQ(runs.size(), static_cast<std::size_t>(kProcs * kRuns));
+  std::set<std::int64_t> ids;
+  for (const auto& r : runs) ids.insert(r.id);
+  EXPECT_EQ(ids.size(), runs.size());
+  const auto n = spyglass_test::run({"sqlite3", db, "SELECT count(*) FROM samples;"});
+  EXPECT_EQ(n.out, std::to_string(kProcs * kRuns * 10) + "\n");
+}
+
+TEST(History, RetentionThinsThenDrops) {
+  spyglass_test::TempDir dir;
+  auto h = mon::History::open(dir / "h.db");
+  const std::int64_t now = now_ns();
+  std::vector<std::int64_t> a_ids;
+  for (int i = 0; i < 10; ++i) {
+    auto r = make_run("a", now - (10 - i) * 1000000000LL);  // i = 9 is the newest
+    h.insert(r, make_samples(50, 0), 0);
+    a_ids.push_back(r.id);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto r = make_run("b", now - i * 1000000000LL);
+    h.insert(r, make_samples(50, 0), 0);
+  }
+  const auto res = h.apply_retention({.keep_last_per_label = 4, .max_age_days = std::nullopt, .thin_to = 10});
+  EXPECT_EQ(res.runs_deleted, 6u);
+  EXPECT_EQ(h.runs({.label = "a", .limit = 100}).size(), 4u);
+  EXPECT_EQ(h.runs({.label = "b", .limit = 100}).size(), 3u);
+  EXPECT_FALSE(h.run(a_ids[5]));
+  // Newest two of "a" keep every sample; the older two kept are thinned to <= 10.
+  EXPECT_EQ(h.samples(a_ids[9]).size(), 50u);
+  EXPECT_EQ(h.samples(a_ids[8]).size(), 50u);
+  const auto thinned = h.samples(a_ids[7]);
+  EXPECT_LE(thinned.size(), 10u);
+  EXPECT_GE(thinned.size(), 5u);
+  EXPECT_EQ(thinned.back().t_ns, 49ULL * 100000000);  // the end of the run survives
+  EXPECT_EQ(thinned.front().t_ns, 0u);
+  EXPECT_EQ(h.samples(a_ids[6]).size(), thinned.size());
+  // Thinned: a's ranks 3-4 and b's rank 3; dropped: a's ranks 5-10.
+  EXPECT_EQ(h.samples(h.runs({.label = "b", .limit = 3}).back().id).size(), thinned.size());
+  EXPECT_EQ(res.samples_deleted, 6u * 50 + 3 * (50 - thinned.size()));
+}
+
+TEST(History, RetentionByAge) {
+  spyglass_test::TempDir dir;
+  auto h = mon::History::open(dir / "h.db");
+  const std::int64_t day = 86400LL * 1000000000LL;
+  const std::int64_t now = now_ns();
+  auto old = make_run("x", now - 10 * day), mid = make_run("x", now - 3 * day),
+       young = make_run("x", now - day / 2);
+  for (auto* r : {&old, &mid, &young}) h.insert(*r, make_samples(40, 0), 0);
+  const auto res =
+      h.apply_retention({.keep_last_per_label = std::nullopt, .max_age_days = 4.0, .thin_to = 8});
+  EXPECT_EQ(res.runs_deleted, 1u);
+  EXPECT_FALSE(h.run(old.id));
+  EXPECT_LE(h.samples(mid.id).size(), 8u);  // older than half the window: thinned
+  EXPECT_EQ(h.samples(young.id).size(), 40u);
+}
+
+TEST(History, MissingFileWithoutCreateIsAnError) {
+  spyglass_test::TempDir dir;
+  EXPECT_THROW(mon::History::open(dir / "absent.db", {.create = false}), mon::HistoryError);
+  EXPECT_FALSE(std::filesystem::exists(dir / "absent.db"));
+}

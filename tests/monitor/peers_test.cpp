@@ -1,0 +1,197 @@
+// spyglass's numbers checked against independent tools: GNU time and psutil.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <regex>
+
+#include <simdjson.h>
+
+#include "spyglass/monitor/sampler.hpp"
+#include "test_util.hpp"
+
+namespace mon = spyglass::monitor;
+using spyglass_test::kSpyglass;
+using spyglass_test::kWorkload;
+
+namespace {
+
+double time_field(const std::string& text, const std::string& name) {
+  const std::regex re("\\s" + name + ": ([0-9.]+)");
+  std::smatch m;
+  if (!std::regex_search(text, m, re)) return -1;
+  return std::stod(m[1].str());
+}
+
+}  // namespace
+
+// One run measured by both tools at once: GNU time waits for `spyglass run`, whose
+// rusage covers everything spyglass reaped (the workload and its grandchild) plus
+// spyglass's own few milliseconds of sampling, which we subtract. spyglass prints its
+// record to stdout (--json -) and writes nothing to disk, so the block-output counts of
+// the two are the workload's alone.
+TEST(Peers, CalibrationWorkloadAgreesWithGnuTime) {
+  spyglass_test::TempDir dir;
+  constexpr int kMiB = 96, kThreads = 3;
+  constexpr double kCpu = 1.6;
+  constexpr std::size_t kBytes = 8u << 20;  // 4 MiB from each process
+  const std::string time_out = dir / "time.txt";
+  const auto r = spyglass_test::run_piped({"/usr/bin/time", "-v", "-o", time_out, kSpyglass, "run",
+                                           "--no-history", "--quiet", "--json", "-", "--", kWorkload, "calib",
+                                           std::to_string(kMiB), std::to_string(kCpu),
+                                           std::to_string(kThreads), std::to_string(kBytes), dir.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string t = spyglass_test::slurp(time_out);
+  const double t_user = time_field(t, "User time \\(seconds\\)");
+  const double t_sys = time_field(t, "System time \\(seconds\\)");
+  const double t_rss_kib = time_field(t, "Maximum resident set size \\(kbytes\\)");
+  const double t_outputs = time_field(t, "File system outputs");
+  ASSERT_GE(t_user, 0) << t;
+  ASSERT_GE(t_outputs, 0) << t;
+
+  simdjson::dom::parser p;
+  simdjson::dom::element run = p.parse(r.out)["run"];
+  const double cpu = static_cast<double>(uint64_t(run["user_cpu_ns"]) + uint64_t(run["sys_cpu_ns"])) / 1e9;
+  const double own = static_cast<double>(uint64_t(run["monitor_cpu_ns"])) / 1e9;
+  const double rss = static_cast<double>(uint64_t(run["max_rss_bytes"]));
+  const std::uint64_t written = uint64_t(run["write_bytes"]);
+
+  // CPU: GNU time prints 10 ms resolution and includes spyglass itself (start-up and
+  // sampling); 5% of 1.6 s is 80 ms, far above both.
+  const double t_cpu = t_user + t_sys;
+  EXPECT_NEAR(cpu, t_cpu - own, 0.05 * t_cpu) << t;
+  // The grandchild burnt a quarter of the CPU; without it the total would be ~1.2 s.
+  EXPECT_GE(cpu, kCpu * 0.97);
+  // Peak RSS: the largest single process (the 96 MiB parent), as GNU time reports it.
+  EXPECT_NEAR(rss / 1024, t_rss_kib, 0.05 * t_rss_kib) << t;
+  EXPECT_GE(rss, kMiB * 1048576.0);
+  // Bytes written: exactly the kernel's write_bytes accounting that GNU time reports (in
+  // 512-byte blocks). That accounting counts pages as they are dirtied, so it equals what
+  // the two processes wrote (both halves) except that a page the kernel writes back while
+  // the file is still being written and that gets dirtied again counts twice: allow a few
+  // such pages.
+  EXPECT_EQ(written, static_cast<std::uint64_t>(t_outputs) * 512) << t;
+  EXPECT_GE(written, kBytes);
+  EXPECT_LE(written, kBytes + 16 * 4096);
+  // The sampled /proc/PID/io write_bytes, summed over the tree, agree exactly.
+  simdjson::dom::array samples = p.parse(r.out)["samples"];
+  std::uint64_t sampled_written = 0;
+  for (auto s : samples)
+    sampled_written = std::max<std::uint64_t>(sampled_written, uint64_t(s["write_bytes"]));
+  EXPECT_EQ(sampled_written, written);
+  EXPECT_GE(int64_t(run["peak_processes"]), 1);
+}
+
+namespace {
+
+// A python3 process answering "sample" requests with psutil's view of a pid.
+class Psutil {
+ public:
+  explicit Psutil(pid_t target) {
+    const std::string script =
+        "import sys, json, psutil\n"
+        "p = psutil.Process(" +
+        std::to_string(target) +
+        ")\n"
+        "for line in sys.stdin:\n"
+        "    with p.oneshot():\n"
+        "        t = p.cpu_times()\n"
+        "        d = dict(rss=p.memory_info().rss, threads=p.num_threads(), fds=p.num_fds(),\n"
+        "                 cpu=t.user + t.system)\n"
+        "    print(json.dumps(d), flush=True)\n";
+    int in[2], out[2];
+    (void)!::pipe2(in, O_CLOEXEC);
+    (void)!::pipe2(out, O_CLOEXEC);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    const char* argv[] = {"/usr/bin/python3", "-c", script.c_str(), nullptr};
+    ::posix_spawn(&pid_, argv[0], &fa, nullptr, const_cast<char**>(argv), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(in[0]);
+    ::close(out[1]);
+    to_ = in[1];
+    from_ = ::fdopen(out[0], "r");
+  }
+  ~Psutil() {
+    ::close(to_);
+    std::fclose(from_);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  std::string ask() {
+    (void)!::write(to_, "s\n", 2);
+    char line[4096];
+    if (std::fgets(line, sizeof line, from_) == nullptr) return {};
+    return line;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int to_ = -1;
+  FILE* from_ = nullptr;
+};
+
+}  // namespace
+
+// spyglass samples right before and right after each psutil sample of the same process.
+// RSS, threads and fds of the steady target do not change, so they must be equal up to
+// small drift (RSS within 1% + 64 KiB: the spinning thread's stack and libc arenas may
+// touch a page). CPU keeps growing, so psutil's value must lie between spyglass's two
+// readings, widened by one clock tick (10 ms) for psutil's float conversion.
+TEST(Peers, SamplerAgreesWithPsutilOnTheSamePid) {
+  int in[2], out[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addclose(&fa, in[1]);
+  posix_spawn_file_actions_addclose(&fa, out[0]);
+  const std::string w = kWorkload;
+  const char* argv[] = {w.c_str(), "steady", "48", "4", "9", nullptr};
+  pid_t target = -1;
+  ASSERT_EQ(::posix_spawn(&target, argv[0], &fa, nullptr, const_cast<char**>(argv), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(in[0]);
+  ::close(out[1]);
+  char ready[16] = {};
+  ASSERT_GT(::read(out[0], ready, sizeof ready), 0);
+
+  {
+    Psutil ps(target);
+    mon::Sampler s(target, {.smaps = false, .tree = false});
+    simdjson::dom::parser p;
+    for (int i = 0; i < 10; ++i) {
+      const mon::Sample before = s.sample();
+      const std::string line = ps.ask();
+      const mon::Sample after = s.sample();
+      ASSERT_FALSE(line.empty());
+      simdjson::dom::element d = p.parse(line);
+      const double rss = static_cast<double>(uint64_t(d["rss"]));
+      EXPECT_NEAR(rss, static_cast<double>(before.rss_bytes), 0.01 * rss + 65536);
+      EXPECT_EQ(uint64_t(d["threads"]), before.threads);
+      EXPECT_EQ(uint64_t(d["threads"]), after.threads);
+      EXPECT_EQ(uint64_t(d["fds"]), before.fds);
+      const double cpu = double(d["cpu"]);
+      EXPECT_GE(cpu, static_cast<double>(before.cpu_user_ns + before.cpu_sys_ns) / 1e9 - 0.01);
+      EXPECT_LE(cpu, static_cast<double>(after.cpu_user_ns + after.cpu_sys_ns) / 1e9 + 0.01);
+      EXPECT_EQ(before.threads, 5u);  // main + 4 started
+      EXPECT_GE(before.fds, 3u + 9u);
+      EXPECT_GE(before.rss_bytes, 48u << 20);
+      ::usleep(30000);
+    }
+  }
+  ::close(in[1]);  // the target exits on EOF
+  ::waitpid(target, nullptr, 0);
+  ::close(out[0]);
+}

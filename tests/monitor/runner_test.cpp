@@ -1,0 +1,245 @@
+// run() and `spyglass run`: exit codes, output tails, limits, signal forwarding.
+
+#include "spyglass/monitor/runner.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include "spyglass/monitor/history.hpp"
+#include "test_util.hpp"
+
+namespace mon = spyglass::monitor;
+using spyglass_test::kSpyglass;
+using spyglass_test::kWorkload;
+
+namespace {
+
+mon::RunResult run_quiet(std::vector<std::string> argv) {
+  mon::RunOptions o;
+  o.argv = std::move(argv);
+  o.passthrough = false;
+  o.interval = std::chrono::milliseconds(20);
+  return mon::run(o);
+}
+
+}  // namespace
+
+TEST(Runner, PropagatesExitCode) {
+  const auto r = run_quiet({kWorkload, "exit", "3"});
+  EXPECT_EQ(r.record.exit_code, 3);
+  EXPECT_EQ(r.record.signal, 0);
+  EXPECT_TRUE(r.record.kill_reason.empty());
+  EXPECT_TRUE(r.record.error.empty());
+  EXPECT_EQ(r.record.command, kWorkload);
+  ASSERT_EQ(r.record.args.size(), 2u);
+  EXPECT_EQ(r.record.args[1], "3");
+  EXPECT_GE(r.samples.size(), 2u);  // one at spawn, one after the exit
+  EXPECT_GT(r.record.max_rss_bytes, 0u);
+}
+
+TEST(Runner, SignalDeathIs128PlusSignal) {
+  const auto r = run_quiet({kWorkload, "signal", std::to_string(SIGKILL)});
+  EXPECT_EQ(r.record.exit_code, 128 + SIGKILL);
+  EXPECT_EQ(r.record.signal, SIGKILL);
+}
+
+TEST(Runner, MissingCommandIs127AndNotExecutableIs126) {
+  const auto missing = run_quiet({"/nonexistent/definitely-not-here"});
+  EXPECT_EQ(missing.record.exit_code, 127);
+  EXPECT_FALSE(missing.record.error.empty());
+  const auto missing_path = run_quiet({"definitely-not-a-command-xyz"});
+  EXPECT_EQ(missing_path.record.exit_code, 127);
+
+  spyglass_test::TempDir dir;
+  const std::string script = dir / "noexec.sh";
+  std::ofstream(script) << "#!/bin/sh\nexit 0\n";  // mode 0644: not executable
+  const auto noexec = run_quiet({script});
+  EXPECT_EQ(noexec.record.exit_code, 126);
+  EXPECT_FALSE(noexec.record.error.empty());
+}
+
+TEST(Runner, KeepsTheTailOfStdoutAndStderr) {
+  mon::RunOptions o;
+  o.argv = {kWorkload, "echo", std::string(1000, 'a') + "END-OUT", "error text"};
+  o.passthrough = false;
+  o.tail_bytes = 100;
+  const auto r = mon::run(o);
+  EXPECT_EQ(r.record.exit_code, 0);
+  EXPECT_EQ(r.record.stdout_tail.size(), 100u);
+  EXPECT_EQ(r.record.stdout_tail.substr(93), "END-OUT");
+  EXPECT_EQ(r.record.stderr_tail, "error text");
+}
+
+TEST(Runner, CallsOnSampleAndRecordsMonitorCost) {
+  mon::RunOptions o;
+  o.argv = {"sleep", "0.3"};
+  o.passthrough = false;
+  o.interval = std::chrono::milliseconds(10);
+  int calls = 0;
+  o.on_sample = [&](const mon::Sample&) { ++calls; };
+  const auto r = mon::run(o);
+  EXPECT_EQ(r.record.exit_code, 0);
+  // 300 ms at 10 ms: many samples even on a loaded machine, never more than the schedule.
+  EXPECT_GE(calls, 5);
+  EXPECT_LE(calls, 40);
+  EXPECT_GT(r.record.monitor_cpu_ns, 0u);
+  EXPECT_GE(r.record.duration_ns, 290000000);
+}
+
+// --- limits, through the command, with the run read back from the history ------------
+
+namespace {
+
+struct KillCase {
+  std::vector<std::string> limit;  // spyglass options
+  std::string mode;                // runaway mode
+  std::string reason;
+};
+
+struct Killed {
+  spyglass_test::Result res;
+  mon::RunRecord rec;
+  pid_t parent = 0, grandchild = 0;
+};
+
+Killed run_runaway(const spyglass_test::TempDir& dir, const KillCase& k, const std::string& strategy) {
+  const std::string db = dir / "h.db", pids = dir / "pids";
+  std::vector<std::string> argv = {kSpyglass, "run",     "--db", db,       "--interval",
+                                   "50ms",    "--grace", "1s",   "--kill", strategy};
+  argv.insert(argv.end(), k.limit.begin(), k.limit.end());
+  argv.insert(argv.end(), {"--", kWorkload, "runaway", k.mode, pids});
+  Killed out;
+  out.res = spyglass_test::run(argv, dir.path());
+  std::ifstream in(pids);
+  in >> out.parent >> out.grandchild;
+  auto h = mon::History::open(db, {.create = false});
+  const auto runs = h.runs({});
+  if (!runs.empty()) out.rec = *h.run(runs.front().id);
+  return out;
+}
+
+void expect_killed(const Killed& k, const std::string& reason, double min_s, double max_s) {
+  EXPECT_EQ(k.res.exit_code, 124) << k.res.err;
+  EXPECT_EQ(k.rec.exit_code, 124);
+  EXPECT_EQ(k.rec.kill_reason, reason);
+  EXPECT_NE(k.res.err.find("killed (" + reason + ")"), std::string::npos) << k.res.err;
+  ASSERT_GT(k.grandchild, 0);
+  // The grandchild ignored SIGTERM; it must still be gone when spyglass returns.
+  EXPECT_FALSE(spyglass_test::alive(k.grandchild));
+  EXPECT_FALSE(spyglass_test::alive(k.parent));
+  EXPECT_GE(k.res.seconds, min_s);
+  EXPECT_LE(k.res.seconds, max_s);
+}
+
+}  // namespace
+
+// Bounds: the limit is noticed within one interval (50 ms) and the grandchild, which
+// ignores SIGTERM, needs the full grace (1 s). The upper bounds add 4 s of slack for
+// process start-up and scheduling on a loaded 2-core machine; the lower bounds show the
+// graceful path really waited for the grace period.
+TEST(RunLimits, TimeoutKillsTreeGracefully) {
+  spyglass_test::TempDir dir;
+  const auto k = run_runaway(dir, {{"--timeout", "1s"}, "sleep", "timeout"}, "graceful");
+  expect_killed(k, "timeout", 1.9, 1.0 + 0.05 + 1.0 + 4.0);
+  // The command itself (the runaway parent) dies on SIGTERM right at the timeout; the
+  // run lasts until the SIGTERM-proof grandchild is killed after the grace period.
+  EXPECT_GE(k.rec.duration_ns, 950000000);
+  EXPECT_EQ(k.rec.signal, SIGTERM);
+}
+
+TEST(RunLimits, TimeoutImmediateSkipsGrace) {
+  spyglass_test::TempDir dir;
+  const auto k = run_runaway(dir, {{"--timeout", "1s"}, "sleep", "timeout"}, "immediate");
+  expect_killed(k, "timeout", 0.95, 1.0 + 0.05 + 4.0);
+  EXPECT_EQ(k.rec.signal, SIGKILL);
+}
+
+TEST(RunLimits, MaxRssKillsTree) {
+  spyglass_test::TempDir dir;
+  const auto k = run_runaway(dir, {{"--max-rss", "96M"}, "rss", "max-rss"}, "graceful");
+  expect_killed(k, "max-rss", 0.0, 0.05 + 1.0 + 4.0 + 2.0 /* growing to 96 MiB */);
+  EXPECT_GT(k.rec.peak_tree_rss_bytes, 96u << 20);
+  // The killed parent was growing 8 MiB per 20 ms, so it cannot have gone much past.
+  EXPECT_LT(k.rec.peak_tree_rss_bytes, 600u << 20);
+}
+
+TEST(RunLimits, MaxCpuKillsTree) {
+  spyglass_test::TempDir dir;
+  const auto k = run_runaway(dir, {{"--max-cpu", "0.5"}, "cpu", "max-cpu"}, "graceful");
+  expect_killed(k, "max-cpu", 0.4, 0.5 + 0.05 + 1.0 + 4.0 + 3.0 /* CPU share on a loaded machine */);
+  EXPECT_GE(k.rec.user_cpu_ns + k.rec.sys_cpu_ns, 500000000u);
+  // SIGTERM ends the spinning parent at once; its CPU past the limit is bounded by the
+  // interval plus the time to die.
+  EXPECT_LT(k.rec.user_cpu_ns + k.rec.sys_cpu_ns, 1500000000u);
+}
+
+TEST(RunSignals, SigtermAndSigintAreForwardedToTheGroup) {
+  for (const int sig : {SIGTERM, SIGINT}) {
+    spyglass_test::TempDir dir;
+    const std::string db = dir / "h.db";
+    spyglass_test::Child c({kSpyglass, "run", "--db", db, "--", "sleep", "30"}, dir.path());
+    // Wait for the run to be under way (its sleep child exists).
+    bool started = false;
+    for (int i = 0; i < 500 && !started; ++i) {
+      std::ifstream ch("/proc/" + std::to_string(c.pid()) + "/task/" + std::to_string(c.pid()) + "/children");
+      std::string s;
+      started = static_cast<bool>(std::getline(ch, s)) && !s.empty();
+      if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(started);
+    ::kill(c.pid(), sig);
+    const auto r = c.wait();
+    EXPECT_EQ(r.exit_code, 128 + sig) << r.err;
+    EXPECT_LT(r.seconds, 20.0);
+    auto h = mon::History::open(db, {.create = false});
+    const auto runs = h.runs({});
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0].signal, sig);
+    EXPECT_EQ(runs[0].kill_reason, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  }
+}
+
+TEST(RunCli, ExitCodesOfTheCommand) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  EXPECT_EQ(spyglass_test::run({kSpyglass, "run", "--db", db, "--", kWorkload, "exit", "7"}).exit_code, 7);
+  EXPECT_EQ(spyglass_test::run({kSpyglass, "run", "--db", db, "--", kWorkload, "signal", "15"}).exit_code,
+            143);
+  const auto missing = spyglass_test::run({kSpyglass, "run", "--db", db, "--", "no-such-command-xyz"});
+  EXPECT_EQ(missing.exit_code, 127);
+  EXPECT_NE(missing.err.find("cannot run 'no-such-command-xyz'"), std::string::npos) << missing.err;
+  const auto noexec = spyglass_test::run({kSpyglass, "run", "--db", db, "--", dir.path()});
+  EXPECT_EQ(noexec.exit_code, 126);
+  // The failed attempts are recorded too.
+  auto h = mon::History::open(db, {.create = false});
+  const auto runs = h.runs({});
+  ASSERT_EQ(runs.size(), 4u);
+  EXPECT_EQ(runs[1].exit_code, 127);
+  EXPECT_FALSE(runs[1].error.empty());
+  EXPECT_EQ(runs[0].exit_code, 126);
+}
+
+TEST(RunCli, BadOptionsAreClearErrors) {
+  spyglass_test::TempDir dir;
+  auto r = spyglass_test::run({kSpyglass, "run", "--timeout", "soon", "--", "true"}, dir.path());
+  EXPECT_EQ(r.exit_code, 125);
+  EXPECT_NE(r.err.find("--timeout: not a duration: 'soon'"), std::string::npos) << r.err;
+  r = spyglass_test::run({kSpyglass, "run", "--interval", "1ms", "--", "true"}, dir.path());
+  EXPECT_EQ(r.exit_code, 125);
+  EXPECT_NE(r.err.find("at least 10ms"), std::string::npos) << r.err;
+  r = spyglass_test::run({kSpyglass, "run", "--max-rss", "12Q", "--", "true"}, dir.path());
+  EXPECT_EQ(r.exit_code, 125);
+  EXPECT_NE(r.err.find("--max-rss: not a size"), std::string::npos) << r.err;
+  r = spyglass_test::run({kSpyglass, "run", "--kill", "gently", "--", "true"}, dir.path());
+  EXPECT_EQ(r.exit_code, 125);
+  r = spyglass_test::run({kSpyglass, "run"}, dir.path());
+  EXPECT_EQ(r.exit_code, 125);
+  EXPECT_NE(r.err.find("no command given"), std::string::npos) << r.err;
+  r = spyglass_test::run({kSpyglass, "frobnicate"}, dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  // Nothing ran, so nothing was created.
+  EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out"));
+}

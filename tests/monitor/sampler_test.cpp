@@ -1,0 +1,180 @@
+#include "spyglass/monitor/sampler.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
+#include <thread>
+#include <vector>
+
+namespace mon = spyglass::monitor;
+
+namespace {
+
+void burn_cpu(double seconds) {
+  timespec ts{};
+  auto now = [&] {
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  };
+  const double end = now() + seconds;
+  volatile std::uint64_t x = 1;
+  while (now() < end) x = x * 3 + 1;
+}
+
+// A child that sleeps until killed.
+pid_t sleeper() {
+  const pid_t p = ::fork();
+  if (p == 0) {
+    for (;;) ::pause();
+  }
+  return p;
+}
+
+}  // namespace
+
+TEST(Sampler, SamplesTheCallingProcess) {
+  mon::Sampler s(::getpid(), {.smaps = true, .tree = false});
+  std::vector<char> mem(32 << 20, 1);  // 32 MiB touched
+  const mon::Sample a = s.sample();
+  EXPECT_EQ(a.processes, 1u);
+  EXPECT_GE(a.threads, 1u);
+  EXPECT_GE(a.fds, 3u);
+  EXPECT_GE(a.rss_bytes, 32u << 20);
+  EXPECT_GE(a.vms_bytes, a.rss_bytes);
+  EXPECT_GT(a.pss_bytes, 0u);
+  EXPECT_GT(a.uss_bytes, 16u << 20);
+  EXPECT_GT(a.minflt, 8000u);  // 32 MiB is 8192 pages, each faulted in
+  burn_cpu(0.3);
+  const mon::Sample b = s.sample();
+  // Tick-granular kernel counters: 0.3 s of CPU shows as at least 0.25 s.
+  EXPECT_GE(b.cpu_user_ns + b.cpu_sys_ns - a.cpu_user_ns - a.cpu_sys_ns, 250000000u);
+  EXPECT_GT(b.cpu_user_pct, 10.0);
+  EXPECT_GE(b.t_ns, a.t_ns);
+  EXPECT_EQ(s.samples_taken(), 2u);
+  EXPECT_GT(s.own_cpu_ns(), 0u);
+  ASSERT_EQ(s.pids().size(), 1u);
+  EXPECT_EQ(s.pids()[0], ::getpid());
+  EXPECT_EQ(mem[12345], 1);
+}
+
+TEST(Sampler, CountsThreadsOfTheProcess) {
+  mon::Sampler s(::getpid(), {.tree = false});
+  const std::uint32_t before = s.sample().threads;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 3; ++i)
+    ts.emplace_back([&] {
+      while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    });
+  const mon::Sample during = s.sample();
+  stop = true;
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(during.threads, before + 3);
+  EXPECT_GE(during.vol_ctx, 1u);
+}
+
+TEST(Sampler, FollowsChildrenAndGrandchildren) {
+  // child -> grandchild, plus a second child: four processes with the caller.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t c1 = ::fork();
+  if (c1 == 0) {
+    const pid_t g = sleeper();
+    (void)g;
+    const char x = 'x';
+    (void)!::write(ready[1], &x, 1);
+    for (;;) ::pause();
+  }
+  const pid_t c2 = sleeper();
+  char x;
+  ASSERT_EQ(::read(ready[0], &x, 1), 1);
+  mon::Sampler s(::getpid());
+  const mon::Sample a = s.sample();
+  EXPECT_EQ(a.processes, 4u);
+  const auto pids = s.pids();
+  EXPECT_NE(std::find(pids.begin(), pids.end(), c1), pids.end());
+  EXPECT_NE(std::find(pids.begin(), pids.end(), c2), pids.end());
+
+  pid_t grandchild = 0;
+  for (pid_t p : pids) {
+    if (p != ::getpid() && p != c1 && p != c2) grandchild = p;
+  }
+  ASSERT_GT(grandchild, 0);
+  // Killing c1 orphans the grandchild to init: the tree shrinks to the caller and c2.
+  ::kill(c1, SIGKILL);
+  ::waitpid(c1, nullptr, 0);
+  const mon::Sample b = s.sample();
+  EXPECT_EQ(b.processes, 2u);
+  ::kill(c2, SIGKILL);
+  ::waitpid(c2, nullptr, 0);
+  ::kill(grandchild, SIGKILL);
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
+TEST(Sampler, KeepsCpuOfChildrenThatExitBetweenSamples) {
+  mon::Sampler s(::getpid());
+  const mon::Sample a = s.sample();
+  const pid_t c = ::fork();
+  if (c == 0) {
+    burn_cpu(0.4);
+    std::_Exit(0);
+  }
+  ::waitpid(c, nullptr, 0);  // the child lived and died between two samples
+  const mon::Sample b = s.sample();
+  EXPECT_GE(b.cpu_user_ns + b.cpu_sys_ns - (a.cpu_user_ns + a.cpu_sys_ns), 350000000u);
+  EXPECT_EQ(b.processes, 1u);
+}
+
+TEST(Sampler, ChildrenOfSelfExcludesTheCallerAndUsesRusageForReapedChildren) {
+  mon::Sampler s = mon::Sampler::children_of_self();
+  burn_cpu(0.2);  // the caller's own work must not count
+  const mon::Sample a = s.sample();
+  EXPECT_EQ(a.processes, 0u);
+  EXPECT_LT(a.cpu_user_ns + a.cpu_sys_ns, 50000000u);
+  const pid_t c = ::fork();
+  if (c == 0) {
+    burn_cpu(0.3);
+    std::_Exit(0);
+  }
+  ::waitpid(c, nullptr, 0);
+  const mon::Sample b = s.sample();
+  EXPECT_EQ(b.processes, 0u);
+  EXPECT_GE(b.cpu_user_ns + b.cpu_sys_ns, 290000000u);  // wait4 totals are microsecond-exact
+}
+
+TEST(Sampler, ExitedRootGivesEmptySampleAndKeepsCounters) {
+  const pid_t c = ::fork();
+  if (c == 0) {
+    burn_cpu(0.2);
+    for (;;) ::pause();
+  }
+  // Wait until the child has burnt its CPU.
+  mon::Sampler s(c);
+  mon::Sample a;
+  for (int i = 0; i < 500; ++i) {
+    a = s.sample();
+    if (a.cpu_user_ns + a.cpu_sys_ns >= 150000000u) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(a.processes, 1u);
+  ::kill(c, SIGKILL);
+  ::waitpid(c, nullptr, 0);
+  const mon::Sample b = s.sample();
+  EXPECT_EQ(b.processes, 0u);
+  EXPECT_EQ(b.rss_bytes, 0u);
+  EXPECT_GE(b.cpu_user_ns + b.cpu_sys_ns, a.cpu_user_ns + a.cpu_sys_ns);
+}
+
+TEST(Sampler, NonexistentPidIsEmpty) {
+  // pid_max is at most 2^22, so this pid cannot exist.
+  mon::Sampler s(static_cast<pid_t>(1 << 23));
+  const mon::Sample a = s.sample();
+  EXPECT_EQ(a.processes, 0u);
+  EXPECT_EQ(a.cpu_user_ns, 0u);
+  EXPECT_TRUE(s.pids().empty());
+}

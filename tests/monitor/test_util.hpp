@@ -1,0 +1,144 @@
+#pragma once
+// Shared helpers for the monitor tests: temporary directories and running programs.
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace spyglass_test {
+
+inline const std::string kSpyglass = SPYGLASS_EXE;
+inline const std::string kWorkload = WORKLOAD_EXE;
+
+/// A fresh directory under the working directory (the build tree: a real disk, so
+/// write_bytes accounting applies), removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::current_path() / "monitor-test-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Result {
+  int exit_code = -1;  ///< exit code, or 128+signal
+  std::string out, err;
+  double seconds = 0;
+};
+
+/// Spawns `argv` in directory `dir` with stdout/stderr captured to files there and stdin
+/// from /dev/null.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv, const std::string& dir = ".") {
+    static int counter = 0;
+    const std::string base = dir + "/.child" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    out_path_ = base + ".out";
+    err_path_ = base + ".err";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addchdir_np(&fa, dir.c_str());
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    start_ = std::chrono::steady_clock::now();
+    if (::posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  Result wait() {
+    Result r;
+    int st = 0;
+    if (pid_ > 0 && ::waitpid(pid_, &st, 0) == pid_) {
+      r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    r.out = slurp(out_path_);
+    r.err = slurp(err_path_);
+    std::filesystem::remove(out_path_);
+    std::filesystem::remove(err_path_);
+    return r;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::string out_path_, err_path_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// Runs `argv` with stdout read through a pipe (so that what it prints is not written to
+/// disk, which would count in its block-output numbers) and stderr to /dev/null.
+inline Result run_piped(const std::vector<std::string>& argv) {
+  int p[2];
+  Result r;
+  if (::pipe2(p, O_CLOEXEC) != 0) return r;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(p[1]);
+  if (rc == 0) {
+    char buf[65536];
+    for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;) r.out.append(buf, static_cast<std::size_t>(n));
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  ::close(p[0]);
+  return r;
+}
+
+inline Result run(const std::vector<std::string>& argv, const std::string& dir = ".") {
+  return Child(argv, dir).wait();
+}
+
+/// True while `pid` exists (a zombie counts as gone).
+inline bool alive(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  std::getline(in, s);
+  const auto rp = s.rfind(')');
+  return rp != std::string::npos && rp + 2 < s.size() && s[rp + 2] != 'Z';
+}
+
+}  // namespace spyglass_test

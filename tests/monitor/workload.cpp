@@ -1,0 +1,165 @@
+// Helper processes for the monitor tests, one per first argument:
+//
+//   calib MIB CPU_SECONDS THREADS WRITE_BYTES DIR
+//       Forks a child that touches MIB/4 MiB, burns CPU_SECONDS/4 on one thread and
+//       writes WRITE_BYTES/2 to DIR/child.bin; meanwhile touches MIB MiB, burns
+//       3/4 * CPU_SECONDS across THREADS threads, writes WRITE_BYTES/2 to DIR/parent.bin,
+//       then waits for the child. CPU is burnt against the thread CPU clock, so the
+//       totals do not depend on how loaded the machine is.
+//   runaway MODE PIDFILE
+//       Forks a grandchild that ignores SIGTERM and sleeps; writes "PARENT GRANDCHILD" to
+//       PIDFILE; then, by MODE: "cpu" spins, "rss" touches 8 MiB every 20 ms (up to
+//       1 GiB), "sleep" sleeps. Never exits on its own.
+//   steady MIB THREADS FDS
+//       Touches MIB MiB, opens FDS descriptors, starts THREADS threads of which one
+//       spins; prints "ready" and runs until stdin closes.
+//   exit CODE           exits with CODE
+//   signal SIG          kills itself with SIG
+//   echo OUT ERR        writes OUT to stdout and ERR to stderr
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+double thread_cpu() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+volatile std::uint64_t g_sink = 0;
+
+void burn(double seconds) {
+  const double end = thread_cpu() + seconds;
+  std::uint64_t x = 1;
+  while (thread_cpu() < end) {
+    for (int i = 0; i < 10000; ++i) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+  }
+  g_sink = g_sink + x;
+}
+
+char* touch(std::size_t mib) {
+  const std::size_t n = mib * 1024 * 1024;
+  auto* p = static_cast<char*>(std::malloc(n));
+  for (std::size_t i = 0; i < n; i += 4096) p[i] = static_cast<char>(i);
+  return p;
+}
+
+void write_file(const std::string& path, std::size_t bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) std::exit(90);
+  std::vector<char> buf(65536, 'x');
+  while (bytes > 0) {
+    const std::size_t n = std::min(bytes, buf.size());
+    if (::write(fd, buf.data(), n) != static_cast<ssize_t>(n)) std::exit(91);
+    bytes -= n;
+  }
+  ::close(fd);
+}
+
+int calib(char** argv) {
+  const std::size_t mib = std::strtoul(argv[0], nullptr, 10);
+  const double cpu = std::strtod(argv[1], nullptr);
+  const int threads = std::atoi(argv[2]);
+  const std::size_t bytes = std::strtoul(argv[3], nullptr, 10);
+  const std::string dir = argv[4];
+  const pid_t child = ::fork();
+  if (child == 0) {
+    char* p = touch(mib / 4);
+    burn(cpu / 4);
+    write_file(dir + "/child.bin", bytes / 2);
+    g_sink = g_sink + static_cast<unsigned char>(p[0]);
+    std::_Exit(0);
+  }
+  char* p = touch(mib);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i) ts.emplace_back([&] { burn(cpu * 3 / 4 / threads); });
+  for (auto& t : ts) t.join();
+  write_file(dir + "/parent.bin", bytes / 2);
+  int st = 0;
+  ::waitpid(child, &st, 0);
+  g_sink = g_sink + static_cast<unsigned char>(p[0]);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+}
+
+int runaway(char** argv) {
+  const std::string mode = argv[0];
+  const pid_t g = ::fork();
+  if (g == 0) {
+    ::signal(SIGTERM, SIG_IGN);
+    for (;;) ::pause();
+  }
+  FILE* f = std::fopen(argv[1], "w");
+  std::fprintf(f, "%d %d\n", static_cast<int>(::getpid()), static_cast<int>(g));
+  std::fclose(f);
+  if (mode == "cpu") {
+    for (;;) burn(1.0);
+  }
+  if (mode == "rss") {
+    for (int i = 0; i < 128; ++i) {
+      touch(8);
+      ::usleep(20000);
+    }
+  }
+  for (;;) ::pause();
+}
+
+int steady(char** argv) {
+  const std::size_t mib = std::strtoul(argv[0], nullptr, 10);
+  const int threads = std::atoi(argv[1]);
+  const int fds = std::atoi(argv[2]);
+  char* p = touch(mib);
+  for (int i = 0; i < fds; ++i) ::open("/dev/null", O_RDONLY);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  ts.emplace_back([&] {
+    while (!stop) burn(0.01);
+  });
+  for (int i = 1; i < threads; ++i)
+    ts.emplace_back([&] {
+      while (!stop) ::usleep(10000);
+    });
+  std::printf("ready\n");
+  std::fflush(stdout);
+  char c;
+  while (::read(0, &c, 1) > 0) {
+  }
+  stop = true;
+  for (auto& t : ts) t.join();
+  g_sink = g_sink + static_cast<unsigned char>(p[0]);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 2;
+  const std::string what = argv[1];
+  if (what == "calib" && argc == 7) return calib(argv + 2);
+  if (what == "runaway" && argc == 4) return runaway(argv + 2);
+  if (what == "steady" && argc == 5) return steady(argv + 2);
+  if (what == "exit" && argc == 3) return std::atoi(argv[2]);
+  if (what == "signal" && argc == 3) {
+    ::signal(std::atoi(argv[2]), SIG_DFL);
+    ::kill(::getpid(), std::atoi(argv[2]));
+    ::pause();
+  }
+  if (what == "echo" && argc == 4) {
+    std::fputs(argv[2], stdout);
+    std::fputs(argv[3], stderr);
+    return 0;
+  }
+  return 2;
+}
