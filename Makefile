@@ -37,7 +37,7 @@ format:
 	git ls-files '*.hpp' '*.cpp' '*.h' '*.cc' | xargs clang-format -i
 
 format-check:
-	git ls-files '*.hpp' '*.cpp' '*.h' '*.cc' | xargs clang-format --dry-run --Werror
+	./scripts/format-check.sh
 
 fuzz:
 	fuzz/run.sh $${FUZZ_SECONDS:-15}

@@ -32,7 +32,9 @@ function(spyglass_add_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
+  # Escape the list so several labels stay one property value.
+  string(REPLACE ";" "\\;" _labels "${ARG_LABELS}")
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
-                       PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+                       PROPERTIES LABELS "${_labels}" TIMEOUT ${ARG_TIMEOUT}
                        WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
 endfunction()

@@ -40,6 +40,17 @@ inline void bump(std::atomic<std::uint64_t>& c) noexcept {
 
 std::atomic<std::uint64_t> g_next_generation{1};
 
+// Polls try_lock() rather than using a timed mutex: sanitizers do not intercept
+// pthread_mutex_clocklock, and fork() is rare enough for polling.
+bool try_lock_for(std::mutex& m, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!m.try_lock()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
+}
+
 }  // namespace
 
 // A producer thread's handle on one collector's transit.
@@ -71,7 +82,7 @@ struct Stage {
   bool abandoned = false;
   bool fork_locked = false;
 
-  std::timed_mutex export_mutex;  // held while the exporter runs; fork() waits on it
+  std::mutex export_mutex;  // held while the exporter runs; fork() waits on it
   std::thread thread;
 
   std::atomic<std::uint64_t> received{0};
@@ -111,7 +122,7 @@ struct Stage {
 
   template <typename Fn>
   bool call_exporter(Fn&& fn) noexcept {
-    std::lock_guard<std::timed_mutex> lock(export_mutex);
+    std::lock_guard<std::mutex> lock(export_mutex);
     try {
       return fn();
     } catch (...) {
@@ -245,7 +256,7 @@ struct CollectorImpl {
   // Hands the batch being filled to every exporter.
   void dispatch() {
     for (auto& st : stages) st->offer(batch.data(), batch.size());
-    exported.fetch_add(batch.size(), std::memory_order_relaxed);
+    exported.fetch_add(batch.size(), std::memory_order_release);
     batch.clear();
   }
 
@@ -336,12 +347,14 @@ struct CollectorImpl {
     cycle_mutex.lock();
     slots_mutex.lock();
     for (auto& s : stages) {
-      s->fork_locked = s->export_mutex.try_lock_for(std::chrono::milliseconds(200));
+      s->fork_locked = try_lock_for(s->export_mutex, std::chrono::milliseconds(200));
       s->m.lock();
     }
+    wake_mutex.lock();
   }
 
   void fork_parent() {
+    wake_mutex.unlock();
     for (auto& s : stages) {
       s->m.unlock();
       if (s->fork_locked) s->export_mutex.unlock();
@@ -351,6 +364,7 @@ struct CollectorImpl {
   }
 
   void fork_child(ThreadState* self) {
+    wake_mutex.unlock();
     for (auto& s : stages) {
       s->m.unlock();
       if (s->fork_locked) s->export_mutex.unlock();
@@ -585,6 +599,9 @@ bool Collector::shutdown(std::chrono::milliseconds timeout) {
 CollectorCounters Collector::counters() const {
   const detail::CollectorImpl& impl = *impl_;
   CollectorCounters c;
+  // Read what has left before what came in, so a snapshot taken under load never shows
+  // more exported than enqueued.
+  c.exported = impl.exported.load(std::memory_order_acquire);
   {
     std::lock_guard<std::mutex> lock(impl_->slots_mutex);
     c.enqueued = impl.retired_enqueued + impl.retired_rejected;
@@ -595,7 +612,6 @@ CollectorCounters Collector::counters() const {
       c.dropped += rejected;
     }
   }
-  c.exported = impl.exported.load(std::memory_order_relaxed);
   c.queued = impl_->transit.size_approx() + impl.batch_size_seen.load(std::memory_order_relaxed);
   for (const auto& s : exporter_counters()) c.export_errors += s.failed + s.dropped;
   return c;
