@@ -30,6 +30,39 @@ namespace fs = std::filesystem;
 
 constexpr std::uint64_t kNsPerSec = 1000000000ULL;
 
+/// "00".."ff" for every byte: ids are written two digits per step.
+constexpr auto kHexPairs = [] {
+  struct Table {
+    char v[512] = {};
+  } t;
+  constexpr char kDigits[] = "0123456789abcdef";
+  for (int i = 0; i < 256; ++i) {
+    t.v[2 * i] = kDigits[i >> 4];
+    t.v[2 * i + 1] = kDigits[i & 15];
+  }
+  return t;
+}();
+
+/// 16 lowercase hex digits of `v`, like to_hex() in ids.hpp, a byte at a time.
+inline void put_hex64(std::uint64_t v, char* out) noexcept {
+  for (int i = 7; i >= 0; --i) {
+    std::memcpy(out + 2 * i, &kHexPairs.v[(v & 0xff) * 2], 2);
+    v >>= 8;
+  }
+}
+
+/// "00".."99": decimal digits two per step.
+constexpr auto kDecPairs = [] {
+  struct Table {
+    char v[200] = {};
+  } t;
+  for (int i = 0; i < 100; ++i) {
+    t.v[2 * i] = static_cast<char>('0' + i / 10);
+    t.v[2 * i + 1] = static_cast<char>('0' + i % 10);
+  }
+  return t;
+}();
+
 /// Two decimal digits of `v` (< 100).
 inline void put2(char* p, unsigned v) noexcept {
   p[0] = static_cast<char>('0' + v / 10);
@@ -89,10 +122,11 @@ class LineFormatter {
     }
     std::memcpy(out, cached_, 20);
     auto frac = static_cast<unsigned>(unix_ns % kNsPerSec);
-    for (int i = 28; i >= 20; --i) {
-      out[i] = static_cast<char>('0' + frac % 10);
-      frac /= 10;
+    for (int i = 27; i >= 21; i -= 2) {
+      std::memcpy(out + i, &kDecPairs.v[(frac % 100) * 2], 2);
+      frac /= 100;
     }
+    out[20] = static_cast<char>('0' + frac);
     out[29] = 'Z';
   }
 
@@ -112,14 +146,14 @@ class LineFormatter {
     p = put_lit(buf, R"(","dur_ns":)");
     p = put_u64(p, e.duration);
     p = put_lit(p, R"(,"trace_id":")");
-    to_hex(e.trace_id.hi, p);
-    to_hex(e.trace_id.lo, p + 16);
+    put_hex64(e.trace_id.hi, p);
+    put_hex64(e.trace_id.lo, p + 16);
     p = put_lit(p + 32, R"(","span_id":")");
-    to_hex(e.span_id, p);
+    put_hex64(e.span_id, p);
     p += 16;
     if (e.parent_span_id != 0) {
       p = put_lit(p, R"(","parent_span_id":")");
-      to_hex(e.parent_span_id, p);
+      put_hex64(e.parent_span_id, p);
       p += 16;
     }
     p = put_lit(p, R"(","thread":)");
