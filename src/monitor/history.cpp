@@ -212,9 +212,13 @@ struct History::Impl {
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, o.busy_timeout_ms);
 
+    // One read transaction, so that a concurrent creator's commit cannot fall between
+    // the reads and make a half-seen fresh file look foreign.
+    exec("BEGIN", "begin read");
     const std::int64_t app_id = scalar("PRAGMA application_id", "read application_id");
     const std::int64_t tables = scalar("SELECT count(*) FROM sqlite_master", "read schema");
     version = static_cast<int>(scalar("PRAGMA user_version", "read user_version"));
+    exec("COMMIT", "end read");
     if (app_id != kApplicationId && !(app_id == 0 && tables == 0 && version == 0)) {
       throw HistoryError(
           HistoryErrorKind::foreign,

@@ -47,12 +47,14 @@ TEST(Sampler, SamplesTheCallingProcess) {
   EXPECT_GE(a.vms_bytes, a.rss_bytes);
   EXPECT_GT(a.pss_bytes, 0u);
   EXPECT_GT(a.uss_bytes, 16u << 20);
-  EXPECT_GT(a.minflt, 8000u);  // 32 MiB is 8192 pages, each faulted in
+  EXPECT_GT(a.minflt, 0u);  // not 8192: transparent huge pages may fault 2 MiB at a time
   burn_cpu(0.3);
   const mon::Sample b = s.sample();
   // Tick-granular kernel counters: 0.3 s of CPU shows as at least 0.25 s.
   EXPECT_GE(b.cpu_user_ns + b.cpu_sys_ns - a.cpu_user_ns - a.cpu_sys_ns, 250000000u);
-  EXPECT_GT(b.cpu_user_pct, 10.0);
+  EXPECT_GT(b.cpu_user_pct + b.cpu_sys_pct, 0.0);  // how much depends on the machine's load
+  EXPECT_LE(b.cpu_user_pct + b.cpu_sys_pct,
+            100.0 * static_cast<double>(std::thread::hardware_concurrency()) + 5);
   EXPECT_GE(b.t_ns, a.t_ns);
   EXPECT_EQ(s.samples_taken(), 2u);
   EXPECT_GT(s.own_cpu_ns(), 0u);
@@ -65,16 +67,21 @@ TEST(Sampler, CountsThreadsOfTheProcess) {
   mon::Sampler s(::getpid(), {.tree = false});
   const std::uint32_t before = s.sample().threads;
   std::atomic<bool> stop{false};
+  std::atomic<int> slept{0};
   std::vector<std::thread> ts;
-  for (int i = 0; i < 3; ++i)
+  for (int i = 0; i < 3; ++i) {
     ts.emplace_back([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a voluntary switch
+      ++slept;
       while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     });
+  }
+  while (slept < 3) std::this_thread::yield();
   const mon::Sample during = s.sample();
   stop = true;
   for (auto& t : ts) t.join();
   EXPECT_EQ(during.threads, before + 3);
-  EXPECT_GE(during.vol_ctx, 1u);
+  EXPECT_GE(during.vol_ctx, 3u);  // summed over the threads, not the main thread's only
 }
 
 TEST(Sampler, FollowsChildrenAndGrandchildren) {

@@ -1,0 +1,205 @@
+// Monitor numbers: one sample of one process and of a 10-process tree (p50/p99 as
+// counters), psutil's cost for the same sample, the monitor's CPU overhead while running
+// a command, and `spyglass history` over 100,000 runs.
+
+#include <benchmark/benchmark.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "spyglass/monitor/history.hpp"
+#include "spyglass/monitor/runner.hpp"
+#include "spyglass/monitor/sampler.hpp"
+
+extern char** environ;
+
+namespace mon = spyglass::monitor;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void percentiles(benchmark::State& state, std::vector<double>& us) {
+  if (us.empty()) return;
+  std::sort(us.begin(), us.end());
+  state.counters["p50_us"] = us[us.size() / 2];
+  state.counters["p99_us"] = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+}
+
+void sample_loop(benchmark::State& state, mon::Sampler& s) {
+  std::vector<double> us;
+  us.reserve(1 << 16);
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    benchmark::DoNotOptimize(s.sample());
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+  percentiles(state, us);
+}
+
+void BM_SampleOneProcess(benchmark::State& state) {
+  mon::Sampler s(::getpid(), {.smaps = state.range(0) != 0, .tree = false});
+  sample_loop(state, s);
+}
+BENCHMARK(BM_SampleOneProcess)->Arg(0)->Arg(1)->ArgName("smaps");
+
+void BM_SampleTree10(benchmark::State& state) {
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 9; ++i) {
+    const pid_t p = ::fork();
+    if (p == 0) {
+      for (;;) ::pause();
+    }
+    kids.push_back(p);
+  }
+  {
+    mon::Sampler s(::getpid());
+    if (s.sample().processes != 10) state.SkipWithError("tree is not 10 processes");
+    sample_loop(state, s);
+  }
+  for (pid_t p : kids) {
+    ::kill(p, SIGKILL);
+    ::waitpid(p, nullptr, 0);
+  }
+}
+BENCHMARK(BM_SampleTree10);
+
+// psutil reading the same fields (cpu_times, memory_info, num_threads, num_fds,
+// io_counters, num_ctx_switches) of one process inside oneshot(), timed in Python.
+void BM_PsutilSameSample(benchmark::State& state) {
+  const std::string script =
+      "import psutil, time\n"
+      "p = psutil.Process(" +
+      std::to_string(::getpid()) +
+      ")\n"
+      "v = []\n"
+      "for _ in range(5000):\n"
+      "    t = time.perf_counter()\n"
+      "    with p.oneshot():\n"
+      "        p.cpu_times(); p.memory_info(); p.num_threads(); p.num_fds(); p.io_counters(); "
+      "p.num_ctx_switches(); p.children(recursive=True)\n"
+      "    v.append((time.perf_counter() - t) * 1e6)\n"
+      "v.sort()\n"
+      "print(v[len(v)//2], v[len(v)*99//100])\n";
+  for (auto _ : state) {
+    int fds[2];
+    if (::pipe(fds) != 0) return;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    const char* argv[] = {"/usr/bin/python3", "-c", script.c_str(), nullptr};
+    pid_t pid;
+    if (::posix_spawn(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv), environ) != 0) {
+      state.SkipWithError("python3 not found");
+      return;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fds[1]);
+    char buf[256] = {};
+    const ssize_t n = ::read(fds[0], buf, sizeof buf - 1);
+    ::close(fds[0]);
+    ::waitpid(pid, nullptr, 0);
+    double p50 = 0, p99 = 0;
+    if (n <= 0 || std::sscanf(buf, "%lf %lf", &p50, &p99) != 2) {
+      state.SkipWithError("psutil (python3-psutil) not available");
+      return;
+    }
+    state.counters["p50_us"] = p50;
+    state.counters["p99_us"] = p99;
+  }
+}
+BENCHMARK(BM_PsutilSameSample)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// The runner's own CPU (sampling, polling, bookkeeping) while `sleep` runs, as a share
+// of one core; the sampler-only share is reported too.
+void BM_MonitorOverhead(benchmark::State& state) {
+  for (auto _ : state) {
+    mon::RunOptions o;
+    o.argv = {"sleep", "5"};
+    o.passthrough = false;
+    o.interval = std::chrono::milliseconds(state.range(0));
+    const mon::RunResult r = mon::run(o);
+    const double wall = static_cast<double>(r.record.duration_ns);
+    state.counters["runner_pct_of_core"] = 100.0 * static_cast<double>(r.record.monitor_cpu_ns) / wall;
+    state.counters["samples"] = static_cast<double>(r.samples.size());
+  }
+}
+BENCHMARK(BM_MonitorOverhead)
+    ->Arg(100)
+    ->Arg(10)
+    ->ArgName("interval_ms")
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+// `spyglass history` (the whole command, process start included) over 100,000 runs.
+void BM_HistoryCommand100k(benchmark::State& state) {
+  static const std::string db = [] {
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("spyglass-bench-100k-" + std::to_string(::getpid()) + ".db"))
+                                 .string();
+    auto h = mon::History::open(path);
+    mon::RunRecord r;
+    r.command = "/usr/bin/make";
+    r.args = {"-j2", "all"};
+    r.cwd = "/work";
+    r.host = "bench";
+    std::vector<mon::Sample> samples(10);
+    for (std::size_t k = 0; k < samples.size(); ++k) samples[k].t_ns = k * 100000000ULL;
+    for (int i = 0; i < 100000; ++i) {
+      r.label = "job-" + std::to_string(i % 50);
+      r.start_unix_ns = 1700000000000000000LL + i * 1000000000LL;
+      r.duration_ns = 1000000000LL + (i % 97) * 1000000LL;
+      h.insert(r, samples, 0);
+    }
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove(db, ec);
+    });
+    return path;
+  }();
+  const std::string exe = SPYGLASS_EXE;
+  const int label = static_cast<int>(state.range(0));
+  std::vector<double> ms;
+  for (auto _ : state) {
+    std::vector<std::string> args = {exe, "history", "--db", db, "--limit", "20"};
+    if (label != 0) args.insert(args.end(), {"--label", "job-7"});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    const auto t0 = Clock::now();
+    pid_t pid;
+    ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    posix_spawn_file_actions_destroy(&fa);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) state.SkipWithError("spyglass history failed");
+  }
+  std::sort(ms.begin(), ms.end());
+  state.counters["p50_ms"] = ms[ms.size() / 2];
+  state.counters["max_ms"] = ms.back();
+}
+BENCHMARK(BM_HistoryCommand100k)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("by_label")
+    ->Iterations(20)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
