@@ -2,9 +2,11 @@
 // on a terminal.
 
 #include <gtest/gtest.h>
+#include <pty.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -169,4 +171,27 @@ TEST(Console, ReportsAWriteErrorWithoutThrowing) {
   EXPECT_NO_THROW(ok = ex.export_batch(ev));
   EXPECT_FALSE(ok);
   std::fclose(f);
+}
+
+TEST(Console, ColoursOnATerminalUnlessNoColorIsSet) {
+  int master = -1, slave = -1;
+  if (::openpty(&master, &slave, nullptr, nullptr, nullptr) != 0) GTEST_SKIP() << "no pseudo-terminals here";
+  std::FILE* tty = ::fdopen(slave, "w");
+  ASSERT_NE(tty, nullptr);
+  const char* saved = std::getenv("NO_COLOR");
+  const std::string saved_value = saved != nullptr ? saved : "";
+  ::unsetenv("NO_COLOR");
+  EXPECT_TRUE(sg::ConsoleExporter({.stream = tty}).colored());
+  ::setenv("NO_COLOR", "1", 1);
+  EXPECT_FALSE(sg::ConsoleExporter({.stream = tty}).colored());
+  EXPECT_TRUE(sg::ConsoleExporter({.stream = tty, .color = sg::ColorMode::always}).colored());
+  ::setenv("NO_COLOR", "", 1);  // empty means unset (no-color.org)
+  EXPECT_TRUE(sg::ConsoleExporter({.stream = tty}).colored());
+  if (saved != nullptr) {
+    ::setenv("NO_COLOR", saved_value.c_str(), 1);
+  } else {
+    ::unsetenv("NO_COLOR");
+  }
+  std::fclose(tty);
+  ::close(master);
 }
