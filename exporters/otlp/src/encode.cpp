@@ -127,12 +127,6 @@ SpanView map_event(const Event& e) {
   return s;
 }
 
-void put_be64(char* out, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i) {
-    out[i] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-}
 
 // ---- protobuf ---------------------------------------------------------------------
 
@@ -176,46 +170,175 @@ void pb_scope(ProtoWriter& w, std::uint32_t field) {
   w.end(s);
 }
 
-// trace.v1.Span
-void pb_span(ProtoWriter& w, const Event& e) {
-  const SpanView v = map_event(e);
-  const std::size_t sp = w.begin(2);  // ScopeSpans.spans
-  char id[16];
-  put_be64(id, e.trace_id.hi);
-  put_be64(id + 8, e.trace_id.lo);
-  w.field_bytes(1, id, 16);
-  put_be64(id, e.span_id);
-  w.field_bytes(2, id, 8);
-  if (e.parent_span_id != 0) {
-    put_be64(id, e.parent_span_id);
-    w.field_bytes(4, id, 8);
+// The span path is the hot one (millions per second), so spans are written in two
+// passes: exact sizes first, then the bytes through a raw pointer into a buffer sized
+// once. No length needs patching afterwards.
+
+std::size_t varint_size(std::uint64_t v) {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
   }
-  {
-    const std::size_t n = w.begin(5);
-    if (!v.name_prefix.empty()) {
-      detail::append_utf8(w.out(), v.name_prefix);
-      w.out().push_back(' ');
+  return n;
+}
+char* put_varint(char* p, std::uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+char* put_fixed64(char* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return p + 8;
+}
+char* put_be64(char* p, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return p + 8;
+}
+
+// Length of `s` after UTF-8 repair (each invalid subpart becomes the 3-byte U+FFFD).
+std::size_t utf8_size(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n && p[i] < 0x80) ++i;
+  if (i == n) return n;
+  std::size_t size = i;
+  while (i < n) {
+    if (p[i] < 0x80) {
+      ++i;
+      ++size;
+      continue;
     }
-    detail::append_utf8(w.out(), v.name);
-    w.end(n);
+    const int len = spyglass::detail::utf8_sequence(p + i, n - i);
+    if (len > 0) {
+      i += static_cast<std::size_t>(len);
+      size += static_cast<std::size_t>(len);
+    } else {
+      i += static_cast<std::size_t>(-len);
+      size += 3;
+    }
   }
-  w.field_varint(6, v.kind);
-  w.field_fixed64(7, e.start);
-  w.field_fixed64(8, e.start + e.duration);
+  return size;
+}
+// Writes the repaired `s` (whose repaired length the caller knows).
+char* put_utf8(char* p, std::string_view s) {
+  const auto* u = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n && u[i] < 0x80) ++i;
+  std::memcpy(p, s.data(), i);
+  p += i;
+  while (i < n) {
+    if (u[i] < 0x80) {
+      *p++ = static_cast<char>(u[i++]);
+      continue;
+    }
+    const int len = spyglass::detail::utf8_sequence(u + i, n - i);
+    if (len > 0) {
+      std::memcpy(p, s.data() + i, static_cast<std::size_t>(len));
+      p += len;
+      i += static_cast<std::size_t>(len);
+    } else {
+      std::memcpy(p, "\xEF\xBF\xBD", 3);
+      p += 3;
+      i += static_cast<std::size_t>(-len);
+    }
+  }
+  return p;
+}
+
+// Sizes of one span's parts, computed once and used by the writing pass.
+struct SpanSizes {
+  std::size_t name = 0;       // repaired name bytes
+  std::size_t value[8] = {};  // repaired string attribute bytes
+  std::size_t any[8] = {};    // AnyValue message bytes
+  std::size_t kv[8] = {};     // KeyValue message bytes
+  std::size_t body = 0;       // Span message bytes
+};
+
+SpanSizes span_sizes(const Event& e, const SpanView& v) {
+  SpanSizes z;
+  z.name = utf8_size(v.name) + (v.name_prefix.empty() ? 0 : utf8_size(v.name_prefix) + 1);
+  std::size_t body = 18 + 10 + (e.parent_span_id != 0 ? 10 : 0);  // trace_id, span_id, parent
+  body += 1 + varint_size(z.name) + z.name;
+  body += 1 + varint_size(v.kind) + 9 + 9;  // kind, start, end
   for (std::size_t i = 0; i < v.n_attrs; ++i) {
     const SpanAttr& a = v.attrs[i];
     if (a.is_int) {
-      pb_kv(w, 9, a.key, a.num);
+      z.any[i] = 1 + varint_size(static_cast<std::uint64_t>(a.num));
     } else {
-      pb_kv(w, 9, a.key, a.str);
+      z.value[i] = utf8_size(a.str);
+      z.any[i] = 1 + varint_size(z.value[i]) + z.value[i];
+    }
+    z.kv[i] = 1 + varint_size(a.key.size()) + a.key.size() + 1 + varint_size(z.any[i]) + z.any[i];
+    body += 1 + varint_size(z.kv[i]) + z.kv[i];
+  }
+  if (e.status == Status::error) body += 4;  // status { code }
+  z.body = body;
+  return z;
+}
+
+char* put_span(char* p, const Event& e, const SpanView& v, const SpanSizes& z) {
+  *p++ = 0x12;  // ScopeSpans.spans (2, LEN)
+  p = put_varint(p, z.body);
+  *p++ = 0x0a;  // trace_id (1, LEN)
+  *p++ = 16;
+  p = put_be64(p, e.trace_id.hi);
+  p = put_be64(p, e.trace_id.lo);
+  *p++ = 0x12;  // span_id (2, LEN)
+  *p++ = 8;
+  p = put_be64(p, e.span_id);
+  if (e.parent_span_id != 0) {
+    *p++ = 0x22;  // parent_span_id (4, LEN)
+    *p++ = 8;
+    p = put_be64(p, e.parent_span_id);
+  }
+  *p++ = 0x2a;  // name (5, LEN)
+  p = put_varint(p, z.name);
+  if (!v.name_prefix.empty()) {
+    p = put_utf8(p, v.name_prefix);
+    *p++ = ' ';
+  }
+  p = put_utf8(p, v.name);
+  *p++ = 0x30;  // kind (6, VARINT)
+  p = put_varint(p, v.kind);
+  *p++ = 0x39;  // start_time_unix_nano (7, I64)
+  p = put_fixed64(p, e.start);
+  *p++ = 0x41;  // end_time_unix_nano (8, I64)
+  p = put_fixed64(p, e.start + e.duration);
+  for (std::size_t i = 0; i < v.n_attrs; ++i) {
+    const SpanAttr& a = v.attrs[i];
+    *p++ = 0x4a;  // attributes (9, LEN)
+    p = put_varint(p, z.kv[i]);
+    *p++ = 0x0a;  // KeyValue.key (1, LEN)
+    p = put_varint(p, a.key.size());
+    std::memcpy(p, a.key.data(), a.key.size());  // our own ASCII keys
+    p += a.key.size();
+    *p++ = 0x12;  // KeyValue.value (2, LEN)
+    p = put_varint(p, z.any[i]);
+    if (a.is_int) {
+      *p++ = 0x18;  // AnyValue.int_value (3, VARINT)
+      p = put_varint(p, static_cast<std::uint64_t>(a.num));
+    } else {
+      *p++ = 0x0a;  // AnyValue.string_value (1, LEN)
+      p = put_varint(p, z.value[i]);
+      p = put_utf8(p, a.str);
     }
   }
   if (e.status == Status::error) {
-    const std::size_t st = w.begin(15);  // Status { code = 3 }
-    w.field_varint(3, kStatusError);
-    w.end(st);
+    *p++ = 0x7a;  // status (15, LEN)
+    *p++ = 2;
+    *p++ = 0x18;  // Status.code (3, VARINT)
+    *p++ = static_cast<char>(kStatusError);
   }
-  w.end(sp);
+  return p;
 }
 
 // ---- JSON -------------------------------------------------------------------------
@@ -374,15 +497,43 @@ void series_attrs(const MetricSeries& s, Kv&& kv) {
 
 void encode_traces_protobuf(std::span<const Event> events, std::span<const Attribute> resource,
                             std::string& out) {
-  out.reserve(out.size() + 512 + events.size() * 192);
-  ProtoWriter w(out);
-  const std::size_t rs = w.begin(1);  // ExportTraceServiceRequest.resource_spans
-  pb_resource(w, 1, resource);
-  const std::size_t ss = w.begin(2);  // ResourceSpans.scope_spans
-  pb_scope(w, 1);
-  for (const Event& e : events) pb_span(w, e);
-  w.end(ss);
-  w.end(rs);
+  // Pass 1: the size of every span, hence of the enclosing messages.
+  thread_local std::vector<SpanSizes> sizes;
+  sizes.clear();
+  sizes.reserve(events.size());
+  std::size_t spans_total = 0;
+  for (const Event& e : events) {
+    sizes.push_back(span_sizes(e, map_event(e)));
+    spans_total += 1 + varint_size(sizes.back().body) + sizes.back().body;
+  }
+  std::string head;  // resource and scope: small, written with the general writer
+  {
+    ProtoWriter hw(head);
+    pb_resource(hw, 1, resource);
+  }
+  std::string scope;
+  {
+    ProtoWriter sw(scope);
+    pb_scope(sw, 1);
+  }
+  const std::size_t scope_spans = scope.size() + spans_total;
+  const std::size_t resource_spans = head.size() + 1 + varint_size(scope_spans) + scope_spans;
+  const std::size_t total = 1 + varint_size(resource_spans) + resource_spans;
+
+  // Pass 2: the bytes, straight into the output.
+  const std::size_t at = out.size();
+  out.resize(at + total);
+  char* p = out.data() + at;
+  *p++ = 0x0a;  // ExportTraceServiceRequest.resource_spans (1, LEN)
+  p = put_varint(p, resource_spans);
+  std::memcpy(p, head.data(), head.size());
+  p += head.size();
+  *p++ = 0x12;  // ResourceSpans.scope_spans (2, LEN)
+  p = put_varint(p, scope_spans);
+  std::memcpy(p, scope.data(), scope.size());
+  p += scope.size();
+  for (std::size_t i = 0; i < events.size(); ++i) p = put_span(p, events[i], map_event(events[i]), sizes[i]);
+  out.resize(static_cast<std::size_t>(p - out.data()));  // == at + total
 }
 
 void encode_traces_json(std::span<const Event> events, std::span<const Attribute> resource,
