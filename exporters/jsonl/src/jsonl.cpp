@@ -1,196 +1,31 @@
 #include "spyglass/exporters/jsonl.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <charconv>
-#include <condition_variable>
+#include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <deque>
 #include <filesystem>
-#include <mutex>
+#include <memory>
 #include <stdexcept>
 #include <system_error>
-#include <thread>
 #include <utility>
 
+#include "compressor.hpp"
+#include "format.hpp"
 #include "spyglass/clock.hpp"
-#include "spyglass/json.hpp"
 
 namespace spyglass::inline v0 {
 
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr std::uint64_t kNsPerSec = 1000000000ULL;
-
-/// "00".."ff" for every byte: ids are written two digits per step.
-constexpr auto kHexPairs = [] {
-  struct Table {
-    char v[512] = {};
-  } t;
-  constexpr char kDigits[] = "0123456789abcdef";
-  for (int i = 0; i < 256; ++i) {
-    t.v[2 * i] = kDigits[i >> 4];
-    t.v[2 * i + 1] = kDigits[i & 15];
-  }
-  return t;
-}();
-
-/// 16 lowercase hex digits of `v`, like to_hex() in ids.hpp, a byte at a time.
-inline void put_hex64(std::uint64_t v, char* out) noexcept {
-  for (int i = 7; i >= 0; --i) {
-    std::memcpy(out + 2 * i, &kHexPairs.v[(v & 0xff) * 2], 2);
-    v >>= 8;
-  }
-}
-
-/// "00".."99": decimal digits two per step.
-constexpr auto kDecPairs = [] {
-  struct Table {
-    char v[200] = {};
-  } t;
-  for (int i = 0; i < 100; ++i) {
-    t.v[2 * i] = static_cast<char>('0' + i / 10);
-    t.v[2 * i + 1] = static_cast<char>('0' + i % 10);
-  }
-  return t;
-}();
-
-/// Two decimal digits of `v` (< 100).
-inline void put2(char* p, unsigned v) noexcept {
-  p[0] = static_cast<char>('0' + v / 10);
-  p[1] = static_cast<char>('0' + v % 10);
-}
-
-/// "YYYY-MM-DDTHH:MM:SS" (19 bytes) of a Unix second.
-void format_date_time(std::uint64_t sec, char* out) noexcept {
-  // Days since 1970-01-01 to a proleptic Gregorian date: shift the epoch to 0000-03-01 so
-  // that the leap day ends the year, then split into 400-year eras (146097 days each), the
-  // year of the era and the day of that March-based year.
-  const std::uint64_t days = sec / 86400;
-  const auto sod = static_cast<unsigned>(sec % 86400);
-  const std::uint64_t z = days + 719468;  // days from 0000-03-01 to 1970-01-01
-  const std::uint64_t era = z / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);                    // [0, 146096]
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  // [0, 399]
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                // [0, 365]
-  const unsigned mp = (5 * doy + 2) / 153;                                     // March = 0
-  const unsigned day = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned month = mp < 10 ? mp + 3 : mp - 9;
-  const std::uint64_t year = era * 400 + yoe + (month <= 2 ? 1 : 0);
-
-  const auto y = static_cast<unsigned>(year % 10000);
-  put2(out, y / 100);
-  put2(out + 2, y % 100);
-  out[4] = '-';
-  put2(out + 5, month);
-  out[7] = '-';
-  put2(out + 8, day);
-  out[10] = 'T';
-  put2(out + 11, sod / 3600);
-  out[13] = ':';
-  put2(out + 14, sod / 60 % 60);
-  out[16] = ':';
-  put2(out + 17, sod % 60);
-}
-
-/// Appends the decimal form of `v`.
-inline char* put_u64(char* p, std::uint64_t v) noexcept { return std::to_chars(p, p + 20, v).ptr; }
-
-inline char* put_lit(char* p, std::string_view s) noexcept {
-  std::memcpy(p, s.data(), s.size());
-  return p + s.size();
-}
-
-/// Formats lines; caches the "YYYY-MM-DDTHH:MM:SS." part of the last second seen, which
-/// almost every event of a batch shares.
-class LineFormatter {
- public:
-  void timestamp(std::uint64_t unix_ns, char* out) noexcept {
-    const std::uint64_t sec = unix_ns / kNsPerSec;
-    if (sec != cached_sec_) {
-      format_date_time(sec, cached_);
-      cached_[19] = '.';
-      cached_sec_ = sec;
-    }
-    std::memcpy(out, cached_, 20);
-    auto frac = static_cast<unsigned>(unix_ns % kNsPerSec);
-    for (int i = 27; i >= 21; i -= 2) {
-      std::memcpy(out + i, &kDecPairs.v[(frac % 100) * 2], 2);
-      frac /= 100;
-    }
-    out[20] = static_cast<char>('0' + frac);
-    out[29] = 'Z';
-  }
-
-  void append(const Event& e, std::string& out) {
-    // Fixed-size parts are assembled on the stack and appended in one go; the strings
-    // (name, detail) go through json_escape.
-    char buf[320];
-    char* p = put_lit(buf, R"({"ts":")");
-    timestamp(e.start, p);
-    p += jsonl::kTimestampSize;
-    p = put_lit(p, R"(","kind":")");
-    p = put_lit(p, to_string(e.kind));
-    p = put_lit(p, R"(","name":")");
-    out.append(buf, static_cast<std::size_t>(p - buf));
-    json_escape(e.name != nullptr ? std::string_view(e.name) : std::string_view(), out);
-
-    p = put_lit(buf, R"(","dur_ns":)");
-    p = put_u64(p, e.duration);
-    p = put_lit(p, R"(,"trace_id":")");
-    put_hex64(e.trace_id.hi, p);
-    put_hex64(e.trace_id.lo, p + 16);
-    p = put_lit(p + 32, R"(","span_id":")");
-    put_hex64(e.span_id, p);
-    p += 16;
-    if (e.parent_span_id != 0) {
-      p = put_lit(p, R"(","parent_span_id":")");
-      put_hex64(e.parent_span_id, p);
-      p += 16;
-    }
-    p = put_lit(p, R"(","thread":)");
-    p = put_u64(p, e.thread_id);
-    p = put_lit(p, R"(,"status":")");
-    p = put_lit(p, to_string(e.status));
-    *p++ = '"';
-
-    const char* detail_key = nullptr;
-    if (e.kind == EventKind::request) {
-      p = put_lit(p, R"(,"http_status":)");
-      p = put_u64(p, e.http_status);
-      p = put_lit(p, R"(,"bytes_in":)");
-      p = put_u64(p, e.bytes_in);
-      p = put_lit(p, R"(,"bytes_out":)");
-      p = put_u64(p, e.bytes_out);
-      detail_key = R"(,"method":")";
-    } else if (e.kind == EventKind::db) {
-      p = put_lit(p, R"(,"rows":)");
-      p = put_u64(p, e.rows);
-      detail_key = R"(,"db_system":")";
-    }
-    if (detail_key != nullptr && e.detail != nullptr && e.detail[0] != '\0') {
-      p = put_lit(p, detail_key);
-      out.append(buf, static_cast<std::size_t>(p - buf));
-      json_escape(e.detail, out);
-      out.append("\"}\n", 3);
-      return;
-    }
-    p = put_lit(p, "}\n");
-    out.append(buf, static_cast<std::size_t>(p - buf));
-  }
-
- private:
-  std::uint64_t cached_sec_ = ~std::uint64_t{0};
-  char cached_[20] = {};
-};
+using jsonl::detail::Compressor;
+using jsonl::detail::format_date_time;
+using jsonl::detail::kNsPerSec;
+using jsonl::detail::LineFormatter;
 
 /// UTC "yyyymmddTHHMMSS" of now.
 std::string compact_utc_now() {
@@ -235,129 +70,6 @@ std::string expand_name(const std::string& tmpl, const std::string& time, bool f
   }
   return name;
 }
-
-/// Compresses `src` into `tmp` (gzip format, level 1: fast enough to keep up with a busy
-/// exporter most of the time, and JSONL still shrinks several-fold).
-bool gzip_to(const std::string& src, const std::string& tmp) {
-  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) return false;
-  gzFile out = gzopen(tmp.c_str(), "wb1e");
-  bool ok = out != nullptr;
-  if (ok) {
-    static constexpr std::size_t kChunk = 256 * 1024;
-    std::unique_ptr<char[]> chunk(new char[kChunk]);
-    for (;;) {
-      const ssize_t n = ::read(in, chunk.get(), kChunk);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        ok = n == 0;
-        break;
-      }
-      if (gzwrite(out, chunk.get(), static_cast<unsigned>(n)) != static_cast<int>(n)) {
-        ok = false;
-        break;
-      }
-    }
-    if (gzclose(out) != Z_OK) ok = false;
-  }
-  ::close(in);
-  return ok;
-}
-
-/// Gzips rotated files on a thread of its own, so that compression (tens of MB/s) does not
-/// hold up the exporter thread (about 1 GB/s of JSONL). `<path>` becomes `<path>.gz` through
-/// `<path>.gz.tmp`, so a .gz file is always complete. Retention may cancel a file that is
-/// queued or being compressed. All members but the thread body are called by the exporter
-/// thread.
-class Compressor {
- public:
-  explicit Compressor(std::atomic<std::uint64_t>& errors) : errors_(errors) {}
-  ~Compressor() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-  Compressor(const Compressor&) = delete;
-  Compressor& operator=(const Compressor&) = delete;
-
-  void submit(std::string path) {
-    {
-      std::lock_guard lock(mu_);
-      queue_.push_back(std::move(path));
-    }
-    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
-    cv_.notify_all();
-  }
-
-  /// Deletes `path` and its compressed form, also if it is queued or being compressed.
-  void remove(const std::string& path) {
-    std::lock_guard lock(mu_);
-    if (auto it = std::find(queue_.begin(), queue_.end(), path); it != queue_.end()) queue_.erase(it);
-    if (busy_ && in_flight_ == path) cancelled_ = true;
-    ::unlink(path.c_str());
-    ::unlink((path + ".gz").c_str());
-  }
-
-  /// Waits until every queued file is compressed.
-  void drain() {
-    std::unique_lock lock(mu_);
-    idle_cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
-  }
-
- private:
-  void run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and every queued file is done
-      in_flight_ = std::move(queue_.front());
-      queue_.pop_front();
-      busy_ = true;
-      cancelled_ = false;
-      const std::string src = in_flight_;
-      const std::string gz = src + ".gz";
-      const std::string tmp = gz + ".tmp";
-      lock.unlock();
-      const bool ok = gzip_to(src, tmp);
-      lock.lock();
-      if (ok && !cancelled_ && std::rename(tmp.c_str(), gz.c_str()) == 0) {
-        ::unlink(src.c_str());
-      } else {
-        ::unlink(tmp.c_str());
-        // A failure keeps the uncompressed file; a cancelled file is already gone.
-        if (!cancelled_) errors_.fetch_add(1, std::memory_order_relaxed);
-      }
-      busy_ = false;
-      if (queue_.empty()) idle_cv_.notify_all();
-    }
-  }
-
-  std::atomic<std::uint64_t>& errors_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::condition_variable idle_cv_;
-  std::deque<std::string> queue_;
-  std::string in_flight_;
-  bool busy_ = false;
-  bool cancelled_ = false;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
-}  // namespace
-
-namespace jsonl {
-
-void format_rfc3339(std::uint64_t unix_ns, char* out) noexcept { LineFormatter{}.timestamp(unix_ns, out); }
-
-void append_line(const Event& event, std::string& out) { LineFormatter{}.append(event, out); }
-
-}  // namespace jsonl
-
-namespace {
 
 /// The sequence number last used with a {time} value: names opened within one second
 /// count up from it, so a name freed by retention is never reused out of order.
@@ -446,8 +158,8 @@ struct JsonlExporter::State {
       } else {
         error();
         if (done != 0) {
-          // Undo the torn tail; if even that fails the next successful write still starts
-          // at the right offset, leaving at most a hole of NUL bytes, never a split line.
+          // Cut off the torn tail so the file ends with a complete line. Even where
+          // ftruncate() fails, the next write starts right after the last complete line.
           const auto good = static_cast<off_t>(file_bytes);
           if (::ftruncate(fd, good) != 0) {
             // Nothing more can be done here; the error is already counted.
