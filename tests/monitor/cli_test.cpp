@@ -145,7 +145,8 @@ TEST(Cli, TwoConcurrentRunsBothRecorded) {
   auto h = mon::History::open(db, {.create = false});
   EXPECT_EQ(h.runs({.label = "a", .limit = 100}).size(), static_cast<std::size_t>(kRounds));
   EXPECT_EQ(h.runs({.label = "b", .limit = 100}).size(), static_cast<std::size_t>(kRounds));
-  for (const auto& r : h.runs({.label = "", .limit = 100})) EXPECT_GE(h.samples(r.id).size(), 5u);
+  // Every run kept its samples (at least the one at spawn and the one after exit).
+  for (const auto& r : h.runs({.label = "", .limit = 100})) EXPECT_GE(h.samples(r.id).size(), 2u);
 }
 
 TEST(Cli, ForeignDatabaseStopsTheRunAndIsUntouched) {
