@@ -42,8 +42,8 @@ struct JsonlOptions {
   /// Directory the files are written to; created (with its parents) if missing.
   std::string directory = "./spyglass-out";
   /// File name template. `{time}` expands to the UTC time the file is opened as
-  /// yyyymmddTHHMMSS, followed by "_NNNN" when a file of that name already exists (several
-  /// files opened in one second), so names sort in creation order. `{pid}` expands to the
+  /// yyyymmddTHHMMSS, followed by "_0001", "_0002", ... for further files opened in the
+  /// same second (or when the name is taken), so names sort in creation order. `{pid}` expands to the
   /// process id. A template without `{time}` gets the "_NNNN" suffix before its extension
   /// when needed. Existing files are never overwritten or appended to.
   std::string file_name = "spyglass-{time}.jsonl";
