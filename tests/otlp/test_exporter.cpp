@@ -518,3 +518,24 @@ TEST(OtlpExporter, ChildAfterForkSendsItsOwnSpans) {
   for (const auto& r : reqs) total += spans_in(r);
   EXPECT_EQ(total, 8u);
 }
+
+TEST(OtlpExporter, ShutdownCutsALongRetryWaitShort) {
+  Receiver rx;
+  Reply busy;
+  busy.status = 503;
+  busy.headers = {{"Retry-After", "30"}};
+  rx.set_default(busy);
+  auto o = fast_options(rx);
+  o.shutdown_timeout = 20000ms;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(4));
+  ASSERT_TRUE(rx.wait_for(1));
+  ASSERT_TRUE(eventually([&] { return ex.counters().requests == 1; }));
+  const auto t0 = std::chrono::steady_clock::now();
+  ex.shutdown();  // the 30 s wait cannot fit in the 20 s budget: give up at once
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.failed, 4u);
+  EXPECT_EQ(rx.count(), 1u);
+  expect_balanced(c);
+}

@@ -205,8 +205,10 @@ struct OtlpState {
       std::unique_lock lk(mu);
       const auto until = Clock::now() + wait;
       if (stopping && until > shutdown_deadline) return r;  // would outlive shutdown
-      backoff.wait_until(lk, until, [this] { return abort.load(); });
-      if (abort.load()) return r;
+      // shutdown() wakes this wait: give up when the rest of the wait would outlive it.
+      auto give_up = [&] { return abort.load() || (stopping && until > shutdown_deadline); };
+      backoff.wait_until(lk, until, give_up);
+      if (give_up()) return r;
     }
   }
 
