@@ -127,7 +127,6 @@ SpanView map_event(const Event& e) {
   return s;
 }
 
-
 // ---- protobuf ---------------------------------------------------------------------
 
 // common.v1.KeyValue { string key = 1; AnyValue value = 2; }
