@@ -539,3 +539,39 @@ TEST(OtlpExporter, ShutdownCutsALongRetryWaitShort) {
   EXPECT_EQ(rx.count(), 1u);
   expect_balanced(c);
 }
+
+TEST(OtlpExporter, MetricsGoOutOnTheirIntervalAndOverflowIsFolded) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.metrics_interval = 100ms;
+  o.max_metric_series = 2;
+  otlp::OtlpExporter ex(o);
+  static const char* kNames[] = {"a", "b", "c", "d"};
+  auto events = make_events(4);
+  for (std::size_t i = 0; i < events.size(); ++i) events[i].name = kNames[i];
+  ex.export_batch(events);
+  // No flush: the interval alone sends them.
+  std::vector<spyglass_test::Request> metric_reqs;
+  ASSERT_TRUE(eventually([&] {
+    metric_reqs.clear();
+    for (const auto& r : rx.requests()) {
+      if (r.path == "/v1/metrics") metric_reqs.push_back(r);
+    }
+    return !metric_reqs.empty();
+  }));
+  const auto d = spyglass_test::decode_metrics(metric_reqs[0].payload());
+  ASSERT_EQ(d.exit_code, 0) << d.errors;
+  const spyglass_test::PNode* count = nullptr;
+  for (const auto* m : d.tree.at("resource_metrics").at("scope_metrics").all("metrics")) {
+    if (m->at("name").value == "spyglass.function.count") count = m;
+  }
+  ASSERT_NE(count, nullptr);
+  std::map<std::string, std::string> points;  // name (or "overflow") -> count
+  for (const auto* p : count->at("sum").all("data_points")) {
+    const auto& kv = p->at("attributes");
+    const std::string key =
+        kv.at("key").value == "otel.metric.overflow" ? "overflow" : kv.at("value").at("string_value").value;
+    points[key] = p->at("as_int").value;
+  }
+  EXPECT_EQ(points, (std::map<std::string, std::string>{{"a", "1"}, {"b", "1"}, {"overflow", "2"}}));
+}
