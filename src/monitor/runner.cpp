@@ -213,9 +213,13 @@ RunResult run(const RunOptions& o) {
   if (err_w.valid()) posix_spawn_file_actions_adddup2(&fa, err_w.get(), STDERR_FILENO);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  sigset_t all;
-  sigfillset(&all);
-  posix_spawnattr_setsigdefault(&attr, &all);
+  // Dispositions the monitor changes go back to default; signals ignored by whoever started
+  // us (SIGHUP under nohup, SIGINT for a background job) stay ignored, as with exec.
+  sigset_t def;
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  sigaddset(&def, SIGXFSZ);
+  posix_spawnattr_setsigdefault(&attr, &def);
   posix_spawnattr_setsigmask(&attr, &old_mask);
   posix_spawnattr_setpgroup(&attr, 0);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);

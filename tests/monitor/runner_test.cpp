@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <thread>
@@ -242,4 +243,18 @@ TEST(RunCli, BadOptionsAreClearErrors) {
   EXPECT_EQ(r.exit_code, 2);
   // Nothing ran, so nothing was created.
   EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out"));
+}
+
+TEST(Runner, InheritedIgnoredSignalsStayIgnoredAndSigpipeIsDefault) {
+  // In a child process, so that changing dispositions does not touch the test runner.
+  const pid_t p = ::fork();
+  if (p == 0) {
+    ::signal(SIGHUP, SIG_IGN);  // as under nohup
+    const auto hup = run_quiet({"sh", "-c", "kill -HUP $$; exit 5"});
+    const auto pipe = run_quiet({"sh", "-c", "kill -PIPE $$; exit 5"});
+    std::_Exit(hup.record.exit_code == 5 && pipe.record.exit_code == 128 + SIGPIPE ? 0 : 1);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(p, &st, 0), p);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
