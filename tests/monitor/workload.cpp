@@ -91,6 +91,7 @@ int calib(char** argv) {
   int st = 0;
   ::waitpid(child, &st, 0);
   g_sink = g_sink + static_cast<unsigned char>(p[0]);
+  std::free(p);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
 }
 
@@ -139,6 +140,7 @@ int steady(char** argv) {
   stop = true;
   for (auto& t : ts) t.join();
   g_sink = g_sink + static_cast<unsigned char>(p[0]);
+  std::free(p);
   return 0;
 }
 
