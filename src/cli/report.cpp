@@ -106,12 +106,34 @@ std::string sample_chart(const std::vector<monitor::Sample>& samples, std::size_
                                   "\u2585", "\u2586", "\u2587", "\u2588"};
   const std::uint64_t t0 = samples.front().t_ns, t1 = samples.back().t_ns;
   const std::size_t cols = std::min(width, samples.size());
-  std::vector<double> cpu(cols, 0), rss(cols, 0);
+  // Per column: CPU is the average over the column (from the cumulative counters, so a
+  // short interval cannot spike), RSS the peak. Columns no sample falls in repeat the
+  // previous one.
+  std::vector<double> cpu(cols, -1), rss(cols, -1);
+  std::vector<std::uint64_t> last_cpu(cols, 0), last_t(cols, 0);
   for (const auto& s : samples) {
     const double f = t1 > t0 ? static_cast<double>(s.t_ns - t0) / static_cast<double>(t1 - t0) : 0;
     const std::size_t c = std::min(cols - 1, static_cast<std::size_t>(f * static_cast<double>(cols)));
-    cpu[c] = std::max(cpu[c], s.cpu_user_pct + s.cpu_sys_pct);  // the peak within each column
     rss[c] = std::max(rss[c], static_cast<double>(s.rss_bytes));
+    last_cpu[c] = s.cpu_user_ns + s.cpu_sys_ns;
+    last_t[c] = s.t_ns;
+    cpu[c] = 0;
+  }
+  std::uint64_t prev_cpu = samples.front().cpu_user_ns + samples.front().cpu_sys_ns, prev_t = t0;
+  for (std::size_t c = 0; c < cols; ++c) {
+    if (cpu[c] < 0) {  // empty column
+      cpu[c] = c > 0 ? cpu[c - 1] : 0;
+      rss[c] = c > 0 ? rss[c - 1] : 0;
+      continue;
+    }
+    if (last_t[c] > prev_t) {
+      cpu[c] = 100.0 * static_cast<double>(last_cpu[c] - std::min(last_cpu[c], prev_cpu)) /
+               static_cast<double>(last_t[c] - prev_t);
+      prev_cpu = last_cpu[c];
+      prev_t = last_t[c];
+    } else if (c > 0) {
+      cpu[c] = cpu[c - 1];
+    }
   }
   auto line = [&](const char* name, const std::vector<double>& v, const std::string& peak) {
     const double mx = *std::max_element(v.begin(), v.end());
