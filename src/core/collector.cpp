@@ -28,8 +28,8 @@ namespace {
 // hold at most EXPLICIT_INITIAL_INDEX_SIZE blocks, taken from the pool preallocated at
 // construction. BLOCK_SIZE * index size bounds one thread's events in flight (4096).
 struct TransitTraits : moodycamel::ConcurrentQueueDefaultTraits {
-  static const std::size_t BLOCK_SIZE = 64;
-  static const std::size_t EXPLICIT_INITIAL_INDEX_SIZE = 64;
+  static constexpr std::size_t BLOCK_SIZE = 64;
+  static constexpr std::size_t EXPLICIT_INITIAL_INDEX_SIZE = 64;
 };
 using Transit = moodycamel::ConcurrentQueue<Event, TransitTraits>;
 

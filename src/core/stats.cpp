@@ -31,7 +31,6 @@ constexpr std::size_t kChunks = 1 + (kMaxExp + 1 - kSubBits);
 static_assert(kChunks <= 64, "touched-chunk masks are 64-bit");
 
 constexpr std::uint64_t kNoEpoch = std::numeric_limits<std::uint64_t>::max();
-constexpr std::uint32_t kNoSeries = std::numeric_limits<std::uint32_t>::max();
 constexpr std::size_t kChunksPerBlock = 16;
 
 using Chunk = std::array<std::uint32_t, kSub>;
