@@ -20,7 +20,54 @@ TempDir::TempDir() {
   path_ = tmpl;
 }
 
+namespace {
+
+// Every complete line of `content` must parse with simdjson as an object, and jq must
+// read every one of them with `fromjson`. A trailing line without '\n' is the unfinished
+// tail of an active file and is not checked.
+void check_jsonl_content(const fs::path& file, const std::string& content) {
+  const std::size_t end = content.rfind('\n');
+  if (end == std::string::npos) return;
+  const std::string complete = content.substr(0, end + 1);
+  simdjson::dom::parser parser;
+  std::size_t start = 0;
+  for (std::size_t nl = complete.find('\n'); nl != std::string::npos; nl = complete.find('\n', start)) {
+    const std::string line = complete.substr(start, nl - start);
+    simdjson::dom::object obj;
+    if (parser.parse(line).get_object().get(obj) != simdjson::SUCCESS) {
+      ADD_FAILURE() << "simdjson cannot read a line of " << file << ": " << line;
+    }
+    start = nl + 1;
+  }
+  const fs::path copy = file.string() + ".check";
+  { std::ofstream(copy, std::ios::binary) << complete; }
+  int status = -1;
+  const std::string err = run("jq -R fromjson '" + copy.string() + "' 2>&1 >/dev/null", &status);
+  if (status != 0) ADD_FAILURE() << "jq cannot read " << file << " (exit " << status << "): " << err;
+}
+
+}  // namespace
+
+void check_jsonl_files(const fs::path& dir) {
+  std::error_code ec;
+  std::vector<fs::path> files;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (it->is_regular_file(ec) && (name.ends_with(".jsonl") || name.ends_with(".jsonl.gz"))) {
+      files.push_back(it->path());
+    }
+  }
+  for (const fs::path& f : files) {
+    try {
+      check_jsonl_content(f, f.extension() == ".gz" ? gunzip_file(f) : read_file(f));
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "cannot read " << f << ": " << e.what();
+    }
+  }
+}
+
 TempDir::~TempDir() {
+  check_jsonl_files(path_);
   std::error_code ec;
   fs::remove_all(path_, ec);
 }

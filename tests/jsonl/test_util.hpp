@@ -13,7 +13,9 @@
 
 namespace sgtest {
 
-/// A fresh directory under /tmp, removed with everything in it on destruction.
+/// A fresh directory under /tmp, removed with everything in it on destruction. Before
+/// removing it, every JSONL file in it (plain or gzip) is checked: each complete line
+/// must parse with simdjson and with jq (see check_jsonl_files).
 class TempDir {
  public:
   TempDir();
@@ -26,6 +28,10 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// Fails the current test unless every complete line of every `*.jsonl` and
+/// `*.jsonl.gz` file under `dir` parses with simdjson and with `jq -R fromjson`.
+void check_jsonl_files(const std::filesystem::path& dir);
 
 /// Whole file contents (binary).
 std::string read_file(const std::filesystem::path& p);
