@@ -22,7 +22,7 @@ struct Context {
 
 namespace detail {
 /// The calling thread's current context. Scopes save and restore it.
-inline thread_local Context tl_context;
+inline thread_local constinit Context tl_context;
 }  // namespace detail
 
 inline Context Context::current() noexcept { return detail::tl_context; }

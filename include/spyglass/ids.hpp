@@ -52,7 +52,7 @@ struct RandomState {
   std::uint64_t s = 0;
   bool seeded = false;
 };
-inline thread_local RandomState tl_random;
+inline thread_local constinit RandomState tl_random;
 /// Slow path: seeds tl_random (getrandom). Defined in src/core.
 SPYGLASS_API void seed_thread_random() noexcept;
 
