@@ -6,19 +6,24 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <utility>
 
 #include "proc_io.hpp"
 
@@ -100,42 +105,133 @@ std::string git_head(std::filesystem::path dir) {
   return {};
 }
 
-void write_all(int fd, const char* p, std::size_t n) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return;  // our stdout went away: keep monitoring, drop the copy
+// Our stdout or stderr as a destination that never blocks the monitor loop. A pipe, FIFO
+// or terminal is reopened through /proc/self/fd with O_NONBLOCK: a new open file
+// description, so the flags of the one we share with the shell stay as they are. A socket
+// is written with MSG_DONTWAIT. A regular file or block device is written as is (it waits
+// on no reader). When reopening fails and the descriptor is blocking, a write happens only
+// after poll() reported POLLOUT and carries at most PIPE_BUF bytes, which a pipe then
+// takes without blocking.
+class Sink {
+ public:
+  explicit Sink(int target) : fd_(target) {
+    struct stat st {};
+    if (::fstat(target, &st) != 0) {
+      broken_ = true;
+      return;
     }
-    p += w;
-    n -= static_cast<std::size_t>(w);
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) return;
+    if (S_ISSOCK(st.st_mode)) {
+      socket_ = true;
+      return;
+    }
+    const std::string link = "/proc/self/fd/" + std::to_string(target);
+    reopened_ = Fd(::open(link.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    if (reopened_.valid()) {
+      fd_ = reopened_.get();
+    } else if ((::fcntl(target, F_GETFL) & O_NONBLOCK) == 0) {
+      guarded_ = true;
+    }
   }
-}
 
-// The command's output: copied through live, the last `keep` bytes retained.
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  [[nodiscard]] bool broken() const noexcept { return broken_; }
+  /// True when writes must wait for poll() to report POLLOUT first.
+  [[nodiscard]] bool guarded() const noexcept { return guarded_; }
+
+  /// Writes what the sink takes now from `p`; returns the byte count. A failure other than
+  /// "full" (EPIPE: the reader went away) marks the sink broken.
+  std::size_t write_some(const char* p, std::size_t n) {
+    if (broken_) return 0;
+    std::size_t done = 0;
+    while (done < n) {
+      const std::size_t len = guarded_ ? std::min<std::size_t>(n - done, PIPE_BUF) : n - done;
+      const ssize_t w =
+          socket_ ? ::send(fd_, p + done, len, MSG_DONTWAIT | MSG_NOSIGNAL) : ::write(fd_, p + done, len);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) broken_ = true;
+        break;
+      }
+      done += static_cast<std::size_t>(w);
+      if (guarded_) break;  // one write per POLLOUT
+    }
+    return done;
+  }
+
+ private:
+  int fd_;
+  Fd reopened_;
+  bool socket_ = false;
+  bool guarded_ = false;
+  bool broken_ = false;
+};
+
+// Output read from the command but not yet taken by our stdout/stderr, per stream. When it
+// is full the command's pipe is not read, so a reader that does not keep up slows the
+// command (as it would without spyglass), never the monitor loop.
+constexpr std::size_t kPendingMax = 64 * 1024;
+
+// The command's output: copied through without blocking, the last `keep` bytes retained.
 struct Stream {
   Fd fd;
-  int out_fd;
+  Sink sink;
   std::string tail;
+  std::string pending;
   bool eof = false;
+  std::uint64_t dropped = 0;  // bytes not passed through (our side closed, or given up)
 
-  void pump(std::size_t keep, bool passthrough) {
+  Stream(Fd f, int out_fd) : fd(std::move(f)), sink(out_fd) {}
+
+  [[nodiscard]] bool passing(bool passthrough) const { return passthrough && !sink.broken(); }
+  [[nodiscard]] bool room(bool passthrough) const {
+    return !passing(passthrough) || pending.size() < kPendingMax;
+  }
+
+  // Reads what the pipe holds now, at most `budget` bytes and no more than `pending` has
+  // room for; returns the byte count.
+  std::size_t read_some(std::size_t keep, bool passthrough,
+                        std::size_t budget = std::numeric_limits<std::size_t>::max()) {
     char buf[65536];
-    for (;;) {
-      const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    std::size_t total = 0;
+    while (fd.valid() && total < budget && room(passthrough)) {
+      std::size_t want = std::min(sizeof buf, budget - total);
+      if (passing(passthrough)) want = std::min(want, kPendingMax - pending.size());
+      const ssize_t n = ::read(fd.get(), buf, want);
       if (n < 0) {
         if (errno == EINTR) continue;
-        return;  // EAGAIN: nothing more now
+        break;  // EAGAIN: nothing more now
       }
       if (n == 0) {
         eof = true;
         fd.reset();
-        return;
+        break;
       }
-      if (passthrough) write_all(out_fd, buf, static_cast<std::size_t>(n));
-      tail.append(buf, static_cast<std::size_t>(n));
+      const auto len = static_cast<std::size_t>(n);
+      total += len;
+      if (passing(passthrough)) {
+        pending.append(buf, len);
+      } else if (passthrough) {
+        dropped += len;
+      }
+      tail.append(buf, len);
       if (tail.size() > 2 * keep + sizeof buf) tail.erase(0, tail.size() - keep);
     }
+    return total;
+  }
+
+  // Passes pending output on as far as our side takes it now. `polled_writable`: poll()
+  // just reported POLLOUT (required for a guarded sink).
+  void flush(bool polled_writable) {
+    if (pending.empty() || (sink.guarded() && !polled_writable)) return;
+    const std::size_t n = sink.write_some(pending.data(), pending.size());
+    pending.erase(0, n);
+    if (sink.broken()) drop();
+  }
+
+  void drop() {
+    dropped += pending.size();
+    pending.clear();
   }
 };
 
@@ -189,6 +285,16 @@ RunResult run(const RunOptions& o) {
   }, old_pipe{};
   ign.sa_handler = SIG_IGN;
   ::sigaction(SIGPIPE, &ign, &old_pipe);
+  // A caller that ignores SIGCHLD (or sets SA_NOCLDWAIT) would have the kernel reap the
+  // command behind our back: the default disposition is restored for the duration.
+  struct sigaction old_chld {};
+  ::sigaction(SIGCHLD, nullptr, &old_chld);
+  const bool reset_chld = old_chld.sa_handler == SIG_IGN || (old_chld.sa_flags & SA_NOCLDWAIT) != 0;
+  if (reset_chld) {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGCHLD, &dfl, nullptr);
+  }
   Fd sfd(::signalfd(-1, &watched, SFD_CLOEXEC | SFD_NONBLOCK));
   const int old_subreaper = [] {
     int v = 0;
@@ -203,8 +309,8 @@ RunResult run(const RunOptions& o) {
   int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
   ::pipe2(out_pipe, O_CLOEXEC);
   ::pipe2(err_pipe, O_CLOEXEC);
-  Stream out{Fd(out_pipe[0]), STDOUT_FILENO, {}, false};
-  Stream err{Fd(err_pipe[0]), STDERR_FILENO, {}, false};
+  Stream out{Fd(out_pipe[0]), STDOUT_FILENO};
+  Stream err{Fd(err_pipe[0]), STDERR_FILENO};
   Fd out_w(out_pipe[1]), err_w(err_pipe[1]);
 
   posix_spawn_file_actions_t fa;
@@ -244,6 +350,7 @@ RunResult run(const RunOptions& o) {
     while (sfd.valid() && ::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
     }
     ::sigaction(SIGPIPE, &old_pipe, nullptr);
+    if (reset_chld) ::sigaction(SIGCHLD, &old_chld, nullptr);
     ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   };
 
@@ -265,7 +372,8 @@ RunResult run(const RunOptions& o) {
   rusage total{};
   std::uint64_t max_rss_kib = 0;
   int status = 0;
-  bool child_done = false;
+  bool child_done = false, status_lost = false;
+  int stopped_by = 0;  // the signal that stopped the command, until handled
   std::uint64_t child_end = 0;
   std::string reason;
   std::string forwarded;
@@ -275,14 +383,19 @@ RunResult run(const RunOptions& o) {
   std::uint64_t next_sample = t0;
   const std::uint64_t timeout_at =
       o.timeout ? t0 + static_cast<std::uint64_t>(std::max<std::int64_t>(o.timeout->count(), 0)) : 0;
+  const std::uint64_t drain = static_cast<std::uint64_t>(std::max<std::int64_t>(o.drain.count(), 0));
 
   auto reap = [&]() -> bool {  // false once we have no children at all
     for (;;) {
       int st = 0;
       rusage ru{};
-      const pid_t p = ::wait4(-1, &st, WNOHANG, &ru);
+      const pid_t p = ::wait4(-1, &st, WNOHANG | WUNTRACED, &ru);
       if (p == 0) return true;
       if (p < 0) return errno == EINTR ? true : false;
+      if (WIFSTOPPED(st)) {  // still alive; ru is its usage so far, not a final total
+        if (p == pid) stopped_by = WSTOPSIG(st);
+        continue;
+      }
       total.ru_utime.tv_sec += ru.ru_utime.tv_sec;
       total.ru_utime.tv_usec += ru.ru_utime.tv_usec;
       total.ru_stime.tv_sec += ru.ru_stime.tv_sec;
@@ -322,6 +435,20 @@ RunResult run(const RunOptions& o) {
     }
   };
 
+  // The command stopped itself the way a terminal job does (Ctrl-Z, or tty access from
+  // the background). When it had our terminal, do what a shell does: take the terminal
+  // back and stop ourselves the same way, so that whoever started us sees the job stop.
+  // Once we are continued, hand the terminal back if we are in the foreground again and
+  // continue the command. When we cannot be stopped (no job control: our process group
+  // is orphaned, or the signal is ignored) the command is continued at once.
+  auto handle_stop = [&](int sig) {
+    if (!own_tty || killing || (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)) return;
+    if (::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+    ::kill(::getpid(), sig == SIGTTIN ? SIGTTIN : SIGTSTP);  // SIGTTOU is blocked here
+    if (::tcgetpgrp(STDIN_FILENO) == ::getpgrp()) ::tcsetpgrp(STDIN_FILENO, pid);
+    ::kill(-pid, SIGCONT);
+  };
+
   auto record = [&](const Sample& s) {
     res.samples.push_back(s);
     if (res.samples.size() > o.max_samples && o.max_samples >= 2) {
@@ -333,6 +460,23 @@ RunResult run(const RunOptions& o) {
       res.samples.swap(kept);
     }
     if (o.on_sample) o.on_sample(s);
+  };
+
+  // Reads the signalfd. Terminating signals are forwarded to the command's process group
+  // while it runs; once it has ended, one means: stop waiting for output to go out.
+  bool give_up_output = false;
+  auto read_signals = [&] {
+    signalfd_siginfo si;
+    while (::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+      const int sig = static_cast<int>(si.ssi_signo);
+      if (sig == SIGCHLD) continue;  // reaped at the top of the loop
+      if (!child_done) {
+        ::kill(-pid, sig);
+        if (forwarded.empty()) forwarded = signal_name(sig);
+      } else {
+        give_up_output = true;
+      }
+    }
   };
 
   std::uint64_t drain_until = 0;
@@ -348,68 +492,132 @@ RunResult run(const RunOptions& o) {
       next_sample += interval;
       if (next_sample <= now) next_sample = now + interval;  // fell behind: do not burst
     }
-    if (timeout_at != 0 && !killing && now >= timeout_at) begin_kill("timeout");
+    // Limits apply while the command runs; descendants it leaves behind holding the
+    // pipes open are no reason to kill anything.
+    if (timeout_at != 0 && !killing && !child_done && now >= timeout_at) begin_kill("timeout");
     if (killing && !sigkilled && now >= kill_deadline) {
       signal_tree(SIGKILL);
       sigkilled = true;
     }
     if (sigkilled) signal_tree(SIGKILL);  // anything forked since the last round
 
-    bool have_children = reap();
+    const bool have_children = reap();
+    if (!have_children && !child_done) {
+      // Someone else collected the command (another thread's waitpid(-1)).
+      child_done = status_lost = true;
+      child_end = mono_ns();
+    }
+    if (stopped_by != 0) {
+      handle_stop(std::exchange(stopped_by, 0));
+      continue;  // time passed while we were stopped
+    }
     if (child_done) {
       if (killing) {
         // A killed run ends only when no descendant is left.
-        if (!have_children) {
-          if (!out.eof || !err.eof) {
-            out.pump(o.tail_bytes, o.passthrough);
-            err.pump(o.tail_bytes, o.passthrough);
-          }
-          break;
-        }
+        if (!have_children) break;
       } else {
         // The command is done; take what it wrote, but do not wait on descendants that
         // still hold the pipes open.
-        if (drain_until == 0) drain_until = child_end + 200000000ULL;
-        if ((out.eof && err.eof) || now >= drain_until) {
-          out.pump(o.tail_bytes, o.passthrough);
-          err.pump(o.tail_bytes, o.passthrough);
-          break;
-        }
+        if (drain_until == 0) drain_until = child_end + drain;
+        if ((out.eof && err.eof) || now >= drain_until || give_up_output) break;
       }
     }
 
     std::uint64_t wake = child_done ? now + std::uint64_t{10000000} : next_sample;
-    if (timeout_at != 0 && !killing) wake = std::min(wake, timeout_at);
+    if (timeout_at != 0 && !killing && !child_done) wake = std::min(wake, timeout_at);
     if (killing && !sigkilled) wake = std::min(wake, kill_deadline);
     if (sigkilled) wake = std::min(wake, now + std::uint64_t{10000000});
     if (drain_until != 0) wake = std::min(wake, drain_until);
     now = mono_ns();
     const int timeout_ms = wake > now ? static_cast<int>((wake - now + 999999) / 1000000) : 0;
 
-    pollfd pf[3];
+    pollfd pf[5];
     nfds_t n = 0;
     pf[n++] = {sfd.get(), POLLIN, 0};
-    const bool watch_out = out.fd.valid(), watch_err = err.fd.valid();
-    if (watch_out) pf[n++] = {out.fd.get(), POLLIN, 0};
-    if (watch_err) pf[n++] = {err.fd.get(), POLLIN, 0};
-    const int pr = ::poll(pf, n, timeout_ms);
-    if (pr <= 0) continue;
-    if (pf[0].revents & POLLIN) {
-      signalfd_siginfo si;
-      while (::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-        const int sig = static_cast<int>(si.ssi_signo);
-        if (sig == SIGCHLD) continue;  // reaped at the top of the loop
-        if (!child_done) {
-          ::kill(-pid, sig);
-          if (forwarded.empty()) forwarded = signal_name(sig);
-        }
+    int in_slot[2] = {-1, -1}, out_slot[2] = {-1, -1};
+    Stream* streams[2] = {&out, &err};
+    for (int i = 0; i < 2; ++i) {
+      Stream& s = *streams[i];
+      if (s.fd.valid() && s.room(o.passthrough)) {
+        in_slot[i] = static_cast<int>(n);
+        pf[n++] = {s.fd.get(), POLLIN, 0};
+      }
+      if (!s.pending.empty()) {
+        out_slot[i] = static_cast<int>(n);
+        pf[n++] = {s.sink.fd(), POLLOUT, 0};
       }
     }
-    if (watch_out) out.pump(o.tail_bytes, o.passthrough);
-    if (watch_err) err.pump(o.tail_bytes, o.passthrough);
+    const int pr = ::poll(pf, n, timeout_ms);
+    if (pr <= 0) continue;
+    if (pf[0].revents & POLLIN) read_signals();
+    for (int i = 0; i < 2; ++i) {
+      Stream& s = *streams[i];
+      const bool writable = out_slot[i] >= 0 && pf[out_slot[i]].revents != 0;
+      s.flush(writable);  // make room first
+      if (in_slot[i] >= 0 && pf[in_slot[i]].revents != 0) {
+        s.read_some(o.tail_bytes, o.passthrough);
+        s.flush(false);
+      }
+    }
   }
 
-  if (own_tty) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+  // What the command wrote before the run ended is still passed on: what is pending and
+  // what its pipes hold at this moment (not what descendants it left behind write later).
+  // Our stdout may be slow to take it; we wait for it as the command itself would have,
+  // until a terminating signal says to give up (the rest is dropped and counted).
+  {
+    std::size_t budget[2] = {0, 0};
+    Stream* streams[2] = {&out, &err};
+    for (int i = 0; i < 2; ++i) {
+      int queued = 0;
+      if (streams[i]->fd.valid() && ::ioctl(streams[i]->fd.get(), FIONREAD, &queued) == 0 && queued > 0) {
+        budget[i] = static_cast<std::size_t>(queued);
+      }
+    }
+    for (;;) {
+      if (give_up_output) {  // keep the rest for the tail only
+        for (int i = 0; i < 2; ++i) {
+          streams[i]->drop();
+          streams[i]->dropped += streams[i]->read_some(o.tail_bytes, false, budget[i]);
+        }
+        break;
+      }
+      bool done = true;
+      pollfd pf[5];
+      nfds_t n = 0;
+      pf[n++] = {sfd.get(), POLLIN, 0};
+      int out_slot[2] = {-1, -1};
+      bool progress = false;
+      for (int i = 0; i < 2; ++i) {
+        Stream& s = *streams[i];
+        const std::size_t got = s.read_some(o.tail_bytes, o.passthrough, budget[i]);
+        budget[i] -= std::min(budget[i], got);
+        if (s.eof) budget[i] = 0;
+        s.flush(false);
+        if (!s.pending.empty()) {
+          done = false;
+          out_slot[i] = static_cast<int>(n);
+          pf[n++] = {s.sink.fd(), POLLOUT, 0};
+        } else if (budget[i] > 0) {
+          if (got == 0) {
+            budget[i] = 0;  // the pipe has nothing after all
+          } else {
+            done = false;  // pending was full and is empty now: read on
+            progress = true;
+          }
+        }
+      }
+      if (done) break;
+      if (progress) continue;
+      if (::poll(pf, n, -1) < 0 && errno != EINTR) break;
+      if (pf[0].revents & POLLIN) read_signals();
+      for (int i = 0; i < 2; ++i) {
+        if (out_slot[i] >= 0 && pf[out_slot[i]].revents != 0) streams[i]->flush(true);
+      }
+    }
+  }
+
+  if (own_tty && ::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
   const Sample last = sampler.sample();  // after every reap: counts the reaped children's work
   record(last);
   restore();
@@ -419,6 +627,11 @@ RunResult run(const RunOptions& o) {
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   r.kill_reason = !reason.empty() ? reason : forwarded;
   r.exit_code = !reason.empty() ? 124 : exit_code_from_status(status);
+  if (status_lost) {
+    r.error = "the command's exit status was collected by another waitpid() in this process";
+    r.exit_code = 125;
+  }
+  res.dropped_output_bytes = out.dropped + err.dropped;
   r.user_cpu_ns = tv_ns(total.ru_utime);
   r.sys_cpu_ns = tv_ns(total.ru_stime);
   r.max_rss_bytes = max_rss_kib * 1024;

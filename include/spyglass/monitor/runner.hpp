@@ -29,8 +29,19 @@ struct RunOptions {
   std::optional<double> max_cpu_seconds;       ///< limit on the tree's user+system CPU
   KillStrategy kill = KillStrategy::graceful;
   std::chrono::nanoseconds grace = std::chrono::seconds(5);
-  std::size_t tail_bytes = 64 * 1024;            ///< how much of stdout/stderr to keep, each
-  bool passthrough = true;                       ///< copy the command's output to our stdout/stderr
+  std::size_t tail_bytes = 64 * 1024;  ///< how much of stdout/stderr to keep, each
+  /// Copy the command's output to our stdout/stderr. The copy never blocks the monitor:
+  /// at most 64 KiB per stream waits for our side, and while that is full the command's
+  /// pipe is not read, so a reader that does not keep up (`| less`, paused) slows the
+  /// command as it would without spyglass, while sampling, limits, the timeout and signal
+  /// forwarding go on. The tail is kept either way. When the run ends, run() waits for
+  /// our side to take what the command wrote before it ended, until a terminating signal
+  /// (SIGINT, SIGTERM, SIGHUP, SIGQUIT) arrives; output our side cannot take (it was
+  /// closed, or that signal came) is counted in RunResult::dropped_output_bytes.
+  bool passthrough = true;
+  /// After the command exits, how long to keep reading output while processes it left
+  /// behind hold its stdout/stderr open. Limits and the timeout no longer apply then.
+  std::chrono::nanoseconds drain = std::chrono::milliseconds(200);
   bool smaps = false;                            ///< sample PSS/USS too
   std::size_t max_samples = 20000;               ///< beyond this, every other sample is dropped
   std::function<void(const Sample&)> on_sample;  ///< called on the runner's thread
@@ -41,6 +52,7 @@ struct RunResult {
   RunRecord record;
   std::vector<Sample> samples;  ///< sample times are CLOCK_MONOTONIC
   std::uint64_t start_mono_ns = 0;
+  std::uint64_t dropped_output_bytes = 0;  ///< output not passed through (see passthrough)
 };
 
 /// Returns the exit code for a wait status, as coreutils does: the code, or 128+signal.
@@ -51,9 +63,20 @@ SPYGLASS_API int exit_code_from_status(int status) noexcept;
 /// Blocks the calling thread. While it runs, the calling process is a child subreaper, reaps
 /// every child it has (so call it from a process that owns no other children, such as the
 /// `spyglass` command), and SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked in the calling
-/// thread and forwarded to the command's process group. When a limit kills the run, no
-/// descendant outlives it. A command that cannot be started yields exit code 127 (not
-/// found) or 126 (not executable) and the reason in record.error.
+/// thread and forwarded to the command's process group. A SIGCHLD disposition of SIG_IGN
+/// or SA_NOCLDWAIT is set to SIG_DFL for the duration (the command starts with SIG_DFL).
+/// When a limit kills the run, no descendant outlives it. A command that cannot be started
+/// yields exit code 127 (not found) or 126 (not executable) and the reason in record.error;
+/// a command whose exit status another waitpid() in this process took yields 125.
+///
+/// Job control: when stdin is our controlling terminal and we are its foreground process
+/// group, the terminal goes to the command's group. If the command is then stopped by
+/// SIGTSTP (Ctrl-Z), SIGTTIN or SIGTTOU, run() takes the terminal back and stops the
+/// calling process with SIGTSTP (SIGTTIN for SIGTTIN), as a shell job would; once
+/// continued it returns the terminal to the command if it is in the foreground again,
+/// and sends SIGCONT to the command's group. Without a terminal, or for SIGSTOP, a stopped
+/// command stays stopped until something continues it; the timeout and limits still
+/// apply (a kill continues the tree). The timeout counts wall time, stopped time included.
 SPYGLASS_API RunResult run(const RunOptions& options);
 
 }  // namespace spyglass::inline v0::monitor

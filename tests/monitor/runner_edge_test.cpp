@@ -1,0 +1,284 @@
+// run() at the edges: a stdout nobody reads, descendants that outlive the command, job
+// control on a terminal, and a caller that ignores SIGCHLD.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include <simdjson.h>
+
+#include "spyglass/monitor/runner.hpp"
+#include "test_util.hpp"
+
+namespace mon = spyglass::monitor;
+using spyglass_test::kSpyglass;
+using spyglass_test::kWorkload;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The children of `pid` (its first thread's), from /proc.
+std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t p; in >> p;) out.push_back(p);
+  return out;
+}
+
+// Polls `cond` every 5 ms for up to `limit_s`; returns whether it became true.
+template <class F>
+bool wait_for(F cond, double limit_s) {
+  const auto start = Clock::now();
+  while (!cond()) {
+    if (since(start) > limit_s) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// `spyglass ARGS` with stdout a pipe the test holds and reads only when asked, stderr to a
+// file in `dir`.
+class Stalled {
+ public:
+  Stalled(const std::vector<std::string>& argv, const spyglass_test::TempDir& dir) : err_path_(dir / "err") {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    start_ = Clock::now();
+    if (::posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(p[1]);
+    read_fd_ = p[0];
+  }
+  ~Stalled() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (read_fd_ >= 0) ::close(read_fd_);
+  }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] Clock::time_point start() const { return start_; }
+  // Reads stdout to EOF, then waits for the exit.
+  spyglass_test::Result drain_and_wait() {
+    spyglass_test::Result r;
+    char buf[65536];
+    for (ssize_t n; (n = ::read(read_fd_, buf, sizeof buf)) > 0;)
+      r.out.append(buf, static_cast<std::size_t>(n));
+    int st = 0;
+    if (::waitpid(pid_, &st, 0) == pid_) r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    pid_ = -1;
+    r.seconds = since(start_);
+    r.err = spyglass_test::slurp(err_path_);
+    return r;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int read_fd_ = -1;
+  std::string err_path_;
+  Clock::time_point start_;
+};
+
+bool only_y_lines(const std::string& s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != (i % 2 == 0 ? 'y' : '\n')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// `yes` fills our stdout, which nobody reads. The timeout must still end the command on
+// time, and sampling must go on meanwhile. After the run spyglass waits for its reader
+// (it does not drop what the command wrote); once the test reads, everything arrives
+// intact and the exit status is the timeout's.
+//
+// Bound: the timeout is 1 s and yes dies on SIGTERM at once; 1.5 s more covers spyglass's
+// start-up before the timer starts and scheduling delays on a loaded 2-core machine.
+// Without the fix the loop blocks in write() and the command is never killed.
+TEST(RunnerPassthrough, UnreadStdoutDoesNotStopTheTimeoutOrSampling) {
+  spyglass_test::TempDir dir;
+  const std::string json = dir / "run.json";
+  Stalled s({kSpyglass, "run", "--no-history", "--quiet", "--interval", "50ms", "--timeout", "1s", "--json",
+             json, "--", "yes"},
+            dir);
+  ASSERT_GT(s.pid(), 0);
+  ASSERT_TRUE(wait_for([&] { return !children_of(s.pid()).empty(); }, 10.0));
+  const pid_t yes = children_of(s.pid()).front();
+  EXPECT_TRUE(wait_for([&] { return !spyglass_test::alive(yes); }, 2.5 - since(s.start())))
+      << "the command was not killed while our stdout was full";
+  // The run is over, but what yes wrote is still on its way to the unread pipe.
+  EXPECT_TRUE(spyglass_test::alive(s.pid()));
+  const auto r = s.drain_and_wait();
+  EXPECT_EQ(r.exit_code, 124) << r.err;
+  EXPECT_GT(r.out.size(), 64u * 1024);  // more than a pipe's worth: some waited in our buffer
+  EXPECT_TRUE(only_y_lines(r.out)) << "output was torn or interleaved";
+  simdjson::dom::parser p;
+  simdjson::dom::element doc = p.load(json);
+  EXPECT_EQ(std::string_view(doc["run"]["kill_reason"]), "timeout");
+  // Samples kept coming while our stdout was full: at 50 ms over the 1 s run, at least a
+  // few, the last one after the timeout fired (t_ns is relative to the start).
+  simdjson::dom::array samples = doc["samples"];
+  EXPECT_GE(samples.size(), 5u);
+  std::uint64_t last_t = 0;
+  for (auto x : samples) last_t = std::max<std::uint64_t>(last_t, uint64_t(x["t_ns"]));
+  EXPECT_GE(last_t, 900000000u);
+}
+
+// While our stdout is full, SIGTERM still reaches the command; a second SIGTERM while
+// spyglass waits for its reader after the run makes it give up waiting.
+TEST(RunnerPassthrough, SignalsAreForwardedWhileStdoutIsFull) {
+  spyglass_test::TempDir dir;
+  Stalled s({kSpyglass, "run", "--no-history", "--quiet", "--", "yes"}, dir);
+  ASSERT_GT(s.pid(), 0);
+  ASSERT_TRUE(wait_for([&] { return !children_of(s.pid()).empty(); }, 10.0));
+  const pid_t yes = children_of(s.pid()).front();
+  // Let yes fill the pipe and our buffer: its /proc/PID/io wchar passes pipe + buffer.
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const std::string io = spyglass_test::slurp("/proc/" + std::to_string(yes) + "/io");
+        const auto pos = io.find("wchar: ");
+        return pos != std::string::npos && std::strtoull(io.c_str() + pos + 7, nullptr, 10) > 128u * 1024;
+      },
+      10.0));
+  ::kill(s.pid(), SIGTERM);
+  EXPECT_TRUE(wait_for([&] { return !spyglass_test::alive(yes); }, 5.0)) << "SIGTERM was not forwarded";
+  EXPECT_TRUE(spyglass_test::alive(s.pid()));  // waiting for the reader
+  ::kill(s.pid(), SIGTERM);
+  EXPECT_TRUE(wait_for([&] { return !spyglass_test::alive(s.pid()); }, 5.0)) << "did not give up waiting";
+  const auto r = s.drain_and_wait();
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.err;
+  EXPECT_TRUE(only_y_lines(r.out));
+}
+
+// The command exits at once, leaving a descendant that holds stdout open for 1.6 s and
+// then writes. The timeout (1 s) falls in that drain window, after the command ended: it
+// must not fire, so the descendant lives to write its line and the run exits 0.
+TEST(Runner, TimeoutDoesNotFireAfterTheCommandExited) {
+  mon::RunOptions o;
+  o.argv = {"sh", "-c", "(sleep 1.6; echo late) & echo early"};
+  o.passthrough = false;
+  o.timeout = std::chrono::seconds(1);
+  o.drain = std::chrono::seconds(30);  // ends at EOF, when the descendant exits
+  const auto r = mon::run(o);
+  // Precondition: sh itself ended before the timeout (it takes milliseconds; a second
+  // is far beyond any scheduling delay).
+  ASSERT_LT(r.record.duration_ns, 1000000000) << "sh took longer than the timeout";
+  EXPECT_EQ(r.record.exit_code, 0);
+  EXPECT_EQ(r.record.kill_reason, "");
+  EXPECT_EQ(r.record.stdout_tail, "early\nlate\n");
+}
+
+// A library caller that ignores SIGCHLD: the kernel would reap the command itself and
+// run() would never see it exit. run() must still return the command's status, and put
+// the caller's disposition back.
+TEST(Runner, WorksWhenTheCallerIgnoresSigchld) {
+  const pid_t p = ::fork();
+  if (p == 0) {
+    ::alarm(30);  // a hang ends this process (by SIGALRM) instead of the test run
+    ::signal(SIGCHLD, SIG_IGN);
+    mon::RunOptions o;
+    o.argv = {kWorkload, "exit", "3"};
+    o.passthrough = false;
+    o.interval = std::chrono::milliseconds(20);
+    const auto r = mon::run(o);
+    struct sigaction now {};
+    ::sigaction(SIGCHLD, nullptr, &now);
+    std::_Exit(r.record.exit_code == 3 && r.record.error.empty() && now.sa_handler == SIG_IGN ? 0 : 1);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(p, &st, 0), p);
+  ASSERT_FALSE(WIFSIGNALED(st)) << "run() hung (killed by signal " << WTERMSIG(st) << ")";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+// Ctrl-Z on a terminal: the command stops itself with SIGTSTP, as the terminal's
+// foreground job. spyglass must notice, take the terminal back and stop itself, so that
+// the shell (here a helper that is the session leader of a new pty) sees the job stop
+// and can resume it; resumed, the command finishes and its status comes through.
+TEST(Runner, StopOnTerminalStopsSpyglassAndResumes) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const std::string slave_name = ::ptsname(master);
+  const pid_t shell = ::fork();
+  if (shell == 0) {
+    // The "shell": session leader with the pty as controlling terminal.
+    ::setsid();
+    const int tty = ::open(slave_name.c_str(), O_RDWR);
+    if (tty < 0) std::_Exit(20);
+    const pid_t job = ::fork();
+    if (job == 0) {
+      ::setpgid(0, 0);
+      ::signal(SIGTTOU, SIG_IGN);
+      ::tcsetpgrp(tty, ::getpid());
+      ::signal(SIGTTOU, SIG_DFL);
+      for (int fd = 0; fd < 3; ++fd) ::dup2(tty, fd);
+      ::execl(kSpyglass.c_str(), "spyglass", "run", "--no-history", "--quiet", "--", "sh", "-c",
+              "kill -TSTP $$; echo resumed; exit 3", static_cast<char*>(nullptr));
+      std::_Exit(21);
+    }
+    ::setpgid(job, job);
+    int st = 0;
+    pid_t w = 0;
+    for (int i = 0; i < 2000 && (w = ::waitpid(job, &st, WNOHANG | WUNTRACED)) == 0; ++i) ::usleep(10000);
+    if (w != job) {
+      ::kill(-job, SIGKILL);
+      std::_Exit(22);  // spyglass did not stop within 20 s
+    }
+    if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTSTP) std::_Exit(23);
+    if (::tcgetpgrp(tty) != job) std::_Exit(24);  // spyglass took the terminal back
+    ::kill(-job, SIGCONT);                        // what `fg` does; the terminal is the job's already
+    for (int i = 0; i < 2000 && (w = ::waitpid(job, &st, WNOHANG)) == 0; ++i) ::usleep(10000);
+    if (w != job) {
+      ::kill(-job, SIGKILL);
+      std::_Exit(25);
+    }
+    std::_Exit(WIFEXITED(st) && WEXITSTATUS(st) == 3 ? 0 : 26);
+  }
+  // Read the terminal while the helper runs, so that output never blocks it.
+  std::string out;
+  int st = 0;
+  for (;;) {
+    pollfd pf{master, POLLIN, 0};
+    if (::poll(&pf, 1, 20) > 0 && (pf.revents & POLLIN)) {
+      char buf[4096];
+      const ssize_t n = ::read(master, buf, sizeof buf);
+      if (n > 0) out.append(buf, static_cast<std::size_t>(n));
+    }
+    if (::waitpid(shell, &st, WNOHANG) == shell) break;
+  }
+  for (pollfd pf{master, POLLIN, 0}; ::poll(&pf, 1, 0) > 0 && (pf.revents & POLLIN);) {
+    char buf[4096];
+    const ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(master);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "20: no pty, 22: never stopped, 23: wrong stop signal, 24: terminal "
+                                   "not taken back, 25: never finished, 26: wrong exit status; output: "
+                                << out;
+  EXPECT_NE(out.find("resumed"), std::string::npos) << out;
+}
