@@ -187,6 +187,41 @@ TEST(PrometheusExporter, SmallGuardLimit) {
   EXPECT_EQ(exp.series_overflow(), 1u);
 }
 
+TEST(PrometheusExporter, AnEventNamedOtherIsNoOverflow) {
+  PrometheusOptions o = offline();
+  o.max_names_per_kind = 2;
+  PrometheusExporter exp(o);
+  static const char other_copy[] = "__other__";  // same text through another pointer
+  exp.export_batch(std::vector<Event>{make_event(EventKind::custom, "__other__", kMs),
+                                      make_event(EventKind::custom, other_copy, kMs),
+                                      make_event(EventKind::custom, "__other__", kMs, Status::error)});
+  EXPECT_EQ(exp.series_overflow(), 0u);
+  auto m = parse_exposition(exp.scrape());
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="__other__",status="ok"})"), 2);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="__other__",status="error"})"), 1);
+  EXPECT_EQ(sample(m, "spyglass_series_overflow_total"), 0);
+
+  // It takes nothing from the budget: two more names get series of their own, and only
+  // the third is folded into "__other__" and counted as overflow.
+  exp.export_batch(std::vector<Event>{
+      make_event(EventKind::custom, "a", kMs), make_event(EventKind::custom, "b", kMs),
+      make_event(EventKind::custom, "c", kMs), make_event(EventKind::custom, "__other__", kMs)});
+  EXPECT_EQ(exp.series_overflow(), 1u);
+  m = parse_exposition(exp.scrape());
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="a",status="ok"})"), 1);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="b",status="ok"})"), 1);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="c",status="ok"})"), -1);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="__other__",status="ok"})"), 4);
+  EXPECT_EQ(sample(m, "spyglass_series_overflow_total"), 1);
+
+  // Past the limit too, and through the pointer cache on later batches.
+  exp.export_batch(std::vector<Event>{make_event(EventKind::custom, other_copy, kMs),
+                                      make_event(EventKind::custom, "c", kMs)});
+  EXPECT_EQ(exp.series_overflow(), 2u);
+  m = parse_exposition(exp.scrape());
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="__other__",status="ok"})"), 6);
+}
+
 TEST(PrometheusExporter, RejectsBadOptionsWithClearErrors) {
   const auto expect_invalid = [](PrometheusOptions o, const std::string& needle) {
     try {

@@ -63,36 +63,39 @@ EventMetrics::EventMetrics(const std::vector<double>& bounds, std::size_t max_na
   }
 }
 
-Series* EventMetrics::add_series(EventKind kind, std::string label, bool overflow) {
-  auto s = std::make_unique<Series>(kind, std::move(label), overflow, bounds_.size() + 1);
+Series* EventMetrics::add_series(EventKind kind, std::string label) {
+  auto s = std::make_unique<Series>(kind, std::move(label), bounds_.size() + 1);
   Series* raw = s.get();
   std::lock_guard<std::mutex> lock(series_mutex_);
   series_.push_back(std::move(s));
   return raw;
 }
 
-Series* EventMetrics::resolve(KindTable& table, EventKind kind, const char* name) {
+EventMetrics::Target EventMetrics::resolve(KindTable& table, EventKind kind, const char* name) {
   std::string label = to_valid_utf8(name != nullptr ? std::string_view(name) : std::string_view());
   // Distinct pointers may hold the same text, and distinct invalid texts may repair to
   // the same label: series are keyed by the label so the exposition has no duplicates.
-  Series* s = nullptr;
+  // A name that is "__other__" itself shares that series but is no overflow, and it
+  // takes nothing from the budget of names.
+  Target t{nullptr, false};
   if (auto it = table.by_label.find(label); it != table.by_label.end()) {
-    s = it->second;
+    t.series = it->second;
   } else if (table.names < max_names_ && label != kOther) {
     ++table.names;
-    s = add_series(kind, label, false);
-    table.by_label.emplace(std::move(label), s);
+    t.series = add_series(kind, label);
+    table.by_label.emplace(std::move(label), t.series);
   } else {
+    t.folded = label != kOther;
     auto other = table.by_label.find(std::string(kOther));
     if (other != table.by_label.end()) {
-      s = other->second;
+      t.series = other->second;
     } else {
-      s = add_series(kind, std::string(kOther), true);
-      table.by_label.emplace(std::string(kOther), s);
+      t.series = add_series(kind, std::string(kOther));
+      table.by_label.emplace(std::string(kOther), t.series);
     }
   }
-  if (table.by_pointer.size() < kMaxCachedPointers) table.by_pointer.emplace(name, s);
-  return s;
+  if (table.by_pointer.size() < kMaxCachedPointers) table.by_pointer.emplace(name, t);
+  return t;
 }
 
 void EventMetrics::record(std::span<const Event> events) {
@@ -104,7 +107,8 @@ void EventMetrics::record(std::span<const Event> events) {
     const EventKind kind = static_cast<EventKind>(k);
     KindTable& table = tables_[k];
     const auto it = table.by_pointer.find(e.name);
-    Series* s = it != table.by_pointer.end() ? it->second : resolve(table, kind, e.name);
+    const Target t = it != table.by_pointer.end() ? it->second : resolve(table, kind, e.name);
+    Series* s = t.series;
 
     bump(s->count[e.status == Status::error ? 1 : 0]);
     const auto bucket =
@@ -117,7 +121,7 @@ void EventMetrics::record(std::span<const Event> events) {
       bump(s->bytes_in, e.bytes_in);
       bump(s->bytes_out, e.bytes_out);
     }
-    overflowed += s->overflow ? 1 : 0;
+    overflowed += t.folded ? 1 : 0;
   }
   if (overflowed != 0) bump(overflow_, overflowed);
 }

@@ -35,11 +35,10 @@ inline void bump(std::atomic<std::uint64_t>& a, std::uint64_t n = 1) noexcept {
 
 /// Aggregates of one (kind, name). Written by the exporter's thread only.
 struct Series {
-  Series(EventKind k, std::string l, bool over, std::size_t buckets)
-      : kind(k), label(std::move(l)), overflow(over), bucket_counts(buckets) {}
+  Series(EventKind k, std::string l, std::size_t buckets)
+      : kind(k), label(std::move(l)), bucket_counts(buckets) {}
   EventKind kind;
   std::string label;                                      ///< The name as a valid UTF-8 label value.
-  bool overflow;                                          ///< The "__other__" series of names past the limit.
   std::array<std::atomic<std::uint64_t>, 2> count{};      ///< By Status (ok, error).
   std::vector<std::atomic<std::uint64_t>> bucket_counts;  ///< Not cumulative; last is +Inf.
   std::atomic<std::uint64_t> sum_ns{0};
@@ -61,13 +60,18 @@ class EventMetrics final : public ::prometheus::Collectable {
   [[nodiscard]] std::uint64_t overflow() const noexcept { return overflow_.load(std::memory_order_relaxed); }
 
  private:
+  /// Where the events of one name pointer go.
+  struct Target {
+    Series* series;
+    bool folded;  ///< Past the name limit: counted under "__other__" as overflow.
+  };
   struct KindTable {
-    std::unordered_map<const char*, Series*> by_pointer;
+    std::unordered_map<const char*, Target> by_pointer;
     std::unordered_map<std::string, Series*> by_label;
     std::size_t names = 0;
   };
-  Series* resolve(KindTable& table, EventKind kind, const char* name);
-  Series* add_series(EventKind kind, std::string label, bool overflow);
+  Target resolve(KindTable& table, EventKind kind, const char* name);
+  Series* add_series(EventKind kind, std::string label);
   CollectorCounters collector_counters() const;
 
   std::vector<double> bounds_;

@@ -37,7 +37,8 @@ struct PrometheusOptions {
   /// Upper bounds (seconds) of spyglass_event_duration_seconds: finite, > 0, ascending.
   std::vector<double> buckets = default_buckets();
   /// Distinct names kept per event kind; events with further names are counted under
-  /// name="__other__" and in spyglass_series_overflow_total.
+  /// name="__other__" and in spyglass_series_overflow_total. Events actually named
+  /// "__other__" are counted in that series too, but not as overflow.
   std::size_t max_names_per_kind = 1000;
   /// Collector whose health is exported as spyglass_collector_*; optional. It is read on
   /// each scrape until the exporter's shutdown() (which the collector calls when it shuts
