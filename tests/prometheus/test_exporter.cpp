@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <deque>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -276,6 +278,39 @@ TEST(PrometheusExporter, PortInUseIsAClearErrorNamingTheAddress) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(address), std::string::npos) << e.what();
   }
+  close(fd);
+}
+
+TEST(PrometheusExporter, BadPushOptionsAreReportedBeforeThePortIsBound) {
+  // The port is taken: were the endpoint started first, its error would come instead.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  PrometheusOptions o;
+  o.listen_address = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  const auto expect_invalid = [&](const std::string& needle) {
+    try {
+      PrometheusExporter exp(o);
+      ADD_FAILURE() << "no exception for " << needle;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "the endpoint was started before the push options were checked: " << e.what();
+    }
+  };
+  o.push_url = "htp:/nowhere";
+  expect_invalid("htp:/nowhere");
+  o.push_url = "http://127.0.0.1:9091";
+  o.push_instance = "a/b";
+  expect_invalid("a/b");
+  o.push_instance.clear();
+  o.push_interval = std::chrono::milliseconds(0);
+  expect_invalid("push_interval");
   close(fd);
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -68,18 +69,22 @@ void check_group_value(const char* what, const std::string& v) {
 
 }  // namespace
 
-Pusher::Pusher(const PrometheusOptions& options,
-               std::vector<std::weak_ptr<::prometheus::Collectable>> sources)
-    : interval_(options.push_interval) {
-  std::string host;
-  std::string port;
-  split_push_url(options.push_url, host, port);
-  const std::string instance = options.push_instance.empty() ? host_name() : options.push_instance;
-  check_group_value("job", options.push_job);
-  check_group_value("instance", instance);
-  if (interval_.count() <= 0) throw std::invalid_argument("spyglass prometheus: push_interval must be > 0");
-  gateway_ = std::make_unique<::prometheus::Gateway>(host, port, options.push_job,
-                                                     ::prometheus::Labels{{"instance", instance}});
+PushTarget push_target(const PrometheusOptions& options) {
+  PushTarget t;
+  split_push_url(options.push_url, t.host, t.port);
+  t.job = options.push_job;
+  t.instance = options.push_instance.empty() ? host_name() : options.push_instance;
+  check_group_value("job", t.job);
+  check_group_value("instance", t.instance);
+  t.interval = options.push_interval;
+  if (t.interval.count() <= 0) throw std::invalid_argument("spyglass prometheus: push_interval must be > 0");
+  return t;
+}
+
+Pusher::Pusher(const PushTarget& target, std::vector<std::weak_ptr<::prometheus::Collectable>> sources)
+    : interval_(target.interval) {
+  gateway_ = std::make_unique<::prometheus::Gateway>(target.host, target.port, target.job,
+                                                     ::prometheus::Labels{{"instance", target.instance}});
   for (auto& s : sources) gateway_->RegisterCollectable(s);
   thread_ = std::thread([this] { run(); });
 }
@@ -151,9 +156,12 @@ void check_listen_address(const std::string& address) {
 }  // namespace
 
 PrometheusExporter::PrometheusExporter(PrometheusOptions options) : options_(std::move(options)) {
+  // Every option is checked before the endpoint binds its port or a thread starts.
   if (!options_.listen_address.empty()) check_listen_address(options_.listen_address);
   if (options_.server_threads == 0)
     throw std::invalid_argument("spyglass prometheus: server_threads must be > 0");
+  std::optional<detail::PushTarget> push;
+  if (!options_.push_url.empty()) push = detail::push_target(options_);
   events_ = std::make_shared<detail::EventMetrics>(options_.buckets, options_.max_names_per_kind,
                                                    options_.collector);
   if (options_.process_metrics) process_ = std::make_shared<detail::ProcessCollectable>();
@@ -175,7 +183,7 @@ PrometheusExporter::PrometheusExporter(PrometheusOptions options) : options_(std
     const auto ports = server_->exposer->GetListeningPorts();
     if (!ports.empty()) server_->port = static_cast<std::uint16_t>(ports.front());
   }
-  if (!options_.push_url.empty()) pusher_ = std::make_unique<detail::Pusher>(options_, std::move(sources));
+  if (push) pusher_ = std::make_unique<detail::Pusher>(*push, std::move(sources));
 }
 
 PrometheusExporter::~PrometheusExporter() {

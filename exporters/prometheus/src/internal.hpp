@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -95,10 +96,23 @@ class ProcessCollectable final : public ::prometheus::Collectable {
   std::vector<::prometheus::MetricFamily> Collect() const override;
 };
 
+/// Where and how often to push, checked.
+struct PushTarget {
+  std::string host;  ///< Scheme and host ("http://127.0.0.1").
+  std::string port;
+  std::string job;
+  std::string instance;
+  std::chrono::milliseconds interval{};
+};
+
+/// The push settings of `options`, checked; throws std::invalid_argument naming the bad
+/// value. Called before anything is started, so bad options have no side effects.
+PushTarget push_target(const PrometheusOptions& options);
+
 /// Pushes a set of collectables to a Pushgateway every interval, on a thread of its own.
 class Pusher {
  public:
-  Pusher(const PrometheusOptions& options, std::vector<std::weak_ptr<::prometheus::Collectable>> sources);
+  Pusher(const PushTarget& target, std::vector<std::weak_ptr<::prometheus::Collectable>> sources);
   ~Pusher();
   bool push_now();
   /// Stops the thread (no further periodic pushes).

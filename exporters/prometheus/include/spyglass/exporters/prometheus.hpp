@@ -105,8 +105,9 @@ class Pusher;
 class SPYGLASS_API PrometheusExporter final : public Exporter {
  public:
   /// Starts the endpoint and the push thread as configured. Throws std::invalid_argument
-  /// for bad options and std::runtime_error (naming the address) when the endpoint
-  /// cannot listen, e.g. because the port is in use.
+  /// for bad options (all checked before the port is bound) and std::runtime_error
+  /// (naming the address) when the endpoint cannot listen, e.g. because the port is in
+  /// use.
   explicit PrometheusExporter(PrometheusOptions options = {});
   ~PrometheusExporter() override;
   PrometheusExporter(const PrometheusExporter&) = delete;
