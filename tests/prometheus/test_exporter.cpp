@@ -340,34 +340,72 @@ TEST(PrometheusExporter, NoProcessMetricsWhenTurnedOff) {
   EXPECT_EQ(exp.scrape().find("process_"), std::string::npos);
 }
 
-TEST(PrometheusExporter, ForkedChildRecordsAfreshAndExitsWhileTheParentServes) {
+/// Whether a TCP connection to 127.0.0.1:port is accepted into a listen queue.
+bool connectable(std::uint16_t port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+TEST(PrometheusExporter, ForkedChildRecordsAfreshAndLeavesTheEndpointToTheParent) {
   PrometheusOptions o;
   o.listen_address = "127.0.0.1:0";
-  PrometheusExporter exp(o);
-  exp.export_batch(std::vector<Event>{make_event(EventKind::function, "before_fork", kMs)});
+  auto exp = std::make_unique<PrometheusExporter>(o);
+  const std::uint16_t port = exp->port();
+  ASSERT_NE(port, 0);
+  exp->export_batch(std::vector<Event>{make_event(EventKind::function, "before_fork", kMs)});
+  int ready[2];
+  int release[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(release), 0);
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     alarm(60);  // a hang in the child fails the test instead of blocking it
-    exp.after_fork_child();
-    exp.export_batch(std::vector<Event>{make_event(EventKind::function, "in_child", kMs)});
-    const auto m = parse_exposition(exp.scrape());
+    exp->after_fork_child();
+    exp->export_batch(std::vector<Event>{make_event(EventKind::function, "in_child", kMs)});
+    const auto m = parse_exposition(exp->scrape());
     const bool ok =
         sample(m, R"(spyglass_events_total{kind="function",name="in_child",status="ok"})") == 1 &&
         sample(m, R"(spyglass_events_total{kind="function",name="before_fork",status="ok"})") == -1 &&
-        exp.port() == 0;
-    exp.~PrometheusExporter();  // must not wait for the parent's threads
+        exp->port() == 0;
+    const char result = ok ? 'y' : 'n';
+    if (write(ready[1], &result, 1) != 1) _exit(3);
+    char c = 0;
+    if (read(release[0], &c, 1) != 1) _exit(4);  // alive until the parent has checked
+    exp.reset();                                 // must not wait for the parent's threads
     _exit(ok ? 0 : 1);
   }
+  close(ready[1]);
+  close(release[0]);
+  char result = 0;
+  ASSERT_EQ(read(ready[0], &result, 1), 1);
+  EXPECT_EQ(result, 'y');
+
+  // The parent still serves what it recorded.
+  const auto r = spyglass::test::http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(sample(parse_exposition(r.body),
+                   R"(spyglass_events_total{kind="function",name="before_fork",status="ok"})"),
+            1);
+  // Once the parent closes its endpoint the port is closed, although the child lives
+  // on: the child holds no copy of the listening socket.
+  exp.reset();
+  EXPECT_FALSE(connectable(port));
+
+  const char go = 'x';
+  EXPECT_EQ(write(release[1], &go, 1), 1);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status)) << "child did not exit normally";
   EXPECT_EQ(WEXITSTATUS(status), 0);
-  const auto r = spyglass::test::http_get("http://127.0.0.1:" + std::to_string(exp.port()) + "/metrics");
-  ASSERT_EQ(r.status, 200) << r.error;
-  EXPECT_EQ(sample(parse_exposition(r.body),
-                   R"(spyglass_events_total{kind="function",name="before_fork",status="ok"})"),
-            1);
+  close(ready[0]);
+  close(release[1]);
 }
 
 }  // namespace

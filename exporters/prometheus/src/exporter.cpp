@@ -206,6 +206,9 @@ void PrometheusExporter::shutdown() {
 }
 
 void PrometheusExporter::after_fork_child() {
+  // The child must not hold the parent's endpoint open: once the parent closes it, a
+  // connection to the port would otherwise wait in a backlog no thread accepts from.
+  if (server_ && server_->port != 0) detail::close_sockets_on_port(server_->port);
   // Deliberately leaked: their threads stayed in the parent, and a scrape or push that
   // was running at fork() time may have left their locks held.
   static_cast<void>(server_.release());

@@ -135,4 +135,9 @@ class Pusher {
 /// std::invalid_argument naming the URL when it is malformed.
 void split_push_url(const std::string& url, std::string& host, std::string& port);
 
+/// Closes this process's TCP sockets whose local port is `port`: the endpoint's listening
+/// socket and the connections it accepted. For a forked child, whose copies of them no
+/// thread serves; the parent's descriptors stay open. Returns how many were closed.
+std::size_t close_sockets_on_port(std::uint16_t port) noexcept;
+
 }  // namespace spyglass::inline v0::prom::detail

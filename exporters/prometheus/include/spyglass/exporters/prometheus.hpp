@@ -120,7 +120,10 @@ class SPYGLASS_API PrometheusExporter final : public Exporter {
   /// In a forked child the endpoint's and the pusher's threads do not exist: their
   /// objects are abandoned (destroying them would wait for those threads), so the child
   /// neither serves nor pushes (it would overwrite the parent's group), and its event
-  /// metrics start from zero.
+  /// metrics start from zero. The child closes its copies of the endpoint's sockets (the
+  /// TCP sockets whose local port is port(), found in /proc/self/fd, as prometheus-cpp
+  /// does not hand out their descriptors), so the port is free once the parent closes
+  /// it; the parent keeps serving.
   void after_fork_child() override;
   [[nodiscard]] std::string_view name() const override { return "prometheus"; }
 
