@@ -1,33 +1,47 @@
-// Scrapes (HTTP and scrape()) while the exporter's thread records at full speed: every
-// scrape is well-formed, counters never go back, and the final values are exact. Run
-// under TSan (SPYGLASS_SANITIZE=thread) this is also the data-race check.
+// Scrapes (HTTP and scrape()) and pushes while events arrive at full speed: every scrape
+// is well-formed, counters never go back, and the final values are exact. Under TSan
+// (the `threads` label of the tsan preset) these are also the data-race checks.
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "events.hpp"
+#include "spyglass/collector.hpp"
 #include "spyglass/exporters/prometheus.hpp"
 #include "support.hpp"
 
 namespace {
 
+using spyglass::Collector;
+using spyglass::CollectorCounters;
 using spyglass::Event;
 using spyglass::EventKind;
+using spyglass::Status;
 using spyglass::prom::PrometheusExporter;
 using spyglass::prom::PrometheusOptions;
+using spyglass::test::kMs;
 using spyglass::test::make_event;
 using spyglass::test::parse_exposition;
 using spyglass::test::sample;
 
-TEST(PrometheusConcurrency, ScrapeDuringHeavyEmission) {
+std::string metrics_url(const PrometheusExporter& exp) {
+  return "http://127.0.0.1:" + std::to_string(exp.port()) + "/metrics";
+}
+
+TEST(PrometheusConcurrency, ScrapeAndPushDuringHeavyEmission) {
   PrometheusOptions o;
   o.listen_address = "127.0.0.1:0";
   o.max_names_per_kind = 150;  // the guard is exercised too
+  // Nobody listens there: each push collects everything, then fails to connect.
+  o.push_url = "http://127.0.0.1:" + std::to_string(spyglass::test::free_port());
+  o.push_interval = std::chrono::milliseconds(5);
   PrometheusExporter exp(o);
 
   std::deque<std::string> names;
@@ -40,10 +54,23 @@ TEST(PrometheusConcurrency, ScrapeDuringHeavyEmission) {
     e.bytes_in = 1;
     batch.push_back(e);
   }
-  constexpr int kBatches = 2000;
+
+  // The writer goes on until both readers and the pusher have overlapped with it.
+  constexpr int kMinBatches = 200;
+  constexpr int kMinScrapes = 10;
+  std::atomic<int> http_scrapes{0};
+  std::atomic<int> direct_scrapes{0};
   std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  int batches = 0;
   std::thread writer([&] {
-    for (int i = 0; i < kBatches; ++i) exp.export_batch(batch);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (batches < kMinBatches ||
+           (bad == 0 && std::chrono::steady_clock::now() < deadline &&
+            (http_scrapes < kMinScrapes || direct_scrapes < kMinScrapes || exp.push_counters().failed < 2))) {
+      exp.export_batch(batch);
+      ++batches;
+    }
     done = true;
   });
 
@@ -51,15 +78,20 @@ TEST(PrometheusConcurrency, ScrapeDuringHeavyEmission) {
   const std::string count_key = R"(spyglass_event_duration_seconds_count{kind="function",name="op_1"})";
   const std::string inf_key =
       R"(spyglass_event_duration_seconds_bucket{kind="function",name="op_1",le="+Inf"})";
-  std::atomic<int> bad{0};
-  const auto reader = [&](bool over_http) {
+  const auto reader = [&](bool over_http, std::atomic<int>& scrapes) {
     double last = 0;
-    int scrapes = 0;
-    while (!done || scrapes < 3) {
-      const std::string text =
-          over_http
-              ? spyglass::test::http_get("http://127.0.0.1:" + std::to_string(exp.port()) + "/metrics").body
-              : exp.scrape();
+    while (!done) {
+      std::string text;
+      if (over_http) {
+        const auto r = spyglass::test::http_get(metrics_url(exp));
+        if (r.status != 200) {
+          ++bad;
+          return;
+        }
+        text = r.body;
+      } else {
+        text = exp.scrape();
+      }
       const auto m = parse_exposition(text);
       const double v = sample(m, key);
       if (v >= 0) {
@@ -70,19 +102,137 @@ TEST(PrometheusConcurrency, ScrapeDuringHeavyEmission) {
       ++scrapes;
     }
   };
-  std::thread http_reader(reader, true);
-  std::thread direct_reader(reader, false);
+  std::thread http_reader(reader, true, std::ref(http_scrapes));
+  std::thread direct_reader(reader, false, std::ref(direct_scrapes));
   writer.join();
   http_reader.join();
   direct_reader.join();
   EXPECT_EQ(bad.load(), 0);
+  EXPECT_GE(http_scrapes.load(), kMinScrapes);
+  EXPECT_GE(direct_scrapes.load(), kMinScrapes);
+  EXPECT_GE(exp.push_counters().failed, 2u);
 
-  const auto m = parse_exposition(exp.scrape());
+  const auto m = parse_exposition(spyglass::test::http_get(metrics_url(exp)).body);
   // op_1 appears 5 times per batch (i = 1, 201, ...), all as functions.
-  EXPECT_EQ(sample(m, key), 5.0 * kBatches);
-  EXPECT_EQ(sample(m, count_key), 5.0 * kBatches);
+  EXPECT_EQ(sample(m, key), 5.0 * batches);
+  EXPECT_EQ(sample(m, count_key), 5.0 * batches);
   // 200 names alternate between two kinds: 100 per kind, under the limit of 150.
   EXPECT_EQ(exp.series_overflow(), 0u);
+  EXPECT_EQ(exp.push_counters().ok, 0u);
+}
+
+/// The spyglass_collector_* values of a scrape, in CollectorCounters form (-1: absent).
+struct Scraped {
+  double enqueued, dropped, exported, export_errors, queued;
+};
+
+Scraped collector_values(const std::string& text) {
+  const auto m = parse_exposition(text);
+  return {sample(m, "spyglass_collector_events_enqueued_total"),
+          sample(m, "spyglass_collector_events_dropped_total"),
+          sample(m, "spyglass_collector_events_exported_total"),
+          sample(m, "spyglass_collector_events_export_errors_total"),
+          sample(m, "spyglass_collector_queue_depth")};
+}
+
+TEST(PrometheusConcurrency, CollectorHealthScrapedWhileProducersRunAndShutDown) {
+  spyglass::CollectorOptions co;
+  co.transit_size = 1024;  // small enough that the producers overrun it now and then
+  Collector collector(co);
+  PrometheusOptions o;
+  o.listen_address = "127.0.0.1:0";
+  o.collector = &collector;
+  auto exp = std::make_shared<PrometheusExporter>(o);
+  collector.add_exporter(exp);
+
+  constexpr int kProducers = 2;
+  constexpr int kEvents = 20'000;
+  std::atomic<int> scrapes{0};
+  std::atomic<int> bad{0};
+  std::atomic<bool> stop_readers{false};
+  const auto reader = [&] {
+    Scraped last{0, 0, 0, 0, 0};
+    while (!stop_readers) {
+      const auto r = spyglass::test::http_get(metrics_url(*exp));
+      if (r.status != 200) {
+        ++bad;
+        return;
+      }
+      const Scraped s = collector_values(r.body);
+      // Counters never go back, and nothing leaves before it came in.
+      if (s.enqueued < last.enqueued || s.dropped < last.dropped || s.exported < last.exported ||
+          s.export_errors < last.export_errors || s.exported > s.enqueued || s.queued < 0)
+        ++bad;
+      last = s;
+      ++scrapes;
+    }
+  };
+  std::vector<std::thread> readers;
+  // Stops and joins the readers however the test ends.
+  struct Join {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~Join() {
+      stop = true;
+      for (auto& t : threads) t.join();
+    }
+  } join_readers{stop_readers, readers};
+  readers.emplace_back(reader);
+  readers.emplace_back(reader);
+
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      for (int i = 0; i < kEvents || (scrapes < 5 && bad == 0 && std::chrono::steady_clock::now() < deadline);
+           ++i)
+        collector.enqueue(make_event(EventKind::function, p == 0 ? "producer_0" : "producer_1", kMs,
+                                     i % 7 == 0 ? Status::error : Status::ok));
+    });
+  }
+  for (auto& t : producers) t.join();
+  ASSERT_TRUE(collector.flush(std::chrono::seconds(60)));
+
+  // Quiet now: a scrape shows exactly what the collector reports.
+  const CollectorCounters before = collector.counters();
+  const Scraped s = collector_values(spyglass::test::http_get(metrics_url(*exp)).body);
+  const CollectorCounters after = collector.counters();
+  EXPECT_EQ(before.enqueued, after.enqueued);
+  EXPECT_EQ(before.exported, after.exported);
+  EXPECT_EQ(s.enqueued, static_cast<double>(after.enqueued));
+  EXPECT_EQ(s.dropped, static_cast<double>(after.dropped));
+  EXPECT_EQ(s.exported, static_cast<double>(after.exported));
+  EXPECT_EQ(s.export_errors, static_cast<double>(after.export_errors));
+  EXPECT_EQ(s.queued, 0);
+  EXPECT_GE(after.enqueued, static_cast<std::uint64_t>(kProducers) * kEvents);
+  EXPECT_EQ(after.enqueued, after.exported + after.dropped);
+
+  // Shut down while the readers still scrape: the exporter stops reading the collector
+  // and keeps serving the last values.
+  ASSERT_TRUE(collector.shutdown(std::chrono::seconds(60)));
+  const int scrapes_at_shutdown = scrapes;
+  EXPECT_TRUE(spyglass::test::wait_until([&] { return scrapes >= scrapes_at_shutdown + 4 || bad > 0; }));
+  EXPECT_EQ(bad.load(), 0);
+  const Scraped frozen = collector_values(exp->scrape());
+  EXPECT_EQ(frozen.enqueued, static_cast<double>(after.enqueued));
+  EXPECT_EQ(frozen.exported, static_cast<double>(after.exported));
+
+  // Every event the exporter accepted is in its series; under load its buffer in the
+  // collector may have shed some (counted as export errors).
+  const auto stage = collector.exporter_counters().at(0);
+  EXPECT_EQ(stage.received, after.exported);
+  EXPECT_EQ(stage.exported + stage.dropped + stage.failed, stage.received);
+  EXPECT_EQ(stage.dropped + stage.failed, after.export_errors);
+  const auto m = parse_exposition(exp->scrape());
+  double recorded = 0;
+  for (const char* name : {"producer_0", "producer_1"}) {
+    for (const char* status : {"ok", "error"}) {
+      const double v = sample(m, std::string(R"(spyglass_events_total{kind="function",name=")") + name +
+                                     R"(",status=")" + status + R"("})");
+      if (v > 0) recorded += v;
+    }
+  }
+  EXPECT_EQ(recorded, static_cast<double>(stage.exported));
 }
 
 }  // namespace
