@@ -6,16 +6,19 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
 #include <fstream>
 #include <latch>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "spyglass/exporters/prometheus.hpp"
+#include "support.hpp"
 
 namespace {
 
@@ -106,6 +109,73 @@ TEST(ProcessStats, StartTimeIsWhenTheProcessStarted) {
   ASSERT_TRUE(s.has_value());
   EXPECT_NEAR(s->start_time_seconds, static_cast<double>(kLoadTime), 5.0);
   EXPECT_LE(s->start_time_seconds, static_cast<double>(std::time(nullptr)) + 1);
+}
+
+/// CPU seconds of this process from getrusage().
+double rusage_cpu_seconds() {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+TEST(ProcessMetrics, EveryNameIsScrapedWithItsTypeAndAPlausibleValue) {
+  spyglass::prom::PrometheusOptions o;
+  o.listen_address = "127.0.0.1:0";
+  spyglass::prom::PrometheusExporter exp(o);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  volatile std::uint64_t x = 0;
+  while (std::chrono::steady_clock::now() < until) x = x + 1;  // some CPU time to see
+
+  const double cpu_before = rusage_cpu_seconds();
+  const double threads_before = status_field("Threads");
+  const auto r = spyglass::test::http_get("http://127.0.0.1:" + std::to_string(exp.port()) + "/metrics");
+  const double cpu_after = rusage_cpu_seconds();
+  const double threads_after = status_field("Threads");
+  ASSERT_EQ(r.status, 200) << r.error;
+  const std::string& text = r.body;
+
+  const std::map<std::string, std::string> types = {{"process_cpu_seconds_total", "counter"},
+                                                    {"process_resident_memory_bytes", "gauge"},
+                                                    {"process_virtual_memory_bytes", "gauge"},
+                                                    {"process_open_fds", "gauge"},
+                                                    {"process_max_fds", "gauge"},
+                                                    {"process_start_time_seconds", "gauge"},
+                                                    {"process_threads", "gauge"}};
+  const auto m = spyglass::test::parse_exposition(text);
+  for (const auto& [name, type] : types) {
+    EXPECT_NE(text.find("\n# TYPE " + name + " " + type + "\n"), std::string::npos) << name << "\n" << text;
+    EXPECT_NE(text.find("\n# HELP " + name + " "), std::string::npos) << name;
+    EXPECT_EQ(m.count(name), 1u) << name;  // one unlabelled sample
+  }
+  const auto value = [&](const std::string& name) { return spyglass::test::sample(m, name); };
+
+  // CPU time: what getrusage says around the scrape, within the clock tick of /proc.
+  EXPECT_GT(value("process_cpu_seconds_total"), 0.05);
+  EXPECT_GE(value("process_cpu_seconds_total"), cpu_before - 0.02);
+  EXPECT_LE(value("process_cpu_seconds_total"), cpu_after + 0.02);
+  // Memory: some MiB resident, no more than mapped.
+  EXPECT_GT(value("process_resident_memory_bytes"), 1 << 20);
+  EXPECT_LT(value("process_resident_memory_bytes"), 64.0 * (1 << 30));
+  EXPECT_GE(value("process_virtual_memory_bytes"), value("process_resident_memory_bytes"));
+  EXPECT_NEAR(value("process_resident_memory_bytes"), status_field("VmRSS") * 1024, 16.0 * 1024 * 1024);
+  // Descriptors: stdio and the endpoint's socket at least, under the soft limit.
+  rlimit rl{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur == RLIM_INFINITY) {
+    EXPECT_TRUE(std::isinf(value("process_max_fds")));
+  } else {
+    EXPECT_EQ(value("process_max_fds"), static_cast<double>(rl.rlim_cur));
+  }
+  EXPECT_GE(value("process_open_fds"), 4);
+  EXPECT_LT(value("process_open_fds"), value("process_max_fds"));
+  // Started when this test binary did, not in the future.
+  EXPECT_NEAR(value("process_start_time_seconds"), static_cast<double>(kLoadTime), 5.0);
+  EXPECT_LE(value("process_start_time_seconds"), static_cast<double>(std::time(nullptr)) + 1);
+  // Threads: this one and the endpoint's (a listener and server_threads workers).
+  EXPECT_GE(value("process_threads"), 1.0 + static_cast<double>(o.server_threads));
+  EXPECT_GE(value("process_threads"), std::min(threads_before, threads_after));
+  EXPECT_LE(value("process_threads"), std::max(threads_before, threads_after));
 }
 
 }  // namespace
