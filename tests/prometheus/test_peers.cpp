@@ -6,20 +6,26 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <prometheus/gauge.h>
 
 #include "events.hpp"
+#include "spyglass/collector.hpp"
 #include "spyglass/exporters/prometheus.hpp"
 #include "support.hpp"
 
 namespace {
 
+using spyglass::Collector;
 using spyglass::Event;
 using spyglass::EventKind;
 using spyglass::Status;
@@ -118,9 +124,14 @@ TEST(Promtool, AcceptsTheExpositionWithoutLintWarnings) {
 
 TEST(RealPrometheus, ScrapesTheSeriesAndComputesQuantiles) {
   TempDir dir;
+  // Events arrive through a Collector, so its health is served too.
+  Collector collector;
   PrometheusOptions o;
   o.listen_address = "127.0.0.1:0";
-  PrometheusExporter exp(o);
+  o.collector = &collector;
+  auto shared = std::make_shared<PrometheusExporter>(o);
+  PrometheusExporter& exp = *shared;
+  collector.add_exporter(shared);
 
   // checkout: 1000 requests of 0.2 ms .. 200 ms, every 20th an error.
   std::vector<Event> batch = varied_events();
@@ -130,7 +141,26 @@ TEST(RealPrometheus, ScrapesTheSeriesAndComputesQuantiles) {
     durations.push_back(static_cast<double>(d) / 1e9);
     batch.push_back(make_event(EventKind::request, "checkout", d, i % 20 == 0 ? Status::error : Status::ok));
   }
-  exp.export_batch(batch);
+  for (const Event& e : batch) ASSERT_TRUE(collector.enqueue(e));
+  ASSERT_TRUE(collector.flush(std::chrono::seconds(60)));
+
+  // A trickle of other requests while Prometheus scrapes, so that rates are not zero.
+  std::atomic<bool> stop_feeding{false};
+  std::thread feeder([&] {
+    for (int i = 0; !stop_feeding; ++i) {
+      collector.enqueue(make_event(EventKind::request, "/feed", static_cast<std::uint64_t>(1 + i % 50) * kMs,
+                                   i % 4 == 0 ? Status::error : Status::ok));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // pacing, not synchronisation
+    }
+  });
+  struct StopFeeding {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~StopFeeding() {
+      stop = true;
+      thread.join();
+    }
+  } stop_feeder{stop_feeding, feeder};
 
   const std::uint16_t web = spyglass::test::free_port();
   {
@@ -203,12 +233,14 @@ TEST(RealPrometheus, ScrapesTheSeriesAndComputesQuantiles) {
     EXPECT_LE(q.series[0].second, *hi) << "phi " << phi << " truth " << truth;
   }
 
-  // Every query of the Grafana dashboard is valid PromQL against these series.
+  // Every query of the Grafana dashboard answers with data from these series (rates
+  // once Prometheus holds two scrapes of them), each panel's variables set to "All".
   simdjson::dom::parser parser;
   simdjson::dom::element dash;
   ASSERT_EQ(parser.load(SPYGLASS_DASHBOARD).get(dash), simdjson::SUCCESS);
   std::size_t queries = 0;
   for (simdjson::dom::element panel : dash["panels"].get_array()) {
+    const std::string title{std::string_view(panel["title"])};
     for (simdjson::dom::element t : panel["targets"].get_array()) {
       std::string expr{std::string_view(t["expr"])};
       for (const auto& [var, value] : std::vector<std::pair<std::string, std::string>>{
@@ -216,52 +248,119 @@ TEST(RealPrometheus, ScrapesTheSeriesAndComputesQuantiles) {
         for (auto pos = expr.find(var); pos != std::string::npos; pos = expr.find(var))
           expr.replace(pos, var.size(), value);
       }
-      EXPECT_TRUE(query(web, expr).ok) << expr;
+      QueryResult result;
+      EXPECT_TRUE(wait_until([&] {
+        result = query(web, expr);
+        return result.ok && !result.series.empty();
+      })) << title
+          << ": " << expr << (result.ok ? " (no data)" : " (query failed)") << "\n"
+          << log();
       ++queries;
     }
   }
   EXPECT_GE(queries, 5u);
+
+  // The trickle shows as throughput and as an error share of 1 in 4.
+  q = query(web, R"(sum(rate(spyglass_events_total{name="/feed"}[1m])))");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_GT(q.series[0].second, 0);
+  q = query(web, R"(sum(rate(spyglass_events_total{name="/feed",status="error"}[1m])) /)"
+                 R"( sum(rate(spyglass_events_total{name="/feed"}[1m])))");
+  ASSERT_EQ(q.series.size(), 1u);
+  EXPECT_NEAR(q.series[0].second, 0.25, 0.15);
   server.stop();
 }
 
-TEST(RealPushgateway, ReceivesPeriodicAndFinalPushes) {
+/// A Pushgateway on a free port of 127.0.0.1, ready to take pushes.
+class Pushgateway {
+ public:
+  explicit Pushgateway(const TempDir& dir)
+      : port_(spyglass::test::free_port()),
+        base_("http://127.0.0.1:" + std::to_string(port_)),
+        child_({SPYGLASS_PUSHGATEWAY, "--web.listen-address=127.0.0.1:" + std::to_string(port_)},
+               dir.path() / "pushgateway.log") {}
+  bool ready() const {
+    return wait_until([&] { return http_get(base_ + "/-/ready").status == 200; });
+  }
+  const std::string& base() const { return base_; }
+  std::map<std::string, double> metrics() const {
+    return spyglass::test::parse_exposition(http_get(base_ + "/metrics").body);
+  }
+
+ private:
+  std::uint16_t port_;
+  std::string base_;
+  Child child_;
+};
+
+const std::string kRenderOnGateway =
+    R"(spyglass_events_total{instance="test-1",job="spyglass-test",kind="function",name="render",status="ok"})";
+
+TEST(RealPushgateway, ReceivesPeriodicPushes) {
   TempDir dir;
-  const std::uint16_t port = spyglass::test::free_port();
-  Child gateway({SPYGLASS_PUSHGATEWAY, "--web.listen-address=127.0.0.1:" + std::to_string(port)},
-                dir.path() / "pushgateway.log");
-  const std::string base = "http://127.0.0.1:" + std::to_string(port);
-  ASSERT_TRUE(wait_until([&] { return http_get(base + "/-/ready").status == 200; }));
+  Pushgateway gateway(dir);
+  ASSERT_TRUE(gateway.ready());
 
   PrometheusOptions o;
   o.listen_address.clear();
-  o.push_url = base;
+  o.push_url = gateway.base();
   o.push_job = "spyglass-test";
   o.push_instance = "test-1";
   o.push_interval = std::chrono::milliseconds(200);
   PrometheusExporter exp(o);
   exp.export_batch(varied_events());
 
-  const std::string key =
-      R"(spyglass_events_total{instance="test-1",job="spyglass-test",kind="function",name="render",status="ok"})";
-  std::string body;
+  std::map<std::string, double> m;
   ASSERT_TRUE(wait_until([&] {
-    body = http_get(base + "/metrics").body;
-    return spyglass::test::sample(spyglass::test::parse_exposition(body), key) == 20;
-  })) << body;
-  // The pusher counts a push once the gateway's answer is back, a moment after it stored it.
-  EXPECT_TRUE(wait_until([&] { return exp.push_counters().ok >= 1; }));
-
-  // Events after the last periodic push arrive with the push at shutdown.
-  for (int i = 0; i < 5; ++i)
-    exp.export_batch(std::vector<Event>{make_event(EventKind::function, "render", kMs)});
-  exp.shutdown();
-  const auto m = spyglass::test::parse_exposition(http_get(base + "/metrics").body);
-  EXPECT_EQ(spyglass::test::sample(m, key), 25);
+    m = gateway.metrics();
+    return spyglass::test::sample(m, kRenderOnGateway) == 20;
+  }));
   EXPECT_GT(
       spyglass::test::sample(m, R"(process_resident_memory_bytes{instance="test-1",job="spyglass-test"})"),
       0);
+  // The pusher counts a push once the gateway's answer is back, a moment after it stored it.
+  EXPECT_TRUE(wait_until([&] { return exp.push_counters().ok >= 1; }));
+
+  // Later events arrive with a later periodic push, without push() or shutdown().
+  for (int i = 0; i < 5; ++i)
+    exp.export_batch(std::vector<Event>{make_event(EventKind::function, "render", kMs)});
+  EXPECT_TRUE(wait_until([&] { return spyglass::test::sample(gateway.metrics(), kRenderOnGateway) == 25; }));
+  EXPECT_TRUE(wait_until([&] { return exp.push_counters().ok >= 2; }));
   EXPECT_EQ(exp.push_counters().failed, 0u);
   EXPECT_EQ(exp.push_counters().last_status / 100, 2);
+}
+
+TEST(RealPushgateway, ShutdownPushesTheFinalValuesOnce) {
+  TempDir dir;
+  Pushgateway gateway(dir);
+  ASSERT_TRUE(gateway.ready());
+
+  PrometheusOptions o;
+  o.listen_address.clear();
+  o.push_url = gateway.base();
+  o.push_job = "spyglass-test";
+  o.push_instance = "test-1";
+  o.push_interval = std::chrono::hours(1);  // no periodic push during the test
+  PrometheusExporter exp(o);
+  exp.export_batch(varied_events());
+  ASSERT_TRUE(exp.push());
+  EXPECT_EQ(spyglass::test::sample(gateway.metrics(), kRenderOnGateway), 20);
+
+  for (int i = 0; i < 5; ++i)
+    exp.export_batch(std::vector<Event>{make_event(EventKind::function, "render", kMs)});
+  const auto before = exp.push_counters();
+  EXPECT_EQ(before.ok, 1u);
+  exp.shutdown();
+  const auto after = exp.push_counters();
+  EXPECT_EQ(after.ok, before.ok + 1);
+  EXPECT_EQ(after.failed, 0u);
+  EXPECT_EQ(after.last_status / 100, 2);
+  // The push at shutdown has been answered, so the gateway holds the final values.
+  EXPECT_EQ(spyglass::test::sample(gateway.metrics(), kRenderOnGateway), 25);
+
+  // Once only: a second shutdown() does not push again.
+  exp.shutdown();
+  EXPECT_EQ(exp.push_counters().ok, after.ok);
 }
 
 TEST(RealPushgateway, AFailedPushIsCountedNotFatal) {
