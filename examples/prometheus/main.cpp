@@ -11,6 +11,7 @@
 #include <spyglass/spyglass.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -58,20 +59,39 @@ void handle(int request, std::mt19937& rng) {
 
 }  // namespace
 
+/// "--seconds" value: a whole number >= 0.
+bool parse_seconds(const char* text, int& out) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || errno != 0 || v < 0 || v > 1'000'000'000) return false;
+  out = static_cast<int>(v);
+  return true;
+}
+
+int usage(const char* message, const char* arg) {
+  std::fprintf(stderr, "prometheus_example: %s%s\n", message, arg);
+  std::fprintf(stderr,
+               "usage: prometheus_example [--listen host:port] [--seconds N (0: until killed)]"
+               " [--push http://host:port]\n");
+  return 2;
+}
+
 int main(int argc, char** argv) {
   spyglass::prom::PrometheusOptions options;
   int seconds = 60;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag != "--listen" && flag != "--seconds" && flag != "--push")
+      return usage("unknown option ", argv[i]);
+    if (i + 1 >= argc) return usage("missing value for ", argv[i]);
+    const char* value = argv[++i];
     if (flag == "--listen") {
-      options.listen_address = argv[i + 1];
+      options.listen_address = value;
     } else if (flag == "--seconds") {
-      seconds = std::atoi(argv[i + 1]);
-    } else if (flag == "--push") {
-      options.push_url = argv[i + 1];
+      if (!parse_seconds(value, seconds)) return usage("--seconds needs a whole number >= 0, not ", value);
     } else {
-      std::fprintf(stderr, "unknown option %s\n", flag.c_str());
-      return 2;
+      options.push_url = value;
     }
   }
 
@@ -93,7 +113,14 @@ int main(int argc, char** argv) {
                    .Register(*exporter->registry())
                    .Add({});
 
-  std::printf("serving http://%s/metrics for %d s\n", options.listen_address.c_str(), seconds);
+  if (options.listen_address.empty()) {
+    std::printf("pushing only, for %d s\n", seconds);
+  } else {
+    // With port 0 the system picks the port: print the one in use.
+    const std::string host = options.listen_address.substr(0, options.listen_address.rfind(':'));
+    std::printf("serving http://%s:%u/metrics for %d s\n", host.c_str(),
+                static_cast<unsigned>(exporter->port()), seconds);
+  }
   std::fflush(stdout);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   std::atomic<bool> stop{false};
