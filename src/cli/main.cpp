@@ -308,7 +308,7 @@ int cmd_history(Args& a) {
       throw UsageError{"history: unknown option " + std::string(opt)};
     }
   }
-  mon::History h = mon::History::open(db, {.create = false});
+  mon::History h = mon::History::open(db, {.create = false, .read_only = true});
   const auto runs = h.runs(q);
   if (json) {
     std::string out = "[";
@@ -345,7 +345,7 @@ int cmd_show(Args& a) {
     }
   }
   if (!id) throw UsageError{"show: RUN_ID missing"};
-  mon::History h = mon::History::open(db, {.create = false});
+  mon::History h = mon::History::open(db, {.create = false, .read_only = true});
   const auto r = h.run(*id);
   if (!r) {
     std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), db.c_str());

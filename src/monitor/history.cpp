@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -142,6 +143,8 @@ struct History::Impl {
   sqlite3* db = nullptr;
   std::string path;
   int version = 0;
+  bool empty = false;  // read-only and nothing recorded yet: every query finds nothing
+  bool read_only = false;
 
   ~Impl() {
     if (db != nullptr) sqlite3_close_v2(db);
@@ -155,6 +158,11 @@ struct History::Impl {
       msg += " (the file was left untouched)";
     }
     throw HistoryError(k, msg);
+  }
+
+  void check_writable() const {
+    if (read_only)
+      throw HistoryError(HistoryErrorKind::io, "history database " + path + ": opened read-only");
   }
 
   void exec(const char* sql, const char* what) {
@@ -186,11 +194,75 @@ struct History::Impl {
     }
   };
 
+  // Opens `p` for reading only, through a URI so that no SQLite open flag can make it
+  // writable. A WAL database whose -wal and -shm files neither exist nor can be created
+  // (a read-only directory) is opened immutable: with no -shm there is no writer, and
+  // without a -wal file everything is in the main file. (A writer that starts while such a
+  // reader runs could be seen half-way; it would need write access we do not have.)
+  void open_read_only(const std::string& p) {
+    std::string uri = "file:";
+    for (const char ch : p) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (std::isalnum(c) || c == '/' || c == '.' || c == '-' || c == '_' || c == '~') {
+        uri += ch;
+      } else {
+        static const char* kHex = "0123456789ABCDEF";
+        uri += '%';
+        uri += kHex[c >> 4];
+        uri += kHex[c & 15];
+      }
+    }
+    for (const char* extra : {"?mode=ro", "?mode=ro&immutable=1"}) {
+      if (db != nullptr) sqlite3_close_v2(db);
+      db = nullptr;
+      const int rc =
+          sqlite3_open_v2((uri + extra).c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
+      if (rc != SQLITE_OK) fail(rc, "cannot open");
+      sqlite3_extended_result_codes(db, 1);
+      const int probe = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+      struct stat wal {};
+      const bool wal_has_data = ::stat((p + "-wal").c_str(), &wal) == 0 && wal.st_size > 0;
+      if ((probe != SQLITE_READONLY_CANTINIT && probe != SQLITE_READONLY_DIRECTORY) || wal_has_data) break;
+    }
+  }
+
+  // Reads application_id, the table count and user_version in one read transaction (so
+  // that a concurrent creator's commit cannot fall between the reads and make a half-seen
+  // fresh file look foreign) and refuses a file that is not a spyglass history this build
+  // can use. Returns whether the database is still empty.
+  bool validate(const std::string& p, bool reading_only) {
+    exec("BEGIN", "begin read");
+    const std::int64_t app_id = scalar("PRAGMA application_id", "read application_id");
+    const std::int64_t tables = scalar("SELECT count(*) FROM sqlite_master", "read schema");
+    version = static_cast<int>(scalar("PRAGMA user_version", "read user_version"));
+    exec("COMMIT", "end read");
+    const bool fresh = app_id == 0 && tables == 0 && version == 0;
+    if (app_id != kApplicationId && !fresh) {
+      throw HistoryError(
+          HistoryErrorKind::foreign,
+          "history database " + p +
+              ": an SQLite database that is not a spyglass history (the file was left untouched)");
+    }
+    if (version > kSchemaVersion) {
+      throw HistoryError(HistoryErrorKind::newer_schema,
+                         "history database " + p + ": schema version " + std::to_string(version) +
+                             " was written by a newer spyglass (this one reads up to " +
+                             std::to_string(kSchemaVersion) + ")");
+    }
+    if (reading_only && !fresh && version < kMinReadableSchemaVersion) {
+      throw HistoryError(HistoryErrorKind::older_schema,
+                         "history database " + p + ": schema version " + std::to_string(version) +
+                             " is too old to read as it is; record a run into it (spyglass run --db " + p +
+                             ") to migrate it to version " + std::to_string(kSchemaVersion));
+    }
+    return fresh;
+  }
+
   void open(const std::string& p, const Options& o) {
     path = p;
     struct stat st {};
     const bool exists = ::stat(p.c_str(), &st) == 0;
-    if (!exists && !o.create)
+    if (!exists && (!o.create || o.read_only))
       throw HistoryError(HistoryErrorKind::io, "history database " + p + ": no such file");
     if (exists && S_ISDIR(st.st_mode)) {
       throw HistoryError(HistoryErrorKind::io, "history database " + p + ": is a directory");
@@ -206,31 +278,31 @@ struct History::Impl {
             "history database " + p + ": not an SQLite database (the file was left untouched)");
       }
     }
+    if (exists) {
+      // An existing file is checked through a read-only connection first: a foreign or
+      // corrupt one is never opened for writing, so SQLite cannot change it in any way
+      // (not even by rolling back a hot journal it finds next to it).
+      open_read_only(p);
+      sqlite3_busy_timeout(db, o.busy_timeout_ms);
+      try {
+        empty = validate(p, o.read_only);
+      } catch (const HistoryError&) {
+        if (sqlite3_extended_errcode(db) != SQLITE_READONLY_ROLLBACK) throw;
+        throw HistoryError(HistoryErrorKind::io,
+                           "history database " + p + ": a process died in the middle of a write (" + p +
+                               "-journal is a hot journal) and only a writer can roll it back; open it "
+                               "with sqlite3 once if it is yours (the file was left untouched)");
+      }
+      if (o.read_only) return;
+      sqlite3_close_v2(db);
+      db = nullptr;
+    }
     int rc =
         sqlite3_open_v2(p.c_str(), &db, SQLITE_OPEN_READWRITE | (o.create ? SQLITE_OPEN_CREATE : 0), nullptr);
     if (rc != SQLITE_OK) fail(rc, "cannot open");
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, o.busy_timeout_ms);
-
-    // One read transaction, so that a concurrent creator's commit cannot fall between
-    // the reads and make a half-seen fresh file look foreign.
-    exec("BEGIN", "begin read");
-    const std::int64_t app_id = scalar("PRAGMA application_id", "read application_id");
-    const std::int64_t tables = scalar("SELECT count(*) FROM sqlite_master", "read schema");
-    version = static_cast<int>(scalar("PRAGMA user_version", "read user_version"));
-    exec("COMMIT", "end read");
-    if (app_id != kApplicationId && !(app_id == 0 && tables == 0 && version == 0)) {
-      throw HistoryError(
-          HistoryErrorKind::foreign,
-          "history database " + p +
-              ": an SQLite database that is not a spyglass history (the file was left untouched)");
-    }
-    if (version > kSchemaVersion) {
-      throw HistoryError(HistoryErrorKind::newer_schema,
-                         "history database " + p + ": schema version " + std::to_string(version) +
-                             " was written by a newer spyglass (this one reads up to " +
-                             std::to_string(kSchemaVersion) + ")");
-    }
+    validate(p, false);  // again: another process may have created the file meanwhile
     {
       Stmt s(db, "PRAGMA journal_mode=WAL");
       rc = s.ok() ? sqlite3_step(s.get()) : sqlite3_errcode(db);
@@ -252,6 +324,7 @@ struct History::Impl {
       }
       tx.commit();
     }
+    empty = false;
   }
 
   void read_run(Stmt& s, RunRecord& r) {
@@ -319,6 +392,7 @@ History History::open(const std::string& path, Options options) {
                                                  std::to_string(options.schema_version));
   }
   auto impl = std::make_unique<Impl>();
+  impl->read_only = options.read_only;
   impl->open(path, options);
   return History(std::move(impl));
 }
@@ -327,6 +401,7 @@ int History::schema_version() const { return impl_->version; }
 
 std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std::uint64_t t0_ns) {
   Impl& h = *impl_;
+  h.check_writable();
   Impl::Tx tx(h);
   {
     Stmt s(
@@ -413,6 +488,7 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
 }
 
 std::vector<RunRecord> History::runs(const HistoryQuery& q) {
+  if (impl_->empty) return {};
   std::string sql = std::string("SELECT ") + kRunColumns +
                     (q.with_tails ? ", stdout_tail, stderr_tail" : "") + " FROM runs" +
                     (q.label.empty() ? "" : " WHERE label = ?1") +
@@ -427,6 +503,7 @@ std::vector<RunRecord> History::runs(const HistoryQuery& q) {
 }
 
 std::optional<RunRecord> History::run(std::int64_t id) {
+  if (impl_->empty) return std::nullopt;
   const std::string sql =
       std::string("SELECT ") + kRunColumns + ", stdout_tail, stderr_tail FROM runs WHERE id = ?";
   auto v = impl_->query_runs(
@@ -437,6 +514,7 @@ std::optional<RunRecord> History::run(std::int64_t id) {
 
 std::vector<RunRecord> History::baseline(const std::string& label, std::int64_t before_id,
                                          std::size_t limit) {
+  if (impl_->empty) return {};
   const std::string sql = std::string("SELECT ") + kRunColumns +
                           " FROM runs WHERE label = ?1 AND id < ?2 AND exit_code = 0 AND kill_reason IS NULL "
                           "AND error IS NULL ORDER BY start_unix_ns DESC, id DESC LIMIT ?3";
@@ -452,6 +530,7 @@ std::vector<RunRecord> History::baseline(const std::string& label, std::int64_t 
 
 std::vector<Sample> History::samples(std::int64_t run_id) {
   Impl& h = *impl_;
+  if (h.empty) return {};
   Stmt s(
       h.db,
       "SELECT t_ns, processes, threads, fds, cpu_user_ns, cpu_sys_ns, cpu_user_pct, cpu_sys_pct, rss_bytes, "
@@ -492,6 +571,7 @@ std::vector<Sample> History::samples(std::int64_t run_id) {
 
 RetentionResult History::apply_retention(const RetentionPolicy& p) {
   Impl& h = *impl_;
+  h.check_writable();
   RetentionResult res;
   if (!p.keep_last_per_label && !p.max_age_days) return res;
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(

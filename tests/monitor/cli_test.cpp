@@ -1,5 +1,7 @@
 // `spyglass history`, `spyglass show`, --json, and the database as other tools see it.
 
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -199,4 +201,87 @@ TEST(Cli, FullDiskLosesTheRecordNotTheExitStatus) {
   EXPECT_NE(err.find("warning"), std::string::npos) << err;
   auto h = mon::History::open(db, {.create = false});
   EXPECT_EQ(h.runs({}).size(), 1u);  // only the first run
+}
+
+namespace {
+
+// Runs `argv` with stdout and stderr into one pipe, as an unprivileged user when we are
+// root (so that file permissions apply).
+spyglass_test::Result run_unprivileged(const std::vector<std::string>& argv) {
+  spyglass_test::Result r;
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return r;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(p[1], 1);
+    ::dup2(p[1], 2);
+    if (::geteuid() == 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) std::_Exit(97);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::_Exit(98);
+  }
+  ::close(p[1]);
+  char buf[4096];
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;) r.out.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+}  // namespace
+
+// history and show only read: a database file nobody may write, in a directory nobody may
+// write (so SQLite cannot create its -shm file either), is read as it is.
+TEST(Cli, HistoryAndShowReadAReadOnlyDatabase) {
+  spyglass_test::TempDir dir;
+  const std::string ro = dir / "ro", db = dir / "ro/h.db";
+  std::filesystem::create_directory(ro);
+  const auto r = spyglass_test::run({kSpyglass, "run", "--db", db, "--label", "frozen", "--", "true"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_FALSE(std::filesystem::exists(db + "-wal"));
+  const std::string before = spyglass_test::slurp(db);
+  namespace fs = std::filesystem;
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                  fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(db, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                          fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  const auto hist = run_unprivileged({kSpyglass, "history", "--db", db});
+  EXPECT_EQ(hist.exit_code, 0) << hist.out;
+  EXPECT_NE(hist.out.find("frozen"), std::string::npos) << hist.out;
+  const auto show = run_unprivileged({kSpyglass, "show", "1", "--db", db});
+  EXPECT_EQ(show.exit_code, 0) << show.out;
+  EXPECT_NE(show.out.find("run 1  [frozen]  exit 0"), std::string::npos) << show.out;
+  // Even with write permission (as the owner), reading changes nothing in the file.
+  fs::permissions(ro, fs::perms::owner_all);
+  fs::permissions(db, fs::perms::owner_read | fs::perms::owner_write);
+  const auto own = spyglass_test::run({kSpyglass, "history", "--db", db});
+  EXPECT_EQ(own.exit_code, 0) << own.err;
+  EXPECT_EQ(spyglass_test::slurp(db), before);
+}
+
+// A foreign database with a hot journal: neither `run` nor `history` may roll the journal
+// back into it.
+TEST(Cli, HotJournalOfAForeignFileIsLeftAlone) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "notes.db";
+  ASSERT_EQ(
+      spyglass_test::run({"sqlite3", db, "CREATE TABLE t(x); INSERT INTO t VALUES ('keep me');"}).exit_code,
+      0);
+  ASSERT_TRUE(spyglass_test::make_hot_journal(db));
+  const std::string before = spyglass_test::slurp(db), journal = spyglass_test::slurp(db + "-journal");
+  const auto r = spyglass_test::run({kSpyglass, "run", "--db", db, "--", "true"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // the run goes on, unrecorded
+  EXPECT_NE(r.err.find("hot journal"), std::string::npos) << r.err;
+  const auto hist = spyglass_test::run({kSpyglass, "history", "--db", db});
+  EXPECT_EQ(hist.exit_code, 1);
+  EXPECT_NE(hist.err.find("left untouched"), std::string::npos) << hist.err;
+  EXPECT_EQ(spyglass_test::slurp(db), before);
+  EXPECT_EQ(spyglass_test::slurp(db + "-journal"), journal);
 }

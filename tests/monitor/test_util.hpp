@@ -2,6 +2,7 @@
 // Shared helpers for the monitor tests: temporary directories and running programs.
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -129,6 +130,37 @@ inline Result run_piped(const std::vector<std::string>& argv) {
 
 inline Result run(const std::vector<std::string>& argv, const std::string& dir = ".") {
   return Child(argv, dir).wait();
+}
+
+/// Leaves a hot journal next to the SQLite database `db` (rollback-journal mode): a
+/// sqlite3 process changes pages in a transaction too large for its cache, so they reach
+/// the file, and is killed before it commits. Returns false when that did not work.
+inline bool make_hot_journal(const std::string& db) {
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) return false;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  const char* argv[] = {"sqlite3", db.c_str(), nullptr};
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(in[0]);
+  ::close(out[1]);
+  if (rc != 0) return false;
+  const std::string sql =
+      "PRAGMA cache_size=2; BEGIN; WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE "
+      "i < 2000) INSERT INTO t SELECT randomblob(500) FROM c; UPDATE t SET x = 'changed' WHERE rowid = 1; "
+      "SELECT 'x';\n";
+  bool ok = ::write(in[1], sql.data(), sql.size()) == static_cast<ssize_t>(sql.size());
+  char c = 0;
+  ok = ok && ::read(out[0], &c, 1) == 1 && c == 'x';  // the transaction is under way
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  ::close(in[1]);
+  ::close(out[0]);
+  return ok && std::filesystem::exists(db + "-journal");
 }
 
 /// True while `pid` exists (a zombie counts as gone).

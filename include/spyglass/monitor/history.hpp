@@ -35,6 +35,7 @@ enum class HistoryErrorKind {
   not_a_database,  ///< the file is not SQLite at all (left untouched)
   foreign,         ///< SQLite, but not a spyglass history (left untouched)
   newer_schema,    ///< written by a newer spyglass
+  older_schema,    ///< too old to read without migrating (read-only opens only)
   corrupt,         ///< SQLite reports corruption (left untouched)
   full,            ///< disk or file-size limit reached
   io,              ///< any other SQLite or file error
@@ -81,6 +82,9 @@ class SPYGLASS_API History {
  public:
   /// The schema this build writes.
   static constexpr int kSchemaVersion = 2;
+  /// The oldest schema a read-only open reads as it is (runs and samples are unchanged
+  /// since version 1).
+  static constexpr int kMinReadableSchemaVersion = 1;
   /// The database's application_id ("SPYL").
   static constexpr std::int32_t kApplicationId = 0x5350594c;
 
@@ -88,9 +92,16 @@ class SPYGLASS_API History {
     bool create = true;                   ///< create the file when missing (not its directory)
     int schema_version = kSchemaVersion;  ///< migrate up to this version (tests use older ones)
     int busy_timeout_ms = 30000;          ///< how long a writer waits for another
+    /// Never write to the file: no creation, no WAL switch, no migration. A database of
+    /// schema kMinReadableSchemaVersion..kSchemaVersion is read as it is, an empty one
+    /// reads as no runs; insert() and apply_retention() throw. Works on a file and
+    /// directory we cannot write.
+    bool read_only = false;
   };
 
-  /// Opens (creating and migrating when needed). Throws HistoryError.
+  /// Opens (creating and migrating when needed, unless read-only). An existing file is
+  /// validated through a read-only connection before any writable one is opened, so a
+  /// file that is not a spyglass history is never modified. Throws HistoryError.
   static History open(const std::string& path, Options options);
   static History open(const std::string& path) { return open(path, Options{}); }
 
