@@ -99,6 +99,11 @@ inline void finish(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) n
 /// of it. Thread-safe.
 SPYGLASS_API void set_sample_ratio(double ratio) noexcept;
 
+/// Whether a request continuing a W3C traceparent keeps the caller's sampled flag (true,
+/// the default) or is decided by the sample ratio from its trace id (false). See
+/// SessionOptions::parent_based. Thread-safe.
+SPYGLASS_API void set_parent_based_sampling(bool parent_based) noexcept;
+
 /// Records a function call the caller timed with clock::now(). `name` is interned.
 /// Thread-safe; a no-op without a Session.
 SPYGLASS_API void emit_fn(std::string_view name, std::uint64_t start_tick, std::uint64_t end_tick,

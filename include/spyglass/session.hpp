@@ -18,6 +18,10 @@ struct SessionOptions {
   CollectorOptions collector;
   /// Fraction of new traces recorded, in [0, 1]; decided at the root from the trace id.
   double sample_ratio = 1.0;
+  /// True (parent-based sampling, OpenTelemetry's default): a request that continues a
+  /// W3C traceparent keeps the caller's sampled flag. False: such a request is decided
+  /// by `sample_ratio` from its trace id, like a new root, whatever the caller decided.
+  bool parent_based = true;
   /// Request routes not recorded, matched exactly ("/health").
   std::vector<std::string> exclude_routes;
   /// Request routes not recorded, matched by prefix ("/static/").

@@ -17,6 +17,7 @@ namespace detail {
 
 constinit std::atomic<Collector*> g_default_collector{nullptr};
 constinit std::atomic<std::uint64_t> g_sample_threshold{std::numeric_limits<std::uint64_t>::max()};
+constinit std::atomic<bool> g_parent_based{true};
 
 std::uint32_t fetch_thread_id() noexcept {
   tl_state.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
@@ -37,6 +38,10 @@ void set_sample_ratio(double ratio) noexcept {
     threshold = static_cast<std::uint64_t>(std::ldexp(ratio, 64));
   }
   detail::g_sample_threshold.store(threshold, std::memory_order_relaxed);
+}
+
+void set_parent_based_sampling(bool parent_based) noexcept {
+  detail::g_parent_based.store(parent_based, std::memory_order_relaxed);
 }
 
 namespace {
@@ -100,7 +105,10 @@ RequestScope::RequestScope(std::string_view route, std::string_view traceparent,
     if (incoming) {
       parent.trace_id = incoming->trace_id;
       parent.span_id = incoming->parent_id;
-      parent.sampled = incoming->sampled();
+      parent.sampled =
+          detail::g_parent_based.load(std::memory_order_relaxed)
+              ? incoming->sampled()
+              : incoming->trace_id.lo <= detail::g_sample_threshold.load(std::memory_order_relaxed);
     } else if (!parent.valid()) {
       parent.trace_id = new_trace_id();
       parent.span_id = 0;

@@ -67,6 +67,7 @@ Session::Session(SessionOptions options, std::vector<std::shared_ptr<Exporter>> 
   try {
     set_intern_limits(options.intern);
     set_sample_ratio(options.sample_ratio);
+    set_parent_based_sampling(options.parent_based);
     if (!options.exclude_routes.empty() || !options.exclude_route_prefixes.empty()) {
       auto filter = std::make_unique<detail::RouteFilter>();
       filter->exact = std::move(options.exclude_routes);

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -167,6 +168,36 @@ TEST(Sampling, ZeroRecordsNothingOneRecordsAll) {
                         })
                 .size(),
             100u);
+}
+
+TEST(Sampling, RemoteParentDecidesUnlessSamplingIsNotParentBased) {
+  // Caller flags: sampled (-01) and not sampled (-00). Trace ids whose low half is small
+  // pass a 0.5 ratio; ones whose low half is large do not.
+  const std::string low = "00-4bf92f3577b34da60000000000000001-00f067aa0ba902b7-";
+  const std::string high = "00-4bf92f3577b34da6ffffffffffffff00-00f067aa0ba902b7-";
+  const auto requests = [&] {
+    for (const std::string& tp : {low + "01", low + "00", high + "01", high + "00"}) {
+      SPYGLASS_REQUEST_FROM(r, "/in", tp);
+      SPYGLASS_SCOPE("child");
+    }
+  };
+  const auto traces = [](const std::vector<sg::Event>& events) {
+    std::multiset<std::string> ids;
+    for (const auto& e : events)
+      if (std::string_view(e.name) == "/in") ids.insert(sg::to_hex(e.trace_id).substr(16));
+    return ids;
+  };
+  sg::SessionOptions opts;
+  opts.sample_ratio = 0.5;
+  // Parent-based (default): exactly the caller's sampled requests, whatever the ratio.
+  auto events = run_session(opts, requests);
+  EXPECT_EQ(traces(events), (std::multiset<std::string>{"0000000000000001", "ffffffffffffff00"}));
+  EXPECT_EQ(by_name(events).at("child").size(), 2u);
+  // Not parent-based: the ratio decides from the trace id, the caller's flag is ignored.
+  opts.parent_based = false;
+  events = run_session(opts, requests);
+  EXPECT_EQ(traces(events), (std::multiset<std::string>{"0000000000000001", "0000000000000001"}));
+  EXPECT_EQ(by_name(events).at("child").size(), 2u);
 }
 
 TEST(Sampling, RouteExclusionExactAndPrefix) {
