@@ -108,16 +108,20 @@ std::string sample_chart(const std::vector<monitor::Sample>& samples, std::size_
   const std::size_t cols = std::min(width, samples.size());
   // Per column: CPU is the average over the column (from the cumulative counters, so a
   // short interval cannot spike), RSS the peak. Columns no sample falls in repeat the
-  // previous one.
+  // previous one. A sample of an empty tree (the one after the exit) shows no CPU: its
+  // counters only catch up with the exact totals from wait4, nothing ran then.
   std::vector<double> cpu(cols, -1), rss(cols, -1);
   std::vector<std::uint64_t> last_cpu(cols, 0), last_t(cols, 0);
+  std::vector<bool> live(cols, false);
   for (const auto& s : samples) {
     const double f = t1 > t0 ? static_cast<double>(s.t_ns - t0) / static_cast<double>(t1 - t0) : 0;
     const std::size_t c = std::min(cols - 1, static_cast<std::size_t>(f * static_cast<double>(cols)));
     rss[c] = std::max(rss[c], static_cast<double>(s.rss_bytes));
+    cpu[c] = 0;
+    if (s.processes == 0 && &s != &samples.front()) continue;
     last_cpu[c] = s.cpu_user_ns + s.cpu_sys_ns;
     last_t[c] = s.t_ns;
-    cpu[c] = 0;
+    live[c] = true;
   }
   std::uint64_t prev_cpu = samples.front().cpu_user_ns + samples.front().cpu_sys_ns, prev_t = t0;
   for (std::size_t c = 0; c < cols; ++c) {
@@ -126,6 +130,7 @@ std::string sample_chart(const std::vector<monitor::Sample>& samples, std::size_
       rss[c] = c > 0 ? rss[c - 1] : 0;
       continue;
     }
+    if (!live[c]) continue;  // only samples of an empty tree: 0
     if (last_t[c] > prev_t) {
       cpu[c] = 100.0 * static_cast<double>(last_cpu[c] - std::min(last_cpu[c], prev_cpu)) /
                static_cast<double>(last_t[c] - prev_t);
