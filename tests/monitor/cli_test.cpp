@@ -9,6 +9,8 @@
 
 #include <simdjson.h>
 
+#include <chrono>
+
 #include "spyglass/monitor/history.hpp"
 #include "test_util.hpp"
 
@@ -99,10 +101,11 @@ TEST(Cli, DefaultDatabaseUnderSpyglassOut) {
 TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
   spyglass_test::TempDir dir;
   const std::string db = dir / "h.db";
-  ASSERT_EQ(
-      spyglass_test::run({kSpyglass, "run", "--db", db, "--label", "peer", "--", kWorkload, "exit", "4"})
-          .exit_code,
-      4);
+  ASSERT_EQ(spyglass_test::run({kSpyglass, "run", "--db", db, "--label", "peer", "--interval", "20ms", "--",
+                                "sh", "-c", "echo out; echo err >&2; sleep 0.2; exit 4"},
+                               dir.path())
+                .exit_code,
+            4);
   const auto q = spyglass_test::run({"sqlite3", db,
                                      "PRAGMA user_version; PRAGMA application_id; PRAGMA journal_mode;"
                                      "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
@@ -110,22 +113,49 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
                                      "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
                                      "WHERE type='index' AND sql IS NOT NULL "
                                      "ORDER BY name);"
-                                     "SELECT label, exit_code, signal IS NULL OR signal = 0, "
-                                     "json_array_length(args), json_extract(args, '$[1]') "
-                                     "FROM runs;"
-                                     "SELECT count(*) > 1, min(t_ns) < (SELECT duration_ns FROM runs WHERE "
-                                     "id = 1) FROM samples WHERE run_id = 1;"
+                                     "SELECT group_concat(name, ',') FROM pragma_table_info('runs');"
+                                     "SELECT group_concat(name, ',') FROM pragma_table_info('samples');"
                                      "SELECT group_concat(name, ',') FROM pragma_table_info('alerts');"});
   ASSERT_EQ(q.exit_code, 0) << q.err;
-  EXPECT_EQ(q.out,
-            "2\n"
-            "1397774668\n"  // 0x5350594c
-            "wal\n"
-            "alerts,runs,samples,spyglass_meta\n"
-            "alerts_label_created,alerts_run,runs_label_start,runs_start\n"
-            "peer|4|1|2|4\n"
-            "1|1\n"
-            "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n");
+  // The schema documented in history.hpp, column by column.
+  EXPECT_EQ(
+      q.out,
+      "2\n"
+      "1397774668\n"  // 0x5350594c
+      "wal\n"
+      "alerts,runs,samples,spyglass_meta\n"
+      "alerts_label_created,alerts_run,runs_label_start,runs_start\n"
+      "id,label,command,args,cwd,host,git_commit,start_unix_ns,end_unix_ns,duration_ns,exit_code,signal,"
+      "kill_reason,error,user_cpu_ns,sys_cpu_ns,max_rss_bytes,peak_tree_rss_bytes,read_bytes,write_bytes,"
+      "rchar,wchar,peak_threads,peak_processes,vol_ctx,invol_ctx,minflt,majflt,monitor_cpu_ns,stdout_tail,"
+      "stderr_tail\n"
+      "run_id,t_ns,processes,threads,fds,cpu_user_ns,cpu_sys_ns,cpu_user_pct,cpu_sys_pct,rss_bytes,"
+      "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
+      "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n");
+  // The values mean what the documentation says.
+  const auto runs = spyglass_test::run(
+      {"sqlite3", db,
+       "SELECT label, command, json_array_length(args), json_extract(args, '$[0]'), cwd = '" + dir.path() +
+           "', host <> '', exit_code, signal, kill_reason IS NULL, error IS NULL, "
+           "duration_ns BETWEEN 200000000 AND 60000000000, end_unix_ns - start_unix_ns >= duration_ns, "
+           "abs(start_unix_ns / 1000000000 - strftime('%s', 'now')) < 3600, "
+           "max_rss_bytes > 0, peak_tree_rss_bytes > 0, peak_threads >= 1, peak_processes >= 2, "
+           "minflt > 0, monitor_cpu_ns > 0, wchar >= 8, "
+           "stdout_tail = 'out' || char(10), stderr_tail = 'err' || char(10) FROM runs;"},
+      dir.path());
+  EXPECT_EQ(runs.out, "peer|sh|2|-c|1|1|4|0|1|1|1|1|1|1|1|1|1|1|1|1|1|1\n") << runs.err;
+  // Samples: times relative to the start and inside the run; the tree (sh and its sleep)
+  // seen with memory, threads and open files; cumulative counters never decrease; no
+  // PSS/USS without --smaps.
+  const auto samples = spyglass_test::run(
+      {"sqlite3", db,
+       "SELECT count(*) >= 5, min(t_ns) >= 0, max(t_ns) <= (SELECT end_unix_ns - start_unix_ns FROM runs), "
+       "max(processes), max(threads) >= 2, max(fds) >= 3, max(rss_bytes) > 0, max(vms_bytes) > 0, "
+       "max(pss_bytes) + max(uss_bytes), max(cpu_user_pct + cpu_sys_pct) >= 0 FROM samples WHERE run_id = 1;"
+       "SELECT count(*) FROM samples a JOIN samples b ON b.run_id = a.run_id AND b.t_ns = (SELECT min(t_ns) "
+       "FROM samples WHERE run_id = a.run_id AND t_ns > a.t_ns) WHERE b.cpu_user_ns < a.cpu_user_ns OR "
+       "b.minflt < a.minflt OR b.wchar < a.wchar OR b.vol_ctx < a.vol_ctx;"});
+  EXPECT_EQ(samples.out, "1|1|1|2|1|1|1|1|0|1\n0\n") << samples.err;
 }
 
 TEST(Cli, TwoConcurrentRunsBothRecorded) {
@@ -284,4 +314,108 @@ TEST(Cli, HotJournalOfAForeignFileIsLeftAlone) {
   EXPECT_NE(hist.err.find("left untouched"), std::string::npos) << hist.err;
   EXPECT_EQ(spyglass_test::slurp(db), before);
   EXPECT_EQ(spyglass_test::slurp(db + "-journal"), journal);
+}
+
+// The summary compares with the median of the previous successful runs of the label.
+// Three stored runs (odd count): the middle one; then, with the first run of `true` added
+// as a fourth (even count), the mean of the two middle ones. A mean, or either middle
+// value alone, gives other numbers.
+TEST(Cli, SummaryComparesWithTheMedianOfPreviousRuns) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  {
+    auto h = mon::History::open(db);
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    const struct {
+      double wall, cpu;
+      std::uint64_t rss_mib;
+    } previous[] = {{10.0, 1.0, 100}, {1.0, 0.1, 10}, {2.0, 0.2, 20}};
+    for (std::size_t i = 0; i < std::size(previous); ++i) {
+      mon::RunRecord r;
+      r.label = "med";
+      r.command = "true";
+      r.start_unix_ns = now - static_cast<std::int64_t>(100 - i) * 1000000000;
+      r.duration_ns = static_cast<std::int64_t>(previous[i].wall * 1e9);
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      r.user_cpu_ns = static_cast<std::uint64_t>(previous[i].cpu * 1e9);
+      r.max_rss_bytes = previous[i].rss_mib << 20;
+      h.insert(r, {}, 0);
+    }
+    // Failed and killed runs are not part of the baseline.
+    mon::RunRecord failed;
+    failed.label = "med";
+    failed.command = "true";
+    failed.start_unix_ns = now - 50000000000;
+    failed.duration_ns = 3000000000;
+    failed.exit_code = 1;
+    failed.user_cpu_ns = 300000000;
+    failed.max_rss_bytes = 30u << 20;
+    h.insert(failed, {}, 0);
+  }
+  // `true` itself takes about a millisecond, 1 ms CPU and a MiB or two: below each of the
+  // stored values, so as the fourth run it sits at the bottom of the order.
+  const auto odd = spyglass_test::run({kSpyglass, "run", "--db", db, "--label", "med", "--", "true"});
+  ASSERT_EQ(odd.exit_code, 0) << odd.err;
+  EXPECT_NE(odd.err.find("vs median of 3 previous runs: wall 2.00 s ("), std::string::npos) << odd.err;
+  EXPECT_NE(odd.err.find(")  cpu 200 ms ("), std::string::npos) << odd.err;
+  EXPECT_NE(odd.err.find(")  peak RSS 20.0 MiB ("), std::string::npos) << odd.err;
+  const auto even = spyglass_test::run({kSpyglass, "run", "--db", db, "--label", "med", "--", "true"});
+  ASSERT_EQ(even.exit_code, 0) << even.err;
+  EXPECT_NE(even.err.find("vs median of 4 previous runs: wall 1.50 s ("), std::string::npos) << even.err;
+  EXPECT_NE(even.err.find(")  cpu 150 ms ("), std::string::npos) << even.err;
+  EXPECT_NE(even.err.find(")  peak RSS 15.0 MiB ("), std::string::npos) << even.err;
+}
+
+namespace {
+
+// The levels (0-8) of one chart row of `spyglass show`: a space is 0, U+2581..U+2588 are
+// 1..8.
+std::vector<int> chart_row(const std::string& text, const std::string& name) {
+  const std::string head = "  " + name + " |";
+  const auto start = text.find(head);
+  if (start == std::string::npos) return {};
+  std::vector<int> levels;
+  for (std::size_t i = start + head.size(); i < text.size() && text[i] != '|';) {
+    if (text[i] == ' ') {
+      levels.push_back(0);
+      ++i;
+    } else if (i + 2 < text.size() && text.compare(i, 2, "\xE2\x96") == 0) {
+      levels.push_back(static_cast<unsigned char>(text[i + 2]) - 0x80);
+      i += 3;
+    } else {
+      return {};
+    }
+  }
+  return levels;
+}
+
+}  // namespace
+
+// A run that is busy first (0.5 s of CPU on one thread) and then idle (0.8 s): the CPU row
+// of the chart is high at the start and empty at the end. Timeline: the busy part takes
+// 0.5 s of wall time, more on a loaded machine, so the first 30% of the columns lie in
+// it; the idle part is at least 0.8/(0.8 + 3.2) of the run as long as the busy thread
+// gets 1/6 of a core, so the last 20% lie in it. Column 0 has no interval before it.
+TEST(Cli, ShowChartsBusyThenIdle) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  const auto r = spyglass_test::run(
+      {kSpyglass, "run", "--db", db, "--interval", "50ms", "--", kWorkload, "busyidle", "0.5", "0.8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto show = spyglass_test::run({kSpyglass, "show", "1", "--db", db});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  const auto cpu = chart_row(show.out, "CPU");
+  ASSERT_GE(cpu.size(), 10u) << show.out;
+  const std::size_t n = cpu.size();
+  double busy = 0;
+  const std::size_t busy_end = n * 3 / 10;
+  for (std::size_t i = 1; i < busy_end; ++i) busy += cpu[i];
+  // Busy columns are all near the peak, give or take the 10 ms CPU clock tick over a
+  // 50 ms column.
+  EXPECT_GE(busy / static_cast<double>(busy_end - 1), 4.0) << show.out;
+  for (std::size_t i = n - n / 5; i < n; ++i) EXPECT_LE(cpu[i], 1) << "column " << i << "\n" << show.out;
+  const auto rss = chart_row(show.out, "RSS");
+  EXPECT_EQ(rss.size(), n) << show.out;
 }

@@ -103,8 +103,20 @@ struct KillCase {
 struct Killed {
   spyglass_test::Result res;
   mon::RunRecord rec;
+  std::vector<mon::Sample> samples;  // t_ns relative to the run's start
   pid_t parent = 0, grandchild = 0;
+  // Seconds from the start: the last sample within the limit, the first beyond it (where
+  // the kill begins), and the end of the run (every process of the tree reaped).
+  double below_s = -1, detect_s = -1, end_s = -1;
 };
+
+constexpr double kInterval = 0.05, kGrace = 1.0;
+
+// How late the end of a killed run may be, beyond the interval and the grace period.
+// After the kill the loop polls every 10 ms and the kernel frees the ~100 MiB tree in a
+// few ms; the rest is the loop's own scheduling delay, a few ms normally and up to
+// several hundred ms on a loaded 2-core machine.
+constexpr double kSlack = 0.5;
 
 Killed run_runaway(const spyglass_test::TempDir& dir, const KillCase& k, const std::string& strategy) {
   const std::string db = dir / "h.db", pids = dir / "pids";
@@ -118,11 +130,28 @@ Killed run_runaway(const spyglass_test::TempDir& dir, const KillCase& k, const s
   in >> out.parent >> out.grandchild;
   auto h = mon::History::open(db, {.create = false});
   const auto runs = h.runs({});
-  if (!runs.empty()) out.rec = *h.run(runs.front().id);
+  if (!runs.empty()) {
+    out.rec = *h.run(runs.front().id);
+    out.samples = h.samples(out.rec.id);
+    out.end_s = static_cast<double>(out.rec.end_unix_ns - out.rec.start_unix_ns) / 1e9;
+  }
   return out;
 }
 
-void expect_killed(const Killed& k, const std::string& reason, double min_s, double max_s) {
+// Finds where a sampled value first went past `limit`.
+template <class F>
+void find_crossing(Killed& k, double limit, F value) {
+  for (const auto& s : k.samples) {
+    const double t = static_cast<double>(s.t_ns) / 1e9;
+    if (value(s) > limit) {
+      k.detect_s = t;
+      return;
+    }
+    k.below_s = t;
+  }
+}
+
+void expect_killed(const Killed& k, const std::string& reason) {
   EXPECT_EQ(k.res.exit_code, 124) << k.res.err;
   EXPECT_EQ(k.rec.exit_code, 124);
   EXPECT_EQ(k.rec.kill_reason, reason);
@@ -131,50 +160,84 @@ void expect_killed(const Killed& k, const std::string& reason, double min_s, dou
   // The grandchild ignored SIGTERM; it must still be gone when spyglass returns.
   EXPECT_FALSE(spyglass_test::alive(k.grandchild));
   EXPECT_FALSE(spyglass_test::alive(k.parent));
-  EXPECT_GE(k.res.seconds, min_s);
-  EXPECT_LE(k.res.seconds, max_s);
+}
+
+// A sampled limit: seen at the first sample past it, which comes at most one interval
+// after the last sample within it; the tree is gone `grace` after that (graceful: not
+// before, as the grandchild ignores SIGTERM) or at once (immediate).
+void expect_sampled_kill(const Killed& k, bool graceful) {
+  ASSERT_GE(k.below_s, 0) << "no sample within the limit";
+  ASSERT_GE(k.detect_s, 0) << "no sample beyond the limit, yet the run was killed";
+  const double grace = graceful ? kGrace : 0.0;
+  EXPECT_LE(k.end_s - k.below_s, kInterval + grace + kSlack)
+      << "below " << k.below_s << " s, detected " << k.detect_s << " s, ended " << k.end_s << " s";
+  if (graceful) {
+    EXPECT_GE(k.end_s - k.detect_s, kGrace) << "SIGKILL came before the grace period ended";
+  }
 }
 
 }  // namespace
 
-// Bounds: the limit is noticed within one interval (50 ms) and the grandchild, which
-// ignores SIGTERM, needs the full grace (1 s). The upper bounds add 4 s of slack for
-// process start-up and scheduling on a loaded 2-core machine; the lower bounds show the
-// graceful path really waited for the grace period.
 TEST(RunLimits, TimeoutKillsTreeGracefully) {
   spyglass_test::TempDir dir;
   const auto k = run_runaway(dir, {{"--timeout", "1s"}, "sleep", "timeout"}, "graceful");
-  expect_killed(k, "timeout", 1.9, 1.0 + 0.05 + 1.0 + 4.0);
+  expect_killed(k, "timeout");
+  // The timeout is a deadline of its own (no sampling involved): SIGTERM at 1 s, SIGKILL
+  // for the SIGTERM-proof grandchild after the 1 s grace.
+  EXPECT_GE(k.end_s, 1.0 + kGrace);
+  EXPECT_LE(k.end_s, 1.0 + kGrace + kSlack);
   // The command itself (the runaway parent) dies on SIGTERM right at the timeout; the
-  // run lasts until the SIGTERM-proof grandchild is killed after the grace period.
-  EXPECT_GE(k.rec.duration_ns, 950000000);
+  // run lasts until the grandchild is killed after the grace period.
+  EXPECT_GE(k.rec.duration_ns, 1000000000);
+  EXPECT_LE(k.rec.duration_ns, 1500000000);
   EXPECT_EQ(k.rec.signal, SIGTERM);
 }
 
 TEST(RunLimits, TimeoutImmediateSkipsGrace) {
   spyglass_test::TempDir dir;
   const auto k = run_runaway(dir, {{"--timeout", "1s"}, "sleep", "timeout"}, "immediate");
-  expect_killed(k, "timeout", 0.95, 1.0 + 0.05 + 4.0);
+  expect_killed(k, "timeout");
+  EXPECT_GE(k.end_s, 1.0);
+  EXPECT_LE(k.end_s, 1.0 + kSlack);
   EXPECT_EQ(k.rec.signal, SIGKILL);
 }
 
 TEST(RunLimits, MaxRssKillsTree) {
   spyglass_test::TempDir dir;
-  const auto k = run_runaway(dir, {{"--max-rss", "96M"}, "rss", "max-rss"}, "graceful");
-  expect_killed(k, "max-rss", 0.0, 0.05 + 1.0 + 4.0 + 2.0 /* growing to 96 MiB */);
+  auto k = run_runaway(dir, {{"--max-rss", "96M"}, "rss", "max-rss"}, "graceful");
+  expect_killed(k, "max-rss");
+  find_crossing(k, 96.0 * 1048576, [](const mon::Sample& s) { return static_cast<double>(s.rss_bytes); });
+  expect_sampled_kill(k, true);
+  // The parent grows 8 MiB per 20 ms sleep: passing 96 MiB takes at least 11 sleeps.
+  EXPECT_GE(k.detect_s, 0.22);
   EXPECT_GT(k.rec.peak_tree_rss_bytes, 96u << 20);
-  // The killed parent was growing 8 MiB per 20 ms, so it cannot have gone much past.
+  // Killed while growing 8 MiB per 20 ms: it cannot have gone much past the limit.
   EXPECT_LT(k.rec.peak_tree_rss_bytes, 600u << 20);
+}
+
+TEST(RunLimits, MaxRssImmediateKillsTreeAtOnce) {
+  spyglass_test::TempDir dir;
+  auto k = run_runaway(dir, {{"--max-rss", "96M"}, "rss", "max-rss"}, "immediate");
+  expect_killed(k, "max-rss");
+  find_crossing(k, 96.0 * 1048576, [](const mon::Sample& s) { return static_cast<double>(s.rss_bytes); });
+  expect_sampled_kill(k, false);
+  EXPECT_GE(k.detect_s, 0.22);
+  EXPECT_EQ(k.rec.signal, SIGKILL);
 }
 
 TEST(RunLimits, MaxCpuKillsTree) {
   spyglass_test::TempDir dir;
-  const auto k = run_runaway(dir, {{"--max-cpu", "0.5"}, "cpu", "max-cpu"}, "graceful");
-  expect_killed(k, "max-cpu", 0.4, 0.5 + 0.05 + 1.0 + 4.0 + 3.0 /* CPU share on a loaded machine */);
+  auto k = run_runaway(dir, {{"--max-cpu", "0.5"}, "cpu", "max-cpu"}, "graceful");
+  expect_killed(k, "max-cpu");
+  find_crossing(k, 0.5,
+                [](const mon::Sample& s) { return static_cast<double>(s.cpu_user_ns + s.cpu_sys_ns) / 1e9; });
+  expect_sampled_kill(k, true);
+  // One spinning thread cannot pass 0.5 CPU seconds in less than 0.5 s.
+  EXPECT_GE(k.detect_s, 0.5);
   EXPECT_GE(k.rec.user_cpu_ns + k.rec.sys_cpu_ns, 500000000u);
   // SIGTERM ends the spinning parent at once; its CPU past the limit is bounded by the
   // interval plus the time to die.
-  EXPECT_LT(k.rec.user_cpu_ns + k.rec.sys_cpu_ns, 1500000000u);
+  EXPECT_LT(k.rec.user_cpu_ns + k.rec.sys_cpu_ns, 1000000000u);
 }
 
 TEST(RunSignals, SigtermAndSigintAreForwardedToTheGroup) {

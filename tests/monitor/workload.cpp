@@ -13,6 +13,8 @@
 //   steady MIB THREADS FDS
 //       Touches MIB MiB, opens FDS descriptors, starts THREADS threads of which one
 //       spins; prints "ready" and runs until stdin closes.
+//   busyidle CPU_SECONDS IDLE_SECONDS
+//       Burns CPU_SECONDS of CPU on one thread, then sleeps IDLE_SECONDS.
 //   exit CODE           exits with CODE
 //   signal SIG          kills itself with SIG
 //   echo OUT ERR        writes OUT to stdout and ERR to stderr
@@ -152,6 +154,11 @@ int main(int argc, char** argv) {
   if (what == "calib" && argc == 7) return calib(argv + 2);
   if (what == "runaway" && argc == 4) return runaway(argv + 2);
   if (what == "steady" && argc == 5) return steady(argv + 2);
+  if (what == "busyidle" && argc == 4) {
+    burn(std::strtod(argv[2], nullptr));
+    ::usleep(static_cast<useconds_t>(std::strtod(argv[3], nullptr) * 1e6));
+    return 0;
+  }
   if (what == "exit" && argc == 3) return std::atoi(argv[2]);
   if (what == "signal" && argc == 3) {
     ::signal(std::atoi(argv[2]), SIG_DFL);
