@@ -50,9 +50,13 @@ function(spyglass_add_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
-  # Escape the list so several labels stay one property value.
-  string(REPLACE ";" "\\;" _labels "${ARG_LABELS}")
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
-                       PROPERTIES LABELS "${_labels}" TIMEOUT ${ARG_TIMEOUT}
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT ${ARG_TIMEOUT}
                        WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+  # Labels are set by a file ctest includes after the discovered tests: before CMake 3.28,
+  # gtest_discover_tests flattens a list in PROPERTIES, so a second label would be lost.
+  set(_labels_file ${CMAKE_CURRENT_BINARY_DIR}/${name}_labels.cmake)
+  file(WRITE ${_labels_file} "foreach(test IN LISTS ${name}_TESTS)\n"
+                             "  set_tests_properties(\"\${test}\" PROPERTIES LABELS \"${ARG_LABELS}\")\n"
+                             "endforeach()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${_labels_file})
 endfunction()
