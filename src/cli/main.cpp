@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -60,10 +61,17 @@ struct UsageError {
   std::string message;
 };
 
+// Exclusive upper bounds of what a double may hold before its conversion: 2^63 ns (an
+// int64_t count, about 292 years) and 2^64 bytes. Both are exact doubles.
+constexpr double kMaxNs = 9223372036854775808.0;
+constexpr double kMaxBytes = 18446744073709551616.0;
+constexpr double kMaxDays = kMaxNs / 86400e9;  // what RetentionPolicy can express: ~106751 days
+
+// A finite, non-negative number at the start of `s`; `rest` is what follows it.
 std::optional<double> parse_number(std::string_view s, std::string_view& rest) {
   double v = 0;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (r.ec != std::errc() || v < 0) return std::nullopt;
+  if (r.ec != std::errc() || !std::isfinite(v) || v < 0) return std::nullopt;
   rest = std::string_view(r.ptr, static_cast<std::size_t>(s.data() + s.size() - r.ptr));
   return v;
 }
@@ -78,7 +86,10 @@ std::chrono::nanoseconds parse_duration(std::string_view opt, std::string_view s
   if (unit == "m") mult = 60e9;
   if (unit == "h") mult = 3600e9;
   if (!v || mult == 0) throw UsageError{std::string(opt) + ": not a duration: '" + std::string(s) + "'"};
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(*v * mult));
+  const double ns = *v * mult;
+  if (!(ns < kMaxNs))
+    throw UsageError{std::string(opt) + ": out of range: '" + std::string(s) + "' (at most 292 years)"};
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
 }
 
 std::uint64_t parse_size(std::string_view opt, std::string_view s) {
@@ -90,7 +101,10 @@ std::uint64_t parse_size(std::string_view opt, std::string_view s) {
   if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
   if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
   if (!v || mult == 0) throw UsageError{std::string(opt) + ": not a size: '" + std::string(s) + "'"};
-  return static_cast<std::uint64_t>(*v * mult);
+  const double bytes = *v * mult;
+  if (!(bytes < kMaxBytes))
+    throw UsageError{std::string(opt) + ": out of range: '" + std::string(s) + "' (at most 16 EiB)"};
+  return static_cast<std::uint64_t>(bytes);
 }
 
 std::int64_t parse_int(std::string_view opt, std::string_view s, std::int64_t min) {
@@ -218,6 +232,10 @@ int cmd_run(Args& a) {
       const auto n = parse_number(v, rest);
       if (!n || !rest.empty() || *n <= 0)
         throw UsageError{"--keep-days: not a number of days: '" + std::string(v) + "'"};
+      if (!(*n < kMaxDays)) {
+        throw UsageError{"--keep-days: out of range: '" + std::string(v) + "' (at most " +
+                         std::to_string(static_cast<long>(kMaxDays)) + " days)"};
+      }
       keep.max_age_days = *n;
     } else if (opt == "--quiet" || opt == "-q") {
       quiet = true;

@@ -6,11 +6,13 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 
 #include "spyglass/json.hpp"
 
@@ -580,8 +582,18 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
   // rank: 1 = newest of its label. A run is dropped past the limits and thinned past half.
   // Thinning keeps the first sample, every k-th after it and the last, with
   // k = ceil((n - 1) / (thin_to - 1)), which keeps at most thin_to samples.
-  const std::int64_t keep = p.keep_last_per_label ? static_cast<std::int64_t>(*p.keep_last_per_label) : -1;
-  const std::int64_t max_age = p.max_age_days ? static_cast<std::int64_t>(*p.max_age_days * 86400e9) : -1;
+  // -1: no such rule. Values beyond what int64 holds keep everything; a NaN or negative
+  // age is no rule.
+  constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
+  const std::int64_t keep = p.keep_last_per_label
+                                ? static_cast<std::int64_t>(std::min<std::size_t>(
+                                      *p.keep_last_per_label, static_cast<std::size_t>(kMax)))
+                                : -1;
+  std::int64_t max_age = -1;
+  if (p.max_age_days && *p.max_age_days >= 0) {
+    const double ns = *p.max_age_days * 86400e9;
+    max_age = ns < 9223372036854775808.0 ? static_cast<std::int64_t>(ns) : kMax;
+  }
   const char* ranked =
       "WITH ranked AS (SELECT id, start_unix_ns, row_number() OVER (PARTITION BY label ORDER BY "
       "start_unix_ns "

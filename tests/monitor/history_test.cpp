@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <limits>
 #include <set>
 
 #include "test_util.hpp"
@@ -397,4 +398,22 @@ TEST(History, ReadOnlyOpenOfATooOldSchemaSaysHowToMigrate) {
     EXPECT_NE(std::string(e.what()).find("schema version 0 is too old"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("spyglass run --db"), std::string::npos) << e.what();
   }
+}
+
+// Ages and counts beyond what the database's integers hold mean "keep everything"; a NaN
+// or negative age is no rule at all. None of them is an undefined conversion.
+TEST(History, RetentionWithExtremeValuesKeepsEverything) {
+  spyglass_test::TempDir dir;
+  auto h = mon::History::open(dir / "h.db");
+  const std::int64_t day = 86400LL * 1000000000LL;
+  auto old = make_run("x", now_ns() - 1000 * day);
+  h.insert(old, make_samples(10, 0), 0);
+  for (const double days :
+       {1e300, std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(), -1.0}) {
+    const auto res = h.apply_retention(
+        {.keep_last_per_label = std::numeric_limits<std::size_t>::max(), .max_age_days = days, .thin_to = 2});
+    EXPECT_EQ(res.runs_deleted, 0u) << days;
+    EXPECT_EQ(res.samples_deleted, 0u) << days;
+  }
+  EXPECT_EQ(h.samples(old.id).size(), 10u);
 }

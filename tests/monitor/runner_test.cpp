@@ -302,6 +302,40 @@ TEST(RunCli, BadOptionsAreClearErrors) {
   r = spyglass_test::run({kSpyglass, "run"}, dir.path());
   EXPECT_EQ(r.exit_code, 125);
   EXPECT_NE(r.err.find("no command given"), std::string::npos) << r.err;
+  // Numbers a double holds but the option's integer type does not, and non-numbers that
+  // parse as doubles: clear errors, never an undefined conversion.
+  const std::pair<std::vector<std::string>, std::string> out_of_range[] = {
+      {{"--keep-days", "1e300"}, "--keep-days: out of range: '1e300' (at most 106751 days)"},
+      {{"--keep-days", "106752"}, "--keep-days: out of range"},
+      {{"--keep-days", "nan"}, "--keep-days: not a number of days"},
+      {{"--keep-days", "inf"}, "--keep-days: not a number of days"},
+      {{"--max-rss", "1e30G"}, "--max-rss: out of range: '1e30G' (at most 16 EiB)"},
+      {{"--max-rss", "17179869184G"}, "--max-rss: out of range"},  // 2^64 bytes
+      {{"--tail", "17179869184G"}, "--tail: out of range"},
+      {{"--tail", "nan"}, "--tail: not a size"},
+      {{"--timeout", "1e300h"}, "--timeout: out of range: '1e300h' (at most 292 years)"},
+      {{"--timeout", "2562048h"}, "--timeout: out of range"},
+      {{"--grace", "infs"}, "--grace: not a duration"},
+      {{"--interval", "1e20"}, "--interval: out of range"},
+      {{"--max-cpu", "inf"}, "--max-cpu: not a number of seconds"},
+      {{"--keep-runs", "99999999999999999999"}, "--keep-runs: not a valid number"},
+  };
+  for (const auto& [opts, message] : out_of_range) {
+    std::vector<std::string> argv = {kSpyglass, "run"};
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.insert(argv.end(), {"--", "true"});
+    r = spyglass_test::run(argv, dir.path());
+    EXPECT_EQ(r.exit_code, 125) << opts[0] << " " << opts[1];
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  // The largest values that fit are accepted (the run itself is quick).
+  r = spyglass_test::run({kSpyglass, "run", "--no-history", "--quiet", "--keep-days", "106751", "--timeout",
+                          "2562047h", "--max-rss", "17179869183G", "--", "true"},
+                         dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = spyglass_test::run({kSpyglass, "history", "--limit", "99999999999999999999"}, dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--limit: not a valid number"), std::string::npos) << r.err;
   r = spyglass_test::run({kSpyglass, "frobnicate"}, dir.path());
   EXPECT_EQ(r.exit_code, 2);
   // Nothing ran, so nothing was created.
