@@ -3,6 +3,7 @@
 
 #include "spyglass/monitor/runner.hpp"
 
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -17,6 +18,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <cstring>
 #include <ctime>
@@ -235,6 +237,41 @@ struct Stream {
   }
 };
 
+// Whether another process is in our process group. A shell puts the members of a pipeline
+// in one group (`spyglass run -- cmd | less`); giving the terminal to the command would
+// take it from the others, and `less` would stop on its next keyboard read.
+bool shares_process_group() {
+  const pid_t self = ::getpid(), group = ::getpgrp();
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return false;
+  bool shared = false;
+  std::string buf;
+  while (const dirent* e = ::readdir(proc)) {
+    pid_t p = 0;
+    const char* end = e->d_name + std::strlen(e->d_name);
+    if (std::from_chars(e->d_name, end, p).ptr != end || p == self) continue;
+    const Fd fd = detail::open_ro(("/proc/" + std::string(e->d_name) + "/stat").c_str());
+    if (!fd.valid() || !detail::pread_all(fd.get(), buf)) continue;
+    // "pid (comm) state ppid pgrp ...": comm may hold anything, so parse after its ')'.
+    const auto rp = buf.rfind(')');
+    if (rp == std::string::npos) continue;
+    std::string_view rest(buf);
+    rest.remove_prefix(rp + 1);
+    int field = 0;
+    pid_t pgrp = 0;
+    for (std::size_t i = 0; i < rest.size() && field < 3; ++i) {
+      if (rest[i] != ' ') continue;
+      if (++field == 3) std::from_chars(rest.data() + i + 1, rest.data() + rest.size(), pgrp);
+    }
+    if (pgrp == group) {
+      shared = true;
+      break;
+    }
+  }
+  ::closedir(proc);
+  return shared;
+}
+
 const char* signal_name(int sig) {
   switch (sig) {
     case SIGINT: return "SIGINT";
@@ -363,7 +400,8 @@ RunResult run(const RunOptions& o) {
     return res;
   }
 
-  const bool own_tty = ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
+  const bool own_tty =
+      ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() && !shares_process_group();
   if (own_tty) ::tcsetpgrp(STDIN_FILENO, pid);
   for (Stream* s : {&out, &err}) {
     if (s->fd.valid()) ::fcntl(s->fd.get(), F_SETFL, ::fcntl(s->fd.get(), F_GETFL) | O_NONBLOCK);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <simdjson.h>
@@ -281,4 +282,70 @@ TEST(Runner, StopOnTerminalStopsSpyglassAndResumes) {
                                    "not taken back, 25: never finished, 26: wrong exit status; output: "
                                 << out;
   EXPECT_NE(out.find("resumed"), std::string::npos) << out;
+}
+
+// In a pipeline on a terminal (`spyglass run -- cmd | less`), the other members share
+// spyglass's process group and the terminal must stay with that group: given to the
+// command, it would stop `less` at its next keyboard read. The command reports its own
+// process group and the terminal's foreground group from /proc/self/stat (fields 5, 8).
+TEST(Runner, TerminalStaysWithAPipeline) {
+  spyglass_test::TempDir dir;
+  const std::string report = dir / "groups";
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const std::string slave_name = ::ptsname(master);
+  const pid_t shell = ::fork();
+  if (shell == 0) {
+    ::setsid();
+    const int tty = ::open(slave_name.c_str(), O_RDWR);
+    if (tty < 0) std::_Exit(20);
+    const pid_t partner = ::fork();  // the pipeline's other member, its group leader
+    if (partner == 0) {
+      ::setpgid(0, 0);
+      ::execlp("sleep", "sleep", "30", static_cast<char*>(nullptr));
+      std::_Exit(21);
+    }
+    ::setpgid(partner, partner);
+    ::tcsetpgrp(tty, partner);  // the pipeline is the foreground job
+    const pid_t job = ::fork();
+    if (job == 0) {
+      ::setpgid(0, partner);
+      for (int fd = 0; fd < 3; ++fd) ::dup2(tty, fd);
+      const std::string script = "cut -d' ' -f5,8 /proc/$$/stat > " + report;
+      ::execl(kSpyglass.c_str(), "spyglass", "run", "--no-history", "--quiet", "--", "sh", "-c",
+              script.c_str(), static_cast<char*>(nullptr));
+      std::_Exit(22);
+    }
+    ::setpgid(job, partner);
+    int st = 0;
+    pid_t w = 0;
+    for (int i = 0; i < 2000 && (w = ::waitpid(job, &st, WNOHANG)) == 0; ++i) ::usleep(10000);
+    const bool foreground_kept = ::tcgetpgrp(tty) == partner;
+    ::kill(partner, SIGKILL);
+    ::waitpid(partner, nullptr, 0);
+    if (w != job) {
+      ::kill(job, SIGKILL);
+      std::_Exit(23);
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) std::_Exit(24);
+    std::_Exit(foreground_kept ? 0 : 25);
+  }
+  int st = 0;
+  for (;;) {  // keep the terminal drained while the helper runs
+    pollfd pf{master, POLLIN, 0};
+    if (::poll(&pf, 1, 20) > 0 && (pf.revents & POLLIN)) {
+      char buf[4096];
+      (void)!::read(master, buf, sizeof buf);
+    }
+    if (::waitpid(shell, &st, WNOHANG) == shell) break;
+  }
+  ::close(master);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "23: spyglass did not finish, 24: it failed, 25: terminal not given back";
+  std::istringstream groups(spyglass_test::slurp(report));
+  pid_t pgrp = 0, foreground = 0;
+  ASSERT_TRUE(groups >> pgrp >> foreground) << spyglass_test::slurp(report);
+  EXPECT_NE(pgrp, foreground) << "the command was given the pipeline's terminal";
 }

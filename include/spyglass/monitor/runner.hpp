@@ -69,8 +69,11 @@ SPYGLASS_API int exit_code_from_status(int status) noexcept;
 /// yields exit code 127 (not found) or 126 (not executable) and the reason in record.error;
 /// a command whose exit status another waitpid() in this process took yields 125.
 ///
-/// Job control: when stdin is our controlling terminal and we are its foreground process
-/// group, the terminal goes to the command's group. If the command is then stopped by
+/// Job control: when stdin is our controlling terminal, we are its foreground process
+/// group and alone in it, the terminal goes to the command's group (Ctrl-C and Ctrl-Z
+/// reach the command directly). In a pipeline (`spyglass run -- cmd | less`) the terminal
+/// stays with the pipeline, so the other members keep it; the command then runs as a
+/// background group. If the command is then stopped by
 /// SIGTSTP (Ctrl-Z), SIGTTIN or SIGTTOU, run() takes the terminal back and stops the
 /// calling process with SIGTSTP (SIGTTIN for SIGTTIN), as a shell job would; once
 /// continued it returns the terminal to the command if it is in the foreground again,
