@@ -346,8 +346,8 @@ RunResult run(const RunOptions& o) {
   int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
   ::pipe2(out_pipe, O_CLOEXEC);
   ::pipe2(err_pipe, O_CLOEXEC);
-  Stream out{Fd(out_pipe[0]), STDOUT_FILENO};
-  Stream err{Fd(err_pipe[0]), STDERR_FILENO};
+  Stream out{Fd(out_pipe[0]), o.passthrough ? STDOUT_FILENO : -1};  // -1: no sink at all
+  Stream err{Fd(err_pipe[0]), o.passthrough ? STDERR_FILENO : -1};
   Fd out_w(out_pipe[1]), err_w(err_pipe[1]);
 
   posix_spawn_file_actions_t fa;
