@@ -3,6 +3,7 @@
 // definitions (fetched into the build tree at configure time), then parses protoc's text
 // output into a tree. Nothing of the exporter's own code is involved.
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>

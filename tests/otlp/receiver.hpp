@@ -114,6 +114,17 @@ class Receiver {
     std::lock_guard lk(mu_);
     queue_.push_back(std::move(r));
   }
+  /// The reply used for requests to `path` when no queued one for it is left. Replies
+  /// for a path come before the ones above.
+  void set_default(const std::string& path, Reply r) {
+    std::lock_guard lk(mu_);
+    path_default_[path] = std::move(r);
+  }
+  /// Queues a reply for the next request to `path`.
+  void push(const std::string& path, Reply r) {
+    std::lock_guard lk(mu_);
+    path_queue_[path].push_back(std::move(r));
+  }
 
   [[nodiscard]] std::vector<Request> requests() const {
     std::lock_guard lk(mu_);
@@ -122,6 +133,15 @@ class Receiver {
   [[nodiscard]] std::size_t count() const {
     std::lock_guard lk(mu_);
     return count_;
+  }
+  /// The requests to `path`.
+  [[nodiscard]] std::vector<Request> requests(const std::string& path) const {
+    std::lock_guard lk(mu_);
+    std::vector<Request> v;
+    for (const Request& r : requests_) {
+      if (r.path == path) v.push_back(r);
+    }
+    return v;
   }
   /// Waits until at least `n` requests arrived.
   bool wait_for(std::size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
@@ -226,7 +246,14 @@ class Receiver {
       Reply reply;
       {
         std::lock_guard lk(mu_);
-        if (!queue_.empty()) {
+        auto pq = path_queue_.find(req.path);
+        auto pd = path_default_.find(req.path);
+        if (pq != path_queue_.end() && !pq->second.empty()) {
+          reply = std::move(pq->second.front());
+          pq->second.pop_front();
+        } else if (pd != path_default_.end()) {
+          reply = pd->second;
+        } else if (!queue_.empty()) {
           reply = std::move(queue_.front());
           queue_.pop_front();
         } else {
@@ -266,6 +293,8 @@ class Receiver {
   std::vector<std::thread> conns_;
   std::deque<Reply> queue_;
   Reply default_;
+  std::map<std::string, std::deque<Reply>> path_queue_;
+  std::map<std::string, Reply> path_default_;
   std::vector<Request> requests_;
   std::size_t count_ = 0;
 };

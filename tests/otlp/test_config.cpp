@@ -85,6 +85,60 @@ TEST(OtlpConfig, HeadersProtocolCompressionTimeout) {
   EXPECT_EQ(o.metrics_timeout, std::chrono::milliseconds(700));
 }
 
+TEST(OtlpConfig, HeaderValuesWithControlCharactersAreNeverAccepted) {
+  using H = std::vector<std::pair<std::string, std::string>>;
+  Env e;
+  // After percent-decoding: CR LF (header injection), NUL, HTAB, DEL; a name that is not
+  // a token; a raw CR LF in the variable itself.
+  e.vars["OTEL_EXPORTER_OTLP_HEADERS"] =
+      "ok=1,evil=secret%0D%0AX-Injected:%20yes,lf=a%0Ab,nul=a%00b,tab=a%09b,del=a%7Fb,"
+      "bad%20name=v,colon%3A=v,raw=secret\r\nX-Raw: 1,also-ok=%C3%A9";
+  e.vars["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = "t=x%0D";
+  std::vector<std::string> w;
+  const auto o = e.parse(&w);
+  EXPECT_EQ(o.metrics_headers, (H{{"ok", "1"}, {"also-ok", "\xC3\xA9"}}));
+  EXPECT_EQ(o.traces_headers, o.metrics_headers);  // and nothing from the traces variable
+  int generic = 0, traces = 0;
+  for (const auto& s : w) {
+    generic += s.find("OTEL_EXPORTER_OTLP_HEADERS=") != std::string::npos;
+    traces += s.find("OTEL_EXPORTER_OTLP_TRACES_HEADERS=") != std::string::npos;
+    // One line each, and the values (often secrets) are not repeated.
+    EXPECT_EQ(s.find_first_of("\r\n"), std::string::npos) << s;
+    EXPECT_EQ(s.find("secret"), std::string::npos) << s;
+    EXPECT_EQ(s.find("Injected"), std::string::npos) << s;
+  }
+  EXPECT_EQ(generic, 8);
+  EXPECT_EQ(traces, 1);
+  bool named = false;
+  for (const auto& s : w)
+    named = named || (s.find("'evil=") != std::string::npos && s.find("control") != std::string::npos);
+  EXPECT_TRUE(named) << "the warning names the header and the reason";
+}
+
+TEST(OtlpConfig, HugeDurationsAreClampedWithAWarning) {
+  Env e;
+  e.vars["OTEL_METRIC_EXPORT_INTERVAL"] = "99999999999999999999999";  // beyond any integer
+  e.vars["OTEL_EXPORTER_OTLP_TIMEOUT"] = "9223372036854775807";       // ns arithmetic overflows
+  e.vars["OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"] = std::to_string(otlp::kMaxDuration.count() + 1);
+  std::vector<std::string> w;
+  auto o = e.parse(&w);
+  EXPECT_EQ(o.metrics_interval, otlp::kMaxDuration);
+  EXPECT_EQ(o.traces_timeout, otlp::kMaxDuration);
+  EXPECT_EQ(o.metrics_timeout, otlp::kMaxDuration);
+  ASSERT_EQ(w.size(), 3u);
+  for (const auto& s : w) EXPECT_NE(s.find("maximum"), std::string::npos) << s;
+  // The maximum itself is fine; a huge negative one is malformed.
+  e.vars.clear();
+  e.vars["OTEL_METRIC_EXPORT_INTERVAL"] = std::to_string(otlp::kMaxDuration.count());
+  e.vars["OTEL_EXPORTER_OTLP_TIMEOUT"] = "-99999999999999999999999";
+  w.clear();
+  o = e.parse(&w);
+  EXPECT_EQ(o.metrics_interval, otlp::kMaxDuration);
+  EXPECT_EQ(o.traces_timeout, otlp::OtlpOptions{}.traces_timeout);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("OTEL_EXPORTER_OTLP_TIMEOUT="), std::string::npos);
+}
+
 TEST(OtlpConfig, ServiceAndResourceAttributesWithPercentDecoding) {
   Env e;
   e.vars["OTEL_RESOURCE_ATTRIBUTES"] = "service.name=from-attrs,deployment.environment=prod%2Ceu,team=a%3Db";

@@ -7,6 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "protoc.hpp"
@@ -574,4 +578,216 @@ TEST(OtlpExporter, MetricsGoOutOnTheirIntervalAndOverflowIsFolded) {
     points[key] = p->at("as_int").value;
   }
   EXPECT_EQ(points, (std::map<std::string, std::string>{{"a", "1"}, {"b", "1"}, {"overflow", "2"}}));
+}
+
+// ---- unsafe or out-of-range settings ----------------------------------------------
+
+TEST(OtlpExporter, HeadersWithControlCharactersAreNeverSent) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.traces_headers = {{"X-Ok", "1"},
+                      {"X-Evil", "secret\r\nX-Injected: 1"},
+                      {"X-Lf", "a\nb"},
+                      {"X-Nul", std::string("a\0b", 3)},
+                      {"X-Ctl", "a\x01z"},
+                      {"Bad Name", "v"},
+                      {"X-Smuggle\r\nX-Injected", "v"}};
+  testing::internal::CaptureStderr();
+  otlp::OtlpExporter ex(o);
+  const std::string err = testing::internal::GetCapturedStderr();
+  for (const char* name : {"'X-Evil'", "'X-Lf'", "'X-Nul'", "'X-Ctl'", "'Bad Name'"}) {
+    EXPECT_NE(err.find(name), std::string::npos) << name << " not named in: " << err;
+  }
+  EXPECT_EQ(err.find("secret"), std::string::npos) << "a header value was printed: " << err;
+  using H = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(ex.options().traces_headers, (H{{"X-Ok", "1"}}));
+  ex.export_batch(make_events(1));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].header("x-ok"), "1");
+  for (const char* h : {"x-evil", "x-injected", "x-lf", "x-nul", "x-ctl", "bad name", "x-smuggle"}) {
+    EXPECT_EQ(reqs[0].headers.count(h), 0u) << h;
+  }
+}
+
+TEST(OtlpExporter, PercentDecodedHeaderValuesFromTheEnvironmentCannotInjectHeaders) {
+  Receiver rx;
+  std::map<std::string, std::string> env{
+      {"OTEL_EXPORTER_OTLP_HEADERS", "x-ok=1,x-evil=v%0D%0AX-Injected:%201,x-lf=v%0AX-Also:%202"}};
+  std::vector<std::string> warnings;
+  auto o = otlp::from_env(fast_options(rx), &warnings, [&](const char* n) -> const char* {
+    auto it = env.find(n);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+  EXPECT_EQ(warnings.size(), 2u);
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(1));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].header("x-ok"), "1");
+  for (const char* h : {"x-evil", "x-injected", "x-lf", "x-also"})
+    EXPECT_EQ(reqs[0].headers.count(h), 0u) << h;
+}
+
+TEST(OtlpExporter, HugeDurationsAreClampedSoNoDeadlineOverflows) {
+  using ms = std::chrono::milliseconds;
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.schedule_delay = ms::max();
+  o.metrics_interval = ms::max();
+  o.traces_timeout = ms::max();
+  o.metrics_timeout = ms::max();
+  o.initial_backoff = ms::max();
+  o.max_backoff = ms::max();
+  o.max_retry_after = ms::max();
+  o.shutdown_timeout = ms::max();
+  testing::internal::CaptureStderr();
+  otlp::OtlpExporter ex(o);
+  const std::string err = testing::internal::GetCapturedStderr();
+  const auto& got = ex.options();
+  for (ms d : {got.schedule_delay, got.metrics_interval, got.traces_timeout, got.metrics_timeout,
+               got.initial_backoff, got.max_backoff, got.max_retry_after, got.shutdown_timeout}) {
+    EXPECT_EQ(d, otlp::kMaxDuration);
+  }
+  std::size_t warned = 0;
+  for (auto at = err.find("above the maximum"); at != std::string::npos;
+       at = err.find("above the maximum", at + 1))
+    ++warned;
+  EXPECT_EQ(warned, 8u) << err;
+  ex.export_batch(make_events(3));
+  ASSERT_TRUE(ex.force_flush(ms::max()));  // a huge wait is clamped too
+  EXPECT_EQ(ex.counters().sent, 3u);
+  EXPECT_EQ(rx.requests("/v1/metrics").size(), 1u);
+  // The next metrics are a day away. (Had the deadline overflowed into the past, they
+  // would go out again at once, and again.)
+  EXPECT_FALSE(rx.wait_for(rx.count() + 1, 300ms));
+}
+
+TEST(OtlpExporter, NonPositiveDurationsAndBadBoundsAreCorrected) {
+  Receiver rx;
+  auto o = fast_options(rx);
+  o.traces_timeout = -5ms;  // zero or less would mean no time limit to libcurl
+  o.metrics_timeout = 0ms;
+  o.schedule_delay = -1ms;
+  o.initial_backoff = -1ms;
+  o.histogram_bounds = {0.1, std::nan(""), 0.01, 0.1, std::numeric_limits<double>::infinity()};
+  testing::internal::CaptureStderr();
+  otlp::OtlpExporter ex(o);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(ex.options().traces_timeout, otlp::OtlpOptions{}.traces_timeout);
+  EXPECT_EQ(ex.options().metrics_timeout, otlp::OtlpOptions{}.metrics_timeout);
+  EXPECT_EQ(ex.options().schedule_delay, 0ms);
+  EXPECT_EQ(ex.options().initial_backoff, 0ms);
+  EXPECT_EQ(ex.options().histogram_bounds, (std::vector<double>{0.01, 0.1}));
+  EXPECT_NE(err.find("traces_timeout"), std::string::npos) << err;
+  EXPECT_NE(err.find("histogram bounds"), std::string::npos) << err;
+  ex.export_batch(make_events(2));
+  ASSERT_TRUE(ex.force_flush(30s));
+  EXPECT_EQ(ex.counters().sent, 2u);
+}
+
+// ---- retries ----------------------------------------------------------------------
+
+TEST(OtlpExporter, Retries429HonouringRetryAfter) {
+  Receiver rx;
+  Reply slow_down;
+  slow_down.status = 429;
+  slow_down.headers = {{"Retry-After", "1"}};
+  rx.push(slow_down);
+  otlp::OtlpExporter ex(fast_options(rx));
+  ex.export_batch(make_events(3));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  // The backoff alone would be ~10 ms.
+  EXPECT_GE(reqs[1].at - reqs[0].at, 900ms);
+  EXPECT_LT(reqs[1].at - reqs[0].at, 20s);
+  EXPECT_EQ(spans_in(reqs[1]), 3u);
+  const auto c = ex.counters();
+  EXPECT_EQ(c.sent, 3u);
+  EXPECT_EQ(c.retries, 1u);
+  EXPECT_EQ(c.failed, 0u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, RetryAfterLongerThanTheMaximumIsCapped) {
+  Receiver rx;
+  // An hour, more seconds than any integer holds, and a date centuries ahead: each wait
+  // is cut to max_retry_after, and the request goes through in the end.
+  for (const char* after : {"3600", "99999999999999999999999999", "Fri, 31 Dec 2249 23:59:59 GMT"}) {
+    Reply busy;
+    busy.status = 503;
+    busy.headers = {{"Retry-After", after}};
+    rx.push(busy);
+  }
+  auto o = fast_options(rx);
+  o.max_retry_after = 300ms;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(2));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto reqs = rx.requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  for (std::size_t i = 1; i < reqs.size(); ++i) {
+    SCOPED_TRACE(i);
+    // At least the cap (the backoff alone would be ~10 ms), far less than asked.
+    EXPECT_GE(reqs[i].at - reqs[i - 1].at, 280ms);
+    EXPECT_LT(reqs[i].at - reqs[i - 1].at, 10s);
+  }
+  const auto c = ex.counters();
+  EXPECT_EQ(c.sent, 2u);
+  EXPECT_EQ(c.retries, 3u);
+  expect_balanced(c);
+}
+
+// Gaps between the arrivals of consecutive requests.
+std::vector<std::chrono::steady_clock::duration> gaps(const std::vector<spyglass_test::Request>& reqs) {
+  std::vector<std::chrono::steady_clock::duration> g;
+  for (std::size_t i = 1; i < reqs.size(); ++i) g.push_back(reqs[i].at - reqs[i - 1].at);
+  return g;
+}
+
+TEST(OtlpExporter, BackoffDoublesBetweenAttempts) {
+  Receiver rx;
+  Reply busy;
+  busy.status = 503;  // no Retry-After: the backoff decides
+  rx.set_default(busy);
+  auto o = fast_options(rx);
+  o.initial_backoff = 50ms;
+  o.max_backoff = 10000ms;
+  o.max_attempts = 5;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(1));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto g = gaps(rx.requests());
+  ASSERT_EQ(g.size(), 4u);
+  // Waits of 50, 100, 200, 400 ms, each +-20 %: a gap is never shorter than its wait
+  // (request time only adds), while a constant backoff would leave the last gaps short.
+  const std::chrono::milliseconds least[] = {40ms, 80ms, 160ms, 320ms};
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_GE(g[i], least[i]);
+    EXPECT_LT(g[i], 10s);
+  }
+  EXPECT_EQ(ex.counters().failed, 1u);
+}
+
+TEST(OtlpExporter, BackoffStopsGrowingAtMaxBackoff) {
+  Receiver rx;
+  Reply busy;
+  busy.status = 503;
+  rx.set_default(busy);
+  auto o = fast_options(rx);
+  o.initial_backoff = 50ms;
+  o.max_backoff = 100ms;
+  o.max_attempts = 6;
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(1));
+  ASSERT_TRUE(ex.force_flush(30s));
+  const auto g = gaps(rx.requests());
+  ASSERT_EQ(g.size(), 5u);
+  // Waits of 50, 100, 100, 100, 100 ms; uncapped, the last would be 800 +- 160 ms.
+  EXPECT_GE(g[4], 80ms);
+  EXPECT_LT(g[4], 500ms);
 }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <optional>
 
+#include "http.hpp"
 #include "spyglass/exporters/otlp.hpp"
 #include "spyglass/version.hpp"
 
@@ -79,6 +80,23 @@ bool percent_decode(std::string_view in, std::string& out) {
   return true;
 }
 
+// `s` fit for one line of a log: control bytes become \xNN.
+std::string printable(std::string_view s) {
+  static const char* digits = "0123456789abcdef";
+  std::string r;
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      r += "\\x";
+      r += digits[u >> 4];
+      r += digits[u & 15];
+    } else {
+      r += c;
+    }
+  }
+  return r;
+}
+
 class EnvReader {
  public:
   EnvReader(std::vector<std::string>* warnings, const EnvLookup& lookup)
@@ -90,13 +108,13 @@ class EnvReader {
     return (v != nullptr && *v != '\0') ? v : nullptr;
   }
 
+  // "spyglass otlp: ignoring NAME='value': why".
   void warn(const char* name, std::string_view value, std::string_view why) const {
-    std::string msg = "spyglass otlp: ignoring ";
-    msg += name;
-    msg += "='";
-    msg += value;
-    msg += "': ";
-    msg += why;
+    say(std::string("ignoring ") + name + "='" + printable(value) + "': " + std::string(why));
+  }
+  // "spyglass otlp: <what>".
+  void say(std::string what) const {
+    std::string msg = "spyglass otlp: " + what;
     std::fprintf(stderr, "%s\n", msg.c_str());
     if (warnings_ != nullptr) warnings_->push_back(std::move(msg));
   }
@@ -107,6 +125,9 @@ class EnvReader {
 };
 
 bool valid_url(std::string_view v) {
+  for (const char c : v) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;  // no spaces, no controls
+  }
   const auto scheme_end = v.find("://");
   if (scheme_end == std::string_view::npos) return false;
   const std::string scheme = lower(v.substr(0, scheme_end));
@@ -115,9 +136,16 @@ bool valid_url(std::string_view v) {
   return !rest.empty() && rest.front() != '/';
 }
 
-// "k1=v1,k2=v2" with percent-encoded values. Malformed entries are skipped with a warning.
-std::vector<std::pair<std::string, std::string>> parse_pairs(const EnvReader& env, const char* name,
-                                                             std::string_view value) {
+// One malformed entry of a "k1=v1,k2=v2" list.
+struct PairError {
+  std::string_view entry;
+  std::string_view why;
+};
+
+// "k1=v1,k2=v2" with percent-encoded keys and values (W3C Baggage without properties).
+// Empty entries are skipped; malformed ones are reported to `bad` and skipped.
+template <typename OnError>
+std::vector<std::pair<std::string, std::string>> parse_pairs(std::string_view value, OnError bad) {
   std::vector<std::pair<std::string, std::string>> out;
   std::size_t pos = 0;
   while (pos <= value.size()) {
@@ -129,11 +157,11 @@ std::vector<std::pair<std::string, std::string>> parse_pairs(const EnvReader& en
     const std::size_t eq = item.find('=');
     std::string k, v;
     if (eq == std::string_view::npos || trim(item.substr(0, eq)).empty()) {
-      env.warn(name, item, "entry is not key=value");
+      bad(PairError{item, "entry is not key=value"});
       continue;
     }
     if (!percent_decode(trim(item.substr(0, eq)), k) || !percent_decode(trim(item.substr(eq + 1)), v)) {
-      env.warn(name, item, "bad percent-encoding");
+      bad(PairError{item, "bad percent-encoding"});
       continue;
     }
     out.emplace_back(std::move(k), std::move(v));
@@ -173,19 +201,47 @@ std::optional<Compression> read_compression(const EnvReader& env, const char* na
 std::optional<std::chrono::milliseconds> read_millis(const EnvReader& env, const char* name) {
   const char* v = env.get(name);
   if (v == nullptr) return std::nullopt;
+  const std::string_view s = trim(v);
   long long ms = 0;
-  if (!parse_number(v, ms) || ms <= 0) {
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), ms);
+  const bool digits = !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+  if (digits && (r.ec == std::errc::result_out_of_range || ms > kMaxDuration.count())) {
+    // More than any deadline can hold: the longest one, rather than an overflow.
+    env.say(std::string(name) + "='" + printable(v) + "' is above the maximum of " +
+            std::to_string(kMaxDuration.count()) + " ms; using " + std::to_string(kMaxDuration.count()));
+    return kMaxDuration;
+  }
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || ms <= 0) {
     env.warn(name, v, "expected a positive number of milliseconds");
     return std::nullopt;
   }
   return std::chrono::milliseconds(ms);
 }
 
-std::optional<std::vector<std::pair<std::string, std::string>>> read_headers(const EnvReader& env,
-                                                                             const char* name) {
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// The headers of a *_HEADERS variable, or nullopt when it is unset. Entries that are
+// malformed or unsafe to send are skipped with a warning that names the header but never
+// shows its value (often a credential).
+std::optional<Headers> read_headers(const EnvReader& env, const char* name) {
   const char* v = env.get(name);
   if (v == nullptr) return std::nullopt;
-  return parse_pairs(env, name, v);
+  auto redacted = [](std::string_view entry) {
+    const auto eq = entry.find('=');
+    return eq == std::string_view::npos ? std::string("<entry without '='>")
+                                        : printable(entry.substr(0, eq)) + "=<hidden>";
+  };
+  Headers out;
+  for (auto& [k, val] :
+       parse_pairs(v, [&](const PairError& e) { env.warn(name, redacted(e.entry), e.why); })) {
+    const std::string_view problem = detail::header_problem(k, val);
+    if (!problem.empty()) {
+      env.warn(name, printable(k) + "=<hidden>", std::string(problem) + "; the header is not sent");
+      continue;
+    }
+    out.emplace_back(std::move(k), std::move(val));
+  }
+  return out;
 }
 
 // The generic variable applies to both signals; the per-signal one overrides it.
@@ -270,7 +326,8 @@ OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const En
   if (auto v = read_millis(env, "OTEL_METRIC_EXPORT_INTERVAL")) o.metrics_interval = *v;
 
   if (const char* v = env.get("OTEL_RESOURCE_ATTRIBUTES")) {
-    for (auto& [k, val] : parse_pairs(env, "OTEL_RESOURCE_ATTRIBUTES", v)) {
+    auto bad = [&](const PairError& e) { env.warn("OTEL_RESOURCE_ATTRIBUTES", e.entry, e.why); };
+    for (auto& [k, val] : parse_pairs(v, bad)) {
       o.resource_attributes.push_back({std::move(k), AttributeValue(std::move(val))});
     }
   }

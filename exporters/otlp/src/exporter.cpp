@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -34,6 +36,55 @@ struct SeriesHash {
 
 const char* signal_name(bool traces) { return traces ? "traces" : "metrics"; }
 
+using std::chrono::milliseconds;
+
+// Clamps a duration setting into [0, kMaxDuration], so that no deadline computed from it
+// can overflow; `fallback` replaces a value of zero or less when that is not meaningful
+// (a timeout of zero would mean none at all to libcurl).
+void check_duration(const char* what, milliseconds& d, std::optional<milliseconds> fallback = std::nullopt) {
+  if (d > kMaxDuration) {
+    std::fprintf(stderr, "spyglass otlp: %s of %lld ms is above the maximum of %lld ms; using that\n", what,
+                 static_cast<long long>(d.count()), static_cast<long long>(kMaxDuration.count()));
+    d = kMaxDuration;
+  } else if (fallback && d.count() <= 0) {
+    std::fprintf(stderr, "spyglass otlp: %s of %lld ms is not positive; using %lld ms\n", what,
+                 static_cast<long long>(d.count()), static_cast<long long>(fallback->count()));
+    d = *fallback;
+  } else if (d.count() < 0) {
+    std::fprintf(stderr, "spyglass otlp: %s of %lld ms is negative; using 0\n", what,
+                 static_cast<long long>(d.count()));
+    d = milliseconds(0);
+  }
+}
+
+// Leaves out the headers that cannot be sent safely, with a warning naming them (never
+// their values, which are often credentials).
+void check_headers(const char* signal, std::vector<std::pair<std::string, std::string>>& headers) {
+  std::erase_if(headers, [signal](const auto& h) {
+    const std::string_view problem = header_problem(h.first, h.second);
+    if (problem.empty()) return false;
+    std::string name;
+    for (const char c : h.first) {
+      name += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+    }
+    std::fprintf(stderr, "spyglass otlp: not sending the %s header '%s': %.*s\n", signal, name.c_str(),
+                 static_cast<int>(problem.size()), problem.data());
+    return true;
+  });
+}
+
+// Explicit bucket bounds must be finite and strictly increasing (metrics.proto).
+void check_bounds(std::vector<double>& bounds) {
+  const auto n = bounds.size();
+  std::erase_if(bounds, [](double b) { return !std::isfinite(b); });
+  std::sort(bounds.begin(), bounds.end());
+  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+  if (bounds.size() != n) {
+    std::fprintf(stderr, "spyglass otlp: histogram bounds: dropped %zu that were not finite or repeated\n",
+                 n - bounds.size());
+  }
+}
+
 }  // namespace
 
 struct OtlpState {
@@ -41,9 +92,18 @@ struct OtlpState {
     if (opt.max_queue_size == 0) opt.max_queue_size = 1;
     if (opt.max_export_batch_size == 0) opt.max_export_batch_size = 1;
     if (opt.max_attempts < 1) opt.max_attempts = 1;
-    if (!std::is_sorted(opt.histogram_bounds.begin(), opt.histogram_bounds.end())) {
-      std::sort(opt.histogram_bounds.begin(), opt.histogram_bounds.end());
-    }
+    const OtlpOptions defaults;
+    check_duration("traces_timeout", opt.traces_timeout, defaults.traces_timeout);
+    check_duration("metrics_timeout", opt.metrics_timeout, defaults.metrics_timeout);
+    check_duration("schedule_delay", opt.schedule_delay);
+    check_duration("metrics_interval", opt.metrics_interval);
+    check_duration("initial_backoff", opt.initial_backoff);
+    check_duration("max_backoff", opt.max_backoff);
+    check_duration("max_retry_after", opt.max_retry_after);
+    check_duration("shutdown_timeout", opt.shutdown_timeout);
+    check_headers("traces", opt.traces_headers);
+    check_headers("metrics", opt.metrics_headers);
+    check_bounds(opt.histogram_bounds);
     resource = make_resource(opt);
     start_ns = clock::realtime_ns();
   }
@@ -194,13 +254,7 @@ struct OtlpState {
       // Jitter of +-20 % spreads the retries of many clients.
       std::uniform_real_distribution<double> jitter_dist(0.8, 1.2);
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(delay * jitter_dist(jitter));
-      if (r.retry_after) {
-        if (*r.retry_after > opt.max_retry_after) {
-          warn(signal_name(traces), r, attempt);
-          return r;
-        }
-        wait = *r.retry_after;
-      }
+      if (r.retry_after) wait = std::min(*r.retry_after, opt.max_retry_after);
       delay = std::min(delay * 2, opt.max_backoff);
       std::unique_lock lk(mu);
       const auto until = Clock::now() + wait;
@@ -359,6 +413,7 @@ void OtlpExporter::flush() {
 
 bool OtlpExporter::force_flush(std::chrono::milliseconds timeout) {
   detail::OtlpState& s = *state_;
+  timeout = std::clamp(timeout, std::chrono::milliseconds(0), kMaxDuration);  // no deadline overflow
   std::unique_lock lk(s.mu);
   if (s.sender_exited) return s.buffer.empty() && s.in_flight == 0;
   const std::uint64_t gen = ++s.flush_wanted;

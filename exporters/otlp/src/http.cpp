@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <mutex>
@@ -70,21 +71,9 @@ bool iequals_prefix(std::string_view line, std::string_view name) {
   return true;
 }
 
-// Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3).
-std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v) {
-  v = trim(v);
-  if (v.empty()) return std::nullopt;
-  long long secs = 0;
-  const auto r = std::from_chars(v.data(), v.data() + v.size(), secs);
-  if (r.ec == std::errc() && r.ptr == v.data() + v.size()) {
-    if (secs < 0) return std::nullopt;
-    return std::chrono::milliseconds(secs * 1000);
-  }
-  const std::string date(v);
-  const time_t when = curl_getdate(date.c_str(), nullptr);
-  if (when == -1) return std::nullopt;
-  const time_t now = std::time(nullptr);
-  return std::chrono::milliseconds(when > now ? static_cast<long long>(when - now) * 1000 : 0);
+bool is_tchar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
 size_t on_body(char* data, size_t size, size_t n, void* user) {
@@ -190,6 +179,41 @@ bool find_varint_field(std::string_view msg, std::uint64_t field, std::uint64_t&
 
 }  // namespace
 
+// Longest Retry-After kept, in seconds: anything longer is capped by the caller anyway.
+constexpr long long kMaxRetryAfterSeconds = 86400;
+
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v) {
+  v = trim(v);
+  if (v.empty()) return std::nullopt;
+  if (v.find_first_not_of("0123456789") == std::string_view::npos) {
+    // delay-seconds: digits only, possibly more than any integer holds.
+    long long secs = 0;
+    const auto r = std::from_chars(v.data(), v.data() + v.size(), secs);
+    if (r.ec == std::errc::result_out_of_range || secs > kMaxRetryAfterSeconds) secs = kMaxRetryAfterSeconds;
+    return std::chrono::seconds(secs);
+  }
+  const std::string date(v);
+  const time_t when = curl_getdate(date.c_str(), nullptr);
+  if (when == -1) return std::nullopt;
+  const time_t now = std::time(nullptr);
+  if (when <= now) return std::chrono::milliseconds(0);
+  const auto ahead = static_cast<unsigned long long>(when - now);
+  return std::chrono::seconds(static_cast<long long>(
+      std::min<unsigned long long>(ahead, static_cast<unsigned long long>(kMaxRetryAfterSeconds))));
+}
+
+std::string_view header_problem(std::string_view name, std::string_view value) noexcept {
+  if (name.empty()) return "the header name is empty";
+  for (const char c : name) {
+    if (!is_tchar(c)) return "the header name is not an HTTP token";
+  }
+  for (const char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return "the header value contains a control character (CR, LF, ...)";
+  }
+  return {};
+}
+
 std::int64_t partial_rejected(const HttpResult& r, std::string_view json_key) {
   if (r.body.empty()) return 0;
   if (r.content_type.find("json") != std::string::npos) {
@@ -246,6 +270,7 @@ HttpResult HttpClient::post(const std::string& url,
   if (gzipped) list = curl_slist_append(list, "Content-Encoding: gzip");
   list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
   for (const auto& [k, v] : headers) {
+    if (!header_problem(k, v).empty()) continue;  // the options were checked: a last defence
     line = k;
     line += ": ";
     line += v;

@@ -26,6 +26,16 @@ struct HttpResult {
   bool aborted = false;                                  ///< Stopped by the abort flag.
 };
 
+/// Why the header `name: value` must not be sent, or "" when it may be. The name must be
+/// an HTTP token (RFC 9110 tchar); the value must hold no control character (0x00-0x1f,
+/// 0x7f): a CR or LF would end the header early and let the rest inject headers of its
+/// own, and the others (NUL, HTAB, ...) have no business in a credential either.
+std::string_view header_problem(std::string_view name, std::string_view value) noexcept;
+
+/// Parses a Retry-After value: delay-seconds or an HTTP-date (RFC 9110 10.2.3). nullopt
+/// when malformed; a huge delay saturates at a day rather than overflowing.
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value);
+
 /// Whether a result may succeed when tried again: 429, 502, 503, 504, and transport
 /// failures (refused, reset, closed without a response, timed out).
 bool retryable(const HttpResult& r);
@@ -39,8 +49,8 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  /// POSTs `body`. `abort` is polled during the transfer; when it becomes true the
-  /// request stops early with aborted set.
+  /// POSTs `body`, leaving out headers with a header_problem(). `abort` is polled during
+  /// the transfer; when it becomes true the request stops early with aborted set.
   HttpResult post(const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
                   std::string_view content_type, bool gzipped, std::string_view body,
                   std::chrono::milliseconds timeout, const std::atomic<bool>* abort);

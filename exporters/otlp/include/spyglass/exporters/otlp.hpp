@@ -45,7 +45,7 @@ struct SamplerConfig {
   /// The ratio argument of the *traceidratio kinds, in [0, 1]; ignored by the others.
   double ratio = 1.0;
   /// Fraction of new traces to record: 1 for *always_on, 0 for *always_off, else ratio.
-  [[nodiscard]] double root_ratio() const noexcept;
+  [[nodiscard]] SPYGLASS_API double root_ratio() const noexcept;
 };
 
 /// The OTEL_TRACES_SAMPLER spelling of a kind ("parentbased_traceidratio", ...).
@@ -61,14 +61,23 @@ struct Attribute {
   friend bool operator==(const Attribute&, const Attribute&) = default;
 };
 
+/// The longest duration any setting of OtlpOptions takes (one day). A longer one, from code
+/// or from the environment, is clamped to it with a warning, so that no deadline overflows.
+inline constexpr std::chrono::milliseconds kMaxDuration = std::chrono::hours(24);
+
 /// Settings of an OtlpExporter. Defaults follow the OTLP specification; from_env() fills
-/// them from the standard OTEL_* variables.
+/// them from the standard OTEL_* variables. The exporter checks them when it is
+/// constructed: durations are clamped to [0, kMaxDuration] (a timeout of zero or less
+/// becomes the default), and headers that could not be sent safely are left out; each
+/// correction prints a warning to stderr.
 struct OtlpOptions {
   /// Full URL spans are POSTed to.
   std::string traces_endpoint = "http://localhost:4318/v1/traces";
   /// Full URL metrics are POSTed to.
   std::string metrics_endpoint = "http://localhost:4318/v1/metrics";
-  /// Extra request headers (e.g. authorization) per signal.
+  /// Extra request headers (e.g. authorization) per signal. A header whose name is not an
+  /// HTTP token, or whose value holds a control character (CR, LF, NUL, HTAB, DEL, ...),
+  /// is never sent: such a value could end the header early and add others.
   std::vector<std::pair<std::string, std::string>> traces_headers;
   std::vector<std::pair<std::string, std::string>> metrics_headers;
   Protocol traces_protocol = Protocol::http_protobuf;
@@ -103,7 +112,8 @@ struct OtlpOptions {
   /// Metrics (per kind and name: a count and a duration histogram) are sent this often;
   /// zero turns metrics off.
   std::chrono::milliseconds metrics_interval{60000};
-  /// Upper bounds of the duration histogram's buckets, in seconds, ascending.
+  /// Upper bounds of the duration histogram's buckets, in seconds, ascending (sorted, and
+  /// non-finite or repeated ones dropped, when not).
   std::vector<double> histogram_bounds{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
                                        0.5,   0.75, 1.0,   2.5,  5.0,   7.5, 10.0};
   /// Distinct (kind, name) series kept; further names are folded into one series per kind
@@ -116,7 +126,7 @@ struct OtlpOptions {
   /// Backoff before the first retry; doubled after each, jittered by +-20 %, capped.
   std::chrono::milliseconds initial_backoff{1000};
   std::chrono::milliseconds max_backoff{30000};
-  /// Longest Retry-After honoured; a longer one makes the request fail.
+  /// Longest wait a Retry-After may ask for; a longer one is cut to this.
   std::chrono::milliseconds max_retry_after{60000};
   /// How long shutdown() keeps trying to send what is buffered.
   std::chrono::milliseconds shutdown_timeout{5000};
@@ -126,9 +136,12 @@ struct OtlpOptions {
 using EnvLookup = std::function<const char*(const char*)>;
 
 /// `base` overridden by the OTEL_* environment variables that are set. A malformed value
-/// leaves the field as it was in `base`, and a warning naming the variable and the value
-/// is appended to `warnings` (when given) and printed to stderr. Never throws for bad
-/// values. `lookup` defaults to std::getenv. Thread-safe if `lookup` is.
+/// leaves the field as it was in `base`, and a warning naming the variable is appended to
+/// `warnings` (when given) and printed to stderr. Malformed header entries, and headers
+/// that could not be sent safely, are skipped one by one; the warning names the header
+/// but never echoes its value (often a secret). A duration above kMaxDuration is clamped
+/// to it with a warning. Never throws for bad values. `lookup` defaults to std::getenv.
+/// Thread-safe if `lookup` is.
 SPYGLASS_API OtlpOptions from_env(OtlpOptions base = {}, std::vector<std::string>* warnings = nullptr,
                                   const EnvLookup& lookup = {});
 
