@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <map>
 
 #include "spyglass/exporters/otlp.hpp"
@@ -75,7 +77,8 @@ TEST(OtlpConfig, HeadersProtocolCompressionTimeout) {
   const auto o = e.parse(&w);
   EXPECT_TRUE(w.empty());
   using H = std::vector<std::pair<std::string, std::string>>;
-  EXPECT_EQ(o.traces_headers, (H{{"api-key", "secret value"}, {"x-tenant", "acme"}, {"x-signal", "traces"}}));
+  // The signal's own variable replaces the generic one (OTLP exporter specification).
+  EXPECT_EQ(o.traces_headers, (H{{"x-signal", "traces"}}));
   EXPECT_EQ(o.metrics_headers, (H{{"api-key", "secret value"}, {"x-tenant", "acme"}}));
   EXPECT_EQ(o.traces_protocol, otlp::Protocol::http_json);
   EXPECT_EQ(o.metrics_protocol, otlp::Protocol::http_protobuf);
@@ -83,6 +86,27 @@ TEST(OtlpConfig, HeadersProtocolCompressionTimeout) {
   EXPECT_EQ(o.metrics_compression, otlp::Compression::none);
   EXPECT_EQ(o.traces_timeout, std::chrono::milliseconds(2500));
   EXPECT_EQ(o.metrics_timeout, std::chrono::milliseconds(700));
+}
+
+TEST(OtlpConfig, SignalHeadersReplaceTheGenericOnesAndMergeIntoThoseFromCode) {
+  using H = std::vector<std::pair<std::string, std::string>>;
+  otlp::OtlpOptions base;
+  base.traces_headers = {{"Authorization", "from-code"}, {"x-keep", "1"}};
+  base.metrics_headers = base.traces_headers;
+  Env e;
+  e.vars["OTEL_EXPORTER_OTLP_HEADERS"] = "authorization=from-env,x-generic=g";
+  auto o = otlp::from_env(base, nullptr, e.lookup());
+  // Same name (any case): the environment's value replaces the one from code.
+  EXPECT_EQ(o.traces_headers, (H{{"x-keep", "1"}, {"authorization", "from-env"}, {"x-generic", "g"}}));
+  EXPECT_EQ(o.metrics_headers, o.traces_headers);
+  e.vars["OTEL_EXPORTER_OTLP_METRICS_HEADERS"] = "x-metrics=m";
+  o = otlp::from_env(base, nullptr, e.lookup());
+  EXPECT_EQ(o.traces_headers, (H{{"x-keep", "1"}, {"authorization", "from-env"}, {"x-generic", "g"}}));
+  EXPECT_EQ(o.metrics_headers, (H{{"Authorization", "from-code"}, {"x-keep", "1"}, {"x-metrics", "m"}}));
+  // Set but with nothing usable in it: still replaces the generic variable.
+  e.vars["OTEL_EXPORTER_OTLP_METRICS_HEADERS"] = "novalue";
+  o = otlp::from_env(base, nullptr, e.lookup());
+  EXPECT_EQ(o.metrics_headers, base.metrics_headers);
 }
 
 TEST(OtlpConfig, HeaderValuesWithControlCharactersAreNeverAccepted) {
@@ -97,7 +121,7 @@ TEST(OtlpConfig, HeaderValuesWithControlCharactersAreNeverAccepted) {
   std::vector<std::string> w;
   const auto o = e.parse(&w);
   EXPECT_EQ(o.metrics_headers, (H{{"ok", "1"}, {"also-ok", "\xC3\xA9"}}));
-  EXPECT_EQ(o.traces_headers, o.metrics_headers);  // and nothing from the traces variable
+  EXPECT_TRUE(o.traces_headers.empty());
   int generic = 0, traces = 0;
   for (const auto& s : w) {
     generic += s.find("OTEL_EXPORTER_OTLP_HEADERS=") != std::string::npos;
@@ -137,6 +161,62 @@ TEST(OtlpConfig, HugeDurationsAreClampedWithAWarning) {
   EXPECT_EQ(o.traces_timeout, otlp::OtlpOptions{}.traces_timeout);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_NE(w[0].find("OTEL_EXPORTER_OTLP_TIMEOUT="), std::string::npos);
+}
+
+TEST(OtlpConfig, ResourceAttributesWithAnyErrorAreDiscardedWhole) {
+  for (const char* bad : {"a=1,k=%4,b=2", "a=1,k=%zz", "a=1,novalue,b=2", "a=1,=v"}) {
+    SCOPED_TRACE(bad);
+    Env e;
+    e.vars["OTEL_RESOURCE_ATTRIBUTES"] = bad;
+    std::vector<std::string> w;
+    const auto o = e.parse(&w);
+    EXPECT_TRUE(o.resource_attributes.empty());
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_NE(w[0].find("OTEL_RESOURCE_ATTRIBUTES="), std::string::npos);
+  }
+  // Those set in code stay.
+  otlp::OtlpOptions base;
+  base.resource_attributes.push_back({"from.code", std::string("yes")});
+  Env e;
+  e.vars["OTEL_RESOURCE_ATTRIBUTES"] = "a=%";
+  const auto o = otlp::from_env(base, nullptr, e.lookup());
+  EXPECT_EQ(o.resource_attributes, base.resource_attributes);
+}
+
+TEST(OtlpConfig, ResourceAttributesOverrideDetectedOnesButNotTheSdkOrCode) {
+  Env e;
+  e.vars["OTEL_RESOURCE_ATTRIBUTES"] =
+      "host.name=from-env,process.pid=42,telemetry.sdk.name=other,service.version=9,team=a";
+  otlp::OtlpOptions base;
+  base.resource_attributes.push_back({"team", std::string("from-code")});
+  auto o = otlp::from_env(base, nullptr, e.lookup());
+  auto r = otlp::make_resource(o);
+  std::map<std::string, otlp::AttributeValue> m;
+  for (const auto& a : r) {
+    EXPECT_TRUE(m.emplace(a.key, a.value).second) << "twice: " << a.key;
+  }
+  EXPECT_EQ(m.at("host.name"), otlp::AttributeValue(std::string("from-env")));
+  // OTEL_RESOURCE_ATTRIBUTES values are strings.
+  EXPECT_EQ(m.at("process.pid"), otlp::AttributeValue(std::string("42")));
+  EXPECT_EQ(m.at("telemetry.sdk.name"), otlp::AttributeValue(std::string("spyglass")));
+  EXPECT_EQ(m.at("service.version"), otlp::AttributeValue(std::string("9")));
+  EXPECT_EQ(m.at("team"), otlp::AttributeValue(std::string("from-code")));
+  // The order make_resource() documents.
+  ASSERT_GE(r.size(), 7u);
+  EXPECT_EQ(r[0].key, "service.name");
+  EXPECT_EQ(r[1].key, "service.version");
+  EXPECT_EQ(r[2].key, "host.name");
+  EXPECT_EQ(r[3].key, "process.pid");
+  // service_version set in code wins over the attribute.
+  o.service_version = "1.0";
+  r = otlp::make_resource(o);
+  EXPECT_EQ(r[1].value, otlp::AttributeValue(std::string("1.0")));
+  // Without overrides, the detected values.
+  r = otlp::make_resource({});
+  m.clear();
+  for (const auto& a : r) m.emplace(a.key, a.value);
+  EXPECT_EQ(m.at("process.pid"), otlp::AttributeValue(std::int64_t{::getpid()}));
+  EXPECT_EQ(m.count("service.version"), 0u);
 }
 
 TEST(OtlpConfig, ServiceAndResourceAttributesWithPercentDecoding) {

@@ -97,6 +97,8 @@ std::string printable(std::string_view s) {
   return r;
 }
 
+bool iequals(std::string_view a, std::string_view b) { return lower(a) == lower(b); }
+
 class EnvReader {
  public:
   EnvReader(std::vector<std::string>* warnings, const EnvLookup& lookup)
@@ -244,6 +246,15 @@ std::optional<Headers> read_headers(const EnvReader& env, const char* name) {
   return out;
 }
 
+// `base` with `add` appended, each of them replacing headers of `base` of the same name.
+Headers merge_headers(Headers base, const Headers& add) {
+  for (const auto& h : add) {
+    std::erase_if(base, [&](const auto& b) { return iequals(b.first, h.first); });
+  }
+  base.insert(base.end(), add.begin(), add.end());
+  return base;
+}
+
 // The generic variable applies to both signals; the per-signal one overrides it.
 template <typename T, typename Read>
 void per_signal(const EnvReader& env, Read read, const char* generic, const char* traces, const char* metrics,
@@ -306,16 +317,18 @@ OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const En
     }
   }
 
-  auto append_headers = [](const EnvReader& e, const char* name) { return read_headers(e, name); };
-  if (auto h = append_headers(env, "OTEL_EXPORTER_OTLP_HEADERS")) {
-    o.traces_headers.insert(o.traces_headers.end(), h->begin(), h->end());
-    o.metrics_headers.insert(o.metrics_headers.end(), h->begin(), h->end());
-  }
-  if (auto h = append_headers(env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS")) {
-    o.traces_headers.insert(o.traces_headers.end(), h->begin(), h->end());
-  }
-  if (auto h = append_headers(env, "OTEL_EXPORTER_OTLP_METRICS_HEADERS")) {
-    o.metrics_headers.insert(o.metrics_headers.end(), h->begin(), h->end());
+  // The signal's own variable replaces the generic one (not adds to it), as for every
+  // other option; either is merged into the headers `base` has.
+  {
+    const auto generic = read_headers(env, "OTEL_EXPORTER_OTLP_HEADERS");
+    const auto traces = read_headers(env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+    const auto metrics = read_headers(env, "OTEL_EXPORTER_OTLP_METRICS_HEADERS");
+    if (const auto& h = traces ? traces : generic) {
+      o.traces_headers = merge_headers(std::move(o.traces_headers), *h);
+    }
+    if (const auto& h = metrics ? metrics : generic) {
+      o.metrics_headers = merge_headers(std::move(o.metrics_headers), *h);
+    }
   }
   per_signal(env, read_protocol, "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
              "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", o.traces_protocol, o.metrics_protocol);
@@ -326,9 +339,19 @@ OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const En
   if (auto v = read_millis(env, "OTEL_METRIC_EXPORT_INTERVAL")) o.metrics_interval = *v;
 
   if (const char* v = env.get("OTEL_RESOURCE_ATTRIBUTES")) {
-    auto bad = [&](const PairError& e) { env.warn("OTEL_RESOURCE_ATTRIBUTES", e.entry, e.why); };
-    for (auto& [k, val] : parse_pairs(v, bad)) {
-      o.resource_attributes.push_back({std::move(k), AttributeValue(std::move(val))});
+    // Any error discards the whole value (resource SDK specification), reported once.
+    std::optional<PairError> first_error;
+    auto pairs = parse_pairs(v, [&](const PairError& e) {
+      if (!first_error) first_error = e;
+    });
+    if (first_error) {
+      env.warn("OTEL_RESOURCE_ATTRIBUTES", v,
+               std::string(first_error->why) + " in '" + printable(first_error->entry) +
+                   "'; no attribute of it is used");
+    } else {
+      for (auto& [k, val] : pairs) {
+        o.resource_attributes.push_back({std::move(k), AttributeValue(std::move(val))});
+      }
     }
   }
   if (const char* v = env.get("OTEL_SERVICE_NAME")) o.service_name = std::string(trim(v));
@@ -365,22 +388,41 @@ OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const En
 }
 
 std::vector<Attribute> make_resource(const OtlpOptions& o) {
-  std::vector<Attribute> r;
-  std::string service = o.service_name;
-  if (service.empty()) {
+  // The first resource_attributes entry of `key`, or null.
+  auto user = [&](std::string_view key) -> const AttributeValue* {
     for (const Attribute& a : o.resource_attributes) {
-      if (a.key == "service.name" && std::holds_alternative<std::string>(a.value)) {
-        service = std::get<std::string>(a.value);
-      }
+      if (a.key == key) return &a.value;
     }
+    return nullptr;
+  };
+  std::vector<Attribute> r;
+  // service.*: the dedicated fields, else the attributes, else the specification's default.
+  if (!o.service_name.empty()) {
+    r.push_back({"service.name", o.service_name});
+  } else if (const auto* v = user("service.name"); v != nullptr && *v != AttributeValue(std::string())) {
+    r.push_back({"service.name", *v});
+  } else {
+    r.push_back({"service.name", "unknown_service:" + process_name()});
   }
-  if (service.empty()) service = "unknown_service:" + process_name();
-  r.push_back({"service.name", service});
-  if (!o.service_version.empty()) r.push_back({"service.version", o.service_version});
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0')
-    r.push_back({"host.name", std::string(host)});
-  r.push_back({"process.pid", std::int64_t{::getpid()}});
+  if (!o.service_version.empty()) {
+    r.push_back({"service.version", o.service_version});
+  } else if (const auto* v = user("service.version")) {
+    r.push_back({"service.version", *v});
+  }
+  // Detected attributes: what the user gave wins (the SDKs' resource merge).
+  if (const auto* v = user("host.name")) {
+    r.push_back({"host.name", *v});
+  } else {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0')
+      r.push_back({"host.name", std::string(host)});
+  }
+  if (const auto* v = user("process.pid")) {
+    r.push_back({"process.pid", *v});
+  } else {
+    r.push_back({"process.pid", std::int64_t{::getpid()}});
+  }
+  // spyglass's own identity.
   r.push_back({"telemetry.sdk.name", std::string("spyglass")});
   r.push_back({"telemetry.sdk.language", std::string("cpp")});
   r.push_back({"telemetry.sdk.version", std::string(SPYGLASS_VERSION_STRING)});

@@ -92,9 +92,12 @@ struct OtlpOptions {
   std::string service_name;
   /// service.version; omitted when empty.
   std::string service_version;
-  /// Further resource attributes (OTEL_RESOURCE_ATTRIBUTES). The ones the exporter sets
-  /// itself (service.*, host.name, process.pid, telemetry.sdk.*) take precedence, except
-  /// that service.name here is used when service_name is empty.
+  /// Further resource attributes (OTEL_RESOURCE_ATTRIBUTES). As in the OpenTelemetry
+  /// SDKs' resource merge, these win over what the exporter detects (host.name,
+  /// process.pid), while the fields above win over them: service.name here is used only
+  /// when service_name is empty, service.version only when service_version is. The
+  /// telemetry.sdk.* attributes describe spyglass and are never replaced. For a key listed
+  /// twice the first entry counts.
   std::vector<Attribute> resource_attributes;
 
   /// OTEL_SDK_DISABLED: the exporter accepts events, sends nothing and counts them dropped.
@@ -135,18 +138,28 @@ struct OtlpOptions {
 /// Reads an environment variable; returns null when unset.
 using EnvLookup = std::function<const char*(const char*)>;
 
-/// `base` overridden by the OTEL_* environment variables that are set. A malformed value
-/// leaves the field as it was in `base`, and a warning naming the variable is appended to
-/// `warnings` (when given) and printed to stderr. Malformed header entries, and headers
-/// that could not be sent safely, are skipped one by one; the warning names the header
-/// but never echoes its value (often a secret). A duration above kMaxDuration is clamped
-/// to it with a warning. Never throws for bad values. `lookup` defaults to std::getenv.
-/// Thread-safe if `lookup` is.
+/// `base` overridden by the OTEL_* environment variables that are set.
+///
+/// A signal-specific variable (OTEL_EXPORTER_OTLP_TRACES_*, ..._METRICS_*) replaces the
+/// generic one for its signal; for headers too, as the OTLP exporter specification asks:
+/// with OTEL_EXPORTER_OTLP_TRACES_HEADERS set, OTEL_EXPORTER_OTLP_HEADERS does not apply to
+/// traces. Headers from the environment are added to those of `base`, replacing any of the
+/// same name (compared case-insensitively). OTEL_RESOURCE_ATTRIBUTES is appended to
+/// base.resource_attributes, so attributes set in `base` win.
+///
+/// A malformed value leaves the field as it was in `base`, and a warning naming the
+/// variable is appended to `warnings` (when given) and printed to stderr. Malformed header
+/// entries are skipped one by one (header values are never echoed: they are often
+/// secrets); OTEL_RESOURCE_ATTRIBUTES with any malformed entry (such as a bad
+/// percent-escape) is discarded whole, as the resource specification asks. A duration
+/// above kMaxDuration is clamped to it with a warning. Never throws for bad values.
+/// `lookup` defaults to std::getenv. Thread-safe if `lookup` is.
 SPYGLASS_API OtlpOptions from_env(OtlpOptions base = {}, std::vector<std::string>* warnings = nullptr,
                                   const EnvLookup& lookup = {});
 
 /// The resource the exporter sends: service.name, service.version, host.name, process.pid,
-/// telemetry.sdk.{name,language,version} and options.resource_attributes, in that order.
+/// telemetry.sdk.{name,language,version} and the other options.resource_attributes, in
+/// that order, with the precedence OtlpOptions::resource_attributes describes.
 SPYGLASS_API std::vector<Attribute> make_resource(const OtlpOptions& options);
 
 /// Aggregates of one (kind, name) series, as encoded in a metrics request.
