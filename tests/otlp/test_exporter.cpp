@@ -791,3 +791,152 @@ TEST(OtlpExporter, BackoffStopsGrowingAtMaxBackoff) {
   EXPECT_GE(g[4], 80ms);
   EXPECT_LT(g[4], 500ms);
 }
+
+// ---- metrics faults ---------------------------------------------------------------
+
+TEST(OtlpExporter, MetricsPartialSuccessIsCounted) {
+  Receiver rx;
+  Reply pb;
+  // ExportMetricsServiceResponse{partial_success{rejected_data_points: 4, error_message:
+  // "too many"}}, by hand: the 0.38.0 definitions the tests decode with predate
+  // partial_success, so protoc cannot write it.
+  pb.body = std::string(
+      "\x0a\x0c\x08\x04\x12\x08"
+      "too many",
+      14);
+  rx.push("/v1/metrics", pb);
+  Reply js;
+  js.content_type = "application/json";
+  js.body = R"({"partialSuccess":{"rejectedDataPoints":"3","errorMessage":"stale"}})";
+  rx.push("/v1/metrics", js);
+  auto o = fast_options(rx);
+  o.metrics_interval = 3600000ms;  // only force_flush sends them
+  otlp::OtlpExporter ex(o);
+  ex.export_batch(make_events(5));
+  ASSERT_TRUE(ex.force_flush(30s));
+  ex.export_batch(make_events(5, 100));
+  ASSERT_TRUE(ex.force_flush(30s));
+  EXPECT_EQ(rx.requests("/v1/metrics").size(), 2u);  // counted, not retried
+  const auto c = ex.counters();
+  EXPECT_EQ(c.metric_exports, 2u);
+  EXPECT_EQ(c.rejected_data_points, 7u);
+  EXPECT_EQ(c.metric_failures, 0u);
+  EXPECT_EQ(c.retries, 0u);
+  // Spans are not affected by what the metrics endpoint said.
+  EXPECT_EQ(c.sent, 10u);
+  EXPECT_EQ(c.rejected, 0u);
+  expect_balanced(c);
+}
+
+TEST(OtlpExporter, MetricsAsGzippedJsonAndProtobufDecode) {
+  for (const auto protocol : {otlp::Protocol::http_json, otlp::Protocol::http_protobuf}) {
+    SCOPED_TRACE(protocol == otlp::Protocol::http_json ? "json" : "protobuf");
+    Receiver rx;
+    auto o = fast_options(rx);
+    o.metrics_interval = 3600000ms;
+    o.metrics_protocol = protocol;
+    o.metrics_compression = otlp::Compression::gzip;
+    o.histogram_bounds = {0.001, 0.01};
+    otlp::OtlpExporter ex(o);
+    auto events = make_events(3);
+    events[0].duration = 500'000;     // 0.5 ms
+    events[1].duration = 5'000'000;   // 5 ms
+    events[2].duration = 50'000'000;  // 50 ms
+    events[2].status = spyglass::Status::error;
+    ex.export_batch(events);
+    ASSERT_TRUE(ex.force_flush(30s));
+    const auto reqs = rx.requests("/v1/metrics");
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(reqs[0].header("content-encoding"), "gzip");
+    const std::string body = reqs[0].payload();
+    ASSERT_FALSE(body.empty());
+    if (protocol == otlp::Protocol::http_json) {
+      EXPECT_EQ(reqs[0].header("content-type"), "application/json");
+      simdjson::dom::parser p;
+      simdjson::dom::element doc;
+      ASSERT_EQ(p.parse(body).get(doc), simdjson::SUCCESS) << body;
+      simdjson::dom::array metrics;
+      ASSERT_EQ(doc["resourceMetrics"].at(0)["scopeMetrics"].at(0)["metrics"].get(metrics),
+                simdjson::SUCCESS);
+      std::map<std::string, simdjson::dom::element> by_name;
+      for (auto m : metrics) by_name[std::string(std::string_view(m["name"]))] = m;
+      ASSERT_TRUE(by_name.count("spyglass.function.count"));
+      ASSERT_TRUE(by_name.count("spyglass.function.duration"));
+      auto sum = by_name["spyglass.function.count"]["sum"];
+      EXPECT_EQ(int64_t(sum["aggregationTemporality"]), 2);  // an integer, not a name
+      EXPECT_TRUE(bool(sum["isMonotonic"]));
+      auto point = sum["dataPoints"].at(0);
+      EXPECT_EQ(std::string_view(point["asInt"]), "3");  // 64-bit integers are strings
+      EXPECT_TRUE(point["timeUnixNano"].is_string());
+      EXPECT_TRUE(point["startTimeUnixNano"].is_string());
+      auto hist = by_name["spyglass.function.duration"]["histogram"]["dataPoints"].at(0);
+      EXPECT_EQ(std::string_view(hist["count"]), "3");
+      std::vector<std::string> buckets;
+      for (auto b : hist["bucketCounts"].get_array()) buckets.emplace_back(std::string_view(b));
+      EXPECT_EQ(buckets, (std::vector<std::string>{"1", "1", "1"}));
+      EXPECT_NEAR(double(hist["sum"]), 0.0555, 1e-9);
+    } else {
+      EXPECT_EQ(reqs[0].header("content-type"), "application/x-protobuf");
+      const auto d = spyglass_test::decode_metrics(body);
+      ASSERT_EQ(d.exit_code, 0) << d.errors;
+      std::map<std::string, const spyglass_test::PNode*> m;
+      for (const auto* n : d.tree.at("resource_metrics").at("scope_metrics").all("metrics"))
+        m[n->at("name").value] = n;
+      ASSERT_TRUE(m.count("spyglass.function.count"));
+      EXPECT_EQ(m.at("spyglass.function.count")->at("sum").at("data_points").at("as_int").value, "3");
+      const auto& hist = m.at("spyglass.function.duration")->at("histogram").at("data_points");
+      std::vector<std::string> buckets;
+      for (const auto* b : hist.all("bucket_counts")) buckets.push_back(b->value);
+      EXPECT_EQ(buckets, (std::vector<std::string>{"1", "1", "1"}));
+    }
+    EXPECT_EQ(ex.counters().metric_exports, 1u);
+  }
+}
+
+TEST(OtlpExporter, AFailingMetricsEndpointLosesNoSpanAccounting) {
+  enum Fault { unavailable, hangs, absent };
+  for (const Fault fault : {unavailable, hangs, absent}) {
+    SCOPED_TRACE(fault);
+    Receiver rx;
+    std::optional<Receiver> metrics_rx;
+    auto o = fast_options(rx);
+    o.metrics_interval = 3600000ms;
+    o.max_attempts = 2;
+    o.metrics_timeout = 200ms;
+    if (fault == unavailable) {
+      Reply busy;
+      busy.status = 503;
+      rx.set_default("/v1/metrics", busy);
+    } else if (fault == hangs) {
+      metrics_rx.emplace();
+      Reply hang;
+      hang.action = Reply::hang;
+      metrics_rx->set_default(hang);
+      o.metrics_endpoint = metrics_rx->url("/v1/metrics");
+    } else {
+      std::uint16_t port;
+      {
+        Receiver tmp;
+        port = tmp.port();
+      }
+      o.metrics_endpoint = "http://127.0.0.1:" + std::to_string(port) + "/v1/metrics";
+    }
+    otlp::OtlpExporter ex(o);
+    ex.export_batch(make_events(10));
+    ASSERT_TRUE(ex.force_flush(30s));
+    ex.export_batch(make_events(7, 100));
+    ASSERT_TRUE(ex.force_flush(30s));
+    const auto c = ex.counters();
+    EXPECT_EQ(c.produced, 17u);
+    EXPECT_EQ(c.sent, 17u);
+    EXPECT_EQ(c.failed, 0u);
+    EXPECT_EQ(c.pending, 0u);
+    EXPECT_EQ(c.requests, 2u);  // span requests only
+    EXPECT_EQ(c.metric_failures, 2u);
+    EXPECT_EQ(c.metric_exports, 0u);
+    expect_balanced(c);
+    std::size_t spans = 0;
+    for (const auto& r : rx.requests("/v1/traces")) spans += spans_in(r);
+    EXPECT_EQ(spans, 17u);
+  }
+}
