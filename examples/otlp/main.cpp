@@ -51,6 +51,7 @@ int main() {
 
   spyglass::SessionOptions session_options;
   session_options.sample_ratio = options.sampler.root_ratio();  // OTEL_TRACES_SAMPLER(_ARG)
+  session_options.parent_based = options.sampler.parent_based();
   {
     spyglass::Session session(session_options, {exporter});
     for (int i = 0; i < 20; ++i) handle_order(i);

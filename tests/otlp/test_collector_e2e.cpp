@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
+#include <set>
+#include <string_view>
 #include <thread>
 
 #include "protoc.hpp"
@@ -124,4 +127,78 @@ TEST(OtlpEndToEnd, SpansFromACollectorKeepTheirParentsAcrossThreads) {
   EXPECT_EQ(roots, kRequests);
   EXPECT_EQ(errors, kRequests / 5);
   EXPECT_EQ(cross_thread, kRequests);
+}
+
+TEST(OtlpEndToEnd, EverySamplerFromTheEnvironmentIsHonouredUnderRemoteParents) {
+  // Callers' traceparents: sampled (-01) or not (-00), with a trace id whose low half is
+  // small (passes a 0.5 ratio) or large (does not).
+  const std::string low = "00-4bf92f3577b34da60000000000000001-00f067aa0ba902b7-";
+  const std::string high = "00-4bf92f3577b34da6ffffffffffffff00-00f067aa0ba902b7-";
+  struct Case {
+    const char* sampler;
+    std::multiset<std::string> recorded;  // traceparents whose request is exported
+    std::optional<bool> new_root;         // a request without a traceparent is exported
+  };
+  const Case cases[] = {
+      {"always_on", {low + "01", low + "00", high + "01", high + "00"}, true},
+      {"always_off", {}, false},
+      {"traceidratio", {low + "01", low + "00"}, std::nullopt},  // a new root's id is random
+      {"parentbased_always_on", {low + "01", high + "01"}, true},
+      {"parentbased_always_off", {low + "01", high + "01"}, false},
+      {"parentbased_traceidratio", {low + "01", high + "01"}, std::nullopt},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.sampler);
+    const std::map<std::string, std::string> env{{"OTEL_TRACES_SAMPLER", c.sampler},
+                                                 {"OTEL_TRACES_SAMPLER_ARG", "0.5"}};
+    spyglass_test::Receiver rx;
+    otlp::OtlpOptions base;
+    base.traces_endpoint = rx.url("/v1/traces");
+    base.schedule_delay = 20ms;
+    base.metrics_interval = 0ms;
+    const auto o = otlp::from_env(base, nullptr, [&](const char* n) -> const char* {
+      auto it = env.find(n);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+    auto exporter = std::make_shared<otlp::OtlpExporter>(o);
+    std::multiset<std::string> recorded;
+    {
+      spyglass::SessionOptions so;
+      so.sample_ratio = o.sampler.root_ratio();
+      so.parent_based = o.sampler.parent_based();
+      spyglass::Session session(so, {exporter});
+      for (const std::string& tp : {low + "01", low + "00", high + "01", high + "00"}) {
+        spyglass::RequestScope req("/in", tp, "GET");
+        SPYGLASS_SCOPE("child");
+      }
+      if (c.new_root) {
+        spyglass::RequestScope req("/new", {}, "GET");
+      }
+      ASSERT_TRUE(session.collector().flush(30s));
+      ASSERT_TRUE(exporter->force_flush(30s));
+    }
+    std::map<std::string, int> requests_by_trace, children_by_trace;
+    bool new_root = false;
+    for (const auto& s : decode_all(rx.requests())) {
+      if (s.name == "GET /new") {
+        new_root = true;
+      } else if (s.name == "GET /in") {
+        ++requests_by_trace[s.trace_id];
+        EXPECT_EQ(s.parent, "00f067aa0ba902b7");  // the caller's span
+      } else {
+        ++children_by_trace[s.trace_id];
+      }
+    }
+    std::multiset<std::string> want;  // trace ids of the requests expected
+    for (const auto& tp : c.recorded) want.insert(tp.substr(3, 32));
+    std::multiset<std::string> got;
+    for (const auto& [trace, n] : requests_by_trace) {
+      for (int i = 0; i < n; ++i) got.insert(trace);
+    }
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(children_by_trace, requests_by_trace);  // children follow their request
+    if (c.new_root) {
+      EXPECT_EQ(new_root, *c.new_root);
+    }
+  }
 }

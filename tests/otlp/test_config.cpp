@@ -277,6 +277,18 @@ TEST(OtlpConfig, Samplers) {
   e.vars["OTEL_TRACES_SAMPLER"] = "always_on";
   EXPECT_EQ(e.parse().sampler.root_ratio(), 1.0);
   EXPECT_EQ(otlp::to_string(otlp::SamplerKind::parentbased_traceidratio), "parentbased_traceidratio");
+  // Whether a remote parent's flag decides (SessionOptions::parent_based).
+  const std::map<std::string, bool> parent_based{{"always_on", false},
+                                                 {"always_off", false},
+                                                 {"traceidratio", false},
+                                                 {"parentbased_always_on", true},
+                                                 {"parentbased_always_off", true},
+                                                 {"parentbased_traceidratio", true}};
+  for (const auto& [name, want] : parent_based) {
+    e.vars["OTEL_TRACES_SAMPLER"] = name;
+    EXPECT_EQ(e.parse().sampler.parent_based(), want) << name;
+  }
+  EXPECT_TRUE(Env{}.parse().sampler.parent_based());  // parentbased_always_on by default
 }
 
 TEST(OtlpConfig, MalformedValuesWarnAndKeepDefaults) {

@@ -27,6 +27,11 @@ double SamplerConfig::root_ratio() const noexcept {
   return 1.0;
 }
 
+bool SamplerConfig::parent_based() const noexcept {
+  return kind == SamplerKind::parentbased_always_on || kind == SamplerKind::parentbased_always_off ||
+         kind == SamplerKind::parentbased_traceidratio;
+}
+
 std::string_view to_string(SamplerKind kind) noexcept {
   switch (kind) {
     case SamplerKind::always_on: return "always_on";

@@ -35,17 +35,43 @@ enum class SamplerKind : std::uint8_t {
   parentbased_traceidratio,
 };
 
-/// The parsed OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG. The exporter does not sample
-/// itself: sampling is decided on the hot path, so an application passes root_ratio() to
-/// SessionOptions::sample_ratio. spyglass samples at the root and children inherit the
-/// decision, which is what the parentbased_* samplers do; the plain samplers map to the
-/// same ratio because spyglass spans only have local parents.
+/// The parsed OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
+///
+/// The exporter does not sample: the core decides on the hot path, and only recorded spans
+/// reach exporters. Nothing is applied by constructing an OtlpExporter; an application
+/// hands the two settings to its Session:
+///
+///     so.sample_ratio = options.sampler.root_ratio();
+///     so.parent_based = options.sampler.parent_based();
+///
+/// What the core does with them: a span with no parent starts a trace, recorded when its
+/// trace id falls under the ratio. A span under a local parent (an enclosing scope, or a
+/// Context carried to another thread) inherits that parent's decision. A RequestScope
+/// continuing a valid W3C `traceparent` has a remote parent: with parent_based it takes
+/// the caller's sampled flag, without it the ratio decides from the trace id as for a
+/// root. Hence every OTEL_TRACES_SAMPLER value is honoured:
+///
+/// - parentbased_always_on, parentbased_always_off, parentbased_traceidratio: the root
+///   decided by 1, 0 or the ratio; local and remote parents followed.
+/// - always_on, always_off, traceidratio: every trace decided by 1, 0 or the ratio from
+///   its trace id, a remote caller's flag ignored. Local children inherit the decision,
+///   which is the one the sampler would make for them too (same trace id, same ratio).
+///
+/// (The core compares the low 64 bits of the trace id with the ratio, so a ratio of 0
+/// still records a trace whose low 64 bits are all zero; new trace ids practically never
+/// are, but a caller's traceparent may carry one.) Only the sampling API of the core is
+/// involved: spyglass::set_sample_ratio() and spyglass::set_parent_based_sampling() do the
+/// same as the two SessionOptions fields.
 struct SamplerConfig {
   SamplerKind kind = SamplerKind::parentbased_always_on;
   /// The ratio argument of the *traceidratio kinds, in [0, 1]; ignored by the others.
   double ratio = 1.0;
   /// Fraction of new traces to record: 1 for *always_on, 0 for *always_off, else ratio.
+  /// For SessionOptions::sample_ratio.
   [[nodiscard]] SPYGLASS_API double root_ratio() const noexcept;
+  /// Whether a remote parent's sampled flag decides: true for the parentbased_* kinds.
+  /// For SessionOptions::parent_based.
+  [[nodiscard]] SPYGLASS_API bool parent_based() const noexcept;
 };
 
 /// The OTEL_TRACES_SAMPLER spelling of a kind ("parentbased_traceidratio", ...).
