@@ -31,8 +31,15 @@ inline thread_local constinit ThreadState tl_state;
 
 /// The collector the macros feed; null before a Session exists and after it ends.
 SPYGLASS_API extern std::atomic<Collector*> g_default_collector;
-/// Head sampling threshold: a root trace is sampled when its low 64 bits are <= it.
+/// Head sampling threshold: a trace is sampled when its low 64 bits are below it; the
+/// maximum value means every trace (ratio 1), 0 means none (ratio 0).
 SPYGLASS_API extern std::atomic<std::uint64_t> g_sample_threshold;
+
+/// The ratio sampler's decision for a trace id.
+inline bool sampled_by_ratio(const TraceId& id) noexcept {
+  const std::uint64_t t = g_sample_threshold.load(std::memory_order_relaxed);
+  return id.lo < t || t == ~std::uint64_t{0};
+}
 
 /// Slow paths, out of line.
 SPYGLASS_API std::uint32_t fetch_thread_id() noexcept;
@@ -73,7 +80,7 @@ inline Context open_span(Event& e) noexcept {
     e.parent_span_id = parent.span_id;
   } else {
     child.trace_id = new_trace_id();
-    child.sampled = child.trace_id.lo <= g_sample_threshold.load(std::memory_order_relaxed);
+    child.sampled = sampled_by_ratio(child.trace_id);
     e.parent_span_id = 0;
   }
   child.span_id = new_span_id();

@@ -33,7 +33,7 @@ void set_sample_ratio(double ratio) noexcept {
   if (ratio >= 1.0) {
     threshold = std::numeric_limits<std::uint64_t>::max();
   } else if (ratio <= 0.0) {
-    threshold = 0;  // only the (practically impossible) low half of zero passes
+    threshold = 0;  // nothing passes
   } else {
     threshold = static_cast<std::uint64_t>(std::ldexp(ratio, 64));
   }
@@ -105,10 +105,9 @@ RequestScope::RequestScope(std::string_view route, std::string_view traceparent,
     if (incoming) {
       parent.trace_id = incoming->trace_id;
       parent.span_id = incoming->parent_id;
-      parent.sampled =
-          detail::g_parent_based.load(std::memory_order_relaxed)
-              ? incoming->sampled()
-              : incoming->trace_id.lo <= detail::g_sample_threshold.load(std::memory_order_relaxed);
+      parent.sampled = detail::g_parent_based.load(std::memory_order_relaxed)
+                           ? incoming->sampled()
+                           : detail::sampled_by_ratio(incoming->trace_id);
     } else if (!parent.valid()) {
       parent.trace_id = new_trace_id();
       parent.span_id = 0;

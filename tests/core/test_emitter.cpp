@@ -200,6 +200,23 @@ TEST(Sampling, RemoteParentDecidesUnlessSamplingIsNotParentBased) {
   EXPECT_EQ(by_name(events).at("child").size(), 2u);
 }
 
+TEST(Sampling, RatioZeroRecordsNoTraceAndOneRecordsEveryTrace) {
+  // The extreme low halves of a trace id: all zeros and all ones.
+  const std::string zero = "00-4bf92f3577b34da60000000000000000-00f067aa0ba902b7-01";
+  const std::string ones = "00-4bf92f3577b34da6ffffffffffffffff-00f067aa0ba902b7-00";
+  const auto requests = [&] {
+    for (const std::string& tp : {zero, ones}) {
+      SPYGLASS_REQUEST_FROM(r, "/in", tp);
+    }
+  };
+  sg::SessionOptions opts;
+  opts.parent_based = false;
+  opts.sample_ratio = 0.0;
+  EXPECT_TRUE(run_session(opts, requests).empty());
+  opts.sample_ratio = 1.0;
+  EXPECT_EQ(run_session(opts, requests).size(), 2u);
+}
+
 TEST(Sampling, RouteExclusionExactAndPrefix) {
   sg::SessionOptions opts;
   opts.exclude_routes = {"/health"};
