@@ -57,10 +57,8 @@ enum class SamplerKind : std::uint8_t {
 ///   its trace id, a remote caller's flag ignored. Local children inherit the decision,
 ///   which is the one the sampler would make for them too (same trace id, same ratio).
 ///
-/// (The core compares the low 64 bits of the trace id with the ratio, so a ratio of 0
-/// still records a trace whose low 64 bits are all zero; new trace ids practically never
-/// are, but a caller's traceparent may carry one.) Only the sampling API of the core is
-/// involved: spyglass::set_sample_ratio() and spyglass::set_parent_based_sampling() do the
+/// The core compares the low 64 bits of the trace id with the ratio; 0 records no trace
+/// and 1 every trace, whatever the id. Only the sampling API of the core is involved: spyglass::set_sample_ratio() and spyglass::set_parent_based_sampling() do the
 /// same as the two SessionOptions fields.
 struct SamplerConfig {
   SamplerKind kind = SamplerKind::parentbased_always_on;
