@@ -321,13 +321,14 @@ struct CollectorImpl {
         clock::recalibrate();
         last_calibration = now;
       }
-      if (drained == 0) {
-        std::unique_lock<std::mutex> lock(wake_mutex);
-        wake_cv.wait_for(lock, options.drain_interval, [&] {
-          return stop.load(std::memory_order_relaxed) ||
-                 flush_req.load(std::memory_order_relaxed) > flush_done.load(std::memory_order_relaxed);
-        });
-      }
+      // Sleep a full interval after every pass, also a busy one: draining while producers
+      // write the same blocks would bounce their cache lines and multiply their cost.
+      // A flush or stop request cuts the wait.
+      std::unique_lock<std::mutex> lock(wake_mutex);
+      wake_cv.wait_for(lock, options.drain_interval, [&] {
+        return stop.load(std::memory_order_relaxed) ||
+               flush_req.load(std::memory_order_relaxed) > flush_done.load(std::memory_order_relaxed);
+      });
     }
   }
 

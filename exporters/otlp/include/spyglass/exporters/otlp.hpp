@@ -58,8 +58,9 @@ enum class SamplerKind : std::uint8_t {
 ///   which is the one the sampler would make for them too (same trace id, same ratio).
 ///
 /// The core compares the low 64 bits of the trace id with the ratio; 0 records no trace
-/// and 1 every trace, whatever the id. Only the sampling API of the core is involved: spyglass::set_sample_ratio() and spyglass::set_parent_based_sampling() do the
-/// same as the two SessionOptions fields.
+/// and 1 every trace, whatever the id. Only the sampling API of the core is involved:
+/// spyglass::set_sample_ratio() and spyglass::set_parent_based_sampling() do the same as the two
+/// SessionOptions fields.
 struct SamplerConfig {
   SamplerKind kind = SamplerKind::parentbased_always_on;
   /// The ratio argument of the *traceidratio kinds, in [0, 1]; ignored by the others.
