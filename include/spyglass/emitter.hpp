@@ -18,6 +18,15 @@ class Collector;
 
 namespace detail {
 
+/// The per-thread exception globals of the Itanium C++ ABI (section 2.2.2.1), which
+/// GCC's and clang's runtimes follow: a scope reads the uncaught count from them
+/// directly. std::uncaught_exceptions() returns the same number through two calls into
+/// the runtime, which would cost a scope as much as its two clock reads.
+struct EhGlobals {
+  void* caught_exceptions;
+  unsigned int uncaught_exceptions;
+};
+
 /// Per-thread state of the hot path. Constant-initialised, so touching it costs no
 /// initialisation check.
 struct ThreadState {
@@ -26,6 +35,7 @@ struct ThreadState {
   std::uint64_t collector_gen = 0;     ///< Which collector `slot` belongs to.
   void* slot = nullptr;                ///< That collector's per-thread producer slot.
   bool registered = false;             ///< Listed in the process-wide thread registry.
+  const EhGlobals* eh = nullptr;       ///< This thread's exception globals, once fetched.
 };
 inline thread_local constinit ThreadState tl_state;
 
@@ -43,6 +53,7 @@ inline bool sampled_by_ratio(const TraceId& id) noexcept {
 
 /// Slow paths, out of line.
 SPYGLASS_API std::uint32_t fetch_thread_id() noexcept;
+SPYGLASS_API int fetch_uncaught_exceptions() noexcept;
 SPYGLASS_API void register_thread() noexcept;
 SPYGLASS_API bool collector_enqueue(Collector* c, const Event& e) noexcept;
 SPYGLASS_API bool route_excluded(std::string_view route) noexcept;
@@ -51,6 +62,14 @@ SPYGLASS_API bool route_excluded(std::string_view route) noexcept;
 inline std::uint32_t thread_id() noexcept {
   const std::uint32_t t = tl_state.tid;
   return SPYGLASS_LIKELY(t != 0) ? t : fetch_thread_id();
+}
+
+/// std::uncaught_exceptions() of the calling thread, read with one load once the thread's
+/// exception globals are known.
+inline int uncaught_exceptions() noexcept {
+  const EhGlobals* eh = tl_state.eh;
+  if (SPYGLASS_LIKELY(eh != nullptr)) return static_cast<int>(eh->uncaught_exceptions);
+  return fetch_uncaught_exceptions();
 }
 
 /// True while a default collector exists. One relaxed load.

@@ -48,7 +48,7 @@ class ScopeBase {
     event_.kind = kind;
     event_.name = name;
     tl_context = open_span(event_);
-    uncaught_ = std::uncaught_exceptions();
+    uncaught_ = detail::uncaught_exceptions();
     start_ = clock::now();
   }
 
@@ -58,7 +58,7 @@ class ScopeBase {
   ~ScopeBase() {
     if (!active_) return;
     const std::uint64_t end = clock::now();
-    if (std::uncaught_exceptions() > uncaught_) event_.status = Status::error;
+    if (detail::uncaught_exceptions() > uncaught_) event_.status = Status::error;
     if (tl_context.sampled) finish(event_, start_, end);
     tl_context = saved_;
   }

@@ -1,10 +1,12 @@
 #include "spyglass/emitter.hpp"
 
+#include <cxxabi.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <limits>
 
 #include "spyglass/collector.hpp"
@@ -18,6 +20,14 @@ namespace detail {
 constinit std::atomic<Collector*> g_default_collector{nullptr};
 constinit std::atomic<std::uint64_t> g_sample_threshold{std::numeric_limits<std::uint64_t>::max()};
 constinit std::atomic<bool> g_parent_based{true};
+
+int fetch_uncaught_exceptions() noexcept {
+#if defined(__GLIBCXX__) || defined(_LIBCPPABI_VERSION)
+  // Stable for the thread's life (also in a forked child, whose memory is a copy).
+  tl_state.eh = reinterpret_cast<const EhGlobals*>(abi::__cxa_get_globals());
+#endif
+  return std::uncaught_exceptions();
+}
 
 std::uint32_t fetch_thread_id() noexcept {
   tl_state.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));

@@ -77,6 +77,43 @@ TEST_F(Context, ExceptionRestoresParentAndMarksError) {
   EXPECT_EQ(find(events, "parent")->status, sg::Status::ok);
 }
 
+namespace {
+// Opens a scope in its destructor, which runs while an exception unwinds the stack, and
+// records what the runtime and the scope's fast path report there.
+struct OpensScopeWhileUnwinding {
+  int* runtime_count;
+  int* fast_count;
+  ~OpensScopeWhileUnwinding() {
+    *runtime_count = std::uncaught_exceptions();
+    *fast_count = sg::detail::uncaught_exceptions();
+    SPYGLASS_SCOPE("cleanup");  // ends normally: not an error
+    try {
+      SPYGLASS_SCOPE("cleanup-thrower");  // an exception leaves it: an error
+      throw std::logic_error("inner");
+    } catch (const std::logic_error&) {
+    }
+  }
+};
+}  // namespace
+
+TEST_F(Context, ScopesInsideUnwindingJudgeOnlyTheirOwnException) {
+  int runtime_count = -1, fast_count = -1;
+  try {
+    OpensScopeWhileUnwinding cleanup{&runtime_count, &fast_count};
+    throw std::runtime_error("outer");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(runtime_count, 1);
+  EXPECT_EQ(fast_count, 1);
+  EXPECT_EQ(sg::detail::uncaught_exceptions(), 0);
+  std::thread([] { EXPECT_EQ(sg::detail::uncaught_exceptions(), 0); }).join();
+  const auto events = drain();
+  ASSERT_TRUE(find(events, "cleanup"));
+  ASSERT_TRUE(find(events, "cleanup-thrower"));
+  EXPECT_EQ(find(events, "cleanup")->status, sg::Status::ok);
+  EXPECT_EQ(find(events, "cleanup-thrower")->status, sg::Status::error);
+}
+
 TEST_F(Context, GuardCarriesContextToAnotherThread) {
   sg::Context handed;
   {
