@@ -14,6 +14,9 @@ namespace mon = spyglass::monitor;
 
 namespace {
 
+// Memory the tests touch escapes here, so that no optimiser drops or delays the stores.
+char* volatile g_escape = nullptr;
+
 void burn_cpu(double seconds) {
   timespec ts{};
   auto now = [&] {
@@ -39,6 +42,7 @@ pid_t sleeper() {
 TEST(Sampler, SamplesTheCallingProcess) {
   mon::Sampler s(::getpid(), {.smaps = true, .tree = false});
   std::vector<char> mem(32 << 20, 1);  // 32 MiB touched
+  g_escape = mem.data();               // ... before the sample, not optimised away
   const mon::Sample a = s.sample();
   EXPECT_EQ(a.processes, 1u);
   EXPECT_GE(a.threads, 1u);

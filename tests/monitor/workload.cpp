@@ -52,10 +52,15 @@ void burn(double seconds) {
   g_sink = g_sink + x;
 }
 
+// Where touched memory escapes to, so that no optimiser may drop or delay the stores (clang
+// removes a malloc whose memory nobody else can see).
+char* volatile g_escape = nullptr;
+
 char* touch(std::size_t mib) {
   const std::size_t n = mib * 1024 * 1024;
   auto* p = static_cast<char*>(std::malloc(n));
   for (std::size_t i = 0; i < n; i += 4096) p[i] = static_cast<char>(i);
+  g_escape = p;
   return p;
 }
 
