@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <thread>
 
 #include "spyglass/json.hpp"
 
@@ -305,9 +306,21 @@ struct History::Impl {
     sqlite3_busy_timeout(db, o.busy_timeout_ms);
     validate(p, false);  // again: another process may have created the file meanwhile
     {
-      Stmt s(db, "PRAGMA journal_mode=WAL");
-      rc = s.ok() ? sqlite3_step(s.get()) : sqlite3_errcode(db);
-      if (rc != SQLITE_ROW) fail(rc, "enable WAL");
+      // Two processes switching a new file to WAL at once: SQLite answers one of them
+      // SQLITE_BUSY at once, without the busy handler (it would deadlock), so the switch
+      // is retried here until the busy timeout.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.busy_timeout_ms);
+      for (;;) {
+        Stmt s(db, "PRAGMA journal_mode=WAL");
+        rc = s.ok() ? sqlite3_step(s.get()) : sqlite3_errcode(db);
+        if (rc == SQLITE_ROW) break;
+        const int primary = rc & 0xff;
+        if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED) ||
+            std::chrono::steady_clock::now() >= deadline) {
+          fail(rc, "enable WAL");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
     }
     exec("PRAGMA foreign_keys=ON", "enable foreign keys");
     exec("PRAGMA synchronous=NORMAL", "set synchronous");  // durable at checkpoints in WAL mode
