@@ -495,6 +495,12 @@ TEST(OtlpExporter, ConcurrentProducersAccountForEverySpan) {
 }
 
 TEST(OtlpExporter, ChildAfterForkSendsItsOwnSpans) {
+#if defined(__SANITIZE_ADDRESS__)
+  // GCC 12's AddressSanitizer runtime does not hold its allocator's lock across fork():
+  // when another thread of the parent is allocating at that moment, the child's first
+  // new thread blocks forever inside the sanitizer (seen about once in ten runs).
+  GTEST_SKIP() << "fork() with threads is not safe under this AddressSanitizer runtime";
+#endif
   Receiver rx;
   auto o = fast_options(rx);
   o.schedule_delay = 60000ms;
