@@ -501,7 +501,9 @@ RunResult run(const RunOptions& o) {
   };
 
   // Reads the signalfd. Terminating signals are forwarded to the command's process group
-  // while it runs; once it has ended, one means: stop waiting for output to go out.
+  // while it runs; once it has ended, one means: stop waiting for output to go out. A
+  // second one while it runs means the same (it may arrive after the command died but
+  // before it was reaped, and the caller is asking twice).
   bool give_up_output = false;
   auto read_signals = [&] {
     signalfd_siginfo si;
@@ -510,6 +512,7 @@ RunResult run(const RunOptions& o) {
       if (sig == SIGCHLD) continue;  // reaped at the top of the loop
       if (!child_done) {
         ::kill(-pid, sig);
+        if (!forwarded.empty()) give_up_output = true;
         if (forwarded.empty()) forwarded = signal_name(sig);
       } else {
         give_up_output = true;

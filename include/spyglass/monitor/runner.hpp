@@ -36,8 +36,9 @@ struct RunOptions {
   /// command as it would without spyglass, while sampling, limits, the timeout and signal
   /// forwarding go on. The tail is kept either way. When the run ends, run() waits for
   /// our side to take what the command wrote before it ended, until a terminating signal
-  /// (SIGINT, SIGTERM, SIGHUP, SIGQUIT) arrives; output our side cannot take (it was
-  /// closed, or that signal came) is counted in RunResult::dropped_output_bytes.
+  /// (SIGINT, SIGTERM, SIGHUP, SIGQUIT) arrives after the run, or a second one during it;
+  /// output our side cannot take (it was closed, or that signal came) is counted in
+  /// RunResult::dropped_output_bytes.
   bool passthrough = true;
   /// After the command exits, how long to keep reading output while processes it left
   /// behind hold its stdout/stderr open. Limits and the timeout no longer apply then.
