@@ -90,10 +90,18 @@ TEST(ProcessStats, MemoryMatchesStatus) {
 }
 
 TEST(ProcessStats, CpuSecondsFollowGetrusage) {
-  // Burn some CPU so the reading is well above the tick granularity.
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  // Burn CPU until this thread has used 300 ms of it (not 300 ms of wall time: on a
+  // loaded machine that may be far less CPU), so the reading is well above the tick
+  // granularity.
+  const auto cpu_now = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  };
+  const double cpu_start = cpu_now();
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   volatile std::uint64_t x = 0;
-  while (std::chrono::steady_clock::now() < until) x = x + 1;
+  while (cpu_now() - cpu_start < 0.3 && std::chrono::steady_clock::now() < give_up) x = x + 1;
   rusage ru{};
   ASSERT_EQ(getrusage(RUSAGE_SELF, &ru), 0);
   const auto s = read_process_stats();
