@@ -417,9 +417,10 @@ TEST(Cli, ShowChartsBusyThenIdle) {
   double busy = 0;
   const std::size_t busy_end = n * 3 / 10;
   for (std::size_t i = 1; i < busy_end; ++i) busy += cpu[i];
-  // Busy columns are all near the peak, give or take the 10 ms CPU clock tick over a
-  // 50 ms column.
-  EXPECT_GE(busy / static_cast<double>(busy_end - 1), 4.0) << show.out;
+  // Busy columns are near the peak (level 8), give or take the 10 ms CPU clock tick over
+  // a 50 ms column and the share of a core a loaded machine leaves the busy thread; idle
+  // ones are at most 1.
+  EXPECT_GE(busy / static_cast<double>(busy_end - 1), 3.0) << show.out;
   for (std::size_t i = n - n / 5; i < n; ++i) EXPECT_LE(cpu[i], 1) << "column " << i << "\n" << show.out;
   const auto rss = chart_row(show.out, "RSS");
   EXPECT_EQ(rss.size(), n) << show.out;

@@ -89,19 +89,22 @@ TEST(ProcessStats, MemoryMatchesStatus) {
   EXPECT_GT(s->resident_memory_bytes, 0);
 }
 
-TEST(ProcessStats, CpuSecondsFollowGetrusage) {
-  // Burn CPU until this thread has used 300 ms of it (not 300 ms of wall time: on a
-  // loaded machine that may be far less CPU), so the reading is well above the tick
-  // granularity.
+/// Burns CPU until the calling thread has used `seconds` of it: CPU time, not wall time,
+/// which on a loaded machine may hold far less CPU (gives up after 30 s of wall time).
+void burn_thread_cpu(double seconds) {
   const auto cpu_now = [] {
     timespec ts{};
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
   };
-  const double cpu_start = cpu_now();
+  const double start = cpu_now();
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   volatile std::uint64_t x = 0;
-  while (cpu_now() - cpu_start < 0.3 && std::chrono::steady_clock::now() < give_up) x = x + 1;
+  while (cpu_now() - start < seconds && std::chrono::steady_clock::now() < give_up) x = x + 1;
+}
+
+TEST(ProcessStats, CpuSecondsFollowGetrusage) {
+  burn_thread_cpu(0.3);  // well above the tick granularity
   rusage ru{};
   ASSERT_EQ(getrusage(RUSAGE_SELF, &ru), 0);
   const auto s = read_process_stats();
@@ -131,9 +134,7 @@ TEST(ProcessMetrics, EveryNameIsScrapedWithItsTypeAndAPlausibleValue) {
   spyglass::prom::PrometheusOptions o;
   o.listen_address = "127.0.0.1:0";
   spyglass::prom::PrometheusExporter exp(o);
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
-  volatile std::uint64_t x = 0;
-  while (std::chrono::steady_clock::now() < until) x = x + 1;  // some CPU time to see
+  burn_thread_cpu(0.1);  // some CPU time to see
 
   const double cpu_before = rusage_cpu_seconds();
   const double threads_before = status_field("Threads");
