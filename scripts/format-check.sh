@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails when a tracked C++ file differs from clang-format's output. Compares the output
-# rather than using --dry-run, which misreports some namespace-closing comments.
+# (the same verdict as `clang-format --dry-run --Werror`, with one line per file).
 set -euo pipefail
 bad=0
 while IFS= read -r f; do
