@@ -40,7 +40,7 @@ class DiscardExporter : public sg::Exporter {
 sg::Session& session() {
   static sg::Session* s = [] {
     sg::SessionOptions options;
-    options.collector.transit_size = 65536;
+    options.collector.transit_capacity = 65536;
     return new sg::Session(options, {std::make_shared<DiscardExporter>()});
   }();
   return *s;
@@ -52,7 +52,7 @@ void bench_scope(benchmark::State& state) {
     SPYGLASS_SCOPE("bench.scope");
     benchmark::ClobberMemory();
   }
-  state.counters["dropped"] = static_cast<double>(session().collector().counters().dropped);
+  state.counters["dropped"] = static_cast<double>(session().collector().counters().rejected);
 }
 BENCHMARK(bench_scope)->Threads(1)->Threads(2)->UseRealTime();
 
@@ -228,7 +228,7 @@ void bench_collector_to_jsonl(benchmark::State& state) {
     sg::JsonlOptions jo;
     jo.directory = dir.string();
     auto jsonl = std::make_shared<sg::JsonlExporter>(jo);
-    sg::Collector c({.queue_size = 262144, .batch_max = 1024, .transit_size = 65536});
+    sg::Collector c({.transit_capacity = 65536, .buffer_capacity = 262144, .batch_max = 1024});
     c.add_exporter(jsonl);
     sg::Event e;
     e.kind = sg::EventKind::db;
@@ -244,8 +244,8 @@ void bench_collector_to_jsonl(benchmark::State& state) {
       while (!c.enqueue(e)) std::this_thread::sleep_for(50us);
     }
     c.shutdown(60s);
-    written += c.exporter_counters()[0].exported;
-    state.counters["enqueue_retries"] = static_cast<double>(c.counters().dropped);
+    written += c.exporter_counters()[0].sent;
+    state.counters["enqueue_retries"] = static_cast<double>(c.counters().rejected);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(written));
   std::filesystem::remove_all(dir);

@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "receiver.hpp"
+#include "otlp_receiver.hpp"
 #include "spyglass/exporters/otlp.hpp"
 
 namespace otlp = spyglass::otlp;

@@ -80,10 +80,9 @@ int main() {
                 static_cast<unsigned long long>(e.errors), ms(e.p50_ns).c_str(), ms(e.p99_ns).c_str());
   }
   const auto c = session.collector().counters();
-  std::printf("\ncollector: enqueued=%llu exported=%llu dropped=%llu export_errors=%llu queued=%llu\n",
-              static_cast<unsigned long long>(c.enqueued), static_cast<unsigned long long>(c.exported),
-              static_cast<unsigned long long>(c.dropped), static_cast<unsigned long long>(c.export_errors),
-              static_cast<unsigned long long>(c.queued));
+  std::printf("\ncollector: offered=%llu rejected=%llu dispatched=%llu in_transit=%llu\n",
+              static_cast<unsigned long long>(c.offered), static_cast<unsigned long long>(c.rejected),
+              static_cast<unsigned long long>(c.dispatched), static_cast<unsigned long long>(c.in_transit));
   std::printf("events written as JSON lines under ./spyglass-out/\n");
   return 0;
 }

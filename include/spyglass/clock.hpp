@@ -3,6 +3,7 @@
 /// (a few ns, no syscall); elsewhere CLOCK_MONOTONIC. Ticks are converted to ns off
 /// the hot path, by the collector thread.
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
 
@@ -15,12 +16,22 @@
 #define SPYGLASS_HAVE_TSC 0
 #endif
 
-namespace spyglass::inline v0::clock {
+namespace SPYGLASS_NAMESPACE::clock {
 
 namespace detail {
-/// True when ticks are TSC cycles; false when they are CLOCK_MONOTONIC ns. Decided once
-/// at load time (invariant TSC present and not disabled by SPYGLASS_CLOCK=monotonic).
-SPYGLASS_API extern const bool use_tsc;
+/// What a tick is: 0 not decided yet, 1 TSC cycles, 2 CLOCK_MONOTONIC ns. Decided on the
+/// first clock read (invariant TSC present and not disabled by SPYGLASS_CLOCK=monotonic),
+/// so a read from another file's static initialiser is as good as any later one.
+SPYGLASS_API extern std::atomic<int> tick_source;
+/// Slow path of the first read: decides tick_source. Thread-safe, idempotent.
+SPYGLASS_API int decide_tick_source() noexcept;
+
+/// True when ticks are TSC cycles.
+inline bool use_tsc() noexcept {
+  int s = tick_source.load(std::memory_order_relaxed);
+  if (SPYGLASS_UNLIKELY(s == 0)) s = decide_tick_source();
+  return s == 1;
+}
 }  // namespace detail
 
 /// Monotonic CLOCK_MONOTONIC nanoseconds (a vDSO call, no syscall on Linux).
@@ -40,7 +51,7 @@ inline std::uint64_t realtime_ns() noexcept {
 /// The current tick. Thread-safe, wait-free; the only clock the hot path reads.
 inline std::uint64_t now() noexcept {
 #if SPYGLASS_HAVE_TSC
-  if (SPYGLASS_LIKELY(detail::use_tsc)) return __rdtsc();
+  if (SPYGLASS_LIKELY(detail::use_tsc())) return __rdtsc();
 #endif
   return monotonic_ns();
 }
@@ -58,4 +69,4 @@ SPYGLASS_API void recalibrate() noexcept;
 /// Ticks per second currently assumed (1e9 when ticks are ns).
 SPYGLASS_API double ticks_per_second() noexcept;
 
-}  // namespace spyglass::inline v0::clock
+}  // namespace SPYGLASS_NAMESPACE::clock

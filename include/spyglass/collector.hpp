@@ -13,51 +13,63 @@
 #include "spyglass/event.hpp"
 #include "spyglass/exporter.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 class StatsStore;
 
 /// Settings of a Collector. Every field has a default that works on one machine.
+///
+/// Memory is fixed at construction: transit_capacity + buffer_capacity per exporter
+/// events of 104 bytes (defaults: 6.8 MB + 3.4 MB per exporter). A burst of B events
+/// recorded faster than the exporters take them is kept whole while B fits in both.
 struct CollectorOptions {
-  /// Events that may wait for each exporter. When an exporter falls this far behind, its
-  /// oldest pending batch is dropped (drop_oldest) or the incoming batch is; both counted
-  /// in that exporter's `dropped`.
-  std::size_t queue_size = 2048;
+  /// Capacity of the lock-free hand-off between the hot path and the collector thread,
+  /// in events (also the most one producer thread may have in flight). The collector
+  /// thread empties it every drain_interval; while it is full, new events are rejected
+  /// at once and counted (`rejected`).
+  std::size_t transit_capacity = 65536;
+  /// Each exporter's one bounded buffer, in events. When an exporter falls this far
+  /// behind, its oldest events are dropped (drop_oldest) or the incoming ones are; both
+  /// counted in that exporter's `dropped`.
+  std::size_t buffer_capacity = 32768;
   /// Largest batch handed to an exporter.
-  std::size_t batch_max = 128;
+  std::size_t batch_max = 512;
   /// A partial batch is exported once its oldest event has waited this long.
   std::chrono::milliseconds flush_interval{100};
-  /// true: a full exporter buffer evicts its oldest batch; false: it discards the newest.
+  /// true: a full exporter buffer evicts its oldest events; false: it discards the newest.
   bool drop_oldest = true;
-  /// Capacity of the lock-free hand-off queue the hot path writes into (events). The
-  /// collector thread empties it every drain_interval; while it is full, new events are
-  /// discarded and counted as dropped. A fixed cost, set here, not grown.
-  std::size_t transit_size = 8192;
-  /// How long the collector thread sleeps when it finds nothing to drain (>= 1 ms).
+  /// How long the collector thread sleeps between drains (>= 100 us).
   std::chrono::microseconds drain_interval{1000};
+  /// How long fork() may wait, in total, for exporters in the middle of a call to finish
+  /// it. An exporter still busy then is not used in the child (its events there are
+  /// counted as dropped); the parent is not affected.
+  std::chrono::milliseconds fork_wait{20};
   /// Window of the StatsStore the collector feeds.
   std::chrono::seconds stats_window{15 * 60};
 };
 
-/// The collector's own health. `enqueued == exported + dropped + queued` holds for any
-/// snapshot taken when producers are quiet; under load it holds within the events in
-/// flight. Counters are monotonic except `queued`.
+/// The collector's own health, from the hot path to the exporters' buffers.
+/// `offered == rejected + dispatched + pre_fork + in_transit`; all but `in_transit` are
+/// monotonic. Exact when producers are quiet; under load, within the events in flight.
 struct CollectorCounters {
-  std::uint64_t enqueued = 0;       ///< Offered by producers through enqueue().
-  std::uint64_t dropped = 0;        ///< Discarded at once because the transit queue was full.
-  std::uint64_t exported = 0;       ///< Passed on to every exporter's buffer.
-  std::uint64_t export_errors = 0;  ///< Sum over exporters of events failed or shed (see ExporterCounters).
-  std::uint64_t queued = 0;         ///< In the transit queue or the batch being filled right now.
+  std::uint64_t offered = 0;     ///< Events producers passed to enqueue().
+  std::uint64_t rejected = 0;    ///< Discarded at once because the transit was full.
+  std::uint64_t dispatched = 0;  ///< Handed to the exporters' buffers.
+  /// In a forked child: spans opened before fork() and closed after it. The parent
+  /// records them; the child discards them.
+  std::uint64_t pre_fork = 0;
+  std::uint64_t in_transit = 0;  ///< In the transit right now.
 };
 
-/// Per-exporter accounting: `received == exported + failed + dropped + pending`.
+/// One exporter's accounting: `produced == sent + failed + dropped + pending`, exact
+/// when producers are quiet, and final once Collector::shutdown() returned.
 struct ExporterCounters {
   std::string name;
-  std::uint64_t received = 0;  ///< Events handed to this exporter's stage.
-  std::uint64_t exported = 0;  ///< Events in batches export_batch() accepted.
-  std::uint64_t failed = 0;    ///< Events in batches export_batch() rejected or threw on.
-  std::uint64_t dropped = 0;   ///< Events dropped because this exporter fell behind.
-  std::uint64_t pending = 0;   ///< Waiting for this exporter now.
+  std::uint64_t produced = 0;  ///< Events offered to this exporter's buffer.
+  std::uint64_t sent = 0;      ///< In batches export_batch() delivered.
+  std::uint64_t failed = 0;    ///< In batches export_batch() did not deliver (or threw on).
+  std::uint64_t dropped = 0;   ///< Evicted or refused because the buffer was full.
+  std::uint64_t pending = 0;   ///< In the buffer or being exported now.
 };
 
 namespace detail {
@@ -74,12 +86,12 @@ struct ThreadSlot;
 class SPYGLASS_API Collector {
  public:
   explicit Collector(CollectorOptions options = {});
-  ~Collector();  ///< shutdown(5 s), then frees everything.
+  ~Collector();  ///< shutdown(), then frees everything.
   Collector(const Collector&) = delete;
   Collector& operator=(const Collector&) = delete;
 
-  /// Adds an exporter; it receives every event enqueued from now on, on a worker
-  /// thread of its own.
+  /// Adds an exporter; it receives every event enqueued from now on, through a buffer
+  /// and a stage thread of its own.
   void add_exporter(std::shared_ptr<Exporter> exporter);
 
   /// Hot path: offers one finished event. Returns false if it was discarded.
@@ -89,11 +101,17 @@ class SPYGLASS_API Collector {
   /// flushed, or until `timeout`. Returns true if it all got there in time.
   bool flush(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
-  /// Drains what is queued to the exporters, then stops the threads and calls
-  /// Exporter::shutdown(). Waits at most `timeout` for the exporters; one that is still
-  /// stuck after it is abandoned (its pending events counted as dropped). Idempotent.
-  /// Returns true if everything was drained in time.
-  bool shutdown(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  /// Drains the transit into the exporters' buffers, lets each exporter deliver its
+  /// buffer, flush and shut down within its own Exporter::shutdown_timeout() (all at
+  /// once, on their stage threads), then stops the threads. Returns within the largest
+  /// of those timeouts plus a few ms. An exporter still busy then is abandoned: its
+  /// batch in flight counts as failed, the rest of its buffer as dropped. When it
+  /// returns every counter is final. Idempotent. Returns true if everything was
+  /// delivered or accounted in time without abandoning anyone.
+  bool shutdown();
+
+  /// As shutdown(), waiting at most `timeout` for any exporter (capping their own).
+  bool shutdown(std::chrono::milliseconds timeout);
 
   /// A consistent-enough snapshot of the counters. Thread-safe, cheap.
   [[nodiscard]] CollectorCounters counters() const;
@@ -112,4 +130,4 @@ class SPYGLASS_API Collector {
   std::unique_ptr<detail::CollectorImpl> impl_;
 };
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

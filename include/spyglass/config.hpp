@@ -6,6 +6,10 @@
 #define SPYGLASS_ENABLED 1
 #endif
 
+/// The library's namespace with its ABI version, spelled once: `namespace SPYGLASS_NAMESPACE {`.
+/// The inline namespace lets two incompatible versions link into one program.
+#define SPYGLASS_NAMESPACE spyglass::inline v0
+
 #if defined(__GNUC__)
 #define SPYGLASS_API __attribute__((visibility("default")))
 #define SPYGLASS_LIKELY(x) __builtin_expect(!!(x), 1)

@@ -12,7 +12,7 @@
 #include "spyglass/context.hpp"
 #include "spyglass/event.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 class Collector;
 
@@ -27,23 +27,13 @@ struct EhGlobals {
   unsigned int uncaught_exceptions;
 };
 
-/// Per-thread state of the hot path. Constant-initialised, so touching it costs no
-/// initialisation check.
-struct ThreadState {
-  std::atomic<std::uint32_t> busy{0};  ///< 1 while this thread may be using the default collector.
-  std::uint32_t tid = 0;               ///< OS thread id, 0 until first needed.
-  std::uint64_t collector_gen = 0;     ///< Which collector `slot` belongs to.
-  void* slot = nullptr;                ///< That collector's per-thread producer slot.
-  bool registered = false;             ///< Listed in the process-wide thread registry.
-  const EhGlobals* eh = nullptr;       ///< This thread's exception globals, once fetched.
-};
-inline thread_local constinit ThreadState tl_state;
-
 /// The collector the macros feed; null before a Session exists and after it ends.
 SPYGLASS_API extern std::atomic<Collector*> g_default_collector;
 /// Head sampling threshold: a trace is sampled when its low 64 bits are below it; the
 /// maximum value means every trace (ratio 1), 0 means none (ratio 0).
 SPYGLASS_API extern std::atomic<std::uint64_t> g_sample_threshold;
+/// Whether spans of unsampled traces still reach the collector (for metrics).
+SPYGLASS_API extern std::atomic<bool> g_record_unsampled;
 
 /// The ratio sampler's decision for a trace id.
 inline bool sampled_by_ratio(const TraceId& id) noexcept {
@@ -91,11 +81,12 @@ inline void submit(const Event& e) noexcept {
 /// (sampling decided here and inherited). Fills the ids of `e`; returns the context to
 /// make current while the span is open.
 inline Context open_span(Event& e) noexcept {
-  const Context& parent = tl_context;
+  const Context& parent = tl_state.context;
   Context child;
   if (SPYGLASS_LIKELY(parent.valid())) {
     child.trace_id = parent.trace_id;
     child.sampled = parent.sampled;
+    child.excluded = parent.excluded;
     e.parent_span_id = parent.span_id;
   } else {
     child.trace_id = new_trace_id();
@@ -108,12 +99,18 @@ inline Context open_span(Event& e) noexcept {
   return child;
 }
 
-/// Fills the common fields of an event that ran from `start_tick` to `end_tick` and
-/// submits it.
-inline void finish(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) noexcept {
+/// Fills the common fields of an event that ran from `start_tick` to `end_tick` in the
+/// span context `span` and submits it: sampled spans always, unsampled ones (flagged, for
+/// metrics) unless that is switched off, excluded ones never.
+inline void finish(Event& e, const Context& span, std::uint64_t start_tick, std::uint64_t end_tick) noexcept {
+  std::uint8_t flags = Event::kFlagTicks;
+  if (SPYGLASS_UNLIKELY(!span.sampled)) {
+    if (span.excluded || !g_record_unsampled.load(std::memory_order_relaxed)) return;
+    flags |= Event::kFlagUnsampled;
+  }
   e.start = start_tick;
   e.duration = end_tick >= start_tick ? end_tick - start_tick : 0;
-  e.flags = Event::kFlagTicks;
+  e.flags = flags;
   e.thread_id = thread_id();
   submit(e);
 }
@@ -129,6 +126,11 @@ SPYGLASS_API void set_sample_ratio(double ratio) noexcept;
 /// the default) or is decided by the sample ratio from its trace id (false). See
 /// SessionOptions::parent_based. Thread-safe.
 SPYGLASS_API void set_parent_based_sampling(bool parent_based) noexcept;
+
+/// Whether spans of unsampled traces still reach the collector, flagged, so that metrics
+/// count every operation (true, the default) or are not recorded at all (false: the
+/// cheapest). See SessionOptions::record_unsampled. Thread-safe.
+SPYGLASS_API void set_record_unsampled(bool record) noexcept;
 
 /// Records a function call the caller timed with clock::now(). `name` is interned.
 /// Thread-safe; a no-op without a Session.
@@ -147,4 +149,4 @@ SPYGLASS_API void emit_req(std::string_view route, std::uint64_t start_tick, std
                            std::uint16_t http_status, std::uint64_t bytes_in = 0, std::uint64_t bytes_out = 0,
                            std::string_view method = {}) noexcept;
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

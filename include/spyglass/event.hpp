@@ -7,7 +7,7 @@
 
 #include "spyglass/ids.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// What an event measured.
 enum class EventKind : std::uint8_t { request = 0, function = 1, db = 2, custom = 3 };
@@ -53,12 +53,19 @@ struct Event {
   std::uint16_t http_status = 0;  ///< request: HTTP status code, 0 when unset.
   EventKind kind = EventKind::custom;
   Status status = Status::ok;
-  std::uint8_t flags = 0;  ///< Bit 0: times are still in ticks (internal).
+  std::uint8_t flags = 0;  ///< kFlag* bits.
 
+  /// `start` and `duration` are still clock ticks (internal; exporters never see it).
   static constexpr std::uint8_t kFlagTicks = 1;
+  /// The span's trace is not sampled: count it in metrics, do not export it as a span.
+  /// Only exporters whose accepts_unsampled() is true receive such events.
+  static constexpr std::uint8_t kFlagUnsampled = 2;
+
+  /// True when the span belongs to a sampled trace (exported as a span).
+  [[nodiscard]] constexpr bool sampled() const noexcept { return (flags & kFlagUnsampled) == 0; }
 };
 
 static_assert(std::is_trivially_copyable_v<Event>, "Event must be trivially copyable");
 static_assert(sizeof(Event) <= 128, "Event must fit in 128 bytes");
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

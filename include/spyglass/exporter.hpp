@@ -1,27 +1,28 @@
 #pragma once
 /// The interface every exporter implements.
 
+#include <chrono>
 #include <span>
 #include <string_view>
 
 #include "spyglass/config.hpp"
 #include "spyglass/event.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// Receives batches of finished events.
 ///
-/// The collector runs each exporter on a worker thread of its own, so a slow or
-/// failing exporter delays only itself. All calls on one exporter come from that one
-/// thread, never concurrently; an exporter needs no locking unless it shares state
-/// with other threads itself. Events are passed with `start` in Unix-epoch ns and
-/// `duration` in ns.
+/// The collector gives each exporter one bounded drop-oldest buffer and one stage thread
+/// of its own, so a slow or failing exporter delays only itself. Every call below except
+/// begin_shutdown() comes from that one thread, never concurrently: an exporter does its
+/// retries and backoff inside export_batch(), on that thread, and starts no thread of its
+/// own for them. Events are passed with `start` in Unix-epoch ns and `duration` in ns.
 class SPYGLASS_API Exporter {
  public:
   virtual ~Exporter() = default;
 
-  /// Exports one batch. Returns false (or throws) on failure: the collector counts the
-  /// batch's events as export errors and goes on with the next batch.
+  /// Exports one batch. Returns true when it was delivered, false (or throws) when it was
+  /// not and will not be: the collector counts the batch's events as `failed`.
   virtual bool export_batch(std::span<const Event> events) = 0;
 
   /// Pushes out anything buffered. Called after idle periods and by Collector::flush().
@@ -30,12 +31,28 @@ class SPYGLASS_API Exporter {
   /// Called once, last, when the collector shuts down; flush and release resources.
   virtual void shutdown() {}
 
-  /// Called in the child after fork(), on the thread that forked, before any other
-  /// call: reopen what must not be shared with the parent (files, sockets).
+  /// How long the collector's shutdown waits for this exporter to deliver what its
+  /// buffer holds, flush and shut down. Past it the exporter is abandoned and what it
+  /// still held is counted as failed or dropped.
+  [[nodiscard]] virtual std::chrono::milliseconds shutdown_timeout() const { return std::chrono::seconds(5); }
+
+  /// Called once, from the thread shutting the collector down, possibly while
+  /// export_batch() runs on the stage thread: from now on no retry, backoff or wait may
+  /// last past `deadline`. Must be thread-safe and must not block.
+  virtual void begin_shutdown(std::chrono::steady_clock::time_point deadline) noexcept { (void)deadline; }
+
+  /// True to also receive the spans of unsampled traces (Event::sampled() false): a
+  /// metrics exporter counts every operation, whatever the trace sampling.
+  [[nodiscard]] virtual bool accepts_unsampled() const { return false; }
+
+  /// Called in a forked child before any other call there, on the thread that forked:
+  /// forget what belongs to the parent (buffered events, files, sockets, connections).
+  /// Not called for an exporter that was in the middle of a call when the process
+  /// forked: the child never calls or destroys that one.
   virtual void after_fork_child() {}
 
   /// A short name for diagnostics and per-exporter counters ("jsonl", "otlp", ...).
   [[nodiscard]] virtual std::string_view name() const = 0;
 };
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

@@ -8,7 +8,7 @@
 
 #include "spyglass/config.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// The name every dynamic name maps to once the interning table is full.
 inline constexpr const char* kOverflowName = "__overflow__";
@@ -47,4 +47,4 @@ SPYGLASS_API InternStats intern_stats() noexcept;
 /// evict anything. Thread-safe.
 SPYGLASS_API void set_intern_limits(const InternLimits& limits) noexcept;
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

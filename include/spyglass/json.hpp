@@ -13,7 +13,9 @@
 #include <string_view>
 #include <system_error>
 
-namespace spyglass::inline v0 {
+#include "spyglass/utf8.hpp"
+
+namespace SPYGLASS_NAMESPACE {
 
 namespace detail {
 
@@ -28,35 +30,6 @@ inline constexpr auto kJsonPlain = [] {
   t.v[static_cast<unsigned char>('\\')] = false;
   return t;
 }();
-
-/// Length of the valid UTF-8 sequence starting at `p[0]` (a byte >= 0x80), or, when it
-/// is invalid, the negated length of its maximal subpart (the longest prefix that could
-/// start a valid sequence, at least 1). Follows Unicode Table 3-7 (well-formed byte
-/// sequences), which rules out overlongs, surrogates and code points above U+10FFFF.
-inline int utf8_sequence(const unsigned char* p, std::size_t avail) noexcept {
-  const unsigned char b0 = p[0];
-  int len;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) lo = 0xA0;  // overlong
-    if (b0 == 0xED) hi = 0x9F;  // surrogates
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) lo = 0x90;  // overlong
-    if (b0 == 0xF4) hi = 0x8F;  // above U+10FFFF
-  } else {
-    return -1;  // continuation byte, C0/C1 or F5..FF: never a lead byte
-  }
-  for (int i = 1; i < len; ++i) {
-    if (static_cast<std::size_t>(i) >= avail) return -i;  // truncated
-    const unsigned char b = p[i];
-    if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return -i;
-  }
-  return len;
-}
 
 }  // namespace detail
 
@@ -98,7 +71,7 @@ inline void json_escape(std::string_view in, std::string& out) {
       ++i;
       continue;
     }
-    const int len = detail::utf8_sequence(p + i, n - i);
+    const int len = utf8_sequence(p + i, n - i);
     if (len > 0) {
       out.append(in.data() + i, static_cast<std::size_t>(len));
       i += static_cast<std::size_t>(len);
@@ -249,4 +222,4 @@ class JsonWriter {
   bool need_comma_ = false;
 };
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

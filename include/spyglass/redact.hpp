@@ -32,7 +32,7 @@
 
 #include "spyglass/config.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// Appends the redacted form of `sql` to `out`. See the rules above.
 SPYGLASS_API void redact_sql(std::string_view sql, std::string& out);
@@ -40,4 +40,4 @@ SPYGLASS_API void redact_sql(std::string_view sql, std::string& out);
 /// The redacted form of `sql`. See the rules above.
 SPYGLASS_API std::string redact_sql(std::string_view sql);
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

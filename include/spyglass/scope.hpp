@@ -15,7 +15,7 @@
 #include "spyglass/emitter.hpp"
 #include "spyglass/intern.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 namespace detail {
 /// Wraps a name known to live as long as the process (a string literal or an interned
@@ -33,7 +33,7 @@ class ScopeBase {
   /// Marks the operation as failed.
   void error() noexcept { event_.status = Status::error; }
   /// The span this scope opened (all zero when recording is off).
-  [[nodiscard]] Context context() const noexcept { return active_ ? tl_context : Context{}; }
+  [[nodiscard]] Context context() const noexcept { return active_ ? tl_state.context : Context{}; }
 
  protected:
   ScopeBase(EventKind kind, const char* name) noexcept {
@@ -44,10 +44,10 @@ class ScopeBase {
 
   void open(EventKind kind, const char* name) noexcept {
     active_ = true;
-    saved_ = tl_context;
+    saved_ = tl_state.context;
     event_.kind = kind;
     event_.name = name;
-    tl_context = open_span(event_);
+    tl_state.context = open_span(event_);
     uncaught_ = detail::uncaught_exceptions();
     start_ = clock::now();
   }
@@ -59,8 +59,8 @@ class ScopeBase {
     if (!active_) return;
     const std::uint64_t end = clock::now();
     if (detail::uncaught_exceptions() > uncaught_) event_.status = Status::error;
-    if (tl_context.sampled) finish(event_, start_, end);
-    tl_context = saved_;
+    finish(event_, tl_state.context, start_, end);
+    tl_state.context = saved_;
   }
 
   Event event_;
@@ -147,7 +147,7 @@ struct NoopRequest {
 };
 }  // namespace detail
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE
 
 #if SPYGLASS_ENABLED
 /// Records the enclosing block as a function event named `name` (a string literal).

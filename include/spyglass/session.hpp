@@ -11,7 +11,7 @@
 #include "spyglass/exporter.hpp"
 #include "spyglass/intern.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// Settings of a Session.
 struct SessionOptions {
@@ -22,6 +22,10 @@ struct SessionOptions {
   /// W3C traceparent keeps the caller's sampled flag. False: such a request is decided
   /// by `sample_ratio` from its trace id, like a new root, whatever the caller decided.
   bool parent_based = true;
+  /// True: spans of unsampled traces still reach the exporters that count metrics
+  /// (Exporter::accepts_unsampled) and the StatsStore, flagged, since metrics are not
+  /// sampled. False: they are not recorded at all, which is the cheapest.
+  bool record_unsampled = true;
   /// Request routes not recorded, matched exactly ("/health").
   std::vector<std::string> exclude_routes;
   /// Request routes not recorded, matched by prefix ("/static/").
@@ -33,9 +37,14 @@ struct SessionOptions {
 /// Owns the default collector. While a Session exists the macros record into it; before
 /// and after, they are no-ops. Only one Session may exist at a time.
 ///
+/// With the environment variable OTEL_SDK_DISABLED=true (or SPYGLASS_DISABLED=1) the
+/// Session is a no-op: nothing is recorded, the exporters are never called, and a scope
+/// costs one load and a branch.
+///
 /// The destructor stops new events, waits for threads that are in the middle of
-/// recording one, drains the queue to the exporters (up to the collector's shutdown
-/// timeout) and frees everything. Construct and destroy it on one thread (typically in
+/// recording one, and shuts the collector down (Collector::shutdown()): it returns
+/// within the largest Exporter::shutdown_timeout() plus a few ms, whatever the network
+/// does, with every counter final. Construct and destroy it on one thread (typically in
 /// main()); every other member is thread-safe.
 class SPYGLASS_API Session {
  public:
@@ -45,14 +54,18 @@ class SPYGLASS_API Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  /// The default collector.
+  /// The default collector (idle, with no exporter, when the Session is disabled).
   [[nodiscard]] Collector& collector() noexcept { return *collector_; }
+
+  /// False when OTEL_SDK_DISABLED=true or SPYGLASS_DISABLED=1 turned this Session off.
+  [[nodiscard]] bool enabled() const noexcept { return enabled_; }
 
   /// The Session's collector if one exists, else null. Thread-safe.
   [[nodiscard]] static Collector* current() noexcept;
 
  private:
   std::unique_ptr<Collector> collector_;
+  bool enabled_ = true;
 };
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

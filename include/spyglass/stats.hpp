@@ -39,7 +39,7 @@
 #include "spyglass/config.hpp"
 #include "spyglass/event.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// Settings of a StatsStore.
 struct StatsOptions {
@@ -97,9 +97,15 @@ struct StatsSnapshot {
 ///  "overflowed":N,"dropped_old":N,"dropped_future":N}
 SPYGLASS_API std::string to_json(const StatsSnapshot& snapshot);
 
+class StatsStore;
 namespace detail {
 struct StatsImpl;
-}
+/// fork(): holds the store's mutex across fork() (the collector's atfork handler).
+void stats_lock_for_fork(StatsStore& store) noexcept;
+/// fork(): releases it in the parent, or in the child, where the store is also emptied
+/// (the child's statistics start from nothing, like its counters).
+void stats_unlock_after_fork(StatsStore& store, bool child) noexcept;
+}  // namespace detail
 
 /// Rolling-window aggregates fed by the collector thread.
 ///
@@ -141,7 +147,9 @@ class SPYGLASS_API StatsStore {
   [[nodiscard]] const StatsOptions& options() const noexcept;
 
  private:
+  friend void detail::stats_lock_for_fork(StatsStore&) noexcept;
+  friend void detail::stats_unlock_after_fork(StatsStore&, bool) noexcept;
   std::unique_ptr<detail::StatsImpl> impl_;
 };
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

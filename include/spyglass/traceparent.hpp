@@ -9,7 +9,7 @@
 #include "spyglass/config.hpp"
 #include "spyglass/ids.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// The fields of a `traceparent` header. `parent_id` is the caller's span id.
 struct TraceParent {
@@ -42,4 +42,4 @@ SPYGLASS_API void format_traceparent(const TraceId& trace_id, SpanId parent_id, 
 /// The version-00 `traceparent` value as a string. Thread-safe (pure function).
 SPYGLASS_API std::string format_traceparent(const TraceId& trace_id, SpanId parent_id, bool sampled);
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <ctime>
 
-namespace spyglass::inline v0::cli {
+namespace SPYGLASS_NAMESPACE::cli {
 
 namespace {
 
@@ -200,4 +200,4 @@ std::string run_details(const monitor::RunRecord& r) {
   return out;
 }
 
-}  // namespace spyglass::inline v0::cli
+}  // namespace SPYGLASS_NAMESPACE::cli

@@ -7,7 +7,7 @@
 
 #include "spyglass/monitor/record.hpp"
 
-namespace spyglass::inline v0::cli {
+namespace SPYGLASS_NAMESPACE::cli {
 
 std::string format_bytes(std::uint64_t bytes);
 std::string format_seconds(double seconds);
@@ -25,4 +25,4 @@ std::string history_table(const std::vector<monitor::RunRecord>& runs);
 /// The details `spyglass show` prints (without the chart).
 std::string run_details(const monitor::RunRecord& r);
 
-}  // namespace spyglass::inline v0::cli
+}  // namespace SPYGLASS_NAMESPACE::cli

@@ -1,5 +1,7 @@
 #include "spyglass/clock.hpp"
 
+#include "internal.hpp"
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -9,7 +11,7 @@
 #include <cpuid.h>
 #endif
 
-namespace spyglass::inline v0::clock {
+namespace SPYGLASS_NAMESPACE::clock {
 namespace {
 
 bool detect_invariant_tsc() noexcept {
@@ -53,7 +55,7 @@ void sample_pair(std::uint64_t& tick, std::uint64_t& mono) noexcept {
 Calibration& calibration() noexcept {
   static Calibration* c = [] {
     auto* cal = new Calibration;  // never freed: usable from any thread until exit
-    if (!detail::use_tsc) {
+    if (!detail::use_tsc()) {
       cal->tick0 = cal->mono0 = monotonic_ns();
       cal->real0 = realtime_ns() - (monotonic_ns() - cal->mono0);
       cal->ns_per_tick.store(1.0);
@@ -75,18 +77,24 @@ Calibration& calibration() noexcept {
 }  // namespace
 
 namespace detail {
-const bool use_tsc = detect_invariant_tsc();
+constinit std::atomic<int> tick_source{0};
+
+int decide_tick_source() noexcept {
+  int expected = 0;
+  tick_source.compare_exchange_strong(expected, detect_invariant_tsc() ? 1 : 2, std::memory_order_relaxed);
+  return tick_source.load(std::memory_order_relaxed);
+}
 }  // namespace detail
 
 std::uint64_t ticks_to_ns(std::uint64_t ticks) noexcept {
-  if (!detail::use_tsc) return ticks;
+  if (!detail::use_tsc()) return ticks;
   return static_cast<std::uint64_t>(static_cast<double>(ticks) *
                                     calibration().ns_per_tick.load(std::memory_order_relaxed));
 }
 
 std::uint64_t tick_to_unix_ns(std::uint64_t tick) noexcept {
   Calibration& c = calibration();
-  if (!detail::use_tsc) return c.real0 + (tick - c.mono0);
+  if (!detail::use_tsc()) return c.real0 + (tick - c.mono0);
   const double delta = static_cast<double>(static_cast<std::int64_t>(tick - c.tick0)) *
                        c.ns_per_tick.load(std::memory_order_relaxed);
   // Add in integers: a double near 1.7e18 would only resolve 256 ns.
@@ -94,7 +102,7 @@ std::uint64_t tick_to_unix_ns(std::uint64_t tick) noexcept {
 }
 
 void recalibrate() noexcept {
-  if (!detail::use_tsc) return;
+  if (!detail::use_tsc()) return;
   Calibration& c = calibration();
   std::lock_guard<std::mutex> lock(c.refine_mutex);
   std::uint64_t t = 0, m = 0;
@@ -106,4 +114,9 @@ void recalibrate() noexcept {
 
 double ticks_per_second() noexcept { return 1e9 / calibration().ns_per_tick.load(std::memory_order_relaxed); }
 
-}  // namespace spyglass::inline v0::clock
+}  // namespace SPYGLASS_NAMESPACE::clock
+
+namespace SPYGLASS_NAMESPACE::detail {
+void clock_lock_for_fork() noexcept { clock::calibration().refine_mutex.lock(); }
+void clock_unlock_after_fork() noexcept { clock::calibration().refine_mutex.unlock(); }
+}  // namespace SPYGLASS_NAMESPACE::detail

@@ -14,17 +14,50 @@
 #include "spyglass/scope.hpp"
 #include "spyglass/traceparent.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 namespace detail {
 
 constinit std::atomic<Collector*> g_default_collector{nullptr};
 constinit std::atomic<std::uint64_t> g_sample_threshold{std::numeric_limits<std::uint64_t>::max()};
 constinit std::atomic<bool> g_parent_based{true};
+constinit std::atomic<bool> g_record_unsampled{true};
+
+namespace {
+// Whether the runtime's exception globals have the Itanium ABI layout scopes read: checked
+// once, on first use (never from a static initialiser), by comparing the direct read with
+// std::uncaught_exceptions() while an exception is in flight.
+bool eh_globals_layout_verified() noexcept {
+#if defined(__GLIBCXX__) || defined(_LIBCPPABI_VERSION)
+  static const bool ok = [] {
+    bool agree = false;
+    struct Probe {
+      bool& agree;
+      ~Probe() {
+        const auto* g = reinterpret_cast<const EhGlobals*>(abi::__cxa_get_globals());
+        agree = std::uncaught_exceptions() == 1 && g != nullptr && g->uncaught_exceptions == 1u;
+      }
+    };
+    try {
+      Probe probe{agree};
+      throw 0;
+    } catch (int) {
+    }
+    const auto* g = reinterpret_cast<const EhGlobals*>(abi::__cxa_get_globals());
+    return agree && g != nullptr && g->uncaught_exceptions == 0u;
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+}  // namespace
 
 int fetch_uncaught_exceptions() noexcept {
 #if defined(__GLIBCXX__) || defined(_LIBCPPABI_VERSION)
-  // Stable for the thread's life (also in a forked child, whose memory is a copy).
-  tl_state.eh = reinterpret_cast<const EhGlobals*>(abi::__cxa_get_globals());
+  // Stable for the thread's life (also in a forked child, whose memory is a copy). Without
+  // the verified layout, eh stays null and every scope uses the standard call.
+  if (eh_globals_layout_verified())
+    tl_state.eh = reinterpret_cast<const EhGlobals*>(abi::__cxa_get_globals());
 #endif
   return std::uncaught_exceptions();
 }
@@ -54,12 +87,16 @@ void set_parent_based_sampling(bool parent_based) noexcept {
   detail::g_parent_based.store(parent_based, std::memory_order_relaxed);
 }
 
+void set_record_unsampled(bool record) noexcept {
+  detail::g_record_unsampled.store(record, std::memory_order_relaxed);
+}
+
 namespace {
 // Opens and closes a span for an operation the caller timed, and submits its event.
 void emit_measured(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) noexcept {
   if (!detail::active()) return;
   const Context span = detail::open_span(e);
-  if (span.sampled) detail::finish(e, start_tick, end_tick);
+  detail::finish(e, span, start_tick, end_tick);
 }
 }  // namespace
 
@@ -109,9 +146,9 @@ RequestScope::RequestScope(std::string_view route, std::string_view traceparent,
   std::optional<TraceParent> incoming;
   if (!traceparent.empty()) incoming = parse_traceparent(traceparent);
   if (incoming || excluded) {
-    // Continue the caller's trace (or mark an excluded route's trace unsampled) by
+    // Continue the caller's trace (or mark an excluded route's trace as not recorded) by
     // making that the parent context for the span this scope opens.
-    Context parent = detail::tl_context;
+    Context parent = detail::tl_state.context;
     if (incoming) {
       parent.trace_id = incoming->trace_id;
       parent.span_id = incoming->parent_id;
@@ -122,9 +159,12 @@ RequestScope::RequestScope(std::string_view route, std::string_view traceparent,
       parent.trace_id = new_trace_id();
       parent.span_id = 0;
     }
-    if (excluded) parent.sampled = false;
-    const Context caller = detail::tl_context;
-    detail::tl_context = parent;
+    if (excluded) {
+      parent.sampled = false;
+      parent.excluded = true;
+    }
+    const Context caller = detail::tl_state.context;
+    detail::tl_state.context = parent;
     open(EventKind::request, intern(route));
     // open() saved `parent` as the context to restore; restore the caller's instead.
     restore_on_close(caller);
@@ -135,8 +175,8 @@ RequestScope::RequestScope(std::string_view route, std::string_view traceparent,
 
 std::string RequestScope::traceparent() const {
   if (!active_) return {};
-  const Context ctx = detail::tl_context;
+  const Context ctx = detail::tl_state.context;
   return format_traceparent(ctx.trace_id, ctx.span_id, ctx.sampled);
 }
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

@@ -1,34 +1,24 @@
-#include <pthread.h>
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <mutex>
-
+#include "internal.hpp"
 #include "spyglass/clock.hpp"
-#include "spyglass/emitter.hpp"
-#include "spyglass/ids.hpp"
+#include "spyglass/context.hpp"
 
-namespace spyglass::inline v0::detail {
-namespace {
-// In a forked child the forking thread keeps its thread-locals: forget its random state
-// (so parent and child do not produce the same ids) and its thread id (which changed).
-void reset_thread_identity_in_child() noexcept {
-  tl_random.seeded = false;
-  tl_state.tid = 0;
-}
-}  // namespace
+namespace SPYGLASS_NAMESPACE::detail {
 
+// The fork handler (registry.cpp) clears random_seeded in the child, so parent and child
+// never produce the same ids.
 void seed_thread_random() noexcept {
-  static std::once_flag fork_handler_once;
-  std::call_once(fork_handler_once, [] { pthread_atfork(nullptr, nullptr, reset_thread_identity_in_child); });
+  (void)registry();  // installs the fork handler that reseeds
   std::uint64_t seed = 0;
   if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof seed)) {
     // No entropy source: mix what differs between threads and processes.
     seed = clock::monotonic_ns() ^ (static_cast<std::uint64_t>(getpid()) << 32) ^
-           reinterpret_cast<std::uintptr_t>(&tl_random);
+           reinterpret_cast<std::uintptr_t>(&tl_state);
   }
-  tl_random.s = seed;
-  tl_random.seeded = true;
+  tl_state.random = seed;
+  tl_state.random_seeded = true;
 }
 
-}  // namespace spyglass::inline v0::detail
+}  // namespace SPYGLASS_NAMESPACE::detail

@@ -7,7 +7,7 @@
 
 #include "spyglass/redact.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 namespace {
 
 // FNV-1a is short and good enough for an open-addressing table keyed on full text.
@@ -154,4 +154,4 @@ void set_intern_limits(const InternLimits& limits) noexcept {
   g_limits.max_sql_bytes.store(limits.max_sql_bytes, std::memory_order_relaxed);
 }
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

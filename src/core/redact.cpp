@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <array>
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 namespace {
 
@@ -334,4 +334,4 @@ std::string redact_sql(std::string_view sql) {
   return out;
 }
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

@@ -6,15 +6,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cstdlib>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
+#include "internal.hpp"
 #include "spyglass/emitter.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 namespace detail {
-
-void wait_for_quiescent_threads() noexcept;  // collector.cpp
 
 namespace {
 // Routes excluded from recording. Replaced as a whole; retired filters are kept until the
@@ -57,15 +59,34 @@ bool route_excluded(std::string_view route) noexcept {
 
 namespace {
 std::atomic<bool> g_session_exists{false};
+
+// OTEL_SDK_DISABLED=true (OpenTelemetry's switch, case-insensitive) or SPYGLASS_DISABLED=1.
+bool disabled_by_environment() {
+  const auto is = [](const char* v, std::string_view want) {
+    if (v == nullptr) return false;
+    std::string_view s(v);
+    if (s.size() != want.size()) return false;
+    for (std::size_t i = 0; i < s.size(); ++i)
+      if (static_cast<char>(std::tolower(static_cast<unsigned char>(s[i]))) != want[i]) return false;
+    return true;
+  };
+  return is(std::getenv("OTEL_SDK_DISABLED"), "true") || is(std::getenv("SPYGLASS_DISABLED"), "1");
 }
+}  // namespace
 
 Session::Session(SessionOptions options, std::vector<std::shared_ptr<Exporter>> exporters) {
   bool expected = false;
   if (!g_session_exists.compare_exchange_strong(expected, true)) {
     throw std::logic_error("spyglass::Session: another Session already exists in this process");
   }
+  enabled_ = !disabled_by_environment();
   try {
+    if (!enabled_) {
+      collector_ = std::make_unique<Collector>(options.collector);  // idle: never started
+      return;
+    }
     set_intern_limits(options.intern);
+    set_record_unsampled(options.record_unsampled);
     set_sample_ratio(options.sample_ratio);
     set_parent_based_sampling(options.parent_based);
     if (!options.exclude_routes.empty() || !options.exclude_route_prefixes.empty()) {
@@ -87,6 +108,11 @@ Session::Session(SessionOptions options, std::vector<std::shared_ptr<Exporter>> 
 }
 
 Session::~Session() {
+  if (!enabled_) {
+    collector_.reset();
+    g_session_exists.store(false);
+    return;
+  }
   detail::g_default_collector.store(nullptr, std::memory_order_seq_cst);
   detail::process_wide_barrier();
   detail::wait_for_quiescent_threads();
@@ -97,4 +123,4 @@ Session::~Session() {
 
 Collector* Session::current() noexcept { return detail::g_default_collector.load(std::memory_order_acquire); }
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

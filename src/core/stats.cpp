@@ -16,7 +16,7 @@
 #include "spyglass/clock.hpp"
 #include "spyglass/json.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 namespace {
 
@@ -433,6 +433,14 @@ std::size_t StatsStore::memory_bytes() const { return impl_->memory_bytes(); }
 
 void StatsStore::clear() { impl_->clear(); }
 
+namespace detail {
+void stats_lock_for_fork(StatsStore& store) noexcept { store.impl_->m.lock(); }
+void stats_unlock_after_fork(StatsStore& store, bool child) noexcept {
+  store.impl_->m.unlock();
+  if (child) store.impl_->clear();
+}
+}  // namespace detail
+
 const StatsOptions& StatsStore::options() const noexcept { return impl_->opt; }
 
 std::string to_json(const StatsSnapshot& snap) {
@@ -479,4 +487,4 @@ std::string to_json(const StatsSnapshot& snap) {
   return out;
 }
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

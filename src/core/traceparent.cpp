@@ -1,7 +1,7 @@
 // W3C traceparent parsing: table-driven hex decoding, no allocation, no read past the view.
 #include "spyglass/traceparent.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 namespace {
 
@@ -81,4 +81,4 @@ std::string format_traceparent(const TraceId& trace_id, SpanId parent_id, bool s
   return std::string(buf, kTraceParentSize);
 }
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

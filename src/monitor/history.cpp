@@ -17,7 +17,7 @@
 
 #include "spyglass/json.hpp"
 
-namespace spyglass::inline v0::monitor {
+namespace SPYGLASS_NAMESPACE::monitor {
 
 namespace {
 
@@ -651,4 +651,4 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
   return res;
 }
 
-}  // namespace spyglass::inline v0::monitor
+}  // namespace SPYGLASS_NAMESPACE::monitor

@@ -11,7 +11,9 @@
 #include <string_view>
 #include <utility>
 
-namespace spyglass::inline v0::monitor::detail {
+#include "spyglass/config.hpp"
+
+namespace SPYGLASS_NAMESPACE::monitor::detail {
 
 /// An owned file descriptor.
 class Fd {
@@ -83,4 +85,4 @@ inline std::uint64_t field_u64(std::string_view text, std::string_view key) noex
   return 0;
 }
 
-}  // namespace spyglass::inline v0::monitor::detail
+}  // namespace SPYGLASS_NAMESPACE::monitor::detail

@@ -5,7 +5,7 @@
 
 #include "spyglass/json.hpp"
 
-namespace spyglass::inline v0::monitor {
+namespace SPYGLASS_NAMESPACE::monitor {
 
 void write_json(const RunRecord& r, std::string& out) {
   JsonWriter w(out);
@@ -78,4 +78,4 @@ void write_json(const Sample& s, std::uint64_t t0_ns, std::string& out) {
   w.end_object();
 }
 
-}  // namespace spyglass::inline v0::monitor
+}  // namespace SPYGLASS_NAMESPACE::monitor

@@ -31,7 +31,7 @@
 
 extern char** environ;
 
-namespace spyglass::inline v0::monitor {
+namespace SPYGLASS_NAMESPACE::monitor {
 
 namespace {
 
@@ -700,4 +700,4 @@ RunResult run(const RunOptions& o) {
   return res;
 }
 
-}  // namespace spyglass::inline v0::monitor
+}  // namespace SPYGLASS_NAMESPACE::monitor

@@ -19,7 +19,7 @@
 
 #include "proc_io.hpp"
 
-namespace spyglass::inline v0::monitor {
+namespace SPYGLASS_NAMESPACE::monitor {
 
 namespace {
 
@@ -432,4 +432,4 @@ std::span<const pid_t> Sampler::pids() const noexcept { return impl_->tree; }
 std::uint64_t Sampler::own_cpu_ns() const noexcept { return impl_->own_cpu; }
 std::uint64_t Sampler::samples_taken() const noexcept { return impl_->taken; }
 
-}  // namespace spyglass::inline v0::monitor
+}  // namespace SPYGLASS_NAMESPACE::monitor

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "spyglass/exporters/console.hpp"
-#include "test_util.hpp"
+#include "support.hpp"
 
 namespace sg = spyglass;
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "spyglass/exporters/jsonl.hpp"
-#include "test_util.hpp"
+#include "support.hpp"
 
 namespace fs = std::filesystem;
 namespace sg = spyglass;

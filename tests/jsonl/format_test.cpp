@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "spyglass/exporters/jsonl.hpp"
-#include "test_util.hpp"
+#include "support.hpp"
 
 namespace sg = spyglass;
 using sgtest::Parsed;

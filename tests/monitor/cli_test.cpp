@@ -12,7 +12,7 @@
 #include <chrono>
 
 #include "spyglass/monitor/history.hpp"
-#include "test_util.hpp"
+#include "support.hpp"
 
 namespace mon = spyglass::monitor;
 using spyglass_test::kSpyglass;

@@ -8,7 +8,7 @@
 #include <limits>
 #include <set>
 
-#include "test_util.hpp"
+#include "support.hpp"
 
 namespace mon = spyglass::monitor;
 

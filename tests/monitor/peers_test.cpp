@@ -14,7 +14,7 @@
 #include <simdjson.h>
 
 #include "spyglass/monitor/sampler.hpp"
-#include "test_util.hpp"
+#include "support.hpp"
 
 namespace mon = spyglass::monitor;
 using spyglass_test::kSpyglass;

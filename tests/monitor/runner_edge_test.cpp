@@ -18,7 +18,7 @@
 #include <simdjson.h>
 
 #include "spyglass/monitor/runner.hpp"
-#include "test_util.hpp"
+#include "support.hpp"
 
 namespace mon = spyglass::monitor;
 using spyglass_test::kSpyglass;

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "spyglass/monitor/history.hpp"
-#include "test_util.hpp"
+#include "support.hpp"
 
 namespace mon = spyglass::monitor;
 using spyglass_test::kSpyglass;

@@ -10,7 +10,7 @@
 #include <memory>
 #include <utility>
 
-namespace spyglass::inline v0::jsonl::detail {
+namespace SPYGLASS_NAMESPACE::jsonl::detail {
 
 namespace {
 
@@ -104,4 +104,4 @@ void Compressor::run() {
   }
 }
 
-}  // namespace spyglass::inline v0::jsonl::detail
+}  // namespace SPYGLASS_NAMESPACE::jsonl::detail

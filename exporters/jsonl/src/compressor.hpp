@@ -9,7 +9,9 @@
 #include <string>
 #include <thread>
 
-namespace spyglass::inline v0::jsonl::detail {
+#include "spyglass/config.hpp"
+
+namespace SPYGLASS_NAMESPACE::jsonl::detail {
 
 /// Gzips rotated files on a thread of its own, so that compression (tens of MB/s) does not
 /// hold up the exporter thread (about 1 GB/s of JSONL). `<path>` becomes `<path>.gz` through
@@ -48,4 +50,4 @@ class Compressor {
   std::thread thread_;
 };
 
-}  // namespace spyglass::inline v0::jsonl::detail
+}  // namespace SPYGLASS_NAMESPACE::jsonl::detail

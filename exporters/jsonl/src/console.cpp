@@ -7,7 +7,7 @@
 #include "spyglass/exporters/jsonl.hpp"
 #include "spyglass/json.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 namespace {
 
@@ -140,4 +140,4 @@ void ConsoleExporter::flush() {
   if (stream_ != nullptr) std::fflush(stream_);
 }
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

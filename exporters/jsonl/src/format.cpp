@@ -1,6 +1,6 @@
 #include "format.hpp"
 
-namespace spyglass::inline v0::jsonl {
+namespace SPYGLASS_NAMESPACE::jsonl {
 
 namespace detail {
 
@@ -51,4 +51,4 @@ void format_rfc3339(std::uint64_t unix_ns, char* out) noexcept {
 
 void append_line(const Event& event, std::string& out) { detail::LineFormatter{}.append(event, out); }
 
-}  // namespace spyglass::inline v0::jsonl
+}  // namespace SPYGLASS_NAMESPACE::jsonl

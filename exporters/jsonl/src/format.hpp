@@ -12,7 +12,7 @@
 #include "spyglass/exporters/jsonl.hpp"
 #include "spyglass/json.hpp"
 
-namespace spyglass::inline v0::jsonl::detail {
+namespace SPYGLASS_NAMESPACE::jsonl::detail {
 
 inline constexpr std::uint64_t kNsPerSec = 1000000000ULL;
 
@@ -143,4 +143,4 @@ class LineFormatter {
   char cached_[20] = {};
 };
 
-}  // namespace spyglass::inline v0::jsonl::detail
+}  // namespace SPYGLASS_NAMESPACE::jsonl::detail

@@ -17,7 +17,7 @@
 #include "format.hpp"
 #include "spyglass/clock.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 namespace {
 
@@ -308,4 +308,4 @@ void JsonlExporter::after_fork_child() {
   write_errors_.store(0, std::memory_order_relaxed);
 }
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

@@ -13,7 +13,7 @@
 #include "spyglass/exporters/otlp.hpp"
 #include "spyglass/version.hpp"
 
-namespace spyglass::inline v0::otlp {
+namespace SPYGLASS_NAMESPACE::otlp {
 
 double SamplerConfig::root_ratio() const noexcept {
   switch (kind) {
@@ -439,4 +439,4 @@ std::vector<Attribute> make_resource(const OtlpOptions& o) {
   return r;
 }
 
-}  // namespace spyglass::inline v0::otlp
+}  // namespace SPYGLASS_NAMESPACE::otlp

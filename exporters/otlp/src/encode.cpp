@@ -11,7 +11,7 @@
 #include "spyglass/version.hpp"
 #include "wire.hpp"
 
-namespace spyglass::inline v0::otlp {
+namespace SPYGLASS_NAMESPACE::otlp {
 namespace detail {
 
 void append_utf8(std::string& out, std::string_view s) {
@@ -29,7 +29,7 @@ void append_utf8(std::string& out, std::string_view s) {
       out.push_back(static_cast<char>(p[i++]));
       continue;
     }
-    const int len = spyglass::detail::utf8_sequence(p + i, n - i);
+    const int len = spyglass::utf8_sequence(p + i, n - i);
     if (len > 0) {
       out.append(s.data() + i, static_cast<std::size_t>(len));
       i += static_cast<std::size_t>(len);
@@ -215,7 +215,7 @@ std::size_t utf8_size(std::string_view s) {
       ++size;
       continue;
     }
-    const int len = spyglass::detail::utf8_sequence(p + i, n - i);
+    const int len = spyglass::utf8_sequence(p + i, n - i);
     if (len > 0) {
       i += static_cast<std::size_t>(len);
       size += static_cast<std::size_t>(len);
@@ -239,7 +239,7 @@ char* put_utf8(char* p, std::string_view s) {
       *p++ = static_cast<char>(u[i++]);
       continue;
     }
-    const int len = spyglass::detail::utf8_sequence(u + i, n - i);
+    const int len = spyglass::utf8_sequence(u + i, n - i);
     if (len > 0) {
       std::memcpy(p, s.data() + i, static_cast<std::size_t>(len));
       p += len;
@@ -748,4 +748,4 @@ void encode_metrics_json(std::span<const MetricSeries> series, std::span<const d
   j.end_object();
 }
 
-}  // namespace spyglass::inline v0::otlp
+}  // namespace SPYGLASS_NAMESPACE::otlp

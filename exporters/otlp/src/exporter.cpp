@@ -17,7 +17,7 @@
 #include "spyglass/clock.hpp"
 #include "spyglass/exporters/otlp.hpp"
 
-namespace spyglass::inline v0::otlp {
+namespace SPYGLASS_NAMESPACE::otlp {
 namespace detail {
 namespace {
 
@@ -481,4 +481,4 @@ OtlpCounters OtlpExporter::counters() const {
 
 const OtlpOptions& OtlpExporter::options() const noexcept { return state_->opt; }
 
-}  // namespace spyglass::inline v0::otlp
+}  // namespace SPYGLASS_NAMESPACE::otlp

@@ -12,7 +12,7 @@
 
 #include "spyglass/version.hpp"
 
-namespace spyglass::inline v0::otlp::detail {
+namespace SPYGLASS_NAMESPACE::otlp::detail {
 
 bool gzip(std::string_view in, std::string& out) {
   z_stream zs{};
@@ -307,4 +307,4 @@ HttpResult HttpClient::post(const std::string& url,
   return r;
 }
 
-}  // namespace spyglass::inline v0::otlp::detail
+}  // namespace SPYGLASS_NAMESPACE::otlp::detail

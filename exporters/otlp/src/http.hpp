@@ -10,7 +10,9 @@
 #include <utility>
 #include <vector>
 
-namespace spyglass::inline v0::otlp::detail {
+#include "spyglass/config.hpp"
+
+namespace SPYGLASS_NAMESPACE::otlp::detail {
 
 /// gzip-compresses `in` into `out` (replacing it). Returns false if zlib failed.
 bool gzip(std::string_view in, std::string& out);
@@ -67,4 +69,4 @@ class HttpClient {
 /// or "rejectedDataPoints".
 std::int64_t partial_rejected(const HttpResult& r, std::string_view json_key);
 
-}  // namespace spyglass::inline v0::otlp::detail
+}  // namespace SPYGLASS_NAMESPACE::otlp::detail

@@ -7,7 +7,9 @@
 #include <string>
 #include <string_view>
 
-namespace spyglass::inline v0::otlp::detail {
+#include "spyglass/config.hpp"
+
+namespace SPYGLASS_NAMESPACE::otlp::detail {
 
 /// Appends `s` to `out`, replacing each byte that is not part of a well-formed UTF-8
 /// sequence by U+FFFD. The common all-ASCII case is one scan and one append.
@@ -96,4 +98,4 @@ class ProtoWriter {
   std::string& out_;
 };
 
-}  // namespace spyglass::inline v0::otlp::detail
+}  // namespace SPYGLASS_NAMESPACE::otlp::detail

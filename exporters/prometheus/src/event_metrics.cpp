@@ -14,7 +14,7 @@
 
 #include "internal.hpp"
 
-namespace spyglass::inline v0::prom::detail {
+namespace SPYGLASS_NAMESPACE::prom::detail {
 
 namespace {
 
@@ -138,11 +138,11 @@ CollectorCounters EventMetrics::collector_counters() const {
   // Caller holds collector_mutex_.
   if (collector_ != nullptr) {
     const CollectorCounters c = collector_->counters();
-    last_.enqueued = std::max(last_.enqueued, c.enqueued);
-    last_.dropped = std::max(last_.dropped, c.dropped);
-    last_.exported = std::max(last_.exported, c.exported);
-    last_.export_errors = std::max(last_.export_errors, c.export_errors);
-    last_.queued = c.queued;
+    last_.offered = std::max(last_.offered, c.offered);
+    last_.rejected = std::max(last_.rejected, c.rejected);
+    last_.dispatched = std::max(last_.dispatched, c.dispatched);
+    last_.pre_fork = std::max(last_.pre_fork, c.pre_fork);
+    last_.in_transit = c.in_transit;
   }
   return last_;
 }
@@ -222,15 +222,13 @@ std::vector<MetricFamily> EventMetrics::Collect() const {
     out.push_back(std::move(f));
   };
   one("spyglass_collector_events_enqueued_total", "Events offered to the collector.", MetricType::Counter,
-      c.enqueued);
+      c.offered);
   one("spyglass_collector_events_dropped_total", "Events the collector dropped before export.",
-      MetricType::Counter, c.dropped);
+      MetricType::Counter, c.rejected);
   one("spyglass_collector_events_exported_total", "Events handed to the exporters.", MetricType::Counter,
-      c.exported);
-  one("spyglass_collector_events_export_errors_total", "Events in batches an exporter failed or dropped.",
-      MetricType::Counter, c.export_errors);
-  one("spyglass_collector_queue_depth", "Events waiting in the collector.", MetricType::Gauge, c.queued);
+      c.dispatched);
+  one("spyglass_collector_queue_depth", "Events waiting in the collector.", MetricType::Gauge, c.in_transit);
   return out;
 }
 
-}  // namespace spyglass::inline v0::prom::detail
+}  // namespace SPYGLASS_NAMESPACE::prom::detail

@@ -16,7 +16,7 @@
 #include "internal.hpp"
 #include "spyglass/exporters/prometheus.hpp"
 
-namespace spyglass::inline v0::prom {
+namespace SPYGLASS_NAMESPACE::prom {
 
 std::vector<double> default_buckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -245,4 +245,4 @@ PushCounters PrometheusExporter::push_counters() const {
 
 std::uint64_t PrometheusExporter::series_overflow() const noexcept { return events_->overflow(); }
 
-}  // namespace spyglass::inline v0::prom
+}  // namespace SPYGLASS_NAMESPACE::prom

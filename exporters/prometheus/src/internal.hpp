@@ -26,7 +26,7 @@ namespace prometheus {
 class Gateway;
 }
 
-namespace spyglass::inline v0::prom::detail {
+namespace SPYGLASS_NAMESPACE::prom::detail {
 
 /// Adds to a counter that only one thread writes: a plain load and store, no locked
 /// instruction, while readers on other threads still see a whole value.
@@ -140,4 +140,4 @@ void split_push_url(const std::string& url, std::string& host, std::string& port
 /// thread serves; the parent's descriptors stay open. Returns how many were closed.
 std::size_t close_sockets_on_port(std::uint16_t port) noexcept;
 
-}  // namespace spyglass::inline v0::prom::detail
+}  // namespace SPYGLASS_NAMESPACE::prom::detail

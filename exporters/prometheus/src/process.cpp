@@ -19,7 +19,7 @@
 #include "internal.hpp"
 #include "spyglass/exporters/prometheus.hpp"
 
-namespace spyglass::inline v0::prom {
+namespace SPYGLASS_NAMESPACE::prom {
 
 namespace {
 
@@ -154,4 +154,4 @@ std::vector<::prometheus::MetricFamily> ProcessCollectable::Collect() const {
 
 }  // namespace detail
 
-}  // namespace spyglass::inline v0::prom
+}  // namespace SPYGLASS_NAMESPACE::prom

@@ -11,7 +11,7 @@
 
 #include "internal.hpp"
 
-namespace spyglass::inline v0::prom::detail {
+namespace SPYGLASS_NAMESPACE::prom::detail {
 
 namespace {
 
@@ -51,4 +51,4 @@ std::size_t close_sockets_on_port(std::uint16_t port) noexcept {
   return matches.size();
 }
 
-}  // namespace spyglass::inline v0::prom::detail
+}  // namespace SPYGLASS_NAMESPACE::prom::detail

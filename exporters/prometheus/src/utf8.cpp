@@ -8,7 +8,7 @@
 
 #include "spyglass/exporters/prometheus.hpp"
 
-namespace spyglass::inline v0::prom {
+namespace SPYGLASS_NAMESPACE::prom {
 
 namespace {
 
@@ -62,4 +62,4 @@ std::string to_valid_utf8(std::string_view s) {
   return out;
 }
 
-}  // namespace spyglass::inline v0::prom
+}  // namespace SPYGLASS_NAMESPACE::prom

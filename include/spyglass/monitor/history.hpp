@@ -28,7 +28,7 @@
 #include "spyglass/config.hpp"
 #include "spyglass/monitor/record.hpp"
 
-namespace spyglass::inline v0::monitor {
+namespace SPYGLASS_NAMESPACE::monitor {
 
 /// Why a history operation failed.
 enum class HistoryErrorKind {
@@ -135,4 +135,4 @@ class SPYGLASS_API History {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace spyglass::inline v0::monitor
+}  // namespace SPYGLASS_NAMESPACE::monitor

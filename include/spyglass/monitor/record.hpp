@@ -7,7 +7,7 @@
 
 #include "spyglass/monitor/sampler.hpp"
 
-namespace spyglass::inline v0::monitor {
+namespace SPYGLASS_NAMESPACE::monitor {
 
 /// One run of a command. Plain data; CPU, faults, context switches, read/write bytes and
 /// max_rss_bytes are exact kernel totals (wait4) over every process of the tree that was
@@ -51,4 +51,4 @@ SPYGLASS_API void write_json(const RunRecord& r, std::string& out);
 /// Appends `s` as a JSON object; `t0_ns` is subtracted from the sample time. Reentrant.
 SPYGLASS_API void write_json(const Sample& s, std::uint64_t t0_ns, std::string& out);
 
-}  // namespace spyglass::inline v0::monitor
+}  // namespace SPYGLASS_NAMESPACE::monitor

@@ -11,7 +11,7 @@
 #include "spyglass/monitor/record.hpp"
 #include "spyglass/monitor/sampler.hpp"
 
-namespace spyglass::inline v0::monitor {
+namespace SPYGLASS_NAMESPACE::monitor {
 
 /// How a limit ends the tree.
 enum class KillStrategy {
@@ -83,4 +83,4 @@ SPYGLASS_API int exit_code_from_status(int status) noexcept;
 /// apply (a kill continues the tree). The timeout counts wall time, stopped time included.
 SPYGLASS_API RunResult run(const RunOptions& options);
 
-}  // namespace spyglass::inline v0::monitor
+}  // namespace SPYGLASS_NAMESPACE::monitor

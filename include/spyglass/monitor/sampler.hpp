@@ -10,7 +10,7 @@
 
 #include "spyglass/config.hpp"
 
-namespace spyglass::inline v0::monitor {
+namespace SPYGLASS_NAMESPACE::monitor {
 
 /// One observation of a whole process tree. Counters named "cumulative" only grow: work
 /// of processes that exited between two samples stays counted (through their parents'
@@ -87,4 +87,4 @@ class SPYGLASS_API Sampler {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace spyglass::inline v0::monitor
+}  // namespace SPYGLASS_NAMESPACE::monitor

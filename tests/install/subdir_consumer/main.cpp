@@ -10,7 +10,7 @@ int main() {
   }
   session.collector().flush();
   const auto c = session.collector().counters();
-  std::printf("enqueued=%llu exported=%llu\n", static_cast<unsigned long long>(c.enqueued),
-              static_cast<unsigned long long>(c.exported));
-  return c.enqueued == 10 && c.exported == 10 ? 0 : 1;
+  std::printf("offered=%llu dispatched=%llu\n", static_cast<unsigned long long>(c.offered),
+              static_cast<unsigned long long>(c.dispatched));
+  return c.offered == 10 && c.dispatched == 10 ? 0 : 1;
 }

@@ -11,7 +11,7 @@
 #include "spyglass/event.hpp"
 #include "spyglass/exporter.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// When the console exporter uses ANSI colours.
 enum class ColorMode : std::uint8_t {
@@ -65,4 +65,4 @@ class SPYGLASS_API ConsoleExporter final : public Exporter {
   std::string buf_;
 };
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

@@ -35,7 +35,7 @@
 #include "spyglass/event.hpp"
 #include "spyglass/exporter.hpp"
 
-namespace spyglass::inline v0 {
+namespace SPYGLASS_NAMESPACE {
 
 /// Settings of a JsonlExporter. The defaults work on one machine with no setup.
 struct JsonlOptions {
@@ -155,4 +155,4 @@ SPYGLASS_API void append_line(const Event& event, std::string& out);
 
 }  // namespace jsonl
 
-}  // namespace spyglass::inline v0
+}  // namespace SPYGLASS_NAMESPACE

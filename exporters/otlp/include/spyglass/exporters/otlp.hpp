@@ -17,7 +17,7 @@
 #include "spyglass/event.hpp"
 #include "spyglass/exporter.hpp"
 
-namespace spyglass::inline v0::otlp {
+namespace SPYGLASS_NAMESPACE::otlp {
 
 /// Body encoding of the requests (OTEL_EXPORTER_OTLP_PROTOCOL).
 enum class Protocol : std::uint8_t { http_protobuf, http_json };
@@ -277,4 +277,4 @@ class SPYGLASS_API OtlpExporter final : public Exporter {
   std::unique_ptr<detail::OtlpState> state_;
 };
 
-}  // namespace spyglass::inline v0::otlp
+}  // namespace SPYGLASS_NAMESPACE::otlp

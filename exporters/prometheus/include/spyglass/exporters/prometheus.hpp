@@ -21,7 +21,7 @@
 #include "spyglass/event.hpp"
 #include "spyglass/exporter.hpp"
 
-namespace spyglass::inline v0::prom {
+namespace SPYGLASS_NAMESPACE::prom {
 
 /// Upper bounds (seconds) of the default latency buckets: 100 µs to 10 s, roughly
 /// 1-2.5-5 per decade.
@@ -152,4 +152,4 @@ class SPYGLASS_API PrometheusExporter final : public Exporter {
   std::atomic<bool> shut_down_{false};
 };
 
-}  // namespace spyglass::inline v0::prom
+}  // namespace SPYGLASS_NAMESPACE::prom

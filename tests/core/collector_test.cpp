@@ -31,15 +31,15 @@ sg::Event make_event(std::uint64_t seq, const char* name = "op") {
 }
 
 void expect_balanced(const sg::CollectorCounters& c) {
-  EXPECT_EQ(c.enqueued, c.exported + c.dropped + c.queued)
-      << "enqueued=" << c.enqueued << " exported=" << c.exported << " dropped=" << c.dropped
-      << " queued=" << c.queued;
+  EXPECT_EQ(c.offered, c.dispatched + c.rejected + c.pre_fork + c.in_transit)
+      << "offered=" << c.offered << " dispatched=" << c.dispatched << " rejected=" << c.rejected
+      << " in_transit=" << c.in_transit;
 }
 }  // namespace
 
 TEST(Collector, DeliversInBatchesAndCounts) {
   auto sink = std::make_shared<CollectingExporter>();
-  sg::Collector c({.queue_size = 1024, .batch_max = 50});
+  sg::Collector c({.buffer_capacity = 1024, .batch_max = 50});
   c.add_exporter(sink);
   for (std::uint64_t i = 0; i < 500; ++i) ASSERT_TRUE(c.enqueue(make_event(i)));
   ASSERT_TRUE(c.flush());
@@ -49,11 +49,10 @@ TEST(Collector, DeliversInBatchesAndCounts) {
   EXPECT_LE(sink->max_batch(), 50u);
   EXPECT_GE(sink->flushes(), 1);
   const auto counters = c.counters();
-  EXPECT_EQ(counters.enqueued, 500u);
-  EXPECT_EQ(counters.exported, 500u);
-  EXPECT_EQ(counters.dropped, 0u);
-  EXPECT_EQ(counters.queued, 0u);
-  EXPECT_EQ(counters.export_errors, 0u);
+  EXPECT_EQ(counters.offered, 500u);
+  EXPECT_EQ(counters.dispatched, 500u);
+  EXPECT_EQ(counters.rejected, 0u);
+  EXPECT_EQ(counters.in_transit, 0u);
   c.shutdown();
   EXPECT_EQ(sink->shutdowns(), 1);
 }
@@ -115,27 +114,27 @@ TEST(Collector, StressManyThreadsAccountsForEveryEvent) {
   sg::CollectorCounters last;
   while (running.load() > 0) {
     const auto now = c.counters();
-    EXPECT_GE(now.enqueued, last.enqueued);
-    EXPECT_GE(now.exported, last.exported);
-    EXPECT_GE(now.dropped, last.dropped);
-    EXPECT_LE(now.exported + now.dropped, now.enqueued);
+    EXPECT_GE(now.offered, last.offered);
+    EXPECT_GE(now.dispatched, last.dispatched);
+    EXPECT_GE(now.rejected, last.rejected);
+    EXPECT_LE(now.dispatched + now.rejected, now.offered);
     last = now;
     std::this_thread::sleep_for(2ms);
   }
   for (auto& th : threads) th.join();
   ASSERT_TRUE(c.flush(120s));
   const auto counters = c.counters();
-  EXPECT_EQ(counters.enqueued, kThreads * kPerThread);
-  EXPECT_EQ(counters.queued, 0u);
+  EXPECT_EQ(counters.offered, kThreads * kPerThread);
+  EXPECT_EQ(counters.in_transit, 0u);
   expect_balanced(counters);
   ASSERT_TRUE(c.shutdown(60s));
   // Everything the collector passed on reached the exporter's stage, and the stage
   // accounts for each event: written, or dropped because the exporter fell behind.
   const auto stage = c.exporter_counters().at(0);
-  EXPECT_EQ(stage.received, counters.exported);
-  EXPECT_EQ(stage.exported + stage.dropped + stage.failed, stage.received);
+  EXPECT_EQ(stage.produced, counters.dispatched);
+  EXPECT_EQ(stage.sent + stage.dropped + stage.failed, stage.produced);
   EXPECT_EQ(stage.pending, 0u);
-  EXPECT_EQ(sink->count(), stage.exported);
+  EXPECT_EQ(sink->count(), stage.sent);
   EXPECT_GT(sink->count(), 0u);
   EXPECT_EQ(sink->out_of_order(), 0u);
 }
@@ -143,7 +142,7 @@ TEST(Collector, StressManyThreadsAccountsForEveryEvent) {
 TEST(Collector, StalledExporterShedsOldestWithoutHurtingOthers) {
   auto stalled = std::make_shared<CollectingExporter>("stalled", CollectingExporter::Mode::stall);
   auto good = std::make_shared<CollectingExporter>("good");
-  sg::Collector c({.queue_size = 2048, .batch_max = 8, .flush_interval = 1ms});
+  sg::Collector c({.buffer_capacity = 2048, .batch_max = 8, .flush_interval = 1ms});
   c.add_exporter(stalled);
   c.add_exporter(good);
   // Waves the good exporter can keep up with; the stalled one falls further behind each time.
@@ -156,9 +155,9 @@ TEST(Collector, StalledExporterShedsOldestWithoutHurtingOthers) {
   EXPECT_TRUE(stalled->stalled());
   EXPECT_GT(per[0].dropped, 7000u);       // shed its oldest batches
   EXPECT_LE(per[0].pending, 2048u + 8u);  // queue_size plus the batch it is stuck on
-  EXPECT_EQ(per[0].received, per[0].dropped + per[0].pending);
+  EXPECT_EQ(per[0].produced, per[0].dropped + per[0].pending);
   EXPECT_EQ(per[1].dropped, 0u);  // the good one lost nothing
-  EXPECT_EQ(per[1].exported, seq);
+  EXPECT_EQ(per[1].sent, seq);
   // The stalled exporter kept the newest events: its pending tail ends with the last one.
   stalled->release();
   ASSERT_TRUE(c.flush());
@@ -172,13 +171,14 @@ TEST(Collector, StalledExporterShedsOldestWithoutHurtingOthers) {
 
 TEST(Collector, DropNewestKeepsTheOldest) {
   auto sink = std::make_shared<CollectingExporter>("stalled", CollectingExporter::Mode::stall);
-  sg::Collector keep_old({.queue_size = 32, .batch_max = 32, .flush_interval = 10s, .drop_oldest = false});
+  sg::Collector keep_old(
+      {.buffer_capacity = 32, .batch_max = 32, .flush_interval = 10s, .drop_oldest = false});
   keep_old.add_exporter(sink);
   // One batch that the exporter gets stuck on, then a flood while it is stuck.
   for (std::uint64_t i = 0; i < 32; ++i) keep_old.enqueue(make_event(i));
   ASSERT_TRUE(eventually([&] { return sink->stalled(); }));
   for (std::uint64_t i = 32; i < 200; ++i) keep_old.enqueue(make_event(i));
-  ASSERT_TRUE(eventually([&] { return keep_old.counters().exported >= 192; }));
+  ASSERT_TRUE(eventually([&] { return keep_old.counters().dispatched >= 192; }));
   sink->release();
   ASSERT_TRUE(keep_old.flush());
   const auto events = sink->events();
@@ -190,11 +190,11 @@ TEST(Collector, DropNewestKeepsTheOldest) {
   for (std::uint64_t i = 0; i < 64; ++i) EXPECT_EQ(events[i].rows, i);
   EXPECT_LT(events.size(), 200u);
   const auto counters = keep_old.counters();
-  EXPECT_EQ(counters.enqueued, 200u);
-  EXPECT_EQ(counters.exported + counters.dropped, 200u);
+  EXPECT_EQ(counters.offered, 200u);
+  EXPECT_EQ(counters.dispatched + counters.rejected, 200u);
   const auto per = keep_old.exporter_counters();
-  EXPECT_EQ(sink->count(), per[0].exported);
-  EXPECT_EQ(per[0].exported + per[0].dropped, counters.exported);
+  EXPECT_EQ(sink->count(), per[0].sent);
+  EXPECT_EQ(per[0].sent + per[0].dropped, counters.dispatched);
 }
 
 TEST(Collector, FailingAndThrowingExportersAreCountedAndIsolated) {
@@ -213,14 +213,14 @@ TEST(Collector, FailingAndThrowingExportersAreCountedAndIsolated) {
   EXPECT_EQ(per[0].name, "failing");
   EXPECT_EQ(per[0].failed, 100u);
   EXPECT_EQ(per[1].failed, 100u);
-  EXPECT_EQ(per[2].exported, 100u);
-  EXPECT_EQ(c.counters().export_errors, 200u);
+  EXPECT_EQ(per[2].sent, 100u);
+  EXPECT_EQ(per[0].failed + per[1].failed, 200u);
 }
 
 TEST(Collector, StalledExporterNeverBlocksProducersAndShutdownReturns) {
   auto stalled = std::make_shared<CollectingExporter>("stalled", CollectingExporter::Mode::stall);
   auto good = std::make_shared<CollectingExporter>("good");
-  auto c = std::make_unique<sg::Collector>(sg::CollectorOptions{.queue_size = 1 << 20, .batch_max = 16});
+  auto c = std::make_unique<sg::Collector>(sg::CollectorOptions{.buffer_capacity = 1 << 20, .batch_max = 16});
   c->add_exporter(stalled);
   c->add_exporter(good);
   const auto t0 = std::chrono::steady_clock::now();
@@ -228,10 +228,10 @@ TEST(Collector, StalledExporterNeverBlocksProducersAndShutdownReturns) {
   const auto producer_time = std::chrono::steady_clock::now() - t0;
   EXPECT_LT(producer_time, 10s);  // would hang forever if producers waited on the exporter
   ASSERT_TRUE(
-      eventually([&] { return c->counters().queued == 0 && good->count() == c->counters().exported; }));
+      eventually([&] { return c->counters().in_transit == 0 && good->count() == c->counters().dispatched; }));
   EXPECT_FALSE(c->shutdown(200ms));  // the stalled one is abandoned, shutdown still returns
   const auto per = c->exporter_counters();
-  EXPECT_EQ(per[1].exported, good->count());
+  EXPECT_EQ(per[1].sent, good->count());
   c.reset();
   stalled->release();  // let the abandoned worker finish; it holds its own references
 }

@@ -90,21 +90,22 @@ TEST(Memory, StalledExporterKeepsMemoryBounded) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     after_warmup = g_live_bytes.load() - baseline;
     for (std::uint64_t i = 0; i < 10'000'000; ++i) c.enqueue(e);
-    ASSERT_TRUE(sg::test::eventually([&] { return c.counters().queued == 0; }));
+    ASSERT_TRUE(sg::test::eventually([&] { return c.counters().in_transit == 0; }));
     const std::int64_t grown = g_live_bytes.load() - baseline;
     // The documented bound (README, "Memory"): the transit queue, the batch being filled,
     // per exporter queue_size events plus 5 batch buffers, and 1 MiB of fixed overhead.
     const std::int64_t ev = sizeof(sg::Event);
-    const std::int64_t bound =
-        static_cast<std::int64_t>(opts.queue_size) * ev + static_cast<std::int64_t>(opts.transit_size) * ev +
-        static_cast<std::int64_t>(opts.queue_size + 5 * opts.batch_max) * ev + (1 << 20);
+    const std::int64_t bound = static_cast<std::int64_t>(opts.buffer_capacity) * ev +
+                               static_cast<std::int64_t>(opts.transit_capacity) * ev +
+                               static_cast<std::int64_t>(opts.buffer_capacity + 5 * opts.batch_max) * ev +
+                               (1 << 20);
     EXPECT_LE(grown, bound) << "grown=" << grown << " bound=" << bound;
     // And nothing grows with the number of events.
     EXPECT_LE(grown - after_warmup, 64 * 1024) << "warmup=" << after_warmup << " grown=" << grown;
     const auto counters = c.counters();
-    EXPECT_EQ(counters.enqueued, 10'100'000u);
-    EXPECT_GT(counters.dropped + c.exporter_counters()[0].dropped, 9'000'000u);
-    EXPECT_EQ(counters.enqueued, counters.exported + counters.dropped + counters.queued);
+    EXPECT_EQ(counters.offered, 10'100'000u);
+    EXPECT_GT(counters.rejected + c.exporter_counters()[0].dropped, 9'000'000u);
+    EXPECT_EQ(counters.offered, counters.dispatched + counters.rejected + counters.in_transit);
     stalled->release();
     c.shutdown();
   }

@@ -13,8 +13,8 @@
 #include <optional>
 #include <thread>
 
+#include "../support/otlp_receiver.hpp"
 #include "protoc.hpp"
-#include "receiver.hpp"
 #include "spyglass/exporters/otlp.hpp"
 #include "spyglass/version.hpp"
 

@@ -1,4 +1,4 @@
-#include "test_util.hpp"
+#include "support.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -9,8 +9,8 @@
 #include <string_view>
 #include <thread>
 
+#include "../support/otlp_receiver.hpp"
 #include "protoc.hpp"
-#include "receiver.hpp"
 #include "spyglass/exporters/otlp.hpp"
 #include "spyglass/spyglass.hpp"
 
