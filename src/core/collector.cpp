@@ -9,6 +9,8 @@
 // it out of the way forever and builds a fresh one, with zero counters, on first use.
 #include "spyglass/collector.hpp"
 
+#include <pthread.h>
+
 #include <concurrentqueue/concurrentqueue.h>
 #include <algorithm>
 #include <condition_variable>
@@ -217,7 +219,10 @@ struct Engine {
 
   void start() {
     for (auto& s : stages) Stage::start(s);
-    thread = std::thread([this] { run(); });
+    thread = std::thread([this] {
+      pthread_setname_np(pthread_self(), "sg-collector");  // visible in top, perf and /proc
+      run();
+    });
   }
 };
 

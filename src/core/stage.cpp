@@ -1,5 +1,7 @@
 #include "stage.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstring>
 #include <exception>
@@ -29,7 +31,12 @@ Stage::~Stage() {
 void Stage::start(const std::shared_ptr<Stage>& stage) {
   if (!stage->usable_) return;
   Stage* raw = stage.get();
-  stage->thread_ = std::thread([raw, keep = stage] { raw->run(); });
+  stage->thread_ = std::thread([raw, keep = stage] {
+    // "sg-" and the exporter's name, cut to the 15 bytes a thread name may hold.
+    const std::string thread_name = ("sg-" + raw->name_).substr(0, 15);
+    pthread_setname_np(pthread_self(), thread_name.c_str());
+    raw->run();
+  });
 }
 
 void Stage::offer(const Event* a, std::size_t n) {
