@@ -56,6 +56,31 @@ inline std::uint64_t now() noexcept {
   return monotonic_ns();
 }
 
+/// A snapshot of the tick conversion, for converting many ticks with the same rate
+/// (the collector takes one per drained chunk). Cheap to copy.
+struct TickConverter {
+  bool ticks_are_ns = true;  ///< Ticks are CLOCK_MONOTONIC ns (no TSC).
+  double ns_per_tick = 1.0;  ///< Current rate estimate.
+  std::uint64_t tick0 = 0;   ///< Anchor tick...
+  std::uint64_t real0 = 0;   ///< ...and its Unix-epoch ns.
+
+  /// Nanoseconds in a span of `ticks`.
+  [[nodiscard]] std::uint64_t to_ns(std::uint64_t ticks) const noexcept {
+    if (ticks_are_ns) return ticks;
+    return static_cast<std::uint64_t>(static_cast<double>(ticks) * ns_per_tick);
+  }
+  /// Unix-epoch nanoseconds of a tick read by now().
+  [[nodiscard]] std::uint64_t to_unix_ns(std::uint64_t tick) const noexcept {
+    if (ticks_are_ns) return real0 + (tick - tick0);
+    const double delta = static_cast<double>(static_cast<std::int64_t>(tick - tick0)) * ns_per_tick;
+    // Add in integers: a double near 1.7e18 would only resolve 256 ns.
+    return real0 + static_cast<std::uint64_t>(static_cast<std::int64_t>(delta));
+  }
+};
+
+/// The conversion in force now. Thread-safe.
+SPYGLASS_API TickConverter tick_converter() noexcept;
+
 /// Nanoseconds in a span of `ticks`. Thread-safe.
 SPYGLASS_API std::uint64_t ticks_to_ns(std::uint64_t ticks) noexcept;
 

@@ -86,20 +86,19 @@ int decide_tick_source() noexcept {
 }
 }  // namespace detail
 
-std::uint64_t ticks_to_ns(std::uint64_t ticks) noexcept {
-  if (!detail::use_tsc()) return ticks;
-  return static_cast<std::uint64_t>(static_cast<double>(ticks) *
-                                    calibration().ns_per_tick.load(std::memory_order_relaxed));
+TickConverter tick_converter() noexcept {
+  Calibration& c = calibration();
+  TickConverter t;
+  t.ticks_are_ns = !detail::use_tsc();
+  t.ns_per_tick = t.ticks_are_ns ? 1.0 : c.ns_per_tick.load(std::memory_order_relaxed);
+  t.tick0 = t.ticks_are_ns ? c.mono0 : c.tick0;
+  t.real0 = c.real0;
+  return t;
 }
 
-std::uint64_t tick_to_unix_ns(std::uint64_t tick) noexcept {
-  Calibration& c = calibration();
-  if (!detail::use_tsc()) return c.real0 + (tick - c.mono0);
-  const double delta = static_cast<double>(static_cast<std::int64_t>(tick - c.tick0)) *
-                       c.ns_per_tick.load(std::memory_order_relaxed);
-  // Add in integers: a double near 1.7e18 would only resolve 256 ns.
-  return c.real0 + static_cast<std::uint64_t>(static_cast<std::int64_t>(delta));
-}
+std::uint64_t ticks_to_ns(std::uint64_t ticks) noexcept { return tick_converter().to_ns(ticks); }
+
+std::uint64_t tick_to_unix_ns(std::uint64_t tick) noexcept { return tick_converter().to_unix_ns(tick); }
 
 void recalibrate() noexcept {
   if (!detail::use_tsc()) return;

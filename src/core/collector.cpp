@@ -125,11 +125,12 @@ struct Engine {
       n = kept;
     }
     bool any_unsampled = false;
+    const clock::TickConverter conv = clock::tick_converter();
     for (std::size_t i = 0; i < n; ++i) {
       Event& e = buf[i];
       if (e.flags & Event::kFlagTicks) {
-        e.start = clock::tick_to_unix_ns(e.start);
-        e.duration = clock::ticks_to_ns(e.duration);
+        e.start = conv.to_unix_ns(e.start);
+        e.duration = conv.to_ns(e.duration);
         e.flags = static_cast<std::uint8_t>(e.flags & ~Event::kFlagTicks);
       }
       any_unsampled |= (e.flags & Event::kFlagUnsampled) != 0;
@@ -425,6 +426,15 @@ bool Collector::shutdown(std::chrono::milliseconds timeout) {
   {
     std::lock_guard<std::mutex> lock(impl.engine_mutex);
     impl.stopped = true;
+    // Exporters get their flush() and shutdown() (a final push, closing a file) even
+    // when nothing was recorded, on their own stage threads, within their own bounds.
+    if (!impl.exporters.empty()) {
+      try {
+        impl.ensure_engine();
+      } catch (const std::exception& ex) {
+        log(LogLevel::error, "collector", std::string("cannot start the exporters' shutdown: ") + ex.what());
+      }
+    }
     e = impl.engine.get();
   }
   bool ok = true;

@@ -20,7 +20,7 @@ Stage::Stage(std::shared_ptr<Exporter> exporter, const CollectorOptions& options
       batch_max_(options.batch_max),
       drop_oldest_(options.drop_oldest),
       flush_interval_(options.flush_interval),
-      ring_(usable ? std::make_unique<Event[]>(capacity_) : nullptr) {
+      ring_(usable ? static_cast<Event*>(::operator new(capacity_ * sizeof(Event))) : nullptr) {
   if (usable_) batch_.reserve(batch_max_);
 }
 
@@ -70,8 +70,8 @@ void Stage::offer(const Event* a, std::size_t n) {
   }
   const std::size_t tail = (head_ + count_) % capacity_;
   const std::size_t first = std::min(n, capacity_ - tail);
-  std::memcpy(static_cast<void*>(&ring_[tail]), a, first * sizeof(Event));
-  if (n > first) std::memcpy(static_cast<void*>(&ring_[0]), a + first, (n - first) * sizeof(Event));
+  std::memcpy(static_cast<void*>(&ring_.get()[tail]), a, first * sizeof(Event));
+  if (n > first) std::memcpy(static_cast<void*>(&ring_.get()[0]), a + first, (n - first) * sizeof(Event));
   count_ += n;
   if (was_empty) oldest_since_ = Clock::now();
   if (waiting_ && (was_empty || count_ >= batch_max_)) cv_.notify_one();
@@ -169,8 +169,9 @@ void Stage::run() {
     if (take) {
       const std::size_t k = std::min(count_, batch_max_);
       const std::size_t first = std::min(k, capacity_ - head_);
-      batch_.assign(&ring_[head_], &ring_[head_] + first);
-      if (k > first) batch_.insert(batch_.end(), &ring_[0], &ring_[0] + (k - first));
+      Event* ring = ring_.get();
+      batch_.assign(ring + head_, ring + head_ + first);
+      if (k > first) batch_.insert(batch_.end(), ring, ring + (k - first));
       head_ = (head_ + k) % capacity_;
       count_ -= k;
       in_flight_ = k;

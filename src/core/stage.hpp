@@ -79,7 +79,11 @@ class Stage {
   std::mutex m_;                       // guards everything below down to the counters
   std::condition_variable cv_;         // wakes the stage thread
   std::condition_variable exited_cv_;  // the stage thread finished
-  std::unique_ptr<Event[]> ring_;
+  // Raw storage: pages are touched (and resident) only once events reach them.
+  struct FreeRing {
+    void operator()(Event* p) const noexcept { ::operator delete(p); }
+  };
+  std::unique_ptr<Event, FreeRing> ring_;
   std::size_t head_ = 0;       // index of the oldest event
   std::size_t count_ = 0;      // events in the ring
   std::size_t in_flight_ = 0;  // events taken by the stage thread, being exported
