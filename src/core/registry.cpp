@@ -12,6 +12,8 @@ namespace SPYGLASS_NAMESPACE::detail {
 
 constinit thread_local ThreadState tl_state;
 
+ThreadState* thread_state_address() noexcept { return &tl_state; }
+
 namespace {
 
 std::vector<std::shared_ptr<void>>& graveyard() {
