@@ -76,7 +76,7 @@ inline void json_escape(std::string_view in, std::string& out) {
       out.append(in.data() + i, static_cast<std::size_t>(len));
       i += static_cast<std::size_t>(len);
     } else {
-      out.append("\xEF\xBF\xBD", 3);
+      out.append(kReplacementCharacter);
       i += static_cast<std::size_t>(-len);
     }
   }

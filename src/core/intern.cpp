@@ -6,6 +6,7 @@
 #include <string>
 
 #include "spyglass/redact.hpp"
+#include "spyglass/utf8.hpp"
 
 namespace SPYGLASS_NAMESPACE {
 namespace {
@@ -92,6 +93,8 @@ struct Limits {
   std::atomic<std::size_t> max_bytes{InternLimits{}.max_bytes};
   std::atomic<std::size_t> max_sql{InternLimits{}.max_sql};
   std::atomic<std::size_t> max_sql_bytes{InternLimits{}.max_sql_bytes};
+  std::atomic<std::size_t> max_name_bytes{InternLimits{}.max_name_bytes};
+  std::atomic<std::size_t> max_statement_bytes{InternLimits{}.max_statement_bytes};
 };
 
 // Constant-initialised globals: usable from any static initialiser, never destroyed
@@ -101,13 +104,46 @@ constinit Table g_sql;
 constinit Limits g_limits;
 constinit std::atomic<std::uint64_t> g_overflowed{0};
 constinit std::atomic<std::uint64_t> g_sql_uncached{0};
+constinit std::atomic<std::uint64_t> g_truncated{0};
 
 // Keep the tables' load factor at most 1/2 whatever the configured limits.
 std::size_t capped(std::size_t n) noexcept { return n < Table::kSlots / 2 ? n : Table::kSlots / 2; }
 
-}  // namespace
+std::size_t text_cap(const std::atomic<std::size_t>& limit) noexcept {
+  const std::size_t cap = limit.load(std::memory_order_relaxed);
+  return cap < kMinTextCap ? kMinTextCap : cap;
+}
 
-const char* intern(std::string_view text) noexcept {
+/// True when `text` is already what interning keeps: valid UTF-8, no NUL, within `cap`.
+bool fit_as_is(std::string_view text, std::size_t cap) noexcept {
+  return text.size() <= cap && std::memchr(text.data(), '\0', text.size()) == nullptr && is_valid_utf8(text);
+}
+
+/// Writes into `out` the text interning keeps for `text` (see intern.hpp): UTF-8 repaired,
+/// each NUL replaced by U+FFFD, then cut to at most `cap` bytes with the marker at the end.
+/// Returns true when it cut. Reads at most cap + 4 bytes of `text`: repair never shortens
+/// text, so when more than that is left the result is cut anyway, and whatever a sequence
+/// cut off at the end of that window is repaired into lies past `cap`, which the cut removes.
+bool fit_text(std::string_view text, std::size_t cap, std::string& out) {
+  out.clear();
+  std::string_view rest = text.size() > cap && text.size() - cap > 4 ? text.substr(0, cap + 4) : text;
+  // Splitting at NUL gives the same repair as the whole: NUL never continues a sequence.
+  for (std::size_t nul = rest.find('\0'); nul != std::string_view::npos; nul = rest.find('\0')) {
+    append_utf8_repaired(rest.substr(0, nul), out);
+    out.append(kReplacementCharacter);
+    rest.remove_prefix(nul + 1);
+  }
+  append_utf8_repaired(rest, out);
+  if (out.size() <= cap) return false;
+  std::size_t cut = cap - kTruncationMarker.size();
+  while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+  out.resize(cut);
+  out.append(kTruncationMarker);
+  return true;
+}
+
+/// Interns `text` into the names table as it is.
+const char* intern_fitted(std::string_view text) noexcept {
   const Entry* e = g_names.find_or_insert(text, capped(g_limits.max_names.load(std::memory_order_relaxed)),
                                           g_limits.max_bytes.load(std::memory_order_relaxed),
                                           [](const char* own) { return own; });
@@ -118,8 +154,27 @@ const char* intern(std::string_view text) noexcept {
   return e->value;
 }
 
+/// Interns `text` repaired and cut to `cap` bytes.
+const char* intern_capped(std::string_view text, std::size_t cap) noexcept {
+  if (fit_as_is(text, cap)) return intern_fitted(text);
+  thread_local std::string fitted;  // reused: no allocation once it has grown
+  try {
+    if (fit_text(text, cap, fitted)) g_truncated.fetch_add(1, std::memory_order_relaxed);
+  } catch (...) {
+    return kOverflowName;  // out of memory for the buffer
+  }
+  return intern_fitted(fitted);
+}
+
+}  // namespace
+
+const char* intern(std::string_view text) noexcept {
+  return intern_capped(text, text_cap(g_limits.max_name_bytes));
+}
+
 const char* intern_sql(std::string_view sql) noexcept {
   thread_local std::string redacted;  // reused: no allocation once it has grown
+  const std::size_t cap = text_cap(g_limits.max_statement_bytes);
   const auto redact_and_intern = [&]() noexcept -> const char* {
     redacted.clear();
     try {
@@ -127,12 +182,15 @@ const char* intern_sql(std::string_view sql) noexcept {
     } catch (...) {
       return kOverflowName;
     }
-    return intern(redacted);
+    return intern_capped(redacted, cap);
   };
-  const Entry* e = g_sql.find_or_insert(sql, capped(g_limits.max_sql.load(std::memory_order_relaxed)),
-                                        g_limits.max_sql_bytes.load(std::memory_order_relaxed),
-                                        [&](const char*) { return redact_and_intern(); });
-  if (e != nullptr) return e->value;
+  // Statements far longer than the cap are not cached: their text would crowd out others.
+  if ((sql.size() + 7) / 8 <= cap) {  // size <= 8 * cap, without overflow
+    const Entry* e = g_sql.find_or_insert(sql, capped(g_limits.max_sql.load(std::memory_order_relaxed)),
+                                          g_limits.max_sql_bytes.load(std::memory_order_relaxed),
+                                          [&](const char*) { return redact_and_intern(); });
+    if (e != nullptr) return e->value;
+  }
   g_sql_uncached.fetch_add(1, std::memory_order_relaxed);
   return redact_and_intern();
 }
@@ -142,6 +200,7 @@ InternStats intern_stats() noexcept {
   s.names = g_names.count();
   s.bytes = g_names.bytes();
   s.overflowed = g_overflowed.load(std::memory_order_relaxed);
+  s.truncated = g_truncated.load(std::memory_order_relaxed);
   s.sql_cached = g_sql.count();
   s.sql_uncached = g_sql_uncached.load(std::memory_order_relaxed);
   return s;
@@ -152,6 +211,8 @@ void set_intern_limits(const InternLimits& limits) noexcept {
   g_limits.max_bytes.store(limits.max_bytes, std::memory_order_relaxed);
   g_limits.max_sql.store(limits.max_sql, std::memory_order_relaxed);
   g_limits.max_sql_bytes.store(limits.max_sql_bytes, std::memory_order_relaxed);
+  g_limits.max_name_bytes.store(limits.max_name_bytes, std::memory_order_relaxed);
+  g_limits.max_statement_bytes.store(limits.max_statement_bytes, std::memory_order_relaxed);
 }
 
 }  // namespace SPYGLASS_NAMESPACE

@@ -168,8 +168,18 @@ TEST(Console, ReportsAWriteErrorWithoutThrowing) {
   sg::ConsoleExporter ex({.stream = f, .color = sg::ColorMode::never});
   const auto ev = sample_events();
   bool ok = true;
+  sgtest::LogCapture log;
   EXPECT_NO_THROW(ok = ex.export_batch(ev));
   EXPECT_FALSE(ok);
+  // Reported through the log hook, not written to stderr by the exporter.
+  EXPECT_EQ(log.warnings(), 1u);
+  const auto records = log.records();
+  if (!records.empty()) {
+    EXPECT_EQ(records[0],
+              "console: cannot write " + std::to_string(ev.size()) + " event(s): No space left on device");
+  } else {
+    EXPECT_GT(sg::log_counts().suppressed, 0u);
+  }
   std::fclose(f);
 }
 

@@ -46,6 +46,20 @@ std::vector<std::uint64_t> file_ids(const fs::path& f) {
   return ids;
 }
 
+/// Expects exactly `count` warnings since `log` was made, and the first one to be received
+/// (unless the log's rate limit held it back) with every string of `parts` in it.
+void expect_warnings(const sgtest::LogCapture& log, std::uint64_t count,
+                     const std::vector<std::string>& parts) {
+  EXPECT_EQ(log.warnings(), count);
+  const auto records = log.records();
+  if (records.empty()) {
+    EXPECT_GT(sg::log_counts().suppressed, 0u) << "a warning was neither delivered nor suppressed";
+    return;
+  }
+  for (const auto& p : parts)
+    EXPECT_NE(records[0].find(p), std::string::npos) << "'" << p << "' not in: " << records[0];
+}
+
 /// Expects the constructor to throw E with a message containing every string of `parts`.
 template <typename E>
 void expect_throw(const sg::JsonlOptions& o, const std::vector<std::string>& parts) {
@@ -126,9 +140,14 @@ TEST(JsonlErrors, FileSizeLimitIsCountedUndoneAndRecovered) {
   small.rlim_cur = 4096;
   ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
   bool ok = true;
-  EXPECT_NO_THROW(ok = ex.export_batch({ev.data() + 10, 100}));
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
-  std::signal(SIGXFSZ, old_handler);
+  {
+    sgtest::LogCapture log;
+    EXPECT_NO_THROW(ok = ex.export_batch({ev.data() + 10, 100}));
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
+    std::signal(SIGXFSZ, old_handler);
+    // Reported through the log hook, with the file and the reason.
+    expect_warnings(log, 1, {"jsonl: cannot write 100 line(s) to " + ex.current_path(), "File too large"});
+  }
 
   EXPECT_FALSE(ok);
   EXPECT_EQ(ex.write_errors(), 1u);
@@ -159,7 +178,11 @@ TEST(JsonlErrors, DirectoryReplacedByAFileIsCountedAndRecovered) {
   fs::remove_all(o.directory);
   { std::ofstream(o.directory) << "in the way"; }
   bool ok = true;
-  EXPECT_NO_THROW(ok = ex.export_batch({ev.data() + 1, 1}));
+  {
+    sgtest::LogCapture log;
+    EXPECT_NO_THROW(ok = ex.export_batch({ev.data() + 1, 1}));
+    expect_warnings(log, 1, {"jsonl: cannot create file " + o.directory, "Not a directory"});
+  }
   EXPECT_FALSE(ok);
   EXPECT_EQ(ex.write_errors(), 1u);
   EXPECT_TRUE(ex.current_path().empty());

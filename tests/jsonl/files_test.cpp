@@ -50,6 +50,25 @@ std::vector<std::uint64_t> read_span_ids(const fs::path& dir, std::size_t* files
   return ids;
 }
 
+/// Lines per file that size rotation must give for `events` written in order: a line
+/// goes into the active file unless that would make it exceed `max_bytes` while the file
+/// already holds a line (then it starts the next file). Line sizes come from append_line.
+std::vector<std::size_t> lines_per_file(const std::vector<sg::Event>& events, std::uint64_t max_bytes) {
+  std::vector<std::size_t> files;
+  std::uint64_t bytes = 0;
+  for (const auto& e : events) {
+    std::string line;
+    sg::jsonl::append_line(e, line);
+    if (files.empty() || (bytes > 0 && bytes + line.size() > max_bytes)) {
+      files.push_back(0);
+      bytes = 0;
+    }
+    ++files.back();
+    bytes += line.size();
+  }
+  return files;
+}
+
 std::vector<std::uint64_t> iota_ids(std::uint64_t from, std::uint64_t to) {
   std::vector<std::uint64_t> v;
   for (std::uint64_t i = from; i < to; ++i) v.push_back(i + 1);  // make_event: span id i + 1
@@ -137,7 +156,7 @@ TEST(JsonlFiles, RotatesBySizeWithoutLosingOrSplittingLines) {
   std::size_t files = 0;
   const auto ids = read_span_ids(tmp.path(), &files);
   EXPECT_EQ(ids, iota_ids(0, n));
-  EXPECT_GT(files, 10u);
+  EXPECT_EQ(files, lines_per_file(ev, o.max_file_bytes).size());
   EXPECT_EQ(ex.files_rotated(), files - 1);
   EXPECT_EQ(ex.lines_written(), n);
   std::uint64_t total = 0;
@@ -177,25 +196,48 @@ TEST(JsonlFiles, RotatesByTime) {
   o.directory = tmp.str();
   o.max_file_bytes = 0;
   o.rotate_interval = 100ms;
+  using Clock = std::chrono::steady_clock;  // CLOCK_MONOTONIC, the exporter's clock too
+  const auto interval_passed_since = [&](Clock::time_point t) {
+    return Clock::now() - t >= o.rotate_interval;
+  };
+  const auto before_open = Clock::now();
   sg::JsonlExporter ex(o);
   const auto ev = events_range(0, 40);
   ASSERT_TRUE(ex.export_batch({ev.data(), 10}));
-  std::this_thread::sleep_for(300ms);
-  ASSERT_TRUE(ex.export_batch({ev.data() + 10, 10}));  // due: rotates first
-  EXPECT_EQ(ex.files_rotated(), 1u);
-  ASSERT_TRUE(ex.export_batch({ev.data() + 20, 10}));  // not due yet (in all likelihood)
-  std::this_thread::sleep_for(300ms);
-  ex.flush();  // flush() rotates when due, too
-  EXPECT_GE(ex.files_rotated(), 2u);
-  const auto rotated = ex.files_rotated();
-  std::this_thread::sleep_for(300ms);
-  ex.flush();  // the fresh file is empty: nothing to rotate
-  EXPECT_EQ(ex.files_rotated(), rotated);
+  // flush() rotates once the file has been open for the interval, and not before.
+  ASSERT_TRUE(sgtest::wait_for([&] {
+    ex.flush();
+    return ex.files_rotated() == 1;
+  }));
+  EXPECT_TRUE(interval_passed_since(before_open));
+
+  // export_batch() rotates first when the interval has passed: the next file is opened by
+  // this write, and once it is due the following batch starts a new one.
+  const auto before_second = Clock::now();
+  ASSERT_TRUE(ex.export_batch({ev.data() + 10, 10}));
+  ASSERT_TRUE(sgtest::wait_for([&] { return interval_passed_since(before_second); }));
+  const auto before_third = Clock::now();
+  ASSERT_TRUE(ex.export_batch({ev.data() + 20, 10}));
+  EXPECT_EQ(ex.files_rotated(), 2u);
+  ex.flush();
+  if (!interval_passed_since(before_third)) {
+    EXPECT_EQ(ex.files_rotated(), 2u) << "rotated before the interval";
+  }
+
+  // After a rotation no file is open until the next write: nothing more to rotate.
+  ASSERT_TRUE(sgtest::wait_for([&] {
+    ex.flush();
+    return ex.files_rotated() == 3;
+  }));
+  const auto after_rotation = Clock::now();
+  ASSERT_TRUE(sgtest::wait_for([&] { return interval_passed_since(after_rotation); }));
+  ex.flush();
+  EXPECT_EQ(ex.files_rotated(), 3u);
   ASSERT_TRUE(ex.export_batch({ev.data() + 30, 10}));
   ex.shutdown();
   std::size_t files = 0;
   EXPECT_EQ(read_span_ids(tmp.path(), &files), iota_ids(0, 40));
-  EXPECT_EQ(files, rotated + 1);
+  EXPECT_EQ(files, 4u);
 }
 
 TEST(JsonlFiles, RetentionKeepsTheNewestRotatedFiles) {
@@ -208,7 +250,9 @@ TEST(JsonlFiles, RetentionKeepsTheNewestRotatedFiles) {
   const std::uint64_t n = 500;
   const auto ev = events_range(0, n);
   for (std::size_t i = 0; i < n; i += 25) ASSERT_TRUE(ex.export_batch({ev.data() + i, 25}));
-  EXPECT_GT(ex.files_rotated(), 10u);
+  const auto per_file = lines_per_file(ev, o.max_file_bytes);
+  ASSERT_GT(per_file.size(), 4u);  // the test needs retention to delete files
+  EXPECT_EQ(ex.files_rotated(), per_file.size() - 1);
   EXPECT_EQ(sgtest::list_files(tmp.path()).size(), 4u);  // 3 rotated + the active file
   ex.shutdown();
   std::size_t files = 0;
@@ -217,7 +261,9 @@ TEST(JsonlFiles, RetentionKeepsTheNewestRotatedFiles) {
   ASSERT_FALSE(ids.empty());
   // What is left is a contiguous tail of the events: the oldest files went first.
   EXPECT_EQ(ids, iota_ids(n - ids.size(), n));
-  EXPECT_GT(ids.size(), 10u);
+  const std::size_t kept = per_file[per_file.size() - 1] + per_file[per_file.size() - 2] +
+                           per_file[per_file.size() - 3] + per_file[per_file.size() - 4];
+  EXPECT_EQ(ids.size(), kept);
 }
 
 TEST(JsonlFiles, RetentionNeverTouchesOtherFiles) {
@@ -262,7 +308,7 @@ TEST(JsonlFiles, GzipsRotatedFiles) {
   }
   EXPECT_EQ(plain, 1u);  // the last, active file stays uncompressed
   EXPECT_EQ(gz, ex.files_rotated());
-  EXPECT_GT(gz, 5u);
+  EXPECT_EQ(gz, lines_per_file(ev, o.max_file_bytes).size() - 1);
   std::size_t count = 0;
   EXPECT_EQ(read_span_ids(tmp.path(), &count), iota_ids(0, n));  // zlib-decompressed
   // gzip(1) agrees on one of them.
@@ -289,11 +335,15 @@ TEST(JsonlFiles, GzipWithRetentionDeletesCompressedFiles) {
   const auto ev = events_range(0, 400);
   ASSERT_TRUE(ex.export_batch(ev));
   ex.shutdown();
-  EXPECT_GT(ex.files_rotated(), 4u);
+  const auto per_file = lines_per_file(ev, o.max_file_bytes);
+  ASSERT_GT(per_file.size(), 3u);  // the test needs retention to delete files
+  EXPECT_EQ(ex.files_rotated(), per_file.size() - 1);
   std::size_t files = 0;
   const auto ids = read_span_ids(tmp.path(), &files);
   EXPECT_EQ(files, 3u);
   EXPECT_EQ(ids, iota_ids(400 - ids.size(), 400));
+  EXPECT_EQ(ids.size(),
+            per_file[per_file.size() - 1] + per_file[per_file.size() - 2] + per_file[per_file.size() - 3]);
 }
 
 TEST(JsonlFiles, ForkedChildWritesItsOwnFile) {
@@ -370,6 +420,6 @@ TEST(JsonlFiles, CountersAreReadableFromAnotherThread) {
   reader.join();
   EXPECT_TRUE(monotonic);
   EXPECT_EQ(ex.lines_written(), 2000u);
-  EXPECT_GT(ex.files_rotated(), 0u);
+  EXPECT_EQ(ex.files_rotated(), lines_per_file(ev, o.max_file_bytes).size() - 1);
   EXPECT_EQ(ex.write_errors(), 0u);
 }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace sgtest {
 
@@ -210,6 +211,34 @@ bool parse_line(const std::string& line, Parsed& out) {
       ADD_FAILURE() << "bad value of '" << key << "' in " << line;
       return false;
     }
+  }
+  return true;
+}
+
+LogCapture::LogCapture() : start_(spyglass::log_counts()) {
+  spyglass::set_log_handler([this](const spyglass::LogRecord& r) {
+    std::lock_guard lock(m_);
+    records_.push_back(std::string(r.source) + ": " + std::string(r.message));
+  });
+}
+
+LogCapture::~LogCapture() { spyglass::set_log_handler({}); }
+
+std::vector<std::string> LogCapture::records() const {
+  std::lock_guard lock(m_);
+  return records_;
+}
+
+std::uint64_t LogCapture::warnings() const {
+  const spyglass::LogCounts now = spyglass::log_counts();
+  return now.warnings + now.errors - start_.warnings - start_.errors;
+}
+
+bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return condition();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling interval, not a bound
   }
   return true;
 }

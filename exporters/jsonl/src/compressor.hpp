@@ -19,10 +19,14 @@ namespace SPYGLASS_NAMESPACE::jsonl::detail {
 /// may cancel a file that is queued or being compressed.
 ///
 /// All members are called by the exporter thread; the compression thread only runs run().
-/// A failed compression keeps the uncompressed file and increments `errors`.
+/// A failed compression keeps the uncompressed file, increments `errors` and is reported
+/// through spyglass::log. Once the steady clock passes `deadline` (steady_clock ticks,
+/// set by any thread), queued and running compressions are given up: their files stay
+/// uncompressed and complete.
 class Compressor {
  public:
-  explicit Compressor(std::atomic<std::uint64_t>& errors) : errors_(errors) {}
+  Compressor(std::atomic<std::uint64_t>& errors, const std::atomic<std::int64_t>& deadline)
+      : errors_(errors), deadline_(deadline) {}
   /// Compresses whatever is still queued, then stops the thread.
   ~Compressor();
   Compressor(const Compressor&) = delete;
@@ -48,6 +52,7 @@ class Compressor {
   bool cancelled_ = false;  // in_flight_ was removed while being compressed
   bool stop_ = false;
   std::thread thread_;
+  const std::atomic<std::int64_t>& deadline_;
 };
 
 }  // namespace SPYGLASS_NAMESPACE::jsonl::detail

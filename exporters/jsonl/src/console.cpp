@@ -2,10 +2,13 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "spyglass/exporters/jsonl.hpp"
 #include "spyglass/json.hpp"
+#include "spyglass/log.hpp"
 
 namespace SPYGLASS_NAMESPACE {
 
@@ -128,11 +131,22 @@ void ConsoleExporter::format(const Event& e, bool color, std::string& out) {
 }
 
 bool ConsoleExporter::export_batch(std::span<const Event> events) {
-  if (stream_ == nullptr) return false;
+  if (stream_ == nullptr) {
+    log(LogLevel::warning, "console", "no stream to write to; events are counted as failed");
+    return false;
+  }
   buf_.clear();
   for (const Event& e : events) format(e, color_, buf_);
+  errno = 0;
   const std::size_t n = std::fwrite(buf_.data(), 1, buf_.size(), stream_);
   const bool ok = n == buf_.size() && std::fflush(stream_) == 0;
+  if (!ok) {
+    const int err = errno;
+    std::clearerr(stream_);  // so that the next batch is tried afresh
+    log(LogLevel::warning, "console",
+        "cannot write " + std::to_string(events.size()) + " event(s)" +
+            (err != 0 ? std::string(": ") + std::strerror(err) : std::string()));
+  }
   return ok;
 }
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "compressor.hpp"
 #include "format.hpp"
 #include "spyglass/clock.hpp"
+#include "spyglass/log.hpp"
 
 namespace SPYGLASS_NAMESPACE {
 
@@ -121,13 +123,21 @@ struct JsonlExporter::State {
   NameSeq name_seq;
   bool closed = false;
 
-  void error() { owner->write_errors_.fetch_add(1, std::memory_order_relaxed); }
+  /// Counts a write error and reports it (rate-limited by the log).
+  void error(std::string_view what, const std::string& where, int err) noexcept {
+    owner->write_errors_.fetch_add(1, std::memory_order_relaxed);
+    try {
+      log(LogLevel::warning, "jsonl", std::string(what) + " " + where + ": " + std::strerror(err));
+    } catch (...) {
+      // No memory for the message: the error is counted all the same.
+    }
+  }
 
   bool ensure_open() {
     if (fd >= 0) return true;
-    if (open_new_file(opt, child, name_seq, fd, path) != 0) {
+    if (const int err = open_new_file(opt, child, name_seq, fd, path); err != 0) {
       fd = -1;
-      error();
+      error("cannot create file", path, err);
       return false;
     }
     file_bytes = 0;
@@ -142,10 +152,12 @@ struct JsonlExporter::State {
     bool ok = ensure_open();
     if (ok) {
       std::size_t done = 0;
+      int err = 0;
       while (done < buf.size()) {
         const ssize_t n = ::write(fd, buf.data() + done, buf.size() - done);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
+          err = n < 0 ? errno : ENOSPC;
           ok = false;
           break;
         }
@@ -156,7 +168,7 @@ struct JsonlExporter::State {
         owner->bytes_written_.fetch_add(buf.size(), std::memory_order_relaxed);
         owner->lines_written_.fetch_add(buf_lines, std::memory_order_relaxed);
       } else {
-        error();
+        error("cannot write " + std::to_string(buf_lines) + " line(s) to", path, err);
         if (done != 0) {
           // Cut off the torn tail so the file ends with a complete line. Even where
           // ftruncate() fails, the next write starts right after the last complete line.
@@ -182,7 +194,8 @@ struct JsonlExporter::State {
     file_bytes = 0;
     owner->files_rotated_.fetch_add(1, std::memory_order_relaxed);
     if (opt.gzip_rotated) {
-      if (!compressor) compressor = std::make_unique<Compressor>(owner->write_errors_);
+      if (!compressor)
+        compressor = std::make_unique<Compressor>(owner->write_errors_, owner->shutdown_deadline_);
       compressor->submit(path);
     }
     rotated.push_back(path);
@@ -261,7 +274,7 @@ bool JsonlExporter::export_batch(std::span<const Event> events) {
     // Only allocation can throw here; drop the batch rather than let it reach the app.
     s.buf.clear();
     s.buf_lines = 0;
-    write_errors_.fetch_add(1, std::memory_order_relaxed);
+    s.error("out of memory formatting a batch for", s.path, ENOMEM);
     ok = false;
   }
   return ok;
@@ -283,8 +296,16 @@ void JsonlExporter::shutdown() {
     s.fd = -1;
     if (s.file_bytes == 0) ::unlink(s.path.c_str());
   }
-  s.compressor.reset();  // finishes the queued compressions
+  s.compressor.reset();  // finishes the queued compressions, or abandons them at the deadline
   s.closed = true;
+}
+
+std::chrono::milliseconds JsonlExporter::shutdown_timeout() const { return state_->opt.shutdown_timeout; }
+
+void JsonlExporter::begin_shutdown(std::chrono::steady_clock::time_point deadline) noexcept {
+  // The compressor thread reads it between chunks; nothing else waits past the deadline
+  // (writes go to a local file and are not retried).
+  shutdown_deadline_.store(deadline.time_since_epoch().count(), std::memory_order_relaxed);
 }
 
 void JsonlExporter::after_fork_child() {
@@ -294,8 +315,9 @@ void JsonlExporter::after_fork_child() {
   s.fd = -1;
   s.path.clear();
   s.file_bytes = 0;
-  s.buf.clear();
+  s.buf.clear();  // the parent writes these lines
   s.buf_lines = 0;
+  s.carry.clear();
   s.rotated.clear();  // the parent's files are the parent's to retire
   // The compressor thread exists only in the parent and its mutex may have been held at
   // fork time: abandon the object (a small leak per fork) instead of touching it.
@@ -306,6 +328,7 @@ void JsonlExporter::after_fork_child() {
   bytes_written_.store(0, std::memory_order_relaxed);
   files_rotated_.store(0, std::memory_order_relaxed);
   write_errors_.store(0, std::memory_order_relaxed);
+  shutdown_deadline_.store(INT64_MAX, std::memory_order_relaxed);
 }
 
 }  // namespace SPYGLASS_NAMESPACE

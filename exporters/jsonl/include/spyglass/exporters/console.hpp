@@ -46,7 +46,8 @@ class SPYGLASS_API ConsoleExporter final : public Exporter {
   /// Decides colouring once, from `options.color` and the stream.
   explicit ConsoleExporter(ConsoleOptions options = {});
 
-  /// Writes the batch; false when the stream reports an error.
+  /// Writes the batch; false when the stream reports an error, which is also reported
+  /// through spyglass::log (source "console").
   bool export_batch(std::span<const Event> events) override;
   /// fflush()es the stream.
   void flush() override;

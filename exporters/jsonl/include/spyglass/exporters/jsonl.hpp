@@ -21,6 +21,10 @@
 ///   the event's detail is non-empty.
 /// - db only: `rows` (integer), and `db_system` when the event's detail is non-empty.
 /// Members always appear in this order; nothing else is written.
+///
+/// Dynamic names arrive already capped by interning (intern.hpp: 1024 bytes for names,
+/// 4096 for redacted SQL, ending with "…" when cut) with NUL and invalid UTF-8 replaced by
+/// U+FFFD; static literal names are repaired by the same rule when escaped.
 
 #include <atomic>
 #include <chrono>
@@ -67,6 +71,12 @@ struct JsonlOptions {
   /// Formatted lines are written with one write() call once this many bytes are buffered,
   /// and at the end of every batch. Only bounds memory; it never splits a line.
   std::size_t write_buffer_bytes = 1024 * 1024;
+  /// How long Collector::shutdown() waits for this exporter (Exporter::shutdown_timeout):
+  /// writing what its buffer still holds to the local file (milliseconds, even for a full
+  /// default buffer of 32768 events) and finishing queued gzip compressions (about a
+  /// second per 64 MiB file). Compressions not finished by then are abandoned: those
+  /// rotated files stay uncompressed and complete, nothing is lost.
+  std::chrono::milliseconds shutdown_timeout{5000};
 };
 
 /// Writes events as JSON Lines into rotating files.
@@ -78,9 +88,16 @@ struct JsonlOptions {
 /// false; the exporter never throws out of export_batch() and writes again on the next
 /// batch, so it recovers once the disk has room again.
 ///
+/// Spans only: accepts_unsampled() is false, so spans of unsampled traces never reach the
+/// file (they still count in metrics exporters and the StatsStore).
+///
+/// Errors (a file that cannot be opened or written, a failed compression) are reported
+/// through spyglass::log (log.hpp, source "jsonl") and counted in write_errors(); nothing
+/// is written to stderr directly.
+///
 /// Thread-safety: export_batch(), flush(), shutdown(), after_fork_child() and
 /// current_path() must be called from one thread at a time (the collector's exporter
-/// thread). The counters may be read from any thread at any time.
+/// thread); begin_shutdown() and the counters may be called from any thread at any time.
 class SPYGLASS_API JsonlExporter final : public Exporter {
  public:
   /// Creates the directory and opens the first file.
@@ -99,12 +116,20 @@ class SPYGLASS_API JsonlExporter final : public Exporter {
   /// Rotates by time when due. Lines are already written at the end of each batch.
   void flush() override;
   /// Writes what is buffered, closes the active file (deleted if still empty) and waits
-  /// for pending compressions. Later calls to export_batch() return false.
+  /// for pending compressions, up to the deadline given to begin_shutdown() if any.
+  /// Later calls to export_batch() return false.
   void shutdown() override;
-  /// Drops the parent's file and buffer without writing; the child's next write opens a
-  /// new file whose name carries the child's pid (inserted before the extension when the
-  /// template has no `{pid}`). Retention in the child counts only the child's files, and
-  /// the counters restart from 0 in the child.
+  /// JsonlOptions::shutdown_timeout (default 5 s).
+  [[nodiscard]] std::chrono::milliseconds shutdown_timeout() const override;
+  /// From now on, compressions still queued or running at `deadline` are abandoned
+  /// (their files stay uncompressed). Thread-safe, does not block.
+  void begin_shutdown(std::chrono::steady_clock::time_point deadline) noexcept override;
+  /// False: the JSONL file holds the spans of sampled traces only.
+  [[nodiscard]] bool accepts_unsampled() const override { return false; }
+  /// Drops the parent's file and buffered lines without writing them (the parent writes
+  /// them); the child's next write opens a new file whose name carries the child's pid
+  /// (inserted before the extension when the template has no `{pid}`). Retention in the
+  /// child counts only the child's files, and the counters restart from 0 in the child.
   void after_fork_child() override;
   [[nodiscard]] std::string_view name() const override { return "jsonl"; }
 
@@ -136,6 +161,8 @@ class SPYGLASS_API JsonlExporter final : public Exporter {
   std::atomic<std::uint64_t> bytes_written_{0};
   std::atomic<std::uint64_t> files_rotated_{0};
   std::atomic<std::uint64_t> write_errors_{0};
+  /// begin_shutdown()'s deadline in steady_clock ticks; the maximum while there is none.
+  std::atomic<std::int64_t> shutdown_deadline_{INT64_MAX};
   std::unique_ptr<State> state_;
 };
 
