@@ -134,11 +134,13 @@ ExporterCounters Stage::counters() {
 bool Stage::lock_for_fork(Clock::time_point deadline) noexcept {
   fork_locked_ = false;
   if (!usable_) return false;
+  fork_pending_.store(true, std::memory_order_seq_cst);
   while (!(fork_locked_ = call_mutex_.try_lock())) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
-  return true;
+  fork_pending_.store(false, std::memory_order_release);
+  return fork_locked_;
 }
 
 void Stage::unlock_after_fork() noexcept {
@@ -148,6 +150,7 @@ void Stage::unlock_after_fork() noexcept {
 
 template <typename Fn>
 bool Stage::call_guarded(Fn&& fn, const char* what) noexcept {
+  while (fork_pending_.load(std::memory_order_acquire)) std::this_thread::yield();
   std::lock_guard<std::mutex> lock(call_mutex_);
   try {
     return fn();

@@ -103,6 +103,9 @@ class Stage {
 
   std::mutex call_mutex_;  // held while the exporter runs; fork() tries it
   bool fork_locked_ = false;
+  // Set while fork() waits for call_mutex_: the stage thread starts no new call then, so
+  // a busy exporter is found idle right after its current call.
+  std::atomic<bool> fork_pending_{false};
   std::thread thread_;
   std::vector<Event> batch_;  // stage thread only
 };
