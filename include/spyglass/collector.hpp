@@ -20,7 +20,8 @@ class StatsStore;
 /// Settings of a Collector. Every field has a default that works on one machine.
 ///
 /// Memory is fixed at construction: transit_capacity + buffer_capacity per exporter
-/// events of 104 bytes (defaults: 6.8 MB + 3.4 MB per exporter). A burst of B events
+/// events of 104 bytes (defaults: 6.8 MB + 6.8 MB per exporter; pages become resident
+/// only once events reach them). A burst of B events
 /// recorded faster than the exporters take them is kept whole while B fits in both.
 struct CollectorOptions {
   /// Capacity of the lock-free hand-off between the hot path and the collector thread,
@@ -31,7 +32,9 @@ struct CollectorOptions {
   /// Each exporter's one bounded buffer, in events. When an exporter falls this far
   /// behind, its oldest events are dropped (drop_oldest) or the incoming ones are; both
   /// counted in that exporter's `dropped`.
-  std::size_t buffer_capacity = 32768;
+  /// As large as the transit by default, so that one drain pass never evicts what the
+  /// transit could still hold.
+  std::size_t buffer_capacity = 65536;
   /// Largest batch handed to an exporter.
   std::size_t batch_max = 512;
   /// A partial batch is exported once its oldest event has waited this long.

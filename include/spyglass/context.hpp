@@ -48,31 +48,18 @@ struct ThreadState {
   const EhGlobals* eh = nullptr;       ///< This thread's C++ exception globals, once checked.
 };
 
-/// The calling thread's state. Defined in the core library, exported once.
-SPYGLASS_API extern thread_local constinit ThreadState tl_state;
-
-/// &tl_state, as a call the compiler may merge within a function (like errno's location).
-[[gnu::const]] SPYGLASS_API ThreadState* thread_state_address() noexcept;
-}  // namespace detail
-
-/// The calling thread's state, as the public headers reach it. In code built for a shared
-/// object (-fPIC, not -fPIE) every direct access to an exported thread_local is a
-/// __tls_get_addr call; one mergeable call per function is cheaper. Elsewhere it is one
-/// %fs-relative access.
-#if defined(__PIC__) && !defined(__PIE__)
-#define SPYGLASS_THREAD_STATE (*::spyglass::detail::thread_state_address())
-#else
-#define SPYGLASS_THREAD_STATE (::spyglass::detail::tl_state)
-#endif
-
-namespace detail {
+/// The calling thread's state. Defined in the core library, exported once. Initial-exec:
+/// one %fs-relative access from any code, also code built for a shared object (no
+/// __tls_get_addr call); the 100-odd bytes fit glibc's static TLS reserve even when the
+/// core is first loaded by dlopen().
+SPYGLASS_API extern thread_local constinit ThreadState tl_state [[gnu::tls_model("initial-exec")]];
 
 /// Slow path: seeds the calling thread's generator (getrandom). Defined in src/core.
 SPYGLASS_API void seed_thread_random() noexcept;
 
 /// wyrand: one multiply per 64 bits, passes BigCrush; ids need uniqueness, not secrecy.
 inline std::uint64_t next_random() noexcept {
-  ThreadState& ts = SPYGLASS_THREAD_STATE;
+  ThreadState& ts = detail::tl_state;
   if (SPYGLASS_UNLIKELY(!ts.random_seeded)) seed_thread_random();
   ts.random += 0xa0761d6478bd642fULL;
   __extension__ using u128 = unsigned __int128;
@@ -101,7 +88,7 @@ inline TraceId new_trace_id() noexcept {
   return t;
 }
 
-inline Context Context::current() noexcept { return SPYGLASS_THREAD_STATE.context; }
+inline Context Context::current() noexcept { return detail::tl_state.context; }
 
 /// Makes `ctx` the calling thread's current context for the guard's lifetime and restores
 /// the previous one at its end. Use it to continue a trace on a pool thread:
@@ -112,10 +99,10 @@ inline Context Context::current() noexcept { return SPYGLASS_THREAD_STATE.contex
 /// Not copyable or movable; lives on one thread.
 class ContextGuard {
  public:
-  explicit ContextGuard(const Context& ctx) noexcept : saved_(SPYGLASS_THREAD_STATE.context) {
-    SPYGLASS_THREAD_STATE.context = ctx;
+  explicit ContextGuard(const Context& ctx) noexcept : saved_(detail::tl_state.context) {
+    detail::tl_state.context = ctx;
   }
-  ~ContextGuard() { SPYGLASS_THREAD_STATE.context = saved_; }
+  ~ContextGuard() { detail::tl_state.context = saved_; }
   ContextGuard(const ContextGuard&) = delete;
   ContextGuard& operator=(const ContextGuard&) = delete;
 

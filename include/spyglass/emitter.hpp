@@ -50,14 +50,14 @@ SPYGLASS_API bool route_excluded(std::string_view route) noexcept;
 
 /// The calling thread's OS id, cached.
 inline std::uint32_t thread_id() noexcept {
-  const std::uint32_t t = SPYGLASS_THREAD_STATE.tid;
+  const std::uint32_t t = tl_state.tid;
   return SPYGLASS_LIKELY(t != 0) ? t : fetch_thread_id();
 }
 
 /// std::uncaught_exceptions() of the calling thread, read with one load once the thread's
 /// exception globals are known.
 inline int uncaught_exceptions() noexcept {
-  const EhGlobals* eh = SPYGLASS_THREAD_STATE.eh;
+  const EhGlobals* eh = tl_state.eh;
   if (SPYGLASS_LIKELY(eh != nullptr)) return static_cast<int>(eh->uncaught_exceptions);
   return fetch_uncaught_exceptions();
 }
@@ -68,7 +68,7 @@ inline bool active() noexcept { return g_default_collector.load(std::memory_orde
 /// Hands a finished event to the default collector, if there is one. The busy flag lets
 /// Session teardown wait for threads that are inside this function (see session.cpp).
 inline void submit(const Event& e) noexcept {
-  ThreadState& ts = SPYGLASS_THREAD_STATE;
+  ThreadState& ts = tl_state;
   if (SPYGLASS_UNLIKELY(!ts.registered)) register_thread();
   ts.busy.store(1, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);
@@ -81,7 +81,7 @@ inline void submit(const Event& e) noexcept {
 /// (sampling decided here and inherited). Fills the ids of `e`; returns the context to
 /// make current while the span is open.
 inline Context open_span(Event& e) noexcept {
-  const Context& parent = SPYGLASS_THREAD_STATE.context;
+  const Context& parent = tl_state.context;
   Context child;
   if (SPYGLASS_LIKELY(parent.valid())) {
     child.trace_id = parent.trace_id;

@@ -33,9 +33,7 @@ class ScopeBase {
   /// Marks the operation as failed.
   void error() noexcept { event_.status = Status::error; }
   /// The span this scope opened (all zero when recording is off).
-  [[nodiscard]] Context context() const noexcept {
-    return active_ ? SPYGLASS_THREAD_STATE.context : Context{};
-  }
+  [[nodiscard]] Context context() const noexcept { return active_ ? tl_state.context : Context{}; }
 
  protected:
   ScopeBase(EventKind kind, const char* name) noexcept {
@@ -46,10 +44,10 @@ class ScopeBase {
 
   void open(EventKind kind, const char* name) noexcept {
     active_ = true;
-    saved_ = SPYGLASS_THREAD_STATE.context;
+    saved_ = tl_state.context;
     event_.kind = kind;
     event_.name = name;
-    SPYGLASS_THREAD_STATE.context = open_span(event_);
+    tl_state.context = open_span(event_);
     uncaught_ = detail::uncaught_exceptions();
     start_ = clock::now();
   }
@@ -61,8 +59,8 @@ class ScopeBase {
     if (!active_) return;
     const std::uint64_t end = clock::now();
     if (detail::uncaught_exceptions() > uncaught_) event_.status = Status::error;
-    finish(event_, SPYGLASS_THREAD_STATE.context, start_, end);
-    SPYGLASS_THREAD_STATE.context = saved_;
+    finish(event_, tl_state.context, start_, end);
+    tl_state.context = saved_;
   }
 
   Event event_;

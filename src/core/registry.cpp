@@ -10,9 +10,7 @@
 
 namespace SPYGLASS_NAMESPACE::detail {
 
-constinit thread_local ThreadState tl_state;
-
-ThreadState* thread_state_address() noexcept { return &tl_state; }
+constinit thread_local ThreadState tl_state [[gnu::tls_model("initial-exec")]];
 
 namespace {
 

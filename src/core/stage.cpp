@@ -134,12 +134,14 @@ ExporterCounters Stage::counters() {
 bool Stage::lock_for_fork(Clock::time_point deadline) noexcept {
   fork_locked_ = false;
   if (!usable_) return false;
+  if (calls_started_.load(std::memory_order_acquire) == fork_gave_up_on_) deadline = Clock::now();
   fork_pending_.store(true, std::memory_order_seq_cst);
   while (!(fork_locked_ = call_mutex_.try_lock())) {
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   fork_pending_.store(false, std::memory_order_release);
+  if (!fork_locked_) fork_gave_up_on_ = calls_started_.load(std::memory_order_acquire);
   return fork_locked_;
 }
 
@@ -152,6 +154,7 @@ template <typename Fn>
 bool Stage::call_guarded(Fn&& fn, const char* what) noexcept {
   while (fork_pending_.load(std::memory_order_acquire)) std::this_thread::yield();
   std::lock_guard<std::mutex> lock(call_mutex_);
+  calls_started_.fetch_add(1, std::memory_order_release);
   try {
     return fn();
   } catch (const std::exception& e) {

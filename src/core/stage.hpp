@@ -106,6 +106,10 @@ class Stage {
   // Set while fork() waits for call_mutex_: the stage thread starts no new call then, so
   // a busy exporter is found idle right after its current call.
   std::atomic<bool> fork_pending_{false};
+  // Calls started so far, and the call a fork() last gave up waiting on: a later fork()
+  // that finds the exporter still in that same call does not wait for it again.
+  std::atomic<std::uint64_t> calls_started_{0};
+  std::uint64_t fork_gave_up_on_ = ~std::uint64_t{0};
   std::thread thread_;
   std::vector<Event> batch_;  // stage thread only
 };
