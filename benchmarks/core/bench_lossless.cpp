@@ -125,7 +125,8 @@ void report(benchmark::State& state, const RunResult& run, std::uint64_t lost) {
 }
 
 // spyglass at the default settings, with one exporter: the discarding one or JSONL.
-void lossless_spyglass(benchmark::State& state, bool jsonl) {
+// `options` changes the defaults only for the what-if variant below.
+void lossless_spyglass(benchmark::State& state, bool jsonl, sg::SessionOptions options = {}) {
   const std::int64_t rate_k = state.range(0);
   const int threads = static_cast<int>(state.range(1));
   const auto dir = std::filesystem::temp_directory_path() / "spyglass-bench-lossless";
@@ -133,14 +134,14 @@ void lossless_spyglass(benchmark::State& state, bool jsonl) {
     std::filesystem::remove_all(dir);
     std::shared_ptr<sg::Exporter> exporter;
     if (jsonl) {
-      sg::JsonlOptions options;  // the defaults, in a directory of the benchmark's own
-      options.directory = dir.string();
-      exporter = std::make_shared<sg::JsonlExporter>(options);
+      sg::JsonlOptions jsonl_options;  // the defaults, in a directory of the benchmark's own
+      jsonl_options.directory = dir.string();
+      exporter = std::make_shared<sg::JsonlExporter>(jsonl_options);
     } else {
       exporter = std::make_shared<DiscardExporter>();
     }
     const std::string stage_thread = ("sg-" + std::string(exporter->name())).substr(0, 15);
-    sg::Session session(sg::SessionOptions{}, {exporter});
+    sg::Session session(options, {exporter});
     const RunResult run = run_producers(rate_k, threads, [] {
       SPYGLASS_SCOPE("bench.lossless");
       benchmark::ClobberMemory();
@@ -165,6 +166,15 @@ void lossless_spyglass(benchmark::State& state, bool jsonl) {
 
 void bench_lossless_discard(benchmark::State& state) { lossless_spyglass(state, false); }
 void bench_lossless_jsonl(benchmark::State& state) { lossless_spyglass(state, true); }
+
+// What if: NOT the defaults. The exporter's buffer as large as the transit, so that one
+// collector pass (up to a whole transit) fits in it while the stage thread waits for a
+// core. Measures whether the buffer is where the defaults lose events.
+void bench_lossless_discard_buffer_as_transit(benchmark::State& state) {
+  sg::SessionOptions options;
+  options.collector.buffer_capacity = options.collector.transit_capacity;
+  lossless_spyglass(state, false, options);
+}
 
 #if defined(SPYGLASS_BENCH_LTTNG)
 // LTTng-UST: one event with a span's fields per operation, built as a scope builds its
@@ -213,6 +223,7 @@ void rates(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(bench_lossless_discard)->Apply(rates);
 BENCHMARK(bench_lossless_jsonl)->Apply(rates);
+BENCHMARK(bench_lossless_discard_buffer_as_transit)->Apply(rates);
 #if defined(SPYGLASS_BENCH_LTTNG)
 BENCHMARK(bench_lossless_lttng)->Apply(rates);
 #endif
