@@ -1,15 +1,24 @@
 // Hot-path latency (caller side) and backend throughput, side by side with peers.
+//
+// Built twice: spyglass_bench_core links the core statically and measures the peers too;
+// spyglass_bench_core_shared (SPYGLASS_BENCH_SHARED_CORE) links a shared build of the
+// same core sources and measures only the scope and the floor, so that the cost of
+// reaching the library's thread-local state across a shared object shows as the
+// difference of the two executables' scope/floor ratios.
 #include <benchmark/benchmark.h>
 #include <concurrentqueue/concurrentqueue.h>
+#if !defined(SPYGLASS_BENCH_SHARED_CORE)
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <spdlog/async.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <thread>
 #include <vector>
@@ -17,6 +26,10 @@
 #include "spyglass/spyglass.hpp"
 #if defined(SPYGLASS_BENCH_JSONL)
 #include "spyglass/exporters/jsonl.hpp"
+#endif
+#if defined(SPYGLASS_BENCH_LTTNG)
+#include "lttng/spyglass_peer_tp.h"
+#include "lttng_peer.hpp"
 #endif
 
 namespace sg = spyglass;
@@ -46,15 +59,33 @@ sg::Session& session() {
   return *s;
 }
 
+// Reported times: real_time is the wall time divided by the events of all threads (the
+// inverse of the throughput); cpu_time is the CPU time of all producer threads divided
+// by their events, i.e. the CPU cost of one event. `thread_wall_ns` is one thread's wall
+// time per event of that thread, averaged over the threads. `rejected_pct` is the share
+// of this run's events the full transit rejected (see BENCHMARKS.md).
 void bench_scope(benchmark::State& state) {
   session();
+  const auto before = session().collector().counters();
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
     SPYGLASS_SCOPE("bench.scope");
     benchmark::ClobberMemory();
   }
-  state.counters["dropped"] = static_cast<double>(session().collector().counters().rejected);
+  const auto wall = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+  state.counters["thread_wall_ns"] =
+      benchmark::Counter(wall / static_cast<double>(state.iterations()), benchmark::Counter::kAvgThreads);
+  if (state.thread_index() == 0) {
+    // Thread 0 reads after its own loop only: the share is approximate with 2 threads.
+    const auto after = session().collector().counters();
+    const double offered = static_cast<double>(after.offered - before.offered);
+    state.counters["rejected_pct"] =
+        offered > 0 ? 100.0 * static_cast<double>(after.rejected - before.rejected) / offered : 0.0;
+  }
 }
 BENCHMARK(bench_scope)->Threads(1)->Threads(2)->UseRealTime();
+
+#if !defined(SPYGLASS_BENCH_SHARED_CORE)
 
 void bench_emit_db(benchmark::State& state) {
   session();
@@ -75,6 +106,7 @@ void bench_traceparent_parse(benchmark::State& state) {
   }
 }
 BENCHMARK(bench_traceparent_parse);
+#endif  // !SPYGLASS_BENCH_SHARED_CORE
 
 // The floor: what any design that timestamps and hands off an event must pay: two reads
 // of the same clock and one token enqueue of an Event-sized struct, drained in bulk by a
@@ -116,6 +148,7 @@ void bench_floor_clock_and_enqueue(benchmark::State& state) {
 }
 BENCHMARK(bench_floor_clock_and_enqueue);
 
+#if !defined(SPYGLASS_BENCH_SHARED_CORE)
 // Peer: an async logger writing an equivalent line (name, duration, ids) to a null sink.
 void bench_spdlog_async(benchmark::State& state) {
   static std::shared_ptr<spdlog::logger> logger = [] {
@@ -149,6 +182,59 @@ void bench_prometheus_observe(benchmark::State& state) {
   }
 }
 BENCHMARK(bench_prometheus_observe)->Threads(1)->Threads(2)->UseRealTime();
+
+#if defined(SPYGLASS_BENCH_LTTNG)
+// Peer: LTTng-UST, recording into a session of its own (lttng_peer.hpp), set up on first
+// use and destroyed at exit.
+lttng_peer::Session* lttng_session() {
+  static lttng_peer::Session s;
+  return s.ok() ? &s : nullptr;
+}
+
+// Runs `body` state.iterations() times between two readings of LTTng's discarded count
+// and reports the share of the `events_per_op` events per op that LTTng discarded.
+template <typename Body>
+void lttng_tight_loop(benchmark::State& state, int events_per_op, Body body) {
+  lttng_peer::Session* s = lttng_session();
+  if (s == nullptr) {
+    state.SkipWithError(("LTTng-UST unavailable: " + lttng_peer::unavailable_reason()).c_str());
+    return;
+  }
+  const auto before = s->discarded();
+  for (auto _ : state) body();
+  const auto after = s->discarded();
+  if (before && after) {
+    state.counters["discarded_pct"] = 100.0 * static_cast<double>(*after - *before) /
+                                      (static_cast<double>(state.iterations()) * events_per_op);
+  }
+}
+
+// Per-span cost: an entry and an exit tracepoint around the same empty body as
+// bench_scope. LTTng reads its clock and writes each event into a per-CPU ring buffer.
+void bench_lttng_entry_exit(benchmark::State& state) {
+  lttng_tight_loop(state, 2, [] {
+    lttng_ust_tracepoint(spyglass_peer, span_entry, "bench.scope");
+    benchmark::ClobberMemory();
+    lttng_ust_tracepoint(spyglass_peer, span_exit);
+  });
+}
+BENCHMARK(bench_lttng_entry_exit)->UseRealTime();
+
+// One event carrying a finished span's fields, built as a scope builds its Event: two
+// clock reads and new trace and span ids.
+inline void lttng_span_event() {
+  const std::uint64_t t0 = sg::clock::now();
+  benchmark::ClobberMemory();
+  const std::uint64_t t1 = sg::clock::now();
+  const sg::TraceId trace = sg::new_trace_id();
+  lttng_ust_tracepoint(spyglass_peer, span, trace.hi, trace.lo, sg::new_span_id(), 0, t0, t1 - t0,
+                       sg::detail::thread_id(), 0, "bench.scope");
+}
+
+void bench_lttng_span_event(benchmark::State& state) { lttng_tight_loop(state, 1, lttng_span_event); }
+BENCHMARK(bench_lttng_span_event)->UseRealTime();
+#endif  // SPYGLASS_BENCH_LTTNG
+#endif  // !SPYGLASS_BENCH_SHARED_CORE
 
 // Cost per call, measured call by call in bursts of 20 followed by a 50 us pause (the
 // thread sleeps, as a server thread between requests does), since an average hides the
@@ -216,6 +302,21 @@ void bench_floor_burst_percentiles(benchmark::State& state) {
   });
 }
 BENCHMARK(bench_floor_burst_percentiles)->Iterations(20000);
+
+#if defined(SPYGLASS_BENCH_LTTNG)
+void bench_lttng_burst_percentiles(benchmark::State& state) {
+  if (lttng_session() == nullptr) {
+    state.SkipWithError(("LTTng-UST unavailable: " + lttng_peer::unavailable_reason()).c_str());
+    return;
+  }
+  burst_percentiles(state, [] {
+    lttng_ust_tracepoint(spyglass_peer, span_entry, "bench.burst");
+    benchmark::ClobberMemory();
+    lttng_ust_tracepoint(spyglass_peer, span_exit);
+  });
+}
+BENCHMARK(bench_lttng_burst_percentiles)->Iterations(20000);
+#endif
 
 #if defined(SPYGLASS_BENCH_JSONL)
 // Backend throughput: events pushed through a collector to a JSONL file on disk. Time is
