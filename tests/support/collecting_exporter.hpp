@@ -36,6 +36,7 @@ class CollectingExporter : public Exporter {
     if (mode_ == Mode::throw_error) throw std::runtime_error("exporter failure requested by the test");
     std::lock_guard<std::mutex> lock(m_);
     events_.insert(events_.end(), events.begin(), events.end());
+    count_.store(events_.size());
     ++batches_;
     max_batch_ = std::max(max_batch_, events.size());
     return true;
@@ -45,6 +46,7 @@ class CollectingExporter : public Exporter {
   void after_fork_child() override {
     std::lock_guard<std::mutex> lock(m_);
     events_.clear();
+    count_.store(0);
     batches_ = 0;
     max_batch_ = 0;
     calls_.store(0);
@@ -71,10 +73,8 @@ class CollectingExporter : public Exporter {
     std::lock_guard<std::mutex> lock(m_);
     return events_;
   }
-  std::size_t count() const {
-    std::lock_guard<std::mutex> lock(m_);
-    return events_.size();
-  }
+  /// Events received so far. Lock-free, so threads that may be caught by fork() can read it.
+  std::size_t count() const { return count_.load(); }
   std::size_t batches() const {
     std::lock_guard<std::mutex> lock(m_);
     return batches_;
@@ -97,6 +97,7 @@ class CollectingExporter : public Exporter {
   bool released_ = false;
   std::atomic<bool> stalled_{false};
   std::vector<Event> events_;
+  std::atomic<std::size_t> count_{0};
   std::size_t batches_ = 0;
   std::size_t max_batch_ = 0;
   bool accepts_unsampled_ = false;
