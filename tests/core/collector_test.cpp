@@ -163,7 +163,7 @@ TEST(Collector, StalledExporterShedsOldestWithoutHurtingOthers) {
   EXPECT_EQ(per[0].produced, seq);
   EXPECT_EQ(per[0].sent, 0u);
   EXPECT_EQ(per[0].failed, 0u);
-  EXPECT_GT(per[0].pending, kCapacity);
+  EXPECT_GE(per[0].pending, kCapacity);
   EXPECT_LE(per[0].pending, kCapacity + kBatch);
   EXPECT_EQ(per[0].dropped, seq - per[0].pending);
   // The good one lost nothing.
@@ -171,16 +171,25 @@ TEST(Collector, StalledExporterShedsOldestWithoutHurtingOthers) {
   EXPECT_EQ(per[1].sent, seq);
   EXPECT_EQ(per[1].dropped, 0u);
   EXPECT_EQ(per[1].pending, 0u);
-  // Released, the stalled exporter delivers exactly what it held: the stuck batch (in
-  // order), then the newest kCapacity events, ending with the last one.
+  // Released, the stalled exporter delivers exactly what it held, in order: the batch it
+  // was stuck on, then the newest events, ending with the last one. The stuck batch was
+  // taken when the stage first ran (on a loaded machine possibly late, from a full
+  // buffer): at most one gap, right after it.
   stalled->release();
   ASSERT_TRUE(c.flush());
   const auto kept = stalled->events();
   ASSERT_EQ(kept.size(), per[0].pending);
-  const std::size_t stuck = kept.size() - kCapacity;
-  for (std::size_t i = 1; i < stuck; ++i) EXPECT_EQ(kept[i].rows, kept[0].rows + i);
-  EXPECT_LT(kept[stuck - 1].rows, seq - kCapacity);
-  for (std::size_t i = 0; i < kCapacity; ++i) ASSERT_EQ(kept[stuck + i].rows, seq - kCapacity + i) << i;
+  std::size_t gaps = 0, gap_at = 0;
+  for (std::size_t i = 1; i < kept.size(); ++i) {
+    ASSERT_LT(kept[i - 1].rows, kept[i].rows) << i;
+    if (kept[i].rows != kept[i - 1].rows + 1) {
+      ++gaps;
+      gap_at = i;
+    }
+  }
+  EXPECT_LE(gaps, 1u);
+  EXPECT_LE(gap_at, kBatch);
+  EXPECT_EQ(kept.back().rows, seq - 1);
   ASSERT_TRUE(c.shutdown());
   const auto after = c.exporter_counters();
   EXPECT_EQ(after[0].sent, per[0].pending);
@@ -486,7 +495,7 @@ bool same(const sg::ExporterCounters& a, const sg::ExporterCounters& b) {
 
 TEST(Shutdown, ExporterThatHonoursTheDeadlineLosesNothing) {
   auto waits = std::make_shared<WaitsForShutdownExporter>();
-  sg::Collector c({.batch_max = 10, .flush_interval = 1ms});
+  sg::Collector c({.batch_max = 10, .flush_interval = 10min});  // only full batches until shutdown
   c.add_exporter(waits);
   for (std::uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(c.enqueue(make_event(i)));
   ASSERT_TRUE(eventually([&] { return waits->in_call() && c.counters().dispatched == 100; }));
@@ -507,7 +516,7 @@ TEST(Shutdown, ExporterThatHonoursTheDeadlineLosesNothing) {
 
 TEST(Shutdown, CallerTimeoutCapsTheExportersOwn) {
   auto waits = std::make_shared<WaitsForShutdownExporter>();
-  sg::Collector c({.batch_max = 10, .flush_interval = 1ms});
+  sg::Collector c({.batch_max = 10, .flush_interval = 10min});  // only full batches until shutdown
   c.add_exporter(waits);
   for (std::uint64_t i = 0; i < 20; ++i) ASSERT_TRUE(c.enqueue(make_event(i)));
   ASSERT_TRUE(eventually([&] { return waits->in_call(); }));
@@ -521,7 +530,8 @@ TEST(Shutdown, ExporterThatIgnoresTheDeadlineIsAbandonedAtItsTimeout) {
   constexpr auto kTimeout = 300ms;
   auto stuck = std::make_shared<IgnoresDeadlineExporter>(kTimeout);
   auto good = std::make_shared<CollectingExporter>("good");
-  auto c = std::make_unique<sg::Collector>(sg::CollectorOptions{.batch_max = 10, .flush_interval = 1ms});
+  // Only full batches of 10 until shutdown, so the batch in flight is exactly 10 events.
+  auto c = std::make_unique<sg::Collector>(sg::CollectorOptions{.batch_max = 10, .flush_interval = 10min});
   c->add_exporter(stuck);
   c->add_exporter(good);
   for (std::uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(c->enqueue(make_event(i)));

@@ -94,8 +94,10 @@ TEST(Memory, StalledExporterKeepsMemoryBounded) {
                 static_cast<long long>(grown - bound + kFixedOverhead));
     EXPECT_LE(started, bound);
     EXPECT_LE(grown, bound) << "grown=" << grown << " bound=" << bound;
-    // Everything was allocated up front: ten million events later, nothing grew.
-    EXPECT_LE(grown - started, 4096) << "started=" << started << " grown=" << grown;
+    // Everything was allocated up front: ten million events later, nothing grew with
+    // their number. (Time may add one stats sub-window: one block of 16 histogram
+    // chunks, 4 KiB, and its bookkeeping, if the flood crosses a minute boundary.)
+    EXPECT_LE(grown - started, 16 * 1024) << "started=" << started << " grown=" << grown;
     const auto counters = c.counters();
     EXPECT_EQ(counters.offered, 10'000'000u);
     EXPECT_EQ(counters.offered, counters.dispatched + counters.rejected + counters.in_transit);
