@@ -1,6 +1,6 @@
 #pragma once
 /// The whole public core API in one include: ids, context, events, the collector, the
-/// session, the scope macros and traced().
+/// session, the scope macros, traced() and the diagnostics hook.
 
 #include "spyglass/clock.hpp"
 #include "spyglass/collector.hpp"
@@ -10,6 +10,7 @@
 #include "spyglass/exporter.hpp"
 #include "spyglass/ids.hpp"
 #include "spyglass/intern.hpp"
+#include "spyglass/log.hpp"
 #include "spyglass/scope.hpp"
 #include "spyglass/session.hpp"
 #include "spyglass/stats.hpp"

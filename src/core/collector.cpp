@@ -464,8 +464,9 @@ CollectorCounters Collector::counters() const {
   std::lock_guard<std::mutex> lock(impl_->engine_mutex);
   detail::Engine* e = impl_->engine.get();
   if (e == nullptr) return c;
-  // Read what has left before what came in, so a snapshot taken under load never shows
-  // more dispatched than offered.
+  // Read what has left before what came in. A producer counts its event just after making
+  // it visible, so under load a snapshot may show up to one event per producer more
+  // dispatched than offered; in_transit is clamped at zero then.
   c.dispatched = e->dispatched.load(std::memory_order_acquire);
   c.pre_fork = e->pre_fork.load(std::memory_order_relaxed);
   {

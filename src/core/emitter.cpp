@@ -29,21 +29,26 @@ namespace {
 bool eh_globals_layout_verified() noexcept {
 #if defined(__GLIBCXX__) || defined(_LIBCPPABI_VERSION)
   static const bool ok = [] {
+    // Exceptions may already be in flight (the first read can happen during unwinding):
+    // compare against that count, not against zero.
+    const int base = std::uncaught_exceptions();
     bool agree = false;
     struct Probe {
       bool& agree;
+      int base;
       ~Probe() {
         const auto* g = reinterpret_cast<const EhGlobals*>(abi::__cxa_get_globals());
-        agree = std::uncaught_exceptions() == 1 && g != nullptr && g->uncaught_exceptions == 1u;
+        agree = std::uncaught_exceptions() == base + 1 && g != nullptr &&
+                g->uncaught_exceptions == static_cast<unsigned>(base + 1);
       }
     };
     try {
-      Probe probe{agree};
+      Probe probe{agree, base};
       throw 0;
     } catch (int) {
     }
     const auto* g = reinterpret_cast<const EhGlobals*>(abi::__cxa_get_globals());
-    return agree && g != nullptr && g->uncaught_exceptions == 0u;
+    return agree && g != nullptr && g->uncaught_exceptions == static_cast<unsigned>(base);
   }();
   return ok;
 #else
