@@ -295,7 +295,6 @@ HttpResult HttpClient::post(const HttpRequest& req, Clock::time_point deadline, 
     const long left = millis_until(end_by());
     if (left == 0) {  // the cutoff moved before curl's own timeout: stop here
       rc = CURLE_OPERATION_TIMEDOUT;
-      r.aborted = true;
       break;
     }
     int numfds = 0;
@@ -306,8 +305,8 @@ HttpResult HttpClient::post(const HttpRequest& req, Clock::time_point deadline, 
   if (!done && !r.aborted && rc == CURLE_OK) rc = CURLE_GOT_NOTHING;
   if (rc != CURLE_OK) {
     r.curl_code = rc;
-    // Once the deadline or the cutoff has passed, nothing may be retried.
-    if (end_by() <= Clock::now()) r.aborted = true;
+    // Once the cutoff has passed, nothing may be retried (a request's own timeout may).
+    if (cutoff.get() <= Clock::now()) r.aborted = true;
     r.error = cutoff.get() <= Clock::now() ? "stopped at the shutdown deadline" : curl_easy_strerror(rc);
     r.status = 0;
     r.body.clear();

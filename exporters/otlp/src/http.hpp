@@ -25,7 +25,7 @@ struct HttpResult {
   std::string content_type;
   std::optional<std::chrono::milliseconds> retry_after;  ///< From a Retry-After header.
   std::string error;                                     ///< curl's message when curl_code != 0.
-  bool aborted = false;  ///< Cut short (or never started) by the deadline or the cutoff.
+  bool aborted = false;  ///< Cut short (or never started) by the cutoff, or no time was left.
 };
 
 /// Why the header `name: value` must not be sent, or "" when it may be. The name must be
