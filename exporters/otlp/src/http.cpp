@@ -307,7 +307,7 @@ HttpResult HttpClient::post(const HttpRequest& req, Clock::time_point deadline, 
     r.curl_code = rc;
     // Once the cutoff has passed, nothing may be retried (a request's own timeout may).
     if (cutoff.get() <= Clock::now()) r.aborted = true;
-    r.error = cutoff.get() <= Clock::now() ? "stopped at the shutdown deadline" : curl_easy_strerror(rc);
+    r.error = cutoff.get() <= Clock::now() ? "request cut short" : curl_easy_strerror(rc);
     r.status = 0;
     r.body.clear();
     return r;
