@@ -169,6 +169,7 @@ TEST(OtlpProtobuf, OfficialDecoderReadsEverySpanFieldByField) {
   auto a2 = attrs_of(*spans[2]);
   EXPECT_EQ(a2.at("db.query.text"), "SELECT * FROM users WHERE id = ?");
   EXPECT_EQ(a2.at("db.system"), "postgresql");
+  EXPECT_EQ(a2.at("db.system.name"), "postgresql");
   EXPECT_EQ(a2.at("db.operation.name"), "SELECT");
   EXPECT_EQ(a2.at("db.response.returned_rows"), "1");
 
@@ -222,6 +223,7 @@ TEST(OtlpProtobuf, SemanticConventionsForErrorsMethodsAndDatabases) {
   EXPECT_EQ(a2.at("error.type"), "500");
   EXPECT_EQ(spans[2]->at("status").at("code").value, "STATUS_CODE_ERROR");
   EXPECT_EQ(attrs_of(*spans[3]).at("db.system"), "other_sql");
+  EXPECT_EQ(attrs_of(*spans[3]).at("db.system.name"), "other_sql");
   EXPECT_EQ(attrs_of(*spans[3]).count("error.type"), 0u);
   EXPECT_EQ(attrs_of(*spans[4]).at("db.system"), "sqlite");
   EXPECT_EQ(attrs_of(*spans[4]).at("error.type"), "_OTHER");

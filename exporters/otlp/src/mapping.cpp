@@ -79,7 +79,11 @@ SpanView map_event(const Event& e, std::string& scratch) {
       s.kind = kSpanKindClient;
       const std::string_view op = sql_operation(name);
       s.name = !op.empty() ? op : (!detail.empty() ? detail : std::string_view("db"));
-      s.add("db.system", !detail.empty() ? detail : std::string_view("other_sql"));
+      // db.system.name is the stable convention's name; db.system, the older one, is
+      // what many backends still read. Both, with "other_sql" when none was named.
+      const std::string_view system = !detail.empty() ? detail : std::string_view("other_sql");
+      s.add("db.system.name", system);
+      s.add("db.system", system);
       s.add("db.query.text", name);
       if (!op.empty()) s.add("db.operation.name", op);
       s.add("db.response.returned_rows", clamp_i64(e.rows));

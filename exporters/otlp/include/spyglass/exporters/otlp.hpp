@@ -225,7 +225,8 @@ struct MetricSeries {
 /// Attributes follow the semantic conventions: a request is an HTTP server span
 /// (http.request.method, http.route, url.path, url.scheme, http.response.status_code, and
 /// error.type on errors: the status code for 5xx, else "_OTHER"); a query a database
-/// client span (db.system, "other_sql" when none was named; db.query.text, ...).
+/// client span (db.system.name and db.system, "other_sql" when none was named;
+/// db.query.text, ...).
 /// Metrics: ExportMetricsServiceRequest with, per kind present, the sum
 /// spyglass.<kind>.count and the histogram spyglass.<kind>.duration (unit s), one data
 /// point per name and status (attributes spyglass.name, spyglass.status), cumulative
