@@ -231,6 +231,7 @@ TEST_F(OtlpExporter, NeverRetries400OrOtherCodes) {
     EXPECT_EQ(c.retries, 0u);
     expect_balanced(c);
   }
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
   EXPECT_EQ(logs.count("traces export failed after 1 attempt(s): HTTP "), 5u) << logs.text();
 }
 
@@ -247,6 +248,7 @@ TEST_F(OtlpExporter, GivesUpAfterMaxAttempts) {
   EXPECT_EQ(c.failed, 5u);
   EXPECT_EQ(c.retries, 2u);
   expect_balanced(c);
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
   EXPECT_EQ(logs.count("traces export failed after 3 attempt(s): HTTP 503"), 1u) << logs.text();
 }
 
@@ -261,6 +263,7 @@ TEST_F(OtlpExporter, GivesUpWhenTheNextRetryWouldPassTheExportTimeout) {
   EXPECT_FALSE(ex.export_batch(make_events(2)));
   EXPECT_EQ(rx.count(), 1u);
   EXPECT_EQ(ex.counters().failed, 2u);
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
   EXPECT_EQ(logs.count("would come after export_timeout"), 1u) << logs.text();
 }
 
@@ -286,6 +289,7 @@ TEST_F(OtlpExporter, PartialSuccessIsCountedLoggedAndNotRetried) {
   EXPECT_EQ(c.failed, 5u);
   EXPECT_EQ(c.retries, 0u);
   expect_balanced(c);
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
   EXPECT_EQ(logs.count("the receiver rejected 3 of 10 spans: bad"), 1u) << logs.text();
   EXPECT_EQ(logs.count("the receiver rejected 2 of 10 spans: too old"), 1u) << logs.text();
 }
@@ -353,6 +357,7 @@ TEST_F(OtlpExporter, BeginShutdownEndsARetryWaitAtTheDeadline) {
   EXPECT_EQ(c.pending, 0u);
   EXPECT_EQ(rx.count(), 1u);
   expect_balanced(c);
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
   EXPECT_EQ(logs.count("shutdown deadline"), 1u) << logs.text();
 }
 
@@ -528,6 +533,7 @@ TEST_F(OtlpExporter, MetricsPartialSuccessIsCounted) {
   EXPECT_EQ(c.sent, 10u);
   EXPECT_EQ(c.rejected, 0u);
   expect_balanced(c);
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
   EXPECT_EQ(logs.count("rejected 4 metric data points: too many"), 1u) << logs.text();
 }
 
@@ -697,11 +703,6 @@ TEST_F(OtlpExporter, HeadersWithControlCharactersAreNeverSent) {
                       {"Bad Name", "v"},
                       {"X-Smuggle\r\nX-Injected", "v"}};
   otlp::OtlpExporter ex(o);
-  const std::string err = logs.text();
-  for (const char* name : {"'X-Evil'", "'X-Lf'", "'X-Nul'", "'X-Ctl'", "'Bad Name'"}) {
-    EXPECT_NE(err.find(name), std::string::npos) << name << " not named in: " << err;
-  }
-  EXPECT_EQ(err.find("secret"), std::string::npos) << "a header value was logged: " << err;
   using H = std::vector<std::pair<std::string, std::string>>;
   EXPECT_EQ(ex.options().traces_headers, (H{{"X-Ok", "1"}}));
   EXPECT_TRUE(ex.export_batch(make_events(1)));
@@ -710,6 +711,12 @@ TEST_F(OtlpExporter, HeadersWithControlCharactersAreNeverSent) {
   EXPECT_EQ(reqs[0].header("x-ok"), "1");
   for (const char* h : {"x-evil", "x-injected", "x-lf", "x-nul", "x-ctl", "bad name", "x-smuggle"}) {
     EXPECT_EQ(reqs[0].headers.count(h), 0u) << h;
+  }
+  const std::string err = logs.text();
+  EXPECT_EQ(err.find("secret"), std::string::npos) << "a header value was logged: " << err;
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
+  for (const char* name : {"'X-Evil'", "'X-Lf'", "'X-Nul'", "'X-Ctl'", "'Bad Name'"}) {
+    EXPECT_NE(err.find(name), std::string::npos) << name << " not named in: " << err;
   }
 }
 
@@ -749,7 +756,6 @@ TEST_F(OtlpExporter, HugeDurationsAreClampedSoNoDeadlineOverflows) {
     EXPECT_EQ(d, otlp::kMaxDuration);
   }
   EXPECT_EQ(ex.shutdown_timeout(), otlp::kMaxDuration);
-  EXPECT_EQ(logs.count("above the maximum"), 8u) << logs.text();
   EXPECT_TRUE(ex.export_batch(make_events(3)));
   ex.flush();
   EXPECT_EQ(ex.counters().sent, 3u);
@@ -758,6 +764,8 @@ TEST_F(OtlpExporter, HugeDurationsAreClampedSoNoDeadlineOverflows) {
   // export would send them again.)
   EXPECT_TRUE(ex.export_batch(make_events(1, 10)));
   EXPECT_EQ(metric_requests().size(), 1u);
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
+  EXPECT_EQ(logs.count("above the maximum"), 8u) << logs.text();
 }
 
 TEST_F(OtlpExporter, NonPositiveDurationsAndBadBoundsAreCorrected) {
@@ -768,16 +776,17 @@ TEST_F(OtlpExporter, NonPositiveDurationsAndBadBoundsAreCorrected) {
   o.initial_backoff = -1ms;
   o.histogram_bounds = {0.1, std::nan(""), 0.01, 0.1, std::numeric_limits<double>::infinity()};
   otlp::OtlpExporter ex(o);
-  const std::string err = logs.text();
   EXPECT_EQ(ex.options().traces_timeout, otlp::OtlpOptions{}.traces_timeout);
   EXPECT_EQ(ex.options().metrics_timeout, otlp::OtlpOptions{}.metrics_timeout);
   EXPECT_EQ(ex.options().export_timeout, otlp::OtlpOptions{}.export_timeout);
   EXPECT_EQ(ex.options().initial_backoff, 0ms);
   EXPECT_EQ(ex.options().histogram_bounds, (std::vector<double>{0.01, 0.1}));
-  EXPECT_NE(err.find("traces_timeout"), std::string::npos) << err;
-  EXPECT_NE(err.find("histogram bounds"), std::string::npos) << err;
   EXPECT_TRUE(ex.export_batch(make_events(2)));
   EXPECT_EQ(ex.counters().sent, 2u);
+  SPYGLASS_REQUIRE_COMPLETE_LOG(logs);
+  const std::string err = logs.text();
+  EXPECT_NE(err.find("traces_timeout"), std::string::npos) << err;
+  EXPECT_NE(err.find("histogram bounds"), std::string::npos) << err;
 }
 
 // ---- retries ----------------------------------------------------------------------
