@@ -6,6 +6,7 @@
 // headers, sampler). See README.md for pointing it at a Collector, Jaeger or Tempo.
 
 #include <cstdio>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -52,15 +53,39 @@ int main() {
   spyglass::SessionOptions session_options;
   session_options.sample_ratio = options.sampler.root_ratio();  // OTEL_TRACES_SAMPLER(_ARG)
   session_options.parent_based = options.sampler.parent_based();
-  {
-    spyglass::Session session(session_options, {exporter});
-    for (int i = 0; i < 20; ++i) handle_order(i);
-  }  // drains the collector, then the exporter sends what is left
+  spyglass::Session session(session_options, {exporter});
+  if (!session.enabled()) {
+    std::printf("spyglass is disabled (OTEL_SDK_DISABLED / SPYGLASS_DISABLED): nothing recorded or sent\n");
+    return 0;
+  }
+  for (int i = 0; i < 20; ++i) handle_order(i);
 
-  const auto c = exporter->counters();
-  std::printf("traces -> %s\nspans: produced %llu, sent %llu, dropped %llu, failed %llu\n",
-              options.traces_endpoint.c_str(), static_cast<unsigned long long>(c.produced),
-              static_cast<unsigned long long>(c.sent), static_cast<unsigned long long>(c.dropped),
-              static_cast<unsigned long long>(c.failed));
-  return c.failed == 0 ? 0 : 1;
+  // Delivers what the collector holds, within the exporter's shutdown_timeout (5 s, or
+  // OTEL_BSP_EXPORT_TIMEOUT): when it returns, every counter is final.
+  session.collector().shutdown();
+  const auto all = session.collector().exporter_counters();
+  const spyglass::ExporterCounters& c = all.at(0);
+  const otlp::OtlpCounters oc = exporter->counters();
+  std::printf("traces -> %s\n", options.traces_endpoint.c_str());
+  std::printf("spans: produced %llu, sent %llu, failed %llu, dropped %llu (requests %llu, retries %llu)\n",
+              static_cast<unsigned long long>(c.produced), static_cast<unsigned long long>(c.sent),
+              static_cast<unsigned long long>(c.failed), static_cast<unsigned long long>(c.dropped),
+              static_cast<unsigned long long>(oc.requests), static_cast<unsigned long long>(oc.retries));
+  std::printf("metrics -> %s: %llu export(s) accepted, %llu failed\n", options.metrics_endpoint.c_str(),
+              static_cast<unsigned long long>(oc.metric_exports),
+              static_cast<unsigned long long>(oc.metric_failures));
+  if (c.sent == 0) {
+    std::fprintf(stderr, "otlp_example: no span was delivered to %s (see the warnings above)\n",
+                 options.traces_endpoint.c_str());
+    return 1;
+  }
+  if (c.failed != 0 || c.dropped != 0 || oc.rejected != 0) {
+    std::fprintf(stderr,
+                 "otlp_example: %llu span(s) were not delivered (failed %llu, dropped %llu, rejected %llu)\n",
+                 static_cast<unsigned long long>(c.failed + c.dropped + oc.rejected),
+                 static_cast<unsigned long long>(c.failed), static_cast<unsigned long long>(c.dropped),
+                 static_cast<unsigned long long>(oc.rejected));
+    return 1;
+  }
+  return 0;
 }

@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "protoc.hpp"
+#include "protoc_decode.hpp"
 #include "spyglass/exporters/otlp.hpp"
 
 namespace otlp = spyglass::otlp;
@@ -187,6 +187,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     otlp::MetricSeries s;
     s.kind = e.kind;
     s.name = e.name;
+    s.status = e.status;
     s.overflow = in.ConsumeBool();
     s.count = in.ConsumeIntegral<std::uint64_t>();
     s.sum_seconds = static_cast<double>(e.duration) / 1e9;

@@ -53,6 +53,58 @@ TEST(OtlpConfig, BaseEndpointGetsSignalPathsAlsoUnderAPrefix) {
   EXPECT_EQ(o.metrics_endpoint, "https://gw.example.com/otlp/v1/metrics");
 }
 
+TEST(OtlpConfig, BaseEndpointPathQueryAndIpv6FollowTheSpecification) {
+  // The signal path goes after the base path, before the query; a fragment is dropped.
+  const std::pair<const char*, const char*> cases[] = {
+      {"http://host:4318", "http://host:4318/v1/traces"},
+      {"http://host:4318/", "http://host:4318/v1/traces"},
+      {"http://host:4318//", "http://host:4318/v1/traces"},
+      {"http://host:4318/base", "http://host:4318/base/v1/traces"},
+      {"http://host:4318/base/", "http://host:4318/base/v1/traces"},
+      {"http://host:4318?x=1", "http://host:4318/v1/traces?x=1"},
+      {"http://host:4318/?x=1&y=2", "http://host:4318/v1/traces?x=1&y=2"},
+      {"http://host:4318/base?x=1#frag", "http://host:4318/base/v1/traces?x=1"},
+      {"http://host:4318#frag", "http://host:4318/v1/traces"},
+      {"http://[::1]:4318", "http://[::1]:4318/v1/traces"},
+      {"http://[::1]:4318/p/?x=1", "http://[::1]:4318/p/v1/traces?x=1"},
+      {"https://[2001:db8::1]/", "https://[2001:db8::1]/v1/traces"},
+  };
+  for (const auto& [base, traces] : cases) {
+    SCOPED_TRACE(base);
+    Env e;
+    e.vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = base;
+    const auto o = e.parse();
+    EXPECT_EQ(o.traces_endpoint, traces);
+    std::string metrics = traces;
+    metrics.replace(metrics.find("/v1/traces"), 10, "/v1/metrics");
+    EXPECT_EQ(o.metrics_endpoint, metrics);
+  }
+}
+
+TEST(OtlpConfig, SignalEndpointsWithQueriesAreUsedAsIs) {
+  Env e;
+  e.vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://base:4318";
+  e.vars["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "http://[::1]:4318?x=1";
+  e.vars["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] = "http://m:9/custom/?k=v";
+  const auto o = e.parse();
+  EXPECT_EQ(o.traces_endpoint, "http://[::1]:4318?x=1");
+  EXPECT_EQ(o.metrics_endpoint, "http://m:9/custom/?k=v");
+}
+
+TEST(OtlpConfig, BspExportTimeoutBoundsAnExportAndTheShutdown) {
+  Env e;
+  e.vars["OTEL_BSP_EXPORT_TIMEOUT"] = "8000";
+  e.vars["OTEL_EXPORTER_OTLP_TIMEOUT"] = "2500";
+  const auto o = e.parse();
+  EXPECT_EQ(o.export_timeout, std::chrono::milliseconds(8000));
+  EXPECT_EQ(o.shutdown_timeout, std::chrono::milliseconds(8000));
+  EXPECT_EQ(o.traces_timeout, std::chrono::milliseconds(2500));  // one request
+  EXPECT_EQ(o.metrics_timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(otlp::OtlpExporter(o).shutdown_timeout(), std::chrono::milliseconds(8000));
+  const auto d = Env{}.parse();
+  EXPECT_EQ(d.shutdown_timeout, otlp::OtlpOptions{}.shutdown_timeout);
+}
+
 TEST(OtlpConfig, SignalEndpointsAreUsedAsIs) {
   Env e;
   e.vars["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://base:4318";

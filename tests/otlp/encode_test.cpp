@@ -7,7 +7,7 @@
 #include <map>
 #include <regex>
 
-#include "protoc.hpp"
+#include "../../fuzz/otlp/protoc_decode.hpp"
 #include "spyglass/exporters/otlp.hpp"
 #include "spyglass/version.hpp"
 
@@ -156,6 +156,9 @@ TEST(OtlpProtobuf, OfficialDecoderReadsEverySpanFieldByField) {
   EXPECT_EQ(a0.at("http.response.status_code"), "503");
   EXPECT_EQ(a0.at("http.request.body.size"), "12");
   EXPECT_EQ(a0.at("http.response.body.size"), "3456");
+  EXPECT_EQ(a0.at("url.path"), "/users/{id}");
+  EXPECT_EQ(a0.at("url.scheme"), "http");
+  EXPECT_EQ(a0.at("error.type"), "503");  // a server error is named by its status code
 
   EXPECT_EQ(spans[1]->at("kind").value, "SPAN_KIND_INTERNAL");
   EXPECT_EQ(spans[1]->at("name").value, "load_user(int)");
@@ -166,11 +169,83 @@ TEST(OtlpProtobuf, OfficialDecoderReadsEverySpanFieldByField) {
   auto a2 = attrs_of(*spans[2]);
   EXPECT_EQ(a2.at("db.query.text"), "SELECT * FROM users WHERE id = ?");
   EXPECT_EQ(a2.at("db.system"), "postgresql");
+  EXPECT_EQ(a2.at("db.system.name"), "postgresql");
   EXPECT_EQ(a2.at("db.operation.name"), "SELECT");
   EXPECT_EQ(a2.at("db.response.returned_rows"), "1");
 
   EXPECT_EQ(spans[3]->at("kind").value, "SPAN_KIND_INTERNAL");
   EXPECT_EQ(spans[3]->at("name").value, "caf\xc3\xa9 \"quoted\"\n");
+}
+
+TEST(OtlpProtobuf, SemanticConventionsForErrorsMethodsAndDatabases) {
+  std::vector<Event> v(5);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    v[i].trace_id = {1, 2};
+    v[i].span_id = i + 1;
+    v[i].start = 1000;
+    v[i].duration = 10;
+  }
+  v[0].kind = EventKind::request;  // an exception escaped: no status code to name it by
+  v[0].name = "/a";
+  v[0].detail = "POST";
+  v[0].status = spyglass::Status::error;
+  v[1].kind = EventKind::request;  // a client error is not a server span's error
+  v[1].name = "/b";
+  v[1].detail = "GET";
+  v[1].http_status = 404;
+  v[2].kind = EventKind::request;  // a method the conventions do not know
+  v[2].name = "/c";
+  v[2].detail = "BREW";
+  v[2].http_status = 500;
+  v[3].kind = EventKind::db;  // no database system named
+  v[3].name = "UPDATE t SET x = ?";
+  v[4].kind = EventKind::db;
+  v[4].name = "SELECT 1";
+  v[4].detail = "sqlite";
+  v[4].status = spyglass::Status::error;
+  std::string body;
+  otlp::encode_traces_protobuf(v, test_resource(), body);
+  const auto d = spyglass_test::decode_traces(body);
+  ASSERT_EQ(d.exit_code, 0) << d.errors;
+  const auto spans = d.tree.at("resource_spans").at("scope_spans").all("spans");
+  ASSERT_EQ(spans.size(), 5u);
+  const auto a0 = attrs_of(*spans[0]);
+  EXPECT_EQ(a0.at("error.type"), "_OTHER");
+  EXPECT_EQ(a0.count("http.response.status_code"), 0u);
+  EXPECT_EQ(spans[0]->at("status").at("code").value, "STATUS_CODE_ERROR");
+  const auto a1 = attrs_of(*spans[1]);
+  EXPECT_EQ(a1.count("error.type"), 0u);
+  EXPECT_FALSE(spans[1]->has("status"));
+  EXPECT_EQ(a1.at("http.response.status_code"), "404");
+  const auto a2 = attrs_of(*spans[2]);
+  EXPECT_EQ(a2.at("http.request.method"), "_OTHER");
+  EXPECT_EQ(a2.at("http.request.method_original"), "BREW");
+  EXPECT_EQ(a2.at("error.type"), "500");
+  EXPECT_EQ(spans[2]->at("status").at("code").value, "STATUS_CODE_ERROR");
+  EXPECT_EQ(attrs_of(*spans[3]).at("db.system"), "other_sql");
+  EXPECT_EQ(attrs_of(*spans[3]).at("db.system.name"), "other_sql");
+  EXPECT_EQ(attrs_of(*spans[3]).count("error.type"), 0u);
+  EXPECT_EQ(attrs_of(*spans[4]).at("db.system"), "sqlite");
+  EXPECT_EQ(attrs_of(*spans[4]).at("error.type"), "_OTHER");
+
+  // The JSON encoding says the same (one mapping).
+  std::string json;
+  otlp::encode_traces_json(v, test_resource(), json);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  auto js = doc["resourceSpans"].at(0)["scopeSpans"].at(0)["spans"];
+  for (std::size_t i = 0; i < 5; ++i) {
+    SCOPED_TRACE(i);
+    std::map<std::string, std::string> ja;
+    for (auto kv : js.at(i)["attributes"].get_array()) {
+      auto val = kv["value"];
+      std::string_view sv;
+      if (val["stringValue"].get(sv) != simdjson::SUCCESS) sv = std::string_view(val["intValue"]);
+      ja[std::string(std::string_view(kv["key"]))] = std::string(sv);
+    }
+    EXPECT_EQ(ja, attrs_of(*spans[i]));
+  }
 }
 
 TEST(OtlpProtobuf, InvalidUtf8IsRepairedSoTheDecoderAcceptsIt) {

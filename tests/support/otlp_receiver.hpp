@@ -1,7 +1,7 @@
 #pragma once
-// A loopback HTTP/1.1 server for the OTLP tests and benchmarks: binds 127.0.0.1 on a free
-// port, records every request and answers as told (a status with headers, a hang, or a
-// closed connection).
+// A loopback HTTP/1.1 server for the OTLP tests: binds 127.0.0.1 on a free port, records
+// every request and answers as told (a status with headers, a hang, or a closed
+// connection); it can also read request bodies slowly.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -104,6 +105,14 @@ class Receiver {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
   }
 
+  /// From now on reads at most `bytes` every `every` from each connection: a receiver
+  /// that takes request bodies in slowly.
+  void set_read_rate(std::size_t bytes, std::chrono::milliseconds every) {
+    std::lock_guard lk(mu_);
+    read_bytes_ = bytes;
+    read_every_ = every;
+  }
+
   /// The reply used when no queued one is left.
   void set_default(Reply r) {
     std::lock_guard lk(mu_);
@@ -133,6 +142,11 @@ class Receiver {
   [[nodiscard]] std::size_t count() const {
     std::lock_guard lk(mu_);
     return count_;
+  }
+  /// Connections accepted so far.
+  [[nodiscard]] std::size_t connections() const {
+    std::lock_guard lk(mu_);
+    return connections_;
   }
   /// The requests to `path`.
   [[nodiscard]] std::vector<Request> requests(const std::string& path) const {
@@ -169,6 +183,7 @@ class Receiver {
       const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) continue;
       std::lock_guard lk(mu_);
+      ++connections_;
       conns_.emplace_back([this, c] { serve(c); });
     }
   }
@@ -180,10 +195,22 @@ class Receiver {
       const int r = ::poll(&p, 1, 50);
       if (r == 0) continue;
       if (r < 0) return false;
+      std::size_t limit;
+      std::chrono::milliseconds every;
+      {
+        std::lock_guard lk(mu_);
+        limit = read_bytes_;
+        every = read_every_;
+      }
       char tmp[65536];
-      const ssize_t n = ::recv(c, tmp, sizeof tmp, 0);
+      const ssize_t n = ::recv(c, tmp, std::min(sizeof tmp, limit), 0);
       if (n <= 0) return false;
       buf.append(tmp, static_cast<std::size_t>(n));
+      // A slow reader: the next read comes after `every` (or at stop()).
+      for (auto until = std::chrono::steady_clock::now() + every;
+           !stopping_ && std::chrono::steady_clock::now() < until;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
       return true;
     }
     return false;
@@ -297,6 +324,9 @@ class Receiver {
   std::map<std::string, Reply> path_default_;
   std::vector<Request> requests_;
   std::size_t count_ = 0;
+  std::size_t connections_ = 0;
+  std::size_t read_bytes_ = 65536;
+  std::chrono::milliseconds read_every_{0};
 };
 
 }  // namespace spyglass_test

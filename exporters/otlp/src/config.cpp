@@ -4,13 +4,14 @@
 
 #include <cerrno>
 #include <charconv>
-#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
 
 #include "http.hpp"
+#include "options.hpp"
 #include "spyglass/exporters/otlp.hpp"
+#include "spyglass/log.hpp"
 #include "spyglass/version.hpp"
 
 namespace SPYGLASS_NAMESPACE::otlp {
@@ -119,11 +120,10 @@ class EnvReader {
   void warn(const char* name, std::string_view value, std::string_view why) const {
     say(std::string("ignoring ") + name + "='" + printable(value) + "': " + std::string(why));
   }
-  // "spyglass otlp: <what>".
-  void say(std::string what) const {
-    std::string msg = "spyglass otlp: " + what;
-    std::fprintf(stderr, "%s\n", msg.c_str());
-    if (warnings_ != nullptr) warnings_->push_back(std::move(msg));
+  // Logs `what` and keeps it as "spyglass otlp: <what>".
+  void say(const std::string& what) const {
+    log(LogLevel::warning, "otlp", what);
+    if (warnings_ != nullptr) warnings_->push_back("spyglass otlp: " + what);
   }
 
  private:
@@ -269,10 +269,21 @@ void per_signal(const EnvReader& env, Read read, const char* generic, const char
   if (auto v = read(env, metrics)) m = *v;
 }
 
-std::string join_path(std::string_view base, std::string_view suffix) {
-  while (!base.empty() && base.back() == '/') base.remove_suffix(1);
-  std::string s(base);
+// The URL of one signal under the base URL of OTEL_EXPORTER_OTLP_ENDPOINT: `suffix`
+// ("/v1/traces") appended to the path, the query kept after it, a fragment dropped.
+std::string signal_url(std::string_view base, std::string_view suffix) {
+  const auto scheme_end = base.find("://");
+  const std::size_t authority = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
+  // The authority ends at the first '/', '?' or '#' (an IPv6 literal "[::1]" holds none).
+  const std::size_t path = std::min(base.find_first_of("/?#", authority), base.size());
+  const std::size_t query = std::min(base.find_first_of("?#", path), base.size());
+  const std::size_t fragment = std::min(base.find('#', query), base.size());
+  std::string_view p = base.substr(path, query - path);
+  while (!p.empty() && p.back() == '/') p.remove_suffix(1);
+  std::string s(base.substr(0, path));
+  s += p;
   s += suffix;
+  s += base.substr(query, fragment - query);
   return s;
 }
 
@@ -285,15 +296,26 @@ std::string process_name() {
 
 }  // namespace
 
+namespace detail {
+std::optional<bool> parse_sdk_disabled(std::string_view value) {
+  const std::string s = lower(trim(value));
+  if (s == "true") return true;
+  if (s == "false" || s.empty()) return false;
+  return std::nullopt;
+}
+
+bool sdk_disabled_in_environment() {
+  const char* v = std::getenv("OTEL_SDK_DISABLED");
+  return v != nullptr && parse_sdk_disabled(v).value_or(false);
+}
+}  // namespace detail
+
 OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const EnvLookup& lookup) {
   const EnvReader env(warnings, lookup);
 
   if (const char* v = env.get("OTEL_SDK_DISABLED")) {
-    const std::string s = lower(trim(v));
-    if (s == "true") {
-      o.disabled = true;
-    } else if (s == "false") {
-      o.disabled = false;
+    if (const auto d = detail::parse_sdk_disabled(v)) {
+      o.disabled = *d;
     } else {
       env.warn("OTEL_SDK_DISABLED", v, "expected true or false");
     }
@@ -301,8 +323,8 @@ OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const En
 
   if (const char* v = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
     if (valid_url(trim(v))) {
-      o.traces_endpoint = join_path(trim(v), "/v1/traces");
-      o.metrics_endpoint = join_path(trim(v), "/v1/metrics");
+      o.traces_endpoint = signal_url(trim(v), "/v1/traces");
+      o.metrics_endpoint = signal_url(trim(v), "/v1/metrics");
     } else {
       env.warn("OTEL_EXPORTER_OTLP_ENDPOINT", v, "expected an http:// or https:// URL");
     }
@@ -342,6 +364,8 @@ OtlpOptions from_env(OtlpOptions o, std::vector<std::string>* warnings, const En
   per_signal(env, read_millis, "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
              "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", o.traces_timeout, o.metrics_timeout);
   if (auto v = read_millis(env, "OTEL_METRIC_EXPORT_INTERVAL")) o.metrics_interval = *v;
+  // The batch processor's export timeout bounds one export and the shutdown alike.
+  if (auto v = read_millis(env, "OTEL_BSP_EXPORT_TIMEOUT")) o.export_timeout = o.shutdown_timeout = *v;
 
   if (const char* v = env.get("OTEL_RESOURCE_ATTRIBUTES")) {
     // Any error discards the whole value (resource SDK specification), reported once.

@@ -1,58 +1,63 @@
-// OtlpExporter: the bounded buffer, the metric aggregates and the sender thread.
+// OtlpExporter: requests with retries and backoff on the collector's stage thread, the
+// metric aggregates, and the accounting.
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
-#include <cstdio>
-#include <deque>
 #include <mutex>
 #include <new>
 #include <optional>
 #include <random>
-#include <thread>
 #include <unordered_map>
 
 #include "http.hpp"
+#include "options.hpp"
 #include "spyglass/clock.hpp"
 #include "spyglass/exporters/otlp.hpp"
+#include "spyglass/log.hpp"
 
 namespace SPYGLASS_NAMESPACE::otlp {
 namespace detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+void warn(const std::string& message) { log(LogLevel::warning, "otlp", message); }
 
 struct SeriesKey {
   EventKind kind;
+  Status status;
   std::string_view name;  // borrowed from the event: lives until the process exits
   bool operator==(const SeriesKey&) const = default;
 };
 struct SeriesHash {
   std::size_t operator()(const SeriesKey& k) const noexcept {
-    return std::hash<std::string_view>{}(k.name) * 31 + static_cast<std::size_t>(k.kind);
+    return (std::hash<std::string_view>{}(k.name) * 31 + static_cast<std::size_t>(k.kind)) * 2 +
+           static_cast<std::size_t>(k.status);
   }
 };
 
 const char* signal_name(bool traces) { return traces ? "traces" : "metrics"; }
 
-using std::chrono::milliseconds;
+std::string describe(const HttpResult& r) {
+  return r.curl_code != 0 ? r.error : "HTTP " + std::to_string(r.status);
+}
 
 // Clamps a duration setting into [0, kMaxDuration], so that no deadline computed from it
 // can overflow; `fallback` replaces a value of zero or less when that is not meaningful
 // (a timeout of zero would mean none at all to libcurl).
 void check_duration(const char* what, milliseconds& d, std::optional<milliseconds> fallback = std::nullopt) {
+  const std::string ms = std::to_string(d.count()) + " ms";
   if (d > kMaxDuration) {
-    std::fprintf(stderr, "spyglass otlp: %s of %lld ms is above the maximum of %lld ms; using that\n", what,
-                 static_cast<long long>(d.count()), static_cast<long long>(kMaxDuration.count()));
+    warn(std::string(what) + " of " + ms + " is above the maximum of " +
+         std::to_string(kMaxDuration.count()) + " ms; using that");
     d = kMaxDuration;
   } else if (fallback && d.count() <= 0) {
-    std::fprintf(stderr, "spyglass otlp: %s of %lld ms is not positive; using %lld ms\n", what,
-                 static_cast<long long>(d.count()), static_cast<long long>(fallback->count()));
+    warn(std::string(what) + " of " + ms + " is not positive; using " + std::to_string(fallback->count()) +
+         " ms");
     d = *fallback;
   } else if (d.count() < 0) {
-    std::fprintf(stderr, "spyglass otlp: %s of %lld ms is negative; using 0\n", what,
-                 static_cast<long long>(d.count()));
+    warn(std::string(what) + " of " + ms + " is negative; using 0");
     d = milliseconds(0);
   }
 }
@@ -67,8 +72,7 @@ void check_headers(const char* signal, std::vector<std::pair<std::string, std::s
     for (const char c : h.first) {
       name += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
     }
-    std::fprintf(stderr, "spyglass otlp: not sending the %s header '%s': %.*s\n", signal, name.c_str(),
-                 static_cast<int>(problem.size()), problem.data());
+    warn(std::string("not sending the ") + signal + " header '" + name + "': " + std::string(problem));
     return true;
   });
 }
@@ -80,8 +84,8 @@ void check_bounds(std::vector<double>& bounds) {
   std::sort(bounds.begin(), bounds.end());
   bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
   if (bounds.size() != n) {
-    std::fprintf(stderr, "spyglass otlp: histogram bounds: dropped %zu that were not finite or repeated\n",
-                 n - bounds.size());
+    warn("histogram bounds: dropped " + std::to_string(n - bounds.size()) +
+         " that were not finite or repeated");
   }
 }
 
@@ -89,13 +93,12 @@ void check_bounds(std::vector<double>& bounds) {
 
 struct OtlpState {
   explicit OtlpState(OtlpOptions o) : opt(std::move(o)) {
-    if (opt.max_queue_size == 0) opt.max_queue_size = 1;
-    if (opt.max_export_batch_size == 0) opt.max_export_batch_size = 1;
+    if (!opt.disabled && sdk_disabled_in_environment()) opt.disabled = true;
     if (opt.max_attempts < 1) opt.max_attempts = 1;
     const OtlpOptions defaults;
     check_duration("traces_timeout", opt.traces_timeout, defaults.traces_timeout);
     check_duration("metrics_timeout", opt.metrics_timeout, defaults.metrics_timeout);
-    check_duration("schedule_delay", opt.schedule_delay);
+    check_duration("export_timeout", opt.export_timeout, defaults.export_timeout);
     check_duration("metrics_interval", opt.metrics_interval);
     check_duration("initial_backoff", opt.initial_backoff);
     check_duration("max_backoff", opt.max_backoff);
@@ -106,54 +109,48 @@ struct OtlpState {
     check_bounds(opt.histogram_bounds);
     resource = make_resource(opt);
     start_ns = clock::realtime_ns();
+    next_metrics = Clock::now() + opt.metrics_interval;
+    if (opt.disabled) {
+      log(LogLevel::info, "otlp", "disabled (OTEL_SDK_DISABLED): nothing is sent");
+    } else {
+      http = std::make_unique<HttpClient>();  // no connection until the first request
+    }
   }
 
   OtlpOptions opt;
   std::vector<Attribute> resource;
   std::uint64_t start_ns = 0;
+  std::unique_ptr<HttpClient> http;  // null when disabled
+  Cutoff cutoff;                     // set by begin_shutdown(), from any thread
 
-  // Buffer and accounting, guarded by mu.
-  mutable std::mutex mu;
-  std::condition_variable wake;     // new work for the sender
-  std::condition_variable idle;     // the sender finished a flush or exited
-  std::condition_variable backoff;  // a retry wait to cut short
-  std::deque<Event> buffer;
-  Clock::time_point oldest_at{};
-  std::uint64_t in_flight = 0;
-  std::uint64_t flush_wanted = 0;
-  std::uint64_t flush_done = 0;
-  bool metrics_wanted = false;
-  bool stopping = false;
+  // Stage thread only.
   bool shut_down = false;
-  bool sender_exited = true;
-  Clock::time_point shutdown_deadline{};
-  OtlpCounters c;
-  std::atomic<bool> abort{false};
-
-  // Metric aggregates, guarded by metrics_mu (written by export_batch, read by the sender).
-  std::mutex metrics_mu;
+  std::vector<Event> sampled;  // the sampled events of a batch, when it has others
+  std::string body;
+  std::string zipped;
   std::unordered_map<SeriesKey, MetricSeries, SeriesHash> series;
-  MetricSeries overflow[4];
-
-  std::thread sender;
-  HttpClient traces_http;   // sender thread only
-  HttpClient metrics_http;  // sender thread only
+  MetricSeries overflow[4][2];  // per kind and status
+  bool metrics_dirty = false;
+  Clock::time_point next_metrics;
   std::minstd_rand jitter{std::random_device{}()};
-  std::uint64_t warnings_printed = 0;
+
+  // The accounting, read from any thread.
+  mutable std::mutex mu;
+  OtlpCounters c;
 
   bool metrics_on() const { return opt.metrics_interval.count() > 0; }
 
-  void start() {
-    sender_exited = false;
-    sender = std::thread([this] { run(); });
+  template <typename F>
+  void count(F&& f) {
+    std::lock_guard lk(mu);
+    f(c);
   }
 
   void record_metrics(std::span<const Event> events) {
-    if (!metrics_on()) return;
+    if (!metrics_on() || events.empty()) return;
     const auto& bounds = opt.histogram_bounds;
-    std::lock_guard lk(metrics_mu);
     for (const Event& e : events) {
-      const SeriesKey key{e.kind, e.name ? std::string_view(e.name) : std::string_view()};
+      const SeriesKey key{e.kind, e.status, e.name ? std::string_view(e.name) : std::string_view()};
       MetricSeries* s;
       auto it = series.find(key);
       if (it != series.end()) {
@@ -161,11 +158,13 @@ struct OtlpState {
       } else if (series.size() < opt.max_metric_series) {
         MetricSeries fresh;
         fresh.kind = e.kind;
+        fresh.status = e.status;
         fresh.name = std::string(key.name);
         s = &series.emplace(key, std::move(fresh)).first->second;
       } else {
-        s = &overflow[static_cast<std::size_t>(e.kind) & 3];
+        s = &overflow[static_cast<std::size_t>(e.kind) & 3][e.status == Status::error ? 1 : 0];
         s->kind = e.kind;
+        s->status = e.status;
         s->overflow = true;
       }
       if (s->bucket_counts.size() != bounds.size() + 1) s->bucket_counts.assign(bounds.size() + 1, 0);
@@ -173,310 +172,260 @@ struct OtlpState {
       if (s->count == 0 || secs < s->min_seconds) s->min_seconds = secs;
       if (s->count == 0 || secs > s->max_seconds) s->max_seconds = secs;
       ++s->count;
-      if (e.status == Status::error) ++s->errors;
       s->sum_seconds += secs;
       // Explicit buckets are (bounds[i-1], bounds[i]]; the last one is unbounded.
       const auto b = std::lower_bound(bounds.begin(), bounds.end(), secs) - bounds.begin();
       ++s->bucket_counts[static_cast<std::size_t>(b)];
     }
+    metrics_dirty = true;
   }
 
-  std::vector<MetricSeries> snapshot_metrics() {
-    std::lock_guard lk(metrics_mu);
+  std::vector<MetricSeries> snapshot_metrics() const {
     std::vector<MetricSeries> v;
-    v.reserve(series.size() + 4);
+    v.reserve(series.size() + 8);
     for (const auto& [k, s] : series) v.push_back(s);
-    for (const MetricSeries& o : overflow) {
-      if (o.count != 0) v.push_back(o);
+    for (const auto& per_kind : overflow) {
+      for (const MetricSeries& o : per_kind) {
+        if (o.count != 0) v.push_back(o);
+      }
     }
     std::sort(v.begin(), v.end(), [](const MetricSeries& a, const MetricSeries& b) {
-      return std::tie(a.kind, a.overflow, a.name) < std::tie(b.kind, b.overflow, b.name);
+      return std::tie(a.kind, a.overflow, a.name, a.status) < std::tie(b.kind, b.overflow, b.name, b.status);
     });
     return v;
   }
 
-  void warn(const char* signal, const HttpResult& r, int attempts) {
-    // The first failures and then every 100th, so a dead receiver does not flood stderr.
-    std::uint64_t n;
-    {
-      std::lock_guard lk(mu);
-      n = warnings_printed++;
-    }
-    if (n >= 10 && n % 100 != 0) return;
-    if (r.curl_code != 0) {
-      std::fprintf(stderr, "spyglass otlp: %s export failed after %d attempt(s): %s\n", signal, attempts,
-                   r.error.c_str());
-    } else {
-      std::fprintf(stderr, "spyglass otlp: %s export failed after %d attempt(s): HTTP %ld\n", signal,
-                   attempts, r.status);
-    }
-  }
-
-  // POSTs with the retry policy. Returns the last result; `ok` tells whether it succeeded.
-  HttpResult send(bool traces, std::string_view body, bool& ok) {
-    HttpClient& http = traces ? traces_http : metrics_http;
-    const std::string& url = traces ? opt.traces_endpoint : opt.metrics_endpoint;
-    const auto& headers = traces ? opt.traces_headers : opt.metrics_headers;
-    const Protocol proto = traces ? opt.traces_protocol : opt.metrics_protocol;
+  // POSTs `payload` with the retry policy: exponential backoff with jitter, Retry-After
+  // honoured up to max_retry_after, all of it within export_timeout and the cutoff.
+  // Returns the last result; `ok` tells whether it was delivered.
+  HttpResult send(bool traces, std::string_view payload, bool& ok) {
+    ok = false;
     const bool gz = (traces ? opt.traces_compression : opt.metrics_compression) == Compression::gzip;
-    const auto timeout = traces ? opt.traces_timeout : opt.metrics_timeout;
-    const std::string_view type =
-        proto == Protocol::http_json ? "application/json" : "application/x-protobuf";
-
-    std::string zipped;
-    if (gz && !gzip(body, zipped)) {
-      ok = false;
+    if (gz && !gzip(payload, zipped)) {
       HttpResult r;
       r.error = "gzip failed";
       r.curl_code = -1;
+      warn(std::string(signal_name(traces)) + " export failed: gzip failed");
       return r;
     }
-    const std::string_view payload = gz ? std::string_view(zipped) : body;
+    HttpRequest req;
+    req.url = traces ? &opt.traces_endpoint : &opt.metrics_endpoint;
+    req.headers = traces ? &opt.traces_headers : &opt.metrics_headers;
+    req.content_type = (traces ? opt.traces_protocol : opt.metrics_protocol) == Protocol::http_json
+                           ? "application/json"
+                           : "application/x-protobuf";
+    req.gzipped = gz;
+    req.body = gz ? std::string_view(zipped) : payload;
+    const auto timeout = traces ? opt.traces_timeout : opt.metrics_timeout;
+    const auto give_up_at = Clock::now() + opt.export_timeout;
 
     auto delay = opt.initial_backoff;
     HttpResult r;
     for (int attempt = 1;; ++attempt) {
-      r = http.post(url, headers, type, gz, payload, timeout, &abort);
-      {
-        std::lock_guard lk(mu);
-        if (traces) ++c.requests;
-        if (attempt > 1) ++c.retries;
-      }
+      r = http->post(req, std::min(Clock::now() + timeout, give_up_at), cutoff);
+      count([&](OtlpCounters& k) {
+        if (traces) ++k.requests;
+        if (attempt > 1) ++k.retries;
+      });
       if (r.curl_code == 0 && r.status >= 200 && r.status < 300) {
         ok = true;
         return r;
       }
-      ok = false;
+      const std::string what = std::string(signal_name(traces)) + " export failed after " +
+                               std::to_string(attempt) + " attempt(s): " + describe(r);
+      if (cutoff.get() <= Clock::now()) {
+        warn(what + "; given up at the shutdown deadline");
+        return r;
+      }
       if (!retryable(r) || attempt >= opt.max_attempts) {
-        if (!r.aborted) warn(signal_name(traces), r, attempt);
+        warn(what);
         return r;
       }
       // Jitter of +-20 % spreads the retries of many clients.
       std::uniform_real_distribution<double> jitter_dist(0.8, 1.2);
-      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(delay * jitter_dist(jitter));
+      auto wait = std::chrono::duration_cast<milliseconds>(delay * jitter_dist(jitter));
       if (r.retry_after) wait = std::min(*r.retry_after, opt.max_retry_after);
       delay = std::min(delay * 2, opt.max_backoff);
-      std::unique_lock lk(mu);
       const auto until = Clock::now() + wait;
-      if (stopping && until > shutdown_deadline) return r;  // would outlive shutdown
-      // shutdown() wakes this wait: give up when the rest of the wait would outlive it.
-      auto give_up = [&] { return abort.load() || (stopping && until > shutdown_deadline); };
-      backoff.wait_until(lk, until, give_up);
-      if (give_up()) return r;
+      const auto limit = cutoff.get();
+      if (until > limit) {
+        warn(what + "; a retry in " + std::to_string(wait.count()) +
+             " ms would come after the shutdown deadline: given up");
+        return r;
+      }
+      if (until > give_up_at) {
+        warn(what + "; a retry in " + std::to_string(wait.count()) +
+             " ms would come after export_timeout: given up");
+        return r;
+      }
+      if (!http->wait_until(until, cutoff)) {
+        warn(what + "; the wait for a retry was cut short at the shutdown deadline: given up");
+        return r;
+      }
     }
   }
 
-  void send_spans(const std::vector<Event>& batch, std::string& body) {
+  bool send_spans(std::span<const Event> spans) {
     body.clear();
     if (opt.traces_protocol == Protocol::http_json) {
-      encode_traces_json(batch, resource, body);
+      encode_traces_json(spans, resource, body);
     } else {
-      encode_traces_protobuf(batch, resource, body);
+      encode_traces_protobuf(spans, resource, body);
     }
     bool ok = false;
     const HttpResult r = send(true, body, ok);
-    const auto n = static_cast<std::uint64_t>(batch.size());
-    std::lock_guard lk(mu);
-    in_flight = 0;
+    const auto n = static_cast<std::uint64_t>(spans.size());
+    std::uint64_t rejected = 0;
     if (ok) {
-      const auto rejected = std::min(static_cast<std::uint64_t>(partial_rejected(r, "rejectedSpans")), n);
-      c.sent += n - rejected;
-      c.failed += rejected;
-      c.rejected += rejected;
-    } else {
-      c.failed += n;
+      const PartialSuccess p = partial_success(r, "rejectedSpans");
+      rejected = std::min(static_cast<std::uint64_t>(p.rejected), n);
+      if (rejected != 0 || !p.message.empty()) {
+        warn("the receiver rejected " + std::to_string(rejected) + " of " + std::to_string(n) + " spans" +
+             (p.message.empty() ? std::string() : ": " + p.message));
+      }
     }
+    count([&](OtlpCounters& k) {
+      k.pending = 0;
+      if (ok) {
+        k.sent += n - rejected;
+        k.failed += rejected;
+        k.rejected += rejected;
+      } else {
+        k.failed += n;
+      }
+    });
+    return ok;
   }
 
-  void send_metrics(std::string& body) {
-    const auto series_now = snapshot_metrics();
-    if (series_now.empty()) return;
+  // Sends the metrics when they changed and `due` (or the interval has passed).
+  void send_metrics(bool due) {
+    if (!metrics_on() || !metrics_dirty) return;
+    if (!due && Clock::now() < next_metrics) return;
+    const auto now_series = snapshot_metrics();
     body.clear();
     const std::uint64_t now = clock::realtime_ns();
     if (opt.metrics_protocol == Protocol::http_json) {
-      encode_metrics_json(series_now, opt.histogram_bounds, resource, start_ns, now, body);
+      encode_metrics_json(now_series, opt.histogram_bounds, resource, start_ns, now, body);
     } else {
-      encode_metrics_protobuf(series_now, opt.histogram_bounds, resource, start_ns, now, body);
+      encode_metrics_protobuf(now_series, opt.histogram_bounds, resource, start_ns, now, body);
     }
     bool ok = false;
     const HttpResult r = send(false, body, ok);
-    std::lock_guard lk(mu);
+    next_metrics = Clock::now() + opt.metrics_interval;
+    if (ok) metrics_dirty = false;  // cumulative: a failed export is repeated by the next one
+    std::int64_t rejected = 0;
     if (ok) {
-      ++c.metric_exports;
-      c.rejected_data_points += static_cast<std::uint64_t>(partial_rejected(r, "rejectedDataPoints"));
-    } else {
-      ++c.metric_failures;
+      const PartialSuccess p = partial_success(r, "rejectedDataPoints");
+      rejected = p.rejected;
+      if (rejected != 0 || !p.message.empty()) {
+        warn("the receiver rejected " + std::to_string(rejected) + " metric data points" +
+             (p.message.empty() ? std::string() : ": " + p.message));
+      }
     }
-  }
-
-  void run() {
-    std::vector<Event> batch;
-    std::string body;
-    std::unique_lock lk(mu);
-    auto next_metrics = Clock::now() + opt.metrics_interval;
-    for (;;) {
-      if (abort.load()) break;
-      const auto now = Clock::now();
-      const bool draining = stopping || flush_wanted > flush_done;
-      if (!buffer.empty() &&
-          (draining || buffer.size() >= opt.max_export_batch_size || now >= oldest_at + opt.schedule_delay)) {
-        const std::size_t n = std::min(buffer.size(), opt.max_export_batch_size);
-        batch.assign(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
-        buffer.erase(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
-        in_flight = n;
-        oldest_at = now;
-        lk.unlock();
-        send_spans(batch, body);
-        lk.lock();
-        continue;
-      }
-      if (draining) {
-        const std::uint64_t gen = flush_wanted;
-        if (metrics_on() && (metrics_wanted || stopping)) {
-          metrics_wanted = false;
-          lk.unlock();
-          send_metrics(body);
-          lk.lock();
-          next_metrics = Clock::now() + opt.metrics_interval;
-        }
-        flush_done = gen;
-        idle.notify_all();
-        if (stopping) break;
-        continue;
-      }
-      if (metrics_on() && now >= next_metrics) {
-        lk.unlock();
-        send_metrics(body);
-        lk.lock();
-        next_metrics = Clock::now() + opt.metrics_interval;
-        continue;
-      }
-      const bool had_spans = !buffer.empty();
-      auto ready = [&] {
-        return stopping || abort.load() || flush_wanted > flush_done ||
-               buffer.size() >= opt.max_export_batch_size || (!had_spans && !buffer.empty());
-      };
-      if (had_spans || metrics_on()) {
-        auto until = had_spans ? oldest_at + opt.schedule_delay : next_metrics;
-        if (metrics_on()) until = std::min(until, next_metrics);
-        wake.wait_until(lk, until, ready);
+    count([&](OtlpCounters& k) {
+      if (ok) {
+        ++k.metric_exports;
+        k.rejected_data_points += static_cast<std::uint64_t>(rejected);
       } else {
-        wake.wait(lk, ready);
+        ++k.metric_failures;
       }
-    }
-    sender_exited = true;
-    idle.notify_all();
+    });
   }
 };
 
 }  // namespace detail
 
 OtlpExporter::OtlpExporter(OtlpOptions options)
-    : state_(std::make_unique<detail::OtlpState>(std::move(options))) {
-  if (!state_->opt.disabled) state_->start();
-}
+    : state_(std::make_unique<detail::OtlpState>(std::move(options))) {}
 
-OtlpExporter::~OtlpExporter() { shutdown(); }
+OtlpExporter::~OtlpExporter() = default;
 
 bool OtlpExporter::export_batch(std::span<const Event> events) {
   detail::OtlpState& s = *state_;
-  {
-    std::lock_guard lk(s.mu);
-    if (s.shut_down) return false;
-    s.c.produced += events.size();
-    if (s.opt.disabled) {
-      s.c.dropped += events.size();
-      return true;
-    }
-    const bool was_empty = s.buffer.empty();
-    for (const Event& e : events) {
-      if (s.buffer.size() >= s.opt.max_queue_size) {
-        s.buffer.pop_front();  // the oldest goes, as in the collector
-        ++s.c.dropped;
-      }
-      s.buffer.push_back(e);
-    }
-    if (was_empty) s.oldest_at = std::chrono::steady_clock::now();
-    if (was_empty || s.buffer.size() >= s.opt.max_export_batch_size) s.wake.notify_one();
+  std::size_t n_sampled = 0;
+  for (const Event& e : events) n_sampled += e.sampled() ? 1u : 0u;
+  const auto n = static_cast<std::uint64_t>(n_sampled);
+  const auto unsampled = static_cast<std::uint64_t>(events.size() - n_sampled);
+  if (s.shut_down || s.opt.disabled) {
+    s.count([&](OtlpCounters& k) {
+      k.produced += n;
+      k.dropped += n;
+      k.unsampled += unsampled;
+    });
+    return false;
   }
-  s.record_metrics(events);
-  return true;
+  s.record_metrics(events);  // every event, sampled or not: metrics are not sampled
+  s.count([&](OtlpCounters& k) {
+    k.produced += n;
+    k.pending = n;
+    k.unsampled += unsampled;
+  });
+  bool ok = true;
+  if (n != 0) {
+    std::span<const Event> spans = events;
+    if (unsampled != 0) {
+      s.sampled.clear();
+      for (const Event& e : events) {
+        if (e.sampled()) s.sampled.push_back(e);
+      }
+      spans = s.sampled;
+    }
+    ok = s.send_spans(spans);
+  }
+  s.send_metrics(false);
+  return ok;
 }
 
 void OtlpExporter::flush() {
   detail::OtlpState& s = *state_;
-  std::lock_guard lk(s.mu);
-  if (s.sender_exited || s.buffer.empty()) return;
-  ++s.flush_wanted;
-  s.wake.notify_one();
-}
-
-bool OtlpExporter::force_flush(std::chrono::milliseconds timeout) {
-  detail::OtlpState& s = *state_;
-  timeout = std::clamp(timeout, std::chrono::milliseconds(0), kMaxDuration);  // no deadline overflow
-  std::unique_lock lk(s.mu);
-  if (s.sender_exited) return s.buffer.empty() && s.in_flight == 0;
-  const std::uint64_t gen = ++s.flush_wanted;
-  s.metrics_wanted = true;
-  s.wake.notify_one();
-  // flush_done reaches gen only once the buffer has been emptied after this call.
-  const bool woke = s.idle.wait_for(lk, timeout, [&] { return s.sender_exited || s.flush_done >= gen; });
-  return woke && (s.flush_done >= gen || (s.buffer.empty() && s.in_flight == 0));
+  if (s.shut_down || s.opt.disabled) return;
+  s.send_metrics(true);
 }
 
 void OtlpExporter::shutdown() {
   detail::OtlpState& s = *state_;
-  std::unique_lock lk(s.mu);
   if (s.shut_down) return;
+  if (!s.opt.disabled) s.send_metrics(true);  // the final ones, within the cutoff
   s.shut_down = true;
-  s.stopping = true;
-  s.shutdown_deadline = std::chrono::steady_clock::now() + s.opt.shutdown_timeout;
-  s.wake.notify_all();
-  s.backoff.notify_all();
-  // Give the sender until the deadline to drain, then cut its request or wait short.
-  s.idle.wait_until(lk, s.shutdown_deadline, [&] { return s.sender_exited; });
-  s.abort.store(true);
-  s.backoff.notify_all();
-  s.wake.notify_all();
-  lk.unlock();
-  if (s.sender.joinable()) s.sender.join();
-  lk.lock();
-  s.c.dropped += s.buffer.size();
-  s.buffer.clear();
 }
+
+std::chrono::milliseconds OtlpExporter::shutdown_timeout() const { return state_->opt.shutdown_timeout; }
+
+void OtlpExporter::begin_shutdown(std::chrono::steady_clock::time_point deadline) noexcept {
+  detail::OtlpState& s = *state_;
+  // End a little before the deadline: the collector gives up on an exporter that is not
+  // done by then, and the final metrics and the stage's own bookkeeping come after.
+  const auto now = std::chrono::steady_clock::now();
+  const auto margin = deadline > now ? std::min<std::chrono::steady_clock::duration>(
+                                           (deadline - now) / 10, std::chrono::milliseconds(200))
+                                     : std::chrono::steady_clock::duration::zero();
+  s.cutoff.set(deadline - margin);
+  if (s.http) s.http->wake();
+}
+
+bool OtlpExporter::accepts_unsampled() const { return state_->metrics_on(); }
 
 void OtlpExporter::after_fork_child() {
   detail::OtlpState& s = *state_;
-  // Only this thread exists in the child: the sender thread, its locks and its
-  // connections belong to the parent. Start over with fresh ones; the parent's buffered
-  // spans stay the parent's to send.
+  // Only this thread exists in the child; the parent's connections, aggregates and
+  // counters stay the parent's. No batch is held here, so none can be sent twice.
   new (&s.mu) std::mutex;
-  new (&s.metrics_mu) std::mutex;
-  new (&s.wake) std::condition_variable;
-  new (&s.idle) std::condition_variable;
-  new (&s.backoff) std::condition_variable;
-  new (&s.sender) std::thread;
-  s.traces_http.forget();
-  s.metrics_http.forget();
-  s.buffer.clear();
-  s.in_flight = 0;
-  s.flush_wanted = s.flush_done = 0;
-  s.metrics_wanted = false;
+  if (s.http) s.http->reopen_after_fork();
   s.c = {};
   s.series.clear();
-  for (auto& o : s.overflow) o = {};
+  for (auto& per_kind : s.overflow) {
+    for (auto& o : per_kind) o = {};
+  }
+  s.metrics_dirty = false;
   s.resource = make_resource(s.opt);
   s.start_ns = clock::realtime_ns();
-  s.sender_exited = true;
-  if (!s.shut_down && !s.opt.disabled) s.start();
+  s.next_metrics = std::chrono::steady_clock::now() + s.opt.metrics_interval;
 }
 
 OtlpCounters OtlpExporter::counters() const {
   const detail::OtlpState& s = *state_;
   std::lock_guard lk(s.mu);
-  OtlpCounters c = s.c;
-  c.pending = s.buffer.size() + s.in_flight;
-  return c;
+  return s.c;
 }
 
 const OtlpOptions& OtlpExporter::options() const noexcept { return state_->opt; }

@@ -9,8 +9,10 @@
 #include <charconv>
 #include <ctime>
 #include <mutex>
+#include <thread>
 
 #include "spyglass/version.hpp"
+#include "wire.hpp"
 
 namespace SPYGLASS_NAMESPACE::otlp::detail {
 
@@ -97,86 +99,6 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  const auto* abort = static_cast<const std::atomic<bool>*>(user);
-  return (abort != nullptr && abort->load(std::memory_order_relaxed)) ? 1 : 0;
-}
-
-// Reads a varint; false when truncated.
-bool read_varint(std::string_view& s, std::uint64_t& v) {
-  v = 0;
-  for (int shift = 0; shift < 64 && !s.empty(); shift += 7) {
-    const auto b = static_cast<unsigned char>(s.front());
-    s.remove_prefix(1);
-    v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) return true;
-  }
-  return false;
-}
-
-// Finds length-delimited field `field` of a message; false when absent or malformed.
-bool find_len_field(std::string_view msg, std::uint64_t field, std::string_view& out) {
-  while (!msg.empty()) {
-    std::uint64_t key = 0;
-    if (!read_varint(msg, key)) return false;
-    const std::uint64_t type = key & 7;
-    std::uint64_t v = 0;
-    switch (type) {
-      case 0:
-        if (!read_varint(msg, v)) return false;
-        break;
-      case 1:
-        if (msg.size() < 8) return false;
-        msg.remove_prefix(8);
-        break;
-      case 5:
-        if (msg.size() < 4) return false;
-        msg.remove_prefix(4);
-        break;
-      case 2:
-        if (!read_varint(msg, v) || v > msg.size()) return false;
-        if ((key >> 3) == field) {
-          out = msg.substr(0, v);
-          return true;
-        }
-        msg.remove_prefix(v);
-        break;
-      default: return false;
-    }
-  }
-  return false;
-}
-
-bool find_varint_field(std::string_view msg, std::uint64_t field, std::uint64_t& out) {
-  while (!msg.empty()) {
-    std::uint64_t key = 0, v = 0;
-    if (!read_varint(msg, key)) return false;
-    switch (key & 7) {
-      case 0:
-        if (!read_varint(msg, v)) return false;
-        if ((key >> 3) == field) {
-          out = v;
-          return true;
-        }
-        break;
-      case 1:
-        if (msg.size() < 8) return false;
-        msg.remove_prefix(8);
-        break;
-      case 5:
-        if (msg.size() < 4) return false;
-        msg.remove_prefix(4);
-        break;
-      case 2:
-        if (!read_varint(msg, v) || v > msg.size()) return false;
-        msg.remove_prefix(v);
-        break;
-      default: return false;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 // Longest Retry-After kept, in seconds: anything longer is capped by the caller anyway.
@@ -214,91 +136,180 @@ std::string_view header_problem(std::string_view name, std::string_view value) n
   return {};
 }
 
-std::int64_t partial_rejected(const HttpResult& r, std::string_view json_key) {
-  if (r.body.empty()) return 0;
+PartialSuccess partial_success(const HttpResult& r, std::string_view json_key) {
+  PartialSuccess p;
+  if (r.body.empty()) return p;
   if (r.content_type.find("json") != std::string::npos) {
     // {"partialSuccess":{"rejectedSpans":"3","errorMessage":"..."}}; the count may be a
     // string or a number.
-    std::string needle = "\"";
-    needle += json_key;
-    needle += '"';
-    const auto at = r.body.find(needle);
-    if (at == std::string::npos) return 0;
-    std::size_t i = at + needle.size();
-    while (i < r.body.size() && (r.body[i] == ' ' || r.body[i] == ':' || r.body[i] == '"')) ++i;
-    long long v = 0;
-    const auto res = std::from_chars(r.body.data() + i, r.body.data() + r.body.size(), v);
-    return res.ec == std::errc() && v > 0 ? v : 0;
+    auto after = [&](std::string_view key) -> std::size_t {
+      std::string needle = "\"";
+      needle += key;
+      needle += '"';
+      const auto at = r.body.find(needle);
+      if (at == std::string::npos) return std::string::npos;
+      std::size_t i = at + needle.size();
+      while (i < r.body.size() && (r.body[i] == ' ' || r.body[i] == ':')) ++i;
+      return i;
+    };
+    if (std::size_t i = after(json_key); i != std::string::npos) {
+      if (i < r.body.size() && r.body[i] == '"') ++i;
+      long long v = 0;
+      const auto res = std::from_chars(r.body.data() + i, r.body.data() + r.body.size(), v);
+      if (res.ec == std::errc() && v > 0) p.rejected = v;
+    }
+    if (std::size_t i = after("errorMessage");
+        i != std::string::npos && i < r.body.size() && r.body[i] == '"') {
+      const auto end = r.body.find('"', i + 1);  // a message with escaped quotes is cut there
+      if (end != std::string::npos) p.message = r.body.substr(i + 1, end - i - 1);
+    }
+    return p;
   }
-  // Export*ServiceResponse { Export*PartialSuccess partial_success = 1; } whose field 1
-  // is rejected_spans / rejected_data_points (int64).
-  std::string_view partial;
-  if (!find_len_field(r.body, 1, partial)) return 0;
-  std::uint64_t v = 0;
-  if (!find_varint_field(partial, 1, v)) return 0;
-  const auto s = static_cast<std::int64_t>(v);
-  return s > 0 ? s : 0;
+  // Export*ServiceResponse { Export*PartialSuccess partial_success = 1; } whose fields are
+  // rejected_spans / rejected_data_points (1, int64) and error_message (2, string).
+  ProtoField partial;
+  if (!ProtoReader::find(r.body, 1, kLen, partial)) return p;
+  ProtoReader fields(partial.bytes);
+  for (ProtoField f; fields.next(f);) {
+    if (f.number == 1 && f.type == kVarint) {
+      const auto v = static_cast<std::int64_t>(f.value);
+      p.rejected = v > 0 ? v : 0;
+    } else if (f.number == 2 && f.type == kLen) {
+      p.message = std::string(f.bytes);
+    }
+  }
+  return p;
 }
+
+namespace {
+CURLM* as_multi(void* m) { return static_cast<CURLM*>(m); }
+
+// Milliseconds from now until `t`, at least 0 and at most a day (an int for curl).
+long millis_until(HttpClient::Clock::time_point t) {
+  const auto now = HttpClient::Clock::now();
+  if (t <= now) return 0;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - now).count() + 1;
+  return static_cast<long>(std::min<long long>(ms, 86'400'000));
+}
+}  // namespace
 
 HttpClient::HttpClient() {
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  curl_ = curl_easy_init();
+  easy_ = curl_easy_init();
+  multi_.store(curl_multi_init(), std::memory_order_release);
 }
 
 HttpClient::~HttpClient() {
-  if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
+  if (easy_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(easy_));
+  if (void* m = multi_.load(std::memory_order_acquire)) curl_multi_cleanup(as_multi(m));
 }
 
-void HttpClient::forget() noexcept { curl_ = curl_easy_init(); }
+void HttpClient::reopen_after_fork() noexcept {
+  // The old handles' sockets are shared with the parent: closing them here could send a
+  // TLS close_notify on the parent's connection, so they are left alone.
+  easy_ = curl_easy_init();
+  multi_.store(curl_multi_init(), std::memory_order_release);
+}
 
-HttpResult HttpClient::post(const std::string& url,
-                            const std::vector<std::pair<std::string, std::string>>& headers,
-                            std::string_view content_type, bool gzipped, std::string_view body,
-                            std::chrono::milliseconds timeout, const std::atomic<bool>* abort) {
+void HttpClient::wake() noexcept {
+  if (void* m = multi_.load(std::memory_order_acquire)) curl_multi_wakeup(as_multi(m));
+}
+
+bool HttpClient::wait_until(Clock::time_point until, const Cutoff& cutoff) {
+  CURLM* m = as_multi(multi_.load(std::memory_order_acquire));
+  for (;;) {
+    const auto now = Clock::now();
+    if (cutoff.get() <= now && cutoff.get() < until) return false;
+    if (until <= now) return true;
+    const long ms = millis_until(std::min(until, cutoff.get()));
+    if (m == nullptr) {  // no multi handle: sleep in short steps, still watching the cutoff
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 10L)));
+      continue;
+    }
+    int numfds = 0;
+    curl_multi_poll(m, nullptr, 0, static_cast<int>(ms), &numfds);  // wake() ends it early
+  }
+}
+
+HttpResult HttpClient::post(const HttpRequest& req, Clock::time_point deadline, const Cutoff& cutoff) {
   HttpResult r;
-  auto* h = static_cast<CURL*>(curl_);
-  if (h == nullptr) {
+  auto* h = static_cast<CURL*>(easy_);
+  CURLM* m = as_multi(multi_.load(std::memory_order_acquire));
+  if (h == nullptr || m == nullptr) {
     r.curl_code = CURLE_FAILED_INIT;
     r.error = "curl_easy_init failed";
+    return r;
+  }
+  auto end_by = [&] { return std::min(deadline, cutoff.get()); };
+  if (millis_until(end_by()) == 0) {
+    r.curl_code = CURLE_OPERATION_TIMEDOUT;
+    r.aborted = true;
+    r.error = "no time left for the request";
     return r;
   }
   curl_easy_reset(h);
   curl_slist* list = nullptr;
   std::string line = "Content-Type: ";
-  line += content_type;
+  line += req.content_type;
   list = curl_slist_append(list, line.c_str());
-  if (gzipped) list = curl_slist_append(list, "Content-Encoding: gzip");
+  if (req.gzipped) list = curl_slist_append(list, "Content-Encoding: gzip");
   list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
-  for (const auto& [k, v] : headers) {
+  for (const auto& [k, v] : *req.headers) {
     if (!header_problem(k, v).empty()) continue;  // the options were checked: a last defence
     line = k;
     line += ": ";
     line += v;
     list = curl_slist_append(list, line.c_str());
   }
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  const long budget = millis_until(end_by());
+  curl_easy_setopt(h, CURLOPT_URL, req.url->c_str());
   curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.data());
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "spyglass/" SPYGLASS_VERSION_STRING);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, budget);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, budget);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &r);
-  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(h, CURLOPT_XFERINFODATA, abort);
-  const CURLcode rc = curl_easy_perform(h);
+  curl_multi_add_handle(m, h);
+  CURLcode rc = CURLE_OK;
+  bool done = false;
+  for (;;) {
+    int running = 0;
+    if (curl_multi_perform(m, &running) != CURLM_OK) {
+      rc = CURLE_FAILED_INIT;
+      break;
+    }
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(m, &queued)) {
+      if (msg->msg == CURLMSG_DONE && msg->easy_handle == h) {
+        rc = msg->data.result;
+        done = true;
+      }
+    }
+    if (done || running == 0) break;
+    const long left = millis_until(end_by());
+    if (left == 0) {  // the cutoff moved before curl's own timeout: stop here
+      rc = CURLE_OPERATION_TIMEDOUT;
+      break;
+    }
+    int numfds = 0;
+    curl_multi_poll(m, nullptr, 0, static_cast<int>(std::min(left, 1000L)), &numfds);
+  }
+  curl_multi_remove_handle(m, h);
   curl_slist_free_all(list);
+  if (!done && !r.aborted && rc == CURLE_OK) rc = CURLE_GOT_NOTHING;
   if (rc != CURLE_OK) {
     r.curl_code = rc;
-    r.aborted = rc == CURLE_ABORTED_BY_CALLBACK;
-    r.error = curl_easy_strerror(rc);
+    // Once the cutoff has passed, nothing may be retried (a request's own timeout may).
+    if (cutoff.get() <= Clock::now()) r.aborted = true;
+    r.error = cutoff.get() <= Clock::now() ? "request cut short" : curl_easy_strerror(rc);
     r.status = 0;
+    r.body.clear();
     return r;
   }
   long status = 0;

@@ -1,5 +1,6 @@
 #pragma once
-/// OTLP/HTTP exporter: spans and metrics as protobuf or JSON, sent by a thread of its own.
+/// OTLP/HTTP exporter: spans and metrics as protobuf or JSON, sent from the collector's
+/// stage thread for this exporter.
 
 #include <chrono>
 #include <cstddef>
@@ -94,11 +95,14 @@ inline constexpr std::chrono::milliseconds kMaxDuration = std::chrono::hours(24)
 /// them from the standard OTEL_* variables. The exporter checks them when it is
 /// constructed: durations are clamped to [0, kMaxDuration] (a timeout of zero or less
 /// becomes the default), and headers that could not be sent safely are left out; each
-/// correction prints a warning to stderr.
+/// correction is reported through spyglass::log (source "otlp").
+///
+/// Batching and buffering are the collector's (CollectorOptions::batch_max and
+/// buffer_capacity): the exporter keeps no queue of its own.
 struct OtlpOptions {
-  /// Full URL spans are POSTed to.
+  /// Full URL spans are POSTed to, used as it is.
   std::string traces_endpoint = "http://localhost:4318/v1/traces";
-  /// Full URL metrics are POSTed to.
+  /// Full URL metrics are POSTed to, used as it is.
   std::string metrics_endpoint = "http://localhost:4318/v1/metrics";
   /// Extra request headers (e.g. authorization) per signal. A header whose name is not an
   /// HTTP token, or whose value holds a control character (CR, LF, NUL, HTAB, DEL, ...),
@@ -109,7 +113,8 @@ struct OtlpOptions {
   Protocol metrics_protocol = Protocol::http_protobuf;
   Compression traces_compression = Compression::none;
   Compression metrics_compression = Compression::none;
-  /// Time limit of one HTTP request (connect + send + response).
+  /// Time limit of one HTTP request (connect + send + response);
+  /// OTEL_EXPORTER_OTLP_TIMEOUT and its per-signal variants.
   std::chrono::milliseconds traces_timeout{10000};
   std::chrono::milliseconds metrics_timeout{10000};
 
@@ -125,27 +130,23 @@ struct OtlpOptions {
   /// twice the first entry counts.
   std::vector<Attribute> resource_attributes;
 
-  /// OTEL_SDK_DISABLED: the exporter accepts events, sends nothing and counts them dropped.
+  /// OTEL_SDK_DISABLED: the exporter makes no connection and sends nothing; export_batch()
+  /// counts the spans as dropped and returns false. Set as well when the process has
+  /// OTEL_SDK_DISABLED=true, whatever the options say (the SDK is off as a whole).
   bool disabled = false;
   /// The parsed sampler settings, for the application to hand to its Session.
   SamplerConfig sampler;
 
-  /// Spans the exporter's own buffer holds; when full, the oldest is dropped and counted.
-  std::size_t max_queue_size = 2048;
-  /// Spans per request.
-  std::size_t max_export_batch_size = 512;
-  /// A partial batch is sent once it has waited this long.
-  std::chrono::milliseconds schedule_delay{1000};
-
-  /// Metrics (per kind and name: a count and a duration histogram) are sent this often;
-  /// zero turns metrics off.
+  /// Metrics (per kind, name and status: a count and a duration histogram) are sent with
+  /// the first export or flush after this much time since the last ones (a flush always
+  /// sends them when they changed); zero turns metrics off.
   std::chrono::milliseconds metrics_interval{60000};
   /// Upper bounds of the duration histogram's buckets, in seconds, ascending (sorted, and
   /// non-finite or repeated ones dropped, when not).
   std::vector<double> histogram_bounds{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
                                        0.5,   0.75, 1.0,   2.5,  5.0,   7.5, 10.0};
-  /// Distinct (kind, name) series kept; further names are folded into one series per kind
-  /// with the attribute otel.metric.overflow=true.
+  /// Distinct (kind, name, status) series kept; further ones are folded into one series
+  /// per kind and status with the attribute otel.metric.overflow=true.
   std::size_t max_metric_series = 2000;
 
   /// Attempts per request (first try included) on retryable failures (429, 502, 503, 504,
@@ -156,7 +157,15 @@ struct OtlpOptions {
   std::chrono::milliseconds max_backoff{30000};
   /// Longest wait a Retry-After may ask for; a longer one is cut to this.
   std::chrono::milliseconds max_retry_after{60000};
-  /// How long shutdown() keeps trying to send what is buffered.
+  /// Longest time one export (all its attempts and waits) may take before the batch is
+  /// given up and counted as failed: OTEL_BSP_EXPORT_TIMEOUT. It bounds how long a dead
+  /// receiver holds the collector's stage thread, while the collector's buffer fills.
+  std::chrono::milliseconds export_timeout{30000};
+  /// How long the collector's shutdown waits for this exporter (Exporter::
+  /// shutdown_timeout()): delivering what the collector's buffer holds, then the final
+  /// metrics. From begin_shutdown() on, no request, retry or wait lasts past it, whatever
+  /// the receiver does. OTEL_BSP_EXPORT_TIMEOUT sets it as well as export_timeout: the
+  /// batch span processor's export timeout also bounds its shutdown.
   std::chrono::milliseconds shutdown_timeout{5000};
 };
 
@@ -172,8 +181,15 @@ using EnvLookup = std::function<const char*(const char*)>;
 /// same name (compared case-insensitively). OTEL_RESOURCE_ATTRIBUTES is appended to
 /// base.resource_attributes, so attributes set in `base` win.
 ///
+/// Endpoints: OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; each signal's path (/v1/traces,
+/// /v1/metrics) is appended to its path (one slash between them), and its query string,
+/// if any, is kept after it (a fragment is dropped): `http://h:4318/p/?k=v` sends spans to
+/// `http://h:4318/p/v1/traces?k=v`. OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and
+/// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT are used as they are.
+///
 /// A malformed value leaves the field as it was in `base`, and a warning naming the
-/// variable is appended to `warnings` (when given) and printed to stderr. Malformed header
+/// variable is appended to `warnings` (when given) and reported through spyglass::log.
+/// Malformed header
 /// entries are skipped one by one (header values are never echoed: they are often
 /// secrets); OTEL_RESOURCE_ATTRIBUTES with any malformed entry (such as a bad
 /// percent-escape) is discarded whole, as the resource specification asks. A duration
@@ -187,13 +203,13 @@ SPYGLASS_API OtlpOptions from_env(OtlpOptions base = {}, std::vector<std::string
 /// that order, with the precedence OtlpOptions::resource_attributes describes.
 SPYGLASS_API std::vector<Attribute> make_resource(const OtlpOptions& options);
 
-/// Aggregates of one (kind, name) series, as encoded in a metrics request.
+/// Aggregates of one (kind, name, status) series, as encoded in a metrics request.
 struct MetricSeries {
   EventKind kind = EventKind::custom;
   std::string name;
-  bool overflow = false;  ///< The series of names beyond max_metric_series.
+  Status status = Status::ok;  ///< A dimension: the data point attribute spyglass.status.
+  bool overflow = false;       ///< The series of names beyond max_metric_series.
   std::uint64_t count = 0;
-  std::uint64_t errors = 0;
   double sum_seconds = 0;
   double min_seconds = 0;
   double max_seconds = 0;
@@ -201,13 +217,20 @@ struct MetricSeries {
 };
 
 /// Encoders of the OTLP request bodies. Stateless and thread-safe; each appends to `out`.
-/// Strings that are not valid UTF-8 are repaired (invalid bytes become U+FFFD) because
+/// Strings that are not valid UTF-8 are repaired with spyglass/utf8.hpp's rule because
 /// OTLP string fields must be UTF-8.
 ///
 /// Spans: ExportTraceServiceRequest with one ResourceSpans and one ScopeSpans (scope
-/// "spyglass"). Metrics: ExportMetricsServiceRequest with, per kind present, the sum
+/// "spyglass"); every event given becomes a span (the exporter passes only sampled ones).
+/// Attributes follow the semantic conventions: a request is an HTTP server span
+/// (http.request.method, http.route, url.path, url.scheme, http.response.status_code, and
+/// error.type on errors: the status code for 5xx, else "_OTHER"); a query a database
+/// client span (db.system.name and db.system, "other_sql" when none was named;
+/// db.query.text, ...).
+/// Metrics: ExportMetricsServiceRequest with, per kind present, the sum
 /// spyglass.<kind>.count and the histogram spyglass.<kind>.duration (unit s), one data
-/// point per name (attribute spyglass.name), cumulative since `start_ns`.
+/// point per name and status (attributes spyglass.name, spyglass.status), cumulative
+/// since `start_ns`.
 SPYGLASS_API void encode_traces_protobuf(std::span<const Event> events, std::span<const Attribute> resource,
                                          std::string& out);
 SPYGLASS_API void encode_traces_json(std::span<const Event> events, std::span<const Attribute> resource,
@@ -220,18 +243,20 @@ SPYGLASS_API void encode_metrics_json(std::span<const MetricSeries> series, std:
                                       std::uint64_t now_ns, std::string& out);
 
 /// The exporter's accounting of spans: `produced == sent + dropped + failed + pending`
-/// holds in every snapshot.
+/// holds in every snapshot, and the counters are final once the collector's shutdown (or
+/// shutdown()) returned.
 struct OtlpCounters {
-  std::uint64_t produced = 0;         ///< Spans handed to export_batch().
-  std::uint64_t sent = 0;             ///< Spans the receiver accepted.
-  std::uint64_t dropped = 0;          ///< Evicted from the full buffer, left at shutdown, or disabled.
-  std::uint64_t failed = 0;           ///< In requests that failed for good, or rejected by a partial_success.
-  std::uint64_t pending = 0;          ///< In the buffer or in a request now.
-  std::uint64_t rejected = 0;         ///< Of `failed`: rejected by the receiver in a partial_success.
-  std::uint64_t requests = 0;         ///< HTTP requests made for spans (retries included).
-  std::uint64_t retries = 0;          ///< Of `requests`: retries, for spans and metrics.
-  std::uint64_t metric_exports = 0;   ///< Metrics requests the receiver accepted.
-  std::uint64_t metric_failures = 0;  ///< Metrics requests that failed for good.
+  std::uint64_t produced = 0;              ///< Spans (sampled events) handed to export_batch().
+  std::uint64_t sent = 0;                  ///< Spans the receiver accepted.
+  std::uint64_t dropped = 0;               ///< Given while disabled or after shutdown().
+  std::uint64_t failed = 0;                ///< In requests given up, or rejected by a partial_success.
+  std::uint64_t pending = 0;               ///< In the request being made now.
+  std::uint64_t rejected = 0;              ///< Of `failed`: rejected by the receiver in a partial_success.
+  std::uint64_t unsampled = 0;             ///< Events of unsampled traces: counted in metrics only.
+  std::uint64_t requests = 0;              ///< HTTP requests made for spans (retries included).
+  std::uint64_t retries = 0;               ///< Of the requests: retries, for spans and metrics.
+  std::uint64_t metric_exports = 0;        ///< Metrics requests the receiver accepted.
+  std::uint64_t metric_failures = 0;       ///< Metrics requests given up.
   std::uint64_t rejected_data_points = 0;  ///< Reported in metrics partial_success responses.
 };
 
@@ -241,32 +266,40 @@ struct OtlpState;
 
 /// Exports spans (and metrics) to an OTLP/HTTP receiver.
 ///
-/// export_batch() only copies the events into a bounded buffer and updates the metric
-/// aggregates; requests, gzip and retries happen on the exporter's own sender thread, so
-/// a slow or dead receiver never blocks the caller. The Exporter calls come from the
-/// collector's worker thread; counters(), force_flush() and the accessors are
-/// thread-safe and may be called from any thread.
+/// Every Exporter call comes from the collector's stage thread for this exporter, which
+/// makes the requests itself: export_batch() encodes the batch, POSTs it and retries with
+/// exponential backoff (honouring Retry-After, capped) until it is delivered, refused
+/// for good, out of attempts or out of export_timeout. It starts no thread and keeps no
+/// queue: the collector's per-exporter buffer is the only one. begin_shutdown() (from
+/// another thread) cuts any request or wait short at the shutdown deadline.
+/// counters() and options() are thread-safe.
 class SPYGLASS_API OtlpExporter final : public Exporter {
  public:
   explicit OtlpExporter(OtlpOptions options = {});
-  ~OtlpExporter() override;  ///< shutdown().
+  ~OtlpExporter() override;
   OtlpExporter(const OtlpExporter&) = delete;
   OtlpExporter& operator=(const OtlpExporter&) = delete;
 
-  /// Copies the events into the buffer (dropping the oldest when full). Never blocks on
-  /// the network; returns false only after shutdown().
+  /// Sends the sampled events as spans and counts every event in the metrics (sending
+  /// those too when metrics_interval has passed). Returns true when the spans were
+  /// delivered (a partial_success counts as delivered; its rejected spans are counted and
+  /// logged), false when the request was given up, when disabled and after shutdown().
   bool export_batch(std::span<const Event> events) override;
-  /// Asks the sender to send what is buffered now; does not wait.
+  /// Sends the metrics when they changed since they were last sent.
   void flush() override;
-  /// Sends what is buffered and the final metrics, for at most shutdown_timeout; what is
-  /// still unsent then is counted as dropped. Idempotent.
+  /// Sends the final metrics (within the shutdown deadline) and stops: later batches are
+  /// dropped. Idempotent.
   void shutdown() override;
+  /// OtlpOptions::shutdown_timeout.
+  [[nodiscard]] std::chrono::milliseconds shutdown_timeout() const override;
+  /// From now on no request, retry wait or backoff lasts past `deadline` (a little before
+  /// it, so that the collector sees this exporter finish in time). Thread-safe, never blocks.
+  void begin_shutdown(std::chrono::steady_clock::time_point deadline) noexcept override;
+  /// True while metrics are on: metrics count every event, sampled or not.
+  [[nodiscard]] bool accepts_unsampled() const override;
+  /// Opens new HTTP handles and forgets the parent's metric aggregates and counters.
   void after_fork_child() override;
   [[nodiscard]] std::string_view name() const override { return "otlp"; }
-
-  /// Sends what is buffered now (and the metrics), and waits until the buffer is empty
-  /// and no request is in flight, or `timeout`. Returns true if it got there in time.
-  bool force_flush(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
   /// A snapshot of the accounting.
   [[nodiscard]] OtlpCounters counters() const;

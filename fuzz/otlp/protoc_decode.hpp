@@ -1,7 +1,8 @@
 #pragma once
 // Decodes OTLP protobuf bodies with `protoc --decode` and the official opentelemetry-proto
 // definitions (fetched into the build tree at configure time), then parses protoc's text
-// output into a tree. Nothing of the exporter's own code is involved.
+// output into a tree. Nothing of the exporter's own code is involved. Shared by the OTLP
+// fuzzer and the OTLP tests, which include it from here.
 
 #include <sys/wait.h>
 #include <unistd.h>
