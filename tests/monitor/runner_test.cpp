@@ -173,13 +173,7 @@ struct Killed {
 
 constexpr double kInterval = 0.05, kGrace = 1.0;
 
-// How late the monitor may act on a deadline it recorded (the limit seen by a sample, the
-// timeout, the end of the grace period). It polls every 10 ms once the kill began and the
-// kernel frees the tree in a few ms; the rest is the monitor's own scheduling delay: a few
-// ms on an idle machine, hundreds of ms when both cores are busy with other builds, more
-// under a sanitizer. Bounds on wall time are measured from the monitor's own records, so
-// no start-up or clean-up of `spyglass run` counts.
-constexpr double kSlack = 2.0;
+constexpr double kSlack = spyglass_test::kMonitorSlack;
 
 Killed run_runaway(const spyglass_test::TempDir& dir, const KillCase& k, const std::string& strategy) {
   const std::string db = dir / "h.db", pids = dir / "pids";

@@ -179,6 +179,14 @@ bool wait_until(F cond, double limit_s) {
 }
 inline constexpr double kWaitLimit = 60.0;
 
+/// How late, in seconds, the monitor may act on a deadline it recorded (a limit seen by a
+/// sample, the timeout, the end of the grace period). After a kill it polls every 10 ms
+/// and the kernel frees a tree in a few ms; the rest is the monitor's own scheduling
+/// delay: a few ms on an idle machine, hundreds of ms when both cores are busy with other
+/// builds, more under a sanitizer. Tests measure from the monitor's own records, so no
+/// start-up or clean-up of `spyglass run` counts.
+inline constexpr double kMonitorSlack = 2.0;
+
 /// The children of `pid` (of its first thread), from /proc.
 inline std::vector<pid_t> children_of(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
