@@ -17,8 +17,8 @@
 //       Burns CPU_SECONDS of CPU on one thread, then sleeps IDLE_SECONDS.
 //   sampled             waits until an ancestor holds this process's /proc/PID/stat open
 //                       (the monitor keeps the files of each process it sampled open, so
-//                       a sample has seen it), then exits 0; exits 3 if that has not
-//                       happened after 60 s
+//                       a sample has seen it), then exits 0 at once (no exit handlers);
+//                       exits 3 if that has not happened after 60 s
 //   exit CODE           exits with CODE
 //   signal SIG          kills itself with SIG
 //   echo OUT ERR        writes OUT to stdout and ERR to stderr
@@ -200,7 +200,9 @@ int main(int argc, char** argv) {
     ::usleep(static_cast<useconds_t>(std::strtod(argv[3], nullptr) * 1e6));
     return 0;
   }
-  if (what == "sampled" && argc == 2) return sampled();
+  // _Exit: without the exit-time work of a sanitizer runtime, whose LeakSanitizer tracer
+  // would be one more process in the sampled tree.
+  if (what == "sampled" && argc == 2) std::_Exit(sampled());
   if (what == "exit" && argc == 3) return std::atoi(argv[2]);
   if (what == "signal" && argc == 3) {
     ::signal(std::atoi(argv[2]), SIG_DFL);
