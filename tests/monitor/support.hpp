@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -161,6 +162,37 @@ inline bool make_hot_journal(const std::string& db) {
   ::close(in[1]);
   ::close(out[0]);
   return ok && std::filesystem::exists(db + "-journal");
+}
+
+/// Polls `cond` every 5 ms until it holds; returns false if it still does not after
+/// `limit_s` seconds. The limit only keeps a broken build from hanging: tests pass
+/// 60 s (kWaitLimit), far beyond any scheduling delay on a loaded machine.
+template <class F>
+bool wait_until(F cond, double limit_s) {
+  const auto start = std::chrono::steady_clock::now();
+  while (!cond()) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit_s)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+inline constexpr double kWaitLimit = 60.0;
+
+/// How late, in seconds, the monitor may act on a deadline it recorded (a limit seen by a
+/// sample, the timeout, the end of the grace period). After a kill it polls every 10 ms
+/// and the kernel frees a tree in a few ms; the rest is the monitor's own scheduling
+/// delay: a few ms on an idle machine, hundreds of ms when both cores are busy with other
+/// builds, more under a sanitizer. Tests measure from the monitor's own records, so no
+/// start-up or clean-up of `spyglass run` counts.
+inline constexpr double kMonitorSlack = 2.0;
+
+/// The children of `pid` (of its first thread), from /proc.
+inline std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t p; in >> p;) out.push_back(p);
+  return out;
 }
 
 /// True while `pid` exists (a zombie counts as gone).

@@ -15,6 +15,10 @@
 //       spins; prints "ready" and runs until stdin closes.
 //   busyidle CPU_SECONDS IDLE_SECONDS
 //       Burns CPU_SECONDS of CPU on one thread, then sleeps IDLE_SECONDS.
+//   sampled             waits until an ancestor holds this process's /proc/PID/stat open
+//                       (the monitor keeps the files of each process it sampled open, so
+//                       a sample has seen it), then exits 0 at once (no exit handlers);
+//                       exits 3 if that has not happened after 60 s
 //   exit CODE           exits with CODE
 //   signal SIG          kills itself with SIG
 //   echo OUT ERR        writes OUT to stdout and ERR to stderr
@@ -29,6 +33,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -151,6 +157,36 @@ int steady(char** argv) {
   return 0;
 }
 
+pid_t parent_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  std::getline(in, s);
+  const auto rp = s.rfind(')');
+  if (rp == std::string::npos || rp + 4 >= s.size()) return 0;
+  return static_cast<pid_t>(std::atoi(s.c_str() + rp + 4));  // "...) S PPID ..."
+}
+
+// Whether `pid` has a descriptor open on `target`.
+bool holds_open(pid_t pid, const std::string& target) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::error_code rec;
+    if (std::filesystem::read_symlink(e.path(), rec).string() == target) return true;
+  }
+  return false;
+}
+
+int sampled() {
+  const std::string target = "/proc/" + std::to_string(::getpid()) + "/stat";
+  for (int i = 0; i < 12000; ++i) {  // 5 ms apart: 60 s
+    for (pid_t p = ::getppid(); p > 1; p = parent_of(p)) {
+      if (holds_open(p, target)) return 0;
+    }
+    ::usleep(5000);
+  }
+  return 3;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,6 +200,9 @@ int main(int argc, char** argv) {
     ::usleep(static_cast<useconds_t>(std::strtod(argv[3], nullptr) * 1e6));
     return 0;
   }
+  // _Exit: without the exit-time work of a sanitizer runtime, whose LeakSanitizer tracer
+  // would be one more process in the sampled tree.
+  if (what == "sampled" && argc == 2) std::_Exit(sampled());
   if (what == "exit" && argc == 3) return std::atoi(argv[2]);
   if (what == "signal" && argc == 3) {
     ::signal(std::atoi(argv[2]), SIG_DFL);
