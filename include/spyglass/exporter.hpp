@@ -25,7 +25,8 @@ class SPYGLASS_API Exporter {
   /// not and will not be: the collector counts the batch's events as `failed`.
   virtual bool export_batch(std::span<const Event> events) = 0;
 
-  /// Pushes out anything buffered. Called after idle periods and by Collector::flush().
+  /// Pushes out anything buffered. Called once the buffer has been empty for a
+  /// flush_interval after an export, by Collector::flush(), and at shutdown.
   virtual void flush() {}
 
   /// Called once, last, when the collector shuts down; flush and release resources.

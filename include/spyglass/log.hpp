@@ -42,6 +42,10 @@ SPYGLASS_API void set_log_level(LogLevel level) noexcept;
 /// from any thread (not from a signal handler).
 SPYGLASS_API void log(LogLevel level, std::string_view source, std::string_view message) noexcept;
 
+/// Forgets the rate-limit state of every source, so the next messages get through. For
+/// tests that check diagnostics one after another in one process. Thread-safe.
+SPYGLASS_API void reset_log_rate_limits() noexcept;
+
 /// Counts of diagnostics per level since start (including rate-limited ones).
 struct LogCounts {
   std::uint64_t warnings = 0;

@@ -110,6 +110,16 @@ void log(LogLevel level, std::string_view source, std::string_view message) noex
   }
 }
 
+void reset_log_rate_limits() noexcept {
+  LogState& s = state();
+  std::lock_guard<std::mutex> lock(s.m);
+  for (std::size_t i = 0; i < s.used; ++i) {
+    s.limits[i].in_window = 0;
+    s.limits[i].suppressed = 0;
+    s.limits[i].window_start = {};
+  }
+}
+
 LogCounts log_counts() noexcept {
   LogState& s = state();
   return {s.warnings.load(std::memory_order_relaxed), s.errors.load(std::memory_order_relaxed),
