@@ -22,6 +22,12 @@ function(spyglass_add_component name)
                                                     VERSION ${PROJECT_VERSION}
                                                     SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
   target_compile_features(spyglass_${name} PUBLIC cxx_std_20)
+  # A shared component must resolve every symbol when it is linked, not later in the
+  # application. Sanitizer runtimes are linked into executables only, so not there.
+  get_target_property(_type spyglass_${name} TYPE)
+  if(_type STREQUAL "SHARED_LIBRARY" AND NOT SPYGLASS_SANITIZE)
+    target_link_options(spyglass_${name} PRIVATE LINKER:--no-undefined)
+  endif()
   spyglass_set_warnings(spyglass_${name})
   set_property(GLOBAL APPEND PROPERTY SPYGLASS_COMPONENTS ${name})
 endfunction()

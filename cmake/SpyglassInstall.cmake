@@ -3,12 +3,14 @@
 # consumer of spyglass::core never needs prometheus-cpp, libcurl or SQLite installed.
 set(_cfgdir ${CMAKE_INSTALL_LIBDIR}/cmake/spyglass)
 get_property(_components GLOBAL PROPERTY SPYGLASS_COMPONENTS)
+# No INCLUDES DESTINATION: each component names its installed include directory itself
+# ($<INSTALL_INTERFACE:...>), and a second spelling would list it twice in the exported
+# INTERFACE_INCLUDE_DIRECTORIES.
 foreach(_comp IN LISTS _components)
   install(TARGETS spyglass_${_comp} EXPORT spyglass_${_comp}Targets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-          RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
-          INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+          RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   install(EXPORT spyglass_${_comp}Targets NAMESPACE spyglass:: DESTINATION ${_cfgdir})
   if(EXISTS ${PROJECT_SOURCE_DIR}/exporters/${_comp}/include/spyglass)
     install(DIRECTORY ${PROJECT_SOURCE_DIR}/exporters/${_comp}/include/spyglass
@@ -30,5 +32,4 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/spyglassConfigVersion.cma
                                  COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/spyglassConfig.cmake
               ${PROJECT_BINARY_DIR}/spyglassConfigVersion.cmake
-              ${PROJECT_SOURCE_DIR}/cmake/FindConcurrentQueue.cmake
         DESTINATION ${_cfgdir})
