@@ -33,7 +33,8 @@ constexpr std::string_view to_string(Status s) noexcept { return s == Status::ok
 ///
 /// `name` and `detail` point at NUL-terminated strings that live until the process
 /// exits (string literals or entries of the interning table), so an Event may be
-/// copied to any thread and kept for any time.
+/// copied to any thread and kept for any time. A string literal of a plugin dies with
+/// it: call Collector::flush() before dlclose() of a plugin that records scopes.
 ///
 /// On the hot path `start` and `duration` hold clock ticks (see clock.hpp); the
 /// collector converts them before exporters see the event. Exporters always get

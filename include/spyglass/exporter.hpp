@@ -19,7 +19,9 @@ namespace SPYGLASS_NAMESPACE {
 /// own for them. Events are passed with `start` in Unix-epoch ns and `duration` in ns.
 class SPYGLASS_API Exporter {
  public:
-  virtual ~Exporter() = default;
+  /// Defined in the core: the class's type information then exists once, not in every
+  /// shared object that uses it.
+  virtual ~Exporter();
 
   /// Exports one batch. Returns true when it was delivered, false (or throws) when it was
   /// not and will not be: the collector counts the batch's events as `failed`.

@@ -25,7 +25,8 @@
 namespace SPYGLASS_NAMESPACE {
 
 /// The name every dynamic name maps to once the interning table is full.
-inline constexpr const char* kOverflowName = "__overflow__";
+/// Defined once in the core, so the pointer is the same in every shared object.
+SPYGLASS_API extern const char* const kOverflowName;
 
 /// Ends a name that was cut to its cap: U+2026 HORIZONTAL ELLIPSIS ("…", 3 bytes in UTF-8).
 inline constexpr std::string_view kTruncationMarker = "\xE2\x80\xA6";

@@ -57,7 +57,8 @@ struct StatsOptions {
 };
 
 /// Name of the series that collects the names beyond StatsOptions::max_names.
-inline constexpr const char* kStatsOtherName = "__other__";
+/// Defined once in the core, so the pointer is the same in every shared object.
+SPYGLASS_API extern const char* const kStatsOtherName;
 
 /// Aggregates of one series over the window. Latencies in ns; all zero when count is 0.
 struct LatencySummary {

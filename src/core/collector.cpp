@@ -496,6 +496,8 @@ std::vector<ExporterCounters> Collector::exporter_counters() const {
   return out;
 }
 
+Exporter::~Exporter() = default;
+
 StatsStore& Collector::stats() noexcept { return impl_->stats; }
 
 const CollectorOptions& Collector::options() const noexcept { return impl_->options; }

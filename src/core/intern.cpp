@@ -9,6 +9,8 @@
 #include "spyglass/utf8.hpp"
 
 namespace SPYGLASS_NAMESPACE {
+
+const char* const kOverflowName = "__overflow__";
 namespace {
 
 // FNV-1a is short and good enough for an open-addressing table keyed on full text.

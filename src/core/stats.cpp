@@ -18,6 +18,8 @@
 
 namespace SPYGLASS_NAMESPACE {
 
+const char* const kStatsOtherName = "__other__";
+
 namespace {
 
 // Histogram layout: chunk 0 holds the exact values 0..63; chunk c >= 1 holds the power of
