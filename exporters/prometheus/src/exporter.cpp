@@ -171,9 +171,10 @@ void Pusher::run() {
 bool Pusher::push_now(bool periodic) {
   std::lock_guard<std::mutex> one_at_a_time(push_mutex_);
   if (periodic && stopping_.load(std::memory_order_acquire)) return false;
-  const std::string body = render_();
+  // The timeout covers the whole push, the rendering of the exposition included.
   const auto started = std::chrono::steady_clock::now();
   const auto own_limit = started + target_.timeout;
+  const std::string body = render_();
 
   CURL* easy = curl_easy_init();
   CURLM* multi = curl_multi_init();
@@ -184,13 +185,19 @@ bool Pusher::push_now(bool periodic) {
   } else {
     curl_slist* headers =
         curl_slist_append(nullptr, "Content-Type: text/plain; version=0.0.4; charset=utf-8");
+    // No "Expect: 100-continue": the body follows the headers at once, rather than after
+    // a second spent waiting for an answer the Pushgateway does not send.
+    headers = curl_slist_append(headers, "Expect:");
     curl_easy_setopt(easy, CURLOPT_URL, target_.url.c_str());
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "PUT");  // PUT replaces the whole group
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(target_.timeout.count()));
+    const auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(own_limit - std::chrono::steady_clock::now());
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(std::max<std::int64_t>(remaining.count(), 1)));
     curl_easy_setopt(
         easy, CURLOPT_WRITEFUNCTION, +[](char*, std::size_t size, std::size_t n, void*) { return size * n; });
     curl_multi_add_handle(multi, easy);
