@@ -140,7 +140,9 @@ class SPYGLASS_API PrometheusExporter final : public Exporter {
   /// (naming the address) when the endpoint cannot listen, e.g. because the port is in
   /// use.
   explicit PrometheusExporter(PrometheusOptions options = {});
-  /// shutdown(), then stops the endpoint: bounded as shutdown() is.
+  /// shutdown(), then stops the endpoint: its threads finish the requests in progress
+  /// (each within request_timeout) and notice the stop within about 2 s (civetweb's
+  /// polling quantum).
   ~PrometheusExporter() override;
   PrometheusExporter(const PrometheusExporter&) = delete;
   PrometheusExporter& operator=(const PrometheusExporter&) = delete;
