@@ -129,6 +129,9 @@ PushTarget push_target(const PrometheusOptions& options) {
 Pusher::Pusher(PushTarget target, std::function<std::string()> render)
     : target_(std::move(target)), render_(std::move(render)), cut_ns_(kNoDeadline) {
   init_curl_once();
+}
+
+void Pusher::start() {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -322,7 +325,13 @@ int serve_metrics(mg_connection* conn, void* data) {
     mg_send_http_error(conn, 500, "%s", "The scrape failed; see the application's log.\n");
     return 500;
   }
-  mg_send_http_ok(conn, "text/plain; version=0.0.4; charset=utf-8", static_cast<long long>(body.size()));
+  {
+    // civetweb formats the Date header with gmtime(), whose buffer all threads share:
+    // the handler's headers are sent one at a time so that two scrapes never race on it.
+    static std::mutex headers_mutex;
+    std::lock_guard<std::mutex> lock(headers_mutex);
+    mg_send_http_ok(conn, "text/plain; version=0.0.4; charset=utf-8", static_cast<long long>(body.size()));
+  }
   if (!head) mg_write(conn, body.data(), body.size());
   return 200;
 }
@@ -343,6 +352,9 @@ PrometheusExporter::PrometheusExporter(PrometheusOptions options) : options_(std
     throw std::invalid_argument("spyglass prometheus: request_timeout must be > 0");
   std::optional<detail::PushTarget> push;
   if (!options_.push_url.empty()) push = detail::push_target(options_);
+  // Made before the endpoint starts (whose scrapes read it) and started last, once the
+  // exporter is whole (its pushes scrape).
+  if (push) pusher_ = std::make_unique<detail::Pusher>(std::move(*push), [this] { return scrape(); });
   events_ = std::make_shared<detail::EventMetrics>(options_.buckets, options_.max_series, options_.collector);
   if (options_.process_metrics) process_ = std::make_shared<detail::ProcessCollectable>();
   if (!options_.registry) options_.registry = std::make_shared<::prometheus::Registry>();
@@ -381,9 +393,7 @@ PrometheusExporter::PrometheusExporter(PrometheusOptions options) : options_(std
     if (mg_get_server_ports(server_->context, 4, ports) > 0)
       server_->port = static_cast<std::uint16_t>(ports[0].port);
   }
-  if (push) {
-    pusher_ = std::make_unique<detail::Pusher>(std::move(*push), [this] { return scrape(); });
-  }
+  if (pusher_) pusher_->start();
 }
 
 PrometheusExporter::~PrometheusExporter() {

@@ -117,6 +117,8 @@ class Pusher {
   /// `render` makes the text to push; it is called on the pushing thread.
   Pusher(PushTarget target, std::function<std::string()> render);
   ~Pusher();
+  /// Starts the timer thread.
+  void start();
   /// Pushes once, now; pushes take turns. `periodic`: stop() may abandon it.
   bool push_now(bool periodic = false);
   /// Stops the timer thread, abandoning a periodic push in flight.
