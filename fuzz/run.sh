@@ -13,17 +13,17 @@ build="${SPYGLASS_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 jobs="${SPYGLASS_FUZZ_JOBS:-2}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuzz_traceparent fuzz_redact fuzz_json_escape fuzz_jsonl_line fuzz_otlp_encode)
+  targets=(fuzz_traceparent fuzz_redact fuzz_json_escape fuzz_jsonl_line fuzz_otlp_encode fuzz_prometheus_exposition)
 fi
 
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 # Only the fuzzers are wanted: everything else optional is off so that configuring stays quick
-# (the OTLP component is on because its encoder has a fuzzer of its own).
+# (the OTLP and Prometheus components are on because they have fuzzers of their own).
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSPYGLASS_BUILD_FUZZERS=ON -DSPYGLASS_WERROR=ON -DSPYGLASS_BUILD_TESTS=OFF \
   -DSPYGLASS_BUILD_BENCHMARKS=OFF -DSPYGLASS_BUILD_EXAMPLES=OFF -DSPYGLASS_INSTALL=OFF \
-  -DSPYGLASS_WITH_JSONL=OFF -DSPYGLASS_WITH_PROMETHEUS=OFF -DSPYGLASS_WITH_OTLP=ON \
+  -DSPYGLASS_WITH_JSONL=OFF -DSPYGLASS_WITH_PROMETHEUS=ON -DSPYGLASS_WITH_OTLP=ON \
   -DSPYGLASS_WITH_MONITOR=OFF "${launcher[@]}" >/dev/null
 cmake --build "$build" --target "${targets[@]}" -j "$jobs"
 

@@ -38,7 +38,9 @@ std::string metrics_url(const PrometheusExporter& exp) {
 TEST(PrometheusConcurrency, ScrapeAndPushDuringHeavyEmission) {
   PrometheusOptions o;
   o.listen_address = "127.0.0.1:0";
-  o.max_names_per_kind = 150;  // the guard is exercised too
+  // Exactly what the 200 names below need (100 functions of 30 series, 100 requests of
+  // 32): the guard is checked on every new name, at its edge.
+  o.max_series = 100 * 30 + 100 * 32;
   // Nobody listens there: each push collects everything, then fails to connect.
   o.push_url = "http://127.0.0.1:" + std::to_string(spyglass::test::free_port());
   o.push_interval = std::chrono::milliseconds(5);
@@ -116,28 +118,33 @@ TEST(PrometheusConcurrency, ScrapeAndPushDuringHeavyEmission) {
   // op_1 appears 5 times per batch (i = 1, 201, ...), all as functions.
   EXPECT_EQ(sample(m, key), 5.0 * batches);
   EXPECT_EQ(sample(m, count_key), 5.0 * batches);
-  // 200 names alternate between two kinds: 100 per kind, under the limit of 150.
+  // 200 names alternate between two kinds: 100 per kind, all within the limit.
   EXPECT_EQ(exp.series_overflow(), 0u);
   EXPECT_EQ(exp.push_counters().ok, 0u);
 }
 
-/// The spyglass_collector_* values of a scrape, in CollectorCounters form (-1: absent).
+/// The collector health values of a scrape (-1: absent): the collector's counters and
+/// the Prometheus exporter's own (label exporter="prometheus").
 struct Scraped {
-  double enqueued, dropped, exported, export_errors, queued;
+  double offered, rejected, dispatched, in_transit, sent, failed, dropped, pending;
 };
 
 Scraped collector_values(const std::string& text) {
   const auto m = parse_exposition(text);
-  return {sample(m, "spyglass_collector_events_enqueued_total"),
-          sample(m, "spyglass_collector_events_dropped_total"),
-          sample(m, "spyglass_collector_events_exported_total"),
-          sample(m, "spyglass_collector_events_export_errors_total"),
-          sample(m, "spyglass_collector_queue_depth")};
+  const std::string own = R"({exporter="prometheus"})";
+  return {sample(m, "spyglass_collector_events_offered_total"),
+          sample(m, "spyglass_collector_events_rejected_total"),
+          sample(m, "spyglass_collector_events_dispatched_total"),
+          sample(m, "spyglass_collector_transit_events"),
+          sample(m, "spyglass_exporter_events_sent_total" + own),
+          sample(m, "spyglass_exporter_events_failed_total" + own),
+          sample(m, "spyglass_exporter_events_dropped_total" + own),
+          sample(m, "spyglass_exporter_pending_events" + own)};
 }
 
 TEST(PrometheusConcurrency, CollectorHealthScrapedWhileProducersRunAndShutDown) {
   spyglass::CollectorOptions co;
-  co.transit_size = 1024;  // small enough that the producers overrun it now and then
+  co.transit_capacity = 1024;  // small enough that the producers overrun it now and then
   Collector collector(co);
   PrometheusOptions o;
   o.listen_address = "127.0.0.1:0";
@@ -151,7 +158,7 @@ TEST(PrometheusConcurrency, CollectorHealthScrapedWhileProducersRunAndShutDown) 
   std::atomic<int> bad{0};
   std::atomic<bool> stop_readers{false};
   const auto reader = [&] {
-    Scraped last{0, 0, 0, 0, 0};
+    Scraped last{0, 0, 0, 0, 0, 0, 0, 0};
     while (!stop_readers) {
       const auto r = spyglass::test::http_get(metrics_url(*exp));
       if (r.status != 200) {
@@ -160,8 +167,9 @@ TEST(PrometheusConcurrency, CollectorHealthScrapedWhileProducersRunAndShutDown) 
       }
       const Scraped s = collector_values(r.body);
       // Counters never go back, and nothing leaves before it came in.
-      if (s.enqueued < last.enqueued || s.dropped < last.dropped || s.exported < last.exported ||
-          s.export_errors < last.export_errors || s.exported > s.enqueued || s.queued < 0)
+      if (s.offered < last.offered || s.rejected < last.rejected || s.dispatched < last.dispatched ||
+          s.sent < last.sent || s.failed < last.failed || s.dropped < last.dropped ||
+          s.dispatched + s.rejected > s.offered || s.in_transit < 0 || s.pending < 0)
         ++bad;
       last = s;
       ++scrapes;
@@ -197,15 +205,19 @@ TEST(PrometheusConcurrency, CollectorHealthScrapedWhileProducersRunAndShutDown) 
   const CollectorCounters before = collector.counters();
   const Scraped s = collector_values(spyglass::test::http_get(metrics_url(*exp)).body);
   const CollectorCounters after = collector.counters();
-  EXPECT_EQ(before.enqueued, after.enqueued);
-  EXPECT_EQ(before.exported, after.exported);
-  EXPECT_EQ(s.enqueued, static_cast<double>(after.enqueued));
-  EXPECT_EQ(s.dropped, static_cast<double>(after.dropped));
-  EXPECT_EQ(s.exported, static_cast<double>(after.exported));
-  EXPECT_EQ(s.export_errors, static_cast<double>(after.export_errors));
-  EXPECT_EQ(s.queued, 0);
-  EXPECT_GE(after.enqueued, static_cast<std::uint64_t>(kProducers) * kEvents);
-  EXPECT_EQ(after.enqueued, after.exported + after.dropped);
+  const auto stage = collector.exporter_counters().at(0);
+  EXPECT_EQ(before.offered, after.offered);
+  EXPECT_EQ(before.dispatched, after.dispatched);
+  EXPECT_EQ(s.offered, static_cast<double>(after.offered));
+  EXPECT_EQ(s.rejected, static_cast<double>(after.rejected));
+  EXPECT_EQ(s.dispatched, static_cast<double>(after.dispatched));
+  EXPECT_EQ(s.in_transit, 0);
+  EXPECT_EQ(s.sent, static_cast<double>(stage.sent));
+  EXPECT_EQ(s.dropped, static_cast<double>(stage.dropped));
+  EXPECT_EQ(s.failed, 0);  // export_batch never fails
+  EXPECT_EQ(s.pending, 0);
+  EXPECT_GE(after.offered, static_cast<std::uint64_t>(kProducers) * kEvents);
+  EXPECT_EQ(after.offered, after.dispatched + after.rejected);
 
   // Shut down while the readers still scrape: the exporter stops reading the collector
   // and keeps serving the last values.
@@ -214,15 +226,16 @@ TEST(PrometheusConcurrency, CollectorHealthScrapedWhileProducersRunAndShutDown) 
   EXPECT_TRUE(spyglass::test::wait_until([&] { return scrapes >= scrapes_at_shutdown + 4 || bad > 0; }));
   EXPECT_EQ(bad.load(), 0);
   const Scraped frozen = collector_values(exp->scrape());
-  EXPECT_EQ(frozen.enqueued, static_cast<double>(after.enqueued));
-  EXPECT_EQ(frozen.exported, static_cast<double>(after.exported));
+  EXPECT_EQ(frozen.offered, static_cast<double>(after.offered));
+  EXPECT_EQ(frozen.dispatched, static_cast<double>(after.dispatched));
 
-  // Every event the exporter accepted is in its series; under load its buffer in the
-  // collector may have shed some (counted as export errors).
-  const auto stage = collector.exporter_counters().at(0);
-  EXPECT_EQ(stage.received, after.exported);
-  EXPECT_EQ(stage.exported + stage.dropped + stage.failed, stage.received);
-  EXPECT_EQ(stage.dropped + stage.failed, after.export_errors);
+  // Every event the exporter was handed is in its series; under load its buffer may
+  // have shed some (counted as dropped).
+  const auto final_stage = collector.exporter_counters().at(0);
+  EXPECT_EQ(final_stage.produced, after.dispatched);
+  EXPECT_EQ(final_stage.sent + final_stage.dropped + final_stage.failed, final_stage.produced);
+  EXPECT_EQ(final_stage.failed, 0u);
+  EXPECT_EQ(final_stage.pending, 0u);
   const auto m = parse_exposition(exp->scrape());
   double recorded = 0;
   for (const char* name : {"producer_0", "producer_1"}) {
@@ -232,7 +245,7 @@ TEST(PrometheusConcurrency, CollectorHealthScrapedWhileProducersRunAndShutDown) 
       if (v > 0) recorded += v;
     }
   }
-  EXPECT_EQ(recorded, static_cast<double>(stage.exported));
+  EXPECT_EQ(recorded, static_cast<double>(final_stage.sent));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// The exporter's metrics as scraped: values, labels, histogram buckets, the cardinality
-// guard, option errors, the HTTP endpoint and the application's own metrics.
+// The exporter's metrics as scrape() renders them, without endpoint or push (no thread):
+// values, labels, histogram buckets, the cardinality guard, bad input and option errors.
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -9,15 +9,15 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include <prometheus/counter.h>
-
 #include "events.hpp"
 #include "spyglass/exporters/prometheus.hpp"
+#include "spyglass/utf8.hpp"
 #include "support.hpp"
 
 namespace {
@@ -58,23 +58,26 @@ TEST(PrometheusExporter, CountsEventsByKindNameAndStatus) {
 
 TEST(PrometheusExporter, HistogramBucketsAreCumulativeWithLeSemantics) {
   PrometheusExporter exp(offline());
-  // 1 ms sits exactly on the 0.001 bound (le: counted there); 1 ms + 1 ns does not.
+  // 1 ms sits exactly on the 0.001 bound (le: counted there); 1 ms + 1 ns does not; 60 s
+  // is the last bound, 60 s + 1 ns is past it.
   std::vector<Event> batch{
       make_event(EventKind::function, "h", 1 * kMs), make_event(EventKind::function, "h", 1 * kMs + 1),
-      make_event(EventKind::function, "h", 20 * kMs), make_event(EventKind::function, "h", 60'000 * kMs)};
+      make_event(EventKind::function, "h", 20 * kMs), make_event(EventKind::function, "h", 60'000 * kMs),
+      make_event(EventKind::function, "h", 60'000 * kMs + 1)};
   exp.export_batch(batch);
   const std::string text = exp.scrape();
   const auto m = parse_exposition(text);
   const std::string p = R"(spyglass_event_duration_seconds_bucket{kind="function",name="h",le=")";
   EXPECT_EQ(sample(m, p + R"(0.0005"})"), 0) << text;
   EXPECT_EQ(sample(m, p + R"(0.001"})"), 1);
-  EXPECT_EQ(sample(m, p + R"(0.0025"})"), 2);
-  EXPECT_EQ(sample(m, p + R"(0.025"})"), 3);
-  EXPECT_EQ(sample(m, p + R"(10"})"), 3);
-  EXPECT_EQ(sample(m, p + R"(+Inf"})"), 4);
-  EXPECT_EQ(sample(m, R"(spyglass_event_duration_seconds_count{kind="function",name="h"})"), 4);
+  EXPECT_EQ(sample(m, p + R"(0.002"})"), 2);
+  EXPECT_EQ(sample(m, p + R"(0.02"})"), 3);
+  EXPECT_EQ(sample(m, p + R"(50"})"), 3);
+  EXPECT_EQ(sample(m, p + R"(60"})"), 4);
+  EXPECT_EQ(sample(m, p + R"(+Inf"})"), 5);
+  EXPECT_EQ(sample(m, R"(spyglass_event_duration_seconds_count{kind="function",name="h"})"), 5);
   EXPECT_NEAR(sample(m, R"(spyglass_event_duration_seconds_sum{kind="function",name="h"})"),
-              0.001 + 0.001000001 + 0.020 + 60.0, 1e-9);
+              0.001 + 0.001000001 + 0.020 + 60.0 + 60.000000001, 1e-9);
 }
 
 TEST(PrometheusExporter, CustomBuckets) {
@@ -90,12 +93,38 @@ TEST(PrometheusExporter, CustomBuckets) {
   EXPECT_EQ(sample(m, p + R"(0.001"})"), -1);  // default bounds not present
 }
 
-TEST(PrometheusExporter, DefaultBucketsSpan100usTo10s) {
+TEST(PrometheusExporter, DefaultBucketsAre125PerDecadeFrom1usTo60s) {
   const auto b = spyglass::prom::default_buckets();
-  ASSERT_FALSE(b.empty());
-  EXPECT_DOUBLE_EQ(b.front(), 0.0001);
-  EXPECT_DOUBLE_EQ(b.back(), 10.0);
-  for (std::size_t i = 1; i < b.size(); ++i) EXPECT_LT(b[i - 1], b[i]);
+  const std::vector<double> expected{1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4,
+                                     1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1,  0.2,  0.5,
+                                     1,    2,    5,    10,   20,   50,   60};
+  EXPECT_EQ(b, expected);
+}
+
+TEST(PrometheusExporter, DefaultBucketsSeparate100ns1us10usAnd30s) {
+  // Each lands in the bucket whose bounds bracket it, so a quantile computed from the
+  // buckets is off by at most the bucket's width (checked by a real Prometheus in
+  // peers_test.cpp).
+  PrometheusExporter exp(offline());
+  exp.export_batch(std::vector<Event>{
+      make_event(EventKind::function, "100ns", 100), make_event(EventKind::function, "1us", 1'000),
+      make_event(EventKind::function, "10us", 10'000), make_event(EventKind::function, "30s", 30'000 * kMs)});
+  const std::string text = exp.scrape();
+  const auto m = parse_exposition(text);
+  const auto bucket = [&](const char* name, const char* le) {
+    return sample(m, std::string(R"(spyglass_event_duration_seconds_bucket{kind="function",name=")") + name +
+                         R"(",le=")" + le + R"("})");
+  };
+  EXPECT_EQ(bucket("100ns", "1e-06"), 1) << text;
+  EXPECT_EQ(bucket("1us", "1e-06"), 1);
+  EXPECT_EQ(bucket("10us", "5e-06"), 0);
+  EXPECT_EQ(bucket("10us", "1e-05"), 1);
+  EXPECT_EQ(bucket("30s", "20"), 0);
+  EXPECT_EQ(bucket("30s", "50"), 1);
+  // The series cost the header documents: 25 bounds, +Inf, _sum and _count per name.
+  std::size_t lines = 0;
+  for (const auto& [key, value] : m) lines += key.find(R"(name="30s")") != std::string::npos ? 1u : 0u;
+  EXPECT_EQ(lines, 2u + 25u + 3u);
 }
 
 TEST(PrometheusExporter, DbRowsAndHttpBytes) {
@@ -108,11 +137,19 @@ TEST(PrometheusExporter, DbRowsAndHttpBytes) {
   exp.export_batch(std::vector<Event>{q, q, r});
   const std::string text = exp.scrape();
   const auto m = parse_exposition(text);
-  EXPECT_EQ(sample(m, R"(spyglass_db_rows_total{name="SELECT * FROM users WHERE id = ?"})"), 10) << text;
-  EXPECT_EQ(sample(m, R"(spyglass_http_request_bytes_total{route="/api/items",direction="in"})"), 100);
-  EXPECT_EQ(sample(m, R"(spyglass_http_request_bytes_total{route="/api/items",direction="out"})"), 2500);
+  EXPECT_EQ(sample(m, R"(spyglass_db_rows_total{kind="db",name="SELECT * FROM users WHERE id = ?"})"), 10)
+      << text;
+  EXPECT_EQ(
+      sample(m, R"(spyglass_http_request_bytes_total{kind="request",name="/api/items",direction="in"})"),
+      100);
+  EXPECT_EQ(
+      sample(m, R"(spyglass_http_request_bytes_total{kind="request",name="/api/items",direction="out"})"),
+      2500);
   // Only db events have rows and only requests have bytes.
-  EXPECT_EQ(text.find(R"(spyglass_db_rows_total{name="/api/items"})"), std::string::npos);
+  EXPECT_EQ(text.find(R"(spyglass_db_rows_total{kind="request")"), std::string::npos);
+  EXPECT_EQ(text.find(R"(spyglass_http_request_bytes_total{kind="db")"), std::string::npos);
+  // One label name for the operation across families: no `route`.
+  EXPECT_EQ(text.find("route="), std::string::npos);
 }
 
 TEST(PrometheusExporter, SameTextThroughDifferentPointersIsOneSeries) {
@@ -135,49 +172,89 @@ TEST(PrometheusExporter, EscapesQuotesBackslashesNewlinesAndRepairsUtf8) {
   static const char quoted[] = "say \"hi\"\\now\nthen";
   static const char bad1[] = "bad\xff";
   static const char bad2[] = "bad\xfe";  // repairs to the same label as bad1
+  // A truncated 3-byte sequence is one maximal subpart: one U+FFFD, not one per byte.
+  static const char truncated[] = "euro\xe2\x82!";
   PrometheusExporter exp(offline());
-  exp.export_batch(std::vector<Event>{make_event(EventKind::function, quoted, kMs),
-                                      make_event(EventKind::function, bad1, kMs),
-                                      make_event(EventKind::function, bad2, kMs)});
+  exp.export_batch(std::vector<Event>{
+      make_event(EventKind::function, quoted, kMs), make_event(EventKind::function, bad1, kMs),
+      make_event(EventKind::function, bad2, kMs), make_event(EventKind::function, truncated, kMs)});
   const std::string text = exp.scrape();
   const auto m = parse_exposition(text);
   EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="function",name="say \"hi\"\\now\nthen",status="ok"})"),
             1)
       << text;
   EXPECT_EQ(sample(m, "spyglass_events_total{kind=\"function\",name=\"bad\xef\xbf\xbd\",status=\"ok\"}"), 2);
+  EXPECT_EQ(sample(m, "spyglass_events_total{kind=\"function\",name=\"euro\xef\xbf\xbd!\",status=\"ok\"}"),
+            1);
+  // The library's one rule, the same that JSONL and OTLP apply.
+  std::string repaired;
+  spyglass::append_utf8_repaired(truncated, repaired);
+  EXPECT_EQ(repaired, "euro\xef\xbf\xbd!");
+  EXPECT_TRUE(spyglass::is_valid_utf8(text));
   EXPECT_EQ(text.find('\xff'), std::string::npos);
   EXPECT_EQ(text.find('\xfe'), std::string::npos);
 }
 
-TEST(PrometheusExporter, CardinalityGuardFoldsExtraNamesIntoOther) {
+/// Series lines of the event families (the ones max_series bounds) in `m`.
+std::size_t event_family_series(const std::map<std::string, double>& m) {
+  std::size_t n = 0;
+  for (const auto& [key, value] : m) {
+    for (const char* f : {"spyglass_events_total{", "spyglass_event_duration_seconds_",
+                          "spyglass_db_rows_total{", "spyglass_http_request_bytes_total{"}) {
+      if (key.starts_with(f)) ++n;
+    }
+  }
+  return n;
+}
+
+TEST(PrometheusExporter, CardinalityGuardCountsSeriesWithADocumentedDefault) {
   std::deque<std::string> names;  // outlive the exporter, as interned names do
   for (int i = 0; i < 10'000; ++i) names.push_back("fn_" + std::to_string(i));
-  PrometheusExporter exp(offline());
+  const PrometheusOptions o = offline();
+  EXPECT_EQ(o.max_series, 30'000u);
+  PrometheusExporter exp(o);
   std::vector<Event> batch;
   for (const auto& n : names) batch.push_back(make_event(EventKind::function, n.c_str(), kMs));
-  batch.push_back(make_event(EventKind::db, "q", kMs));  // another kind has its own budget
+  batch.push_back(make_event(EventKind::db, "q", kMs));  // no room left: folded as well
   exp.export_batch(batch);
   exp.export_batch(batch);  // second time through the pointer cache
 
-  EXPECT_EQ(exp.series_overflow(), 2u * 9'000u);
+  // A function name costs 30 series with the default buckets: 1000 of them fill 30000.
+  EXPECT_EQ(exp.series_overflow(), 2u * (9'000u + 1u));
   const std::string text = exp.scrape();
   const auto m = parse_exposition(text);
-  EXPECT_EQ(sample(m, "spyglass_series_overflow_total"), 18'000);
+  EXPECT_EQ(sample(m, "spyglass_series_overflow_total"), 18'002);
   EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="function",name="__other__",status="ok"})"), 18'000);
   EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="function",name="fn_999",status="ok"})"), 2);
   EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="function",name="fn_1000",status="ok"})"), -1);
-  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="db",name="q",status="ok"})"), 2);
-  std::size_t function_series = 0;
-  for (const auto& [k, v] : m) {
-    if (k.starts_with(R"(spyglass_events_total{kind="function")") && k.ends_with(R"(status="ok"})"))
-      ++function_series;
-  }
-  EXPECT_EQ(function_series, 1001u);  // 1000 names + __other__
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="db",name="q",status="ok"})"), -1);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="db",name="__other__",status="ok"})"), 2);
+  // The limit, plus the "__other__" series of the two kinds (30 and 31).
+  EXPECT_EQ(event_family_series(m), 30'000u + 30u + 31u);
+}
+
+TEST(PrometheusExporter, CardinalityGuardCountsEveryLabelCombinationOfAName) {
+  PrometheusOptions o = offline();
+  o.max_series = 100;
+  PrometheusExporter exp(o);
+  // "x" as a function (30 series) and as a request (32) is two combinations: 62 of 100.
+  // A db name then costs 31 (93), and a custom one 30 more would pass 100: folded.
+  exp.export_batch(
+      std::vector<Event>{make_event(EventKind::function, "x", kMs), make_event(EventKind::request, "x", kMs),
+                         make_event(EventKind::db, "y", kMs), make_event(EventKind::custom, "z", kMs)});
+  EXPECT_EQ(exp.series_overflow(), 1u);
+  const auto m = parse_exposition(exp.scrape());
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="function",name="x",status="ok"})"), 1);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="request",name="x",status="ok"})"), 1);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="db",name="y",status="ok"})"), 1);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="z",status="ok"})"), -1);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="custom",name="__other__",status="ok"})"), 1);
+  EXPECT_EQ(event_family_series(m), 30u + 32u + 31u + 30u);
 }
 
 TEST(PrometheusExporter, SmallGuardLimit) {
   PrometheusOptions o = offline();
-  o.max_names_per_kind = 2;
+  o.max_series = 64;  // two request names (32 series each)
   PrometheusExporter exp(o);
   exp.export_batch(std::vector<Event>{
       make_event(EventKind::request, "/a", kMs), make_event(EventKind::request, "/b", kMs),
@@ -185,13 +262,14 @@ TEST(PrometheusExporter, SmallGuardLimit) {
   const auto m = parse_exposition(exp.scrape());
   EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="request",name="/a",status="ok"})"), 2);
   EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="request",name="__other__",status="ok"})"), 1);
-  EXPECT_EQ(sample(m, R"(spyglass_http_request_bytes_total{route="__other__",direction="in"})"), 0);
+  EXPECT_EQ(sample(m, R"(spyglass_http_request_bytes_total{kind="request",name="__other__",direction="in"})"),
+            0);
   EXPECT_EQ(exp.series_overflow(), 1u);
 }
 
 TEST(PrometheusExporter, AnEventNamedOtherIsNoOverflow) {
   PrometheusOptions o = offline();
-  o.max_names_per_kind = 2;
+  o.max_series = 60;  // two custom names (30 series each)
   PrometheusExporter exp(o);
   static const char other_copy[] = "__other__";  // same text through another pointer
   exp.export_batch(std::vector<Event>{make_event(EventKind::custom, "__other__", kMs),
@@ -257,6 +335,15 @@ TEST(PrometheusExporter, RejectsBadOptionsWithClearErrors) {
   o.push_url = "http://127.0.0.1:9091";
   o.push_job = "a/b";
   expect_invalid(o, "a/b");
+  o.push_job = "spyglass";
+  o.push_timeout = std::chrono::milliseconds(0);
+  expect_invalid(o, "push_timeout");
+  o = offline();
+  o.request_timeout = std::chrono::milliseconds(0);
+  expect_invalid(o, "request_timeout");
+  o = offline();
+  o.server_threads = 0;
+  expect_invalid(o, "server_threads");
 }
 
 TEST(PrometheusExporter, PortInUseIsAClearErrorNamingTheAddress) {
@@ -314,25 +401,6 @@ TEST(PrometheusExporter, BadPushOptionsAreReportedBeforeThePortIsBound) {
   close(fd);
 }
 
-TEST(PrometheusExporter, ServesMetricsOverHttpWithApplicationMetrics) {
-  PrometheusOptions o;
-  o.listen_address = "127.0.0.1:0";
-  PrometheusExporter exp(o);
-  ASSERT_NE(exp.port(), 0);
-  auto& family =
-      prometheus::BuildCounter().Name("app_jobs_total").Help("Jobs done.").Register(*exp.registry());
-  family.Add({{"queue", "default"}}).Increment(42);
-  exp.export_batch(std::vector<Event>{make_event(EventKind::function, "served", kMs)});
-
-  const auto r = spyglass::test::http_get("http://127.0.0.1:" + std::to_string(exp.port()) + "/metrics");
-  ASSERT_EQ(r.status, 200) << r.error;
-  const auto m = parse_exposition(r.body);
-  EXPECT_EQ(sample(m, R"(app_jobs_total{queue="default"})"), 42) << r.body;
-  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="function",name="served",status="ok"})"), 1);
-  EXPECT_GT(sample(m, "process_resident_memory_bytes"), 0);
-  EXPECT_NE(exp.scrape().find("app_jobs_total"), std::string::npos);
-}
-
 TEST(PrometheusExporter, NoProcessMetricsWhenTurnedOff) {
   PrometheusOptions o = offline();
   o.process_metrics = false;
@@ -340,72 +408,21 @@ TEST(PrometheusExporter, NoProcessMetricsWhenTurnedOff) {
   EXPECT_EQ(exp.scrape().find("process_"), std::string::npos);
 }
 
-/// Whether a TCP connection to 127.0.0.1:port is accepted into a listen queue.
-bool connectable(std::uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  close(fd);
-  return ok;
+TEST(PrometheusExporter, MetricsCountUnsampledEventsToo) {
+  PrometheusExporter exp(offline());
+  EXPECT_TRUE(exp.accepts_unsampled());
+  Event unsampled = make_event(EventKind::function, "sampling", kMs);
+  unsampled.flags |= Event::kFlagUnsampled;
+  ASSERT_FALSE(unsampled.sampled());
+  exp.export_batch(std::vector<Event>{unsampled, make_event(EventKind::function, "sampling", kMs)});
+  EXPECT_EQ(sample(parse_exposition(exp.scrape()),
+                   R"(spyglass_events_total{kind="function",name="sampling",status="ok"})"),
+            2);
 }
 
-TEST(PrometheusExporter, ForkedChildRecordsAfreshAndLeavesTheEndpointToTheParent) {
-  PrometheusOptions o;
-  o.listen_address = "127.0.0.1:0";
-  auto exp = std::make_unique<PrometheusExporter>(o);
-  const std::uint16_t port = exp->port();
-  ASSERT_NE(port, 0);
-  exp->export_batch(std::vector<Event>{make_event(EventKind::function, "before_fork", kMs)});
-  int ready[2];
-  int release[2];
-  ASSERT_EQ(pipe(ready), 0);
-  ASSERT_EQ(pipe(release), 0);
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    alarm(60);  // a hang in the child fails the test instead of blocking it
-    exp->after_fork_child();
-    exp->export_batch(std::vector<Event>{make_event(EventKind::function, "in_child", kMs)});
-    const auto m = parse_exposition(exp->scrape());
-    const bool ok =
-        sample(m, R"(spyglass_events_total{kind="function",name="in_child",status="ok"})") == 1 &&
-        sample(m, R"(spyglass_events_total{kind="function",name="before_fork",status="ok"})") == -1 &&
-        exp->port() == 0;
-    const char result = ok ? 'y' : 'n';
-    if (write(ready[1], &result, 1) != 1) _exit(3);
-    char c = 0;
-    if (read(release[0], &c, 1) != 1) _exit(4);  // alive until the parent has checked
-    exp.reset();                                 // must not wait for the parent's threads
-    _exit(ok ? 0 : 1);
-  }
-  close(ready[1]);
-  close(release[0]);
-  char result = 0;
-  ASSERT_EQ(read(ready[0], &result, 1), 1);
-  EXPECT_EQ(result, 'y');
-
-  // The parent still serves what it recorded.
-  const auto r = spyglass::test::http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics");
-  EXPECT_EQ(r.status, 200) << r.error;
-  EXPECT_EQ(sample(parse_exposition(r.body),
-                   R"(spyglass_events_total{kind="function",name="before_fork",status="ok"})"),
-            1);
-  // Once the parent closes its endpoint the port is closed, although the child lives
-  // on: the child holds no copy of the listening socket.
-  exp.reset();
-  EXPECT_FALSE(connectable(port));
-
-  const char go = 'x';
-  EXPECT_EQ(write(release[1], &go, 1), 1);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "child did not exit normally";
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-  close(ready[0]);
-  close(release[1]);
+TEST(PrometheusExporter, ShutdownTimeoutCoversTheFinalPush) {
+  PrometheusExporter offline_exp(offline());
+  EXPECT_EQ(offline_exp.shutdown_timeout(), std::chrono::seconds(1));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <prometheus/metric_family.h>
 
 #include "internal.hpp"
+#include "spyglass/utf8.hpp"
 
 namespace SPYGLASS_NAMESPACE::prom::detail {
 
@@ -48,9 +49,9 @@ std::uint64_t load(const std::atomic<std::uint64_t>& a) noexcept { return a.load
 
 }  // namespace
 
-EventMetrics::EventMetrics(const std::vector<double>& bounds, std::size_t max_names,
+EventMetrics::EventMetrics(const std::vector<double>& bounds, std::size_t max_series,
                            const Collector* collector)
-    : bounds_(bounds), max_names_(max_names), collector_(collector) {
+    : bounds_(bounds), max_series_(max_series), collector_(collector) {
   if (bounds_.empty()) throw std::invalid_argument("spyglass prometheus: buckets must not be empty");
   for (std::size_t i = 0; i < bounds_.size(); ++i) {
     const double b = bounds_[i];
@@ -63,6 +64,13 @@ EventMetrics::EventMetrics(const std::vector<double>& bounds, std::size_t max_na
   }
 }
 
+std::size_t EventMetrics::series_cost(EventKind kind) const noexcept {
+  // 2 spyglass_events_total (ok, error); the histogram's buckets, +Inf, _sum and _count;
+  // spyglass_db_rows_total or the two spyglass_http_request_bytes_total.
+  const std::size_t extra = kind == EventKind::db ? 1 : kind == EventKind::request ? 2 : 0;
+  return 2 + bounds_.size() + 3 + extra;
+}
+
 Series* EventMetrics::add_series(EventKind kind, std::string label) {
   auto s = std::make_unique<Series>(kind, std::move(label), bounds_.size() + 1);
   Series* raw = s.get();
@@ -72,16 +80,17 @@ Series* EventMetrics::add_series(EventKind kind, std::string label) {
 }
 
 EventMetrics::Target EventMetrics::resolve(KindTable& table, EventKind kind, const char* name) {
-  std::string label = to_valid_utf8(name != nullptr ? std::string_view(name) : std::string_view());
+  std::string label;
+  append_utf8_repaired(name != nullptr ? std::string_view(name) : std::string_view(), label);
   // Distinct pointers may hold the same text, and distinct invalid texts may repair to
   // the same label: series are keyed by the label so the exposition has no duplicates.
   // A name that is "__other__" itself shares that series but is no overflow, and it
-  // takes nothing from the budget of names.
+  // takes nothing from the budget of series.
   Target t{nullptr, false};
   if (auto it = table.by_label.find(label); it != table.by_label.end()) {
     t.series = it->second;
-  } else if (table.names < max_names_ && label != kOther) {
-    ++table.names;
+  } else if (label != kOther && series_used_ + series_cost(kind) <= max_series_) {
+    series_used_ += series_cost(kind);  // "__other__" is outside the budget
     t.series = add_series(kind, label);
     table.by_label.emplace(std::move(label), t.series);
   } else {
@@ -129,22 +138,34 @@ void EventMetrics::record(std::span<const Event> events) {
 void EventMetrics::freeze_collector() {
   std::lock_guard<std::mutex> lock(collector_mutex_);
   if (collector_ == nullptr) return;
-  static_cast<void>(collector_counters());
+  read_collector();
   collector_ = nullptr;
   frozen_ = true;
 }
 
-CollectorCounters EventMetrics::collector_counters() const {
-  // Caller holds collector_mutex_.
-  if (collector_ != nullptr) {
-    const CollectorCounters c = collector_->counters();
-    last_.offered = std::max(last_.offered, c.offered);
-    last_.rejected = std::max(last_.rejected, c.rejected);
-    last_.dispatched = std::max(last_.dispatched, c.dispatched);
-    last_.pre_fork = std::max(last_.pre_fork, c.pre_fork);
-    last_.in_transit = c.in_transit;
+void EventMetrics::read_collector() const {
+  // Caller holds collector_mutex_. Counters keep the highest value read, so that a
+  // snapshot taken under load never makes one go back.
+  if (collector_ == nullptr) return;
+  const CollectorCounters c = collector_->counters();
+  last_.offered = std::max(last_.offered, c.offered);
+  last_.rejected = std::max(last_.rejected, c.rejected);
+  last_.dispatched = std::max(last_.dispatched, c.dispatched);
+  last_.pre_fork = std::max(last_.pre_fork, c.pre_fork);
+  last_.in_transit = c.in_transit;
+  auto exporters = collector_->exporter_counters();
+  // Exporters are only ever added, in order: index i is the same exporter on each read.
+  if (last_exporters_.size() < exporters.size()) last_exporters_.resize(exporters.size());
+  for (std::size_t i = 0; i < exporters.size(); ++i) {
+    ExporterCounters& l = last_exporters_[i];
+    const ExporterCounters& e = exporters[i];
+    l.name = e.name;
+    l.produced = std::max(l.produced, e.produced);
+    l.sent = std::max(l.sent, e.sent);
+    l.failed = std::max(l.failed, e.failed);
+    l.dropped = std::max(l.dropped, e.dropped);
+    l.pending = e.pending;
   }
-  return last_;
 }
 
 std::vector<MetricFamily> EventMetrics::Collect() const {
@@ -162,9 +183,9 @@ std::vector<MetricFamily> EventMetrics::Collect() const {
       family("spyglass_event_duration_seconds", "Duration of recorded events.", MetricType::Histogram);
   MetricFamily rows =
       family("spyglass_db_rows_total", "Rows returned or affected by database queries.", MetricType::Counter);
-  MetricFamily bytes = family("spyglass_http_request_bytes_total",
-                              "Bytes of HTTP requests, by route and direction (in: received, out: sent).",
-                              MetricType::Counter);
+  MetricFamily bytes =
+      family("spyglass_http_request_bytes_total",
+             "Bytes of HTTP requests, by name and direction (in: received, out: sent).", MetricType::Counter);
   events.metric.reserve(series.size() * 2);
   duration.metric.reserve(series.size());
 
@@ -190,26 +211,28 @@ std::vector<MetricFamily> EventMetrics::Collect() const {
     h.histogram.sample_sum = to_double(load(s->sum_ns)) / 1e9;
     duration.metric.push_back(std::move(h));
     if (s->kind == EventKind::db) {
-      rows.metric.push_back(counter(to_double(load(s->rows)), {{"name", s->label}}));
+      rows.metric.push_back(counter(to_double(load(s->rows)), {{"kind", kind}, {"name", s->label}}));
     } else if (s->kind == EventKind::request) {
       bytes.metric.push_back(
-          counter(to_double(load(s->bytes_in)), {{"route", s->label}, {"direction", "in"}}));
+          counter(to_double(load(s->bytes_in)), {{"kind", kind}, {"name", s->label}, {"direction", "in"}}));
       bytes.metric.push_back(
-          counter(to_double(load(s->bytes_out)), {{"route", s->label}, {"direction", "out"}}));
+          counter(to_double(load(s->bytes_out)), {{"kind", kind}, {"name", s->label}, {"direction", "out"}}));
     }
   }
   for (auto* f : {&events, &duration, &rows, &bytes}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
-  MetricFamily overflow = family(
-      "spyglass_series_overflow_total",
-      "Events counted under name=\"__other__\" because their kind had too many names.", MetricType::Counter);
+  MetricFamily overflow =
+      family("spyglass_series_overflow_total",
+             "Events counted under name=\"__other__\" because their series did not fit in max_series.",
+             MetricType::Counter);
   overflow.metric.push_back(counter(to_double(overflow_.load(std::memory_order_relaxed))));
   out.push_back(std::move(overflow));
 
   std::lock_guard<std::mutex> lock(collector_mutex_);
   if (collector_ == nullptr && !frozen_) return out;
-  const CollectorCounters c = collector_counters();
+  read_collector();
+  const CollectorCounters& c = last_;
   const auto one = [&](const char* name, const char* help, MetricType type, std::uint64_t v) {
     MetricFamily f = family(name, help, type);
     ClientMetric m;
@@ -221,13 +244,43 @@ std::vector<MetricFamily> EventMetrics::Collect() const {
     f.metric.push_back(std::move(m));
     out.push_back(std::move(f));
   };
-  one("spyglass_collector_events_enqueued_total", "Events offered to the collector.", MetricType::Counter,
-      c.offered);
-  one("spyglass_collector_events_dropped_total", "Events the collector dropped before export.",
-      MetricType::Counter, c.rejected);
-  one("spyglass_collector_events_exported_total", "Events handed to the exporters.", MetricType::Counter,
-      c.dispatched);
-  one("spyglass_collector_queue_depth", "Events waiting in the collector.", MetricType::Gauge, c.in_transit);
+  one("spyglass_collector_events_offered_total", "Events producers passed to the collector.",
+      MetricType::Counter, c.offered);
+  one("spyglass_collector_events_rejected_total",
+      "Events the collector discarded at once because its transit was full.", MetricType::Counter,
+      c.rejected);
+  one("spyglass_collector_events_dispatched_total", "Events the collector handed to the exporters' buffers.",
+      MetricType::Counter, c.dispatched);
+  one("spyglass_collector_events_pre_fork_total",
+      "In a forked child: spans opened before fork() and closed after it, discarded (the parent records "
+      "them).",
+      MetricType::Counter, c.pre_fork);
+  one("spyglass_collector_transit_events", "Events in the collector's transit, not yet dispatched.",
+      MetricType::Gauge, c.in_transit);
+
+  if (last_exporters_.empty()) return out;
+  const auto per_exporter = [&](const char* name, const char* help, MetricType type,
+                                std::uint64_t ExporterCounters::*field) {
+    MetricFamily f = family(name, help, type);
+    for (const ExporterCounters& e : last_exporters_) {
+      ClientMetric m;
+      m.label = {{"exporter", e.name}};
+      (type == MetricType::Counter ? m.counter.value : m.gauge.value) = to_double(e.*field);
+      f.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(f));
+  };
+  per_exporter("spyglass_exporter_events_produced_total", "Events offered to the exporter's buffer.",
+               MetricType::Counter, &ExporterCounters::produced);
+  per_exporter("spyglass_exporter_events_sent_total", "Events the exporter delivered.", MetricType::Counter,
+               &ExporterCounters::sent);
+  per_exporter("spyglass_exporter_events_failed_total", "Events the exporter failed to deliver.",
+               MetricType::Counter, &ExporterCounters::failed);
+  per_exporter("spyglass_exporter_events_dropped_total",
+               "Events evicted or refused because the exporter's buffer was full.", MetricType::Counter,
+               &ExporterCounters::dropped);
+  per_exporter("spyglass_exporter_pending_events", "Events in the exporter's buffer or being exported now.",
+               MetricType::Gauge, &ExporterCounters::pending);
   return out;
 }
 

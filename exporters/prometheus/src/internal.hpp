@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -21,10 +22,6 @@
 #include "spyglass/collector.hpp"
 #include "spyglass/event.hpp"
 #include "spyglass/exporters/prometheus.hpp"
-
-namespace prometheus {
-class Gateway;
-}
 
 namespace SPYGLASS_NAMESPACE::prom::detail {
 
@@ -52,7 +49,7 @@ struct Series {
 /// Collect() from any thread.
 class EventMetrics final : public ::prometheus::Collectable {
  public:
-  EventMetrics(const std::vector<double>& bounds, std::size_t max_names, const Collector* collector);
+  EventMetrics(const std::vector<double>& bounds, std::size_t max_series, const Collector* collector);
 
   void record(std::span<const Event> events);
   std::vector<::prometheus::MetricFamily> Collect() const override;
@@ -69,15 +66,19 @@ class EventMetrics final : public ::prometheus::Collectable {
   struct KindTable {
     std::unordered_map<const char*, Target> by_pointer;
     std::unordered_map<std::string, Series*> by_label;
-    std::size_t names = 0;
   };
   Target resolve(KindTable& table, EventKind kind, const char* name);
   Series* add_series(EventKind kind, std::string label);
-  CollectorCounters collector_counters() const;
+  /// Exposition series one (kind, name) adds to the event families.
+  [[nodiscard]] std::size_t series_cost(EventKind kind) const noexcept;
+  /// Reads the collector (when still attached) into last_ and last_exporters_.
+  /// Caller holds collector_mutex_.
+  void read_collector() const;
 
   std::vector<double> bounds_;
   std::vector<std::uint64_t> bounds_ns_;
-  std::size_t max_names_;
+  std::size_t max_series_;
+  std::size_t series_used_ = 0;  // written by the recording thread only
   std::array<KindTable, 4> tables_;
 
   mutable std::mutex series_mutex_;  // guards series_ (appends vs. scrapes)
@@ -86,8 +87,9 @@ class EventMetrics final : public ::prometheus::Collectable {
 
   mutable std::mutex collector_mutex_;
   const Collector* collector_;
-  bool frozen_ = false;             // collector_ was set and read for the last time
-  mutable CollectorCounters last_;  // highest values reported, keeps counters monotonic
+  bool frozen_ = false;                                   // collector_ was set and read for the last time
+  mutable CollectorCounters last_;                        // highest values reported, keeps counters monotonic
+  mutable std::vector<ExporterCounters> last_exporters_;  // likewise, per exporter
 };
 
 /// process_* metrics, read from /proc when scraped.
@@ -96,37 +98,49 @@ class ProcessCollectable final : public ::prometheus::Collectable {
   std::vector<::prometheus::MetricFamily> Collect() const override;
 };
 
-/// Where and how often to push, checked.
+/// Where, how often and how long to push, checked.
 struct PushTarget {
-  std::string host;  ///< Scheme and host ("http://127.0.0.1").
-  std::string port;
-  std::string job;
-  std::string instance;
+  std::string url;  ///< Full URL of the group: <push_url>/metrics/job/<job>/instance/<instance>.
   std::chrono::milliseconds interval{};
+  std::chrono::milliseconds timeout{};
 };
 
 /// The push settings of `options`, checked; throws std::invalid_argument naming the bad
 /// value. Called before anything is started, so bad options have no side effects.
 PushTarget push_target(const PrometheusOptions& options);
 
-/// Pushes a set of collectables to a Pushgateway every interval, on a thread of its own.
+/// PUTs an exposition to a Pushgateway group: every interval on a timer thread of its
+/// own (which holds no events, only the timer), and on demand. Each push is bounded by
+/// the timeout and by the deadline of cut_at(); failures are logged and counted.
 class Pusher {
  public:
-  Pusher(const PushTarget& target, std::vector<std::weak_ptr<::prometheus::Collectable>> sources);
+  /// `render` makes the text to push; it is called on the pushing thread.
+  Pusher(PushTarget target, std::function<std::string()> render);
   ~Pusher();
-  bool push_now();
-  /// Stops the thread (no further periodic pushes).
+  /// Starts the timer thread.
+  void start();
+  /// Pushes once, now; pushes take turns. `periodic`: stop() may abandon it.
+  bool push_now(bool periodic = false);
+  /// Stops the timer thread, abandoning a periodic push in flight.
   void stop();
+  /// From now on no push lasts past `deadline`. Thread-safe, does not wait for I/O.
+  void cut_at(std::chrono::steady_clock::time_point deadline) noexcept;
   PushCounters counters() const;
 
  private:
   void run();
-  std::unique_ptr<::prometheus::Gateway> gateway_;
-  std::chrono::milliseconds interval_;
-  std::mutex push_mutex_;  // one push at a time
+  /// Wakes a push waiting for the network (to see a new deadline or stop).
+  void wake_transfer() noexcept;
+
+  PushTarget target_;
+  std::function<std::string()> render_;
+  std::atomic<std::int64_t> cut_ns_;  // steady_clock deadline from cut_at(), ns since epoch
+  std::atomic<bool> stopping_{false};
+  std::mutex push_mutex_;      // one push at a time
+  std::mutex transfer_mutex_;  // guards transfer_
+  void* transfer_ = nullptr;   // the CURLM* of the push in flight
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  bool stopping_ = false;
   PushCounters counters_;
   std::thread thread_;
 };
