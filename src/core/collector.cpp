@@ -62,7 +62,9 @@ struct ThreadSlot {
   explicit ThreadSlot(Transit& q) : transit(&q), token(q) {}
   Transit* transit;
   moodycamel::ProducerToken token;
-  std::atomic<std::uint64_t> enqueued{0};
+  // Counted before the event becomes visible to the collector, so a snapshot never shows
+  // more dispatched than offered.
+  std::atomic<std::uint64_t> offered{0};
   std::atomic<std::uint64_t> rejected{0};
 };
 
@@ -80,7 +82,7 @@ struct Engine {
 
   std::mutex slots_mutex;
   std::unordered_map<ThreadState*, std::unique_ptr<ThreadSlot>> slots;
-  std::uint64_t retired_enqueued = 0;  // from slots of threads that exited
+  std::uint64_t retired_offered = 0;  // from slots of threads that exited
   std::uint64_t retired_rejected = 0;
 
   std::mutex stages_mutex;  // guards the list; the collector thread reads it under it
@@ -107,7 +109,7 @@ struct Engine {
     std::lock_guard<std::mutex> lock(slots_mutex);
     auto it = slots.find(ts);
     if (it == slots.end()) return;
-    retired_enqueued += it->second->enqueued.load(std::memory_order_relaxed);
+    retired_offered += it->second->offered.load(std::memory_order_relaxed);
     retired_rejected += it->second->rejected.load(std::memory_order_relaxed);
     slots.erase(it);
   }
@@ -388,10 +390,8 @@ bool Collector::enqueue(const Event& event) noexcept {
       !impl->attach_thread(ts))
     return false;
   auto* slot = static_cast<detail::ThreadSlot*>(ts.slot);
-  if (SPYGLASS_LIKELY(slot->transit->try_enqueue(slot->token, event))) {
-    detail::bump(slot->enqueued);
-    return true;
-  }
+  detail::bump(slot->offered);
+  if (SPYGLASS_LIKELY(slot->transit->try_enqueue(slot->token, event))) return true;
   detail::bump(slot->rejected);
   return false;
 }
@@ -464,19 +464,18 @@ CollectorCounters Collector::counters() const {
   std::lock_guard<std::mutex> lock(impl_->engine_mutex);
   detail::Engine* e = impl_->engine.get();
   if (e == nullptr) return c;
-  // Read what has left before what came in. A producer counts its event just after making
-  // it visible, so under load a snapshot may show up to one event per producer more
-  // dispatched than offered; in_transit is clamped at zero then.
+  // Read what has left before what came in: a producer counts an event before making it
+  // visible, so a snapshot under load never shows more dispatched than offered.
   c.dispatched = e->dispatched.load(std::memory_order_acquire);
   c.pre_fork = e->pre_fork.load(std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> sl(e->slots_mutex);
-    c.offered = e->retired_enqueued + e->retired_rejected;
+    c.offered = e->retired_offered;
     c.rejected = e->retired_rejected;
     for (const auto& [ts, slot] : e->slots) {
-      const std::uint64_t rejected = slot->rejected.load(std::memory_order_relaxed);
-      c.offered += slot->enqueued.load(std::memory_order_relaxed) + rejected;
-      c.rejected += rejected;
+      // rejected before offered: an event is offered before it can be rejected.
+      c.rejected += slot->rejected.load(std::memory_order_acquire);
+      c.offered += slot->offered.load(std::memory_order_acquire);
     }
   }
   const std::uint64_t accounted = c.rejected + c.dispatched + c.pre_fork;
