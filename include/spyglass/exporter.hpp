@@ -27,8 +27,9 @@ class SPYGLASS_API Exporter {
   /// not and will not be: the collector counts the batch's events as `failed`.
   virtual bool export_batch(std::span<const Event> events) = 0;
 
-  /// Pushes out anything buffered. Called once the buffer has been empty for a
-  /// flush_interval after an export, by Collector::flush(), and at shutdown.
+  /// Pushes out anything buffered (a metrics exporter sends its totals now). Called by
+  /// Collector::flush() and at shutdown; an exporter with periodic work does it from
+  /// export_batch() when due.
   virtual void flush() {}
 
   /// Called once, last, when the collector shuts down; flush and release resources.

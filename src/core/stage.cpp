@@ -188,15 +188,10 @@ void Stage::run() {
       if (abandoned_) return;  // counted when it was abandoned
       (ok ? sent_ : failed_).fetch_add(k, std::memory_order_relaxed);
       in_flight_ = 0;
-      idle_flush_due_ = true;
-      last_export_ = Clock::now();
       continue;
     }
-    const bool idle_flush = !flush_due && !stop_ && count_ == 0 && idle_flush_due_ &&
-                            Clock::now() - last_export_ >= flush_interval_;
-    if (flush_due || idle_flush) {
+    if (flush_due) {
       const std::uint64_t seq = flush_req_;
-      idle_flush_due_ = false;
       lock.unlock();
       call_guarded(
           [&] {
@@ -213,8 +208,6 @@ void Stage::run() {
     waiting_ = true;
     if (count_ > 0) {
       cv_.wait_until(lock, oldest_since_ + flush_interval_);
-    } else if (idle_flush_due_) {
-      cv_.wait_until(lock, last_export_ + flush_interval_);
     } else {
       cv_.wait(lock);
     }

@@ -88,10 +88,6 @@ class Stage {
   std::size_t count_ = 0;      // events in the ring
   std::size_t in_flight_ = 0;  // events taken by the stage thread, being exported
   Clock::time_point oldest_since_{};
-  // Something was exported since the last flush(): flush once the buffer has been empty
-  // for a flush_interval (metrics exporters send their totals then).
-  bool idle_flush_due_ = false;
-  Clock::time_point last_export_{};
   bool waiting_ = false;  // the stage thread sleeps on cv_
   std::uint64_t flush_req_ = 0;
   std::uint64_t flush_done_ = 0;
