@@ -113,7 +113,7 @@ if exe in runs or exe in medians:
     print("\n-- Lossless rate: 1 ms bursts, 2 s per rate, default settings")
     print("peer | threads | target M/s | achieved M/s | lost | rejected (transit) | dropped (buffer) | failed"
           " | collector ns/ev | stage ns/ev | consumerd ns/ev | producer CPU ns/ev | lossless runs")
-    for peer in ("discard", "jsonl", "lttng", "discard_buffer_as_transit"):
+    for peer in ("discard", "jsonl", "lttng"):
         for threads in (1, 2):
             best, all_ok = None, True
             for kps in (500, 1000, 2000, 4000, 6000, 8000, 10000, 12000, 16000):

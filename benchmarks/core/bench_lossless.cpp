@@ -125,8 +125,8 @@ void report(benchmark::State& state, const RunResult& run, std::uint64_t lost) {
 }
 
 // spyglass at the default settings, with one exporter: the discarding one or JSONL.
-// `options` changes the defaults only for the what-if variant below.
-void lossless_spyglass(benchmark::State& state, bool jsonl, sg::SessionOptions options = {}) {
+void lossless_spyglass(benchmark::State& state, bool jsonl) {
+  const sg::SessionOptions options;
   const std::int64_t rate_k = state.range(0);
   const int threads = static_cast<int>(state.range(1));
   const auto dir = std::filesystem::temp_directory_path() / "spyglass-bench-lossless";
@@ -166,15 +166,6 @@ void lossless_spyglass(benchmark::State& state, bool jsonl, sg::SessionOptions o
 
 void bench_lossless_discard(benchmark::State& state) { lossless_spyglass(state, false); }
 void bench_lossless_jsonl(benchmark::State& state) { lossless_spyglass(state, true); }
-
-// What if: NOT the defaults. The exporter's buffer as large as the transit, so that one
-// collector pass (up to a whole transit) fits in it while the stage thread waits for a
-// core. Measures whether the buffer is where the defaults lose events.
-void bench_lossless_discard_buffer_as_transit(benchmark::State& state) {
-  sg::SessionOptions options;
-  options.collector.buffer_capacity = options.collector.transit_capacity;
-  lossless_spyglass(state, false, options);
-}
 
 #if defined(SPYGLASS_BENCH_LTTNG)
 // LTTng-UST: one event with a span's fields per operation, built as a scope builds its
@@ -223,7 +214,6 @@ void rates(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(bench_lossless_discard)->Apply(rates);
 BENCHMARK(bench_lossless_jsonl)->Apply(rates);
-BENCHMARK(bench_lossless_discard_buffer_as_transit)->Apply(rates);
 #if defined(SPYGLASS_BENCH_LTTNG)
 BENCHMARK(bench_lossless_lttng)->Apply(rates);
 #endif
