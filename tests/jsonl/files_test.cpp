@@ -213,9 +213,10 @@ TEST(JsonlFiles, RotatesByTime) {
 
   // export_batch() rotates first when the interval has passed: the next file is opened by
   // this write, and once it is due the following batch starts a new one.
-  const auto before_second = Clock::now();
   ASSERT_TRUE(ex.export_batch({ev.data() + 10, 10}));
-  ASSERT_TRUE(sgtest::wait_for([&] { return interval_passed_since(before_second); }));
+  // The file was opened inside that call, so before now: wait an interval from here.
+  const auto after_second = Clock::now();
+  ASSERT_TRUE(sgtest::wait_for([&] { return interval_passed_since(after_second); }));
   const auto before_third = Clock::now();
   ASSERT_TRUE(ex.export_batch({ev.data() + 20, 10}));
   EXPECT_EQ(ex.files_rotated(), 2u);
