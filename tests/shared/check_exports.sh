@@ -8,6 +8,8 @@
 # headers only, may define no spyglass variable: an inline variable or function-local
 # static in a header would show up there as a second copy.
 set -euo pipefail
+# No `producer | grep -q`: grep -q exits at the first match, the producer then dies of
+# SIGPIPE, and pipefail turns a found symbol into a failure. Matches read captured output.
 core=$1 plugin=$2
 shift 2
 others=("$@")
@@ -29,7 +31,7 @@ defined_dyn() { nm -D -C --defined-only "$1" | awk '{t=$2; $1=""; $2=""; sub(/^ 
 # which library templates the core uses; the flag is the guarantee.
 case "$core" in
   *.so | *.so.*)
-    readelf -d "$core" | grep -q 'FLAGS_1.*NODELETE' || err "$core is not linked with -z nodelete" ;;
+    grep -q 'FLAGS_1.*NODELETE' <<<"$(readelf -d "$core")" || err "$core is not linked with -z nodelete" ;;
 esac
 
 core_syms=$(defined_dyn "$core")
@@ -38,10 +40,10 @@ for s in "${state[@]}"; do
   [ "$n" = 1 ] || err "$core exports $s $n times (want 1)"
   # Not defined anywhere else, not even as a local symbol.
   for f in "$plugin" "${others[@]}"; do
-    if nm -C --defined-only "$f" 2>/dev/null | grep -q " ${s}\$"; then err "$f defines its own $s"; fi
+    if grep -q " ${s}\$" <<<"$(nm -C --defined-only "$f" 2>/dev/null)"; then err "$f defines its own $s"; fi
   done
 done
-nm -D -C --undefined-only "$plugin" | grep -q " spyglass::v0::detail::tl_state\$" ||
+grep -q " spyglass::v0::detail::tl_state\$" <<<"$(nm -D -C --undefined-only "$plugin")" ||
   err "$plugin does not take tl_state from the core"
 
 # No spyglass symbol exported by two objects (the core's symbols belong to the core).
@@ -55,7 +57,7 @@ dups=$(for f in "$core" "$plugin" "${others[@]}"; do
 # GNU_UNIQUE symbols are how GCC makes a default-visibility inline variable or local
 # static one per process; none is expected (all state is defined out of line).
 for f in "$core" "$plugin" "${others[@]}"; do
-  if readelf -W --dyn-syms "$f" | awk '$5 == "UNIQUE"' | grep -q spyglass; then
+  if grep -q spyglass <<<"$(readelf -W --dyn-syms "$f" | awk '$5 == "UNIQUE"')"; then
     err "$f has GNU_UNIQUE spyglass symbols: $(readelf -W --dyn-syms "$f" | awk '$5 == "UNIQUE" {print $8}' | c++filt | tr '\n' ' ')"
   fi
 done
