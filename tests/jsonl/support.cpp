@@ -215,25 +215,6 @@ bool parse_line(const std::string& line, Parsed& out) {
   return true;
 }
 
-LogCapture::LogCapture() : start_(spyglass::log_counts()) {
-  spyglass::set_log_handler([this](const spyglass::LogRecord& r) {
-    std::lock_guard lock(m_);
-    records_.push_back(std::string(r.source) + ": " + std::string(r.message));
-  });
-}
-
-LogCapture::~LogCapture() { spyglass::set_log_handler({}); }
-
-std::vector<std::string> LogCapture::records() const {
-  std::lock_guard lock(m_);
-  return records_;
-}
-
-std::uint64_t LogCapture::warnings() const {
-  const spyglass::LogCounts now = spyglass::log_counts();
-  return now.warnings + now.errors - start_.warnings - start_.errors;
-}
-
 bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!condition()) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/log_capture.hpp"
 #include "spyglass/event.hpp"
 #include "spyglass/log.hpp"
 
@@ -69,25 +70,7 @@ struct Parsed {
 /// Parses one line with simdjson; fails the current test (and returns false) on any error.
 bool parse_line(const std::string& line, Parsed& out);
 
-/// Collects the library's diagnostics while it exists (spyglass::set_log_handler), and
-/// restores the default handler when destroyed. The log's own counts (log_counts())
-/// include messages its rate limit held back; records() only those that got through.
-class LogCapture {
- public:
-  LogCapture();
-  ~LogCapture();
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-  /// "<source>: <message>" of each diagnostic received so far.
-  [[nodiscard]] std::vector<std::string> records() const;
-  /// Warnings and errors logged since construction, counted by the log.
-  [[nodiscard]] std::uint64_t warnings() const;
-
- private:
-  mutable std::mutex m_;
-  std::vector<std::string> records_;
-  spyglass::LogCounts start_;
-};
+using spyglass::test::LogCapture;
 
 /// Calls `condition` until it returns true or `timeout` passes (a generous bound that only
 /// turns a hang into a failure); returns its last result.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../../fuzz/otlp/protoc_decode.hpp"
+#include "../support/log_capture.hpp"
 #include "../support/otlp_receiver.hpp"
 #include "spyglass/event.hpp"
 #include "spyglass/exporters/otlp.hpp"
@@ -31,46 +32,7 @@ inline std::vector<spyglass::Event> make_events(std::size_t n, std::uint64_t fir
   return v;
 }
 
-/// Records what spyglass::log says while it lives (and keeps it off stderr).
-///
-/// spyglass::log allows 10 messages per source in 10 s per process; the capture starts
-/// with the rate limits reset, so a test sees its first 10 messages per source whatever
-/// ran before it in the process. A test that logs more may find some suppressed:
-/// complete() tells, and the expect_logged helpers then skip their check (saying so).
-class LogCapture {
- public:
-  LogCapture()
-      : suppressed_at_start_((spyglass::reset_log_rate_limits(), spyglass::log_counts().suppressed)) {
-    spyglass::set_log_handler([this](const spyglass::LogRecord& r) {
-      std::lock_guard lk(mu_);
-      lines_.push_back(std::string(r.source) + ": " + std::string(r.message));
-    });
-  }
-  ~LogCapture() { spyglass::set_log_handler({}); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-
-  [[nodiscard]] std::string text() const {
-    std::lock_guard lk(mu_);
-    std::string all;
-    for (const auto& l : lines_) all += l + "\n";
-    return all;
-  }
-  /// False when the rate limit dropped a message since the capture began.
-  [[nodiscard]] bool complete() const { return spyglass::log_counts().suppressed == suppressed_at_start_; }
-  /// How many lines contain `what`.
-  [[nodiscard]] std::size_t count(const std::string& what) const {
-    std::lock_guard lk(mu_);
-    std::size_t n = 0;
-    for (const auto& l : lines_) n += l.find(what) != std::string::npos ? 1u : 0u;
-    return n;
-  }
-
- private:
-  std::uint64_t suppressed_at_start_;
-  mutable std::mutex mu_;
-  std::vector<std::string> lines_;
-};
+using spyglass::test::LogCapture;
 
 /// Skips the calling test's log checks when the log lost messages to its rate limit.
 #define SPYGLASS_REQUIRE_COMPLETE_LOG(logs)                                                        \

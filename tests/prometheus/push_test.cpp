@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/log_capture.hpp"
 #include "events.hpp"
 #include "spyglass/collector.hpp"
 #include "spyglass/exporters/prometheus.hpp"
@@ -105,48 +106,7 @@ class HangingServer {
   std::thread thread_;
 };
 
-/// Captures the diagnostics while alive; restores the default handler after.
-class LogCapture {
- public:
-  LogCapture() {
-    spyglass::set_log_handler([this](const spyglass::LogRecord& r) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      records_.push_back({r.level, std::string(r.source), std::string(r.message)});
-    });
-  }
-  ~LogCapture() { spyglass::set_log_handler({}); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-
-  /// Warnings from the Prometheus exporter that mention `needle`.
-  std::size_t warnings(const std::string& needle) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::size_t n = 0;
-    for (const auto& r : records_) {
-      if (r.level == spyglass::LogLevel::warning && r.source == "prometheus" &&
-          r.message.find(needle) != std::string::npos)
-        ++n;
-    }
-    return n;
-  }
-
-  /// Every diagnostic, one per line, for failure messages.
-  std::string all() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::string out;
-    for (const auto& r : records_) out += r.source + ": " + r.message + "\n";
-    return out;
-  }
-
- private:
-  struct Record {
-    spyglass::LogLevel level;
-    std::string source;
-    std::string message;
-  };
-  mutable std::mutex mutex_;
-  std::vector<Record> records_;
-};
+using spyglass::test::LogCapture;
 
 PrometheusOptions pushing_to(const std::string& url) {
   PrometheusOptions o;
@@ -195,7 +155,7 @@ void expect_bounded_failed_shutdown(const std::string& url, bool large) {
   EXPECT_EQ(c.ok, 0u);
   EXPECT_EQ(c.last_status, -1);
   EXPECT_EQ(sample(parse_exposition(exp->scrape()), "spyglass_prometheus_push_failures_total"), 1);
-  EXPECT_EQ(logs.warnings("push to " + url), 1u) << logs.all();
+  EXPECT_EQ(logs.warnings("prometheus", "push to " + url), 1u) << logs.text();
 
   const auto destroy = Clock::now();
   exp.reset();
@@ -239,7 +199,7 @@ TEST(PrometheusPush, BeginShutdownCutsAPushInFlight) {
   EXPECT_TRUE(returned);
   EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(200) + std::chrono::seconds(3));
   EXPECT_EQ(exp.push_counters().failed, 1u);
-  EXPECT_EQ(logs.warnings("cut short by shutdown"), 1u);
+  EXPECT_EQ(logs.warnings("prometheus", "cut short by shutdown"), 1u);
   // The final push at shutdown() is past the deadline too: it fails at once.
   const auto shutdown_start = Clock::now();
   exp.shutdown();
@@ -262,7 +222,7 @@ TEST(PrometheusPush, CollectorShutdownIsBoundedByTheExportersTimeout) {
   collector.shutdown();
   EXPECT_LT(Clock::now() - start, exp->shutdown_timeout() + std::chrono::seconds(2));
   EXPECT_EQ(exp->push_counters().failed, 1u);
-  EXPECT_EQ(logs.warnings("push to " + server.url()), 1u);
+  EXPECT_EQ(logs.warnings("prometheus", "push to " + server.url()), 1u);
   // The events were delivered to the exporter before it shut down.
   const auto counters = collector.exporter_counters().at(0);
   EXPECT_EQ(counters.sent, 100u);
@@ -282,8 +242,8 @@ TEST(PrometheusPush, APeriodicPushInFlightDoesNotDelayShutdown) {
   const auto start = Clock::now();
   exp->shutdown();
   EXPECT_LT(Clock::now() - start, exp->shutdown_timeout() + std::chrono::seconds(2));
-  EXPECT_GE(logs.warnings("abandoned at shutdown"), 1u);
-  EXPECT_GE(logs.warnings("timed out"), 1u);
+  EXPECT_GE(logs.warnings("prometheus", "abandoned at shutdown"), 1u);
+  EXPECT_GE(logs.warnings("prometheus", "timed out"), 1u);
 }
 
 }  // namespace
