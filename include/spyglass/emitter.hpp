@@ -77,41 +77,37 @@ inline void submit(const Event& e) noexcept {
   ts.busy.store(0, std::memory_order_release);
 }
 
-/// Opens a span as a child of the current context, or as the root of a new trace
-/// (sampling decided here and inherited). Fills the ids of `e`; returns the context to
-/// make current while the span is open.
-inline Context open_span(Event& e) noexcept {
-  const Context& parent = tl_state.context;
-  Context child;
-  if (SPYGLASS_LIKELY(parent.valid())) {
-    child.trace_id = parent.trace_id;
-    child.sampled = parent.sampled;
-    child.excluded = parent.excluded;
-    e.parent_span_id = parent.span_id;
+/// Opens a span as a child of `ctx` (the current context, or a copy of it), or as the
+/// root of a new trace when `ctx` is invalid (sampling decided here and inherited), and
+/// turns `ctx` into the new span's context. Works on `ctx` in place, field by field: a
+/// Context built aside and copied in would be stored in 8-byte parts and read back in
+/// 16-byte ones (see store_pair).
+inline OpenedSpan open_span(Context& ctx) noexcept {
+  OpenedSpan s;
+  if (SPYGLASS_LIKELY(ctx.valid())) {
+    s.trace_id = ctx.trace_id;
+    s.parent_span_id = ctx.span_id;
   } else {
-    child.trace_id = new_trace_id();
-    child.sampled = sampled_by_ratio(child.trace_id);
-    e.parent_span_id = 0;
+    s.trace_id = new_trace_id();
+    store_pair(&ctx.trace_id, s.trace_id.hi, s.trace_id.lo);
+    ctx.sampled = sampled_by_ratio(s.trace_id);
+    ctx.excluded = false;
   }
-  child.span_id = new_span_id();
-  e.trace_id = child.trace_id;
-  e.span_id = child.span_id;
-  return child;
+  s.span_id = new_span_id();
+  ctx.span_id = s.span_id;
+  s.flags = ctx.sampled ? Event::kFlagTicks : Event::kFlagTicks | Event::kFlagUnsampled;
+  return s;
 }
 
-/// Fills the common fields of an event that ran from `start_tick` to `end_tick` in the
-/// span context `span` and submits it: sampled spans always, unsampled ones (flagged, for
-/// metrics) unless that is switched off, excluded ones never.
+/// Sets the times of an event (ids, thread and flags already set from open_span()) that
+/// ran from `start_tick` to `end_tick` in the span context `span`, and submits it: sampled
+/// spans always, unsampled ones (flagged, for metrics) unless that is switched off,
+/// excluded ones never.
 inline void finish(Event& e, const Context& span, std::uint64_t start_tick, std::uint64_t end_tick) noexcept {
-  std::uint8_t flags = Event::kFlagTicks;
-  if (SPYGLASS_UNLIKELY(!span.sampled)) {
-    if (span.excluded || !g_record_unsampled.load(std::memory_order_relaxed)) return;
-    flags |= Event::kFlagUnsampled;
-  }
-  e.start = start_tick;
-  e.duration = end_tick >= start_tick ? end_tick - start_tick : 0;
-  e.flags = flags;
-  e.thread_id = thread_id();
+  if (SPYGLASS_UNLIKELY(!span.sampled) &&
+      (span.excluded || !g_record_unsampled.load(std::memory_order_relaxed)))
+    return;
+  store_pair(&e.start, start_tick, end_tick >= start_tick ? end_tick - start_tick : 0);
   submit(e);
 }
 

@@ -8,6 +8,7 @@
 
 #include <exception>
 #include <functional>
+#include <new>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,7 +32,9 @@ class ScopeBase {
   ScopeBase& operator=(const ScopeBase&) = delete;
 
   /// Marks the operation as failed.
-  void error() noexcept { event_.status = Status::error; }
+  void error() noexcept {
+    if (active_) event().status = Status::error;
+  }
   /// The span this scope opened (all zero when recording is off).
   [[nodiscard]] Context context() const noexcept { return active_ ? tl_state.context : Context{}; }
 
@@ -42,12 +45,11 @@ class ScopeBase {
   }
   explicit ScopeBase(std::nullptr_t) noexcept {}
 
-  void open(EventKind kind, const char* name) noexcept {
+  /// `detail_name`: the database system or HTTP method (see Event::detail).
+  void open(EventKind kind, const char* name, const char* detail_name = "") noexcept {
     active_ = true;
     saved_ = tl_state.context;
-    event_.kind = kind;
-    event_.name = name;
-    tl_state.context = open_span(event_);
+    write_event(event_storage_, open_span(tl_state.context), kind, name, detail_name, thread_id());
     uncaught_ = detail::uncaught_exceptions();
     start_ = clock::now();
   }
@@ -58,15 +60,20 @@ class ScopeBase {
   ~ScopeBase() {
     if (!active_) return;
     const std::uint64_t end = clock::now();
-    if (detail::uncaught_exceptions() > uncaught_) event_.status = Status::error;
-    finish(event_, tl_state.context, start_, end);
+    if (detail::uncaught_exceptions() > uncaught_) event().status = Status::error;
+    finish(event(), tl_state.context, start_, end);
     tl_state.context = saved_;
   }
 
-  Event event_;
+  /// The event being recorded. Exists only once open() ran: check active_ first.
+  Event& event() noexcept { return *std::launder(reinterpret_cast<Event*>(event_storage_)); }
+
   bool active_ = false;
 
  private:
+  // Raw storage, written whole by open(): an inactive scope costs no initialisation, and
+  // an active one writes each byte once (see write_event).
+  alignas(Event) unsigned char event_storage_[sizeof(Event)];
   Context saved_;
   std::uint64_t start_ = 0;
   int uncaught_ = 0;
@@ -91,11 +98,12 @@ class QueryScope : public detail::ScopeBase {
   /// database ("postgresql", "sqlite", ...; interned).
   explicit QueryScope(std::string_view sql, std::string_view system = {}) noexcept : ScopeBase(nullptr) {
     if (!detail::active()) return;
-    event_.detail = system.empty() ? "" : intern(system);
-    open(EventKind::db, intern_sql(sql));
+    open(EventKind::db, intern_sql(sql), system.empty() ? "" : intern(system));
   }
   /// Rows returned or affected.
-  void rows(std::uint64_t n) noexcept { event_.rows = n; }
+  void rows(std::uint64_t n) noexcept {
+    if (active_) event().rows = n;
+  }
 };
 
 /// A served request scope. Starts a new trace, or continues the caller's when given a
@@ -106,11 +114,16 @@ class SPYGLASS_API RequestScope : public detail::ScopeBase {
                         std::string_view method = {}) noexcept;
   /// The HTTP status; >= 500 marks the request as an error.
   void status(std::uint16_t code) noexcept {
-    event_.http_status = code;
-    if (code >= 500) event_.status = Status::error;
+    if (!active_) return;
+    event().http_status = code;
+    if (code >= 500) event().status = Status::error;
   }
-  void bytes_in(std::uint64_t n) noexcept { event_.bytes_in = n; }
-  void bytes_out(std::uint64_t n) noexcept { event_.bytes_out = n; }
+  void bytes_in(std::uint64_t n) noexcept {
+    if (active_) event().bytes_in = n;
+  }
+  void bytes_out(std::uint64_t n) noexcept {
+    if (active_) event().bytes_out = n;
+  }
   /// The `traceparent` header to send downstream from inside this request (55 chars),
   /// or "" when recording is off.
   [[nodiscard]] std::string traceparent() const;

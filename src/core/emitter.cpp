@@ -100,7 +100,13 @@ namespace {
 // Opens and closes a span for an operation the caller timed, and submits its event.
 void emit_measured(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) noexcept {
   if (!detail::active()) return;
-  const Context span = detail::open_span(e);
+  Context span = detail::tl_state.context;  // a child of the current span; not made current
+  const detail::OpenedSpan opened = detail::open_span(span);
+  e.trace_id = opened.trace_id;
+  e.span_id = opened.span_id;
+  e.parent_span_id = opened.parent_span_id;
+  e.flags = opened.flags;
+  e.thread_id = detail::thread_id();
   detail::finish(e, span, start_tick, end_tick);
 }
 }  // namespace
@@ -146,7 +152,7 @@ RequestScope::RequestScope(std::string_view route, std::string_view traceparent,
                            std::string_view method) noexcept
     : ScopeBase(nullptr) {
   if (!detail::active()) return;
-  event_.detail = method.empty() ? "" : intern(method);
+  const char* method_name = method.empty() ? "" : intern(method);
   const bool excluded = detail::route_excluded(route);
   std::optional<TraceParent> incoming;
   if (!traceparent.empty()) incoming = parse_traceparent(traceparent);
@@ -170,12 +176,12 @@ RequestScope::RequestScope(std::string_view route, std::string_view traceparent,
     }
     const Context caller = detail::tl_state.context;
     detail::tl_state.context = parent;
-    open(EventKind::request, intern(route));
+    open(EventKind::request, intern(route), method_name);
     // open() saved `parent` as the context to restore; restore the caller's instead.
     restore_on_close(caller);
     return;
   }
-  open(EventKind::request, intern(route));
+  open(EventKind::request, intern(route), method_name);
 }
 
 std::string RequestScope::traceparent() const {

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <unistd.h>
+
 #include "../support/collecting_exporter.hpp"
 #include "spyglass/spyglass.hpp"
 
@@ -66,6 +68,60 @@ TEST(Macros, AllKindsSeveralInOneScope) {
   for (const auto& [name, v] : events)
     if (name.find("add") != std::string::npos && v[0].kind == sg::EventKind::function) found_add = true;
   EXPECT_TRUE(found_add);
+}
+
+// Scopes write their event in place, field by field of raw storage: every field must
+// come out set, or zero when the scope was given no value for it.
+TEST(Macros, EveryFieldOfEachScopeKind) {
+  sg::Context request_ctx, query_ctx, fn_ctx;
+  const auto events = by_name(run_session({}, [&] {
+    sg::RequestScope r("/orders/{id}", {}, "POST");
+    request_ctx = r.context();
+    {
+      sg::QueryScope q("SELECT 1", "sqlite");
+      query_ctx = q.context();
+    }
+    {
+      SPYGLASS_SCOPE("plain");
+      fn_ctx = sg::Context::current();
+    }
+  }));
+  const auto tid = static_cast<std::uint32_t>(gettid());
+  ASSERT_EQ(events.count("/orders/{id}"), 1u);
+  const auto& r = events.at("/orders/{id}")[0];
+  EXPECT_EQ(r.kind, sg::EventKind::request);
+  EXPECT_STREQ(r.detail, "POST");
+  EXPECT_EQ(r.trace_id, request_ctx.trace_id);
+  EXPECT_EQ(r.span_id, request_ctx.span_id);
+  EXPECT_EQ(r.parent_span_id, 0u);
+  EXPECT_EQ(r.http_status, 0);
+  EXPECT_EQ(r.bytes_in, 0u);
+  EXPECT_EQ(r.bytes_out, 0u);
+
+  ASSERT_EQ(events.count("SELECT ?"), 1u);
+  const auto& q = events.at("SELECT ?")[0];
+  EXPECT_EQ(q.kind, sg::EventKind::db);
+  EXPECT_STREQ(q.detail, "sqlite");
+  EXPECT_EQ(q.span_id, query_ctx.span_id);
+  EXPECT_EQ(q.parent_span_id, request_ctx.span_id);
+  EXPECT_EQ(q.rows, 0u);
+
+  ASSERT_EQ(events.count("plain"), 1u);
+  const auto& f = events.at("plain")[0];
+  EXPECT_EQ(f.kind, sg::EventKind::function);
+  EXPECT_STREQ(f.detail, "");
+  EXPECT_EQ(f.span_id, fn_ctx.span_id);
+  EXPECT_EQ(f.parent_span_id, request_ctx.span_id);
+
+  for (const auto* e : {&r, &q, &f}) {
+    SCOPED_TRACE(e->name);
+    EXPECT_EQ(e->trace_id, request_ctx.trace_id);
+    EXPECT_NE(e->span_id, 0u);
+    EXPECT_EQ(e->thread_id, tid);
+    EXPECT_EQ(e->status, sg::Status::ok);
+    EXPECT_EQ(e->flags, 0);  // sampled, times converted to ns
+    EXPECT_TRUE(e->sampled());
+  }
 }
 
 TEST(Macros, TracedRecordsEachCallAndRethrows) {
