@@ -83,11 +83,14 @@ for exe in ("spyglass_bench_core", "spyglass_bench_core_shared"):
     s2 = get(exe, "bench_scope/real_time/threads:2", "cpu_time")
     w2 = get(exe, "bench_scope/real_time/threads:2", "thread_wall_ns")
     w1 = get(exe, "bench_scope/real_time/threads:1", "thread_wall_ns")
-    print(f"{exe}: floor {fmt(floor)} | scope 1 thread {fmt(s1)} = {ratio(s1, floor)} floor"
+    sa = get(exe, "bench_scope_accepted", "cpu_time")
+    print(f"{exe}: floor {fmt(floor)} | scope, accepted path {fmt(sa)} = {ratio(sa, floor)} floor"
+          f" (rejected {fmt(get(exe, 'bench_scope_accepted', 'rejected_pct'), '%')})"
+          f" | scope 1 thread {fmt(s1)} = {ratio(s1, floor)} floor"
           f" | scope 2 threads {fmt(s2)} per event = {ratio(s2, s1)} the 1-thread figure"
           f" | wall per event per thread: 1 thread {fmt(w1)}, 2 threads {fmt(w2)}")
-s_static = get("spyglass_bench_core", "bench_scope/real_time/threads:1", "cpu_time")
-s_shared = get("spyglass_bench_core_shared", "bench_scope/real_time/threads:1", "cpu_time")
+s_static = get("spyglass_bench_core", "bench_scope_accepted", "cpu_time")
+s_shared = get("spyglass_bench_core_shared", "bench_scope_accepted", "cpu_time")
 print(f"shared / static scope: {ratio(s_shared, s_static)}")
 
 exe = "spyglass_bench_core"
