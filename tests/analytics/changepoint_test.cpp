@@ -2,36 +2,24 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
-#include <numbers>
-#include <random>
 
+#include "reference.hpp"
 #include "spyglass/monitor/analytics.hpp"
 
 namespace an = spyglass::analytics;
 
 namespace {
 
-// Normal noise from a fixed generator (Box-Muller, so the series is the same everywhere).
-class Noise {
- public:
-  explicit Noise(std::uint64_t seed) : rng_(seed) {}
-  double operator()(double sd) {
-    const double u1 = (static_cast<double>(rng_() >> 11) + 1.0) / 9007199254740993.0;
-    const double u2 = static_cast<double>(rng_() >> 11) / 9007199254740992.0;
-    return sd * std::sqrt(-2 * std::log(u1)) * std::cos(2 * std::numbers::pi * u2);
-  }
-
- private:
-  std::mt19937_64 rng_;
-};
-
-// Segments of (length, mean, sd).
+// Segments of (length, mean, sd), the noise from one fixed generator.
 std::vector<double> series(std::initializer_list<std::array<double, 3>> segs, std::uint64_t seed) {
-  Noise noise(seed);
+  std::size_t n = 0;
+  for (const auto& s : segs) n += static_cast<std::size_t>(s[0]);
+  const auto unit = spyglass_test::noisy(n, 0.0, 1.0, seed);
   std::vector<double> v;
   for (const auto& s : segs) {
-    for (int i = 0; i < static_cast<int>(s[0]); ++i) v.push_back(s[1] + noise(s[2]));
+    for (int i = 0; i < static_cast<int>(s[0]); ++i) v.push_back(s[1] + s[2] * unit[v.size()]);
   }
   return v;
 }

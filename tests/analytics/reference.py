@@ -94,6 +94,20 @@ s = stats.spearmanr(cx, cy)
 out["pearson"] = [float(p[0]), float(p[1])]
 out["spearman"] = [float(s[0]), float(s[1])]
 
+# Rolling modified z-score: each point against the 30 before it (at least 10).
+roll = 20.0 + rs.normal(0, 1.5, 200)
+roll[[40, 90, 91, 150]] += [12.0, -10.0, 15.0, 9.0]
+roll = np.round(roll, 2)
+out["rolling"] = roll.tolist()
+scores = []
+for i in range(len(roll)):
+    past = roll[max(0, i - 30):i]
+    if len(past) < 10:
+        scores.append(None)
+        continue
+    scores.append(float(0.6745 * (roll[i] - np.median(past)) / stats.median_abs_deviation(past, scale=1.0)))
+out["rolling_scores"] = scores
+
 # Forecasts (statsmodels' Holt and ExponentialSmoothing with the same initial state and
 # fixed parameters), and the prediction interval by simulating the ETS model.
 if "--no-forecast" not in sys.argv:
