@@ -1,4 +1,4 @@
-// The spyglass command: run, history, show.
+// The spyglass command: run, history, show, detect, analyze.
 
 #include <signal.h>
 #include <unistd.h>
@@ -17,8 +17,10 @@
 #include <utility>
 #include <vector>
 
+#include "analyze.hpp"
 #include "report.hpp"
 #include "spyglass/json.hpp"
+#include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/runner.hpp"
 
@@ -33,6 +35,10 @@ constexpr const char* kUsage = R"(usage:
   spyglass run [options] -- COMMAND [ARGS...]
   spyglass history [--label L] [--limit N] [--json] [--db PATH]
   spyglass show RUN_ID [--json] [--db PATH]
+  spyglass detect --csv FILE --time-column C --value-column V [--method M] [--offline]
+                  [--threshold T] [--window N] [--json]
+  spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
+                   [--season N] [--limit X] [--json]
 
 run options:
   --timeout DURATION     kill the process tree after DURATION (exit 124)
@@ -51,6 +57,17 @@ run options:
   --keep-runs N          keep the last N runs per label (default 1000)
   --keep-days DAYS       drop runs older than DAYS
   --quiet                no summary
+
+detect and analyze options:
+  --method mad|ewma|zscore|iqr
+                         anomaly score (default mad: modified z-score on the median and MAD)
+  --offline              detect: score against the whole series, not only each point's past
+  --threshold T          flag beyond T (defaults: mad 3.5, ewma 4, zscore 3, iqr 1.5)
+  --window N             detect: past points a rolling method keeps (default 60)
+  --horizon N            analyze: forecast steps (default 10)
+  --season N             analyze: Holt-Winters with a season of N points (default: Holt)
+  --limit X              analyze: when the forecast reaches X
+Timestamps: ISO 8601, YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds.
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
@@ -388,6 +405,92 @@ int cmd_show(Args& a) {
   return 0;
 }
 
+// Options shared by detect and analyze; returns false for an option it does not know.
+bool series_option(Args& a, std::string_view opt, cli::DetectOptions& d, bool& json) {
+  if (opt == "--csv") {
+    d.source = std::string(a.value(opt));
+  } else if (opt == "--time-column") {
+    d.time_column = std::string(a.value(opt));
+  } else if (opt == "--value-column") {
+    d.value_column = std::string(a.value(opt));
+  } else if (opt == "--method") {
+    d.method = std::string(a.value(opt));
+  } else if (opt == "--threshold") {
+    std::string_view rest;
+    const std::string_view v = a.value(opt);
+    const auto n = parse_number(v, rest);
+    if (!n || !rest.empty() || *n <= 0)
+      throw UsageError{"--threshold: not a positive number: '" + std::string(v) + "'"};
+    d.threshold = *n;
+  } else if (opt == "--json") {
+    json = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+cli::Series read_series(const char* cmd, const cli::DetectOptions& d) {
+  try {
+    cli::check_detect_options(d);
+  } catch (const cli::InputError& e) {
+    throw UsageError{e.what()};
+  }
+  if (d.source.empty()) throw UsageError{std::string(cmd) + ": --csv FILE is required"};
+  if (d.time_column.empty()) throw UsageError{std::string(cmd) + ": --time-column is required"};
+  if (d.value_column.empty()) throw UsageError{std::string(cmd) + ": --value-column is required"};
+  return cli::read_csv_series(d.source, d.time_column, d.value_column);
+}
+
+int cmd_detect(Args& a) {
+  cli::DetectOptions d;
+  bool json = false;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"detect: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (series_option(a, opt, d, json)) continue;
+    if (opt == "--offline") {
+      d.offline = true;
+    } else if (opt == "--window") {
+      d.window = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else {
+      throw UsageError{"detect: unknown option " + std::string(opt)};
+    }
+  }
+  const cli::Series s = read_series("detect", d);
+  std::fputs(cli::detect_report(s, d, json).c_str(), stdout);
+  return 0;
+}
+
+int cmd_analyze(Args& a) {
+  cli::AnalyzeOptions o;
+  bool json = false;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"analyze: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (series_option(a, opt, o.detect, json)) continue;
+    if (opt == "--horizon") {
+      o.horizon = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--season") {
+      o.season = static_cast<std::size_t>(parse_int(opt, a.value(opt), 2));
+    } else if (opt == "--limit") {
+      const std::string_view v = a.value(opt);
+      double x = 0;
+      const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
+      if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x))
+        throw UsageError{"--limit: not a number: '" + std::string(v) + "'"};
+      o.limit = x;
+    } else {
+      throw UsageError{"analyze: unknown option " + std::string(opt)};
+    }
+  }
+  cli::DetectOptions whole = o.detect;
+  whole.offline = true;  // analysis scores against the whole series
+  const cli::Series s = read_series("analyze", whole);
+  std::fputs(cli::analyze_report(s, o, json).c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -409,6 +512,8 @@ int main(int argc, char** argv) {
     if (cmd == "run") return cmd_run(a);
     if (cmd == "history") return cmd_history(a);
     if (cmd == "show") return cmd_show(a);
+    if (cmd == "detect") return cmd_detect(a);
+    if (cmd == "analyze") return cmd_analyze(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return 2;
   } catch (const UsageError& e) {
@@ -417,5 +522,11 @@ int main(int argc, char** argv) {
   } catch (const mon::HistoryError& e) {
     std::fprintf(stderr, "spyglass: error: %s\n", e.what());
     return cmd == "run" ? 125 : 1;
+  } catch (const cli::InputError& e) {
+    std::fprintf(stderr, "spyglass: error: %s\n", e.what());
+    return 1;
+  } catch (const spyglass::analytics::AnalyticsError& e) {
+    std::fprintf(stderr, "spyglass: error: %s\n", e.what());
+    return 1;
   }
 }

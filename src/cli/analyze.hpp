@@ -1,0 +1,41 @@
+#pragma once
+// `spyglass detect` and `spyglass analyze --csv`: anomalies, trend, change points and a
+// forecast of one series, as text or JSON.
+
+#include <cstddef>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "series.hpp"
+
+namespace SPYGLASS_NAMESPACE::cli {
+
+/// Options of `spyglass detect`.
+struct DetectOptions {
+  std::string source;  ///< the CSV file, for the parameters echoed in the output
+  std::string time_column, value_column;
+  std::string method = "mad";  ///< mad, ewma, zscore or iqr
+  bool offline = false;        ///< score against the whole series instead of the past
+  double threshold = std::numeric_limits<double>::quiet_NaN();  ///< NaN: the method's default
+  std::size_t window = 60;                                      ///< past points a rolling method keeps
+};
+
+/// Options of `spyglass analyze --csv`.
+struct AnalyzeOptions {
+  DetectOptions detect;         ///< source, columns, and the anomaly method (run offline)
+  std::size_t horizon = 10;     ///< forecast steps
+  std::size_t season = 0;       ///< 0: Holt's linear; else Holt-Winters with this season
+  std::optional<double> limit;  ///< report when the forecast reaches it
+};
+
+/// Throws InputError for a method name that does not exist or does not run as asked.
+void check_detect_options(const DetectOptions& o);
+
+/// The anomalies of `s` as `spyglass detect` prints them.
+std::string detect_report(const Series& s, const DetectOptions& o, bool json);
+
+/// Everything `spyglass analyze --csv` prints. Throws InputError when `s` is too short.
+std::string analyze_report(const Series& s, const AnalyzeOptions& o, bool json);
+
+}  // namespace SPYGLASS_NAMESPACE::cli
