@@ -7,7 +7,10 @@
 #include <optional>
 #include <string>
 
+#include <vector>
+
 #include "series.hpp"
+#include "spyglass/monitor/record.hpp"
 
 namespace SPYGLASS_NAMESPACE::cli {
 
@@ -28,6 +31,27 @@ struct AnalyzeOptions {
   std::size_t season = 0;       ///< 0: Holt's linear; else Holt-Winters with this season
   std::optional<double> limit;  ///< report when the forecast reaches it
 };
+
+/// Options of `spyglass analyze --label`.
+struct HistoryAnalyzeOptions {
+  std::string label;                 ///< the runs' label
+  std::vector<std::string> metrics;  ///< empty: every metric
+  AnalyzeOptions analysis;           ///< anomaly method, forecast horizon, limit
+  std::size_t latest = 5;            ///< runs compared with the baseline
+  std::size_t baseline = 20;         ///< successful, non-anomalous runs before them
+};
+
+/// The metric names `--metric` takes: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
+/// read_bytes, write_bytes.
+std::vector<std::string> history_metric_names();
+
+/// Throws InputError for an unknown metric or anomaly method.
+void check_history_options(const HistoryAnalyzeOptions& o);
+
+/// Everything `spyglass analyze --label` prints about `runs` (newest first, as History
+/// lists them). Only successful runs (exit 0, not killed) count. Throws InputError.
+std::string history_report(const std::vector<monitor::RunRecord>& runs, const HistoryAnalyzeOptions& o,
+                           bool json);
 
 /// Throws InputError for a method name that does not exist or does not run as asked.
 void check_detect_options(const DetectOptions& o);

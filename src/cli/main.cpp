@@ -39,6 +39,8 @@ constexpr const char* kUsage = R"(usage:
                   [--threshold T] [--window N] [--json]
   spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
                    [--season N] [--limit X] [--json]
+  spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N]
+                   [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
 
 run options:
   --timeout DURATION     kill the process tree after DURATION (exit 124)
@@ -67,6 +69,11 @@ detect and analyze options:
   --horizon N            analyze: forecast steps (default 10)
   --season N             analyze: Holt-Winters with a season of N points (default: Holt)
   --limit X              analyze: when the forecast reaches X
+  --metric M             analyze --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
+                         read_bytes or write_bytes (repeatable; default all)
+  --latest K             analyze --label: the latest K runs against the baseline (default 5)
+  --baseline N           analyze --label: successful, non-anomalous runs before them (default 20)
+  --runs N               analyze --label: read the newest N runs (default 1000)
 Timestamps: ISO 8601, YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds.
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
@@ -463,8 +470,11 @@ int cmd_detect(Args& a) {
 }
 
 int cmd_analyze(Args& a) {
-  cli::AnalyzeOptions o;
+  cli::HistoryAnalyzeOptions h;
+  cli::AnalyzeOptions& o = h.analysis;
   bool json = false;
+  std::string db = kDefaultDb;
+  std::size_t runs = 1000;
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"analyze: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
@@ -480,12 +490,41 @@ int cmd_analyze(Args& a) {
       if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x))
         throw UsageError{"--limit: not a number: '" + std::string(v) + "'"};
       o.limit = x;
+    } else if (opt == "--label") {
+      h.label = std::string(a.value(opt));
+    } else if (opt == "--metric") {
+      h.metrics.emplace_back(a.value(opt));
+    } else if (opt == "--db") {
+      db = std::string(a.value(opt));
+    } else if (opt == "--runs") {
+      runs = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else if (opt == "--latest") {
+      h.latest = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--baseline") {
+      h.baseline = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
     } else {
       throw UsageError{"analyze: unknown option " + std::string(opt)};
     }
   }
   cli::DetectOptions whole = o.detect;
   whole.offline = true;  // analysis scores against the whole series
+  if (!h.label.empty()) {
+    if (!o.detect.source.empty()) throw UsageError{"analyze: --label and --csv exclude each other"};
+    try {
+      cli::check_history_options(h);
+    } catch (const cli::InputError& e) {
+      throw UsageError{e.what()};
+    }
+    mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
+    const auto list = hist.runs({.label = h.label, .limit = runs});
+    if (list.empty()) {
+      std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", h.label.c_str(), db.c_str());
+      return 1;
+    }
+    std::fputs(cli::history_report(list, h, json).c_str(), stdout);
+    return 0;
+  }
+  if (o.detect.source.empty()) throw UsageError{"analyze: --label L or --csv FILE is required"};
   const cli::Series s = read_series("analyze", whole);
   std::fputs(cli::analyze_report(s, o, json).c_str(), stdout);
   return 0;

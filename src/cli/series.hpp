@@ -18,13 +18,14 @@ class InputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Points in file order; a row whose value is empty (or NaN/NA/null) is a missing point:
+/// Points in file (or run) order; a row whose value is empty (or NaN/NA/null) is a missing point:
 /// skipped and counted.
 struct Series {
   std::vector<std::string> stamps;  ///< each timestamp exactly as written in the file
   std::vector<double> times;        ///< the same as Unix seconds
   std::vector<double> values;       ///< the value column
-  std::vector<std::size_t> lines;   ///< 1-based line of each point
+  std::vector<std::size_t> lines;   ///< 1-based line of each point (a run's id for run history)
+  std::vector<std::string> notes;   ///< empty, or per point a note shown at change points (a commit)
   std::size_t missing = 0;          ///< rows without a value
 };
 

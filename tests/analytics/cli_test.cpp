@@ -9,6 +9,7 @@
 
 #include "../monitor/support.hpp"
 #include "reference.hpp"
+#include "spyglass/monitor/history.hpp"
 
 using spyglass_test::kSpyglass;
 using spyglass_test::noisy;
@@ -273,4 +274,81 @@ TEST(AnalyticsCli, TimestampFormats) {
                            "import json,sys; d=json.load(open(sys.argv[1]))['series'];"
                            "print(d['points'], d['first'], '|', d['last'])");
   EXPECT_EQ(c.out, "8 2026-03-01T10:00:00Z | 2026-03-02 00:00:01\n") << c.err;
+}
+
+TEST(AnalyticsCli, AnalyzeRunHistoryAgainstSciPy) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    const auto noise = noisy(41, 0.0, 0.02, 77);
+    for (int i = 0; i < 41; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = "nightly";
+      r.command = "job";
+      r.git_commit = "c" + std::to_string(i);
+      r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+      // 1 s, then 25% slower from the 31st successful run on; run 20 failed.
+      const double wall = (i < 31 ? 1.0 : 1.25) + noise[static_cast<std::size_t>(i)];
+      r.duration_ns = static_cast<std::int64_t>(wall * 1e9);
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      r.user_cpu_ns = static_cast<std::uint64_t>(0.9 * static_cast<double>(r.duration_ns));
+      r.max_rss_bytes = 100u << 20;
+      r.exit_code = i == 20 ? 1 : 0;
+      h.insert(r, {}, 0);
+    }
+  }
+  const auto r = run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import json, sqlite3, sys
+from scipy import stats
+d = json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit("not JSON: " + c))
+con = sqlite3.connect(sys.argv[2])
+rows = con.execute("SELECT id, duration_ns, user_cpu_ns FROM runs WHERE label = 'nightly' AND exit_code = 0 "
+                   "AND (kill_reason IS NULL OR kill_reason = '') ORDER BY start_unix_ns").fetchall()
+ids = [r[0] for r in rows]
+wall = [r[1] / 1e9 for r in rows]
+assert d["runs"] == len(rows) == 40 and d["excluded_runs"] == 1, (d["runs"], len(rows))
+m = d["metrics"]["wall"]
+fit = stats.linregress(range(len(wall)), wall)
+assert abs(m["trend"]["slope_per_point"] - fit.slope) <= 1e-9 * abs(fit.slope), (m["trend"], fit)
+assert abs(m["trend"]["p_value"] - fit.pvalue) <= 1e-9 * fit.pvalue, (m["trend"], fit)
+cps = m["change_points"]
+assert len(cps) == 1 and abs(cps[0]["index"] - 30) <= 2 and cps[0]["run_id"] == ids[cps[0]["index"]], cps
+assert cps[0]["git_commit"] == "c%d" % (cps[0]["run_id"] - 1) and abs(cps[0]["relative_change"] - 0.25) < 0.05, cps
+anomalous = {a["run_id"] for a in m["anomalies"]}
+base = [w for i, w in zip(ids[:-5], wall[:-5]) if i not in anomalous][-20:]
+mw = stats.mannwhitneyu(wall[-5:], base, alternative="two-sided")
+g = m["regression"]
+assert g["current_runs"] == 5 and g["baseline_runs"] == len(base) == 20, g
+assert abs(g["mann_whitney_u"] - mw.statistic) < 1e-9 and abs(g["mann_whitney_p"] - mw.pvalue) <= 1e-9 * mw.pvalue, (g, mw)
+assert g["regressed"] and not g["improved"], g
+corr = d["correlations"]
+top = corr[0]
+assert {top["a"], top["b"]} == {"wall", "cpu_user"}, corr
+sp = stats.spearmanr(wall, [r[2] / 1e9 for r in rows])
+assert abs(top["spearman"] - sp[0]) <= 1e-9, (top, sp)
+print("ok")
+)",
+                           {db});
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
+  EXPECT_EQ(c.out, "ok\n");
+
+  const auto text =
+      run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--metric", "wall"}, dir.path());
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* want : {"40 successful runs", "1 failed or killed left out", "== wall ==", "rose +",
+                           ", commit c", "REGRESSION"}) {
+    EXPECT_NE(text.out.find(want), std::string::npos) << want << "\n" << text.out;
+  }
+  EXPECT_EQ(text.out.find("== cpu_user =="), std::string::npos);
+
+  const auto bad =
+      run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--metric", "speed"}, dir.path());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("no metric 'speed' (metrics: wall, cpu_user"), std::string::npos) << bad.err;
+  const auto none = run({kSpyglass, "analyze", "--label", "absent", "--db", db}, dir.path());
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no runs labelled 'absent'"), std::string::npos) << none.err;
 }
