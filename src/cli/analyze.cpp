@@ -182,6 +182,13 @@ std::string duration_words(double seconds) {
 
 }  // namespace
 
+std::vector<std::size_t> detect_indices(const Series& s, const DetectOptions& o) {
+  check_detect_options(o);
+  std::vector<std::size_t> out;
+  for (const auto& f : detect(s, o)) out.push_back(f.index);
+  return out;
+}
+
 void check_detect_options(const DetectOptions& o) {
   if (o.method != "mad" && o.method != "ewma" && o.method != "zscore" && o.method != "iqr")
     throw InputError("--method: expected mad, ewma, zscore or iqr, got '" + o.method + "'");

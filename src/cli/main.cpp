@@ -1,4 +1,4 @@
-// The spyglass command: run, history, show, detect, analyze.
+// The spyglass command: run, history, show, detect, analyze, evaluate.
 
 #include <signal.h>
 #include <unistd.h>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "analyze.hpp"
+#include "evaluate.hpp"
 #include "report.hpp"
 #include "spyglass/json.hpp"
 #include "spyglass/monitor/analytics.hpp"
@@ -41,6 +42,7 @@ constexpr const char* kUsage = R"(usage:
                    [--season N] [--limit X] [--json]
   spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N]
                    [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
+  spyglass evaluate [--method M]... [--series N] [--length N] [--seed N] [--json]
 
 run options:
   --timeout DURATION     kill the process tree after DURATION (exit 124)
@@ -61,10 +63,11 @@ run options:
   --quiet                no summary
 
 detect and analyze options:
-  --method mad|ewma|zscore|iqr
-                         anomaly score (default mad: modified z-score on the median and MAD)
+  --method ewma|mad|zscore|iqr
+                         anomaly score; detect: ewma by default (the best of `spyglass evaluate`),
+                         analyze: mad (modified z-score on the median and MAD)
   --offline              detect: score against the whole series, not only each point's past
-  --threshold T          flag beyond T (defaults: mad 3.5, ewma 4, zscore 3, iqr 1.5)
+  --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
   --window N             detect: past points a rolling method keeps (default 60)
   --horizon N            analyze: forecast steps (default 10)
   --season N             analyze: Holt-Winters with a season of N points (default: Holt)
@@ -530,6 +533,39 @@ int cmd_analyze(Args& a) {
   return 0;
 }
 
+int cmd_evaluate(Args& a) {
+  cli::EvaluateOptions o;
+  bool json = false;
+  std::vector<std::string> methods;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"evaluate: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (opt == "--seed") {
+      o.seed = static_cast<std::uint64_t>(parse_int(opt, a.value(opt), 0));
+    } else if (opt == "--series") {
+      o.per_kind = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--length") {
+      o.length = static_cast<std::size_t>(parse_int(opt, a.value(opt), 500));
+    } else if (opt == "--method") {
+      cli::DetectOptions d;
+      d.method = std::string(a.value(opt));
+      try {
+        cli::check_detect_options(d);
+      } catch (const cli::InputError& e) {
+        throw UsageError{e.what()};
+      }
+      methods.push_back(d.method);
+    } else if (opt == "--json") {
+      json = true;
+    } else {
+      throw UsageError{"evaluate: unknown option " + std::string(opt)};
+    }
+  }
+  if (!methods.empty()) o.methods = methods;
+  std::fputs(cli::evaluate_report(o, json).c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -553,6 +589,7 @@ int main(int argc, char** argv) {
     if (cmd == "show") return cmd_show(a);
     if (cmd == "detect") return cmd_detect(a);
     if (cmd == "analyze") return cmd_analyze(a);
+    if (cmd == "evaluate") return cmd_evaluate(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return 2;
   } catch (const UsageError& e) {

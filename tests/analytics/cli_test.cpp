@@ -352,3 +352,41 @@ print("ok")
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.err.find("no runs labelled 'absent'"), std::string::npos) << none.err;
 }
+
+TEST(AnalyticsCli, EvaluateFloorsPerMethod) {
+  // Labelled series (spikes, level shifts, trend and variance changes, seasonality,
+  // missing points) scored by windows. A detector that gets worse fails here.
+  TempDir dir;
+  const auto r = run({kSpyglass, "evaluate", "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"py(
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = {x["method"]: x for x in d["methods"]}
+floors = {"ewma": (0.78, 0.88), "mad": (0.45, 0.85), "zscore": (0.33, 0.9), "iqr": (0.12, 0.9)}  # precision, recall
+bad = []
+for name, (p, r) in floors.items():
+    x = m[name]
+    if x["precision"] < p or x["recall"] < r:
+        bad.append("%s: precision %.3f, recall %.3f, floors %.2f %.2f" % (name, x["precision"], x["recall"], p, r))
+    f1 = 2 * x["precision"] * x["recall"] / (x["precision"] + x["recall"])
+    if abs(f1 - x["f1"]) > 1e-12:
+        bad.append("%s: f1 %r is not the harmonic mean" % (name, x["f1"]))
+k = m["ewma"]["kinds"]
+for kind, floor in {"spikes": 0.85, "seasonal": 0.88, "missing": 0.9, "level_shift": 0.7}.items():
+    if k[kind]["f1"] < floor:
+        bad.append("ewma %s: F1 %.3f < %.2f" % (kind, k[kind]["f1"], floor))
+if d["best"] != "ewma":
+    bad.append("best is " + d["best"])
+print("\n".join(bad) if bad else "ok")
+)py");
+  EXPECT_EQ(c.out, "ok\n") << c.err;
+  // detect's default method is the evaluation's best.
+  const std::string csv = dir / "s.csv";
+  std::ofstream(csv) << "ts,cpu\n1,1\n2,2\n3,1\n";
+  const auto d =
+      run({kSpyglass, "detect", "--csv", csv, "--time-column", "ts", "--value-column", "cpu", "--json"},
+          dir.path());
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.out.find("\"method\":\"ewma\""), std::string::npos) << d.out;
+}
