@@ -1,5 +1,7 @@
 // Descriptive statistics, distributions, trend, anomalies, two-sample tests, correlation.
 
+#include <math.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -165,6 +167,17 @@ double beta_cf(double a, double b, double x) {
   return h;
 }
 
+// ln Γ(x) for x > 0. lgamma_r where the C library has it: std::lgamma stores the sign in
+// the global signgam, a data race between threads.
+double log_gamma(double x) {
+#if defined(__GLIBC__)
+  int sign = 0;
+  return ::lgamma_r(x, &sign);
+#else
+  return std::lgamma(x);
+#endif
+}
+
 // I_x(a, b) given both x and 1 - x, so that callers which know 1 - x exactly (a tail
 // probability) lose no precision to the subtraction.
 double ibeta(double a, double b, double x, double xc) {
@@ -172,7 +185,7 @@ double ibeta(double a, double b, double x, double xc) {
   if (xc <= 0) return 1;
   // log(xc) rather than log1p(-x): callers pass 1 - x exactly, which matters near x = 1.
   const double front =
-      std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log(xc));
+      std::exp(log_gamma(a + b) - log_gamma(a) - log_gamma(b) + a * std::log(x) + b * std::log(xc));
   if (x < (a + 1.0) / (a + b + 2.0)) return front * beta_cf(a, b, x) / a;
   return 1.0 - front * beta_cf(b, a, xc) / b;
 }

@@ -170,11 +170,12 @@ SPYGLASS_API std::vector<ChangePoint> change_points(std::span<const double> xs,
 struct MannWhitney {
   double u = 0;        ///< U of the first sample (x)
   double p_value = 1;  ///< two-sided
-  bool exact = false;  ///< exact distribution (no ties, both samples <= 8) or normal approximation
+  bool exact = false;  ///< exact null distribution, or the normal approximation
 };
-/// Tests x against y. Exact when both have at most 8 points and no ties (SciPy's
-/// method="auto" rule), else the normal approximation with the tie correction and the
-/// continuity correction (method="asymptotic").
+/// Tests x against y. Exact when either sample has at most 8 points and there are no
+/// ties (SciPy's method="auto" rule; also n1·n2 <= 8000, which bounds the exact table),
+/// else the normal approximation with the tie and continuity corrections
+/// (method="asymptotic").
 SPYGLASS_API MannWhitney mann_whitney(std::span<const double> x, std::span<const double> y);
 /// The same with the normal approximation forced (method="asymptotic").
 SPYGLASS_API MannWhitney mann_whitney_asymptotic(std::span<const double> x, std::span<const double> y);
