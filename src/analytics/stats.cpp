@@ -318,34 +318,51 @@ double default_threshold(AnomalyMethod m) {
 
 namespace detail {
 
+namespace {
+
+// NumPy's linear quantile of `v` in any order, found by selection rather than a sort
+// (a rolling detector does this for every point); rearranges `v`.
+double select_quantile(std::vector<double>& v, double q) {
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const double frac = pos - static_cast<double>(lo);
+  const auto at = v.begin() + static_cast<std::ptrdiff_t>(lo);
+  std::nth_element(v.begin(), at, v.end());
+  const double a = *at;
+  if (lo + 1 >= v.size()) return a;
+  const double b = *std::min_element(at + 1, v.end());  // the next order statistic
+  return a + (b - a) * frac;
+}
+
+}  // namespace
+
 Reference::Reference(std::span<const double> xs, AnomalyMethod m) : method(m) {
   require_finite(xs, "anomaly reference", 1);
+  std::vector<double> v(xs.begin(), xs.end());
   switch (m) {
-    case AnomalyMethod::iqr: {
-      const auto v = sorted(xs);
-      lo = sorted_quantile(v, 0.25);
-      hi = sorted_quantile(v, 0.75);
+    case AnomalyMethod::iqr:
+      lo = select_quantile(v, 0.25);
+      hi = select_quantile(v, 0.75);
       spread = hi - lo;
       break;
-    }
     case AnomalyMethod::zscore:
       lo = hi = analytics::mean(xs);
       spread = std::sqrt(variance(xs, 0));
       break;
     case AnomalyMethod::modified_zscore: {
-      const auto v = sorted(xs);
-      lo = hi = sorted_quantile(v, 0.5);
-      std::vector<double> dev(v.size());
-      for (std::size_t i = 0; i < v.size(); ++i) dev[i] = std::fabs(v[i] - lo);
-      std::sort(dev.begin(), dev.end());
-      const double mad_v = sorted_quantile(dev, 0.5);
+      lo = hi = select_quantile(v, 0.5);
+      double sum_ad = 0;
+      for (double& x : v) {
+        x = std::fabs(x - lo);
+        sum_ad += x;
+      }
+      const double mad_v = select_quantile(v, 0.5);
       if (mad_v > 0) {
         spread = mad_v / 0.6745;
       } else {
         // Iglewicz & Hoaglin: with MAD 0 use the mean absolute deviation, scaled to the
         // normal stddev (1.253314 meanAD).
-        const double mean_ad = std::accumulate(dev.begin(), dev.end(), 0.0) / static_cast<double>(dev.size());
-        spread = 1.253314 * mean_ad;
+        spread = 1.253314 * sum_ad / static_cast<double>(v.size());
       }
       break;
     }

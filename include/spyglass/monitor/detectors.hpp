@@ -31,6 +31,7 @@ class SPYGLASS_API EwmaDetector {
   };
   /// Throws AnalyticsError for options out of range.
   explicit EwmaDetector(Options o);
+  /// With the default options.
   EwmaDetector() : EwmaDetector(Options{}) {}
   /// Scores `x` against the past, then learns it. A flagged point is learnt clamped to
   /// the threshold, so one spike does not blind the detector to the next.
@@ -59,6 +60,7 @@ class SPYGLASS_API RollingMadDetector {
   };
   /// Throws AnalyticsError for options out of range.
   explicit RollingMadDetector(Options o);
+  /// With the default options.
   RollingMadDetector() : RollingMadDetector(Options{}) {}
   /// Scores `x` against the window (anomaly_score, modified z-score), then adds it.
   Detection update(double x);
@@ -85,6 +87,7 @@ class SPYGLASS_API GrowthDetector {
   };
   /// Throws AnalyticsError for options out of range.
   explicit GrowthDetector(Options o);
+  /// With the default options.
   GrowthDetector() : GrowthDetector(Options{}) {}
   /// Adds the point (t seconds, strictly increasing; x) and judges the window ending at
   /// it; score is the slope per second. Ready once the window spans `window` seconds.
