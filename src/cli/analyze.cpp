@@ -249,7 +249,21 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
   const bool timed = rel.back() > 0;
   a.trend = an::trend(s.values, timed ? std::span<const double>(rel) : std::span<const double>{}, 0.05, unit);
   a.flags = detect(s, d);
-  a.cps = an::change_points(s.values);
+  if (o.season == 0) {
+    a.cps = an::change_points(s.values);
+  } else {
+    // A cycle is not a change: look for changes in the series without its cycle (each
+    // phase's median taken out, the series' median put back, so levels keep their scale).
+    const double overall = an::median(s.values);
+    std::vector<double> rest(s.values.size()), phase;
+    for (std::size_t k = 0; k < o.season; ++k) {
+      phase.clear();
+      for (std::size_t i = k; i < s.values.size(); i += o.season) phase.push_back(s.values[i]);
+      const double m = an::median(phase);
+      for (std::size_t i = k; i < s.values.size(); i += o.season) rest[i] = s.values[i] - m + overall;
+    }
+    a.cps = an::change_points(rest);
+  }
   a.fc = o.season == 0 ? an::holt(s.values, o.horizon) : an::holt_winters(s.values, o.season, o.horizon);
   if (o.limit) {
     a.steps = an::steps_to_limit(a.fc, *o.limit);

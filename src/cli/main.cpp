@@ -70,7 +70,8 @@ detect and analyze options:
   --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
   --window N             detect: past points a rolling method keeps (default 60)
   --horizon N            analyze: forecast steps (default 10)
-  --season N             analyze: Holt-Winters with a season of N points (default: Holt)
+  --season N             analyze: a cycle of N points: Holt-Winters, and change points
+                         searched without the cycle (default: none, Holt)
   --limit X              analyze: when the forecast reaches X
   --metric M             analyze --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
                          read_bytes or write_bytes (repeatable; default all)

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -194,6 +196,31 @@ print("ok")
   for (const char* want : {"299 points", "1 missing", "trend: rising", "change points:", "forecast (Holt"}) {
     EXPECT_NE(text.out.find(want), std::string::npos) << want << "\n" << text.out;
   }
+}
+
+TEST(AnalyticsCli, AnalyzeSeasonalSeriesFindsTheShiftNotTheCycle) {
+  // Ten days of 5-minute samples with a daily cycle ten times the noise; +4 from point 2000.
+  TempDir dir;
+  auto v = noisy(2880, 50.0, 1.0, 12);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    v[i] += 10 * std::sin(2 * std::numbers::pi * static_cast<double>(i) / 288) + (i >= 2000 ? 4.0 : 0.0);
+  }
+  const auto csv =
+      write_csv(dir, "cpu.csv", v, [](std::size_t i) { return std::to_string(1772323200 + 300 * i); });
+  const auto r = run({kSpyglass, "analyze", "--csv", csv, "--time-column", "ts", "--value-column", "cpu",
+                      "--season", "288", "--json"},
+                     dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import json, sys
+d = json.load(open(sys.argv[1]))
+cps = d["change_points"]
+assert len(cps) == 1 and abs(cps[0]["index"] - 2000) <= 3, cps
+assert abs(cps[0]["mean_after"] - cps[0]["mean_before"] - 4) < 0.5, cps
+assert d["forecast"]["method"] == "holt-winters" and d["forecast"]["season"] == 288, d["forecast"]
+print("ok")
+)");
+  EXPECT_EQ(c.out, "ok\n") << c.err << r.out;
 }
 
 TEST(AnalyticsCli, BadCsvNamesTheLine) {
