@@ -93,7 +93,7 @@ struct Trend {
   std::optional<LinearFit> per_time;  ///< x = the timestamps (their unit: per second if seconds)
   double relative_slope = 0;          ///< per_index.slope / |mean|: the fraction the series moves per point
   bool significant = false;           ///< p_value < alpha
-  std::string verdict;                ///< e.g. "rising +1.8% per point over 40 points, R² 0.91, p 3e-12"
+  std::string verdict;                ///< e.g. "rising +1.8% per run over 40 runs (R² 0.91, p 3e-12)"
 };
 /// The trend of `ys`; `times` (empty, or one per value) adds the per-time fit. A slope
 /// counts as significant when its p-value is below `alpha`. `unit` names a point in the
