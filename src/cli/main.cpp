@@ -1,4 +1,4 @@
-// The spyglass command: run, history, show.
+// The spyglass command: run, history, show, detect, analyze, evaluate.
 
 #include <signal.h>
 #include <unistd.h>
@@ -17,8 +17,11 @@
 #include <utility>
 #include <vector>
 
+#include "analyze.hpp"
+#include "evaluate.hpp"
 #include "report.hpp"
 #include "spyglass/json.hpp"
+#include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/runner.hpp"
 
@@ -33,6 +36,13 @@ constexpr const char* kUsage = R"(usage:
   spyglass run [options] -- COMMAND [ARGS...]
   spyglass history [--label L] [--limit N] [--json] [--db PATH]
   spyglass show RUN_ID [--json] [--db PATH]
+  spyglass detect --csv FILE --time-column C --value-column V [--method M] [--offline]
+                  [--threshold T] [--window N] [--json]
+  spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
+                   [--season N] [--limit X] [--json]
+  spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N]
+                   [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
+  spyglass evaluate [--method M]... [--series N] [--length N] [--seed N] [--json]
 
 run options:
   --timeout DURATION     kill the process tree after DURATION (exit 124)
@@ -51,6 +61,24 @@ run options:
   --keep-runs N          keep the last N runs per label (default 1000)
   --keep-days DAYS       drop runs older than DAYS
   --quiet                no summary
+
+detect and analyze options:
+  --method ewma|mad|zscore|iqr
+                         anomaly score; detect: ewma by default (the best of `spyglass evaluate`),
+                         analyze: mad (modified z-score on the median and MAD)
+  --offline              detect: score against the whole series, not only each point's past
+  --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
+  --window N             detect: past points a rolling method keeps (default 60)
+  --horizon N            analyze: forecast steps (default 10)
+  --season N             analyze: a cycle of N points: Holt-Winters, and change points
+                         searched without the cycle (default: none, Holt)
+  --limit X              analyze: when the forecast reaches X
+  --metric M             analyze --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
+                         read_bytes or write_bytes (repeatable; default all)
+  --latest K             analyze --label: the latest K runs against the baseline (default 5)
+  --baseline N           analyze --label: successful, non-anomalous runs before them (default 20)
+  --runs N               analyze --label: read the newest N runs (default 1000)
+Timestamps: ISO 8601, YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds.
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
@@ -388,6 +416,157 @@ int cmd_show(Args& a) {
   return 0;
 }
 
+// Options shared by detect and analyze; returns false for an option it does not know.
+bool series_option(Args& a, std::string_view opt, cli::DetectOptions& d, bool& json) {
+  if (opt == "--csv") {
+    d.source = std::string(a.value(opt));
+  } else if (opt == "--time-column") {
+    d.time_column = std::string(a.value(opt));
+  } else if (opt == "--value-column") {
+    d.value_column = std::string(a.value(opt));
+  } else if (opt == "--method") {
+    d.method = std::string(a.value(opt));
+  } else if (opt == "--threshold") {
+    std::string_view rest;
+    const std::string_view v = a.value(opt);
+    const auto n = parse_number(v, rest);
+    if (!n || !rest.empty() || *n <= 0)
+      throw UsageError{"--threshold: not a positive number: '" + std::string(v) + "'"};
+    d.threshold = *n;
+  } else if (opt == "--json") {
+    json = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+cli::Series read_series(const char* cmd, const cli::DetectOptions& d) {
+  try {
+    cli::check_detect_options(d);
+  } catch (const cli::InputError& e) {
+    throw UsageError{e.what()};
+  }
+  if (d.source.empty()) throw UsageError{std::string(cmd) + ": --csv FILE is required"};
+  if (d.time_column.empty()) throw UsageError{std::string(cmd) + ": --time-column is required"};
+  if (d.value_column.empty()) throw UsageError{std::string(cmd) + ": --value-column is required"};
+  return cli::read_csv_series(d.source, d.time_column, d.value_column);
+}
+
+int cmd_detect(Args& a) {
+  cli::DetectOptions d;
+  bool json = false;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"detect: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (series_option(a, opt, d, json)) continue;
+    if (opt == "--offline") {
+      d.offline = true;
+    } else if (opt == "--window") {
+      d.window = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else {
+      throw UsageError{"detect: unknown option " + std::string(opt)};
+    }
+  }
+  const cli::Series s = read_series("detect", d);
+  std::fputs(cli::detect_report(s, d, json).c_str(), stdout);
+  return 0;
+}
+
+int cmd_analyze(Args& a) {
+  cli::HistoryAnalyzeOptions h;
+  cli::AnalyzeOptions& o = h.analysis;
+  bool json = false;
+  std::string db = kDefaultDb;
+  std::size_t runs = 1000;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"analyze: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (series_option(a, opt, o.detect, json)) continue;
+    if (opt == "--horizon") {
+      o.horizon = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--season") {
+      o.season = static_cast<std::size_t>(parse_int(opt, a.value(opt), 2));
+    } else if (opt == "--limit") {
+      const std::string_view v = a.value(opt);
+      double x = 0;
+      const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
+      if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x))
+        throw UsageError{"--limit: not a number: '" + std::string(v) + "'"};
+      o.limit = x;
+    } else if (opt == "--label") {
+      h.label = std::string(a.value(opt));
+    } else if (opt == "--metric") {
+      h.metrics.emplace_back(a.value(opt));
+    } else if (opt == "--db") {
+      db = std::string(a.value(opt));
+    } else if (opt == "--runs") {
+      runs = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else if (opt == "--latest") {
+      h.latest = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--baseline") {
+      h.baseline = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else {
+      throw UsageError{"analyze: unknown option " + std::string(opt)};
+    }
+  }
+  cli::DetectOptions whole = o.detect;
+  whole.offline = true;  // analysis scores against the whole series
+  if (!h.label.empty()) {
+    if (!o.detect.source.empty()) throw UsageError{"analyze: --label and --csv exclude each other"};
+    try {
+      cli::check_history_options(h);
+    } catch (const cli::InputError& e) {
+      throw UsageError{e.what()};
+    }
+    mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
+    const auto list = hist.runs({.label = h.label, .limit = runs});
+    if (list.empty()) {
+      std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", h.label.c_str(), db.c_str());
+      return 1;
+    }
+    std::fputs(cli::history_report(list, h, json).c_str(), stdout);
+    return 0;
+  }
+  if (o.detect.source.empty()) throw UsageError{"analyze: --label L or --csv FILE is required"};
+  const cli::Series s = read_series("analyze", whole);
+  std::fputs(cli::analyze_report(s, o, json).c_str(), stdout);
+  return 0;
+}
+
+int cmd_evaluate(Args& a) {
+  cli::EvaluateOptions o;
+  bool json = false;
+  std::vector<std::string> methods;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"evaluate: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (opt == "--seed") {
+      o.seed = static_cast<std::uint64_t>(parse_int(opt, a.value(opt), 0));
+    } else if (opt == "--series") {
+      o.per_kind = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--length") {
+      o.length = static_cast<std::size_t>(parse_int(opt, a.value(opt), 500));
+    } else if (opt == "--method") {
+      cli::DetectOptions d;
+      d.method = std::string(a.value(opt));
+      try {
+        cli::check_detect_options(d);
+      } catch (const cli::InputError& e) {
+        throw UsageError{e.what()};
+      }
+      methods.push_back(d.method);
+    } else if (opt == "--json") {
+      json = true;
+    } else {
+      throw UsageError{"evaluate: unknown option " + std::string(opt)};
+    }
+  }
+  if (!methods.empty()) o.methods = methods;
+  std::fputs(cli::evaluate_report(o, json).c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -409,6 +588,9 @@ int main(int argc, char** argv) {
     if (cmd == "run") return cmd_run(a);
     if (cmd == "history") return cmd_history(a);
     if (cmd == "show") return cmd_show(a);
+    if (cmd == "detect") return cmd_detect(a);
+    if (cmd == "analyze") return cmd_analyze(a);
+    if (cmd == "evaluate") return cmd_evaluate(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return 2;
   } catch (const UsageError& e) {
@@ -417,5 +599,11 @@ int main(int argc, char** argv) {
   } catch (const mon::HistoryError& e) {
     std::fprintf(stderr, "spyglass: error: %s\n", e.what());
     return cmd == "run" ? 125 : 1;
+  } catch (const cli::InputError& e) {
+    std::fprintf(stderr, "spyglass: error: %s\n", e.what());
+    return 1;
+  } catch (const spyglass::analytics::AnalyticsError& e) {
+    std::fprintf(stderr, "spyglass: error: %s\n", e.what());
+    return 1;
   }
 }

@@ -1,0 +1,33 @@
+#pragma once
+// Helpers shared by the analytics sources (not installed).
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "spyglass/monitor/analytics.hpp"
+
+namespace SPYGLASS_NAMESPACE::analytics::detail {
+
+/// Throws AnalyticsError naming `what` unless `xs` has `min_size` points, all finite.
+void require_finite(std::span<const double> xs, const char* what, std::size_t min_size);
+/// Throws AnalyticsError naming `what` unless both series have the same length.
+void require_same_size(std::span<const double> a, std::span<const double> b, const char* what);
+/// A sorted copy.
+std::vector<double> sorted(std::span<const double> xs);
+/// NumPy's linear quantile of an already sorted, non-empty vector.
+double sorted_quantile(const std::vector<double>& v, double q);
+/// `v` with `digits` significant digits (%g).
+std::string format_number(double v, int digits);
+
+/// A reference sample reduced to what a method scores against: centre (lo == hi) or
+/// quartiles, and the spread that divides the distance.
+struct Reference {
+  Reference(std::span<const double> xs, AnomalyMethod m);
+  /// Signed score of `x`; ±infinity when the spread is 0 and x is off the centre.
+  [[nodiscard]] double score(double x) const;
+  AnomalyMethod method;
+  double lo = 0, hi = 0, spread = 0;
+};
+
+}  // namespace SPYGLASS_NAMESPACE::analytics::detail

@@ -1,0 +1,710 @@
+// `spyglass detect` and `spyglass analyze --csv`.
+
+#include "analyze.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <functional>
+#include <vector>
+
+#include "report.hpp"
+
+#include "spyglass/json.hpp"
+#include "spyglass/monitor/analytics.hpp"
+#include "spyglass/monitor/detectors.hpp"
+
+namespace SPYGLASS_NAMESPACE::cli {
+
+namespace an = analytics;
+
+namespace {
+
+constexpr std::size_t kRollingWarmup = 10;  // past points a rolling method needs
+constexpr std::size_t kEwmaWarmup = 20;
+
+struct Flag {
+  std::size_t index;
+  double score;
+};
+
+an::AnomalyMethod batch_method(const std::string& m) {
+  if (m == "iqr") return an::AnomalyMethod::iqr;
+  if (m == "zscore") return an::AnomalyMethod::zscore;
+  return an::AnomalyMethod::modified_zscore;
+}
+
+double threshold_of(const DetectOptions& o) {
+  if (!std::isnan(o.threshold)) return o.threshold;
+  if (o.method == "ewma") return an::EwmaDetector::Options{}.threshold;
+  return an::default_threshold(batch_method(o.method));
+}
+
+std::vector<Flag> detect(const Series& s, const DetectOptions& o) {
+  std::vector<Flag> out;
+  const double thr = threshold_of(o);
+  if (o.offline) {
+    if (s.values.empty()) return out;
+    for (const auto& a : an::anomalies(s.values, batch_method(o.method), thr))
+      out.push_back({a.index, a.score});
+    return out;
+  }
+  if (o.method == "ewma") {
+    an::EwmaDetector det({.threshold = thr, .warmup = kEwmaWarmup});
+    for (std::size_t i = 0; i < s.values.size(); ++i) {
+      const auto d = det.update(s.values[i]);
+      if (d.anomaly) out.push_back({i, d.score});
+    }
+    return out;
+  }
+  if (o.method == "mad") {
+    an::RollingMadDetector det({.window = o.window, .threshold = thr, .warmup = kRollingWarmup});
+    for (std::size_t i = 0; i < s.values.size(); ++i) {
+      const auto d = det.update(s.values[i]);
+      if (d.anomaly) out.push_back({i, d.score});
+    }
+    return out;
+  }
+  // z-score and IQR against the same rolling window of past points.
+  std::deque<double> past;
+  std::vector<double> ref;
+  for (std::size_t i = 0; i < s.values.size(); ++i) {
+    if (past.size() >= kRollingWarmup) {
+      ref.assign(past.begin(), past.end());
+      const double sc = an::anomaly_score(ref, s.values[i], batch_method(o.method));
+      if (std::fabs(sc) > thr) out.push_back({i, sc});
+    }
+    past.push_back(s.values[i]);
+    if (past.size() > o.window) past.pop_front();
+  }
+  return out;
+}
+
+std::string num(double v, int digits = 4) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
+
+std::string pct(double v) { return (v >= 0 ? "+" : "") + num(100 * v, 3) + "%"; }
+
+void write_source(JsonWriter& w, const DetectOptions& o) {
+  w.key("csv");
+  w.value(o.source);
+  w.key("time_column");
+  w.value(o.time_column);
+  w.key("value_column");
+  w.value(o.value_column);
+}
+
+void write_parameters(JsonWriter& w, const Series& s, const DetectOptions& o) {
+  w.key("parameters");
+  w.begin_object();
+  w.key("method");
+  w.value(o.method);
+  w.key("threshold");
+  w.value(threshold_of(o));
+  w.key("offline");
+  w.value(o.offline);
+  if (!o.offline) {
+    if (o.method == "ewma") {
+      w.key("alpha");
+      w.value(an::EwmaDetector::Options{}.alpha);
+      w.key("warmup");
+      w.value(kEwmaWarmup);
+    } else {
+      w.key("window");
+      w.value(o.window);
+      w.key("warmup");
+      w.value(kRollingWarmup);
+    }
+  }
+  write_source(w, o);
+  w.key("points");
+  w.value(s.values.size());
+  w.key("missing");
+  w.value(s.missing);
+  w.end_object();
+}
+
+void write_flags(JsonWriter& w, const Series& s, const std::vector<Flag>& flags, const std::string& method,
+                 const char* id_key = "line") {
+  w.begin_array();
+  for (const auto& f : flags) {
+    w.begin_object();
+    w.key("timestamp");
+    w.value(s.stamps[f.index]);
+    w.key("value");
+    w.value(s.values[f.index]);
+    w.key("score");
+    w.value(f.score);  // null when the past had no spread at all (an infinite score)
+    w.key("method");
+    w.value(method);
+    w.key(id_key);
+    w.value(s.lines[f.index]);
+    w.end_object();
+  }
+  w.end_array();
+}
+
+std::string flags_text(const Series& s, const std::vector<Flag>& flags) {
+  std::string out;
+  for (const auto& f : flags) {
+    out += "  " + s.stamps[f.index] + "  value " + num(s.values[f.index], 6) + "  score " + num(f.score, 3) +
+           "  (line " + std::to_string(s.lines[f.index]) + ")\n";
+  }
+  return out;
+}
+
+std::string describe_method(const DetectOptions& o) {
+  std::string d = o.method + ", threshold " + num(threshold_of(o));
+  if (o.offline) return d + ", whole series";
+  if (o.method == "ewma") return d + ", past only";
+  return d + ", past " + std::to_string(o.window) + " points";
+}
+
+// Median spacing of the points in seconds (0 with fewer than two).
+double median_step(const Series& s) {
+  if (s.times.size() < 2) return 0;
+  std::vector<double> d;
+  for (std::size_t i = 1; i < s.times.size(); ++i) d.push_back(s.times[i] - s.times[i - 1]);
+  return an::median(d);
+}
+
+std::string duration_words(double seconds) {
+  if (seconds < 120) return num(seconds, 3) + " s";
+  if (seconds < 7200) return num(seconds / 60, 3) + " min";
+  if (seconds < 172800) return num(seconds / 3600, 3) + " h";
+  return num(seconds / 86400, 3) + " days";
+}
+
+}  // namespace
+
+std::vector<std::size_t> detect_indices(const Series& s, const DetectOptions& o) {
+  check_detect_options(o);
+  std::vector<std::size_t> out;
+  for (const auto& f : detect(s, o)) out.push_back(f.index);
+  return out;
+}
+
+void check_detect_options(const DetectOptions& o) {
+  if (o.method != "mad" && o.method != "ewma" && o.method != "zscore" && o.method != "iqr")
+    throw InputError("--method: expected mad, ewma, zscore or iqr, got '" + o.method + "'");
+  if (o.offline && o.method == "ewma")
+    throw InputError("--method ewma judges each point by its past only; --offline takes mad, zscore or iqr");
+  if (o.window < 3) throw InputError("--window: at least 3 points");
+  if (!std::isnan(o.threshold) && !(o.threshold > 0)) throw InputError("--threshold: must be positive");
+}
+
+std::string detect_report(const Series& s, const DetectOptions& o, bool json) {
+  check_detect_options(o);
+  const auto flags = detect(s, o);
+  std::string out;
+  if (json) {
+    JsonWriter w(out);
+    w.begin_object();
+    w.key("anomalies");
+    write_flags(w, s, flags, o.method);
+    write_parameters(w, s, o);
+    w.end_object();
+    out += '\n';
+    return out;
+  }
+  out = std::to_string(flags.size()) + " anomal" + (flags.size() == 1 ? "y" : "ies") + " in " +
+        std::to_string(s.values.size()) + " points (" + describe_method(o) + ")";
+  if (s.missing != 0) out += ", " + std::to_string(s.missing) + " missing skipped";
+  out += "\n" + flags_text(s, flags);
+  return out;
+}
+
+namespace {
+
+// Everything analyze computes on one series.
+struct Analysis {
+  an::Summary sum;
+  an::Trend trend;
+  std::vector<Flag> flags;
+  std::vector<an::ChangePoint> cps;
+  an::Forecast fc;
+  std::optional<std::size_t> steps;  // to the limit
+  double step_s = 0;                 // median spacing in seconds
+};
+
+Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit) {
+  if (s.values.size() < 3) {
+    throw InputError(d.source + ": needs at least 3 points to analyse, found " +
+                     std::to_string(s.values.size()));
+  }
+  if (o.season != 0 && s.values.size() < 2 * o.season) {
+    throw InputError("--season " + std::to_string(o.season) + ": needs two full seasons (" +
+                     std::to_string(2 * o.season) + " points), found " + std::to_string(s.values.size()));
+  }
+  Analysis a;
+  a.sum = an::summarize(s.values);
+  // Times relative to the first point: the per-time fit is then exact for epoch stamps.
+  std::vector<double> rel(s.times.size());
+  for (std::size_t i = 0; i < rel.size(); ++i) rel[i] = s.times[i] - s.times.front();
+  const bool timed = rel.back() > 0;
+  a.trend = an::trend(s.values, timed ? std::span<const double>(rel) : std::span<const double>{}, 0.05, unit);
+  a.flags = detect(s, d);
+  if (o.season == 0) {
+    a.cps = an::change_points(s.values);
+  } else {
+    // A cycle is not a change: look for changes in the series without its cycle (each
+    // phase's median taken out, the series' median put back, so levels keep their scale).
+    const double overall = an::median(s.values);
+    std::vector<double> rest(s.values.size()), phase;
+    for (std::size_t k = 0; k < o.season; ++k) {
+      phase.clear();
+      for (std::size_t i = k; i < s.values.size(); i += o.season) phase.push_back(s.values[i]);
+      const double m = an::median(phase);
+      for (std::size_t i = k; i < s.values.size(); i += o.season) rest[i] = s.values[i] - m + overall;
+    }
+    a.cps = an::change_points(rest);
+  }
+  a.fc = o.season == 0 ? an::holt(s.values, o.horizon) : an::holt_winters(s.values, o.season, o.horizon);
+  if (o.limit) {
+    a.steps = an::steps_to_limit(a.fc, *o.limit);
+    if (!a.steps && !a.fc.mean.empty()) {
+      const auto more = an::steps_to_limit(a.fc.mean.back(), a.fc.slope, *o.limit);
+      if (more) a.steps = a.fc.mean.size() + *more;
+    }
+  }
+  a.step_s = median_step(s);
+  return a;
+}
+
+// How values print in text: plain numbers, or through a metric's formatter.
+using Formatter = std::string (*)(double);
+std::string plain(double v) { return num(v); }
+
+std::string analysis_text(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const Analysis& a,
+                          const std::string& unit, Formatter f) {
+  std::string out;
+  out += "summary: mean " + f(a.sum.mean) + "  median " + f(a.sum.median) + "  stddev " + f(a.sum.stddev) +
+         "  min " + f(a.sum.min) + "  max " + f(a.sum.max) + "  MAD " + f(a.sum.mad) + "\n";
+  out += "trend: " + a.trend.verdict;
+  if (a.trend.per_time) out += "; " + f(a.trend.per_time->slope * 86400) + " per day";
+  out += "\nanomalies: " + std::to_string(a.flags.size()) + " (" + describe_method(d) + ")\n";
+  for (const auto& fl : a.flags) {
+    out += "  " + s.stamps[fl.index] + "  " + f(s.values[fl.index]) + "  score " + num(fl.score, 3) + "  (" +
+           (unit == "run" ? "run " : "line ") + std::to_string(s.lines[fl.index]) + ")\n";
+  }
+  out += "change points: " + std::to_string(a.cps.size()) + "\n";
+  for (const auto& c : a.cps) {
+    out += "  " + std::string(c.mean_after >= c.mean_before ? "rose " : "fell ") + pct(c.relative_change) +
+           " starting at " + (unit == "run" ? "run " : "line ") + std::to_string(s.lines[c.index]) + " (" +
+           s.stamps[c.index] + "): mean " + f(c.mean_before) + " -> " + f(c.mean_after) + ", stddev " +
+           f(c.stddev_before) + " -> " + f(c.stddev_after) + ", p " + num(c.p_value, 2);
+    if (!s.notes.empty() && !s.notes[c.index].empty()) out += ", commit " + s.notes[c.index];
+    out += "\n";
+  }
+  out += "forecast (" + std::string(o.season ? "Holt-Winters, season " + std::to_string(o.season) : "Holt") +
+         ", alpha " + num(a.fc.alpha, 3) + " beta " + num(a.fc.beta, 3) +
+         (o.season ? " gamma " + num(a.fc.gamma, 3) : std::string()) + "):";
+  if (!a.fc.mean.empty()) {
+    out += " in " + std::to_string(a.fc.mean.size()) + " " + unit + "s " + f(a.fc.mean.back()) + " (" +
+           num(100 * a.fc.interval, 3) + "% interval " + f(a.fc.lower.back()) + " .. " +
+           f(a.fc.upper.back()) + ")";
+  }
+  out += "\n";
+  if (o.limit) {
+    out += "  limit " + f(*o.limit) + ": ";
+    if (a.steps) {
+      out += "reached in about " + std::to_string(*a.steps) + " " + unit + "s";
+      if (a.step_s > 0) out += " (" + duration_words(static_cast<double>(*a.steps) * a.step_s) + ")";
+    } else {
+      out += "not reached at the current trend";
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+void number_members(JsonWriter& w, std::initializer_list<std::pair<const char*, double>> members) {
+  for (const auto& [k, v] : members) {
+    w.key(k);
+    w.value(v);
+  }
+}
+
+// The members of one analysis; `id_key` names what s.lines holds ("line" or "run_id").
+void analysis_json(JsonWriter& w, const Series& s, const AnalyzeOptions& o, const DetectOptions& d,
+                   const Analysis& a, const char* id_key) {
+  w.key("summary");
+  w.begin_object();
+  number_members(w, {{"mean", a.sum.mean},
+                     {"median", a.sum.median},
+                     {"stddev", a.sum.stddev},
+                     {"min", a.sum.min},
+                     {"q1", a.sum.q1},
+                     {"q3", a.sum.q3},
+                     {"max", a.sum.max},
+                     {"mad", a.sum.mad}});
+  w.end_object();
+  w.key("trend");
+  w.begin_object();
+  number_members(w, {{"slope_per_point", a.trend.per_index.slope},
+                     {"intercept", a.trend.per_index.intercept},
+                     {"r2", a.trend.per_index.r2},
+                     {"p_value", a.trend.per_index.p_value},
+                     {"relative_slope", a.trend.relative_slope}});
+  w.key("slope_per_day");
+  if (a.trend.per_time) {
+    w.value(a.trend.per_time->slope * 86400);
+  } else {
+    w.null();
+  }
+  w.key("significant");
+  w.value(a.trend.significant);
+  w.key("verdict");
+  w.value(a.trend.verdict);
+  w.end_object();
+  w.key("anomalies");
+  write_flags(w, s, a.flags, d.method, id_key);
+  w.key("anomaly_parameters");
+  w.begin_object();
+  w.key("method");
+  w.value(d.method);
+  w.key("threshold");
+  w.value(threshold_of(d));
+  w.end_object();
+  w.key("change_points");
+  w.begin_array();
+  for (const auto& c : a.cps) {
+    w.begin_object();
+    w.key("index");
+    w.value(c.index);
+    w.key(id_key);
+    w.value(s.lines[c.index]);
+    w.key("timestamp");
+    w.value(s.stamps[c.index]);
+    if (!s.notes.empty()) {
+      w.key("git_commit");
+      w.value(s.notes[c.index]);
+    }
+    number_members(w, {{"mean_before", c.mean_before},
+                       {"mean_after", c.mean_after},
+                       {"stddev_before", c.stddev_before},
+                       {"stddev_after", c.stddev_after},
+                       {"relative_change", c.relative_change},
+                       {"p_value", c.p_value}});
+    w.end_object();
+  }
+  w.end_array();
+  w.key("forecast");
+  w.begin_object();
+  w.key("method");
+  w.value(o.season ? "holt-winters" : "holt");
+  w.key("season");
+  w.value(o.season);
+  number_members(w, {{"alpha", a.fc.alpha},
+                     {"beta", a.fc.beta},
+                     {"gamma", a.fc.gamma},
+                     {"sigma", a.fc.sigma},
+                     {"interval", a.fc.interval}});
+  for (const auto& [k, v] : {std::pair{"mean", &a.fc.mean}, {"lower", &a.fc.lower}, {"upper", &a.fc.upper}}) {
+    w.key(k);
+    w.begin_array();
+    for (double x : *v) w.value(x);
+    w.end_array();
+  }
+  if (o.limit) {
+    w.key("limit");
+    w.value(*o.limit);
+    w.key("steps_to_limit");
+    if (a.steps) {
+      w.value(*a.steps);
+    } else {
+      w.null();
+    }
+  }
+  w.end_object();
+}
+
+}  // namespace
+
+std::string analyze_report(const Series& s, const AnalyzeOptions& o, bool json) {
+  DetectOptions d = o.detect;
+  d.offline = true;
+  check_detect_options(d);
+  const Analysis a = analyse(s, o, d, "point");
+  std::string out;
+  if (!json) {
+    out += "series: " + d.source + ", column " + d.value_column + ": " + std::to_string(s.values.size()) +
+           " points from " + s.stamps.front() + " to " + s.stamps.back();
+    if (s.missing != 0) out += " (" + std::to_string(s.missing) + " missing skipped)";
+    out += "\n" + analysis_text(s, o, d, a, "point", plain);
+    return out;
+  }
+  JsonWriter w(out);
+  w.begin_object();
+  w.key("series");
+  w.begin_object();
+  write_source(w, d);
+  w.key("points");
+  w.value(s.values.size());
+  w.key("missing");
+  w.value(s.missing);
+  w.key("first");
+  w.value(s.stamps.front());
+  w.key("last");
+  w.value(s.stamps.back());
+  w.key("median_step_seconds");
+  w.value(a.step_s);
+  w.end_object();
+  analysis_json(w, s, o, d, a, "line");
+  w.end_object();
+  out += '\n';
+  return out;
+}
+
+namespace {
+
+struct Metric {
+  const char* name;
+  const char* unit;  // "s" or "bytes"
+  double (*get)(const monitor::RunRecord&);
+};
+
+constexpr double ns_to_s(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
+
+const Metric kMetrics[] = {
+    {"wall", "s", [](const monitor::RunRecord& r) { return ns_to_s(r.duration_ns); }},
+    {"cpu_user", "s",
+     [](const monitor::RunRecord& r) { return ns_to_s(static_cast<std::int64_t>(r.user_cpu_ns)); }},
+    {"cpu_sys", "s",
+     [](const monitor::RunRecord& r) { return ns_to_s(static_cast<std::int64_t>(r.sys_cpu_ns)); }},
+    {"max_rss", "bytes", [](const monitor::RunRecord& r) { return static_cast<double>(r.max_rss_bytes); }},
+    {"tree_peak_rss", "bytes",
+     [](const monitor::RunRecord& r) { return static_cast<double>(r.peak_tree_rss_bytes); }},
+    {"read_bytes", "bytes", [](const monitor::RunRecord& r) { return static_cast<double>(r.read_bytes); }},
+    {"write_bytes", "bytes", [](const monitor::RunRecord& r) { return static_cast<double>(r.write_bytes); }},
+};
+
+std::string seconds_text(double v) { return (v < 0 ? "-" : "") + format_seconds(std::fabs(v)); }
+std::string bytes_text(double v) {
+  return (v < 0 ? "-" : "") + format_bytes(static_cast<std::uint64_t>(std::llround(std::fabs(v))));
+}
+
+std::string iso_utc(std::int64_t unix_ns) {
+  const auto t = static_cast<std::time_t>(unix_ns / 1000000000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+bool successful(const monitor::RunRecord& r) {
+  return r.exit_code == 0 && r.kill_reason.empty() && r.error.empty();
+}
+
+// The latest `latest` values against up to `baseline` values before them that are not
+// anomalies; nullopt when there are too few runs for both.
+struct RegressionCheck {
+  an::Regression result;
+  std::size_t current = 0, baseline = 0;
+};
+std::optional<RegressionCheck> regression_of(const Series& s, const std::vector<Flag>& flags,
+                                             const HistoryAnalyzeOptions& o) {
+  const std::size_t n = s.values.size();
+  if (n < o.latest + 3) return std::nullopt;
+  std::vector<bool> anomalous(n, false);
+  for (const auto& f : flags) anomalous[f.index] = true;
+  std::vector<double> base;
+  for (std::size_t i = n - o.latest; i-- > 0 && base.size() < o.baseline;) {
+    if (!anomalous[i]) base.push_back(s.values[i]);
+  }
+  if (base.size() < 3) return std::nullopt;
+  const std::vector<double> cur(s.values.end() - static_cast<std::ptrdiff_t>(o.latest), s.values.end());
+  return RegressionCheck{an::compare(base, cur), cur.size(), base.size()};
+}
+
+}  // namespace
+
+std::vector<std::string> history_metric_names() {
+  std::vector<std::string> out;
+  for (const auto& m : kMetrics) out.emplace_back(m.name);
+  return out;
+}
+
+void check_history_options(const HistoryAnalyzeOptions& o) {
+  DetectOptions d = o.analysis.detect;
+  d.offline = true;
+  check_detect_options(d);
+  const auto names = history_metric_names();
+  for (const auto& name : o.metrics) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      std::string all;
+      for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
+      throw InputError("--metric: no metric '" + name + "' (metrics: " + all + ")");
+    }
+  }
+}
+
+std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
+                           const HistoryAnalyzeOptions& o, bool json) {
+  check_history_options(o);
+  DetectOptions d = o.analysis.detect;
+  d.offline = true;
+  std::vector<const Metric*> metrics;
+  for (const auto& m : kMetrics) {
+    if (o.metrics.empty() || std::find(o.metrics.begin(), o.metrics.end(), m.name) != o.metrics.end())
+      metrics.push_back(&m);
+  }
+  std::vector<const monitor::RunRecord*> runs;
+  std::size_t excluded = 0;
+  for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
+    if (successful(*it)) {
+      runs.push_back(&*it);
+    } else {
+      ++excluded;
+    }
+  }
+  if (runs.size() < 3) {
+    throw InputError("label '" + o.label + "': needs at least 3 successful runs to analyse, found " +
+                     std::to_string(runs.size()));
+  }
+  Series base;
+  for (const auto* r : runs) {
+    base.stamps.push_back(iso_utc(r->start_unix_ns));
+    base.times.push_back(ns_to_s(r->start_unix_ns));
+    base.lines.push_back(static_cast<std::size_t>(r->id));
+    base.notes.push_back(r->git_commit);
+  }
+  base.missing = excluded;
+
+  std::string out;
+  JsonWriter w(out);
+  if (json) {
+    w.begin_object();
+    w.key("label");
+    w.value(o.label);
+    w.key("runs");
+    w.value(runs.size());
+    w.key("excluded_runs");
+    w.value(excluded);
+    w.key("first");
+    w.value(base.stamps.front());
+    w.key("last");
+    w.value(base.stamps.back());
+    w.key("metrics");
+    w.begin_object();
+  } else {
+    out += "label " + o.label + ": " + std::to_string(runs.size()) + " successful runs from " +
+           base.stamps.front() + " to " + base.stamps.back();
+    if (excluded != 0) out += " (" + std::to_string(excluded) + " failed or killed left out)";
+    out += "\n";
+  }
+  std::vector<std::pair<const Metric*, std::vector<double>>> columns;
+  for (const Metric* m : metrics) {
+    Series s = base;
+    for (const auto* r : runs) s.values.push_back(m->get(*r));
+    const Analysis a = analyse(s, o.analysis, d, "run");
+    const auto reg = regression_of(s, a.flags, o);
+    const Formatter f = std::string_view(m->unit) == "s" ? seconds_text : bytes_text;
+    if (json) {
+      w.key(m->name);
+      w.begin_object();
+      w.key("unit");
+      w.value(m->unit);
+      analysis_json(w, s, o.analysis, d, a, "run_id");
+      w.key("regression");
+      if (reg) {
+        w.begin_object();
+        w.key("current_runs");
+        w.value(reg->current);
+        w.key("baseline_runs");
+        w.value(reg->baseline);
+        number_members(w, {{"current_median", reg->result.current_median},
+                           {"baseline_median", reg->result.baseline_median},
+                           {"relative_change", reg->result.relative_change},
+                           {"mann_whitney_u", reg->result.mann_whitney.u},
+                           {"mann_whitney_p", reg->result.mann_whitney.p_value}});
+        w.key("welch_p");
+        if (reg->result.welch) {
+          w.value(reg->result.welch->p_value);
+        } else {
+          w.null();
+        }
+        w.key("regressed");
+        w.value(reg->result.regressed);
+        w.key("improved");
+        w.value(reg->result.improved);
+        w.end_object();
+      } else {
+        w.null();
+      }
+      w.end_object();
+    } else {
+      out += "\n== " + std::string(m->name) + " ==\n" + analysis_text(s, o.analysis, d, a, "run", f);
+      if (reg) {
+        const auto& r = reg->result;
+        out += "regression: latest " + std::to_string(reg->current) + " runs vs " +
+               std::to_string(reg->baseline) + " before: median " + f(r.baseline_median) + " -> " +
+               f(r.current_median) + " (" + pct(r.relative_change) + "), Mann-Whitney p " +
+               num(r.mann_whitney.p_value, 2) +
+               (r.welch ? ", Welch p " + num(r.welch->p_value, 2) : std::string()) + ": " +
+               (r.regressed  ? "REGRESSION"
+                : r.improved ? "improvement"
+                             : "no significant change") +
+               "\n";
+      }
+    }
+    columns.emplace_back(m, std::move(s.values));
+  }
+  // Correlation between metrics, strongest (by |Spearman|) first; constant metrics have none.
+  struct Pair {
+    const char *a, *b;
+    an::Correlation pearson, spearman;
+  };
+  std::vector<Pair> pairs;
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    for (std::size_t j = i + 1; j < columns.size(); ++j) {
+      const auto& x = columns[i].second;
+      const auto& y = columns[j].second;
+      if (std::adjacent_find(x.begin(), x.end(), std::not_equal_to<>()) == x.end() ||
+          std::adjacent_find(y.begin(), y.end(), std::not_equal_to<>()) == y.end()) {
+        continue;
+      }
+      pairs.push_back(
+          {columns[i].first->name, columns[j].first->name, an::pearson(x, y), an::spearman(x, y)});
+    }
+  }
+  std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& p, const Pair& q) {
+    return std::fabs(p.spearman.r) > std::fabs(q.spearman.r);
+  });
+  if (json) {
+    w.end_object();
+    w.key("correlations");
+    w.begin_array();
+    for (const auto& p : pairs) {
+      w.begin_object();
+      w.key("a");
+      w.value(p.a);
+      w.key("b");
+      w.value(p.b);
+      number_members(w, {{"pearson", p.pearson.r},
+                         {"pearson_p", p.pearson.p_value},
+                         {"spearman", p.spearman.r},
+                         {"spearman_p", p.spearman.p_value}});
+      w.end_object();
+    }
+    w.end_array();
+    w.end_object();
+    out += '\n';
+  } else if (!pairs.empty()) {
+    out += "\ncorrelations (strongest first):\n";
+    for (const auto& p : pairs) {
+      out += "  " + std::string(p.a) + " ~ " + p.b + ": Spearman " + num(p.spearman.r, 3) + " (p " +
+             num(p.spearman.p_value, 2) + "), Pearson " + num(p.pearson.r, 3) + " (p " +
+             num(p.pearson.p_value, 2) + ")\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace SPYGLASS_NAMESPACE::cli

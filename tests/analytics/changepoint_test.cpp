@@ -1,0 +1,70 @@
+// Change points on series with known shifts.
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+
+#include "reference.hpp"
+#include "spyglass/monitor/analytics.hpp"
+
+namespace an = spyglass::analytics;
+
+namespace {
+
+// Segments of (length, mean, sd), the noise from one fixed generator.
+std::vector<double> series(std::initializer_list<std::array<double, 3>> segs, std::uint64_t seed) {
+  std::size_t n = 0;
+  for (const auto& s : segs) n += static_cast<std::size_t>(s[0]);
+  const auto unit = spyglass_test::noisy(n, 0.0, 1.0, seed);
+  std::vector<double> v;
+  for (const auto& s : segs) {
+    for (int i = 0; i < static_cast<int>(s[0]); ++i) v.push_back(s[1] + s[2] * unit[v.size()]);
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST(AnalyticsChangePoints, FindsALevelShift) {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    const auto xs = series({{{120, 10.0, 1.0}}, {{80, 12.3, 1.0}}}, seed);
+    const auto cps = an::change_points(xs);
+    ASSERT_EQ(cps.size(), 1u) << "seed " << seed;
+    EXPECT_NEAR(static_cast<double>(cps[0].index), 120.0, 3.0) << "seed " << seed;
+    EXPECT_LT(cps[0].p_value, 0.01);
+    EXPECT_NEAR(cps[0].relative_change, 0.23, 0.05);
+  }
+}
+
+TEST(AnalyticsChangePoints, FindsAVarianceShift) {
+  const auto xs = series({{{150, 50.0, 1.0}}, {{150, 50.0, 5.0}}}, 11);
+  const auto cps = an::change_points(xs);
+  ASSERT_EQ(cps.size(), 1u);
+  EXPECT_NEAR(static_cast<double>(cps[0].index), 150.0, 8.0);
+  EXPECT_NEAR(cps[0].stddev_before, 1.0, 0.25);
+  EXPECT_NEAR(cps[0].stddev_after, 5.0, 1.0);
+  EXPECT_LT(cps[0].p_value, 0.01);
+}
+
+TEST(AnalyticsChangePoints, FindsSeveralShifts) {
+  const auto xs = series({{{100, 5.0, 0.5}}, {{100, 8.0, 0.5}}, {{100, 6.0, 0.5}}, {{100, 6.0, 2.0}}}, 3);
+  const auto cps = an::change_points(xs);
+  ASSERT_EQ(cps.size(), 3u);
+  const double truth[] = {100, 200, 300};
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_NEAR(static_cast<double>(cps[i].index), truth[i], 6.0) << i;
+}
+
+TEST(AnalyticsChangePoints, NoiseAloneHasNone) {
+  std::size_t found = 0;
+  for (std::uint64_t seed = 100; seed < 120; ++seed)
+    found += an::change_points(series({{{300, 20.0, 2.0}}}, seed)).size();
+  EXPECT_LE(found, 1u);  // 20 stationary series: at most one false alarm
+}
+
+TEST(AnalyticsChangePoints, EdgeCases) {
+  EXPECT_TRUE(an::change_points(std::vector<double>{}).empty());
+  EXPECT_TRUE(an::change_points(std::vector<double>(50, 3.0)).empty());
+  EXPECT_THROW((void)an::change_points(std::vector<double>{1, NAN, 2}), an::AnalyticsError);
+  EXPECT_THROW((void)an::change_points(std::vector<double>(20, 1.0), {.min_segment = 1}), an::AnalyticsError);
+}

@@ -1,0 +1,419 @@
+// `spyglass detect` and `spyglass analyze --csv`: the JSON is read by Python's json
+// module and every score recomputed with NumPy/SciPy (check_detect.py).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <numbers>
+#include <string>
+#include <vector>
+
+#include "../monitor/support.hpp"
+#include "reference.hpp"
+#include "spyglass/monitor/history.hpp"
+
+using spyglass_test::kSpyglass;
+using spyglass_test::noisy;
+using spyglass_test::run;
+using spyglass_test::TempDir;
+
+namespace {
+
+const std::string kPython = PYTHON3;
+const std::string kChecker = CHECK_DETECT_PY;
+
+// A CPU-like series every 5 minutes with spikes at 150 and 310 and a dip at 420.
+std::vector<double> cpu_series() {
+  auto v = noisy(500, 40.0, 2.0, 42);
+  v[150] += 25;
+  v[310] += 20;
+  v[420] -= 22;
+  return v;
+}
+
+std::string iso(std::size_t i, const char* sep = "T", const char* zone = "Z") {
+  const std::size_t minutes = 5 * i;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "2026-03-%02zu%s%02zu:%02zu:00%s", 1 + minutes / 1440, sep,
+                minutes / 60 % 24, minutes % 60, zone);
+  return buf;
+}
+
+// Writes `header` and one row per value, the time from `stamp(i)`.
+template <class F>
+std::string write_csv(const TempDir& dir, const std::string& name, const std::vector<double>& v, F stamp,
+                      const std::string& header = "ts,cpu") {
+  const std::string path = dir / name;
+  std::ofstream f(path);
+  f << header << "\n";
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    char val[32];
+    std::snprintf(val, sizeof val, "%.3f", v[i]);
+    f << stamp(i) << "," << val << "\n";
+  }
+  return path;
+}
+
+// Saves `json` to a file and runs Python `code` with that file as argv[1] (then `args`).
+spyglass_test::Result python_on(const TempDir& dir, const std::string& json, const std::string& code,
+                                const std::vector<std::string>& args = {}) {
+  const std::string path = dir / "out.json";
+  std::ofstream(path) << json;
+  std::vector<std::string> argv = {kPython, "-c", code, path};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, dir.path());
+}
+
+// Runs detect with `extra` options and has check_detect.py verify the JSON.
+void check_detect(const TempDir& dir, const std::string& csv, const std::string& method, bool offline,
+                  const std::string& threshold, const std::vector<std::string>& extra = {},
+                  const std::string& window = "60", std::size_t min_found = 1) {
+  std::vector<std::string> argv = {kSpyglass,        "detect", "--csv",    csv,    "--time-column", "ts",
+                                   "--value-column", "cpu",    "--method", method, "--json"};
+  if (offline) argv.push_back("--offline");
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  const auto r = run(argv, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string out = dir / "out.json";
+  std::ofstream(out) << r.out;
+  const auto c = run(
+      {kPython, kChecker, out, csv, "ts", "cpu", method, offline ? "1" : "0", threshold, window}, dir.path());
+  ASSERT_EQ(c.exit_code, 0) << method << (offline ? " offline" : "") << ": " << c.out << c.err;
+  ASSERT_EQ(c.out.rfind("ok ", 0), 0u) << c.out;
+  EXPECT_GE(std::stoul(c.out.substr(3)), min_found) << method;
+}
+
+}  // namespace
+
+TEST(AnalyticsCli, DetectOnlineMatchesSciPy) {
+  TempDir dir;
+  const auto csv = write_csv(dir, "cpu.csv", cpu_series(), [](std::size_t i) { return iso(i); });
+  check_detect(dir, csv, "mad", false, "3.5");
+  check_detect(dir, csv, "zscore", false, "3");
+  check_detect(dir, csv, "iqr", false, "1.5");
+  check_detect(dir, csv, "ewma", false, "4");
+  check_detect(dir, csv, "mad", false, "5", {"--threshold", "5", "--window", "30"}, "30");
+}
+
+TEST(AnalyticsCli, DetectOfflineMatchesSciPy) {
+  TempDir dir;
+  const auto csv = write_csv(dir, "cpu.csv", cpu_series(), [](std::size_t i) { return iso(i, " ", ""); });
+  check_detect(dir, csv, "mad", true, "3.5", {}, "60", 3);
+  check_detect(dir, csv, "zscore", true, "3", {}, "60", 3);
+  check_detect(dir, csv, "iqr", true, "1.5");
+}
+
+TEST(AnalyticsCli, DetectFindsThePlantedSpikesAndKeepsTimestamps) {
+  TempDir dir;
+  // Unix seconds with decimals: printed back exactly as written, not as a number.
+  const auto csv = write_csv(dir, "unix.csv", cpu_series(),
+                             [](std::size_t i) { return std::to_string(1772323200 + 300 * i) + ".50"; });
+  const auto r =
+      run({kSpyglass, "detect", "--csv", csv, "--time-column", "ts", "--value-column", "cpu", "--json"},
+          dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out,
+                           "import json,sys; d=json.load(open(sys.argv[1]));"
+                           "print(' '.join(a['timestamp'] for a in d['anomalies']))");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  for (std::size_t i : {150u, 310u, 420u}) {
+    EXPECT_NE(c.out.find(std::to_string(1772323200 + 300 * i) + ".50"), std::string::npos)
+        << i << ": " << c.out;
+  }
+}
+
+TEST(AnalyticsCli, DetectUsesOnlyThePast) {
+  // The verdicts on the first 300 points do not change when the rest of the file does.
+  TempDir dir;
+  auto v = cpu_series();
+  const auto whole = write_csv(dir, "whole.csv", v, [](std::size_t i) { return iso(i); });
+  v.resize(300);
+  const auto head = write_csv(dir, "head.csv", v, [](std::size_t i) { return iso(i); });
+  for (const char* method : {"mad", "ewma", "zscore", "iqr"}) {
+    const auto a = run({kSpyglass, "detect", "--csv", whole, "--time-column", "ts", "--value-column", "cpu",
+                        "--method", method},
+                       dir.path());
+    const auto b = run({kSpyglass, "detect", "--csv", head, "--time-column", "ts", "--value-column", "cpu",
+                        "--method", method},
+                       dir.path());
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    // Lines after the summary: one per anomaly; those of the head are the whole's first.
+    const auto rows = [](const std::string& s) { return s.substr(s.find('\n') + 1); };
+    EXPECT_EQ(rows(a.out).rfind(rows(b.out), 0), 0u) << method << "\n" << a.out << "\n" << b.out;
+  }
+}
+
+TEST(AnalyticsCli, AnalyzeJsonAgainstSciPy) {
+  TempDir dir;
+  // A rising series with a level shift at point 200 and a missing value.
+  auto v = noisy(300, 100.0, 1.5, 7);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] += 0.02 * static_cast<double>(i) + (i >= 200 ? 12.0 : 0.0);
+  const std::string csv = dir / "runs.csv";
+  {
+    std::ofstream f(csv);
+    f << "when,\"wall, s\"\n";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      f << iso(i, "T", "+01:00") << ",";
+      if (i != 50) f << v[i];
+      f << "\r\n";
+    }
+  }
+  const auto r = run({kSpyglass, "analyze", "--csv", csv, "--time-column", "when", "--value-column",
+                      "wall, s", "--json", "--limit", "150", "--horizon", "5"},
+                     dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import csv, json, sys
+from scipy import stats
+d = json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit("not JSON: " + c))
+rows = [r for r in csv.DictReader(open(sys.argv[2], newline="")) if r["wall, s"] != ""]
+y = [float(r["wall, s"]) for r in rows]
+fit = stats.linregress(range(len(y)), y)
+t = d["trend"]
+assert d["series"]["points"] == len(y) == 299 and d["series"]["missing"] == 1, d["series"]
+assert abs(t["slope_per_point"] - fit.slope) <= 1e-9 * abs(fit.slope), (t, fit)
+assert abs(t["r2"] - fit.rvalue ** 2) <= 1e-9 * fit.rvalue ** 2, (t, fit)
+assert t["significant"] and t["verdict"].startswith("rising"), t
+assert abs(t["slope_per_day"] - stats.linregress([5 * 60 * i for i in range(300) if i != 50], y).slope * 86400) < 1e-6
+cps = d["change_points"]
+assert any(abs(c["index"] - 199) <= 3 and c["p_value"] < 0.05 for c in cps), cps
+assert any(c["timestamp"] == rows[c["index"]]["when"] for c in cps), cps
+f = d["forecast"]
+assert len(f["mean"]) == len(f["lower"]) == len(f["upper"]) == 5, f
+assert all(lo < m < hi for lo, m, hi in zip(f["lower"], f["mean"], f["upper"])), f
+assert f["limit"] == 150 and f["steps_to_limit"] is not None and f["steps_to_limit"] > 5, f
+print("ok")
+)",
+                           {csv});
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err << r.out;
+  EXPECT_EQ(c.out, "ok\n");
+
+  const auto text = run(
+      {kSpyglass, "analyze", "--csv", csv, "--time-column", "when", "--value-column", "wall, s"}, dir.path());
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* want : {"299 points", "1 missing", "trend: rising", "change points:", "forecast (Holt"}) {
+    EXPECT_NE(text.out.find(want), std::string::npos) << want << "\n" << text.out;
+  }
+}
+
+TEST(AnalyticsCli, AnalyzeSeasonalSeriesFindsTheShiftNotTheCycle) {
+  // Ten days of 5-minute samples with a daily cycle ten times the noise; +4 from point 2000.
+  TempDir dir;
+  auto v = noisy(2880, 50.0, 1.0, 12);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    v[i] += 10 * std::sin(2 * std::numbers::pi * static_cast<double>(i) / 288) + (i >= 2000 ? 4.0 : 0.0);
+  }
+  const auto csv =
+      write_csv(dir, "cpu.csv", v, [](std::size_t i) { return std::to_string(1772323200 + 300 * i); });
+  const auto r = run({kSpyglass, "analyze", "--csv", csv, "--time-column", "ts", "--value-column", "cpu",
+                      "--season", "288", "--json"},
+                     dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import json, sys
+d = json.load(open(sys.argv[1]))
+cps = d["change_points"]
+assert len(cps) == 1 and abs(cps[0]["index"] - 2000) <= 3, cps
+assert abs(cps[0]["mean_after"] - cps[0]["mean_before"] - 4) < 0.5, cps
+assert d["forecast"]["method"] == "holt-winters" and d["forecast"]["season"] == 288, d["forecast"]
+print("ok")
+)");
+  EXPECT_EQ(c.out, "ok\n") << c.err << r.out;
+}
+
+TEST(AnalyticsCli, BadCsvNamesTheLine) {
+  TempDir dir;
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return dir / name;
+  };
+  struct Case {
+    std::string file, time_col, want;
+  };
+  const std::vector<Case> cases = {
+      {write("nocol.csv", "ts,mem\n2026-01-01 00:00:00,1\n"), "ts", "nocol.csv:1: no value column 'cpu'"},
+      {write("notime.csv", "t,cpu\n1,2\n"), "ts", "notime.csv:1: no time column 'ts'"},
+      {write("value.csv", "ts,cpu\n1,2\n2,3\n3,abc\n"), "ts",
+       "value.csv:4: column 'cpu': not a number: 'abc'"},
+      {write("time.csv", "ts,cpu\n2026-01-01 00:00:00,2\n2026-13-01 00:00:00,3\n"), "ts",
+       "time.csv:3: column 'ts': not a timestamp: '2026-13-01 00:00:00'"},
+      {write("back.csv", "ts,cpu\n100,2\n\n90,3\n"), "ts", "back.csv:4: column 'ts': time goes backwards"},
+      {write("fields.csv", "ts,cpu\n1,2\n2,3,4\n"), "ts",
+       "fields.csv:3: expected 2 fields as in the header, got 3"},
+      {write("quote.csv", "ts,cpu\n1,\"2\n"), "ts", "quote.csv:2: malformed quoted field"},
+      {write("empty.csv", ""), "ts", "empty.csv: empty file"},
+      {dir / "absent.csv", "ts", "absent.csv: cannot open"},
+  };
+  for (const auto& c : cases) {
+    for (const char* cmd : {"detect", "analyze"}) {
+      const auto r =
+          run({kSpyglass, cmd, "--csv", c.file, "--time-column", c.time_col, "--value-column", "cpu"},
+              dir.path());
+      EXPECT_EQ(r.exit_code, 1) << cmd << " " << c.file;
+      EXPECT_NE(r.err.find(c.want), std::string::npos) << cmd << ": " << r.err;
+      EXPECT_TRUE(r.out.empty()) << r.out;
+    }
+  }
+  // Usage errors: exit 2, before the file is read.
+  const auto csv = write("ok.csv", "ts,cpu\n1,2\n2,3\n3,4\n");
+  for (const auto& args : std::vector<std::vector<std::string>>{{"--method", "bogus"},
+                                                                {"--method", "ewma", "--offline"},
+                                                                {"--threshold", "-1"},
+                                                                {"--window", "2"}}) {
+    std::vector<std::string> argv = {kSpyglass,       "detect", "--csv",          csv,
+                                     "--time-column", "ts",     "--value-column", "cpu"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = run(argv, dir.path());
+    EXPECT_EQ(r.exit_code, 2) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find(args[0]), std::string::npos) << r.err;
+  }
+  const auto r = run({kSpyglass, "detect", "--csv", csv, "--time-column", "ts"}, dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--value-column is required"), std::string::npos) << r.err;
+  // Too short to analyse: a clear error, not a crash.
+  const auto s = run({kSpyglass, "analyze", "--csv", write("short.csv", "ts,cpu\n1,2\n2,3\n"),
+                      "--time-column", "ts", "--value-column", "cpu"},
+                     dir.path());
+  EXPECT_EQ(s.exit_code, 1);
+  EXPECT_NE(s.err.find("needs at least 3 points"), std::string::npos) << s.err;
+}
+
+TEST(AnalyticsCli, TimestampFormats) {
+  TempDir dir;
+  // The same instant in five spellings, then later ones; all accepted and echoed verbatim.
+  const std::string csv = dir / "t.csv";
+  std::ofstream(csv) << "ts,cpu\n"
+                        "2026-03-01T10:00:00Z,1\n"
+                        "2026-03-01 10:00:00,1\n"
+                        "2026-03-01T11:00:00+01:00,1\n"
+                        "2026-03-01T05:00:00-0500,1\n"
+                        "1772359200,1\n"
+                        "2026-03-01T10:00:00.250Z,1\n"
+                        "2026-03-02,1\n"
+                        "\"2026-03-02 00:00:01\",1\n";
+  const auto r =
+      run({kSpyglass, "analyze", "--csv", csv, "--time-column", "ts", "--value-column", "cpu", "--json"},
+          dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out,
+                           "import json,sys; d=json.load(open(sys.argv[1]))['series'];"
+                           "print(d['points'], d['first'], '|', d['last'])");
+  EXPECT_EQ(c.out, "8 2026-03-01T10:00:00Z | 2026-03-02 00:00:01\n") << c.err;
+}
+
+TEST(AnalyticsCli, AnalyzeRunHistoryAgainstSciPy) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    const auto noise = noisy(41, 0.0, 0.02, 77);
+    for (int i = 0; i < 41; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = "nightly";
+      r.command = "job";
+      r.git_commit = "c" + std::to_string(i);
+      r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+      // 1 s, then 25% slower from the 31st successful run on; run 20 failed.
+      const double wall = (i < 31 ? 1.0 : 1.25) + noise[static_cast<std::size_t>(i)];
+      r.duration_ns = static_cast<std::int64_t>(wall * 1e9);
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      r.user_cpu_ns = static_cast<std::uint64_t>(0.9 * static_cast<double>(r.duration_ns));
+      r.max_rss_bytes = 100u << 20;
+      r.exit_code = i == 20 ? 1 : 0;
+      h.insert(r, {}, 0);
+    }
+  }
+  const auto r = run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import json, sqlite3, sys
+from scipy import stats
+d = json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit("not JSON: " + c))
+con = sqlite3.connect(sys.argv[2])
+rows = con.execute("SELECT id, duration_ns, user_cpu_ns FROM runs WHERE label = 'nightly' AND exit_code = 0 "
+                   "AND (kill_reason IS NULL OR kill_reason = '') ORDER BY start_unix_ns").fetchall()
+ids = [r[0] for r in rows]
+wall = [r[1] / 1e9 for r in rows]
+assert d["runs"] == len(rows) == 40 and d["excluded_runs"] == 1, (d["runs"], len(rows))
+m = d["metrics"]["wall"]
+fit = stats.linregress(range(len(wall)), wall)
+assert abs(m["trend"]["slope_per_point"] - fit.slope) <= 1e-9 * abs(fit.slope), (m["trend"], fit)
+assert abs(m["trend"]["p_value"] - fit.pvalue) <= 1e-9 * fit.pvalue, (m["trend"], fit)
+cps = m["change_points"]
+assert len(cps) == 1 and abs(cps[0]["index"] - 30) <= 2 and cps[0]["run_id"] == ids[cps[0]["index"]], cps
+assert cps[0]["git_commit"] == "c%d" % (cps[0]["run_id"] - 1) and abs(cps[0]["relative_change"] - 0.25) < 0.05, cps
+anomalous = {a["run_id"] for a in m["anomalies"]}
+base = [w for i, w in zip(ids[:-5], wall[:-5]) if i not in anomalous][-20:]
+mw = stats.mannwhitneyu(wall[-5:], base, alternative="two-sided")
+g = m["regression"]
+assert g["current_runs"] == 5 and g["baseline_runs"] == len(base) == 20, g
+assert abs(g["mann_whitney_u"] - mw.statistic) < 1e-9 and abs(g["mann_whitney_p"] - mw.pvalue) <= 1e-9 * mw.pvalue, (g, mw)
+assert g["regressed"] and not g["improved"], g
+corr = d["correlations"]
+top = corr[0]
+assert {top["a"], top["b"]} == {"wall", "cpu_user"}, corr
+sp = stats.spearmanr(wall, [r[2] / 1e9 for r in rows])
+assert abs(top["spearman"] - sp[0]) <= 1e-9, (top, sp)
+print("ok")
+)",
+                           {db});
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
+  EXPECT_EQ(c.out, "ok\n");
+
+  const auto text =
+      run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--metric", "wall"}, dir.path());
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* want : {"40 successful runs", "1 failed or killed left out", "== wall ==", "rose +",
+                           ", commit c", "REGRESSION"}) {
+    EXPECT_NE(text.out.find(want), std::string::npos) << want << "\n" << text.out;
+  }
+  EXPECT_EQ(text.out.find("== cpu_user =="), std::string::npos);
+
+  const auto bad =
+      run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--metric", "speed"}, dir.path());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("no metric 'speed' (metrics: wall, cpu_user"), std::string::npos) << bad.err;
+  const auto none = run({kSpyglass, "analyze", "--label", "absent", "--db", db}, dir.path());
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no runs labelled 'absent'"), std::string::npos) << none.err;
+}
+
+TEST(AnalyticsCli, EvaluateFloorsPerMethod) {
+  // Labelled series (spikes, level shifts, trend and variance changes, seasonality,
+  // missing points) scored by windows. A detector that gets worse fails here.
+  TempDir dir;
+  const auto r = run({kSpyglass, "evaluate", "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"py(
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = {x["method"]: x for x in d["methods"]}
+floors = {"ewma": (0.78, 0.88), "mad": (0.45, 0.85), "zscore": (0.33, 0.9), "iqr": (0.12, 0.9)}  # precision, recall
+bad = []
+for name, (p, r) in floors.items():
+    x = m[name]
+    if x["precision"] < p or x["recall"] < r:
+        bad.append("%s: precision %.3f, recall %.3f, floors %.2f %.2f" % (name, x["precision"], x["recall"], p, r))
+    f1 = 2 * x["precision"] * x["recall"] / (x["precision"] + x["recall"])
+    if abs(f1 - x["f1"]) > 1e-12:
+        bad.append("%s: f1 %r is not the harmonic mean" % (name, x["f1"]))
+k = m["ewma"]["kinds"]
+for kind, floor in {"spikes": 0.85, "seasonal": 0.88, "missing": 0.9, "level_shift": 0.7}.items():
+    if k[kind]["f1"] < floor:
+        bad.append("ewma %s: F1 %.3f < %.2f" % (kind, k[kind]["f1"], floor))
+if d["best"] != "ewma":
+    bad.append("best is " + d["best"])
+print("\n".join(bad) if bad else "ok")
+)py");
+  EXPECT_EQ(c.out, "ok\n") << c.err;
+  // detect's default method is the evaluation's best.
+  const std::string csv = dir / "s.csv";
+  std::ofstream(csv) << "ts,cpu\n1,1\n2,2\n3,1\n";
+  const auto d =
+      run({kSpyglass, "detect", "--csv", csv, "--time-column", "ts", "--value-column", "cpu", "--json"},
+          dir.path());
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.out.find("\"method\":\"ewma\""), std::string::npos) << d.out;
+}
