@@ -47,6 +47,7 @@ run options:
   --no-history           do not record the run
   --json FILE            write the run record and its samples to FILE (- for stdout)
   --smaps                also sample PSS/USS (costlier)
+  --no-ptrace            do not trace the command for its own peak RSS (see README)
   --tail SIZE            keep the last SIZE of stdout and stderr (default 64K)
   --keep-runs N          keep the last N runs per label (default 1000)
   --keep-days DAYS       drop runs older than DAYS
@@ -222,6 +223,8 @@ int cmd_run(Args& a) {
       json_path = std::string(a.value(opt));
     } else if (opt == "--smaps") {
       o.smaps = true;
+    } else if (opt == "--no-ptrace") {
+      o.exact_peak = false;
     } else if (opt == "--tail") {
       o.tail_bytes = parse_size(opt, a.value(opt));
     } else if (opt == "--keep-runs") {

@@ -1,4 +1,4 @@
-// run(): posix_spawn into a new process group, one poll loop over a signalfd and the
+// run(): fork + exec into a new process group, one poll loop over a signalfd and the
 // command's output pipes, sampling on a fixed schedule, limits enforced over the tree.
 
 #include "spyglass/monitor/runner.hpp"
@@ -6,14 +6,15 @@
 #include <dirent.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -272,6 +273,152 @@ bool shares_process_group() {
   return shared;
 }
 
+// The command's path as execvp() would find it: argv[0] itself when it holds a '/',
+// else the first executable regular file of that name in $PATH. Returns 0 or the errno a
+// failed exec would give (ENOENT, or EACCES when only non-executable files were found).
+int find_program(const std::string& name, std::string& path) {
+  if (name.empty()) return ENOENT;
+  if (name.find('/') != std::string::npos) {
+    path = name;
+    return 0;
+  }
+  const char* env = ::getenv("PATH");
+  std::string_view dirs = env != nullptr ? env : "/bin:/usr/bin";
+  int err = ENOENT;
+  for (;;) {
+    const auto colon = dirs.find(':');
+    const std::string_view dir = dirs.substr(0, colon);
+    std::string candidate = dir.empty() ? name : std::string(dir) + "/" + name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        path = std::move(candidate);
+        return 0;
+      }
+      err = EACCES;
+    }
+    if (colon == std::string_view::npos) return err;
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
+// A set-user-ID, set-group-ID or file-capability program: exec under ptrace would drop
+// its privileges, so such a command is never traced.
+bool privileged(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)) != 0) return true;
+  return ::getxattr(path.c_str(), "security.capability", nullptr, 0) > 0;
+}
+
+// VmHWM of `pid` in KiB: the peak RSS of its current memory map; 0 when unreadable.
+std::uint64_t hwm_kib(pid_t pid) {
+  const Fd fd = detail::open_ro(("/proc/" + std::to_string(pid) + "/status").c_str());
+  std::string buf;
+  if (!fd.valid() || !detail::pread_all(fd.get(), buf)) return 0;
+  return detail::field_u64(buf, "VmHWM:");
+}
+
+// The forked command before its exec may have grown its copy of our memory map by a few
+// stack pages after we read its VmHWM.
+constexpr std::uint64_t kPreExecSlackKib = 64;
+
+// Runs in the forked child: only async-signal-safe calls. Waits for `go` to close, so
+// that the parent can attach first, then execs.
+[[noreturn]] void exec_child(const char* path, char* const* argv, int out_w, int err_w, int go, int status,
+                             int parents_go, int parents_status, const sigset_t& mask) {
+  ::close(parents_go);  // else our read of `go` would never see its end
+  ::close(parents_status);
+  ::setpgid(0, 0);
+  for (const auto& [fd, target] : {std::pair{out_w, STDOUT_FILENO}, std::pair{err_w, STDERR_FILENO}}) {
+    if (fd < 0) continue;
+    if (fd == target) {
+      ::fcntl(fd, F_SETFD, 0);
+    } else {
+      ::dup2(fd, target);
+    }
+  }
+  // Dispositions the monitor changes go back to default; signals ignored by whoever
+  // started us (SIGHUP under nohup, SIGINT for a background job) stay ignored, as with exec.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGPIPE, &dfl, nullptr);
+  ::sigaction(SIGXFSZ, &dfl, nullptr);
+  char c = 0;
+  while (::read(go, &c, 1) < 0 && errno == EINTR) {
+  }
+  ::sigprocmask(SIG_SETMASK, &mask, nullptr);
+  ::execve(path, argv, environ);
+  const int e = errno;
+  [[maybe_unused]] const ssize_t n = ::write(status, &e, sizeof e);
+  ::_exit(127);
+}
+
+// The command's process: forked (a copy of our memory map, not vfork's shared one, so it
+// can wait for us to attach before it execs) and exec'd by start().
+struct Spawn {
+  pid_t pid = -1;
+  int error = 0;        ///< errno of a start that failed (no process is left then)
+  bool traced = false;  ///< attached with PTRACE_SEIZE; its exit stops once for us
+  std::uint64_t pre_exec_hwm_kib = 0;
+  Fd go;      ///< closing it lets the child exec
+  Fd status;  ///< errno of a failed exec, or EOF once the exec succeeded
+
+  // Lets the child exec and waits until it has (or has failed to).
+  void start() {
+    if (pid < 0) return;
+    if (traced) pre_exec_hwm_kib = hwm_kib(pid);
+    go.reset();
+    int e = 0;
+    ssize_t n = 0;
+    while ((n = ::read(status.get(), &e, sizeof e)) < 0 && errno == EINTR) {
+    }
+    status.reset();
+    if (n != static_cast<ssize_t>(sizeof e)) return;
+    error = e;
+    for (int st = 0;;) {  // the child exits by itself; traced, it stops at its exit first
+      const pid_t w = ::waitpid(pid, &st, __WALL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w != pid || !WIFSTOPPED(st)) break;
+      ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+    }
+    pid = -1;
+  }
+};
+
+Spawn spawn(const std::vector<std::string>& args, int out_w, int err_w, const sigset_t& mask, bool trace) {
+  Spawn sp;
+  std::string path;
+  if ((sp.error = find_program(args.empty() ? std::string() : args[0], path)) != 0) return sp;
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  int go[2] = {-1, -1}, status[2] = {-1, -1};
+  if (::pipe2(go, O_CLOEXEC) != 0 || ::pipe2(status, O_CLOEXEC) != 0) {
+    sp.error = errno;
+    for (int fd : {go[0], go[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
+    return sp;
+  }
+  Fd go_r(go[0]), status_w(status[1]);
+  sp.go = Fd(go[1]);
+  sp.status = Fd(status[0]);
+  const pid_t pid = ::_Fork();  // no atfork handlers: the child only execs
+  if (pid < 0) {
+    sp.error = errno;
+    return sp;
+  }
+  if (pid == 0) {
+    exec_child(path.c_str(), argv.data(), out_w, err_w, go_r.get(), status_w.get(), sp.go.get(),
+               sp.status.get(), mask);
+  }
+  sp.pid = pid;
+  if (trace && !privileged(path)) {
+    sp.traced = ::ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACEEXIT) == 0;
+  }
+  return sp;
+}
+
 const char* signal_name(int sig) {
   switch (sig) {
     case SIGINT: return "SIGINT";
@@ -350,34 +497,13 @@ RunResult run(const RunOptions& o) {
   Stream err{Fd(err_pipe[0]), o.passthrough ? STDERR_FILENO : -1};
   Fd out_w(out_pipe[1]), err_w(err_pipe[1]);
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (out_w.valid()) posix_spawn_file_actions_adddup2(&fa, out_w.get(), STDOUT_FILENO);
-  if (err_w.valid()) posix_spawn_file_actions_adddup2(&fa, err_w.get(), STDERR_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Dispositions the monitor changes go back to default; signals ignored by whoever started
-  // us (SIGHUP under nohup, SIGINT for a background job) stay ignored, as with exec.
-  sigset_t def;
-  sigemptyset(&def);
-  sigaddset(&def, SIGPIPE);
-  sigaddset(&def, SIGXFSZ);
-  posix_spawnattr_setsigdefault(&attr, &def);
-  posix_spawnattr_setsigmask(&attr, &old_mask);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-  std::vector<char*> argv;
-  for (const auto& a : o.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-
+  Spawn sp = spawn(o.argv, out_w.get(), err_w.get(), old_mask, o.exact_peak);
   Sampler sampler = Sampler::children_of_self({.smaps = o.smaps, .tree = true});
-  pid_t pid = -1;
   res.start_mono_ns = mono_ns();
   r.start_unix_ns = real_ns();
-  const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  sp.start();
+  const pid_t pid = sp.pid;
+  const int rc = sp.error;
   out_w.reset();
   err_w.reset();
 
@@ -423,6 +549,28 @@ RunResult run(const RunOptions& o) {
       o.timeout ? t0 + static_cast<std::uint64_t>(std::max<std::int64_t>(o.timeout->count(), 0)) : 0;
   const std::uint64_t drain = static_cast<std::uint64_t>(std::max<std::int64_t>(o.drain.count(), 0));
 
+  // The traced command stopped: at its exit (read its own peak RSS, which its exit status
+  // cannot tell apart from the copy of our memory map it was forked with), in a group
+  // stop (leave it stopped, as without us), or for a signal (deliver it).
+  std::uint64_t root_maxrss_kib = 0, exit_hwm_kib = 0;
+  bool listening = false;
+  auto trace_stop = [&](int st) {
+    const int event = st >> 16, sig = WSTOPSIG(st);
+    if (event == PTRACE_EVENT_EXIT) {
+      exit_hwm_kib = std::max(exit_hwm_kib, hwm_kib(pid));
+      ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+    } else if (event == PTRACE_EVENT_STOP &&
+               (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)) {
+      if (!listening) stopped_by = sig;
+      listening = true;
+      ::ptrace(PTRACE_LISTEN, pid, nullptr, nullptr);
+    } else {
+      listening = false;
+      const long deliver = event == 0 ? sig : 0;
+      ::ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(deliver));
+    }
+  };
+
   auto reap = [&]() -> bool {  // false once we have no children at all
     for (;;) {
       int st = 0;
@@ -431,7 +579,11 @@ RunResult run(const RunOptions& o) {
       if (p == 0) return true;
       if (p < 0) return errno == EINTR ? true : false;
       if (WIFSTOPPED(st)) {  // still alive; ru is its usage so far, not a final total
-        if (p == pid) stopped_by = WSTOPSIG(st);
+        if (p == pid && sp.traced) {
+          trace_stop(st);
+        } else if (p == pid) {
+          stopped_by = WSTOPSIG(st);
+        }
         continue;
       }
       total.ru_utime.tv_sec += ru.ru_utime.tv_sec;
@@ -444,7 +596,11 @@ RunResult run(const RunOptions& o) {
       total.ru_oublock += ru.ru_oublock;
       total.ru_nvcsw += ru.ru_nvcsw;
       total.ru_nivcsw += ru.ru_nivcsw;
-      max_rss_kib = std::max(max_rss_kib, static_cast<std::uint64_t>(ru.ru_maxrss));
+      if (p == pid) {
+        root_maxrss_kib = static_cast<std::uint64_t>(ru.ru_maxrss);
+      } else {
+        max_rss_kib = std::max(max_rss_kib, static_cast<std::uint64_t>(ru.ru_maxrss));
+      }
       if (p == pid) {
         status = st;
         child_done = true;
@@ -675,7 +831,13 @@ RunResult run(const RunOptions& o) {
   res.dropped_output_bytes = out.dropped + err.dropped;
   r.user_cpu_ns = tv_ns(total.ru_utime);
   r.sys_cpu_ns = tv_ns(total.ru_stime);
-  r.max_rss_bytes = max_rss_kib * 1024;
+  // The command's own peak: its exit status's maxrss also holds the copy of our memory
+  // map it was forked with; when it is no larger than that copy, the peak at exit is the
+  // command's (children it waited for itself, if larger, show in the maxrss).
+  if (sp.traced && exit_hwm_kib != 0 && root_maxrss_kib <= sp.pre_exec_hwm_kib + kPreExecSlackKib) {
+    root_maxrss_kib = exit_hwm_kib;
+  }
+  r.max_rss_bytes = std::max(max_rss_kib, root_maxrss_kib) * 1024;
   r.read_bytes = static_cast<std::uint64_t>(total.ru_inblock) * 512;
   r.write_bytes = static_cast<std::uint64_t>(total.ru_oublock) * 512;
   r.minflt = static_cast<std::uint64_t>(total.ru_minflt);

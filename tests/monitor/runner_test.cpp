@@ -48,14 +48,19 @@ TEST(Runner, PropagatesExitCode) {
   EXPECT_GE(r.samples.size(), 2u);  // one at spawn, one after the exit
 }
 
-// max_rss_bytes is the kernel's peak RSS of the largest reaped process: in a process whose
-// only child was the command, exactly what getrusage(RUSAGE_CHILDREN) reports.
-TEST(Runner, MaxRssIsTheKernelsPeakOfTheCommand) {
+// Without exact_peak, max_rss_bytes is the kernel's peak RSS of the largest reaped
+// process: in a process whose only child was the command, exactly what
+// getrusage(RUSAGE_CHILDREN) reports.
+TEST(Runner, MaxRssWithoutTracingIsTheKernelsMaxrss) {
   int p[2];
   ASSERT_EQ(::pipe(p), 0);
   const pid_t child = ::fork();
   if (child == 0) {
-    const auto r = run_quiet({kWorkload, "exit", "0"});
+    mon::RunOptions o;
+    o.argv = {kWorkload, "exit", "0"};
+    o.passthrough = false;
+    o.exact_peak = false;
+    const auto r = mon::run(o);
     rusage ru{};
     ::getrusage(RUSAGE_CHILDREN, &ru);
     const std::uint64_t v[2] = {r.record.max_rss_bytes, static_cast<std::uint64_t>(ru.ru_maxrss) * 1024};
@@ -70,6 +75,13 @@ TEST(Runner, MaxRssIsTheKernelsPeakOfTheCommand) {
   ASSERT_EQ(n, static_cast<ssize_t>(sizeof v));
   EXPECT_EQ(v[0], v[1]);
   EXPECT_GT(v[1], 0u);  // the kernel's own value: a running program has pages
+}
+
+// A traced command may trace its own children (strace, a debugger running its program).
+TEST(Runner, CommandThatTracesItsChildRuns) {
+  if (::access("/usr/bin/strace", X_OK) != 0) GTEST_SKIP() << "strace is not installed";
+  const auto r = run_quiet({"/usr/bin/strace", "-f", "-o", "/dev/null", kWorkload, "exit", "4"});
+  EXPECT_EQ(r.record.exit_code, 4);
 }
 
 TEST(Runner, SignalDeathIs128PlusSignal) {

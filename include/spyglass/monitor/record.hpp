@@ -29,7 +29,9 @@ struct RunRecord {
   std::string error;             ///< spawn failure ("No such file or directory"...) or empty
   std::uint64_t user_cpu_ns = 0;
   std::uint64_t sys_cpu_ns = 0;
-  std::uint64_t max_rss_bytes = 0;        ///< largest single process (as /usr/bin/time)
+  /// Largest single process (as /usr/bin/time); the command's own peak, not counting the
+  /// monitor's memory it was forked with, unless RunOptions::exact_peak could not apply.
+  std::uint64_t max_rss_bytes = 0;
   std::uint64_t peak_tree_rss_bytes = 0;  ///< largest sampled RSS sum over the tree
   std::uint64_t read_bytes = 0;
   std::uint64_t write_bytes = 0;

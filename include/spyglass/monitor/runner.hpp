@@ -43,6 +43,15 @@ struct RunOptions {
   /// After the command exits, how long to keep reading output while processes it left
   /// behind hold its stdout/stderr open. Limits and the timeout no longer apply then.
   std::chrono::nanoseconds drain = std::chrono::milliseconds(200);
+  /// Report the command's own peak RSS. A forked command's exit status (ru_maxrss) also
+  /// counts the copy of the monitor's memory it started with before exec; to read the
+  /// peak of the exec'd program itself, the command (its first process only, not its
+  /// descendants) is attached with PTRACE_SEIZE and stops once, at its exit, where its
+  /// VmHWM is read. Set-user-ID/-group-ID and file-capability programs are never
+  /// attached (exec would drop their privileges); turn this off for a command that must
+  /// not be traced (one that calls PTRACE_TRACEME or is to be attached by a debugger).
+  /// When attaching fails or is off, max_rss_bytes is ru_maxrss.
+  bool exact_peak = true;
   bool smaps = false;                            ///< sample PSS/USS too
   std::size_t max_samples = 20000;               ///< beyond this, every other sample is dropped
   std::function<void(const Sample&)> on_sample;  ///< called on the runner's thread
