@@ -47,6 +47,7 @@ run options:
   --no-history           do not record the run
   --json FILE            write the run record and its samples to FILE (- for stdout)
   --smaps                also sample PSS/USS (costlier)
+  --kill-leftovers       end processes the command leaves running after it exits
   --no-ptrace            do not trace the command for its own peak RSS (see README)
   --tail SIZE            keep the last SIZE of stdout and stderr (default 64K)
   --keep-runs N          keep the last N runs per label (default 1000)
@@ -223,6 +224,8 @@ int cmd_run(Args& a) {
       json_path = std::string(a.value(opt));
     } else if (opt == "--smaps") {
       o.smaps = true;
+    } else if (opt == "--kill-leftovers") {
+      o.kill_leftovers = true;
     } else if (opt == "--no-ptrace") {
       o.exact_peak = false;
     } else if (opt == "--tail") {
@@ -306,7 +309,7 @@ int cmd_run(Args& a) {
                    std::strerror(errno));
     }
   }
-  if (!quiet) std::fputs(cli::run_summary(r, baseline).c_str(), stderr);
+  if (!quiet) std::fputs(cli::run_summary(r, baseline, res.leftover_pids).c_str(), stderr);
   return r.exit_code;
 }
 

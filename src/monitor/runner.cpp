@@ -615,19 +615,23 @@ RunResult run(const RunOptions& o) {
     for (pid_t p : sampler.pids()) ::kill(p, sig);
   };
 
-  auto begin_kill = [&](const char* why) {
+  // Ends the tree: SIGTERM (and SIGCONT: a stopped process cannot act on it) now and
+  // SIGKILL after the grace period, or SIGKILL at once. `why` becomes the kill reason;
+  // nullptr leaves the command's own status as the outcome.
+  auto begin_kill = [&](const char* why, bool immediate) {
     if (killing) return;
     killing = true;
-    reason = why;
-    if (o.kill == KillStrategy::immediate || grace == 0) {
+    if (why != nullptr) reason = why;
+    if (immediate || grace == 0) {
       signal_tree(SIGKILL);
       sigkilled = true;
     } else {
       signal_tree(SIGTERM);
-      signal_tree(SIGCONT);  // a stopped process cannot act on SIGTERM
+      signal_tree(SIGCONT);
       kill_deadline = mono_ns() + grace;
     }
   };
+  const bool immediate = o.kill == KillStrategy::immediate;
 
   // The command stopped itself the way a terminal job does (Ctrl-Z, or tty access from
   // the background). When it had our terminal, do what a shell does: take the terminal
@@ -656,24 +660,38 @@ RunResult run(const RunOptions& o) {
     if (o.on_sample) o.on_sample(s);
   };
 
-  // Reads the signalfd. Terminating signals are forwarded to the command's process group
-  // while it runs; once it has ended, one means: stop waiting for output to go out. A
-  // second one while it runs means the same (it may arrive after the command died but
-  // before it was reaped, and the caller is asking twice).
+  // Reads the signalfd. A terminating signal ends the whole tree: it goes to every
+  // process in it (those that left the group with setsid too), SIGKILL follows for what
+  // is left after the grace period, and the run ends only once no descendant is left.
+  // Once the command has ended, or for a second signal, it also means: stop waiting for
+  // output to go out.
   bool give_up_output = false;
   auto read_signals = [&] {
     signalfd_siginfo si;
     while (::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
       const int sig = static_cast<int>(si.ssi_signo);
       if (sig == SIGCHLD) continue;  // reaped at the top of the loop
-      if (!child_done) {
-        ::kill(-pid, sig);
-        if (!forwarded.empty()) give_up_output = true;
-        if (forwarded.empty()) forwarded = signal_name(sig);
-      } else {
-        give_up_output = true;
+      if (child_done || !forwarded.empty()) give_up_output = true;
+      if (!child_done && forwarded.empty()) forwarded = signal_name(sig);
+      signal_tree(sig);
+      if (!killing) {
+        killing = true;
+        if (grace == 0) {
+          signal_tree(SIGKILL);
+          sigkilled = true;
+        } else {
+          kill_deadline = mono_ns() + grace;
+        }
       }
     }
+  };
+
+  // Descendants still running once the command has exited: counted, and ended when asked.
+  std::uint32_t leftovers = 0;
+  bool leftovers_killed = false;
+  auto note_leftovers = [&] {
+    leftovers = sampler.sample().processes;
+    res.leftover_pids.assign(sampler.pids().begin(), sampler.pids().end());
   };
 
   std::uint64_t drain_until = 0;
@@ -682,16 +700,16 @@ RunResult run(const RunOptions& o) {
     if (!child_done && now >= next_sample) {
       const Sample s = sampler.sample();
       record(s);
-      if (o.max_rss_bytes && s.rss_bytes > *o.max_rss_bytes) begin_kill("max-rss");
+      if (o.max_rss_bytes && s.rss_bytes > *o.max_rss_bytes) begin_kill("max-rss", immediate);
       if (o.max_cpu_seconds && static_cast<double>(s.cpu_user_ns + s.cpu_sys_ns) / 1e9 > *o.max_cpu_seconds) {
-        begin_kill("max-cpu");
+        begin_kill("max-cpu", immediate);
       }
       next_sample += interval;
       if (next_sample <= now) next_sample = now + interval;  // fell behind: do not burst
     }
     // Limits apply while the command runs; descendants it leaves behind holding the
     // pipes open are no reason to kill anything.
-    if (timeout_at != 0 && !killing && !child_done && now >= timeout_at) begin_kill("timeout");
+    if (timeout_at != 0 && !killing && !child_done && now >= timeout_at) begin_kill("timeout", immediate);
     if (killing && !sigkilled && now >= kill_deadline) {
       signal_tree(SIGKILL);
       sigkilled = true;
@@ -712,6 +730,11 @@ RunResult run(const RunOptions& o) {
       if (killing) {
         // A killed run ends only when no descendant is left.
         if (!have_children) break;
+      } else if (o.kill_leftovers && have_children) {
+        note_leftovers();
+        leftovers_killed = true;
+        begin_kill(nullptr, immediate);
+        continue;
       } else {
         // The command is done; take what it wrote, but do not wait on descendants that
         // still hold the pipes open.
@@ -815,6 +838,7 @@ RunResult run(const RunOptions& o) {
   }
 
   if (own_tty && ::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+  if (!leftovers_killed) note_leftovers();
   const Sample last = sampler.sample();  // after every reap: counts the reaped children's work
   record(last);
   restore();
@@ -823,6 +847,9 @@ RunResult run(const RunOptions& o) {
   r.duration_ns = static_cast<std::int64_t>((child_end != 0 ? child_end : mono_ns()) - t0);
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   r.kill_reason = !reason.empty() ? reason : forwarded;
+  if (reason.empty() && !forwarded.empty() && sigkilled) r.kill_reason += "+SIGKILL";
+  r.leftover_processes = leftovers;
+  r.leftovers_killed = leftovers_killed;
   r.exit_code = !reason.empty() ? 124 : exit_code_from_status(status);
   if (status_lost) {
     r.error = "the command's exit status was collected by another waitpid() in this process";

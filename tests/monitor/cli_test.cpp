@@ -137,7 +137,7 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
   // The schema documented in history.hpp, column by column.
   EXPECT_EQ(
       q.out,
-      "2\n"
+      "3\n"
       "1397774668\n"  // 0x5350594c
       "wal\n"
       "alerts,runs,samples,spyglass_meta\n"
@@ -145,7 +145,7 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
       "id,label,command,args,cwd,host,git_commit,start_unix_ns,end_unix_ns,duration_ns,exit_code,signal,"
       "kill_reason,error,user_cpu_ns,sys_cpu_ns,max_rss_bytes,peak_tree_rss_bytes,read_bytes,write_bytes,"
       "rchar,wchar,peak_threads,peak_processes,vol_ctx,invol_ctx,minflt,majflt,monitor_cpu_ns,stdout_tail,"
-      "stderr_tail\n"
+      "stderr_tail,leftover_processes,leftovers_killed\n"
       "run_id,t_ns,processes,threads,fds,cpu_user_ns,cpu_sys_ns,cpu_user_pct,cpu_sys_pct,rss_bytes,"
       "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
       "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n");
@@ -162,9 +162,10 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
            "minflt > 0, monitor_cpu_ns > 0, " +
            kWchar +
            ", "
-           "stdout_tail = 'out' || char(10), stderr_tail = 'err' || char(10) FROM runs;"},
+           "stdout_tail = 'out' || char(10), stderr_tail = 'err' || char(10), leftover_processes, "
+           "leftovers_killed FROM runs;"},
       dir.path());
-  EXPECT_EQ(runs.out, "peer|sh|2|-c|1|1|4|0|1|1|1|1|1|1|1|1|1|1|1|1|1|1\n") << runs.err;
+  EXPECT_EQ(runs.out, "peer|sh|2|-c|1|1|4|0|1|1|1|1|1|1|1|1|1|1|1|1|1|1|0|0\n") << runs.err;
   // Samples: times relative to the start and inside the run (at least the one that saw the
   // workload and the one after the exit); the tree (sh and its child, one thread each) seen with memory and
   // open files; cumulative counters never decrease; no PSS/USS without --smaps.

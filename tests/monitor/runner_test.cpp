@@ -365,6 +365,72 @@ TEST(RunSignals, SigtermAndSigintAreForwardedToTheGroup) {
   }
 }
 
+namespace {
+
+pid_t read_pid(const std::string& path) {
+  std::ifstream in(path);
+  pid_t p = 0;
+  in >> p;
+  return p;
+}
+
+}  // namespace
+
+// A terminating signal to spyglass ends the whole tree, descendants that ignore it and
+// those that left the process group (setsid) included: SIGKILL after --grace, and
+// spyglass exits only once they are gone.
+TEST(RunSignals, TerminatingSignalEndsTheWholeTree) {
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    spyglass_test::TempDir dir;
+    const std::string a = dir / "a.pid", b = dir / "b.pid", json = dir / "run.json";
+    const std::string stubborn = "trap '' TERM INT HUP; echo $$ > ";
+    const std::string script = "sh -c \"" + stubborn + a + "; exec sleep 42\" & setsid sh -c \"" + stubborn +
+                               b + "; exec sleep 42\" & wait";
+    spyglass_test::Child c({kSpyglass, "run", "--no-history", "--quiet", "--grace", "300ms", "--json", json,
+                            "--", "sh", "-c", script},
+                           dir.path());
+    ASSERT_TRUE(spyglass_test::wait_until([&] { return read_pid(a) > 0 && read_pid(b) > 0; },
+                                          spyglass_test::kWaitLimit));
+    const pid_t pa = read_pid(a), pb = read_pid(b);
+    ASSERT_TRUE(spyglass_test::alive(pa));
+    ASSERT_TRUE(spyglass_test::alive(pb));
+    ::kill(c.pid(), sig);
+    const auto r = c.wait();
+    EXPECT_EQ(r.exit_code, 128 + sig) << r.err;
+    EXPECT_FALSE(spyglass_test::alive(pa)) << "signal " << sig;
+    EXPECT_FALSE(spyglass_test::alive(pb)) << "signal " << sig;
+    const std::string rec = spyglass_test::slurp(json);
+    const std::string name = sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGHUP";
+    EXPECT_NE(rec.find("\"kill_reason\":\"" + name + "+SIGKILL\""), std::string::npos) << rec;
+    ::kill(pa, SIGKILL);  // in case the test failed: leave nothing behind either
+    ::kill(pb, SIGKILL);
+  }
+}
+
+// Descendants still running when the command exits are reported; --kill-leftovers ends
+// them.
+TEST(RunSignals, LeftoverDescendantsAreReportedAndKilledWhenAsked) {
+  for (const bool kill : {false, true}) {
+    spyglass_test::TempDir dir;
+    const std::string pidfile = dir / "s.pid", json = dir / "run.json";
+    std::vector<std::string> argv = {kSpyglass, "run", "--no-history", "--grace", "1s", "--json", json};
+    if (kill) argv.push_back("--kill-leftovers");
+    for (const char* a : {"--", "sh", "-c"}) argv.emplace_back(a);
+    argv.push_back("sleep 31 & echo $! > " + pidfile + "; echo done");
+    const auto r = spyglass_test::run(argv, dir.path());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const pid_t p = read_pid(pidfile);
+    ASSERT_GT(p, 0);
+    const std::string rec = spyglass_test::slurp(json);
+    EXPECT_NE(rec.find("\"leftover_processes\":1,"), std::string::npos) << rec;
+    EXPECT_NE(rec.find(std::string("\"leftovers_killed\":") + (kill ? "true" : "false")), std::string::npos)
+        << rec;
+    EXPECT_NE(r.err.find("pid " + std::to_string(p)), std::string::npos) << r.err;
+    EXPECT_EQ(spyglass_test::alive(p), !kill);
+    ::kill(p, SIGKILL);
+  }
+}
+
 TEST(RunCli, ExitCodesOfTheCommand) {
   spyglass_test::TempDir dir;
   const std::string db = dir / "h.db";

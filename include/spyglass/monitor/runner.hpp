@@ -52,6 +52,10 @@ struct RunOptions {
   /// not be traced (one that calls PTRACE_TRACEME or is to be attached by a debugger).
   /// When attaching fails or is off, max_rss_bytes is ru_maxrss.
   bool exact_peak = true;
+  /// End descendants still running once the command has exited (SIGTERM, SIGKILL after
+  /// the grace period, or SIGKILL at once with KillStrategy::immediate); either way they
+  /// are counted in RunRecord::leftover_processes.
+  bool kill_leftovers = false;
   bool smaps = false;                            ///< sample PSS/USS too
   std::size_t max_samples = 20000;               ///< beyond this, every other sample is dropped
   std::function<void(const Sample&)> on_sample;  ///< called on the runner's thread
@@ -63,6 +67,7 @@ struct RunResult {
   std::vector<Sample> samples;  ///< sample times are CLOCK_MONOTONIC
   std::uint64_t start_mono_ns = 0;
   std::uint64_t dropped_output_bytes = 0;  ///< output not passed through (see passthrough)
+  std::vector<pid_t> leftover_pids;        ///< descendants running after the command exited
 };
 
 /// Returns the exit code for a wait status, as coreutils does: the code, or 128+signal.
@@ -73,7 +78,10 @@ SPYGLASS_API int exit_code_from_status(int status) noexcept;
 /// Blocks the calling thread. While it runs, the calling process is a child subreaper, reaps
 /// every child it has (so call it from a process that owns no other children, such as the
 /// `spyglass` command), and SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked in the calling
-/// thread and forwarded to the command's process group. A SIGCHLD disposition of SIG_IGN
+/// thread; one of them ends the whole tree: it is forwarded to every process in it (also
+/// those that left the command's process group), SIGKILL follows after options.grace, and
+/// run() returns only once no descendant is left (RunRecord::kill_reason names the signal,
+/// with "+SIGKILL" when the grace period ran out). A SIGCHLD disposition of SIG_IGN
 /// or SA_NOCLDWAIT is set to SIG_DFL for the duration (the command starts with SIG_DFL).
 /// When a limit kills the run, no descendant outlives it. A command that cannot be started
 /// yields exit code 127 (not found) or 126 (not executable) and the reason in record.error;
