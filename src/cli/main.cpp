@@ -29,21 +29,26 @@ namespace cli = spyglass::cli;
 
 constexpr const char* kDefaultDb = "./spyglass-out/history.db";
 
-constexpr const char* kUsage = R"(usage:
-  spyglass run [options] -- COMMAND [ARGS...]
-  spyglass history [--label L] [--limit N] [--json] [--db PATH]
-  spyglass show RUN_ID [--json] [--db PATH]
+// The exit status of every usage error (an unknown option or subcommand, a bad value, a
+// missing argument), whichever the subcommand: 125 as in coreutils' timeout, env and nice,
+// apart from what `run` passes on from the command (its code, 124, 126, 127, 128+N).
+constexpr int kUsageError = 125;
 
-run options:
-  --timeout DURATION     kill the process tree after DURATION (exit 124)
+constexpr const char* kRunUsage = R"(usage: spyglass run [options] -- COMMAND [ARGS...]
+
+Runs COMMAND, samples its process tree and records the run.
+
+options:
+  --timeout DURATION     kill the process tree after DURATION (exit 124); 0: no timeout
   --max-rss SIZE         kill when the tree's summed RSS exceeds SIZE (exit 124)
   --max-cpu SECONDS      kill when the tree's user+system CPU exceeds SECONDS (exit 124)
   --kill graceful|immediate
                          graceful: SIGTERM, then SIGKILL after --grace (default)
-  --grace DURATION       default 5s
+  --grace DURATION       default 5s; also how long a signal to spyglass waits for the tree
   --interval DURATION    sampling interval, 10ms or more (default 100ms)
   --label LABEL          groups runs of the same job (default: the command line)
-  --db PATH              history database (default ./spyglass-out/history.db)
+  --db PATH              history database (default ./spyglass-out/history.db; a missing
+                         directory is created)
   --no-history           do not record the run
   --json FILE            write the run record and its samples to FILE (- for stdout)
   --smaps                also sample PSS/USS (costlier)
@@ -53,11 +58,36 @@ run options:
   --keep-runs N          keep the last N runs per label (default 1000)
   --keep-days DAYS       drop runs older than DAYS
   --quiet                no summary
+  --help                 this text
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
-126/127 when it could not be started; 125 when spyglass itself failed.
+126/127 when it could not be started; 125 for a usage error or when spyglass itself failed.
 )";
+
+constexpr const char* kHistoryUsage = R"(usage: spyglass history [--label L] [--limit N] [--json] [--db PATH]
+
+Lists recorded runs, newest first. Exit status: 0; 1 when the database cannot be read;
+125 for a usage error.
+)";
+
+constexpr const char* kShowUsage = R"(usage: spyglass show RUN_ID [--json] [--db PATH]
+
+Shows one run with a chart of its samples. Exit status: 0; 1 when the run or the
+database is missing; 125 for a usage error.
+)";
+
+constexpr const char* kUsage = R"(usage:
+  spyglass run [options] -- COMMAND [ARGS...]
+  spyglass history [--label L] [--limit N] [--json] [--db PATH]
+  spyglass show RUN_ID [--json] [--db PATH]
+  spyglass SUBCOMMAND --help
+
+A usage error exits with 125, whichever the subcommand.
+)";
+
+// `--help` or `-h`: the subcommand's usage goes to stdout.
+bool is_help(std::string_view opt) { return opt == "--help" || opt == "-h"; }
 
 struct UsageError {
   std::string message;
@@ -160,11 +190,15 @@ std::string default_label(const std::vector<std::string>& argv) {
   return label;
 }
 
+// Opens (creating) the history; a missing directory is created and said so, once: the
+// next run finds it.
 mon::History open_history(const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
+    if (std::filesystem::create_directories(parent, ec)) {
+      std::fprintf(stderr, "spyglass: created directory %s for the history\n", parent.string().c_str());
+    }
   }
   return mon::History::open(path);
 }
@@ -189,10 +223,17 @@ int cmd_run(Args& a) {
     }
     if (!a.is_option()) break;
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kRunUsage, stdout);
+      return 0;
+    }
     if (opt == "--timeout") {
       o.timeout = parse_duration(opt, a.value(opt));
+      if (o.timeout->count() == 0) o.timeout.reset();  // as coreutils' timeout: no limit
     } else if (opt == "--max-rss") {
       o.max_rss_bytes = parse_size(opt, a.value(opt));
+      if (*o.max_rss_bytes == 0)
+        throw UsageError{"--max-rss: must be more than 0 (leave it out for no limit)"};
     } else if (opt == "--max-cpu") {
       std::string_view rest;
       const std::string_view v = a.value(opt);
@@ -320,6 +361,10 @@ int cmd_history(Args& a) {
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"history: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kHistoryUsage, stdout);
+      return 0;
+    }
     if (opt == "--label") {
       q.label = std::string(a.value(opt));
     } else if (opt == "--limit") {
@@ -360,6 +405,10 @@ int cmd_show(Args& a) {
       continue;
     }
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kShowUsage, stdout);
+      return 0;
+    }
     if (opt == "--json") {
       json = true;
     } else if (opt == "--db") {
@@ -403,7 +452,7 @@ int main(int argc, char** argv) {
   ::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     std::fputs(kUsage, stderr);
-    return 2;
+    return kUsageError;
   }
   const std::string_view cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
@@ -416,10 +465,10 @@ int main(int argc, char** argv) {
     if (cmd == "history") return cmd_history(a);
     if (cmd == "show") return cmd_show(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
-    return 2;
+    return kUsageError;
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "spyglass: %s\n", e.message.c_str());
-    return cmd == "run" ? 125 : 2;
+    std::fprintf(stderr, "spyglass: %s (spyglass %s --help)\n", e.message.c_str(), argv[1]);
+    return kUsageError;
   } catch (const mon::HistoryError& e) {
     std::fprintf(stderr, "spyglass: error: %s\n", e.what());
     return cmd == "run" ? 125 : 1;

@@ -77,7 +77,7 @@ TEST(Cli, HistoryAndShowAfterTwoRuns) {
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.err.find("no run 99"), std::string::npos);
   auto bad = spyglass_test::run({kSpyglass, "show", "abc", "--db", db});
-  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.exit_code, 125);
   auto missing = spyglass_test::run({kSpyglass, "history", "--db", dir / "absent.db"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("no such file"), std::string::npos) << missing.err;
@@ -97,6 +97,63 @@ TEST(Cli, JsonFileHasRunAndSamples) {
   EXPECT_EQ(int64_t(doc["run"]["exit_code"]), 0);
   EXPECT_GE(simdjson::dom::array(doc["samples"]).size(), 2u);
   EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out"));
+}
+
+// Every subcommand has --help (exit 0, its usage on stdout), and every usage error exits
+// with the same documented code, 125.
+TEST(Cli, HelpAndUsageErrorsAreTheSameForEverySubcommand) {
+  spyglass_test::TempDir dir;
+  for (const std::string sub : {"run", "history", "show"}) {
+    for (const std::string help : {"--help", "-h"}) {
+      const auto r = spyglass_test::run({kSpyglass, sub, help}, dir.path());
+      EXPECT_EQ(r.exit_code, 0) << sub << " " << help << ": " << r.err;
+      EXPECT_EQ(r.out.rfind("usage: spyglass " + sub, 0), 0u) << r.out;
+      EXPECT_EQ(r.err, "");
+    }
+    const auto bad = spyglass_test::run({kSpyglass, sub, "--no-such-option"}, dir.path());
+    EXPECT_EQ(bad.exit_code, 125) << sub;
+    EXPECT_NE(bad.err.find("unknown option --no-such-option"), std::string::npos) << bad.err;
+    EXPECT_NE(bad.err.find("spyglass " + sub + " --help"), std::string::npos) << bad.err;
+  }
+  const auto top = spyglass_test::run({kSpyglass, "--help"}, dir.path());
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_NE(top.out.find("125"), std::string::npos) << top.out;
+  EXPECT_EQ(spyglass_test::run({kSpyglass}, dir.path()).exit_code, 125);
+  EXPECT_EQ(spyglass_test::run({kSpyglass, "frobnicate"}, dir.path()).exit_code, 125);
+  // After the command's name, --help is the command's.
+  const auto passed = spyglass_test::run(
+      {kSpyglass, "run", "--no-history", "--quiet", "--", "sh", "-c", "echo \"$1\"", "sh", "--help"},
+      dir.path());
+  EXPECT_EQ(passed.exit_code, 0);
+  EXPECT_EQ(passed.out, "--help\n");
+  EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out"));  // nothing ran that records
+}
+
+// --timeout 0 is no timeout (as coreutils' timeout); --max-rss 0 is refused.
+TEST(Cli, ZeroTimeoutIsNoTimeoutAndZeroMaxRssIsRefused) {
+  spyglass_test::TempDir dir;
+  const auto r = spyglass_test::run(
+      {kSpyglass, "run", "--no-history", "--json", "-", "--timeout", "0", "--", "sleep", "0.2"}, dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"kill_reason\":\"\""), std::string::npos) << r.out;
+  const auto z =
+      spyglass_test::run({kSpyglass, "run", "--no-history", "--max-rss", "0", "--", "true"}, dir.path());
+  EXPECT_EQ(z.exit_code, 125);
+  EXPECT_NE(z.err.find("--max-rss: must be more than 0"), std::string::npos) << z.err;
+}
+
+// --db in a directory that does not exist: it is created, and that is said once.
+TEST(Cli, MissingDatabaseDirectoryIsCreatedAndSaidOnce) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "new/sub/h.db";
+  const auto first = spyglass_test::run({kSpyglass, "run", "--quiet", "--db", db, "--", "true"}, dir.path());
+  EXPECT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.err, "spyglass: created directory " + dir.path() + "/new/sub for the history\n");
+  const auto second = spyglass_test::run({kSpyglass, "run", "--quiet", "--db", db, "--", "true"}, dir.path());
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.err, "");
+  auto h = spyglass::monitor::History::open(db, {.create = false, .read_only = true});
+  EXPECT_EQ(h.runs({}).size(), 2u);
 }
 
 TEST(Cli, DefaultDatabaseUnderSpyglassOut) {

@@ -499,10 +499,10 @@ TEST(RunCli, BadOptionsAreClearErrors) {
                          dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = spyglass_test::run({kSpyglass, "history", "--limit", "99999999999999999999"}, dir.path());
-  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.exit_code, 125);
   EXPECT_NE(r.err.find("--limit: not a valid number"), std::string::npos) << r.err;
   r = spyglass_test::run({kSpyglass, "frobnicate"}, dir.path());
-  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.exit_code, 125);
   // Nothing ran, so nothing was created.
   EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out"));
 }
