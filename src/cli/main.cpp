@@ -53,6 +53,7 @@ options:
   --json FILE            write the run record and its samples to FILE (- for stdout)
   --smaps                also sample PSS/USS (costlier)
   --kill-leftovers       end processes the command leaves running after it exits
+  --no-pty               do not run the command on a pseudo-terminal when ours is one
   --no-ptrace            do not trace the command for its own peak RSS (see README)
   --tail SIZE            keep the last SIZE of stdout and stderr (default 64K)
   --keep-runs N          keep the last N runs per label (default 1000)
@@ -267,6 +268,8 @@ int cmd_run(Args& a) {
       o.smaps = true;
     } else if (opt == "--kill-leftovers") {
       o.kill_leftovers = true;
+    } else if (opt == "--no-pty") {
+      o.terminal = false;
     } else if (opt == "--no-ptrace") {
       o.exact_peak = false;
     } else if (opt == "--tail") {

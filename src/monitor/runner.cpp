@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -15,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -184,7 +186,7 @@ struct Stream {
   bool eof = false;
   std::uint64_t dropped = 0;  // bytes not passed through (our side closed, or given up)
 
-  Stream(Fd f, int out_fd) : fd(std::move(f)), sink(out_fd) {}
+  Stream(Fd f, int out_fd) : fd(std::move(f)), sink(out_fd), eof(!fd.valid()) {}
 
   [[nodiscard]] bool passing(bool passthrough) const { return passthrough && !sink.broken(); }
   [[nodiscard]] bool room(bool passthrough) const {
@@ -203,6 +205,10 @@ struct Stream {
       const ssize_t n = ::read(fd.get(), buf, want);
       if (n < 0) {
         if (errno == EINTR) continue;
+        if (errno == EIO) {  // a pseudo-terminal whose every slave descriptor is closed
+          eof = true;
+          fd.reset();
+        }
         break;  // EAGAIN: nothing more now
       }
       if (n == 0) {
@@ -322,14 +328,26 @@ std::uint64_t hwm_kib(pid_t pid) {
 // stack pages after we read its VmHWM.
 constexpr std::uint64_t kPreExecSlackKib = 64;
 
+// Where the command's standard descriptors go (-1: inherited), and the pseudo-terminal
+// that becomes its controlling terminal (-1: none; it gets a process group of its own).
+struct ChildIo {
+  int in = -1, out = -1, err = -1, pty = -1;
+};
+
 // Runs in the forked child: only async-signal-safe calls. Waits for `go` to close, so
 // that the parent can attach first, then execs.
-[[noreturn]] void exec_child(const char* path, char* const* argv, int out_w, int err_w, int go, int status,
+[[noreturn]] void exec_child(const char* path, char* const* argv, const ChildIo& io, int go, int status,
                              int parents_go, int parents_status, const sigset_t& mask) {
   ::close(parents_go);  // else our read of `go` would never see its end
   ::close(parents_status);
-  ::setpgid(0, 0);
-  for (const auto& [fd, target] : {std::pair{out_w, STDOUT_FILENO}, std::pair{err_w, STDERR_FILENO}}) {
+  if (io.pty >= 0) {  // a session of its own, as a terminal emulator's shell has
+    ::setsid();
+    ::ioctl(io.pty, TIOCSCTTY, 0);
+  } else {
+    ::setpgid(0, 0);
+  }
+  for (const auto& [fd, target] :
+       {std::pair{io.in, STDIN_FILENO}, std::pair{io.out, STDOUT_FILENO}, std::pair{io.err, STDERR_FILENO}}) {
     if (fd < 0) continue;
     if (fd == target) {
       ::fcntl(fd, F_SETFD, 0);
@@ -385,7 +403,7 @@ struct Spawn {
   }
 };
 
-Spawn spawn(const std::vector<std::string>& args, int out_w, int err_w, const sigset_t& mask, bool trace) {
+Spawn spawn(const std::vector<std::string>& args, const ChildIo& io, const sigset_t& mask, bool trace) {
   Spawn sp;
   std::string path;
   if ((sp.error = find_program(args.empty() ? std::string() : args[0], path)) != 0) return sp;
@@ -409,8 +427,7 @@ Spawn spawn(const std::vector<std::string>& args, int out_w, int err_w, const si
     return sp;
   }
   if (pid == 0) {
-    exec_child(path.c_str(), argv.data(), out_w, err_w, go_r.get(), status_w.get(), sp.go.get(),
-               sp.status.get(), mask);
+    exec_child(path.c_str(), argv.data(), io, go_r.get(), status_w.get(), sp.go.get(), sp.status.get(), mask);
   }
   sp.pid = pid;
   if (trace && !privileged(path)) {
@@ -418,6 +435,118 @@ Spawn spawn(const std::vector<std::string>& args, int out_w, int err_w, const si
   }
   return sp;
 }
+
+// A pseudo-terminal for the command, so that it sees a terminal where we have one
+// (`[ -t 1 ]`, colours, progress bars, line buffering). Keystrokes reach it through the
+// pty (our terminal in raw mode), so Ctrl-C and Ctrl-Z act on it as in a shell.
+class Pty {
+ public:
+  /// Opens one when our stdout or stderr is a terminal; false otherwise.
+  bool open() {
+    on_out_ = ::isatty(STDOUT_FILENO) == 1;
+    on_err_ = ::isatty(STDERR_FILENO) == 1;
+    if (!on_out_ && !on_err_) return false;
+    tty_ = on_out_ ? STDOUT_FILENO : STDERR_FILENO;
+    master_ = Fd(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+    char name[128];
+    if (!master_.valid() || ::grantpt(master_.get()) != 0 || ::unlockpt(master_.get()) != 0 ||
+        ::ptsname_r(master_.get(), name, sizeof name) != 0) {
+      return fail();
+    }
+    slave_ = Fd(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!slave_.valid()) return fail();
+    termios t{};
+    if (::tcgetattr(tty_, &t) == 0) {
+      t.c_oflag &= ~static_cast<tcflag_t>(ONLCR);  // our terminal turns LF into CR LF itself
+      ::tcsetattr(slave_.get(), TCSANOW, &t);
+    }
+    sync_size();
+    // Keystrokes go through the pty only when the terminal is ours to read: stdin is it,
+    // we are its foreground group and alone in it (not `spyglass run ... | less`).
+    on_in_ =
+        ::isatty(STDIN_FILENO) == 1 && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() && !shares_process_group();
+    return true;
+  }
+
+  [[nodiscard]] bool active() const noexcept { return master_.valid(); }
+  [[nodiscard]] bool on_out() const noexcept { return active() && on_out_; }
+  [[nodiscard]] bool on_err() const noexcept { return active() && on_err_; }
+  [[nodiscard]] bool relays_input() const noexcept { return active() && on_in_; }
+  [[nodiscard]] int slave() const noexcept { return slave_.get(); }
+  /// A descriptor of the master to read the command's output from.
+  [[nodiscard]] Fd reader() const { return Fd(::fcntl(master_.get(), F_DUPFD_CLOEXEC, 0)); }
+  void close_slave() { slave_.reset(); }
+
+  /// Gives the pty our terminal's window size (the kernel sends SIGWINCH to the command).
+  void sync_size() {
+    winsize ws{};
+    if (master_.valid() && ::ioctl(tty_, TIOCGWINSZ, &ws) == 0) ::ioctl(master_.get(), TIOCSWINSZ, &ws);
+  }
+
+  /// Raw mode on our terminal while we are its foreground group: every key goes to the
+  /// pty, whose own settings decide what Ctrl-C or Ctrl-Z mean. Output processing stays.
+  void make_raw() {
+    if (!relays_input() || raw_ || ::tcgetpgrp(STDIN_FILENO) != ::getpgrp()) return;
+    if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios t = saved_;
+    ::cfmakeraw(&t);
+    t.c_oflag = saved_.c_oflag;
+    raw_ = ::tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
+  }
+  void restore() {
+    if (raw_) ::tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_);
+    raw_ = false;
+  }
+  [[nodiscard]] bool raw() const noexcept { return raw_; }
+
+  /// What relay_input() saw.
+  enum class Input { more, ended, suspend };
+
+  /// Copies what stdin holds now to the pty. The suspend key (Ctrl-Z) is taken out when
+  /// it would signal `leader`'s own group: that group leads the pty's session, so it has
+  /// no parent in its session and the kernel discards SIGTSTP for it; the caller stops it
+  /// instead. Other foreground groups (the jobs of a shell run under us) get it as usual.
+  Input relay_input(pid_t leader) {
+    char buf[4096];
+    const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return Input::ended;
+    if (n < 0) return Input::more;
+    termios t{};
+    const bool intercept = ::tcgetpgrp(master_.get()) == leader && ::tcgetattr(master_.get(), &t) == 0 &&
+                           (t.c_lflag & ISIG) != 0 && t.c_cc[VSUSP] != _POSIX_VDISABLE;
+    Input result = Input::more;
+    std::size_t len = static_cast<std::size_t>(n);
+    if (intercept) {
+      char* end = std::remove(buf, buf + len, static_cast<char>(t.c_cc[VSUSP]));
+      if (end != buf + len) result = Input::suspend;
+      len = static_cast<std::size_t>(end - buf);
+    }
+    for (std::size_t done = 0; done < len;) {
+      const ssize_t w = ::write(master_.get(), buf + done, len - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;  // the pty's input queue is full: the rest of these keys is lost
+      done += static_cast<std::size_t>(w);
+    }
+    return result;
+  }
+
+  Pty() = default;
+  Pty(const Pty&) = delete;
+  Pty& operator=(const Pty&) = delete;
+  ~Pty() { restore(); }
+
+ private:
+  bool fail() {
+    master_.reset();
+    slave_.reset();
+    return false;
+  }
+
+  Fd master_, slave_;
+  int tty_ = -1;
+  bool on_out_ = false, on_err_ = false, on_in_ = false, raw_ = false;
+  termios saved_{};
+};
 
 const char* signal_name(int sig) {
   switch (sig) {
@@ -461,7 +590,7 @@ RunResult run(const RunOptions& o) {
   // gets the original mask and default dispositions back.
   sigset_t watched, old_mask;
   sigemptyset(&watched);
-  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&watched, s);
+  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&watched, s);
   sigset_t block = watched;
   sigaddset(&block, SIGTTOU);  // lets us take the terminal back from the command's group
   ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
@@ -490,14 +619,29 @@ RunResult run(const RunOptions& o) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   const std::uint64_t cpu0 = thread_cpu_ns();
 
+  // Each of stdout/stderr is a pipe, or the pty when ours is a terminal; with both on the
+  // pty, its output is one stream (kept as the stdout tail).
+  Pty pty;
+  if (o.terminal && o.passthrough) pty.open();
   int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
-  ::pipe2(out_pipe, O_CLOEXEC);
-  ::pipe2(err_pipe, O_CLOEXEC);
-  Stream out{Fd(out_pipe[0]), o.passthrough ? STDOUT_FILENO : -1};  // -1: no sink at all
-  Stream err{Fd(err_pipe[0]), o.passthrough ? STDERR_FILENO : -1};
+  if (!pty.on_out()) ::pipe2(out_pipe, O_CLOEXEC);
+  if (!pty.on_err()) ::pipe2(err_pipe, O_CLOEXEC);
   Fd out_w(out_pipe[1]), err_w(err_pipe[1]);
+  Fd out_r(out_pipe[0]), err_r(err_pipe[0]);
+  if (pty.on_out()) {
+    out_r = pty.reader();
+  } else if (pty.on_err()) {
+    err_r = pty.reader();
+  }
+  Stream out{std::move(out_r), o.passthrough ? STDOUT_FILENO : -1};  // -1: no sink at all
+  Stream err{std::move(err_r), o.passthrough ? STDERR_FILENO : -1};
+  ChildIo io;
+  io.out = pty.on_out() ? pty.slave() : out_w.get();
+  io.err = pty.on_err() ? pty.slave() : err_w.get();
+  if (pty.active()) io.pty = pty.slave();
+  if (pty.relays_input()) io.in = pty.slave();
 
-  Spawn sp = spawn(o.argv, out_w.get(), err_w.get(), old_mask, o.exact_peak);
+  Spawn sp = spawn(o.argv, io, old_mask, o.exact_peak);
   Sampler sampler = Sampler::children_of_self({.smaps = o.smaps, .tree = true});
   res.start_mono_ns = mono_ns();
   r.start_unix_ns = real_ns();
@@ -506,6 +650,7 @@ RunResult run(const RunOptions& o) {
   const int rc = sp.error;
   out_w.reset();
   err_w.reset();
+  pty.close_slave();  // the pty reports its end once the command's tree has closed it
 
   auto restore = [&] {
     ::prctl(PR_SET_CHILD_SUBREAPER, old_subreaper, 0, 0, 0);
@@ -526,9 +671,12 @@ RunResult run(const RunOptions& o) {
     return res;
   }
 
-  const bool own_tty =
-      ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() && !shares_process_group();
+  // On a pty the command has a terminal of its own, and ours stays with us.
+  const bool own_tty = !pty.active() && ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() &&
+                       !shares_process_group();
   if (own_tty) ::tcsetpgrp(STDIN_FILENO, pid);
+  pty.make_raw();
+  bool relaying = pty.raw();
   for (Stream* s : {&out, &err}) {
     if (s->fd.valid()) ::fcntl(s->fd.get(), F_SETFL, ::fcntl(s->fd.get(), F_GETFL) | O_NONBLOCK);
   }
@@ -639,11 +787,17 @@ RunResult run(const RunOptions& o) {
   // Once we are continued, hand the terminal back if we are in the foreground again and
   // continue the command. When we cannot be stopped (no job control: our process group
   // is orphaned, or the signal is ignored) the command is continued at once.
+  // On a pty the same holds with our terminal's mode in place of its ownership: it leaves
+  // raw mode while we are stopped, and the window may have changed meanwhile.
   auto handle_stop = [&](int sig) {
-    if (!own_tty || killing || (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)) return;
-    if (::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+    if (!(own_tty || pty.raw()) || killing || (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)) return;
+    if (own_tty && ::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+    pty.restore();
     ::kill(::getpid(), sig == SIGTTIN ? SIGTTIN : SIGTSTP);  // SIGTTOU is blocked here
-    if (::tcgetpgrp(STDIN_FILENO) == ::getpgrp()) ::tcsetpgrp(STDIN_FILENO, pid);
+    if (own_tty && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp()) ::tcsetpgrp(STDIN_FILENO, pid);
+    pty.make_raw();
+    relaying = pty.raw();
+    pty.sync_size();
     ::kill(-pid, SIGCONT);
   };
 
@@ -671,6 +825,10 @@ RunResult run(const RunOptions& o) {
     while (::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
       const int sig = static_cast<int>(si.ssi_signo);
       if (sig == SIGCHLD) continue;  // reaped at the top of the loop
+      if (sig == SIGWINCH) {
+        pty.sync_size();
+        continue;
+      }
       if (child_done || !forwarded.empty()) give_up_output = true;
       if (!child_done && forwarded.empty()) forwarded = signal_name(sig);
       signal_tree(sig);
@@ -751,9 +909,11 @@ RunResult run(const RunOptions& o) {
     now = mono_ns();
     const int timeout_ms = wake > now ? static_cast<int>((wake - now + 999999) / 1000000) : 0;
 
-    pollfd pf[5];
+    pollfd pf[6];
     nfds_t n = 0;
     pf[n++] = {sfd.get(), POLLIN, 0};
+    const int stdin_slot = relaying && !child_done ? static_cast<int>(n) : -1;
+    if (stdin_slot >= 0) pf[n++] = {STDIN_FILENO, POLLIN, 0};
     int in_slot[2] = {-1, -1}, out_slot[2] = {-1, -1};
     Stream* streams[2] = {&out, &err};
     for (int i = 0; i < 2; ++i) {
@@ -770,6 +930,15 @@ RunResult run(const RunOptions& o) {
     const int pr = ::poll(pf, n, timeout_ms);
     if (pr <= 0) continue;
     if (pf[0].revents & POLLIN) read_signals();
+    if (stdin_slot >= 0 && pf[stdin_slot].revents != 0) {
+      const Pty::Input in = pty.relay_input(pid);
+      if (in == Pty::Input::ended) relaying = false;
+      if (in == Pty::Input::suspend && !killing) {
+        ::kill(-pid, SIGSTOP);  // cannot be caught: the group is stopped now
+        handle_stop(SIGTSTP);   // the job stops, as a shell would see it
+        continue;
+      }
+    }
     for (int i = 0; i < 2; ++i) {
       Stream& s = *streams[i];
       const bool writable = out_slot[i] >= 0 && pf[out_slot[i]].revents != 0;
@@ -838,6 +1007,7 @@ RunResult run(const RunOptions& o) {
   }
 
   if (own_tty && ::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+  pty.restore();
   if (!leftovers_killed) note_leftovers();
   const Sample last = sampler.sample();  // after every reap: counts the reaped children's work
   record(last);

@@ -127,10 +127,11 @@ double spyglass_peak_kib(const std::vector<std::string>& argv) {
 
 // The peak RSS is the command's own, not the copy of spyglass's memory it was forked
 // with: GNU time's %M on the same command, within 15% for small commands and 2% for large
-// ones. Each figure is the smallest of three runs. GNU time's %M is the kernel's ru_maxrss,
-// which reads the RSS counters without their per-CPU parts (up to 31 pages per CPU and
-// counter may be missing); spyglass reads VmHWM, which sums them: on a 1 MiB process that
-// alone can be 10%.
+// ones. GNU time's %M is the kernel's ru_maxrss, which reads the RSS counters without
+// their per-CPU parts (up to 31 pages per CPU and counter may be missing, more when the
+// process moved between CPUs on a busy machine), so it can only be low: the largest of
+// three runs is compared. spyglass reads VmHWM, which sums them exactly: the smallest of
+// three (a page of noise).
 TEST(Peers, PeakRssMatchesGnuTime) {
   spyglass_test::TempDir dir;
   struct Case {
@@ -146,7 +147,7 @@ TEST(Peers, PeakRssMatchesGnuTime) {
   for (const Case& c : cases) {
     double gnu = gnu_time_peak_kib(dir.path(), c.argv), ours = spyglass_peak_kib(c.argv);
     for (int i = 0; i < 2; ++i) {
-      gnu = std::min(gnu, gnu_time_peak_kib(dir.path(), c.argv));
+      gnu = std::max(gnu, gnu_time_peak_kib(dir.path(), c.argv));
       ours = std::min(ours, spyglass_peak_kib(c.argv));
     }
     ASSERT_GT(gnu, 0) << c.argv[0];

@@ -56,6 +56,13 @@ struct RunOptions {
   /// the grace period, or SIGKILL at once with KillStrategy::immediate); either way they
   /// are counted in RunRecord::leftover_processes.
   bool kill_leftovers = false;
+  /// When our stdout or stderr is a terminal (and passthrough is on), run the command on
+  /// a pseudo-terminal with our window size (kept in step on SIGWINCH), so that it sees a
+  /// terminal there. When stdin is our terminal too and we are its foreground group, it
+  /// is put in raw mode and keys go through the pty (Ctrl-C, Ctrl-Z act on the command as
+  /// in a shell). The command then leads a session of its own; output read from the pty
+  /// is kept as the stdout tail (stderr's too when both are on it).
+  bool terminal = true;
   bool smaps = false;                            ///< sample PSS/USS too
   std::size_t max_samples = 20000;               ///< beyond this, every other sample is dropped
   std::function<void(const Sample&)> on_sample;  ///< called on the runner's thread
