@@ -31,6 +31,7 @@
 #include <utility>
 
 #include "proc_io.hpp"
+#include "spyglass/clock.hpp"
 
 extern char** environ;
 
@@ -39,29 +40,7 @@ namespace SPYGLASS_NAMESPACE::monitor {
 namespace {
 
 using detail::Fd;
-
-std::uint64_t mono_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-std::int64_t real_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
-}
-
-std::uint64_t thread_cpu_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-std::uint64_t tv_ns(const timeval& tv) noexcept {
-  return static_cast<std::uint64_t>(tv.tv_sec) * 1000000000ULL +
-         static_cast<std::uint64_t>(tv.tv_usec) * 1000ULL;
-}
+using detail::tv_ns;
 
 std::string read_small(const std::filesystem::path& p) {
   std::ifstream in(p);
@@ -258,18 +237,9 @@ bool shares_process_group() {
     const char* end = e->d_name + std::strlen(e->d_name);
     if (std::from_chars(e->d_name, end, p).ptr != end || p == self) continue;
     const Fd fd = detail::open_ro(("/proc/" + std::string(e->d_name) + "/stat").c_str());
-    if (!fd.valid() || !detail::pread_all(fd.get(), buf)) continue;
-    // "pid (comm) state ppid pgrp ...": comm may hold anything, so parse after its ')'.
-    const auto rp = buf.rfind(')');
-    if (rp == std::string::npos) continue;
-    std::string_view rest(buf);
-    rest.remove_prefix(rp + 1);
-    int field = 0;
-    pid_t pgrp = 0;
-    for (std::size_t i = 0; i < rest.size() && field < 3; ++i) {
-      if (rest[i] != ' ') continue;
-      if (++field == 3) std::from_chars(rest.data() + i + 1, rest.data() + rest.size(), pgrp);
-    }
+    detail::StatFields st;
+    if (!fd.valid() || !detail::pread_all(fd.get(), buf) || !detail::parse_stat(buf, st)) continue;
+    const pid_t pgrp = st.pgrp;
     if (pgrp == group) {
       shared = true;
       break;
@@ -617,7 +587,7 @@ RunResult run(const RunOptions& o) {
   // Orphaned grandchildren are re-parented to us, so they stay in the sampled tree and
   // can be killed and reaped.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  const std::uint64_t cpu0 = thread_cpu_ns();
+  const std::uint64_t cpu0 = clock::thread_cpu_ns();
 
   // Each of stdout/stderr is a pipe, or the pty when ours is a terminal; with both on the
   // pty, its output is one stream (kept as the stdout tail).
@@ -643,8 +613,8 @@ RunResult run(const RunOptions& o) {
 
   Spawn sp = spawn(o.argv, io, old_mask, o.exact_peak);
   Sampler sampler = Sampler::children_of_self({.smaps = o.smaps, .tree = true});
-  res.start_mono_ns = mono_ns();
-  r.start_unix_ns = real_ns();
+  res.start_mono_ns = clock::monotonic_ns();
+  r.start_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
   sp.start();
   const pid_t pid = sp.pid;
   const int rc = sp.error;
@@ -665,8 +635,8 @@ RunResult run(const RunOptions& o) {
   if (rc != 0) {
     r.error = std::strerror(rc);
     r.exit_code = (rc == ENOENT || rc == ENOTDIR) ? 127 : 126;
-    r.end_unix_ns = real_ns();
-    r.duration_ns = static_cast<std::int64_t>(mono_ns() - res.start_mono_ns);
+    r.end_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
+    r.duration_ns = static_cast<std::int64_t>(clock::monotonic_ns() - res.start_mono_ns);
     restore();
     return res;
   }
@@ -752,7 +722,7 @@ RunResult run(const RunOptions& o) {
       if (p == pid) {
         status = st;
         child_done = true;
-        child_end = mono_ns();
+        child_end = clock::monotonic_ns();
       }
     }
   };
@@ -776,7 +746,7 @@ RunResult run(const RunOptions& o) {
     } else {
       signal_tree(SIGTERM);
       signal_tree(SIGCONT);
-      kill_deadline = mono_ns() + grace;
+      kill_deadline = clock::monotonic_ns() + grace;
     }
   };
   const bool immediate = o.kill == KillStrategy::immediate;
@@ -838,7 +808,7 @@ RunResult run(const RunOptions& o) {
           signal_tree(SIGKILL);
           sigkilled = true;
         } else {
-          kill_deadline = mono_ns() + grace;
+          kill_deadline = clock::monotonic_ns() + grace;
         }
       }
     }
@@ -854,7 +824,7 @@ RunResult run(const RunOptions& o) {
 
   std::uint64_t drain_until = 0;
   for (;;) {
-    std::uint64_t now = mono_ns();
+    std::uint64_t now = clock::monotonic_ns();
     if (!child_done && now >= next_sample) {
       const Sample s = sampler.sample();
       record(s);
@@ -878,7 +848,7 @@ RunResult run(const RunOptions& o) {
     if (!have_children && !child_done) {
       // Someone else collected the command (another thread's waitpid(-1)).
       child_done = status_lost = true;
-      child_end = mono_ns();
+      child_end = clock::monotonic_ns();
     }
     if (stopped_by != 0) {
       handle_stop(std::exchange(stopped_by, 0));
@@ -906,7 +876,7 @@ RunResult run(const RunOptions& o) {
     if (killing && !sigkilled) wake = std::min(wake, kill_deadline);
     if (sigkilled) wake = std::min(wake, now + std::uint64_t{10000000});
     if (drain_until != 0) wake = std::min(wake, drain_until);
-    now = mono_ns();
+    now = clock::monotonic_ns();
     const int timeout_ms = wake > now ? static_cast<int>((wake - now + 999999) / 1000000) : 0;
 
     pollfd pf[6];
@@ -1013,8 +983,8 @@ RunResult run(const RunOptions& o) {
   record(last);
   restore();
 
-  r.end_unix_ns = real_ns();
-  r.duration_ns = static_cast<std::int64_t>((child_end != 0 ? child_end : mono_ns()) - t0);
+  r.end_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
+  r.duration_ns = static_cast<std::int64_t>((child_end != 0 ? child_end : clock::monotonic_ns()) - t0);
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   r.kill_reason = !reason.empty() ? reason : forwarded;
   if (reason.empty() && !forwarded.empty() && sigkilled) r.kill_reason += "+SIGKILL";
@@ -1048,7 +1018,7 @@ RunResult run(const RunOptions& o) {
     r.rchar = std::max(r.rchar, s.rchar);
     r.wchar = std::max(r.wchar, s.wchar);
   }
-  r.monitor_cpu_ns = thread_cpu_ns() - cpu0;
+  r.monitor_cpu_ns = clock::thread_cpu_ns() - cpu0;
   auto trim = [&](std::string& t) {
     if (t.size() > o.tail_bytes) t.erase(0, t.size() - o.tail_bytes);
   };

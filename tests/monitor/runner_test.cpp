@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fstream>
 
+#include "spyglass/clock.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "support.hpp"
 
@@ -19,12 +20,6 @@ using spyglass_test::kSpyglass;
 using spyglass_test::kWorkload;
 
 namespace {
-
-std::uint64_t thread_cpu_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 mon::RunResult run_quiet(std::vector<std::string> argv) {
   mon::RunOptions o;
@@ -135,9 +130,9 @@ TEST(Runner, CallsOnSampleAndRecordsMonitorCost) {
       for (const pid_t c : ended) ::kill(c, SIGTERM);
     }
   };
-  const std::uint64_t cpu_before = thread_cpu_ns();
+  const std::uint64_t cpu_before = spyglass::clock::thread_cpu_ns();
   const auto r = mon::run(o);
-  const std::uint64_t cpu_spent = thread_cpu_ns() - cpu_before;
+  const std::uint64_t cpu_spent = spyglass::clock::thread_cpu_ns() - cpu_before;
   ASSERT_EQ(ended.size(), 1u);
   EXPECT_EQ(r.record.exit_code, 128 + SIGTERM);
   EXPECT_EQ(r.record.signal, SIGTERM);
