@@ -13,7 +13,7 @@ build="${SPYGLASS_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 jobs="${SPYGLASS_FUZZ_JOBS:-2}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuzz_traceparent fuzz_redact fuzz_json_escape fuzz_jsonl_line fuzz_otlp_encode fuzz_prometheus_exposition)
+  targets=(fuzz_traceparent fuzz_redact fuzz_json_escape fuzz_jsonl_line fuzz_otlp_encode fuzz_prometheus_exposition fuzz_proc)
 fi
 
 launcher=()

@@ -8,7 +8,7 @@ packages=(
   libconcurrentqueue-dev libsimdjson-dev prometheus-cpp-dev libcurl4-openssl-dev
   libsqlite3-dev zlib1g-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev
-  clang clang-format jq sqlite3 time gzip python3 python3-psutil
+  clang clang-format jq sqlite3 time strace gzip python3 python3-psutil
   protobuf-compiler prometheus prometheus-pushgateway curl
   liblttng-ust-dev lttng-tools python3-scipy python3-numpy python3-statsmodels libxml2-utils
   binutils

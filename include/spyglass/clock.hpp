@@ -48,6 +48,14 @@ inline std::uint64_t realtime_ns() noexcept {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID) in nanoseconds: what a
+/// monitor charges to its own overhead.
+inline std::uint64_t thread_cpu_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 /// The current tick. Thread-safe, wait-free; the only clock the hot path reads.
 inline std::uint64_t now() noexcept {
 #if SPYGLASS_HAVE_TSC

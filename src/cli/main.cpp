@@ -32,58 +32,136 @@ namespace cli = spyglass::cli;
 
 constexpr const char* kDefaultDb = "./spyglass-out/history.db";
 
-constexpr const char* kUsage = R"(usage:
-  spyglass run [options] -- COMMAND [ARGS...]
-  spyglass history [--label L] [--limit N] [--json] [--db PATH]
-  spyglass show RUN_ID [--json] [--db PATH]
-  spyglass detect --csv FILE --time-column C --value-column V [--method M] [--offline]
-                  [--threshold T] [--window N] [--json]
-  spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
-                   [--season N] [--limit X] [--json]
-  spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N]
-                   [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
-  spyglass evaluate [--method M]... [--series N] [--length N] [--seed N] [--json]
+// The exit status of every usage error (an unknown option or subcommand, a bad value, a
+// missing argument), whichever the subcommand: 125 as in coreutils' timeout, env and nice,
+// apart from what `run` passes on from the command (its code, 124, 126, 127, 128+N).
+constexpr int kUsageError = 125;
 
-run options:
-  --timeout DURATION     kill the process tree after DURATION (exit 124)
+constexpr const char* kRunUsage = R"(usage: spyglass run [options] -- COMMAND [ARGS...]
+
+Runs COMMAND, samples its process tree and records the run.
+
+options:
+  --timeout DURATION     kill the process tree after DURATION (exit 124); 0: no timeout
   --max-rss SIZE         kill when the tree's summed RSS exceeds SIZE (exit 124)
   --max-cpu SECONDS      kill when the tree's user+system CPU exceeds SECONDS (exit 124)
   --kill graceful|immediate
                          graceful: SIGTERM, then SIGKILL after --grace (default)
-  --grace DURATION       default 5s
+  --grace DURATION       default 5s; also how long a signal to spyglass waits for the tree
   --interval DURATION    sampling interval, 10ms or more (default 100ms)
   --label LABEL          groups runs of the same job (default: the command line)
-  --db PATH              history database (default ./spyglass-out/history.db)
+  --db PATH              history database (default ./spyglass-out/history.db; a missing
+                         directory is created)
   --no-history           do not record the run
   --json FILE            write the run record and its samples to FILE (- for stdout)
   --smaps                also sample PSS/USS (costlier)
+  --kill-leftovers       end processes the command leaves running after it exits
+  --no-pty               do not run the command on a pseudo-terminal when ours is one
+  --no-ptrace            do not trace the command for its own peak RSS (see README)
   --tail SIZE            keep the last SIZE of stdout and stderr (default 64K)
   --keep-runs N          keep the last N runs per label (default 1000)
   --keep-days DAYS       drop runs older than DAYS
   --quiet                no summary
-
-detect and analyze options:
-  --method ewma|mad|zscore|iqr
-                         anomaly score; detect: ewma by default (the best of `spyglass evaluate`),
-                         analyze: mad (modified z-score on the median and MAD)
-  --offline              detect: score against the whole series, not only each point's past
-  --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
-  --window N             detect: past points a rolling method keeps (default 60)
-  --horizon N            analyze: forecast steps (default 10)
-  --season N             analyze: a cycle of N points: Holt-Winters, and change points
-                         searched without the cycle (default: none, Holt)
-  --limit X              analyze: when the forecast reaches X
-  --metric M             analyze --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
-                         read_bytes or write_bytes (repeatable; default all)
-  --latest K             analyze --label: the latest K runs against the baseline (default 5)
-  --baseline N           analyze --label: successful, non-anomalous runs before them (default 20)
-  --runs N               analyze --label: read the newest N runs (default 1000)
-Timestamps: ISO 8601, YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds.
+  --help                 this text
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
-126/127 when it could not be started; 125 when spyglass itself failed.
+126/127 when it could not be started; 125 for a usage error or when spyglass itself failed.
 )";
+
+constexpr const char* kHistoryUsage = R"(usage: spyglass history [--label L] [--limit N] [--json] [--db PATH]
+
+Lists recorded runs, newest first. Exit status: 0; 1 when the database cannot be read;
+125 for a usage error.
+)";
+
+constexpr const char* kShowUsage = R"(usage: spyglass show RUN_ID [--json] [--db PATH]
+
+Shows one run with a chart of its samples. Exit status: 0; 1 when the run or the
+database is missing; 125 for a usage error.
+)";
+
+constexpr const char* kDetectUsage =
+    R"(usage: spyglass detect --csv FILE --time-column C --value-column V [--method M] [--offline]
+                       [--threshold T] [--window N] [--json]
+
+Flags the anomalies of a CSV time series, judging each point by its past only.
+
+options:
+  --method ewma|mad|zscore|iqr
+                         anomaly score (default ewma, the best of `spyglass evaluate`)
+  --offline              score against the whole series, not only each point's past
+  --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
+  --window N             past points a rolling method keeps (default 60)
+  --json                 {"anomalies": [...], "parameters": {...}} on stdout
+  --help                 this text
+Timestamps: ISO 8601, YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds.
+Exit status: 0; 1 when the file cannot be read or parsed (FILE:LINE says where); 125 for
+a usage error.
+)";
+
+constexpr const char* kAnalyzeUsage =
+    R"(usage: spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
+                        [--season N] [--limit X] [--json]
+       spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N]
+                        [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
+
+Trend, anomalies, change points and forecast of a CSV series, or of each metric of a
+label's run history (with regression of the latest runs against a baseline, and
+correlations).
+
+options:
+  --method ewma|mad|zscore|iqr
+                         anomaly score (default mad: modified z-score on the median and MAD)
+  --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
+  --horizon N            forecast steps (default 10)
+  --season N             a cycle of N points: Holt-Winters, and change points searched
+                         without the cycle (default: none, Holt)
+  --limit X              when the forecast reaches X
+  --metric M             --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
+                         read_bytes or write_bytes (repeatable; default all)
+  --latest K             --label: the latest K runs against the baseline (default 5)
+  --baseline N           --label: successful, non-anomalous runs before them (default 20)
+  --runs N               --label: read the newest N runs (default 1000)
+  --db PATH              --label: history database (default ./spyglass-out/history.db)
+  --json                 a JSON report on stdout
+  --help                 this text
+Timestamps: ISO 8601, YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds.
+Exit status: 0; 1 when the input cannot be read or the label has no runs; 125 for a
+usage error.
+)";
+
+constexpr const char* kEvaluateUsage =
+    R"(usage: spyglass evaluate [--method M]... [--series N] [--length N] [--seed N] [--json]
+
+Scores the anomaly detectors on labelled synthetic series (spikes, level shifts, trend
+and variance changes, seasonality, missing points): precision, recall and F1 per method.
+
+options:
+  --method M             ewma, mad, zscore or iqr (repeatable; default all)
+  --series N             series per kind of anomaly (default 20)
+  --length N             points per series (default 1000, at least 500)
+  --seed N               seed of the generated series (default 1)
+  --json                 the table as JSON on stdout
+  --help                 this text
+Exit status: 0; 125 for a usage error.
+)";
+
+constexpr const char* kUsage = R"(usage:
+  spyglass run [options] -- COMMAND [ARGS...]
+  spyglass history [--label L] [--limit N] [--json] [--db PATH]
+  spyglass show RUN_ID [--json] [--db PATH]
+  spyglass detect --csv FILE --time-column C --value-column V [options]
+  spyglass analyze --csv FILE --time-column C --value-column V [options]
+  spyglass analyze --label L [options]
+  spyglass evaluate [options]
+  spyglass SUBCOMMAND --help
+
+A usage error exits with 125, whichever the subcommand.
+)";
+
+// `--help` or `-h`: the subcommand's usage goes to stdout.
+bool is_help(std::string_view opt) { return opt == "--help" || opt == "-h"; }
 
 struct UsageError {
   std::string message;
@@ -186,11 +264,15 @@ std::string default_label(const std::vector<std::string>& argv) {
   return label;
 }
 
+// Opens (creating) the history; a missing directory is created and said so, once: the
+// next run finds it.
 mon::History open_history(const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
+    if (std::filesystem::create_directories(parent, ec)) {
+      std::fprintf(stderr, "spyglass: created directory %s for the history\n", parent.string().c_str());
+    }
   }
   return mon::History::open(path);
 }
@@ -215,10 +297,17 @@ int cmd_run(Args& a) {
     }
     if (!a.is_option()) break;
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kRunUsage, stdout);
+      return 0;
+    }
     if (opt == "--timeout") {
       o.timeout = parse_duration(opt, a.value(opt));
+      if (o.timeout->count() == 0) o.timeout.reset();  // as coreutils' timeout: no limit
     } else if (opt == "--max-rss") {
       o.max_rss_bytes = parse_size(opt, a.value(opt));
+      if (*o.max_rss_bytes == 0)
+        throw UsageError{"--max-rss: must be more than 0 (leave it out for no limit)"};
     } else if (opt == "--max-cpu") {
       std::string_view rest;
       const std::string_view v = a.value(opt);
@@ -250,6 +339,12 @@ int cmd_run(Args& a) {
       json_path = std::string(a.value(opt));
     } else if (opt == "--smaps") {
       o.smaps = true;
+    } else if (opt == "--kill-leftovers") {
+      o.kill_leftovers = true;
+    } else if (opt == "--no-pty") {
+      o.terminal = false;
+    } else if (opt == "--no-ptrace") {
+      o.exact_peak = false;
     } else if (opt == "--tail") {
       o.tail_bytes = parse_size(opt, a.value(opt));
     } else if (opt == "--keep-runs") {
@@ -331,7 +426,7 @@ int cmd_run(Args& a) {
                    std::strerror(errno));
     }
   }
-  if (!quiet) std::fputs(cli::run_summary(r, baseline).c_str(), stderr);
+  if (!quiet) std::fputs(cli::run_summary(r, baseline, res.leftover_pids).c_str(), stderr);
   return r.exit_code;
 }
 
@@ -342,6 +437,10 @@ int cmd_history(Args& a) {
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"history: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kHistoryUsage, stdout);
+      return 0;
+    }
     if (opt == "--label") {
       q.label = std::string(a.value(opt));
     } else if (opt == "--limit") {
@@ -382,6 +481,10 @@ int cmd_show(Args& a) {
       continue;
     }
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kShowUsage, stdout);
+      return 0;
+    }
     if (opt == "--json") {
       json = true;
     } else if (opt == "--db") {
@@ -459,6 +562,10 @@ int cmd_detect(Args& a) {
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"detect: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kDetectUsage, stdout);
+      return 0;
+    }
     if (series_option(a, opt, d, json)) continue;
     if (opt == "--offline") {
       d.offline = true;
@@ -482,6 +589,10 @@ int cmd_analyze(Args& a) {
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"analyze: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kAnalyzeUsage, stdout);
+      return 0;
+    }
     if (series_option(a, opt, o.detect, json)) continue;
     if (opt == "--horizon") {
       o.horizon = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
@@ -541,6 +652,10 @@ int cmd_evaluate(Args& a) {
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"evaluate: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kEvaluateUsage, stdout);
+      return 0;
+    }
     if (opt == "--seed") {
       o.seed = static_cast<std::uint64_t>(parse_int(opt, a.value(opt), 0));
     } else if (opt == "--series") {
@@ -576,7 +691,7 @@ int main(int argc, char** argv) {
   ::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     std::fputs(kUsage, stderr);
-    return 2;
+    return kUsageError;
   }
   const std::string_view cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
@@ -592,10 +707,10 @@ int main(int argc, char** argv) {
     if (cmd == "analyze") return cmd_analyze(a);
     if (cmd == "evaluate") return cmd_evaluate(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
-    return 2;
+    return kUsageError;
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "spyglass: %s\n", e.message.c_str());
-    return cmd == "run" ? 125 : 2;
+    std::fprintf(stderr, "spyglass: %s (spyglass %s --help)\n", e.message.c_str(), argv[1]);
+    return kUsageError;
   } catch (const mon::HistoryError& e) {
     std::fprintf(stderr, "spyglass: error: %s\n", e.what());
     return cmd == "run" ? 125 : 1;

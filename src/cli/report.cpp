@@ -67,7 +67,26 @@ std::string format_time(std::int64_t unix_ns) {
   return buf;
 }
 
-std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::RunRecord>& baseline) {
+namespace {
+
+std::string leftovers_line(const monitor::RunRecord& r, const std::vector<pid_t>& pids) {
+  if (r.leftover_processes == 0) return {};
+  std::string out = "  " + std::to_string(r.leftover_processes) +
+                    (r.leftover_processes == 1 ? " process" : " processes") + " the command started " +
+                    (r.leftovers_killed ? "were still running at its exit and were ended"
+                                        : "still running after it exited (--kill-leftovers ends them)");
+  if (!pids.empty()) {
+    out += ": pid";
+    for (std::size_t i = 0; i < pids.size() && i < 10; ++i) out += " " + std::to_string(pids[i]);
+    if (pids.size() > 10) out += " ...";
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
+std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::RunRecord>& baseline,
+                        const std::vector<pid_t>& leftover_pids) {
   std::string out = "spyglass: ";
   if (r.id != 0) out += "run " + std::to_string(r.id) + " ";
   out += "[" + r.label + "] exit " + std::to_string(r.exit_code);
@@ -81,6 +100,7 @@ std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::
          format_bytes(r.max_rss_bytes) + " (tree " + format_bytes(r.peak_tree_rss_bytes) + ")\n";
   out += "  read " + format_bytes(r.read_bytes) + "  written " + format_bytes(r.write_bytes) + "  threads " +
          std::to_string(r.peak_threads) + "  processes " + std::to_string(r.peak_processes) + "\n";
+  out += leftovers_line(r, leftover_pids);
   if (baseline.empty()) {
     out += "  no previous successful runs of this label to compare with\n";
     return out;

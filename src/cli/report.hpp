@@ -1,6 +1,8 @@
 #pragma once
 // Human-readable output of the spyglass command: sizes, durations, summaries, charts.
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,8 +15,10 @@ std::string format_bytes(std::uint64_t bytes);
 std::string format_seconds(double seconds);
 std::string format_time(std::int64_t unix_ns);
 
-/// The lines printed after a run: totals, and the comparison with `baseline`.
-std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::RunRecord>& baseline);
+/// The lines printed after a run: totals, descendants left running (`leftover_pids`), and
+/// the comparison with `baseline`.
+std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::RunRecord>& baseline,
+                        const std::vector<pid_t>& leftover_pids = {});
 
 /// One sparkline row per metric over time, `width` columns.
 std::string sample_chart(const std::vector<monitor::Sample>& samples, std::size_t width);

@@ -64,6 +64,11 @@ CREATE TABLE alerts(
 CREATE INDEX alerts_label_created ON alerts(label, created_unix_ns);
 CREATE INDEX alerts_run ON alerts(run_id);
 )sql",
+    // 2 -> 3: descendants the command left running.
+    R"sql(
+ALTER TABLE runs ADD COLUMN leftover_processes INTEGER;
+ALTER TABLE runs ADD COLUMN leftovers_killed INTEGER;
+)sql",
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
 
@@ -72,6 +77,13 @@ constexpr const char* kRunColumns =
     "signal, kill_reason, error, user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes, "
     "write_bytes, rchar, wchar, peak_threads, peak_processes, vol_ctx, invol_ctx, minflt, majflt, "
     "monitor_cpu_ns";
+
+// The columns after kRunColumns that read_run() reads; constants for an older schema
+// that a read-only open reads as it is.
+std::string run_columns(int version) {
+  return std::string(kRunColumns) +
+         (version >= 3 ? ", leftover_processes, leftovers_killed" : ", 0 AS leftover_processes, 0");
+}
 
 class Stmt {
  public:
@@ -372,6 +384,8 @@ struct History::Impl {
     r.minflt = s.u64(c++);
     r.majflt = s.u64(c++);
     r.monitor_cpu_ns = s.u64(c++);
+    r.leftover_processes = static_cast<std::uint32_t>(s.u64(c++));
+    r.leftovers_killed = s.i64(c++) != 0;
   }
 
   std::vector<RunRecord> query_runs(const std::string& sql, const std::function<void(Stmt&)>& bind,
@@ -385,8 +399,8 @@ struct History::Impl {
       RunRecord r;
       read_run(s, r);
       if (tails) {
-        r.stdout_tail = s.text(29);
-        r.stderr_tail = s.text(30);
+        r.stdout_tail = s.text(31);
+        r.stderr_tail = s.text(32);
       }
       out.push_back(std::move(r));
     }
@@ -418,13 +432,18 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
   h.check_writable();
   Impl::Tx tx(h);
   {
-    Stmt s(
-        h.db,
-        "INSERT INTO runs(label, command, args, cwd, host, git_commit, start_unix_ns, end_unix_ns, "
-        "duration_ns, exit_code, signal, kill_reason, error, user_cpu_ns, sys_cpu_ns, max_rss_bytes, "
-        "peak_tree_rss_bytes, read_bytes, write_bytes, rchar, wchar, peak_threads, peak_processes, vol_ctx, "
-        "invol_ctx, minflt, majflt, monitor_cpu_ns, stdout_tail, stderr_tail) VALUES "
-        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    const std::string sql =
+        std::string(
+            "INSERT INTO runs(label, command, args, cwd, host, git_commit, start_unix_ns, end_unix_ns, "
+            "duration_ns, exit_code, signal, kill_reason, error, user_cpu_ns, sys_cpu_ns, max_rss_bytes, "
+            "peak_tree_rss_bytes, read_bytes, write_bytes, rchar, wchar, peak_threads, peak_processes, "
+            "vol_ctx, "
+            "invol_ctx, minflt, majflt, monitor_cpu_ns, stdout_tail, stderr_tail") +
+        (h.version >= 3
+             ? ", leftover_processes, leftovers_killed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+               "?,?,?,?,?,?,?,?,?,?)"
+             : ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    Stmt s(h.db, sql.c_str());
     if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert run");
     int i = 1;
     s.bind(i++, r.label);
@@ -457,6 +476,10 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
     s.bind(i++, r.monitor_cpu_ns);
     s.bind(i++, r.stdout_tail);
     s.bind(i++, r.stderr_tail);
+    if (h.version >= 3) {  // older schemas (tests) have no such columns
+      s.bind(i++, r.leftover_processes);
+      s.bind(i++, static_cast<std::int64_t>(r.leftovers_killed ? 1 : 0));
+    }
     const int rc = sqlite3_step(s.get());
     if (rc != SQLITE_DONE) h.fail(rc, "insert run");
   }
@@ -503,7 +526,7 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
 
 std::vector<RunRecord> History::runs(const HistoryQuery& q) {
   if (impl_->empty) return {};
-  std::string sql = std::string("SELECT ") + kRunColumns +
+  std::string sql = "SELECT " + run_columns(impl_->version) +
                     (q.with_tails ? ", stdout_tail, stderr_tail" : "") + " FROM runs" +
                     (q.label.empty() ? "" : " WHERE label = ?1") +
                     " ORDER BY start_unix_ns DESC, id DESC LIMIT ?2";
@@ -519,7 +542,7 @@ std::vector<RunRecord> History::runs(const HistoryQuery& q) {
 std::optional<RunRecord> History::run(std::int64_t id) {
   if (impl_->empty) return std::nullopt;
   const std::string sql =
-      std::string("SELECT ") + kRunColumns + ", stdout_tail, stderr_tail FROM runs WHERE id = ?";
+      "SELECT " + run_columns(impl_->version) + ", stdout_tail, stderr_tail FROM runs WHERE id = ?";
   auto v = impl_->query_runs(
       sql, [&](Stmt& s) { s.bind(1, id); }, true);
   if (v.empty()) return std::nullopt;
@@ -529,7 +552,7 @@ std::optional<RunRecord> History::run(std::int64_t id) {
 std::vector<RunRecord> History::baseline(const std::string& label, std::int64_t before_id,
                                          std::size_t limit) {
   if (impl_->empty) return {};
-  const std::string sql = std::string("SELECT ") + kRunColumns +
+  const std::string sql = "SELECT " + run_columns(impl_->version) +
                           " FROM runs WHERE label = ?1 AND id < ?2 AND exit_code = 0 AND kill_reason IS NULL "
                           "AND error IS NULL ORDER BY start_unix_ns DESC, id DESC LIMIT ?3";
   return impl_->query_runs(

@@ -2,6 +2,7 @@
 // Small helpers for reading /proc files; private to the monitor.
 
 #include <fcntl.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +12,7 @@
 #include <string_view>
 #include <utility>
 
+#include "proc_parse.hpp"
 #include "spyglass/config.hpp"
 
 namespace SPYGLASS_NAMESPACE::monitor::detail {
@@ -65,24 +67,10 @@ inline bool pread_all(int fd, std::string& buf) {
   return true;
 }
 
-/// Parses the leading unsigned decimal of `s` (after spaces/tabs); 0 when there is none.
-inline std::uint64_t parse_u64(std::string_view s) noexcept {
-  std::size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
-  std::uint64_t v = 0;
-  std::from_chars(s.data() + i, s.data() + s.size(), v);
-  return v;
-}
-
-/// Value of the line "`key` N" in a "key: value" /proc file; `key` includes the colon and
-/// must match at the start of a line. 0 when absent.
-inline std::uint64_t field_u64(std::string_view text, std::string_view key) noexcept {
-  std::size_t pos = 0;
-  while ((pos = text.find(key, pos)) != std::string_view::npos) {
-    if (pos == 0 || text[pos - 1] == '\n') return parse_u64(text.substr(pos + key.size()));
-    pos += key.size();
-  }
-  return 0;
+/// A struct timeval (rusage times) in nanoseconds.
+inline std::uint64_t tv_ns(const timeval& tv) noexcept {
+  return static_cast<std::uint64_t>(tv.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(tv.tv_usec) * 1000ULL;
 }
 
 }  // namespace SPYGLASS_NAMESPACE::monitor::detail

@@ -47,6 +47,8 @@ void write_json(const RunRecord& r, std::string& out) {
   w.key("minflt"), w.value(r.minflt);
   w.key("majflt"), w.value(r.majflt);
   w.key("monitor_cpu_ns"), w.value(r.monitor_cpu_ns);
+  w.key("leftover_processes"), w.value(r.leftover_processes);
+  w.key("leftovers_killed"), w.value(r.leftovers_killed);
   w.key("stdout_tail"), w.value(r.stdout_tail);
   w.key("stderr_tail"), w.value(r.stderr_tail);
   w.end_object();

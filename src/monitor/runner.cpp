@@ -1,4 +1,4 @@
-// run(): posix_spawn into a new process group, one poll loop over a signalfd and the
+// run(): fork + exec into a new process group, one poll loop over a signalfd and the
 // command's output pipes, sampling on a fixed schedule, limits enforced over the tree.
 
 #include "spyglass/monitor/runner.hpp"
@@ -6,14 +6,17 @@
 #include <dirent.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +31,7 @@
 #include <utility>
 
 #include "proc_io.hpp"
+#include "spyglass/clock.hpp"
 
 extern char** environ;
 
@@ -36,29 +40,7 @@ namespace SPYGLASS_NAMESPACE::monitor {
 namespace {
 
 using detail::Fd;
-
-std::uint64_t mono_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-std::int64_t real_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
-}
-
-std::uint64_t thread_cpu_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-std::uint64_t tv_ns(const timeval& tv) noexcept {
-  return static_cast<std::uint64_t>(tv.tv_sec) * 1000000000ULL +
-         static_cast<std::uint64_t>(tv.tv_usec) * 1000ULL;
-}
+using detail::tv_ns;
 
 std::string read_small(const std::filesystem::path& p) {
   std::ifstream in(p);
@@ -183,7 +165,7 @@ struct Stream {
   bool eof = false;
   std::uint64_t dropped = 0;  // bytes not passed through (our side closed, or given up)
 
-  Stream(Fd f, int out_fd) : fd(std::move(f)), sink(out_fd) {}
+  Stream(Fd f, int out_fd) : fd(std::move(f)), sink(out_fd), eof(!fd.valid()) {}
 
   [[nodiscard]] bool passing(bool passthrough) const { return passthrough && !sink.broken(); }
   [[nodiscard]] bool room(bool passthrough) const {
@@ -202,6 +184,10 @@ struct Stream {
       const ssize_t n = ::read(fd.get(), buf, want);
       if (n < 0) {
         if (errno == EINTR) continue;
+        if (errno == EIO) {  // a pseudo-terminal whose every slave descriptor is closed
+          eof = true;
+          fd.reset();
+        }
         break;  // EAGAIN: nothing more now
       }
       if (n == 0) {
@@ -251,18 +237,9 @@ bool shares_process_group() {
     const char* end = e->d_name + std::strlen(e->d_name);
     if (std::from_chars(e->d_name, end, p).ptr != end || p == self) continue;
     const Fd fd = detail::open_ro(("/proc/" + std::string(e->d_name) + "/stat").c_str());
-    if (!fd.valid() || !detail::pread_all(fd.get(), buf)) continue;
-    // "pid (comm) state ppid pgrp ...": comm may hold anything, so parse after its ')'.
-    const auto rp = buf.rfind(')');
-    if (rp == std::string::npos) continue;
-    std::string_view rest(buf);
-    rest.remove_prefix(rp + 1);
-    int field = 0;
-    pid_t pgrp = 0;
-    for (std::size_t i = 0; i < rest.size() && field < 3; ++i) {
-      if (rest[i] != ' ') continue;
-      if (++field == 3) std::from_chars(rest.data() + i + 1, rest.data() + rest.size(), pgrp);
-    }
+    detail::StatFields st;
+    if (!fd.valid() || !detail::pread_all(fd.get(), buf) || !detail::parse_stat(buf, st)) continue;
+    const pid_t pgrp = st.pgrp;
     if (pgrp == group) {
       shared = true;
       break;
@@ -271,6 +248,275 @@ bool shares_process_group() {
   ::closedir(proc);
   return shared;
 }
+
+// The command's path as execvp() would find it: argv[0] itself when it holds a '/',
+// else the first executable regular file of that name in $PATH. Returns 0 or the errno a
+// failed exec would give (ENOENT, or EACCES when only non-executable files were found).
+int find_program(const std::string& name, std::string& path) {
+  if (name.empty()) return ENOENT;
+  if (name.find('/') != std::string::npos) {
+    path = name;
+    return 0;
+  }
+  const char* env = ::getenv("PATH");
+  std::string_view dirs = env != nullptr ? env : "/bin:/usr/bin";
+  int err = ENOENT;
+  for (;;) {
+    const auto colon = dirs.find(':');
+    const std::string_view dir = dirs.substr(0, colon);
+    std::string candidate = dir.empty() ? name : std::string(dir) + "/" + name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        path = std::move(candidate);
+        return 0;
+      }
+      err = EACCES;
+    }
+    if (colon == std::string_view::npos) return err;
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
+// A set-user-ID, set-group-ID or file-capability program: exec under ptrace would drop
+// its privileges, so such a command is never traced.
+bool privileged(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)) != 0) return true;
+  return ::getxattr(path.c_str(), "security.capability", nullptr, 0) > 0;
+}
+
+// VmHWM of `pid` in KiB: the peak RSS of its current memory map; 0 when unreadable.
+std::uint64_t hwm_kib(pid_t pid) {
+  const Fd fd = detail::open_ro(("/proc/" + std::to_string(pid) + "/status").c_str());
+  std::string buf;
+  if (!fd.valid() || !detail::pread_all(fd.get(), buf)) return 0;
+  return detail::field_u64(buf, "VmHWM:");
+}
+
+// The forked command before its exec may have grown its copy of our memory map by a few
+// stack pages after we read its VmHWM.
+constexpr std::uint64_t kPreExecSlackKib = 64;
+
+// Where the command's standard descriptors go (-1: inherited), and the pseudo-terminal
+// that becomes its controlling terminal (-1: none; it gets a process group of its own).
+struct ChildIo {
+  int in = -1, out = -1, err = -1, pty = -1;
+};
+
+// Runs in the forked child: only async-signal-safe calls. Waits for `go` to close, so
+// that the parent can attach first, then execs.
+[[noreturn]] void exec_child(const char* path, char* const* argv, const ChildIo& io, int go, int status,
+                             int parents_go, int parents_status, const sigset_t& mask) {
+  ::close(parents_go);  // else our read of `go` would never see its end
+  ::close(parents_status);
+  if (io.pty >= 0) {  // a session of its own, as a terminal emulator's shell has
+    ::setsid();
+    ::ioctl(io.pty, TIOCSCTTY, 0);
+  } else {
+    ::setpgid(0, 0);
+  }
+  for (const auto& [fd, target] :
+       {std::pair{io.in, STDIN_FILENO}, std::pair{io.out, STDOUT_FILENO}, std::pair{io.err, STDERR_FILENO}}) {
+    if (fd < 0) continue;
+    if (fd == target) {
+      ::fcntl(fd, F_SETFD, 0);
+    } else {
+      ::dup2(fd, target);
+    }
+  }
+  // Dispositions the monitor changes go back to default; signals ignored by whoever
+  // started us (SIGHUP under nohup, SIGINT for a background job) stay ignored, as with exec.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGPIPE, &dfl, nullptr);
+  ::sigaction(SIGXFSZ, &dfl, nullptr);
+  char c = 0;
+  while (::read(go, &c, 1) < 0 && errno == EINTR) {
+  }
+  ::sigprocmask(SIG_SETMASK, &mask, nullptr);
+  ::execve(path, argv, environ);
+  const int e = errno;
+  [[maybe_unused]] const ssize_t n = ::write(status, &e, sizeof e);
+  ::_exit(127);
+}
+
+// The command's process: forked (a copy of our memory map, not vfork's shared one, so it
+// can wait for us to attach before it execs) and exec'd by start().
+struct Spawn {
+  pid_t pid = -1;
+  int error = 0;        ///< errno of a start that failed (no process is left then)
+  bool traced = false;  ///< attached with PTRACE_SEIZE; its exit stops once for us
+  std::uint64_t pre_exec_hwm_kib = 0;
+  Fd go;      ///< closing it lets the child exec
+  Fd status;  ///< errno of a failed exec, or EOF once the exec succeeded
+
+  // Lets the child exec and waits until it has (or has failed to).
+  void start() {
+    if (pid < 0) return;
+    if (traced) pre_exec_hwm_kib = hwm_kib(pid);
+    go.reset();
+    int e = 0;
+    ssize_t n = 0;
+    while ((n = ::read(status.get(), &e, sizeof e)) < 0 && errno == EINTR) {
+    }
+    status.reset();
+    if (n != static_cast<ssize_t>(sizeof e)) return;
+    error = e;
+    for (int st = 0;;) {  // the child exits by itself; traced, it stops at its exit first
+      const pid_t w = ::waitpid(pid, &st, __WALL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w != pid || !WIFSTOPPED(st)) break;
+      ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+    }
+    pid = -1;
+  }
+};
+
+Spawn spawn(const std::vector<std::string>& args, const ChildIo& io, const sigset_t& mask, bool trace) {
+  Spawn sp;
+  std::string path;
+  if ((sp.error = find_program(args.empty() ? std::string() : args[0], path)) != 0) return sp;
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  int go[2] = {-1, -1}, status[2] = {-1, -1};
+  if (::pipe2(go, O_CLOEXEC) != 0 || ::pipe2(status, O_CLOEXEC) != 0) {
+    sp.error = errno;
+    for (int fd : {go[0], go[1]}) {
+      if (fd >= 0) ::close(fd);
+    }
+    return sp;
+  }
+  Fd go_r(go[0]), status_w(status[1]);
+  sp.go = Fd(go[1]);
+  sp.status = Fd(status[0]);
+  const pid_t pid = ::_Fork();  // no atfork handlers: the child only execs
+  if (pid < 0) {
+    sp.error = errno;
+    return sp;
+  }
+  if (pid == 0) {
+    exec_child(path.c_str(), argv.data(), io, go_r.get(), status_w.get(), sp.go.get(), sp.status.get(), mask);
+  }
+  sp.pid = pid;
+  if (trace && !privileged(path)) {
+    sp.traced = ::ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACEEXIT) == 0;
+  }
+  return sp;
+}
+
+// A pseudo-terminal for the command, so that it sees a terminal where we have one
+// (`[ -t 1 ]`, colours, progress bars, line buffering). Keystrokes reach it through the
+// pty (our terminal in raw mode), so Ctrl-C and Ctrl-Z act on it as in a shell.
+class Pty {
+ public:
+  /// Opens one when our stdout or stderr is a terminal; false otherwise.
+  bool open() {
+    on_out_ = ::isatty(STDOUT_FILENO) == 1;
+    on_err_ = ::isatty(STDERR_FILENO) == 1;
+    if (!on_out_ && !on_err_) return false;
+    tty_ = on_out_ ? STDOUT_FILENO : STDERR_FILENO;
+    master_ = Fd(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+    char name[128];
+    if (!master_.valid() || ::grantpt(master_.get()) != 0 || ::unlockpt(master_.get()) != 0 ||
+        ::ptsname_r(master_.get(), name, sizeof name) != 0) {
+      return fail();
+    }
+    slave_ = Fd(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!slave_.valid()) return fail();
+    termios t{};
+    if (::tcgetattr(tty_, &t) == 0) {
+      t.c_oflag &= ~static_cast<tcflag_t>(ONLCR);  // our terminal turns LF into CR LF itself
+      ::tcsetattr(slave_.get(), TCSANOW, &t);
+    }
+    sync_size();
+    // Keystrokes go through the pty only when the terminal is ours to read: stdin is it,
+    // we are its foreground group and alone in it (not `spyglass run ... | less`).
+    on_in_ =
+        ::isatty(STDIN_FILENO) == 1 && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() && !shares_process_group();
+    return true;
+  }
+
+  [[nodiscard]] bool active() const noexcept { return master_.valid(); }
+  [[nodiscard]] bool on_out() const noexcept { return active() && on_out_; }
+  [[nodiscard]] bool on_err() const noexcept { return active() && on_err_; }
+  [[nodiscard]] bool relays_input() const noexcept { return active() && on_in_; }
+  [[nodiscard]] int slave() const noexcept { return slave_.get(); }
+  /// A descriptor of the master to read the command's output from.
+  [[nodiscard]] Fd reader() const { return Fd(::fcntl(master_.get(), F_DUPFD_CLOEXEC, 0)); }
+  void close_slave() { slave_.reset(); }
+
+  /// Gives the pty our terminal's window size (the kernel sends SIGWINCH to the command).
+  void sync_size() {
+    winsize ws{};
+    if (master_.valid() && ::ioctl(tty_, TIOCGWINSZ, &ws) == 0) ::ioctl(master_.get(), TIOCSWINSZ, &ws);
+  }
+
+  /// Raw mode on our terminal while we are its foreground group: every key goes to the
+  /// pty, whose own settings decide what Ctrl-C or Ctrl-Z mean. Output processing stays.
+  void make_raw() {
+    if (!relays_input() || raw_ || ::tcgetpgrp(STDIN_FILENO) != ::getpgrp()) return;
+    if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios t = saved_;
+    ::cfmakeraw(&t);
+    t.c_oflag = saved_.c_oflag;
+    raw_ = ::tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
+  }
+  void restore() {
+    if (raw_) ::tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_);
+    raw_ = false;
+  }
+  [[nodiscard]] bool raw() const noexcept { return raw_; }
+
+  /// What relay_input() saw.
+  enum class Input { more, ended, suspend };
+
+  /// Copies what stdin holds now to the pty. The suspend key (Ctrl-Z) is taken out when
+  /// it would signal `leader`'s own group: that group leads the pty's session, so it has
+  /// no parent in its session and the kernel discards SIGTSTP for it; the caller stops it
+  /// instead. Other foreground groups (the jobs of a shell run under us) get it as usual.
+  Input relay_input(pid_t leader) {
+    char buf[4096];
+    const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return Input::ended;
+    if (n < 0) return Input::more;
+    termios t{};
+    const bool intercept = ::tcgetpgrp(master_.get()) == leader && ::tcgetattr(master_.get(), &t) == 0 &&
+                           (t.c_lflag & ISIG) != 0 && t.c_cc[VSUSP] != _POSIX_VDISABLE;
+    Input result = Input::more;
+    std::size_t len = static_cast<std::size_t>(n);
+    if (intercept) {
+      char* end = std::remove(buf, buf + len, static_cast<char>(t.c_cc[VSUSP]));
+      if (end != buf + len) result = Input::suspend;
+      len = static_cast<std::size_t>(end - buf);
+    }
+    for (std::size_t done = 0; done < len;) {
+      const ssize_t w = ::write(master_.get(), buf + done, len - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;  // the pty's input queue is full: the rest of these keys is lost
+      done += static_cast<std::size_t>(w);
+    }
+    return result;
+  }
+
+  Pty() = default;
+  Pty(const Pty&) = delete;
+  Pty& operator=(const Pty&) = delete;
+  ~Pty() { restore(); }
+
+ private:
+  bool fail() {
+    master_.reset();
+    slave_.reset();
+    return false;
+  }
+
+  Fd master_, slave_;
+  int tty_ = -1;
+  bool on_out_ = false, on_err_ = false, on_in_ = false, raw_ = false;
+  termios saved_{};
+};
 
 const char* signal_name(int sig) {
   switch (sig) {
@@ -314,7 +560,7 @@ RunResult run(const RunOptions& o) {
   // gets the original mask and default dispositions back.
   sigset_t watched, old_mask;
   sigemptyset(&watched);
-  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&watched, s);
+  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&watched, s);
   sigset_t block = watched;
   sigaddset(&block, SIGTTOU);  // lets us take the terminal back from the command's group
   ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
@@ -341,45 +587,40 @@ RunResult run(const RunOptions& o) {
   // Orphaned grandchildren are re-parented to us, so they stay in the sampled tree and
   // can be killed and reaped.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  const std::uint64_t cpu0 = thread_cpu_ns();
+  const std::uint64_t cpu0 = clock::thread_cpu_ns();
 
+  // Each of stdout/stderr is a pipe, or the pty when ours is a terminal; with both on the
+  // pty, its output is one stream (kept as the stdout tail).
+  Pty pty;
+  if (o.terminal && o.passthrough) pty.open();
   int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
-  ::pipe2(out_pipe, O_CLOEXEC);
-  ::pipe2(err_pipe, O_CLOEXEC);
-  Stream out{Fd(out_pipe[0]), o.passthrough ? STDOUT_FILENO : -1};  // -1: no sink at all
-  Stream err{Fd(err_pipe[0]), o.passthrough ? STDERR_FILENO : -1};
+  if (!pty.on_out()) ::pipe2(out_pipe, O_CLOEXEC);
+  if (!pty.on_err()) ::pipe2(err_pipe, O_CLOEXEC);
   Fd out_w(out_pipe[1]), err_w(err_pipe[1]);
+  Fd out_r(out_pipe[0]), err_r(err_pipe[0]);
+  if (pty.on_out()) {
+    out_r = pty.reader();
+  } else if (pty.on_err()) {
+    err_r = pty.reader();
+  }
+  Stream out{std::move(out_r), o.passthrough ? STDOUT_FILENO : -1};  // -1: no sink at all
+  Stream err{std::move(err_r), o.passthrough ? STDERR_FILENO : -1};
+  ChildIo io;
+  io.out = pty.on_out() ? pty.slave() : out_w.get();
+  io.err = pty.on_err() ? pty.slave() : err_w.get();
+  if (pty.active()) io.pty = pty.slave();
+  if (pty.relays_input()) io.in = pty.slave();
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (out_w.valid()) posix_spawn_file_actions_adddup2(&fa, out_w.get(), STDOUT_FILENO);
-  if (err_w.valid()) posix_spawn_file_actions_adddup2(&fa, err_w.get(), STDERR_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Dispositions the monitor changes go back to default; signals ignored by whoever started
-  // us (SIGHUP under nohup, SIGINT for a background job) stay ignored, as with exec.
-  sigset_t def;
-  sigemptyset(&def);
-  sigaddset(&def, SIGPIPE);
-  sigaddset(&def, SIGXFSZ);
-  posix_spawnattr_setsigdefault(&attr, &def);
-  posix_spawnattr_setsigmask(&attr, &old_mask);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-  std::vector<char*> argv;
-  for (const auto& a : o.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-
+  Spawn sp = spawn(o.argv, io, old_mask, o.exact_peak);
   Sampler sampler = Sampler::children_of_self({.smaps = o.smaps, .tree = true});
-  pid_t pid = -1;
-  res.start_mono_ns = mono_ns();
-  r.start_unix_ns = real_ns();
-  const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  res.start_mono_ns = clock::monotonic_ns();
+  r.start_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
+  sp.start();
+  const pid_t pid = sp.pid;
+  const int rc = sp.error;
   out_w.reset();
   err_w.reset();
+  pty.close_slave();  // the pty reports its end once the command's tree has closed it
 
   auto restore = [&] {
     ::prctl(PR_SET_CHILD_SUBREAPER, old_subreaper, 0, 0, 0);
@@ -394,15 +635,18 @@ RunResult run(const RunOptions& o) {
   if (rc != 0) {
     r.error = std::strerror(rc);
     r.exit_code = (rc == ENOENT || rc == ENOTDIR) ? 127 : 126;
-    r.end_unix_ns = real_ns();
-    r.duration_ns = static_cast<std::int64_t>(mono_ns() - res.start_mono_ns);
+    r.end_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
+    r.duration_ns = static_cast<std::int64_t>(clock::monotonic_ns() - res.start_mono_ns);
     restore();
     return res;
   }
 
-  const bool own_tty =
-      ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() && !shares_process_group();
+  // On a pty the command has a terminal of its own, and ours stays with us.
+  const bool own_tty = !pty.active() && ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() &&
+                       !shares_process_group();
   if (own_tty) ::tcsetpgrp(STDIN_FILENO, pid);
+  pty.make_raw();
+  bool relaying = pty.raw();
   for (Stream* s : {&out, &err}) {
     if (s->fd.valid()) ::fcntl(s->fd.get(), F_SETFL, ::fcntl(s->fd.get(), F_GETFL) | O_NONBLOCK);
   }
@@ -423,6 +667,28 @@ RunResult run(const RunOptions& o) {
       o.timeout ? t0 + static_cast<std::uint64_t>(std::max<std::int64_t>(o.timeout->count(), 0)) : 0;
   const std::uint64_t drain = static_cast<std::uint64_t>(std::max<std::int64_t>(o.drain.count(), 0));
 
+  // The traced command stopped: at its exit (read its own peak RSS, which its exit status
+  // cannot tell apart from the copy of our memory map it was forked with), in a group
+  // stop (leave it stopped, as without us), or for a signal (deliver it).
+  std::uint64_t root_maxrss_kib = 0, exit_hwm_kib = 0;
+  bool listening = false;
+  auto trace_stop = [&](int st) {
+    const int event = st >> 16, sig = WSTOPSIG(st);
+    if (event == PTRACE_EVENT_EXIT) {
+      exit_hwm_kib = std::max(exit_hwm_kib, hwm_kib(pid));
+      ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+    } else if (event == PTRACE_EVENT_STOP &&
+               (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)) {
+      if (!listening) stopped_by = sig;
+      listening = true;
+      ::ptrace(PTRACE_LISTEN, pid, nullptr, nullptr);
+    } else {
+      listening = false;
+      const long deliver = event == 0 ? sig : 0;
+      ::ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(deliver));
+    }
+  };
+
   auto reap = [&]() -> bool {  // false once we have no children at all
     for (;;) {
       int st = 0;
@@ -431,7 +697,11 @@ RunResult run(const RunOptions& o) {
       if (p == 0) return true;
       if (p < 0) return errno == EINTR ? true : false;
       if (WIFSTOPPED(st)) {  // still alive; ru is its usage so far, not a final total
-        if (p == pid) stopped_by = WSTOPSIG(st);
+        if (p == pid && sp.traced) {
+          trace_stop(st);
+        } else if (p == pid) {
+          stopped_by = WSTOPSIG(st);
+        }
         continue;
       }
       total.ru_utime.tv_sec += ru.ru_utime.tv_sec;
@@ -444,11 +714,15 @@ RunResult run(const RunOptions& o) {
       total.ru_oublock += ru.ru_oublock;
       total.ru_nvcsw += ru.ru_nvcsw;
       total.ru_nivcsw += ru.ru_nivcsw;
-      max_rss_kib = std::max(max_rss_kib, static_cast<std::uint64_t>(ru.ru_maxrss));
+      if (p == pid) {
+        root_maxrss_kib = static_cast<std::uint64_t>(ru.ru_maxrss);
+      } else {
+        max_rss_kib = std::max(max_rss_kib, static_cast<std::uint64_t>(ru.ru_maxrss));
+      }
       if (p == pid) {
         status = st;
         child_done = true;
-        child_end = mono_ns();
+        child_end = clock::monotonic_ns();
       }
     }
   };
@@ -459,19 +733,23 @@ RunResult run(const RunOptions& o) {
     for (pid_t p : sampler.pids()) ::kill(p, sig);
   };
 
-  auto begin_kill = [&](const char* why) {
+  // Ends the tree: SIGTERM (and SIGCONT: a stopped process cannot act on it) now and
+  // SIGKILL after the grace period, or SIGKILL at once. `why` becomes the kill reason;
+  // nullptr leaves the command's own status as the outcome.
+  auto begin_kill = [&](const char* why, bool immediate) {
     if (killing) return;
     killing = true;
-    reason = why;
-    if (o.kill == KillStrategy::immediate || grace == 0) {
+    if (why != nullptr) reason = why;
+    if (immediate || grace == 0) {
       signal_tree(SIGKILL);
       sigkilled = true;
     } else {
       signal_tree(SIGTERM);
-      signal_tree(SIGCONT);  // a stopped process cannot act on SIGTERM
-      kill_deadline = mono_ns() + grace;
+      signal_tree(SIGCONT);
+      kill_deadline = clock::monotonic_ns() + grace;
     }
   };
+  const bool immediate = o.kill == KillStrategy::immediate;
 
   // The command stopped itself the way a terminal job does (Ctrl-Z, or tty access from
   // the background). When it had our terminal, do what a shell does: take the terminal
@@ -479,11 +757,17 @@ RunResult run(const RunOptions& o) {
   // Once we are continued, hand the terminal back if we are in the foreground again and
   // continue the command. When we cannot be stopped (no job control: our process group
   // is orphaned, or the signal is ignored) the command is continued at once.
+  // On a pty the same holds with our terminal's mode in place of its ownership: it leaves
+  // raw mode while we are stopped, and the window may have changed meanwhile.
   auto handle_stop = [&](int sig) {
-    if (!own_tty || killing || (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)) return;
-    if (::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+    if (!(own_tty || pty.raw()) || killing || (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)) return;
+    if (own_tty && ::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+    pty.restore();
     ::kill(::getpid(), sig == SIGTTIN ? SIGTTIN : SIGTSTP);  // SIGTTOU is blocked here
-    if (::tcgetpgrp(STDIN_FILENO) == ::getpgrp()) ::tcsetpgrp(STDIN_FILENO, pid);
+    if (own_tty && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp()) ::tcsetpgrp(STDIN_FILENO, pid);
+    pty.make_raw();
+    relaying = pty.raw();
+    pty.sync_size();
     ::kill(-pid, SIGCONT);
   };
 
@@ -500,42 +784,60 @@ RunResult run(const RunOptions& o) {
     if (o.on_sample) o.on_sample(s);
   };
 
-  // Reads the signalfd. Terminating signals are forwarded to the command's process group
-  // while it runs; once it has ended, one means: stop waiting for output to go out. A
-  // second one while it runs means the same (it may arrive after the command died but
-  // before it was reaped, and the caller is asking twice).
+  // Reads the signalfd. A terminating signal ends the whole tree: it goes to every
+  // process in it (those that left the group with setsid too), SIGKILL follows for what
+  // is left after the grace period, and the run ends only once no descendant is left.
+  // Once the command has ended, or for a second signal, it also means: stop waiting for
+  // output to go out.
   bool give_up_output = false;
   auto read_signals = [&] {
     signalfd_siginfo si;
     while (::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
       const int sig = static_cast<int>(si.ssi_signo);
       if (sig == SIGCHLD) continue;  // reaped at the top of the loop
-      if (!child_done) {
-        ::kill(-pid, sig);
-        if (!forwarded.empty()) give_up_output = true;
-        if (forwarded.empty()) forwarded = signal_name(sig);
-      } else {
-        give_up_output = true;
+      if (sig == SIGWINCH) {
+        pty.sync_size();
+        continue;
+      }
+      if (child_done || !forwarded.empty()) give_up_output = true;
+      if (!child_done && forwarded.empty()) forwarded = signal_name(sig);
+      signal_tree(sig);
+      if (!killing) {
+        killing = true;
+        if (grace == 0) {
+          signal_tree(SIGKILL);
+          sigkilled = true;
+        } else {
+          kill_deadline = clock::monotonic_ns() + grace;
+        }
       }
     }
   };
 
+  // Descendants still running once the command has exited: counted, and ended when asked.
+  std::uint32_t leftovers = 0;
+  bool leftovers_killed = false;
+  auto note_leftovers = [&] {
+    leftovers = sampler.sample().processes;
+    res.leftover_pids.assign(sampler.pids().begin(), sampler.pids().end());
+  };
+
   std::uint64_t drain_until = 0;
   for (;;) {
-    std::uint64_t now = mono_ns();
+    std::uint64_t now = clock::monotonic_ns();
     if (!child_done && now >= next_sample) {
       const Sample s = sampler.sample();
       record(s);
-      if (o.max_rss_bytes && s.rss_bytes > *o.max_rss_bytes) begin_kill("max-rss");
+      if (o.max_rss_bytes && s.rss_bytes > *o.max_rss_bytes) begin_kill("max-rss", immediate);
       if (o.max_cpu_seconds && static_cast<double>(s.cpu_user_ns + s.cpu_sys_ns) / 1e9 > *o.max_cpu_seconds) {
-        begin_kill("max-cpu");
+        begin_kill("max-cpu", immediate);
       }
       next_sample += interval;
       if (next_sample <= now) next_sample = now + interval;  // fell behind: do not burst
     }
     // Limits apply while the command runs; descendants it leaves behind holding the
     // pipes open are no reason to kill anything.
-    if (timeout_at != 0 && !killing && !child_done && now >= timeout_at) begin_kill("timeout");
+    if (timeout_at != 0 && !killing && !child_done && now >= timeout_at) begin_kill("timeout", immediate);
     if (killing && !sigkilled && now >= kill_deadline) {
       signal_tree(SIGKILL);
       sigkilled = true;
@@ -546,7 +848,7 @@ RunResult run(const RunOptions& o) {
     if (!have_children && !child_done) {
       // Someone else collected the command (another thread's waitpid(-1)).
       child_done = status_lost = true;
-      child_end = mono_ns();
+      child_end = clock::monotonic_ns();
     }
     if (stopped_by != 0) {
       handle_stop(std::exchange(stopped_by, 0));
@@ -556,6 +858,11 @@ RunResult run(const RunOptions& o) {
       if (killing) {
         // A killed run ends only when no descendant is left.
         if (!have_children) break;
+      } else if (o.kill_leftovers && have_children) {
+        note_leftovers();
+        leftovers_killed = true;
+        begin_kill(nullptr, immediate);
+        continue;
       } else {
         // The command is done; take what it wrote, but do not wait on descendants that
         // still hold the pipes open.
@@ -569,12 +876,14 @@ RunResult run(const RunOptions& o) {
     if (killing && !sigkilled) wake = std::min(wake, kill_deadline);
     if (sigkilled) wake = std::min(wake, now + std::uint64_t{10000000});
     if (drain_until != 0) wake = std::min(wake, drain_until);
-    now = mono_ns();
+    now = clock::monotonic_ns();
     const int timeout_ms = wake > now ? static_cast<int>((wake - now + 999999) / 1000000) : 0;
 
-    pollfd pf[5];
+    pollfd pf[6];
     nfds_t n = 0;
     pf[n++] = {sfd.get(), POLLIN, 0};
+    const int stdin_slot = relaying && !child_done ? static_cast<int>(n) : -1;
+    if (stdin_slot >= 0) pf[n++] = {STDIN_FILENO, POLLIN, 0};
     int in_slot[2] = {-1, -1}, out_slot[2] = {-1, -1};
     Stream* streams[2] = {&out, &err};
     for (int i = 0; i < 2; ++i) {
@@ -591,6 +900,15 @@ RunResult run(const RunOptions& o) {
     const int pr = ::poll(pf, n, timeout_ms);
     if (pr <= 0) continue;
     if (pf[0].revents & POLLIN) read_signals();
+    if (stdin_slot >= 0 && pf[stdin_slot].revents != 0) {
+      const Pty::Input in = pty.relay_input(pid);
+      if (in == Pty::Input::ended) relaying = false;
+      if (in == Pty::Input::suspend && !killing) {
+        ::kill(-pid, SIGSTOP);  // cannot be caught: the group is stopped now
+        handle_stop(SIGTSTP);   // the job stops, as a shell would see it
+        continue;
+      }
+    }
     for (int i = 0; i < 2; ++i) {
       Stream& s = *streams[i];
       const bool writable = out_slot[i] >= 0 && pf[out_slot[i]].revents != 0;
@@ -659,14 +977,19 @@ RunResult run(const RunOptions& o) {
   }
 
   if (own_tty && ::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+  pty.restore();
+  if (!leftovers_killed) note_leftovers();
   const Sample last = sampler.sample();  // after every reap: counts the reaped children's work
   record(last);
   restore();
 
-  r.end_unix_ns = real_ns();
-  r.duration_ns = static_cast<std::int64_t>((child_end != 0 ? child_end : mono_ns()) - t0);
+  r.end_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
+  r.duration_ns = static_cast<std::int64_t>((child_end != 0 ? child_end : clock::monotonic_ns()) - t0);
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   r.kill_reason = !reason.empty() ? reason : forwarded;
+  if (reason.empty() && !forwarded.empty() && sigkilled) r.kill_reason += "+SIGKILL";
+  r.leftover_processes = leftovers;
+  r.leftovers_killed = leftovers_killed;
   r.exit_code = !reason.empty() ? 124 : exit_code_from_status(status);
   if (status_lost) {
     r.error = "the command's exit status was collected by another waitpid() in this process";
@@ -675,7 +998,13 @@ RunResult run(const RunOptions& o) {
   res.dropped_output_bytes = out.dropped + err.dropped;
   r.user_cpu_ns = tv_ns(total.ru_utime);
   r.sys_cpu_ns = tv_ns(total.ru_stime);
-  r.max_rss_bytes = max_rss_kib * 1024;
+  // The command's own peak: its exit status's maxrss also holds the copy of our memory
+  // map it was forked with; when it is no larger than that copy, the peak at exit is the
+  // command's (children it waited for itself, if larger, show in the maxrss).
+  if (sp.traced && exit_hwm_kib != 0 && root_maxrss_kib <= sp.pre_exec_hwm_kib + kPreExecSlackKib) {
+    root_maxrss_kib = exit_hwm_kib;
+  }
+  r.max_rss_bytes = std::max(max_rss_kib, root_maxrss_kib) * 1024;
   r.read_bytes = static_cast<std::uint64_t>(total.ru_inblock) * 512;
   r.write_bytes = static_cast<std::uint64_t>(total.ru_oublock) * 512;
   r.minflt = static_cast<std::uint64_t>(total.ru_minflt);
@@ -689,7 +1018,7 @@ RunResult run(const RunOptions& o) {
     r.rchar = std::max(r.rchar, s.rchar);
     r.wchar = std::max(r.wchar, s.wchar);
   }
-  r.monitor_cpu_ns = thread_cpu_ns() - cpu0;
+  r.monitor_cpu_ns = clock::thread_cpu_ns() - cpu0;
   auto trim = [&](std::string& t) {
     if (t.size() > o.tail_bytes) t.erase(0, t.size() - o.tail_bytes);
   };

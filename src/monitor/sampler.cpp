@@ -18,79 +18,17 @@
 #include <vector>
 
 #include "proc_io.hpp"
+#include "spyglass/clock.hpp"
 
 namespace SPYGLASS_NAMESPACE::monitor {
 
 namespace {
 
 using detail::Fd;
-
-std::uint64_t clock_ns(clockid_t id) noexcept {
-  timespec ts{};
-  clock_gettime(id, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-std::uint64_t tv_ns(const timeval& tv) noexcept {
-  return static_cast<std::uint64_t>(tv.tv_sec) * 1000000000ULL +
-         static_cast<std::uint64_t>(tv.tv_usec) * 1000ULL;
-}
-
-struct StatFields {
-  pid_t ppid = 0;
-  std::uint64_t minflt = 0, cminflt = 0, majflt = 0, cmajflt = 0;
-  std::uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;
-  std::uint64_t threads = 0, starttime = 0, vsize = 0, rss_pages = 0;
-};
-
-// /proc/PID/stat: the command name sits in parentheses and may contain anything, so
-// fields are counted from the last ')'.
-bool parse_stat(std::string_view s, StatFields& f) {
-  const auto rp = s.rfind(')');
-  if (rp == std::string_view::npos) return false;
-  s.remove_prefix(rp + 1);
-  int field = 2;  // the ')' ends field 2
-  std::size_t i = 0;
-  while (i < s.size() && field < 24) {
-    while (i < s.size() && s[i] == ' ') ++i;
-    std::size_t j = i;
-    while (j < s.size() && s[j] != ' ' && s[j] != '\n') ++j;
-    ++field;
-    const std::string_view tok = s.substr(i, j - i);
-    // cutime/cstime are signed in the kernel's format; negative values never occur in
-    // practice and are clamped to 0 by parse_u64 failing on the '-'.
-    switch (field) {
-      case 4: f.ppid = static_cast<pid_t>(detail::parse_u64(tok)); break;
-      case 10: f.minflt = detail::parse_u64(tok); break;
-      case 11: f.cminflt = detail::parse_u64(tok); break;
-      case 12: f.majflt = detail::parse_u64(tok); break;
-      case 13: f.cmajflt = detail::parse_u64(tok); break;
-      case 14: f.utime = detail::parse_u64(tok); break;
-      case 15: f.stime = detail::parse_u64(tok); break;
-      case 16: f.cutime = detail::parse_u64(tok); break;
-      case 17: f.cstime = detail::parse_u64(tok); break;
-      case 20: f.threads = detail::parse_u64(tok); break;
-      case 22: f.starttime = detail::parse_u64(tok); break;
-      case 23: f.vsize = detail::parse_u64(tok); break;
-      case 24: f.rss_pages = detail::parse_u64(tok); break;
-      default: break;
-    }
-    i = j;
-  }
-  return field >= 24;
-}
-
-void parse_pids(std::string_view s, std::vector<pid_t>& out) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    while (i < s.size() && (s[i] < '0' || s[i] > '9')) ++i;
-    if (i >= s.size()) break;
-    std::size_t j = i;
-    while (j < s.size() && s[j] >= '0' && s[j] <= '9') ++j;
-    out.push_back(static_cast<pid_t>(detail::parse_u64(s.substr(i, j - i))));
-    i = j;
-  }
-}
+using detail::parse_pids;
+using detail::parse_stat;
+using detail::StatFields;
+using detail::tv_ns;
 
 // Lists the numeric entries of an open /proc directory (rewound first), so a kept-open
 // descriptor can be re-read like a file.
@@ -324,10 +262,10 @@ struct Sampler::Impl {
   }
 
   Sample sample() {
-    const std::uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    const std::uint64_t cpu0 = clock::thread_cpu_ns();
     ++gen;
     Sample s;
-    s.t_ns = clock_ns(CLOCK_MONOTONIC);
+    s.t_ns = clock::monotonic_ns();
     tree.clear();
 
     if (!have_children_file && opt.tree) {
@@ -412,7 +350,7 @@ struct Sampler::Impl {
     prev = s;
     have_prev = true;
     ++taken;
-    own_cpu += clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+    own_cpu += clock::thread_cpu_ns() - cpu0;
     return s;
   }
 };

@@ -256,7 +256,7 @@ TEST(AnalyticsCli, BadCsvNamesTheLine) {
       EXPECT_TRUE(r.out.empty()) << r.out;
     }
   }
-  // Usage errors: exit 2, before the file is read.
+  // Usage errors: exit 125, the usage-error status of every subcommand, before the file is read.
   const auto csv = write("ok.csv", "ts,cpu\n1,2\n2,3\n3,4\n");
   for (const auto& args : std::vector<std::vector<std::string>>{{"--method", "bogus"},
                                                                 {"--method", "ewma", "--offline"},
@@ -266,11 +266,11 @@ TEST(AnalyticsCli, BadCsvNamesTheLine) {
                                      "--time-column", "ts",     "--value-column", "cpu"};
     argv.insert(argv.end(), args.begin(), args.end());
     const auto r = run(argv, dir.path());
-    EXPECT_EQ(r.exit_code, 2) << args[0] << ": " << r.err;
+    EXPECT_EQ(r.exit_code, 125) << args[0] << ": " << r.err;
     EXPECT_NE(r.err.find(args[0]), std::string::npos) << r.err;
   }
   const auto r = run({kSpyglass, "detect", "--csv", csv, "--time-column", "ts"}, dir.path());
-  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.exit_code, 125);
   EXPECT_NE(r.err.find("--value-column is required"), std::string::npos) << r.err;
   // Too short to analyse: a clear error, not a crash.
   const auto s = run({kSpyglass, "analyze", "--csv", write("short.csv", "ts,cpu\n1,2\n2,3\n"),
@@ -373,7 +373,7 @@ print("ok")
 
   const auto bad =
       run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--metric", "speed"}, dir.path());
-  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.exit_code, 125);
   EXPECT_NE(bad.err.find("no metric 'speed' (metrics: wall, cpu_user"), std::string::npos) << bad.err;
   const auto none = run({kSpyglass, "analyze", "--label", "absent", "--db", db}, dir.path());
   EXPECT_EQ(none.exit_code, 1);

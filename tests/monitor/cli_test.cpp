@@ -77,7 +77,7 @@ TEST(Cli, HistoryAndShowAfterTwoRuns) {
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.err.find("no run 99"), std::string::npos);
   auto bad = spyglass_test::run({kSpyglass, "show", "abc", "--db", db});
-  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.exit_code, 125);
   auto missing = spyglass_test::run({kSpyglass, "history", "--db", dir / "absent.db"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("no such file"), std::string::npos) << missing.err;
@@ -97,6 +97,63 @@ TEST(Cli, JsonFileHasRunAndSamples) {
   EXPECT_EQ(int64_t(doc["run"]["exit_code"]), 0);
   EXPECT_GE(simdjson::dom::array(doc["samples"]).size(), 2u);
   EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out"));
+}
+
+// Every subcommand has --help (exit 0, its usage on stdout), and every usage error exits
+// with the same documented code, 125.
+TEST(Cli, HelpAndUsageErrorsAreTheSameForEverySubcommand) {
+  spyglass_test::TempDir dir;
+  for (const std::string sub : {"run", "history", "show", "detect", "analyze", "evaluate"}) {
+    for (const std::string help : {"--help", "-h"}) {
+      const auto r = spyglass_test::run({kSpyglass, sub, help}, dir.path());
+      EXPECT_EQ(r.exit_code, 0) << sub << " " << help << ": " << r.err;
+      EXPECT_EQ(r.out.rfind("usage: spyglass " + sub, 0), 0u) << r.out;
+      EXPECT_EQ(r.err, "");
+    }
+    const auto bad = spyglass_test::run({kSpyglass, sub, "--no-such-option"}, dir.path());
+    EXPECT_EQ(bad.exit_code, 125) << sub;
+    EXPECT_NE(bad.err.find("unknown option --no-such-option"), std::string::npos) << bad.err;
+    EXPECT_NE(bad.err.find("spyglass " + sub + " --help"), std::string::npos) << bad.err;
+  }
+  const auto top = spyglass_test::run({kSpyglass, "--help"}, dir.path());
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_NE(top.out.find("125"), std::string::npos) << top.out;
+  EXPECT_EQ(spyglass_test::run({kSpyglass}, dir.path()).exit_code, 125);
+  EXPECT_EQ(spyglass_test::run({kSpyglass, "frobnicate"}, dir.path()).exit_code, 125);
+  // After the command's name, --help is the command's.
+  const auto passed = spyglass_test::run(
+      {kSpyglass, "run", "--no-history", "--quiet", "--", "sh", "-c", "echo \"$1\"", "sh", "--help"},
+      dir.path());
+  EXPECT_EQ(passed.exit_code, 0);
+  EXPECT_EQ(passed.out, "--help\n");
+  EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out"));  // nothing ran that records
+}
+
+// --timeout 0 is no timeout (as coreutils' timeout); --max-rss 0 is refused.
+TEST(Cli, ZeroTimeoutIsNoTimeoutAndZeroMaxRssIsRefused) {
+  spyglass_test::TempDir dir;
+  const auto r = spyglass_test::run(
+      {kSpyglass, "run", "--no-history", "--json", "-", "--timeout", "0", "--", "sleep", "0.2"}, dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"kill_reason\":\"\""), std::string::npos) << r.out;
+  const auto z =
+      spyglass_test::run({kSpyglass, "run", "--no-history", "--max-rss", "0", "--", "true"}, dir.path());
+  EXPECT_EQ(z.exit_code, 125);
+  EXPECT_NE(z.err.find("--max-rss: must be more than 0"), std::string::npos) << z.err;
+}
+
+// --db in a directory that does not exist: it is created, and that is said once.
+TEST(Cli, MissingDatabaseDirectoryIsCreatedAndSaidOnce) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "new/sub/h.db";
+  const auto first = spyglass_test::run({kSpyglass, "run", "--quiet", "--db", db, "--", "true"}, dir.path());
+  EXPECT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.err, "spyglass: created directory " + dir.path() + "/new/sub for the history\n");
+  const auto second = spyglass_test::run({kSpyglass, "run", "--quiet", "--db", db, "--", "true"}, dir.path());
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.err, "");
+  auto h = spyglass::monitor::History::open(db, {.create = false, .read_only = true});
+  EXPECT_EQ(h.runs({}).size(), 2u);
 }
 
 TEST(Cli, DefaultDatabaseUnderSpyglassOut) {
@@ -137,7 +194,7 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
   // The schema documented in history.hpp, column by column.
   EXPECT_EQ(
       q.out,
-      "2\n"
+      "3\n"
       "1397774668\n"  // 0x5350594c
       "wal\n"
       "alerts,runs,samples,spyglass_meta\n"
@@ -145,7 +202,7 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
       "id,label,command,args,cwd,host,git_commit,start_unix_ns,end_unix_ns,duration_ns,exit_code,signal,"
       "kill_reason,error,user_cpu_ns,sys_cpu_ns,max_rss_bytes,peak_tree_rss_bytes,read_bytes,write_bytes,"
       "rchar,wchar,peak_threads,peak_processes,vol_ctx,invol_ctx,minflt,majflt,monitor_cpu_ns,stdout_tail,"
-      "stderr_tail\n"
+      "stderr_tail,leftover_processes,leftovers_killed\n"
       "run_id,t_ns,processes,threads,fds,cpu_user_ns,cpu_sys_ns,cpu_user_pct,cpu_sys_pct,rss_bytes,"
       "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
       "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n");
@@ -162,9 +219,10 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
            "minflt > 0, monitor_cpu_ns > 0, " +
            kWchar +
            ", "
-           "stdout_tail = 'out' || char(10), stderr_tail = 'err' || char(10) FROM runs;"},
+           "stdout_tail = 'out' || char(10), stderr_tail = 'err' || char(10), leftover_processes, "
+           "leftovers_killed FROM runs;"},
       dir.path());
-  EXPECT_EQ(runs.out, "peer|sh|2|-c|1|1|4|0|1|1|1|1|1|1|1|1|1|1|1|1|1|1\n") << runs.err;
+  EXPECT_EQ(runs.out, "peer|sh|2|-c|1|1|4|0|1|1|1|1|1|1|1|1|1|1|1|1|1|1|0|0\n") << runs.err;
   // Samples: times relative to the start and inside the run (at least the one that saw the
   // workload and the one after the exit); the tree (sh and its child, one thread each) seen with memory and
   // open files; cumulative counters never decrease; no PSS/USS without --smaps.

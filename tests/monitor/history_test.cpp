@@ -217,14 +217,23 @@ TEST(History, MigratesForwardKeepingData) {
   EXPECT_EQ(tables.out, "");
   {
     auto h = mon::History::open(db);
-    EXPECT_EQ(h.schema_version(), 2);
+    EXPECT_EQ(h.schema_version(), 3);
     const auto runs = h.runs({});
     ASSERT_EQ(runs.size(), 1u);
     EXPECT_EQ(h.samples(runs[0].id).size(), 3u);
+    EXPECT_EQ(runs[0].leftover_processes, 0u);  // a column added by version 3, empty for old runs
+    auto r = make_run("m", 6);
+    r.leftover_processes = 2;
+    r.leftovers_killed = true;
+    h.insert(r, make_samples(1, 0), 0);
+    const auto back = h.run(r.id);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->leftover_processes, 2u);
+    EXPECT_TRUE(back->leftovers_killed);
   }
   tables = spyglass_test::run(
       {"sqlite3", db, "SELECT name FROM sqlite_master WHERE name='alerts'; PRAGMA user_version;"});
-  EXPECT_EQ(tables.out, "alerts\n2\n");
+  EXPECT_EQ(tables.out, "alerts\n3\n");
 }
 
 TEST(History, ConcurrentWritersLoseNothing) {

@@ -4,9 +4,12 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -225,7 +228,7 @@ TEST(Runner, StopOnTerminalStopsSpyglassAndResumes) {
       ::tcsetpgrp(tty, ::getpid());
       ::signal(SIGTTOU, SIG_DFL);
       for (int fd = 0; fd < 3; ++fd) ::dup2(tty, fd);
-      ::execl(kSpyglass.c_str(), "spyglass", "run", "--no-history", "--quiet", "--", "sh", "-c",
+      ::execl(kSpyglass.c_str(), "spyglass", "run", "--no-history", "--quiet", "--no-pty", "--", "sh", "-c",
               "kill -TSTP $$; echo resumed; exit 3", static_cast<char*>(nullptr));
       std::_Exit(21);
     }
@@ -303,7 +306,7 @@ TEST(Runner, TerminalStaysWithAPipeline) {
       ::setpgid(0, partner);
       for (int fd = 0; fd < 3; ++fd) ::dup2(tty, fd);
       const std::string script = "cut -d' ' -f5,8 /proc/$$/stat > " + report;
-      ::execl(kSpyglass.c_str(), "spyglass", "run", "--no-history", "--quiet", "--", "sh", "-c",
+      ::execl(kSpyglass.c_str(), "spyglass", "run", "--no-history", "--quiet", "--no-pty", "--", "sh", "-c",
               script.c_str(), static_cast<char*>(nullptr));
       std::_Exit(22);
     }
@@ -337,4 +340,208 @@ TEST(Runner, TerminalStaysWithAPipeline) {
   pid_t pgrp = 0, foreground = 0;
   ASSERT_TRUE(groups >> pgrp >> foreground) << spyglass_test::slurp(report);
   EXPECT_NE(pgrp, foreground) << "the command was given the pipeline's terminal";
+}
+
+namespace {
+
+// `spyglass` on a terminal of the test's own: a pty whose slave is the controlling
+// terminal, stdin, stdout and stderr of a new session running spyglass in the foreground.
+class OnTerminal {
+ public:
+  explicit OnTerminal(const std::vector<std::string>& argv, unsigned short rows = 33,
+                      unsigned short cols = 77) {
+    winsize ws{};
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    int slave = -1;
+    if (::openpty(&master_, &slave, nullptr, nullptr, &ws) != 0) return;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::setsid();
+      ::ioctl(slave, TIOCSCTTY, 0);
+      for (int fd = 0; fd < 3; ++fd) ::dup2(slave, fd);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      std::_Exit(127);
+    }
+    ::close(slave);
+  }
+  ~OnTerminal() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (master_ >= 0) ::close(master_);
+  }
+  OnTerminal(const OnTerminal&) = delete;
+  OnTerminal& operator=(const OnTerminal&) = delete;
+
+  [[nodiscard]] bool started() const { return pid_ > 0; }
+  [[nodiscard]] const std::string& output() const { return out_; }
+  void type(const std::string& keys) { (void)!::write(master_, keys.data(), keys.size()); }
+  void resize(unsigned short rows, unsigned short cols) {
+    winsize ws{};
+    ws.ws_row = rows;
+    ws.ws_col = cols;
+    ::ioctl(master_, TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH to spyglass
+  }
+  /// Reads the terminal until `text` has appeared (false: the session ended first).
+  bool wait_for(const std::string& text) {
+    while (out_.find(text) == std::string::npos) {
+      if (!read_some(-1)) return false;
+    }
+    return true;
+  }
+  /// Reads the terminal until spyglass has exited; returns its exit code.
+  int finish() {
+    int st = 0;
+    for (;;) {
+      read_some(20);
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) break;
+    }
+    reaped_ = true;
+    while (read_some(0)) {
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+
+ private:
+  bool read_some(int timeout_ms) {
+    pollfd pf{master_, POLLIN, 0};
+    if (::poll(&pf, 1, timeout_ms) <= 0) return timeout_ms >= 0 && timeout_ms != 0;
+    char buf[4096];
+    const ssize_t n = ::read(master_, buf, sizeof buf);
+    if (n <= 0) return false;  // EIO: every slave descriptor is closed
+    out_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int master_ = -1;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  std::string out_;
+};
+
+}  // namespace
+
+// On a terminal, the command runs on a pseudo-terminal of spyglass's: it sees a terminal on
+// stdin/stdout/stderr with the terminal's window size, and its output is still kept.
+// --no-pty turns that off.
+TEST(RunnerTerminal, CommandSeesATerminalWithOurWindowSize) {
+  spyglass_test::TempDir dir;
+  const std::string json = dir / "run.json";
+  const std::string script =
+      "[ -t 1 ] && echo out-tty || echo out-pipe; [ -t 0 ] && echo in-tty; [ -t 2 ] && echo err-tty; stty "
+      "size";
+  {
+    OnTerminal t({kSpyglass, "run", "--no-history", "--quiet", "--json", json, "--", "sh", "-c", script});
+    ASSERT_TRUE(t.started());
+    EXPECT_EQ(t.finish(), 0) << t.output();
+    EXPECT_NE(t.output().find("out-tty\r\nin-tty\r\nerr-tty\r\n33 77\r\n"), std::string::npos) << t.output();
+    simdjson::dom::parser p;
+    const std::string_view tail = p.load(json)["run"]["stdout_tail"];
+    EXPECT_EQ(tail, "out-tty\nin-tty\nerr-tty\n33 77\n");
+  }
+  {
+    OnTerminal t(
+        {kSpyglass, "run", "--no-history", "--quiet", "--no-pty", "--json", json, "--", "sh", "-c", script});
+    ASSERT_TRUE(t.started());
+    EXPECT_EQ(t.finish(), 0) << t.output();
+    EXPECT_NE(t.output().find("out-pipe"), std::string::npos) << t.output();
+    simdjson::dom::parser p;
+    const std::string_view tail = p.load(json)["run"]["stdout_tail"];
+    EXPECT_EQ(tail.substr(0, 9), "out-pipe\n");
+  }
+}
+
+// A new window size reaches the command (SIGWINCH, and the pty's size), and Ctrl-C typed
+// on the terminal interrupts the command as in a shell.
+TEST(RunnerTerminal, WindowChangesAndCtrlCReachTheCommand) {
+  {
+    OnTerminal t({kSpyglass, "run", "--no-history", "--quiet", "--", "sh", "-c",
+                  "trap 'stty size; exit 0' WINCH; echo ready; while :; do sleep 0.05; done"});
+    ASSERT_TRUE(t.started());
+    ASSERT_TRUE(t.wait_for("ready")) << t.output();
+    t.resize(40, 100);
+    EXPECT_EQ(t.finish(), 0) << t.output();
+    EXPECT_NE(t.output().find("40 100"), std::string::npos) << t.output();
+  }
+  {
+    OnTerminal t({kSpyglass, "run", "--no-history", "--quiet", "--", "sh", "-c",
+                  "trap 'echo interrupted; exit 7' INT; echo ready; while :; do sleep 0.05; done"});
+    ASSERT_TRUE(t.started());
+    ASSERT_TRUE(t.wait_for("ready")) << t.output();
+    t.type("\x03");
+    EXPECT_EQ(t.finish(), 7) << t.output();
+    EXPECT_NE(t.output().find("interrupted"), std::string::npos) << t.output();
+  }
+}
+
+// Ctrl-Z typed on the terminal while the command runs on spyglass's pty: the command
+// stops, spyglass restores the terminal's mode and stops itself, so that the shell (a
+// helper leading a session on the test's pty) sees the job stop; `fg` (SIGCONT) resumes
+// both and the command's status comes through.
+TEST(RunnerTerminal, CtrlZStopsTheJobAndFgResumesIt) {
+  int master = -1, slave = -1;
+  ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+  const pid_t shell = ::fork();
+  if (shell == 0) {
+    ::close(master);
+    ::setsid();
+    ::ioctl(slave, TIOCSCTTY, 0);
+    const pid_t job = ::fork();
+    if (job == 0) {
+      ::setpgid(0, 0);
+      ::signal(SIGTTOU, SIG_IGN);
+      ::tcsetpgrp(slave, ::getpid());
+      ::signal(SIGTTOU, SIG_DFL);
+      for (int fd = 0; fd < 3; ++fd) ::dup2(slave, fd);
+      ::execl(kSpyglass.c_str(), "spyglass", "run", "--no-history", "--quiet", "--", "sh", "-c",
+              "trap 'echo resumed; exit 3' CONT; echo ready; while :; do sleep 0.05; done",
+              static_cast<char*>(nullptr));
+      std::_Exit(21);
+    }
+    ::setpgid(job, job);
+    int st = 0;
+    pid_t w = 0;
+    for (int i = 0; i < 6000 && (w = ::waitpid(job, &st, WNOHANG | WUNTRACED)) == 0; ++i) ::usleep(10000);
+    if (w != job) {
+      ::kill(-job, SIGKILL);
+      std::_Exit(22);  // spyglass did not stop within 60 s
+    }
+    if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTSTP) std::_Exit(23);
+    termios t{};
+    if (::tcgetattr(slave, &t) != 0 || (t.c_lflag & ICANON) == 0) std::_Exit(24);  // still raw
+    ::kill(-job, SIGCONT);
+    for (int i = 0; i < 6000 && (w = ::waitpid(job, &st, WNOHANG)) == 0; ++i) ::usleep(10000);
+    if (w != job) {
+      ::kill(-job, SIGKILL);
+      std::_Exit(25);
+    }
+    std::_Exit(WIFEXITED(st) && WEXITSTATUS(st) == 3 ? 0 : 26);
+  }
+  ::close(slave);
+  std::string out;
+  bool typed = false;
+  int st = 0;
+  for (;;) {
+    pollfd pf{master, POLLIN, 0};
+    if (::poll(&pf, 1, 20) > 0 && (pf.revents & POLLIN)) {
+      char buf[4096];
+      const ssize_t n = ::read(master, buf, sizeof buf);
+      if (n > 0) out.append(buf, static_cast<std::size_t>(n));
+    }
+    if (!typed && out.find("ready") != std::string::npos) {
+      typed = ::write(master, "\x1a", 1) == 1;
+    }
+    if (::waitpid(shell, &st, WNOHANG) == shell) break;
+  }
+  ::close(master);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0)
+      << "22: never stopped, 23: wrong stop signal, 24: terminal left raw, 25: never "
+         "finished, 26: wrong exit status; output: "
+      << out;
 }

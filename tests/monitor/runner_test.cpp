@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fstream>
 
+#include "spyglass/clock.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "support.hpp"
 
@@ -19,12 +20,6 @@ using spyglass_test::kSpyglass;
 using spyglass_test::kWorkload;
 
 namespace {
-
-std::uint64_t thread_cpu_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 mon::RunResult run_quiet(std::vector<std::string> argv) {
   mon::RunOptions o;
@@ -48,14 +43,19 @@ TEST(Runner, PropagatesExitCode) {
   EXPECT_GE(r.samples.size(), 2u);  // one at spawn, one after the exit
 }
 
-// max_rss_bytes is the kernel's peak RSS of the largest reaped process: in a process whose
-// only child was the command, exactly what getrusage(RUSAGE_CHILDREN) reports.
-TEST(Runner, MaxRssIsTheKernelsPeakOfTheCommand) {
+// Without exact_peak, max_rss_bytes is the kernel's peak RSS of the largest reaped
+// process: in a process whose only child was the command, exactly what
+// getrusage(RUSAGE_CHILDREN) reports.
+TEST(Runner, MaxRssWithoutTracingIsTheKernelsMaxrss) {
   int p[2];
   ASSERT_EQ(::pipe(p), 0);
   const pid_t child = ::fork();
   if (child == 0) {
-    const auto r = run_quiet({kWorkload, "exit", "0"});
+    mon::RunOptions o;
+    o.argv = {kWorkload, "exit", "0"};
+    o.passthrough = false;
+    o.exact_peak = false;
+    const auto r = mon::run(o);
     rusage ru{};
     ::getrusage(RUSAGE_CHILDREN, &ru);
     const std::uint64_t v[2] = {r.record.max_rss_bytes, static_cast<std::uint64_t>(ru.ru_maxrss) * 1024};
@@ -70,6 +70,13 @@ TEST(Runner, MaxRssIsTheKernelsPeakOfTheCommand) {
   ASSERT_EQ(n, static_cast<ssize_t>(sizeof v));
   EXPECT_EQ(v[0], v[1]);
   EXPECT_GT(v[1], 0u);  // the kernel's own value: a running program has pages
+}
+
+// A traced command may trace its own children (strace, a debugger running its program).
+TEST(Runner, CommandThatTracesItsChildRuns) {
+  if (::access("/usr/bin/strace", X_OK) != 0) GTEST_SKIP() << "strace is not installed";
+  const auto r = run_quiet({"/usr/bin/strace", "-f", "-o", "/dev/null", kWorkload, "exit", "4"});
+  EXPECT_EQ(r.record.exit_code, 4);
 }
 
 TEST(Runner, SignalDeathIs128PlusSignal) {
@@ -123,9 +130,9 @@ TEST(Runner, CallsOnSampleAndRecordsMonitorCost) {
       for (const pid_t c : ended) ::kill(c, SIGTERM);
     }
   };
-  const std::uint64_t cpu_before = thread_cpu_ns();
+  const std::uint64_t cpu_before = spyglass::clock::thread_cpu_ns();
   const auto r = mon::run(o);
-  const std::uint64_t cpu_spent = thread_cpu_ns() - cpu_before;
+  const std::uint64_t cpu_spent = spyglass::clock::thread_cpu_ns() - cpu_before;
   ASSERT_EQ(ended.size(), 1u);
   EXPECT_EQ(r.record.exit_code, 128 + SIGTERM);
   EXPECT_EQ(r.record.signal, SIGTERM);
@@ -353,6 +360,72 @@ TEST(RunSignals, SigtermAndSigintAreForwardedToTheGroup) {
   }
 }
 
+namespace {
+
+pid_t read_pid(const std::string& path) {
+  std::ifstream in(path);
+  pid_t p = 0;
+  in >> p;
+  return p;
+}
+
+}  // namespace
+
+// A terminating signal to spyglass ends the whole tree, descendants that ignore it and
+// those that left the process group (setsid) included: SIGKILL after --grace, and
+// spyglass exits only once they are gone.
+TEST(RunSignals, TerminatingSignalEndsTheWholeTree) {
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    spyglass_test::TempDir dir;
+    const std::string a = dir / "a.pid", b = dir / "b.pid", json = dir / "run.json";
+    const std::string stubborn = "trap '' TERM INT HUP; echo $$ > ";
+    const std::string script = "sh -c \"" + stubborn + a + "; exec sleep 42\" & setsid sh -c \"" + stubborn +
+                               b + "; exec sleep 42\" & wait";
+    spyglass_test::Child c({kSpyglass, "run", "--no-history", "--quiet", "--grace", "300ms", "--json", json,
+                            "--", "sh", "-c", script},
+                           dir.path());
+    ASSERT_TRUE(spyglass_test::wait_until([&] { return read_pid(a) > 0 && read_pid(b) > 0; },
+                                          spyglass_test::kWaitLimit));
+    const pid_t pa = read_pid(a), pb = read_pid(b);
+    ASSERT_TRUE(spyglass_test::alive(pa));
+    ASSERT_TRUE(spyglass_test::alive(pb));
+    ::kill(c.pid(), sig);
+    const auto r = c.wait();
+    EXPECT_EQ(r.exit_code, 128 + sig) << r.err;
+    EXPECT_FALSE(spyglass_test::alive(pa)) << "signal " << sig;
+    EXPECT_FALSE(spyglass_test::alive(pb)) << "signal " << sig;
+    const std::string rec = spyglass_test::slurp(json);
+    const std::string name = sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGHUP";
+    EXPECT_NE(rec.find("\"kill_reason\":\"" + name + "+SIGKILL\""), std::string::npos) << rec;
+    ::kill(pa, SIGKILL);  // in case the test failed: leave nothing behind either
+    ::kill(pb, SIGKILL);
+  }
+}
+
+// Descendants still running when the command exits are reported; --kill-leftovers ends
+// them.
+TEST(RunSignals, LeftoverDescendantsAreReportedAndKilledWhenAsked) {
+  for (const bool kill : {false, true}) {
+    spyglass_test::TempDir dir;
+    const std::string pidfile = dir / "s.pid", json = dir / "run.json";
+    std::vector<std::string> argv = {kSpyglass, "run", "--no-history", "--grace", "1s", "--json", json};
+    if (kill) argv.push_back("--kill-leftovers");
+    for (const char* a : {"--", "sh", "-c"}) argv.emplace_back(a);
+    argv.push_back("sleep 31 & echo $! > " + pidfile + "; echo done");
+    const auto r = spyglass_test::run(argv, dir.path());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const pid_t p = read_pid(pidfile);
+    ASSERT_GT(p, 0);
+    const std::string rec = spyglass_test::slurp(json);
+    EXPECT_NE(rec.find("\"leftover_processes\":1,"), std::string::npos) << rec;
+    EXPECT_NE(rec.find(std::string("\"leftovers_killed\":") + (kill ? "true" : "false")), std::string::npos)
+        << rec;
+    EXPECT_NE(r.err.find("pid " + std::to_string(p)), std::string::npos) << r.err;
+    EXPECT_EQ(spyglass_test::alive(p), !kill);
+    ::kill(p, SIGKILL);
+  }
+}
+
 TEST(RunCli, ExitCodesOfTheCommand) {
   spyglass_test::TempDir dir;
   const std::string db = dir / "h.db";
@@ -421,10 +494,10 @@ TEST(RunCli, BadOptionsAreClearErrors) {
                          dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = spyglass_test::run({kSpyglass, "history", "--limit", "99999999999999999999"}, dir.path());
-  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.exit_code, 125);
   EXPECT_NE(r.err.find("--limit: not a valid number"), std::string::npos) << r.err;
   r = spyglass_test::run({kSpyglass, "frobnicate"}, dir.path());
-  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.exit_code, 125);
   // Nothing ran, so nothing was created.
   EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out"));
 }

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "spyglass/clock.hpp"
+
 namespace mon = spyglass::monitor;
 
 namespace {
@@ -17,18 +19,8 @@ namespace {
 // Memory the tests touch escapes here, so that no optimiser drops or delays the stores.
 char* volatile g_escape = nullptr;
 
-std::uint64_t thread_cpu_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
 void burn_cpu(double seconds) {
-  timespec ts{};
-  auto now = [&] {
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-  };
+  auto now = [] { return static_cast<double>(spyglass::clock::thread_cpu_ns()) / 1e9; };
   const double end = now() + seconds;
   volatile std::uint64_t x = 1;
   while (now() < end) x = x * 3 + 1;
@@ -46,7 +38,7 @@ pid_t sleeper() {
 }  // namespace
 
 TEST(Sampler, SamplesTheCallingProcess) {
-  const std::uint64_t cpu_start = thread_cpu_ns();
+  const std::uint64_t cpu_start = spyglass::clock::thread_cpu_ns();
   mon::Sampler s(::getpid(), {.smaps = true, .tree = false});
   std::vector<char> mem(32 << 20, 1);  // 32 MiB touched
   g_escape = mem.data();               // ... before the sample, not optimised away
@@ -62,9 +54,9 @@ TEST(Sampler, SamplesTheCallingProcess) {
   // may fault 2 MiB at a time).
   EXPECT_GE(a.minflt, 16u);
   burn_cpu(0.3);
-  const std::uint64_t cpu_before_b = thread_cpu_ns();
+  const std::uint64_t cpu_before_b = spyglass::clock::thread_cpu_ns();
   const mon::Sample b = s.sample();
-  const std::uint64_t cpu_in_b = thread_cpu_ns() - cpu_before_b;
+  const std::uint64_t cpu_in_b = spyglass::clock::thread_cpu_ns() - cpu_before_b;
   // Tick-granular kernel counters: 0.3 s of CPU shows as at least 0.25 s.
   EXPECT_GE(b.cpu_user_ns + b.cpu_sys_ns - a.cpu_user_ns - a.cpu_sys_ns, 250000000u);
   // The percentages are the CPU between the two samples over the time between them.

@@ -20,6 +20,7 @@
 //                       a sample has seen it), then exits 0 at once (no exit handlers);
 //                       exits 3 if that has not happened after 60 s
 //   exit CODE           exits with CODE
+//   alloc MIB           touches MIB MiB, then exits 0
 //   signal SIG          kills itself with SIG
 //   echo OUT ERR        writes OUT to stdout and ERR to stderr
 
@@ -204,6 +205,12 @@ int main(int argc, char** argv) {
   // would be one more process in the sampled tree.
   if (what == "sampled" && argc == 2) std::_Exit(sampled());
   if (what == "exit" && argc == 3) return std::atoi(argv[2]);
+  if (what == "alloc" && argc == 3) {
+    char* p = touch(static_cast<std::size_t>(std::atoi(argv[2])));
+    g_sink = g_sink + static_cast<unsigned char>(p[0]);
+    std::free(p);
+    return 0;
+  }
   if (what == "signal" && argc == 3) {
     ::signal(std::atoi(argv[2]), SIG_DFL);
     ::kill(::getpid(), std::atoi(argv[2]));

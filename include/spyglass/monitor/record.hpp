@@ -25,11 +25,13 @@ struct RunRecord {
   std::int64_t duration_ns = 0;  ///< monotonic wall time from spawn to exit
   int exit_code = 0;             ///< what `spyglass run` exits with (coreutils conventions)
   int signal = 0;                ///< signal that ended the command, 0 when it exited
-  std::string kill_reason;       ///< "timeout", "max-rss", "max-cpu", "SIGINT"... or empty
+  std::string kill_reason;       ///< "timeout", "max-rss", "max-cpu", "SIGINT", "SIGTERM+SIGKILL"... or empty
   std::string error;             ///< spawn failure ("No such file or directory"...) or empty
   std::uint64_t user_cpu_ns = 0;
   std::uint64_t sys_cpu_ns = 0;
-  std::uint64_t max_rss_bytes = 0;        ///< largest single process (as /usr/bin/time)
+  /// Largest single process (as /usr/bin/time); the command's own peak, not counting the
+  /// monitor's memory it was forked with, unless RunOptions::exact_peak could not apply.
+  std::uint64_t max_rss_bytes = 0;
   std::uint64_t peak_tree_rss_bytes = 0;  ///< largest sampled RSS sum over the tree
   std::uint64_t read_bytes = 0;
   std::uint64_t write_bytes = 0;
@@ -41,6 +43,10 @@ struct RunRecord {
   std::uint64_t invol_ctx = 0;
   std::uint64_t minflt = 0;
   std::uint64_t majflt = 0;
+  /// Descendants still running once the command had exited and its output was drained
+  /// (or, with RunOptions::kill_leftovers, when they were ended).
+  std::uint32_t leftover_processes = 0;
+  bool leftovers_killed = false;     ///< whether those were ended (RunOptions::kill_leftovers)
   std::uint64_t monitor_cpu_ns = 0;  ///< CPU spent sampling (the monitor's own overhead)
   std::string stdout_tail;           ///< last bytes of the command's stdout
   std::string stderr_tail;           ///< last bytes of the command's stderr

@@ -43,6 +43,26 @@ struct RunOptions {
   /// After the command exits, how long to keep reading output while processes it left
   /// behind hold its stdout/stderr open. Limits and the timeout no longer apply then.
   std::chrono::nanoseconds drain = std::chrono::milliseconds(200);
+  /// Report the command's own peak RSS. A forked command's exit status (ru_maxrss) also
+  /// counts the copy of the monitor's memory it started with before exec; to read the
+  /// peak of the exec'd program itself, the command (its first process only, not its
+  /// descendants) is attached with PTRACE_SEIZE and stops once, at its exit, where its
+  /// VmHWM is read. Set-user-ID/-group-ID and file-capability programs are never
+  /// attached (exec would drop their privileges); turn this off for a command that must
+  /// not be traced (one that calls PTRACE_TRACEME or is to be attached by a debugger).
+  /// When attaching fails or is off, max_rss_bytes is ru_maxrss.
+  bool exact_peak = true;
+  /// End descendants still running once the command has exited (SIGTERM, SIGKILL after
+  /// the grace period, or SIGKILL at once with KillStrategy::immediate); either way they
+  /// are counted in RunRecord::leftover_processes.
+  bool kill_leftovers = false;
+  /// When our stdout or stderr is a terminal (and passthrough is on), run the command on
+  /// a pseudo-terminal with our window size (kept in step on SIGWINCH), so that it sees a
+  /// terminal there. When stdin is our terminal too and we are its foreground group, it
+  /// is put in raw mode and keys go through the pty (Ctrl-C, Ctrl-Z act on the command as
+  /// in a shell). The command then leads a session of its own; output read from the pty
+  /// is kept as the stdout tail (stderr's too when both are on it).
+  bool terminal = true;
   bool smaps = false;                            ///< sample PSS/USS too
   std::size_t max_samples = 20000;               ///< beyond this, every other sample is dropped
   std::function<void(const Sample&)> on_sample;  ///< called on the runner's thread
@@ -54,6 +74,7 @@ struct RunResult {
   std::vector<Sample> samples;  ///< sample times are CLOCK_MONOTONIC
   std::uint64_t start_mono_ns = 0;
   std::uint64_t dropped_output_bytes = 0;  ///< output not passed through (see passthrough)
+  std::vector<pid_t> leftover_pids;        ///< descendants running after the command exited
 };
 
 /// Returns the exit code for a wait status, as coreutils does: the code, or 128+signal.
@@ -64,7 +85,10 @@ SPYGLASS_API int exit_code_from_status(int status) noexcept;
 /// Blocks the calling thread. While it runs, the calling process is a child subreaper, reaps
 /// every child it has (so call it from a process that owns no other children, such as the
 /// `spyglass` command), and SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked in the calling
-/// thread and forwarded to the command's process group. A SIGCHLD disposition of SIG_IGN
+/// thread; one of them ends the whole tree: it is forwarded to every process in it (also
+/// those that left the command's process group), SIGKILL follows after options.grace, and
+/// run() returns only once no descendant is left (RunRecord::kill_reason names the signal,
+/// with "+SIGKILL" when the grace period ran out). A SIGCHLD disposition of SIG_IGN
 /// or SA_NOCLDWAIT is set to SIG_DFL for the duration (the command starts with SIG_DFL).
 /// When a limit kills the run, no descendant outlives it. A command that cannot be started
 /// yields exit code 127 (not found) or 126 (not executable) and the reason in record.error;
