@@ -635,8 +635,8 @@ RunResult run(const RunOptions& o) {
   if (rc != 0) {
     r.error = std::strerror(rc);
     r.exit_code = (rc == ENOENT || rc == ENOTDIR) ? 127 : 126;
-    r.end_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
     r.duration_ns = static_cast<std::int64_t>(clock::monotonic_ns() - res.start_mono_ns);
+    r.end_unix_ns = r.start_unix_ns + r.duration_ns;
     restore();
     return res;
   }
@@ -983,7 +983,10 @@ RunResult run(const RunOptions& o) {
   record(last);
   restore();
 
-  r.end_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
+  // The run's end on the wall clock is its start plus the monotonic time since: the two
+  // clocks are read a moment apart at the start (a preemption between them would show the
+  // last sample after the end), and a wall-clock step must not shorten a run.
+  r.end_unix_ns = r.start_unix_ns + static_cast<std::int64_t>(clock::monotonic_ns() - t0);
   r.duration_ns = static_cast<std::int64_t>((child_end != 0 ? child_end : clock::monotonic_ns()) - t0);
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   r.kill_reason = !reason.empty() ? reason : forwarded;
