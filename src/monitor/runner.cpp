@@ -8,12 +8,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <termios.h>
@@ -286,6 +288,28 @@ bool privileged(const std::string& path) {
   return ::getxattr(path.c_str(), "security.capability", nullptr, 0) > 0;
 }
 
+// A program that runs LeakSanitizer (AddressSanitizer builds): at its exit LSan attaches
+// to the program's threads with ptrace, which fails, and fails the program, when it is
+// traced already. Found by the runtime's names in the file (its messages when linked in,
+// the library's name when loaded); a file too large to scan quickly counts as not.
+bool uses_leak_sanitizer(const std::string& path) {
+  const Fd fd = detail::open_ro(path.c_str());
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_size <= 0 || st.st_size > (1LL << 30)) return false;
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (map == MAP_FAILED) return false;
+  bool found = false;
+  for (const std::string_view needle : {"LeakSanitizer", "libasan.so", "liblsan.so", "libclang_rt.asan"}) {
+    if (::memmem(map, size, needle.data(), needle.size()) != nullptr) {
+      found = true;
+      break;
+    }
+  }
+  ::munmap(map, size);
+  return found;
+}
+
 // VmHWM of `pid` in KiB: the peak RSS of its current memory map; 0 when unreadable.
 std::uint64_t hwm_kib(pid_t pid) {
   const Fd fd = detail::open_ro(("/proc/" + std::to_string(pid) + "/status").c_str());
@@ -332,10 +356,14 @@ struct ChildIo {
   ::sigaction(SIGPIPE, &dfl, nullptr);
   ::sigaction(SIGXFSZ, &dfl, nullptr);
   char c = 0;
-  while (::read(go, &c, 1) < 0 && errno == EINTR) {
+  while (::write(status, &c, 1) < 0 && errno == EINTR) {  // ready: our memory is as exec finds it
   }
-  ::sigprocmask(SIG_SETMASK, &mask, nullptr);
-  ::execve(path, argv, environ);
+  // From here on raw system calls: a sanitizer's wrappers would grow our memory after the
+  // parent read its high-water mark.
+  while (::syscall(SYS_read, go, &c, 1) < 0 && errno == EINTR) {
+  }
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, _NSIG / 8);
+  ::syscall(SYS_execve, path, argv, environ);
   const int e = errno;
   [[maybe_unused]] const ssize_t n = ::write(status, &e, sizeof e);
   ::_exit(127);
@@ -349,15 +377,18 @@ struct Spawn {
   bool traced = false;  ///< attached with PTRACE_SEIZE; its exit stops once for us
   std::uint64_t pre_exec_hwm_kib = 0;
   Fd go;      ///< closing it lets the child exec
-  Fd status;  ///< errno of a failed exec, or EOF once the exec succeeded
+  Fd status;  ///< a byte once the child is ready; then errno of a failed exec, or EOF
 
   // Lets the child exec and waits until it has (or has failed to).
   void start() {
     if (pid < 0) return;
+    char ready = 0;
+    ssize_t n = 0;
+    while ((n = ::read(status.get(), &ready, 1)) < 0 && errno == EINTR) {
+    }
     if (traced) pre_exec_hwm_kib = hwm_kib(pid);
     go.reset();
     int e = 0;
-    ssize_t n = 0;
     while ((n = ::read(status.get(), &e, sizeof e)) < 0 && errno == EINTR) {
     }
     status.reset();
@@ -400,7 +431,7 @@ Spawn spawn(const std::vector<std::string>& args, const ChildIo& io, const sigse
     exec_child(path.c_str(), argv.data(), io, go_r.get(), status_w.get(), sp.go.get(), sp.status.get(), mask);
   }
   sp.pid = pid;
-  if (trace && !privileged(path)) {
+  if (trace && !privileged(path) && !uses_leak_sanitizer(path)) {
     sp.traced = ::ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACEEXIT) == 0;
   }
   return sp;
