@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -318,6 +319,22 @@ std::uint64_t hwm_kib(pid_t pid) {
   return detail::field_u64(buf, "VmHWM:");
 }
 
+// Waits (briefly: the child has a few system calls to make) until the forked child sleeps
+// in its read of the go pipe, so that its memory is as exec will find it. Signalling
+// readiness through a pipe instead would count in the command's I/O (rchar, wchar and
+// syscall counts survive exec).
+void wait_blocked(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  std::string buf;
+  for (int i = 0; i < 100000; ++i) {
+    const Fd fd = detail::open_ro(path.c_str());
+    if (!fd.valid() || !detail::pread_all(fd.get(), buf)) return;
+    const auto rp = buf.rfind(')');
+    if (rp == std::string::npos || rp + 2 >= buf.size() || buf[rp + 2] == 'S') return;
+    ::sched_yield();
+  }
+}
+
 // The forked command before its exec may have grown its copy of our memory map by a few
 // stack pages after we read its VmHWM.
 constexpr std::uint64_t kPreExecSlackKib = 64;
@@ -356,8 +373,6 @@ struct ChildIo {
   ::sigaction(SIGPIPE, &dfl, nullptr);
   ::sigaction(SIGXFSZ, &dfl, nullptr);
   char c = 0;
-  while (::write(status, &c, 1) < 0 && errno == EINTR) {  // ready: our memory is as exec finds it
-  }
   // From here on raw system calls: a sanitizer's wrappers would grow our memory after the
   // parent read its high-water mark.
   while (::syscall(SYS_read, go, &c, 1) < 0 && errno == EINTR) {
@@ -377,16 +392,16 @@ struct Spawn {
   bool traced = false;  ///< attached with PTRACE_SEIZE; its exit stops once for us
   std::uint64_t pre_exec_hwm_kib = 0;
   Fd go;      ///< closing it lets the child exec
-  Fd status;  ///< a byte once the child is ready; then errno of a failed exec, or EOF
+  Fd status;  ///< errno of a failed exec, or EOF once the exec succeeded
 
   // Lets the child exec and waits until it has (or has failed to).
   void start() {
     if (pid < 0) return;
-    char ready = 0;
     ssize_t n = 0;
-    while ((n = ::read(status.get(), &ready, 1)) < 0 && errno == EINTR) {
+    if (traced) {
+      wait_blocked(pid);
+      pre_exec_hwm_kib = hwm_kib(pid);
     }
-    if (traced) pre_exec_hwm_kib = hwm_kib(pid);
     go.reset();
     int e = 0;
     while ((n = ::read(status.get(), &e, sizeof e)) < 0 && errno == EINTR) {
