@@ -5,15 +5,18 @@
 
 #include <dirent.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <termios.h>
@@ -286,12 +289,50 @@ bool privileged(const std::string& path) {
   return ::getxattr(path.c_str(), "security.capability", nullptr, 0) > 0;
 }
 
+// A program that runs LeakSanitizer (AddressSanitizer builds): at its exit LSan attaches
+// to the program's threads with ptrace, which fails, and fails the program, when it is
+// traced already. Found by the runtime's names in the file (its messages when linked in,
+// the library's name when loaded); a file too large to scan quickly counts as not.
+bool uses_leak_sanitizer(const std::string& path) {
+  const Fd fd = detail::open_ro(path.c_str());
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_size <= 0 || st.st_size > (1LL << 30)) return false;
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (map == MAP_FAILED) return false;
+  bool found = false;
+  for (const std::string_view needle : {"LeakSanitizer", "libasan.so", "liblsan.so", "libclang_rt.asan"}) {
+    if (::memmem(map, size, needle.data(), needle.size()) != nullptr) {
+      found = true;
+      break;
+    }
+  }
+  ::munmap(map, size);
+  return found;
+}
+
 // VmHWM of `pid` in KiB: the peak RSS of its current memory map; 0 when unreadable.
 std::uint64_t hwm_kib(pid_t pid) {
   const Fd fd = detail::open_ro(("/proc/" + std::to_string(pid) + "/status").c_str());
   std::string buf;
   if (!fd.valid() || !detail::pread_all(fd.get(), buf)) return 0;
   return detail::field_u64(buf, "VmHWM:");
+}
+
+// Waits (briefly: the child has a few system calls to make) until the forked child sleeps
+// in its read of the go pipe, so that its memory is as exec will find it. Signalling
+// readiness through a pipe instead would count in the command's I/O (rchar, wchar and
+// syscall counts survive exec).
+void wait_blocked(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  std::string buf;
+  for (int i = 0; i < 100000; ++i) {
+    const Fd fd = detail::open_ro(path.c_str());
+    if (!fd.valid() || !detail::pread_all(fd.get(), buf)) return;
+    const auto rp = buf.rfind(')');
+    if (rp == std::string::npos || rp + 2 >= buf.size() || buf[rp + 2] == 'S') return;
+    ::sched_yield();
+  }
 }
 
 // The forked command before its exec may have grown its copy of our memory map by a few
@@ -332,10 +373,12 @@ struct ChildIo {
   ::sigaction(SIGPIPE, &dfl, nullptr);
   ::sigaction(SIGXFSZ, &dfl, nullptr);
   char c = 0;
-  while (::read(go, &c, 1) < 0 && errno == EINTR) {
+  // From here on raw system calls: a sanitizer's wrappers would grow our memory after the
+  // parent read its high-water mark.
+  while (::syscall(SYS_read, go, &c, 1) < 0 && errno == EINTR) {
   }
-  ::sigprocmask(SIG_SETMASK, &mask, nullptr);
-  ::execve(path, argv, environ);
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, _NSIG / 8);
+  ::syscall(SYS_execve, path, argv, environ);
   const int e = errno;
   [[maybe_unused]] const ssize_t n = ::write(status, &e, sizeof e);
   ::_exit(127);
@@ -354,10 +397,13 @@ struct Spawn {
   // Lets the child exec and waits until it has (or has failed to).
   void start() {
     if (pid < 0) return;
-    if (traced) pre_exec_hwm_kib = hwm_kib(pid);
+    ssize_t n = 0;
+    if (traced) {
+      wait_blocked(pid);
+      pre_exec_hwm_kib = hwm_kib(pid);
+    }
     go.reset();
     int e = 0;
-    ssize_t n = 0;
     while ((n = ::read(status.get(), &e, sizeof e)) < 0 && errno == EINTR) {
     }
     status.reset();
@@ -400,7 +446,7 @@ Spawn spawn(const std::vector<std::string>& args, const ChildIo& io, const sigse
     exec_child(path.c_str(), argv.data(), io, go_r.get(), status_w.get(), sp.go.get(), sp.status.get(), mask);
   }
   sp.pid = pid;
-  if (trace && !privileged(path)) {
+  if (trace && !privileged(path) && !uses_leak_sanitizer(path)) {
     sp.traced = ::ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACEEXIT) == 0;
   }
   return sp;

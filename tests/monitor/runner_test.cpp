@@ -75,7 +75,7 @@ TEST(Runner, MaxRssWithoutTracingIsTheKernelsMaxrss) {
 // A traced command may trace its own children (strace, a debugger running its program).
 TEST(Runner, CommandThatTracesItsChildRuns) {
   if (::access("/usr/bin/strace", X_OK) != 0) GTEST_SKIP() << "strace is not installed";
-  const auto r = run_quiet({"/usr/bin/strace", "-f", "-o", "/dev/null", kWorkload, "exit", "4"});
+  const auto r = run_quiet({"/usr/bin/strace", "-f", "-o", "/dev/null", "sh", "-c", "exit 4"});
   EXPECT_EQ(r.record.exit_code, 4);
 }
 

@@ -9,9 +9,10 @@
 
 namespace SPYGLASS_NAMESPACE::monitor {
 
-/// One run of a command. Plain data; CPU, faults, context switches, read/write bytes and
-/// max_rss_bytes are exact kernel totals (wait4) over every process of the tree that was
-/// reaped; the peak_* values and rchar/wchar come from the samples.
+/// One run of a command. Plain data; CPU, faults, context switches and read/write bytes
+/// are exact kernel totals (wait4) over every process of the tree that was reaped;
+/// max_rss_bytes is the kernel's too (see its note); the peak_* values and rchar/wchar
+/// come from the samples.
 struct RunRecord {
   std::int64_t id = 0;            ///< assigned by History::insert
   std::string label;              ///< groups runs of the same job

@@ -48,7 +48,8 @@ struct RunOptions {
   /// peak of the exec'd program itself, the command (its first process only, not its
   /// descendants) is attached with PTRACE_SEIZE and stops once, at its exit, where its
   /// VmHWM is read. Set-user-ID/-group-ID and file-capability programs are never
-  /// attached (exec would drop their privileges); turn this off for a command that must
+  /// attached (exec would drop their privileges), nor programs with LeakSanitizer (it
+  /// attaches to the program itself at exit); turn this off for a command that must
   /// not be traced (one that calls PTRACE_TRACEME or is to be attached by a debugger).
   /// When attaching fails or is off, max_rss_bytes is ru_maxrss.
   bool exact_peak = true;
