@@ -1,4 +1,4 @@
-// The spyglass command: run, history, show, detect, analyze, evaluate.
+// The spyglass command: run, history, show, detect, analyze, evaluate, gate.
 
 #include <signal.h>
 #include <unistd.h>
@@ -14,16 +14,19 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "analyze.hpp"
 #include "evaluate.hpp"
+#include "gate.hpp"
 #include "report.hpp"
 #include "spyglass/json.hpp"
 #include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/runner.hpp"
+#include "units.hpp"
 
 namespace {
 
@@ -147,6 +150,39 @@ options:
 Exit status: 0; 125 for a usage error.
 )";
 
+constexpr const char* kGateUsage =
+    R"(usage: spyglass gate --label L --rule RULE... [--latest K] [--baseline N] [--runs N]
+                     [--recent N] [--junit FILE] [--tap FILE] [--markdown FILE] [--db PATH]
+
+Checks rules on the latest run of a label and on its history, for CI.
+
+rules (--rule, repeatable):
+  METRIC OP VALUE        the latest run's METRIC against VALUE; OP is <, <=, > or >=;
+                         METRIC is wall, cpu_user, cpu_sys (VALUE a duration: 2s, 150ms)
+                         or max_rss, tree_peak_rss, read_bytes, write_bytes (VALUE a size:
+                         512MiB, 64K); e.g. 'wall < 2s', 'max_rss < 512MiB'
+  no-regression[:M,...]  the latest K successful runs are not significantly worse than
+                         the baseline (Mann-Whitney p < 0.01 and median +5% or more), as
+                         `analyze --label` tests it; default: every metric
+  no-change-point[:M,...]
+                         no significant change point starts in the newest --recent runs
+options:
+  --latest K             runs compared with the baseline (default 5)
+  --baseline N           successful, non-anomalous runs before them, or up to the run
+                         pinned with `spyglass baseline pin` (default 20)
+  --runs N               read the newest N runs (default 1000)
+  --recent N             no-change-point: how many of the newest runs count (default 10)
+  --junit FILE           write a JUnit XML report
+  --tap FILE             write a TAP version 14 report
+  --markdown FILE        append a Markdown summary (e.g. "$GITHUB_STEP_SUMMARY")
+  --db PATH              history database (default ./spyglass-out/history.db)
+  --help                 this text
+A rule that cannot be checked yet (too few runs) is skipped, not failed.
+Exit status: 0 when every rule passes; 3 when a rule fails; 1 when the history cannot be
+read, the label has no runs or a report cannot be written; 125 for a usage error (a bad
+rule included).
+)";
+
 constexpr const char* kUsage = R"(usage:
   spyglass run [options] -- COMMAND [ARGS...]
   spyglass history [--label L] [--limit N] [--json] [--db PATH]
@@ -155,6 +191,7 @@ constexpr const char* kUsage = R"(usage:
   spyglass analyze --csv FILE --time-column C --value-column V [options]
   spyglass analyze --label L [options]
   spyglass evaluate [options]
+  spyglass gate --label L --rule RULE... [options]
   spyglass SUBCOMMAND --help
 
 A usage error exits with 125, whichever the subcommand.
@@ -173,44 +210,23 @@ constexpr double kMaxNs = 9223372036854775808.0;
 constexpr double kMaxBytes = 18446744073709551616.0;
 constexpr double kMaxDays = kMaxNs / 86400e9;  // what RetentionPolicy can express: ~106751 days
 
-// A finite, non-negative number at the start of `s`; `rest` is what follows it.
-std::optional<double> parse_number(std::string_view s, std::string_view& rest) {
-  double v = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (r.ec != std::errc() || !std::isfinite(v) || v < 0) return std::nullopt;
-  rest = std::string_view(r.ptr, static_cast<std::size_t>(s.data() + s.size() - r.ptr));
-  return v;
-}
+using cli::parse_number;
 
 std::chrono::nanoseconds parse_duration(std::string_view opt, std::string_view s) {
-  std::string_view unit;
-  const auto v = parse_number(s, unit);
-  double mult = 0;
-  if (unit.empty() || unit == "s") mult = 1e9;
-  if (unit == "ms") mult = 1e6;
-  if (unit == "us") mult = 1e3;
-  if (unit == "m") mult = 60e9;
-  if (unit == "h") mult = 3600e9;
-  if (!v || mult == 0) throw UsageError{std::string(opt) + ": not a duration: '" + std::string(s) + "'"};
-  const double ns = *v * mult;
+  const auto v = cli::parse_seconds(s);
+  if (!v) throw UsageError{std::string(opt) + ": not a duration: '" + std::string(s) + "'"};
+  const double ns = *v * 1e9;
   if (!(ns < kMaxNs))
     throw UsageError{std::string(opt) + ": out of range: '" + std::string(s) + "' (at most 292 years)"};
   return std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
 }
 
 std::uint64_t parse_size(std::string_view opt, std::string_view s) {
-  std::string_view unit;
-  const auto v = parse_number(s, unit);
-  double mult = 0;
-  if (unit.empty() || unit == "B") mult = 1;
-  if (unit == "K" || unit == "k" || unit == "KiB") mult = 1024.0;
-  if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
-  if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
-  if (!v || mult == 0) throw UsageError{std::string(opt) + ": not a size: '" + std::string(s) + "'"};
-  const double bytes = *v * mult;
-  if (!(bytes < kMaxBytes))
+  const auto bytes = cli::parse_bytes(s);
+  if (!bytes) throw UsageError{std::string(opt) + ": not a size: '" + std::string(s) + "'"};
+  if (!(*bytes < kMaxBytes))
     throw UsageError{std::string(opt) + ": out of range: '" + std::string(s) + "' (at most 16 EiB)"};
-  return static_cast<std::uint64_t>(bytes);
+  return static_cast<std::uint64_t>(*bytes);
 }
 
 std::int64_t parse_int(std::string_view opt, std::string_view s, std::int64_t min) {
@@ -682,6 +698,72 @@ int cmd_evaluate(Args& a) {
   return 0;
 }
 
+int cmd_gate(Args& a) {
+  cli::GateOptions o;
+  std::string db = kDefaultDb, junit, tap, markdown;
+  std::size_t runs = 1000;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"gate: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kGateUsage, stdout);
+      return 0;
+    }
+    if (opt == "--label") {
+      o.history.label = std::string(a.value(opt));
+    } else if (opt == "--rule") {
+      try {
+        o.rules.push_back(cli::parse_gate_rule(a.value(opt)));
+      } catch (const cli::InputError& e) {
+        throw UsageError{std::string("--rule: ") + e.what()};
+      }
+    } else if (opt == "--latest") {
+      o.history.latest = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--baseline") {
+      o.history.baseline = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else if (opt == "--runs") {
+      runs = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else if (opt == "--recent") {
+      o.recent = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--junit") {
+      junit = std::string(a.value(opt));
+    } else if (opt == "--tap") {
+      tap = std::string(a.value(opt));
+    } else if (opt == "--markdown") {
+      markdown = std::string(a.value(opt));
+    } else if (opt == "--db") {
+      db = std::string(a.value(opt));
+    } else {
+      throw UsageError{"gate: unknown option " + std::string(opt)};
+    }
+  }
+  if (o.history.label.empty()) throw UsageError{"gate: --label L is required"};
+  if (o.rules.empty()) throw UsageError{"gate: at least one --rule is required"};
+  mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
+  const auto list = hist.runs({.label = o.history.label, .limit = runs});
+  if (list.empty()) {
+    std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", o.history.label.c_str(), db.c_str());
+    return 1;
+  }
+  const cli::GateReport rep = cli::evaluate_gate(list, o);
+  std::fputs(cli::gate_text(rep).c_str(), stdout);
+  bool written = true;
+  for (const auto& [path, text, append] : {std::tuple{junit, cli::gate_junit(rep), false},
+                                           {tap, cli::gate_tap(rep), false},
+                                           {markdown, cli::gate_markdown(rep), true}}) {
+    if (path.empty()) continue;
+    std::ofstream f(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc));
+    f << text;
+    f.close();
+    if (!f) {
+      std::fprintf(stderr, "spyglass: error: cannot write %s: %s\n", path.c_str(), std::strerror(errno));
+      written = false;
+    }
+  }
+  if (!written) return 1;
+  return rep.count(cli::GateCheck::Status::fail) == 0 ? 0 : cli::kGateFailed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -706,6 +788,7 @@ int main(int argc, char** argv) {
     if (cmd == "detect") return cmd_detect(a);
     if (cmd == "analyze") return cmd_analyze(a);
     if (cmd == "evaluate") return cmd_evaluate(a);
+    if (cmd == "gate") return cmd_gate(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return kUsageError;
   } catch (const UsageError& e) {
