@@ -1,4 +1,4 @@
-// The spyglass command: run, history, show, detect, analyze, evaluate, gate.
+// The spyglass command: run, history, show, detect, analyze, evaluate, gate, baseline.
 
 #include <signal.h>
 #include <unistd.h>
@@ -124,7 +124,8 @@ options:
   --metric M             --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
                          read_bytes or write_bytes (repeatable; default all)
   --latest K             --label: the latest K runs against the baseline (default 5)
-  --baseline N           --label: successful, non-anomalous runs before them (default 20)
+  --baseline N           --label: successful, non-anomalous runs before them, or up to
+                         the run pinned with `spyglass baseline pin` (default 20)
   --runs N               --label: read the newest N runs (default 1000)
   --db PATH              --label: history database (default ./spyglass-out/history.db)
   --json                 a JSON report on stdout
@@ -183,6 +184,18 @@ read, the label has no runs or a report cannot be written; 125 for a usage error
 rule included).
 )";
 
+constexpr const char* kBaselineUsage = R"(usage: spyglass baseline pin RUN_ID [--db PATH]
+       spyglass baseline unpin --label L [--db PATH]
+       spyglass baseline show [--label L] [--json] [--db PATH]
+
+Pins a successful run as the baseline of its label: `gate` and `analyze --label` then
+compare the latest runs with it and the runs before it, instead of the runs just before
+them. One pin per label; pinning another run of the label replaces it. Retention keeps a
+pinned run.
+Exit status: 0; 1 when the run does not exist or did not succeed, the label has no pin
+to remove, or the database cannot be read or written; 125 for a usage error.
+)";
+
 constexpr const char* kUsage = R"(usage:
   spyglass run [options] -- COMMAND [ARGS...]
   spyglass history [--label L] [--limit N] [--json] [--db PATH]
@@ -192,6 +205,7 @@ constexpr const char* kUsage = R"(usage:
   spyglass analyze --label L [options]
   spyglass evaluate [options]
   spyglass gate --label L --rule RULE... [options]
+  spyglass baseline pin RUN_ID | unpin --label L | show [--label L]
   spyglass SUBCOMMAND --help
 
 A usage error exits with 125, whichever the subcommand.
@@ -648,6 +662,7 @@ int cmd_analyze(Args& a) {
     }
     mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
     const auto list = hist.runs({.label = h.label, .limit = runs});
+    for (const auto& p : hist.pinned_baselines(h.label)) h.pinned = p.run_id;
     if (list.empty()) {
       std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", h.label.c_str(), db.c_str());
       return 1;
@@ -741,6 +756,7 @@ int cmd_gate(Args& a) {
   if (o.rules.empty()) throw UsageError{"gate: at least one --rule is required"};
   mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
   const auto list = hist.runs({.label = o.history.label, .limit = runs});
+  for (const auto& p : hist.pinned_baselines(o.history.label)) o.history.pinned = p.run_id;
   if (list.empty()) {
     std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", o.history.label.c_str(), db.c_str());
     return 1;
@@ -762,6 +778,98 @@ int cmd_gate(Args& a) {
   }
   if (!written) return 1;
   return rep.count(cli::GateCheck::Status::fail) == 0 ? 0 : cli::kGateFailed;
+}
+
+int cmd_baseline(Args& a) {
+  std::string db = kDefaultDb, label;
+  bool json = false;
+  std::string action;
+  std::optional<std::int64_t> id;
+  while (!a.done()) {
+    if (!a.is_option()) {
+      const std::string_view v = a.positional();
+      if (action.empty()) {
+        action = std::string(v);
+        if (action != "pin" && action != "unpin" && action != "show")
+          throw UsageError{"baseline: expected pin, unpin or show, got '" + action + "'"};
+      } else if (action == "pin" && !id) {
+        id = parse_int("RUN_ID", v, 1);
+      } else {
+        throw UsageError{"baseline: unexpected argument '" + std::string(v) + "'"};
+      }
+      continue;
+    }
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kBaselineUsage, stdout);
+      return 0;
+    }
+    if (opt == "--db") {
+      db = std::string(a.value(opt));
+    } else if (opt == "--label" && action != "pin") {
+      label = std::string(a.value(opt));
+    } else if (opt == "--json" && action == "show") {
+      json = true;
+    } else {
+      throw UsageError{"baseline: unknown option " + std::string(opt)};
+    }
+  }
+  if (action.empty()) throw UsageError{"baseline: pin, unpin or show is required"};
+  if (action == "pin") {
+    if (!id) throw UsageError{"baseline pin: RUN_ID missing"};
+    mon::History h = mon::History::open(db, {.create = false});
+    const auto r = h.run(*id);
+    if (!r) {
+      std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), db.c_str());
+      return 1;
+    }
+    if (!cli::successful_run(*r)) {
+      std::fprintf(stderr,
+                   "spyglass: run %lld did not succeed (exit %d%s); a baseline must be a successful run\n",
+                   static_cast<long long>(*id), r->exit_code, r->kill_reason.empty() ? "" : ", killed");
+      return 1;
+    }
+    h.pin_baseline(*id);
+    std::printf("run %lld is the baseline of label %s\n", static_cast<long long>(*id), r->label.c_str());
+    return 0;
+  }
+  if (action == "unpin") {
+    if (label.empty()) throw UsageError{"baseline unpin: --label L is required"};
+    mon::History h = mon::History::open(db, {.create = false});
+    if (!h.unpin_baseline(label)) {
+      std::fprintf(stderr, "spyglass: label '%s' has no pinned baseline in %s\n", label.c_str(), db.c_str());
+      return 1;
+    }
+    std::printf("label %s has no pinned baseline any more\n", label.c_str());
+    return 0;
+  }
+  mon::History h = mon::History::open(db, {.create = false, .read_only = true});
+  const auto pins = h.pinned_baselines(label);
+  std::string out;
+  if (json) {
+    spyglass::JsonWriter w(out);
+    w.begin_array();
+    for (const auto& p : pins) {
+      w.begin_object();
+      w.key("label");
+      w.value(p.label);
+      w.key("run_id");
+      w.value(p.run_id);
+      w.key("pinned_unix_ns");
+      w.value(p.pinned_unix_ns);
+      w.end_object();
+    }
+    w.end_array();
+    out += '\n';
+  } else {
+    for (const auto& p : pins) {
+      out += p.label + ": run " + std::to_string(p.run_id) + ", pinned " +
+             cli::format_time(p.pinned_unix_ns) + "\n";
+    }
+    if (pins.empty()) out = "no pinned baseline\n";
+  }
+  std::fputs(out.c_str(), stdout);
+  return 0;
 }
 
 }  // namespace
@@ -789,6 +897,7 @@ int main(int argc, char** argv) {
     if (cmd == "analyze") return cmd_analyze(a);
     if (cmd == "evaluate") return cmd_evaluate(a);
     if (cmd == "gate") return cmd_gate(a);
+    if (cmd == "baseline") return cmd_baseline(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return kUsageError;
   } catch (const UsageError& e) {

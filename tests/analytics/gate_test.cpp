@@ -254,3 +254,80 @@ TEST(Gate, BadInputIsAClearError) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("3 when a rule fails"), std::string::npos) << help.out;
 }
+
+TEST(Gate, PinnedBaseline) {
+  TempDir dir;
+  const std::string db = dir / "h.db";
+  {
+    // Made by the previous schema: pinning migrates it, and a read-only reader of it
+    // before that finds no pin.
+    auto h = spyglass::monitor::History::open(db, {.schema_version = 3});
+  }
+  // 1 s for 20 runs, then 25% slower for good: without a pin the baseline has moved on.
+  record(db, "moved", walls(40, 20, 1.25), 5);  // run 6 failed
+  const auto before = gate(dir, db, "moved", {"no-regression:wall"});
+  EXPECT_EQ(before.exit_code, 0) << before.out << before.err;
+
+  EXPECT_EQ(run({kSpyglass, "baseline", "pin", "6", "--db", db}, dir.path()).exit_code, 1);
+  EXPECT_EQ(run({kSpyglass, "baseline", "pin", "99", "--db", db}, dir.path()).exit_code, 1);
+  const auto pin = run({kSpyglass, "baseline", "pin", "12", "--db", db}, dir.path());
+  ASSERT_EQ(pin.exit_code, 0) << pin.err;
+  EXPECT_EQ(pin.out, "run 12 is the baseline of label moved\n");
+
+  const auto after = gate(dir, db, "moved", {"no-regression:wall"});
+  EXPECT_EQ(after.exit_code, kGateFailed) << after.out << after.err;
+  EXPECT_NE(after.out.find("latest 5 runs vs 11 baseline runs up to pinned run 12"), std::string::npos)
+      << after.out;
+  const auto an =
+      run({kSpyglass, "analyze", "--label", "moved", "--metric", "wall", "--db", db, "--json"}, dir.path());
+  ASSERT_EQ(an.exit_code, 0) << an.err;
+  const auto show = run({kSpyglass, "baseline", "show", "--json", "--db", db}, dir.path());
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  std::ofstream(dir / "an.json") << an.out;
+  std::ofstream(dir / "show.json") << show.out;
+  // The baseline ends with the pinned run: the successful runs up to it, checked with SciPy.
+  EXPECT_EQ(python(dir, R"py(
+import json, sqlite3, sys
+from scipy import stats
+con = sqlite3.connect(sys.argv[1])
+rows = con.execute("SELECT id, duration_ns FROM runs WHERE label = 'moved' AND exit_code = 0 "
+                   "ORDER BY start_unix_ns").fetchall()
+base = [d / 1e9 for i, d in rows if i <= 12]
+cur = [d / 1e9 for i, d in rows[-5:]]
+g = json.load(open(sys.argv[2]))["metrics"]["wall"]["regression"]
+mw = stats.mannwhitneyu(cur, base, alternative="two-sided")
+assert g["pinned_run"] == 12 and g["baseline_runs"] == len(base) == 11, g
+assert abs(g["mann_whitney_p"] - mw.pvalue) <= 1e-9 * mw.pvalue and g["regressed"], (g, mw)
+pins = json.load(open(sys.argv[3]))
+assert [(p["label"], p["run_id"]) for p in pins] == [("moved", 12)], pins
+assert con.execute("SELECT run_id FROM baselines WHERE label = 'moved'").fetchall() == [(12,)]
+print("ok")
+)py",
+                   {db, dir / "an.json", dir / "show.json"}),
+            "ok\n");
+
+  // Retention keeps the pinned run.
+  {
+    auto h = spyglass::monitor::History::open(db);
+    spyglass::monitor::RetentionPolicy keep;
+    keep.keep_last_per_label = 10;
+    h.apply_retention(keep);
+    EXPECT_TRUE(h.run(12).has_value());
+    EXPECT_FALSE(h.run(13).has_value());
+  }
+  // Only the pinned run is left before the latest: too few for a baseline, so skipped.
+  const auto thin = gate(dir, db, "moved", {"no-regression:wall"});
+  EXPECT_EQ(thin.exit_code, 0) << thin.out << thin.err;
+  EXPECT_NE(thin.out.find("SKIP no-regression wall"), std::string::npos) << thin.out;
+  EXPECT_EQ(run({kSpyglass, "baseline", "show", "--label", "moved", "--db", db}, dir.path())
+                .out.rfind("moved: run 12, pinned ", 0),
+            0u);
+
+  const auto unpin = run({kSpyglass, "baseline", "unpin", "--label", "moved", "--db", db}, dir.path());
+  EXPECT_EQ(unpin.exit_code, 0) << unpin.err;
+  const auto again = run({kSpyglass, "baseline", "unpin", "--label", "moved", "--db", db}, dir.path());
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("label 'moved' has no pinned baseline"), std::string::npos) << again.err;
+  EXPECT_EQ(run({kSpyglass, "baseline", "show", "--db", db}, dir.path()).out, "no pinned baseline\n");
+  EXPECT_EQ(run({kSpyglass, "baseline", "drop", "--db", db}, dir.path()).exit_code, 125);
+}

@@ -217,7 +217,7 @@ TEST(History, MigratesForwardKeepingData) {
   EXPECT_EQ(tables.out, "");
   {
     auto h = mon::History::open(db);
-    EXPECT_EQ(h.schema_version(), 3);
+    EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
     const auto runs = h.runs({});
     ASSERT_EQ(runs.size(), 1u);
     EXPECT_EQ(h.samples(runs[0].id).size(), 3u);
@@ -231,9 +231,10 @@ TEST(History, MigratesForwardKeepingData) {
     EXPECT_EQ(back->leftover_processes, 2u);
     EXPECT_TRUE(back->leftovers_killed);
   }
-  tables = spyglass_test::run(
-      {"sqlite3", db, "SELECT name FROM sqlite_master WHERE name='alerts'; PRAGMA user_version;"});
-  EXPECT_EQ(tables.out, "alerts\n3\n");
+  tables = spyglass_test::run({"sqlite3", db,
+                               "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'baselines') ORDER "
+                               "BY name; PRAGMA user_version;"});
+  EXPECT_EQ(tables.out, "alerts\nbaselines\n4\n");
 }
 
 TEST(History, ConcurrentWritersLoseNothing) {
