@@ -3,9 +3,13 @@
 #include "gate.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <fstream>
+#include <tuple>
 
 #include "report.hpp"
 #include "series.hpp"
@@ -219,6 +223,32 @@ GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const Gate
   }
   rep.seconds = since(t_all);
   return rep;
+}
+
+int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOutputs& files, std::FILE* out) {
+  const auto list = h.runs({.label = o.history.label, .limit = runs});
+  if (list.empty()) {
+    std::fprintf(stderr, "spyglass: no runs labelled '%s'\n", o.history.label.c_str());
+    return 1;
+  }
+  for (const auto& p : h.pinned_baselines(o.history.label)) o.history.pinned = p.run_id;
+  const GateReport rep = evaluate_gate(list, o);
+  if (out != nullptr) std::fputs(gate_text(rep).c_str(), out);
+  bool written = true;
+  for (const auto& [path, text, append] : {std::tuple{files.junit, gate_junit(rep), false},
+                                           {files.tap, gate_tap(rep), false},
+                                           {files.markdown, gate_markdown(rep), true}}) {
+    if (path.empty()) continue;
+    std::ofstream f(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc));
+    f << text;
+    f.close();
+    if (!f) {
+      std::fprintf(stderr, "spyglass: error: cannot write %s: %s\n", path.c_str(), std::strerror(errno));
+      written = false;
+    }
+  }
+  if (!written) return 1;
+  return rep.count(GateCheck::Status::fail) == 0 ? 0 : kGateFailed;
 }
 
 std::string gate_junit(const GateReport& r) {

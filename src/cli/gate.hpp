@@ -3,11 +3,13 @@
 // and Markdown reports.
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "analyze.hpp"
+#include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/record.hpp"
 
 namespace SPYGLASS_NAMESPACE::cli {
@@ -61,6 +63,17 @@ struct GateReport {
 
 /// Evaluates `o.rules` on `runs` (a label's runs, newest first, not empty). Throws InputError.
 GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const GateOptions& o);
+
+/// Where the reports go; an empty path is not written.
+struct GateOutputs {
+  std::string junit, tap, markdown;  ///< markdown is appended to
+};
+
+/// `spyglass gate` on an open history: reads the newest `runs` runs of `o.history.label`
+/// and the label's pin, evaluates, prints the result to `out` (null: nowhere) and writes
+/// the reports. Returns 0, kGateFailed, or 1 when the label has no runs or a report could
+/// not be written (said on stderr). Throws InputError, monitor::HistoryError.
+int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOutputs& files, std::FILE* out);
 
 /// JUnit XML: testsuites > testsuite > testcase, failures with message, measured value and threshold.
 std::string gate_junit(const GateReport& r);

@@ -14,7 +14,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -65,11 +64,16 @@ options:
   --keep-runs N          keep the last N runs per label (default 1000)
   --keep-days DAYS       drop runs older than DAYS
   --quiet                no summary
+  --gate RULE            after recording the run, check RULE as `spyglass gate` does
+                         (repeatable; see spyglass gate --help)
+  --gate-junit FILE, --gate-tap FILE, --gate-markdown FILE
+                         the gate's reports, as gate's --junit, --tap and --markdown
   --help                 this text
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
 126/127 when it could not be started; 125 for a usage error or when spyglass itself failed.
+With --gate, when the command exited 0: 3 when a rule fails.
 )";
 
 constexpr const char* kHistoryUsage = R"(usage: spyglass history [--label L] [--limit N] [--json] [--db PATH]
@@ -318,6 +322,8 @@ int cmd_run(Args& a) {
   mon::RunOptions o;
   std::string db = kDefaultDb, json_path;
   bool quiet = false, record = true;
+  cli::GateOptions gate;
+  cli::GateOutputs gate_files;
   mon::RetentionPolicy keep;
   keep.keep_last_per_label = 1000;
   while (!a.done()) {
@@ -392,6 +398,18 @@ int cmd_run(Args& a) {
       keep.max_age_days = *n;
     } else if (opt == "--quiet" || opt == "-q") {
       quiet = true;
+    } else if (opt == "--gate") {
+      try {
+        gate.rules.push_back(cli::parse_gate_rule(a.value(opt)));
+      } catch (const cli::InputError& e) {
+        throw UsageError{std::string("--gate: ") + e.what()};
+      }
+    } else if (opt == "--gate-junit") {
+      gate_files.junit = std::string(a.value(opt));
+    } else if (opt == "--gate-tap") {
+      gate_files.tap = std::string(a.value(opt));
+    } else if (opt == "--gate-markdown") {
+      gate_files.markdown = std::string(a.value(opt));
     } else {
       throw UsageError{"run: unknown option " + std::string(opt)};
     }
@@ -399,6 +417,7 @@ int cmd_run(Args& a) {
   o.argv = a.rest();
   if (o.argv.empty()) throw UsageError{"run: no command given (spyglass run [options] -- COMMAND [ARGS...])"};
   if (o.label.empty()) o.label = default_label(o.argv);
+  if (!gate.rules.empty() && !record) throw UsageError{"run: --gate needs the history (no --no-history)"};
 
   // A database that is not ours stops us before the command runs: better than running
   // it and losing the record. Other failures (a full disk) only lose the record.
@@ -457,7 +476,14 @@ int cmd_run(Args& a) {
     }
   }
   if (!quiet) std::fputs(cli::run_summary(r, baseline, res.leftover_pids).c_str(), stderr);
-  return r.exit_code;
+  if (gate.rules.empty() || r.exit_code != 0) return r.exit_code;  // the command's failure first
+  if (!history || r.id == 0) {
+    std::fprintf(stderr, "spyglass: error: the run was not recorded, so the gate cannot be checked\n");
+    return 125;
+  }
+  gate.history.label = r.label;
+  const int g = cli::run_gate(*history, gate, 1000, gate_files, quiet ? nullptr : stderr);
+  return g == 1 ? 125 : g;
 }
 
 int cmd_history(Args& a) {
@@ -715,7 +741,8 @@ int cmd_evaluate(Args& a) {
 
 int cmd_gate(Args& a) {
   cli::GateOptions o;
-  std::string db = kDefaultDb, junit, tap, markdown;
+  cli::GateOutputs files;
+  std::string db = kDefaultDb;
   std::size_t runs = 1000;
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"gate: unexpected argument '" + std::string(a.peek()) + "'"};
@@ -741,11 +768,11 @@ int cmd_gate(Args& a) {
     } else if (opt == "--recent") {
       o.recent = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
     } else if (opt == "--junit") {
-      junit = std::string(a.value(opt));
+      files.junit = std::string(a.value(opt));
     } else if (opt == "--tap") {
-      tap = std::string(a.value(opt));
+      files.tap = std::string(a.value(opt));
     } else if (opt == "--markdown") {
-      markdown = std::string(a.value(opt));
+      files.markdown = std::string(a.value(opt));
     } else if (opt == "--db") {
       db = std::string(a.value(opt));
     } else {
@@ -755,29 +782,7 @@ int cmd_gate(Args& a) {
   if (o.history.label.empty()) throw UsageError{"gate: --label L is required"};
   if (o.rules.empty()) throw UsageError{"gate: at least one --rule is required"};
   mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
-  const auto list = hist.runs({.label = o.history.label, .limit = runs});
-  for (const auto& p : hist.pinned_baselines(o.history.label)) o.history.pinned = p.run_id;
-  if (list.empty()) {
-    std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", o.history.label.c_str(), db.c_str());
-    return 1;
-  }
-  const cli::GateReport rep = cli::evaluate_gate(list, o);
-  std::fputs(cli::gate_text(rep).c_str(), stdout);
-  bool written = true;
-  for (const auto& [path, text, append] : {std::tuple{junit, cli::gate_junit(rep), false},
-                                           {tap, cli::gate_tap(rep), false},
-                                           {markdown, cli::gate_markdown(rep), true}}) {
-    if (path.empty()) continue;
-    std::ofstream f(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc));
-    f << text;
-    f.close();
-    if (!f) {
-      std::fprintf(stderr, "spyglass: error: cannot write %s: %s\n", path.c_str(), std::strerror(errno));
-      written = false;
-    }
-  }
-  if (!written) return 1;
-  return rep.count(cli::GateCheck::Status::fail) == 0 ? 0 : cli::kGateFailed;
+  return cli::run_gate(hist, o, runs, files, stdout);
 }
 
 int cmd_baseline(Args& a) {

@@ -331,3 +331,35 @@ print("ok")
   EXPECT_EQ(run({kSpyglass, "baseline", "show", "--db", db}, dir.path()).out, "no pinned baseline\n");
   EXPECT_EQ(run({kSpyglass, "baseline", "drop", "--db", db}, dir.path()).exit_code, 125);
 }
+
+TEST(Gate, RunChecksTheRulesAfterRecording) {
+  TempDir dir;
+  const std::string db = dir / "h.db", junit = dir / "run.xml";
+  auto run_gated = [&](const std::vector<std::string>& opts, const std::vector<std::string>& cmd) {
+    std::vector<std::string> argv = {kSpyglass, "run", "--no-pty", "--db", db, "--label", "job"};
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    return run(argv, dir.path());
+  };
+  const auto pass = run_gated({"--gate", "wall < 1h"}, {"true"});
+  EXPECT_EQ(pass.exit_code, 0) << pass.err;
+  EXPECT_NE(pass.err.find("PASS wall < 1h"), std::string::npos) << pass.err;
+  // Any process's peak RSS is above 1 KiB.
+  const auto fail =
+      run_gated({"--gate", "wall < 1h", "--gate", "max_rss < 1K", "--gate-junit", junit}, {"true"});
+  EXPECT_EQ(fail.exit_code, kGateFailed) << fail.err;
+  EXPECT_NE(fail.err.find("FAIL max_rss < 1K: max_rss "), std::string::npos) << fail.err;
+  EXPECT_EQ(run({"xmllint", "--noout", junit}, dir.path()).exit_code, 0);
+  EXPECT_EQ(python(dir, kJunitShape, {junit, "2", "1", "0"}).substr(0, 19), "max_rss < 1K | max_");
+  // The command's own failure keeps its status.
+  EXPECT_EQ(run_gated({"--gate", "max_rss < 1K"}, {"sh", "-c", "exit 4"}).exit_code, 4);
+  // A bad rule stops before the command runs: nothing recorded.
+  const auto bad = run_gated({"--gate", "wall < soon"}, {"sh", "-c", "echo ran"});
+  EXPECT_EQ(bad.exit_code, 125);
+  EXPECT_EQ(bad.out, "");
+  EXPECT_NE(bad.err.find("--gate: rule 'wall < soon': 'soon' is not a duration"), std::string::npos)
+      << bad.err;
+  EXPECT_EQ(run_gated({"--gate", "wall < 1h", "--no-history"}, {"true"}).exit_code, 125);
+  EXPECT_EQ(run({"sqlite3", db, "SELECT count(*) FROM runs"}, dir.path()).out, "3\n");
+}
