@@ -83,7 +83,12 @@ std::string xml_escape(std::string_view s) {
   return out;
 }
 
-std::string secs(double s) { return num(s, 6); }
+// Seconds with 3 decimals, no exponent: the surefire schema's pattern that Jenkins reads.
+std::string secs(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", s);
+  return buf;
+}
 
 }  // namespace
 

@@ -79,12 +79,14 @@ for k in ("name", "tests", "failures", "errors", "skipped", "time", "timestamp")
     assert k in s.attrib, k
 import datetime
 datetime.datetime.strptime(s.get("timestamp"), "%Y-%m-%dT%H:%M:%S")
-float(s.get("time"))
+import re
+time = re.compile(r"^[0-9]+\.[0-9]{3}$")
+assert time.match(s.get("time")) and time.match(root.get("time")), (s.get("time"), root.get("time"))
 cases = s.findall("testcase")
 for c in cases:
     for k in ("name", "classname", "time"):
         assert k in c.attrib, (k, c.attrib)
-    float(c.get("time"))
+    assert time.match(c.get("time")), c.get("time")
 fails = [c for c in cases if c.find("failure") is not None]
 skips = [c for c in cases if c.find("skipped") is not None]
 got = (len(cases), len(fails), len(skips))
