@@ -37,7 +37,7 @@ std::vector<std::string> metric_list(std::string_view rule, std::string_view lis
     const auto comma = list.find(',');
     const std::string m = trim(list.substr(0, comma));
     try {
-      history_metric(monitor::RunRecord{}, m);
+      metric_in_seconds(m);  // throws InputError for an unknown metric
     } catch (const InputError& e) {
       throw InputError("rule '" + std::string(rule) + "': " + e.what());
     }
@@ -119,7 +119,7 @@ GateRule parse_gate_rule(std::string_view text) {
   r.op = t.substr(op_at, op_at + 1 < t.size() && t[op_at + 1] == '=' ? 2 : 1);
   const std::string value = trim(t.substr(op_at + r.op.size()));
   try {
-    history_metric(monitor::RunRecord{}, metric);
+    metric_in_seconds(metric);  // throws InputError for an unknown metric
   } catch (const InputError& e) {
     throw InputError("rule '" + r.text + "': " + e.what());
   }
@@ -188,11 +188,11 @@ GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const Gate
           c.measured = "median " + metric_text(m, g.current_median) + " vs " +
                        metric_text(m, g.baseline_median) + " (" + pct(g.relative_change) +
                        "), Mann-Whitney p " + num(g.mann_whitney.p_value, 3);
+          if (h.regression->pinned)
+            c.measured += ", baseline up to pinned run " + std::to_string(*h.regression->pinned);
           c.message = m + ": latest " + std::to_string(h.regression->current) + " runs vs " +
-                      std::to_string(h.regression->baseline) + " baseline runs" +
-                      (h.regression->pinned ? " up to pinned run " + std::to_string(*h.regression->pinned)
-                                            : std::string()) +
-                      ": " + c.measured + "; threshold " + c.threshold;
+                      std::to_string(h.regression->baseline) + " baseline runs: " + c.measured +
+                      "; threshold " + c.threshold;
         }
       } else {
         c.name = "no-change-point " + m;

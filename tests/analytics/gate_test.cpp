@@ -269,6 +269,7 @@ TEST(Gate, PinnedBaseline) {
   record(db, "moved", walls(40, 20, 1.25), 5);  // run 6 failed
   const auto before = gate(dir, db, "moved", {"no-regression:wall"});
   EXPECT_EQ(before.exit_code, 0) << before.out << before.err;
+  EXPECT_EQ(before.out.find("pinned"), std::string::npos) << before.out;
 
   EXPECT_EQ(run({kSpyglass, "baseline", "pin", "6", "--db", db}, dir.path()).exit_code, 1);
   EXPECT_EQ(run({kSpyglass, "baseline", "pin", "99", "--db", db}, dir.path()).exit_code, 1);
@@ -278,8 +279,8 @@ TEST(Gate, PinnedBaseline) {
 
   const auto after = gate(dir, db, "moved", {"no-regression:wall"});
   EXPECT_EQ(after.exit_code, kGateFailed) << after.out << after.err;
-  EXPECT_NE(after.out.find("latest 5 runs vs 11 baseline runs up to pinned run 12"), std::string::npos)
-      << after.out;
+  EXPECT_NE(after.out.find("latest 5 runs vs 11 baseline runs: median "), std::string::npos) << after.out;
+  EXPECT_NE(after.out.find(", baseline up to pinned run 12; threshold"), std::string::npos) << after.out;
   const auto an =
       run({kSpyglass, "analyze", "--label", "moved", "--metric", "wall", "--db", db, "--json"}, dir.path());
   ASSERT_EQ(an.exit_code, 0) << an.err;
