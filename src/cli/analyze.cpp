@@ -82,13 +82,8 @@ std::vector<Flag> detect(const Series& s, const DetectOptions& o) {
   return out;
 }
 
-std::string num(double v, int digits = 4) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
-  return buf;
-}
-
-std::string pct(double v) { return (v >= 0 ? "+" : "") + num(100 * v, 3) + "%"; }
+const auto num = [](double v, int digits = 4) { return format_number(v, digits); };
+const auto pct = format_change;
 
 void write_source(JsonWriter& w, const DetectOptions& o) {
   w.key("csv");
@@ -498,32 +493,98 @@ std::string iso_utc(std::int64_t unix_ns) {
   return buf;
 }
 
-bool successful(const monitor::RunRecord& r) {
-  return r.exit_code == 0 && r.kill_reason.empty() && r.error.empty();
-}
-
 // The latest `latest` values against up to `baseline` values before them that are not
-// anomalies; nullopt when there are too few runs for both.
-struct RegressionCheck {
-  an::Regression result;
-  std::size_t current = 0, baseline = 0;
-};
+// anomalies (a pinned run ends the baseline and always counts); nullopt when there are
+// too few runs for both.
 std::optional<RegressionCheck> regression_of(const Series& s, const std::vector<Flag>& flags,
                                              const HistoryAnalyzeOptions& o) {
   const std::size_t n = s.values.size();
+  std::size_t end = n >= o.latest ? n - o.latest : 0;
+  std::optional<std::size_t> pin;
+  if (o.pinned) {
+    const auto it = std::find(s.lines.begin(), s.lines.end(), static_cast<std::size_t>(*o.pinned));
+    if (it == s.lines.end()) {
+      throw InputError("label '" + o.label + "': the pinned baseline run " + std::to_string(*o.pinned) +
+                       " is not among the successful runs read (raise --runs, or spyglass baseline unpin)");
+    }
+    pin = static_cast<std::size_t>(it - s.lines.begin());
+    end = std::min(end, *pin + 1);
+  }
   if (n < o.latest + 3) return std::nullopt;
   std::vector<bool> anomalous(n, false);
   for (const auto& f : flags) anomalous[f.index] = true;
+  if (pin && *pin < end) anomalous[*pin] = false;
   std::vector<double> base;
-  for (std::size_t i = n - o.latest; i-- > 0 && base.size() < o.baseline;) {
+  for (std::size_t i = end; i-- > 0 && base.size() < o.baseline;) {
     if (!anomalous[i]) base.push_back(s.values[i]);
   }
   if (base.size() < 3) return std::nullopt;
   const std::vector<double> cur(s.values.end() - static_cast<std::ptrdiff_t>(o.latest), s.values.end());
-  return RegressionCheck{an::compare(base, cur), cur.size(), base.size()};
+  return RegressionCheck{an::compare(base, cur), cur.size(), base.size(), o.pinned};
+}
+
+const Metric& metric_named(const std::string& name) {
+  for (const auto& m : kMetrics) {
+    if (name == m.name) return m;
+  }
+  std::string all;
+  for (const auto& m : kMetrics) all += (all.empty() ? "" : ", ") + std::string(m.name);
+  throw InputError("no metric '" + name + "' (metrics: " + all + ")");
+}
+
+// The successful runs of `newest_first`, oldest first, as a series without values (its
+// `missing` counts the others); `runs` gets the same runs.
+Series run_series(const std::vector<monitor::RunRecord>& newest_first,
+                  std::vector<const monitor::RunRecord*>& runs) {
+  Series base;
+  for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
+    if (!successful_run(*it)) {
+      ++base.missing;
+      continue;
+    }
+    runs.push_back(&*it);
+    base.stamps.push_back(iso_utc(it->start_unix_ns));
+    base.times.push_back(ns_to_s(it->start_unix_ns));
+    base.lines.push_back(static_cast<std::size_t>(it->id));
+    base.notes.push_back(it->git_commit);
+  }
+  return base;
 }
 
 }  // namespace
+
+bool successful_run(const monitor::RunRecord& r) {
+  return r.exit_code == 0 && r.kill_reason.empty() && r.error.empty();
+}
+
+double history_metric(const monitor::RunRecord& r, const std::string& name) {
+  return metric_named(name).get(r);
+}
+
+bool metric_in_seconds(const std::string& name) { return std::string_view(metric_named(name).unit) == "s"; }
+
+std::string metric_text(const std::string& name, double v) {
+  return metric_in_seconds(name) ? seconds_text(v) : bytes_text(v);
+}
+
+MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
+                         const HistoryAnalyzeOptions& o) {
+  const Metric& m = metric_named(name);
+  DetectOptions d = o.analysis.detect;
+  d.offline = true;
+  check_detect_options(d);
+  std::vector<const monitor::RunRecord*> runs;
+  Series s = run_series(newest_first, runs);
+  MetricCheck out;
+  for (const auto* r : runs) {
+    s.values.push_back(m.get(*r));
+    out.run_ids.push_back(r->id);
+  }
+  if (s.values.size() < 3) return out;
+  out.change_points = an::change_points(s.values);
+  out.regression = regression_of(s, detect(s, d), o);
+  return out;
+}
 
 std::vector<std::string> history_metric_names() {
   std::vector<std::string> out;
@@ -535,12 +596,11 @@ void check_history_options(const HistoryAnalyzeOptions& o) {
   DetectOptions d = o.analysis.detect;
   d.offline = true;
   check_detect_options(d);
-  const auto names = history_metric_names();
   for (const auto& name : o.metrics) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) {
-      std::string all;
-      for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
-      throw InputError("--metric: no metric '" + name + "' (metrics: " + all + ")");
+    try {
+      metric_named(name);
+    } catch (const InputError& e) {
+      throw InputError(std::string("--metric: ") + e.what());
     }
   }
 }
@@ -556,26 +616,12 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
       metrics.push_back(&m);
   }
   std::vector<const monitor::RunRecord*> runs;
-  std::size_t excluded = 0;
-  for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
-    if (successful(*it)) {
-      runs.push_back(&*it);
-    } else {
-      ++excluded;
-    }
-  }
+  const Series base = run_series(newest_first, runs);
+  const std::size_t excluded = base.missing;
   if (runs.size() < 3) {
     throw InputError("label '" + o.label + "': needs at least 3 successful runs to analyse, found " +
                      std::to_string(runs.size()));
   }
-  Series base;
-  for (const auto* r : runs) {
-    base.stamps.push_back(iso_utc(r->start_unix_ns));
-    base.times.push_back(ns_to_s(r->start_unix_ns));
-    base.lines.push_back(static_cast<std::size_t>(r->id));
-    base.notes.push_back(r->git_commit);
-  }
-  base.missing = excluded;
 
   std::string out;
   JsonWriter w(out);
@@ -619,6 +665,12 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
         w.value(reg->current);
         w.key("baseline_runs");
         w.value(reg->baseline);
+        w.key("pinned_run");
+        if (reg->pinned) {
+          w.value(*reg->pinned);
+        } else {
+          w.null();
+        }
         number_members(w, {{"current_median", reg->result.current_median},
                            {"baseline_median", reg->result.baseline_median},
                            {"relative_change", reg->result.relative_change},
@@ -644,9 +696,10 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
       if (reg) {
         const auto& r = reg->result;
         out += "regression: latest " + std::to_string(reg->current) + " runs vs " +
-               std::to_string(reg->baseline) + " before: median " + f(r.baseline_median) + " -> " +
-               f(r.current_median) + " (" + pct(r.relative_change) + "), Mann-Whitney p " +
-               num(r.mann_whitney.p_value, 2) +
+               std::to_string(reg->baseline) +
+               (reg->pinned ? " up to pinned run " + std::to_string(*reg->pinned) : std::string(" before")) +
+               ": median " + f(r.baseline_median) + " -> " + f(r.current_median) + " (" +
+               pct(r.relative_change) + "), Mann-Whitney p " + num(r.mann_whitney.p_value, 2) +
                (r.welch ? ", Welch p " + num(r.welch->p_value, 2) : std::string()) + ": " +
                (r.regressed  ? "REGRESSION"
                 : r.improved ? "improvement"

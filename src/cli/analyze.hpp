@@ -3,6 +3,7 @@
 // forecast of one series, as text or JSON.
 
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "series.hpp"
+#include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/record.hpp"
 
 namespace SPYGLASS_NAMESPACE::cli {
@@ -46,7 +48,42 @@ struct HistoryAnalyzeOptions {
   AnalyzeOptions analysis;           ///< anomaly method, forecast horizon, limit
   std::size_t latest = 5;            ///< runs compared with the baseline
   std::size_t baseline = 20;         ///< successful, non-anomalous runs before them
+  /// The label's pinned baseline run: the baseline ends with it instead of just before
+  /// the latest runs (`spyglass baseline pin`).
+  std::optional<std::int64_t> pinned;
 };
+
+/// The latest runs of one metric against their baseline.
+struct RegressionCheck {
+  analytics::Regression result;           ///< the test and the effect
+  std::size_t current = 0, baseline = 0;  ///< runs in each sample
+  std::optional<std::int64_t> pinned;     ///< the pinned run the baseline ends with
+};
+
+/// One metric over a label's successful runs, oldest first: what `gate` checks.
+struct MetricCheck {
+  std::vector<std::int64_t> run_ids;                  ///< the runs, oldest first
+  std::vector<analytics::ChangePoint> change_points;  ///< significant shifts (index into run_ids)
+  std::optional<RegressionCheck> regression;          ///< nullopt: too few runs for both samples
+};
+
+/// Change points and the regression test of metric `name` over `runs` (newest first),
+/// exactly as `analyze --label` computes them. Throws InputError.
+MetricCheck check_metric(const std::vector<monitor::RunRecord>& runs, const std::string& name,
+                         const HistoryAnalyzeOptions& o);
+
+/// The value of metric `name` (one of history_metric_names()) in `r`: seconds or bytes.
+/// Throws InputError for an unknown name.
+double history_metric(const monitor::RunRecord& r, const std::string& name);
+
+/// Whether metric `name` is in seconds (else bytes).
+bool metric_in_seconds(const std::string& name);
+
+/// A metric's value as text in its unit ("1.25 s", "512.0 MiB").
+std::string metric_text(const std::string& name, double v);
+
+/// Whether a run counts in the analyses: exit 0, not killed by a limit, no error.
+bool successful_run(const monitor::RunRecord& r);
 
 /// The metric names `--metric` takes: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
 /// read_bytes, write_bytes.

@@ -1,4 +1,4 @@
-// The spyglass command: run, history, show, detect, analyze, evaluate.
+// The spyglass command: run, history, show, detect, analyze, evaluate, gate, baseline.
 
 #include <signal.h>
 #include <unistd.h>
@@ -19,11 +19,13 @@
 
 #include "analyze.hpp"
 #include "evaluate.hpp"
+#include "gate.hpp"
 #include "report.hpp"
 #include "spyglass/json.hpp"
 #include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/runner.hpp"
+#include "units.hpp"
 
 namespace {
 
@@ -62,11 +64,16 @@ options:
   --keep-runs N          keep the last N runs per label (default 1000)
   --keep-days DAYS       drop runs older than DAYS
   --quiet                no summary
+  --gate RULE            after recording the run, check RULE as `spyglass gate` does
+                         (repeatable; see spyglass gate --help)
+  --gate-junit FILE, --gate-tap FILE, --gate-markdown FILE
+                         the gate's reports, as gate's --junit, --tap and --markdown
   --help                 this text
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
 126/127 when it could not be started; 125 for a usage error or when spyglass itself failed.
+With --gate, when the command exited 0: 3 when a rule fails.
 )";
 
 constexpr const char* kHistoryUsage = R"(usage: spyglass history [--label L] [--limit N] [--json] [--db PATH]
@@ -121,7 +128,8 @@ options:
   --metric M             --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
                          read_bytes or write_bytes (repeatable; default all)
   --latest K             --label: the latest K runs against the baseline (default 5)
-  --baseline N           --label: successful, non-anomalous runs before them (default 20)
+  --baseline N           --label: successful, non-anomalous runs before them, or up to
+                         the run pinned with `spyglass baseline pin` (default 20)
   --runs N               --label: read the newest N runs (default 1000)
   --db PATH              --label: history database (default ./spyglass-out/history.db)
   --json                 a JSON report on stdout
@@ -147,6 +155,51 @@ options:
 Exit status: 0; 125 for a usage error.
 )";
 
+constexpr const char* kGateUsage =
+    R"(usage: spyglass gate --label L --rule RULE... [--latest K] [--baseline N] [--runs N]
+                     [--recent N] [--junit FILE] [--tap FILE] [--markdown FILE] [--db PATH]
+
+Checks rules on the latest run of a label and on its history, for CI.
+
+rules (--rule, repeatable):
+  METRIC OP VALUE        the latest run's METRIC against VALUE; OP is <, <=, > or >=;
+                         METRIC is wall, cpu_user, cpu_sys (VALUE a duration: 2s, 150ms)
+                         or max_rss, tree_peak_rss, read_bytes, write_bytes (VALUE a size:
+                         512MiB, 64K); e.g. 'wall < 2s', 'max_rss < 512MiB'
+  no-regression[:M,...]  the latest K successful runs are not significantly worse than
+                         the baseline (Mann-Whitney p < 0.01 and median +5% or more), as
+                         `analyze --label` tests it; default: every metric
+  no-change-point[:M,...]
+                         no significant change point starts in the newest --recent runs
+options:
+  --latest K             runs compared with the baseline (default 5)
+  --baseline N           successful, non-anomalous runs before them, or up to the run
+                         pinned with `spyglass baseline pin` (default 20)
+  --runs N               read the newest N runs (default 1000)
+  --recent N             no-change-point: how many of the newest runs count (default 10)
+  --junit FILE           write a JUnit XML report
+  --tap FILE             write a TAP version 14 report
+  --markdown FILE        append a Markdown summary (e.g. "$GITHUB_STEP_SUMMARY")
+  --db PATH              history database (default ./spyglass-out/history.db)
+  --help                 this text
+A rule that cannot be checked yet (too few runs) is skipped, not failed.
+Exit status: 0 when every rule passes; 3 when a rule fails; 1 when the history cannot be
+read, the label has no runs or a report cannot be written; 125 for a usage error (a bad
+rule included).
+)";
+
+constexpr const char* kBaselineUsage = R"(usage: spyglass baseline pin RUN_ID [--db PATH]
+       spyglass baseline unpin --label L [--db PATH]
+       spyglass baseline show [--label L] [--json] [--db PATH]
+
+Pins a successful run as the baseline of its label: `gate` and `analyze --label` then
+compare the latest runs with it and the runs before it, instead of the runs just before
+them. One pin per label; pinning another run of the label replaces it. Retention keeps a
+pinned run.
+Exit status: 0; 1 when the run does not exist or did not succeed, the label has no pin
+to remove, or the database cannot be read or written; 125 for a usage error.
+)";
+
 constexpr const char* kUsage = R"(usage:
   spyglass run [options] -- COMMAND [ARGS...]
   spyglass history [--label L] [--limit N] [--json] [--db PATH]
@@ -155,6 +208,8 @@ constexpr const char* kUsage = R"(usage:
   spyglass analyze --csv FILE --time-column C --value-column V [options]
   spyglass analyze --label L [options]
   spyglass evaluate [options]
+  spyglass gate --label L --rule RULE... [options]
+  spyglass baseline pin RUN_ID | unpin --label L | show [--label L]
   spyglass SUBCOMMAND --help
 
 A usage error exits with 125, whichever the subcommand.
@@ -173,44 +228,23 @@ constexpr double kMaxNs = 9223372036854775808.0;
 constexpr double kMaxBytes = 18446744073709551616.0;
 constexpr double kMaxDays = kMaxNs / 86400e9;  // what RetentionPolicy can express: ~106751 days
 
-// A finite, non-negative number at the start of `s`; `rest` is what follows it.
-std::optional<double> parse_number(std::string_view s, std::string_view& rest) {
-  double v = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (r.ec != std::errc() || !std::isfinite(v) || v < 0) return std::nullopt;
-  rest = std::string_view(r.ptr, static_cast<std::size_t>(s.data() + s.size() - r.ptr));
-  return v;
-}
+using cli::parse_number;
 
 std::chrono::nanoseconds parse_duration(std::string_view opt, std::string_view s) {
-  std::string_view unit;
-  const auto v = parse_number(s, unit);
-  double mult = 0;
-  if (unit.empty() || unit == "s") mult = 1e9;
-  if (unit == "ms") mult = 1e6;
-  if (unit == "us") mult = 1e3;
-  if (unit == "m") mult = 60e9;
-  if (unit == "h") mult = 3600e9;
-  if (!v || mult == 0) throw UsageError{std::string(opt) + ": not a duration: '" + std::string(s) + "'"};
-  const double ns = *v * mult;
+  const auto v = cli::parse_seconds(s);
+  if (!v) throw UsageError{std::string(opt) + ": not a duration: '" + std::string(s) + "'"};
+  const double ns = *v * 1e9;
   if (!(ns < kMaxNs))
     throw UsageError{std::string(opt) + ": out of range: '" + std::string(s) + "' (at most 292 years)"};
   return std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
 }
 
 std::uint64_t parse_size(std::string_view opt, std::string_view s) {
-  std::string_view unit;
-  const auto v = parse_number(s, unit);
-  double mult = 0;
-  if (unit.empty() || unit == "B") mult = 1;
-  if (unit == "K" || unit == "k" || unit == "KiB") mult = 1024.0;
-  if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
-  if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
-  if (!v || mult == 0) throw UsageError{std::string(opt) + ": not a size: '" + std::string(s) + "'"};
-  const double bytes = *v * mult;
-  if (!(bytes < kMaxBytes))
+  const auto bytes = cli::parse_bytes(s);
+  if (!bytes) throw UsageError{std::string(opt) + ": not a size: '" + std::string(s) + "'"};
+  if (!(*bytes < kMaxBytes))
     throw UsageError{std::string(opt) + ": out of range: '" + std::string(s) + "' (at most 16 EiB)"};
-  return static_cast<std::uint64_t>(bytes);
+  return static_cast<std::uint64_t>(*bytes);
 }
 
 std::int64_t parse_int(std::string_view opt, std::string_view s, std::int64_t min) {
@@ -288,6 +322,8 @@ int cmd_run(Args& a) {
   mon::RunOptions o;
   std::string db = kDefaultDb, json_path;
   bool quiet = false, record = true;
+  cli::GateOptions gate;
+  cli::GateOutputs gate_files;
   mon::RetentionPolicy keep;
   keep.keep_last_per_label = 1000;
   while (!a.done()) {
@@ -362,6 +398,18 @@ int cmd_run(Args& a) {
       keep.max_age_days = *n;
     } else if (opt == "--quiet" || opt == "-q") {
       quiet = true;
+    } else if (opt == "--gate") {
+      try {
+        gate.rules.push_back(cli::parse_gate_rule(a.value(opt)));
+      } catch (const cli::InputError& e) {
+        throw UsageError{std::string("--gate: ") + e.what()};
+      }
+    } else if (opt == "--gate-junit") {
+      gate_files.junit = std::string(a.value(opt));
+    } else if (opt == "--gate-tap") {
+      gate_files.tap = std::string(a.value(opt));
+    } else if (opt == "--gate-markdown") {
+      gate_files.markdown = std::string(a.value(opt));
     } else {
       throw UsageError{"run: unknown option " + std::string(opt)};
     }
@@ -369,6 +417,7 @@ int cmd_run(Args& a) {
   o.argv = a.rest();
   if (o.argv.empty()) throw UsageError{"run: no command given (spyglass run [options] -- COMMAND [ARGS...])"};
   if (o.label.empty()) o.label = default_label(o.argv);
+  if (!gate.rules.empty() && !record) throw UsageError{"run: --gate needs the history (no --no-history)"};
 
   // A database that is not ours stops us before the command runs: better than running
   // it and losing the record. Other failures (a full disk) only lose the record.
@@ -427,7 +476,14 @@ int cmd_run(Args& a) {
     }
   }
   if (!quiet) std::fputs(cli::run_summary(r, baseline, res.leftover_pids).c_str(), stderr);
-  return r.exit_code;
+  if (gate.rules.empty() || r.exit_code != 0) return r.exit_code;  // the command's failure first
+  if (!history || r.id == 0) {
+    std::fprintf(stderr, "spyglass: error: the run was not recorded, so the gate cannot be checked\n");
+    return 125;
+  }
+  gate.history.label = r.label;
+  const int g = cli::run_gate(*history, gate, 1000, gate_files, quiet ? nullptr : stderr);
+  return g == 1 ? 125 : g;
 }
 
 int cmd_history(Args& a) {
@@ -632,6 +688,7 @@ int cmd_analyze(Args& a) {
     }
     mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
     const auto list = hist.runs({.label = h.label, .limit = runs});
+    for (const auto& p : hist.pinned_baselines(h.label)) h.pinned = p.run_id;
     if (list.empty()) {
       std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", h.label.c_str(), db.c_str());
       return 1;
@@ -682,6 +739,144 @@ int cmd_evaluate(Args& a) {
   return 0;
 }
 
+int cmd_gate(Args& a) {
+  cli::GateOptions o;
+  cli::GateOutputs files;
+  std::string db = kDefaultDb;
+  std::size_t runs = 1000;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"gate: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kGateUsage, stdout);
+      return 0;
+    }
+    if (opt == "--label") {
+      o.history.label = std::string(a.value(opt));
+    } else if (opt == "--rule") {
+      try {
+        o.rules.push_back(cli::parse_gate_rule(a.value(opt)));
+      } catch (const cli::InputError& e) {
+        throw UsageError{std::string("--rule: ") + e.what()};
+      }
+    } else if (opt == "--latest") {
+      o.history.latest = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--baseline") {
+      o.history.baseline = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else if (opt == "--runs") {
+      runs = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else if (opt == "--recent") {
+      o.recent = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--junit") {
+      files.junit = std::string(a.value(opt));
+    } else if (opt == "--tap") {
+      files.tap = std::string(a.value(opt));
+    } else if (opt == "--markdown") {
+      files.markdown = std::string(a.value(opt));
+    } else if (opt == "--db") {
+      db = std::string(a.value(opt));
+    } else {
+      throw UsageError{"gate: unknown option " + std::string(opt)};
+    }
+  }
+  if (o.history.label.empty()) throw UsageError{"gate: --label L is required"};
+  if (o.rules.empty()) throw UsageError{"gate: at least one --rule is required"};
+  mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
+  return cli::run_gate(hist, o, runs, files, stdout);
+}
+
+int cmd_baseline(Args& a) {
+  std::string db = kDefaultDb, label;
+  bool json = false;
+  std::string action;
+  std::optional<std::int64_t> id;
+  while (!a.done()) {
+    if (!a.is_option()) {
+      const std::string_view v = a.positional();
+      if (action.empty()) {
+        action = std::string(v);
+        if (action != "pin" && action != "unpin" && action != "show")
+          throw UsageError{"baseline: expected pin, unpin or show, got '" + action + "'"};
+      } else if (action == "pin" && !id) {
+        id = parse_int("RUN_ID", v, 1);
+      } else {
+        throw UsageError{"baseline: unexpected argument '" + std::string(v) + "'"};
+      }
+      continue;
+    }
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kBaselineUsage, stdout);
+      return 0;
+    }
+    if (opt == "--db") {
+      db = std::string(a.value(opt));
+    } else if (opt == "--label" && action != "pin") {
+      label = std::string(a.value(opt));
+    } else if (opt == "--json" && action == "show") {
+      json = true;
+    } else {
+      throw UsageError{"baseline: unknown option " + std::string(opt)};
+    }
+  }
+  if (action.empty()) throw UsageError{"baseline: pin, unpin or show is required"};
+  if (action == "pin") {
+    if (!id) throw UsageError{"baseline pin: RUN_ID missing"};
+    mon::History h = mon::History::open(db, {.create = false});
+    const auto r = h.run(*id);
+    if (!r) {
+      std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), db.c_str());
+      return 1;
+    }
+    if (!cli::successful_run(*r)) {
+      std::fprintf(stderr,
+                   "spyglass: run %lld did not succeed (exit %d%s); a baseline must be a successful run\n",
+                   static_cast<long long>(*id), r->exit_code, r->kill_reason.empty() ? "" : ", killed");
+      return 1;
+    }
+    h.pin_baseline(*id);
+    std::printf("run %lld is the baseline of label %s\n", static_cast<long long>(*id), r->label.c_str());
+    return 0;
+  }
+  if (action == "unpin") {
+    if (label.empty()) throw UsageError{"baseline unpin: --label L is required"};
+    mon::History h = mon::History::open(db, {.create = false});
+    if (!h.unpin_baseline(label)) {
+      std::fprintf(stderr, "spyglass: label '%s' has no pinned baseline in %s\n", label.c_str(), db.c_str());
+      return 1;
+    }
+    std::printf("label %s has no pinned baseline any more\n", label.c_str());
+    return 0;
+  }
+  mon::History h = mon::History::open(db, {.create = false, .read_only = true});
+  const auto pins = h.pinned_baselines(label);
+  std::string out;
+  if (json) {
+    spyglass::JsonWriter w(out);
+    w.begin_array();
+    for (const auto& p : pins) {
+      w.begin_object();
+      w.key("label");
+      w.value(p.label);
+      w.key("run_id");
+      w.value(p.run_id);
+      w.key("pinned_unix_ns");
+      w.value(p.pinned_unix_ns);
+      w.end_object();
+    }
+    w.end_array();
+    out += '\n';
+  } else {
+    for (const auto& p : pins) {
+      out += p.label + ": run " + std::to_string(p.run_id) + ", pinned " +
+             cli::format_time(p.pinned_unix_ns) + "\n";
+    }
+    if (pins.empty()) out = "no pinned baseline\n";
+  }
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -706,6 +901,8 @@ int main(int argc, char** argv) {
     if (cmd == "detect") return cmd_detect(a);
     if (cmd == "analyze") return cmd_analyze(a);
     if (cmd == "evaluate") return cmd_evaluate(a);
+    if (cmd == "gate") return cmd_gate(a);
+    if (cmd == "baseline") return cmd_baseline(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return kUsageError;
   } catch (const UsageError& e) {

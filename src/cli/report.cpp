@@ -58,6 +58,16 @@ std::string format_seconds(double s) {
   return fmt("%.1f min", s / 60);
 }
 
+std::string format_number(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
+
+std::string format_change(double fraction) {
+  return (fraction >= 0 ? "+" : "") + format_number(100 * fraction, 3) + "%";
+}
+
 std::string format_time(std::int64_t unix_ns) {
   const std::time_t t = static_cast<std::time_t>(unix_ns / 1000000000);
   std::tm tm{};

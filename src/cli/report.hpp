@@ -14,6 +14,10 @@ namespace SPYGLASS_NAMESPACE::cli {
 std::string format_bytes(std::uint64_t bytes);
 std::string format_seconds(double seconds);
 std::string format_time(std::int64_t unix_ns);
+/// `v` with `digits` significant digits (printf %g).
+std::string format_number(double v, int digits = 4);
+/// A fraction as a signed percentage: 0.25 -> "+25%".
+std::string format_change(double fraction);
 
 /// The lines printed after a run: totals, descendants left running (`leftover_pids`), and
 /// the comparison with `baseline`.

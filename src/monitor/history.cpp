@@ -69,6 +69,13 @@ CREATE INDEX alerts_run ON alerts(run_id);
 ALTER TABLE runs ADD COLUMN leftover_processes INTEGER;
 ALTER TABLE runs ADD COLUMN leftovers_killed INTEGER;
 )sql",
+    // 3 -> 4: a baseline run pinned per label.
+    R"sql(
+CREATE TABLE baselines(
+  label TEXT PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  pinned_unix_ns INTEGER NOT NULL);
+)sql",
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
 
@@ -565,6 +572,60 @@ std::vector<RunRecord> History::baseline(const std::string& label, std::int64_t 
       false);
 }
 
+std::optional<PinnedBaseline> History::pin_baseline(std::int64_t run_id) {
+  Impl& h = *impl_;
+  h.check_writable();
+  if (h.version < 4) {
+    throw HistoryError(HistoryErrorKind::io, "history database " + h.path + ": schema version " +
+                                                 std::to_string(h.version) + " has no pinned baselines");
+  }
+  Impl::Tx tx(h);
+  const auto r = run(run_id);
+  if (!r) return std::nullopt;
+  PinnedBaseline p{r->label, run_id,
+                   std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count()};
+  Stmt s(h.db, "INSERT OR REPLACE INTO baselines(label, run_id, pinned_unix_ns) VALUES (?, ?, ?)");
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "pin baseline");
+  s.bind(1, p.label);
+  s.bind(2, p.run_id);
+  s.bind(3, p.pinned_unix_ns);
+  const int rc = sqlite3_step(s.get());
+  if (rc != SQLITE_DONE) h.fail(rc, "pin baseline");
+  tx.commit();
+  return p;
+}
+
+bool History::unpin_baseline(const std::string& label) {
+  Impl& h = *impl_;
+  h.check_writable();
+  if (h.version < 4) return false;
+  Impl::Tx tx(h);
+  Stmt s(h.db, "DELETE FROM baselines WHERE label = ?");
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "unpin baseline");
+  s.bind(1, label);
+  const int rc = sqlite3_step(s.get());
+  if (rc != SQLITE_DONE) h.fail(rc, "unpin baseline");
+  const bool removed = sqlite3_changes(h.db) > 0;
+  tx.commit();
+  return removed;
+}
+
+std::vector<PinnedBaseline> History::pinned_baselines(const std::string& label) {
+  Impl& h = *impl_;
+  if (h.empty || h.version < 4) return {};
+  Stmt s(h.db, label.empty() ? "SELECT label, run_id, pinned_unix_ns FROM baselines ORDER BY label"
+                             : "SELECT label, run_id, pinned_unix_ns FROM baselines WHERE label = ?");
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query baselines");
+  if (!label.empty()) s.bind(1, label);
+  std::vector<PinnedBaseline> out;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) out.push_back({s.text(0), s.i64(1), s.i64(2)});
+  if (rc != SQLITE_DONE) h.fail(rc, "query baselines");
+  return out;
+}
+
 std::vector<Sample> History::samples(std::int64_t run_id) {
   Impl& h = *impl_;
   if (h.empty) return {};
@@ -658,7 +719,8 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
     const std::string drop =
         std::string(ranked) +
         "DELETE FROM runs WHERE id IN (SELECT id FROM ranked WHERE (?1 >= 0 AND rk > ?1) OR "
-        "(?2 >= 0 AND start_unix_ns < ?3 - ?2))";
+        "(?2 >= 0 AND start_unix_ns < ?3 - ?2))" +
+        std::string(h.version >= 4 ? " AND id NOT IN (SELECT run_id FROM baselines)" : "");
     Stmt s(h.db, drop.c_str());
     if (!s.ok()) h.fail(sqlite3_errcode(h.db), "drop runs");
     s.bind(1, keep);

@@ -189,15 +189,16 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
                                      "ORDER BY name);"
                                      "SELECT group_concat(name, ',') FROM pragma_table_info('runs');"
                                      "SELECT group_concat(name, ',') FROM pragma_table_info('samples');"
-                                     "SELECT group_concat(name, ',') FROM pragma_table_info('alerts');"});
+                                     "SELECT group_concat(name, ',') FROM pragma_table_info('alerts');"
+                                     "SELECT group_concat(name, ',') FROM pragma_table_info('baselines');"});
   ASSERT_EQ(q.exit_code, 0) << q.err;
   // The schema documented in history.hpp, column by column.
   EXPECT_EQ(
       q.out,
-      "3\n"
+      "4\n"
       "1397774668\n"  // 0x5350594c
       "wal\n"
-      "alerts,runs,samples,spyglass_meta\n"
+      "alerts,baselines,runs,samples,spyglass_meta\n"
       "alerts_label_created,alerts_run,runs_label_start,runs_start\n"
       "id,label,command,args,cwd,host,git_commit,start_unix_ns,end_unix_ns,duration_ns,exit_code,signal,"
       "kill_reason,error,user_cpu_ns,sys_cpu_ns,max_rss_bytes,peak_tree_rss_bytes,read_bytes,write_bytes,"
@@ -205,7 +206,8 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
       "stderr_tail,leftover_processes,leftovers_killed\n"
       "run_id,t_ns,processes,threads,fds,cpu_user_ns,cpu_sys_ns,cpu_user_pct,cpu_sys_pct,rss_bytes,"
       "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
-      "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n");
+      "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n"
+      "label,run_id,pinned_unix_ns\n");
   // The values mean what the documentation says.
   const auto runs = spyglass_test::run(
       {"sqlite3", db,

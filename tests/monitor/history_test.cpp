@@ -217,7 +217,7 @@ TEST(History, MigratesForwardKeepingData) {
   EXPECT_EQ(tables.out, "");
   {
     auto h = mon::History::open(db);
-    EXPECT_EQ(h.schema_version(), 3);
+    EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
     const auto runs = h.runs({});
     ASSERT_EQ(runs.size(), 1u);
     EXPECT_EQ(h.samples(runs[0].id).size(), 3u);
@@ -231,9 +231,46 @@ TEST(History, MigratesForwardKeepingData) {
     EXPECT_EQ(back->leftover_processes, 2u);
     EXPECT_TRUE(back->leftovers_killed);
   }
-  tables = spyglass_test::run(
-      {"sqlite3", db, "SELECT name FROM sqlite_master WHERE name='alerts'; PRAGMA user_version;"});
-  EXPECT_EQ(tables.out, "alerts\n3\n");
+  tables = spyglass_test::run({"sqlite3", db,
+                               "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'baselines') ORDER "
+                               "BY name; PRAGMA user_version;"});
+  EXPECT_EQ(tables.out, "alerts\nbaselines\n4\n");
+}
+
+TEST(History, PinsOneBaselinePerLabel) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  {
+    auto h = mon::History::open(db, {.schema_version = 3});
+    auto r = make_run("a", 1);
+    h.insert(r, {}, 0);
+  }
+  // An older schema read as it is has no pins; a writer migrates it.
+  EXPECT_TRUE(mon::History::open(db, {.create = false, .read_only = true}).pinned_baselines().empty());
+  auto h = mon::History::open(db);
+  std::vector<std::int64_t> ids;
+  for (const char* label : {"a", "b"}) {
+    auto r = make_run(label, 2);
+    ids.push_back(h.insert(r, {}, 0));
+  }
+  EXPECT_FALSE(h.pin_baseline(999).has_value());
+  const auto p = h.pin_baseline(1);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->label, "a");
+  ASSERT_TRUE(h.pin_baseline(ids[0]).has_value());  // replaces the pin of "a"
+  ASSERT_TRUE(h.pin_baseline(ids[1]).has_value());
+  const auto pins = h.pinned_baselines();
+  ASSERT_EQ(pins.size(), 2u);
+  EXPECT_EQ(pins[0].label, "a");
+  EXPECT_EQ(pins[0].run_id, ids[0]);
+  EXPECT_EQ(pins[1].run_id, ids[1]);
+  EXPECT_EQ(h.pinned_baselines("b").size(), 1u);
+  EXPECT_THROW(mon::History::open(db, {.read_only = true}).pin_baseline(1), mon::HistoryError);
+  EXPECT_TRUE(h.unpin_baseline("a"));
+  EXPECT_FALSE(h.unpin_baseline("a"));
+  EXPECT_TRUE(h.pinned_baselines("a").empty());
+  const auto q = spyglass_test::run({"sqlite3", db, "SELECT label, run_id FROM baselines;"});
+  EXPECT_EQ(q.out, "b|" + std::to_string(ids[1]) + "\n");
 }
 
 TEST(History, ConcurrentWritersLoseNothing) {

@@ -1,7 +1,7 @@
 #pragma once
 /// The run history: an SQLite database of runs, their samples and (for analytics) alerts.
 ///
-/// Schema (user_version 3, application_id 0x5350594c "SPYL"), all times in ns:
+/// Schema (user_version 4, application_id 0x5350594c "SPYL"), all times in ns:
 ///   runs(id INTEGER PRIMARY KEY, label, command, args (JSON array), cwd, host, git_commit,
 ///        start_unix_ns, end_unix_ns, duration_ns, exit_code, signal, kill_reason, error,
 ///        user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes,
@@ -14,6 +14,8 @@
 ///        vol_ctx, invol_ctx, minflt, majflt; PRIMARY KEY (run_id, t_ns))
 ///   alerts(id INTEGER PRIMARY KEY, run_id -> runs.id ON DELETE CASCADE, label,
 ///        created_unix_ns, kind, metric, severity, value, baseline, message)   [since v2]
+///   baselines(label PRIMARY KEY, run_id -> runs.id ON DELETE CASCADE, pinned_unix_ns)
+///        [since v4]
 ///   spyglass_meta(key PRIMARY KEY, value)
 /// Indexes: runs(label, start_unix_ns), runs(start_unix_ns), alerts(label, created_unix_ns),
 /// alerts(run_id).
@@ -74,6 +76,13 @@ struct RetentionResult {
   std::uint64_t samples_deleted = 0;
 };
 
+/// A run pinned as the baseline of its label.
+struct PinnedBaseline {
+  std::string label;                ///< the run's label
+  std::int64_t run_id = 0;          ///< the pinned run
+  std::int64_t pinned_unix_ns = 0;  ///< when it was pinned
+};
+
 /// A connection to a history database.
 ///
 /// Not thread-safe: use one History per thread. Any number of processes may use the same
@@ -82,7 +91,7 @@ struct RetentionResult {
 class SPYGLASS_API History {
  public:
   /// The schema this build writes.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   /// The oldest schema a read-only open reads as it is (runs and samples are unchanged
   /// since version 1).
   static constexpr int kMinReadableSchemaVersion = 1;
@@ -127,7 +136,15 @@ class SPYGLASS_API History {
   /// limit kill, newest first: the baseline a run is compared with.
   std::vector<RunRecord> baseline(const std::string& label, std::int64_t before_id, std::size_t limit);
 
-  /// Thins and deletes according to `p`. Throws HistoryError.
+  /// Pins run `run_id` as the baseline of its label, replacing that label's earlier pin;
+  /// nullopt when there is no such run. Retention keeps a pinned run. Throws HistoryError.
+  std::optional<PinnedBaseline> pin_baseline(std::int64_t run_id);
+  /// Removes the pin of `label`; false when it had none.
+  bool unpin_baseline(const std::string& label);
+  /// The pins, by label; only that of `label` when it is not empty.
+  std::vector<PinnedBaseline> pinned_baselines(const std::string& label = {});
+
+  /// Thins and deletes according to `p` (never a pinned run). Throws HistoryError.
   RetentionResult apply_retention(const RetentionPolicy& p);
 
  private:
