@@ -134,10 +134,12 @@ SPYGLASS_API void emit_fn(std::string_view name, std::uint64_t start_tick, std::
                           Status status = Status::ok) noexcept;
 
 /// Records a database query the caller timed. `sql` is redacted (literals become `?`)
-/// and interned; `system` is the database system ("postgresql", "sqlite", ...).
+/// and interned; `system` is the database system ("postgresql", "sqlite", ...). With
+/// `redact` false the text is interned as it is, for connections whose owner turned
+/// redaction off (it is still repaired and capped, see intern.hpp).
 SPYGLASS_API void emit_db(std::string_view sql, std::uint64_t start_tick, std::uint64_t end_tick,
-                          std::uint64_t rows = 0, Status status = Status::ok,
-                          std::string_view system = {}) noexcept;
+                          std::uint64_t rows = 0, Status status = Status::ok, std::string_view system = {},
+                          bool redact = true) noexcept;
 
 /// Records a served request the caller timed. A status >= 500 marks it as an error.
 /// Routes excluded by the Session options are not recorded.

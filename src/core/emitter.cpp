@@ -122,11 +122,11 @@ void emit_fn(std::string_view name, std::uint64_t start_tick, std::uint64_t end_
 }
 
 void emit_db(std::string_view sql, std::uint64_t start_tick, std::uint64_t end_tick, std::uint64_t rows,
-             Status status, std::string_view system) noexcept {
+             Status status, std::string_view system, bool redact) noexcept {
   if (!detail::active()) return;
   Event e;
   e.kind = EventKind::db;
-  e.name = intern_sql(sql);
+  e.name = redact ? intern_sql(sql) : intern(sql);
   e.detail = system.empty() ? "" : intern(system);
   e.rows = rows;
   e.status = status;
