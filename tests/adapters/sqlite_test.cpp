@@ -6,12 +6,11 @@
 #include <string>
 #include <vector>
 
-#include "../support/collecting_exporter.hpp"
 #include "spyglass/adapters/sqlite.hpp"
 #include "spyglass/spyglass.hpp"
+#include "support.hpp"
 
 namespace sg = spyglass;
-using sg::test::CollectingExporter;
 
 namespace {
 
@@ -26,21 +25,10 @@ struct Db {
   }
 };
 
-std::vector<sg::Event> record(const std::function<void()>& body) {
-  auto sink = std::make_shared<CollectingExporter>();
-  {
-    sg::Session session({}, {sink});
-    body();
-    EXPECT_TRUE(session.collector().flush());
-  }
-  return sink->events();
-}
+std::vector<sg::Event> record(const std::function<void()>& body) { return sg::test::record({}, body); }
 
 std::vector<sg::Event> db_events(const std::vector<sg::Event>& events) {
-  std::vector<sg::Event> out;
-  for (const auto& e : events)
-    if (e.kind == sg::EventKind::db) out.push_back(e);
-  return out;
+  return sg::test::of_kind(events, sg::EventKind::db);
 }
 
 const sg::Event* named(const std::vector<sg::Event>& events, std::string_view name) {
