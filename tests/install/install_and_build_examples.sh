@@ -81,6 +81,7 @@ cmake -S "$src/tests/install/package_consumer" -B "$work/consumer" -G Ninja -DCM
 grep 'spyglass::' "$work/consumer.log"
 cmake --build "$work/consumer" -j2 >/dev/null
 "$work/consumer/consumer"
+"$work/consumer/adapters_consumer"
 if [ "$type" = SHARED_LIBRARY ]; then
   ldd "$work/consumer/consumer" | grep -q "libspyglass_core.so.$soversion => $libdir/"
 fi

@@ -29,7 +29,9 @@ namespace SPYGLASS_NAMESPACE::sqlite {
 /// How a connection is instrumented.
 struct Options {
   /// Replace literals in the recorded SQL by `?`. Turn off only for connections whose
-  /// statements carry no sensitive values: the text then reaches every exporter as is.
+  /// statements carry no sensitive values and few distinct texts: the text then reaches
+  /// every exporter as is, and each distinct one takes an entry of the name table
+  /// (InternLimits::max_names; beyond it, statements share the overflow name).
   bool redact = true;
 };
 
