@@ -47,6 +47,11 @@ SPYGLASS_API int fetch_uncaught_exceptions() noexcept;
 SPYGLASS_API void register_thread() noexcept;
 SPYGLASS_API bool collector_enqueue(Collector* c, const Event& e) noexcept;
 SPYGLASS_API bool route_excluded(std::string_view route) noexcept;
+/// Records an operation the caller timed, as a child of the calling thread's current
+/// span (not made current): sets the ids, thread and flags of `e`, whose kind, names and
+/// values are set, and submits it. For the emit_* functions and adapters that intern
+/// their names once. A no-op without a Session.
+SPYGLASS_API void emit_measured(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) noexcept;
 
 /// The calling thread's OS id, cached.
 inline std::uint32_t thread_id() noexcept {

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -12,6 +13,7 @@
 
 #include "spyglass/clock.hpp"
 #include "spyglass/emitter.hpp"
+#include "spyglass/intern.hpp"
 #include "spyglass/log.hpp"
 
 namespace SPYGLASS_NAMESPACE::sqlite {
@@ -51,10 +53,25 @@ std::unordered_map<sqlite3*, std::unique_ptr<State>>& registry() {
   return *r;
 }
 
+// Bumped whenever a connection is instrumented, stopped or closed: a thread's cached
+// lookup is used only while it is unchanged, so step() takes no lock on the common path.
+std::atomic<std::uint64_t> g_generation{1};
+struct CachedLookup {
+  sqlite3* db = nullptr;
+  State* state = nullptr;
+  std::uint64_t generation = 0;
+};
+thread_local CachedLookup tl_lookup;
+
 State* find(sqlite3* db) noexcept {
+  CachedLookup& c = tl_lookup;
+  const std::uint64_t gen = g_generation.load(std::memory_order_acquire);
+  if (c.db == db && c.generation == gen) return c.state;
   std::lock_guard lock(g_mutex);
   auto it = registry().find(db);
-  return it == registry().end() ? nullptr : it->second.get();
+  State* st = it == registry().end() ? nullptr : it->second.get();
+  c = {db, st, g_generation.load(std::memory_order_relaxed)};
+  return st;
 }
 
 void record(const State& st, std::string_view sql, std::uint64_t start, std::uint64_t end, std::uint64_t rows,
@@ -64,7 +81,16 @@ void record(const State& st, std::string_view sql, std::uint64_t start, std::uin
   while (!sql.empty() && (sql.back() == ';' || sql.back() == ' ' || sql.back() == '\n' ||
                           sql.back() == '\t' || sql.back() == '\r'))
     sql.remove_suffix(1);
-  emit_db(sql, start, end, rows, status, kSystem, st.options.redact);
+  if (!detail::active()) return;
+  // emit_db() would intern the system name on every call.
+  static const char* const system = intern(kSystem);
+  Event e;
+  e.kind = EventKind::db;
+  e.name = st.options.redact ? intern_sql(sql) : intern(sql);
+  e.detail = system;
+  e.rows = rows;
+  e.status = status;
+  detail::emit_measured(e, start, end);
 }
 
 // Emits the statement held back by a wrapper, with the outcome it now knows.
@@ -112,7 +138,9 @@ int on_trace(unsigned type, void* ctx, void* p, void* /*x*/) noexcept {
       for (const Running& r : st.running)
         if (r.stmt == stmt) return 0;
       try {
-        st.running.push_back(Running{stmt, clock::now(), 0, sqlite3_total_changes64(st.db)});
+        // sqlite3_total_changes64() takes the connection's mutex: only writers need it.
+        const std::int64_t changes = sqlite3_stmt_readonly(stmt) != 0 ? 0 : sqlite3_total_changes64(st.db);
+        st.running.push_back(Running{stmt, clock::now(), 0, changes});
       } catch (...) {
       }
       return 0;
@@ -125,6 +153,7 @@ int on_trace(unsigned type, void* ctx, void* p, void* /*x*/) noexcept {
     case SQLITE_TRACE_CLOSE: {
       std::lock_guard lock(g_mutex);
       registry().erase(static_cast<sqlite3*>(p));  // frees `st`
+      g_generation.fetch_add(1, std::memory_order_release);
       return 0;
     }
     default: return 0;
@@ -142,6 +171,7 @@ bool instrument(sqlite3* db, Options options) noexcept {
     return false;
   }
   std::lock_guard lock(g_mutex);
+  g_generation.fetch_add(1, std::memory_order_release);
   try {
     auto& slot = registry()[db];
     if (slot) {
@@ -172,6 +202,7 @@ void stop(sqlite3* db) noexcept {
   if (it == registry().end()) return;
   sqlite3_trace_v2(db, 0, nullptr, nullptr);
   registry().erase(it);
+  g_generation.fetch_add(1, std::memory_order_release);
 }
 
 bool instrumented(sqlite3* db) noexcept { return find(db) != nullptr; }
