@@ -11,8 +11,10 @@
 #include <spyglass/adapters/curl.hpp>
 #endif
 #include <cstdio>
+#include <spyglass/spyglass.hpp>
 
 int main() {
+  const spyglass::Session session;
 #if SPYGLASS_HAS_SQLITE
   sqlite3* db = nullptr;
   if (sqlite3_open(":memory:", &db) != SQLITE_OK || !spyglass::sqlite::instrument(db)) return 1;
