@@ -66,3 +66,15 @@ function(spyglass_add_test name)
                              "endforeach()\n")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${_labels_file})
 endfunction()
+
+# An adapter component (adapters/<name>/): its include/ directory, the core, and the
+# library it adapts, public when its header exposes that library's types.
+# Usage: spyglass_add_adapter(<name> SOURCES ... [PUBLIC_LIBS ...] [PRIVATE_LIBS ...])
+function(spyglass_add_adapter name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_LIBS;PRIVATE_LIBS" ${ARGN})
+  spyglass_add_component(${name} SOURCES ${ARG_SOURCES})
+  target_include_directories(spyglass_${name} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:include>)
+  target_link_libraries(spyglass_${name} PUBLIC spyglass::core ${ARG_PUBLIC_LIBS} PRIVATE ${ARG_PRIVATE_LIBS})
+endfunction()

@@ -12,10 +12,12 @@ foreach(_comp IN LISTS _components)
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
           RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   install(EXPORT spyglass_${_comp}Targets NAMESPACE spyglass:: DESTINATION ${_cfgdir})
-  if(EXISTS ${PROJECT_SOURCE_DIR}/exporters/${_comp}/include/spyglass)
-    install(DIRECTORY ${PROJECT_SOURCE_DIR}/exporters/${_comp}/include/spyglass
-            DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-  endif()
+  foreach(_kind IN ITEMS exporters adapters)
+    if(EXISTS ${PROJECT_SOURCE_DIR}/${_kind}/${_comp}/include/spyglass)
+      install(DIRECTORY ${PROJECT_SOURCE_DIR}/${_kind}/${_comp}/include/spyglass
+              DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+    endif()
+  endforeach()
 endforeach()
 if(TARGET spyglass)
   install(TARGETS spyglass RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
@@ -30,6 +32,9 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/spyglassConfig.cmake.i
                               INSTALL_DESTINATION ${_cfgdir})
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/spyglassConfigVersion.cmake
                                  COMPATIBILITY SameMinorVersion)
+if("httplib" IN_LIST _components)
+  install(FILES ${PROJECT_SOURCE_DIR}/cmake/FindCppHttplib.cmake DESTINATION ${_cfgdir})
+endif()
 install(FILES ${PROJECT_BINARY_DIR}/spyglassConfig.cmake
               ${PROJECT_BINARY_DIR}/spyglassConfigVersion.cmake
         DESTINATION ${_cfgdir})

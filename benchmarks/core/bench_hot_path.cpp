@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/discard_exporter.hpp"
 #include "spyglass/spyglass.hpp"
 #if defined(SPYGLASS_BENCH_JSONL)
 #include "spyglass/exporters/jsonl.hpp"
@@ -41,14 +42,7 @@ namespace {
 // side and the collector's own work are measured. Its transit holds 64k events, as the
 // floor's queue does, so that a tight loop's events are accepted, not dropped (the
 // "dropped" counter shows how many were): the accepted path is the one to measure.
-class DiscardExporter : public sg::Exporter {
- public:
-  bool export_batch(std::span<const sg::Event> events) override {
-    benchmark::DoNotOptimize(events.data());
-    return true;
-  }
-  std::string_view name() const override { return "discard"; }
-};
+using spyglass::bench::DiscardExporter;
 
 sg::Session& session() {
   static sg::Session* s = [] {

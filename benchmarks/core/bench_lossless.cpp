@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/discard_exporter.hpp"
 #include "spyglass/exporters/jsonl.hpp"
 #include "spyglass/spyglass.hpp"
 #include "thread_cpu.hpp"
@@ -43,14 +44,7 @@ namespace {
 constexpr std::chrono::milliseconds kRunTime{2000};
 constexpr std::chrono::nanoseconds kPeriod{1'000'000};
 
-class DiscardExporter : public sg::Exporter {
- public:
-  bool export_batch(std::span<const sg::Event> events) override {
-    benchmark::DoNotOptimize(events.data());
-    return true;
-  }
-  std::string_view name() const override { return "discard"; }
-};
+using spyglass::bench::DiscardExporter;
 
 struct ProducerResult {
   std::uint64_t events = 0;

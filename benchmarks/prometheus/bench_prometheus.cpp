@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/discard_exporter.hpp"
 #include "spyglass/exporters/prometheus.hpp"
 #include "spyglass/spyglass.hpp"
 
@@ -171,14 +172,7 @@ void bench_collect(benchmark::State& state) {
 }
 BENCHMARK(bench_collect)->Unit(benchmark::kMillisecond);
 
-class DiscardExporter : public sg::Exporter {
- public:
-  bool export_batch(std::span<const sg::Event> events) override {
-    benchmark::DoNotOptimize(events.data());
-    return true;
-  }
-  std::string_view name() const override { return "discard"; }
-};
+using spyglass::bench::DiscardExporter;
 
 /// The application's side: one SPYGLASS_SCOPE per iteration, with either exporter
 /// attached to the session. The exporter runs on the collector's worker thread, so the

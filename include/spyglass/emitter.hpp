@@ -47,6 +47,11 @@ SPYGLASS_API int fetch_uncaught_exceptions() noexcept;
 SPYGLASS_API void register_thread() noexcept;
 SPYGLASS_API bool collector_enqueue(Collector* c, const Event& e) noexcept;
 SPYGLASS_API bool route_excluded(std::string_view route) noexcept;
+/// Records an operation the caller timed, as a child of the calling thread's current
+/// span (not made current): sets the ids, thread and flags of `e`, whose kind, names and
+/// values are set, and submits it. For the emit_* functions and adapters that intern
+/// their names once. A no-op without a Session.
+SPYGLASS_API void emit_measured(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) noexcept;
 
 /// The calling thread's OS id, cached.
 inline std::uint32_t thread_id() noexcept {
@@ -134,10 +139,12 @@ SPYGLASS_API void emit_fn(std::string_view name, std::uint64_t start_tick, std::
                           Status status = Status::ok) noexcept;
 
 /// Records a database query the caller timed. `sql` is redacted (literals become `?`)
-/// and interned; `system` is the database system ("postgresql", "sqlite", ...).
+/// and interned; `system` is the database system ("postgresql", "sqlite", ...). With
+/// `redact` false the text is interned as it is, for connections whose owner turned
+/// redaction off (it is still repaired and capped, see intern.hpp).
 SPYGLASS_API void emit_db(std::string_view sql, std::uint64_t start_tick, std::uint64_t end_tick,
-                          std::uint64_t rows = 0, Status status = Status::ok,
-                          std::string_view system = {}) noexcept;
+                          std::uint64_t rows = 0, Status status = Status::ok, std::string_view system = {},
+                          bool redact = true) noexcept;
 
 /// Records a served request the caller timed. A status >= 500 marks it as an error.
 /// Routes excluded by the Session options are not recorded.

@@ -96,8 +96,7 @@ void set_record_unsampled(bool record) noexcept {
   detail::g_record_unsampled.store(record, std::memory_order_relaxed);
 }
 
-namespace {
-// Opens and closes a span for an operation the caller timed, and submits its event.
+namespace detail {
 void emit_measured(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) noexcept {
   if (!detail::active()) return;
   Context span = detail::tl_state.context;  // a child of the current span; not made current
@@ -109,7 +108,7 @@ void emit_measured(Event& e, std::uint64_t start_tick, std::uint64_t end_tick) n
   e.thread_id = detail::thread_id();
   detail::finish(e, span, start_tick, end_tick);
 }
-}  // namespace
+}  // namespace detail
 
 void emit_fn(std::string_view name, std::uint64_t start_tick, std::uint64_t end_tick,
              Status status) noexcept {
@@ -118,19 +117,19 @@ void emit_fn(std::string_view name, std::uint64_t start_tick, std::uint64_t end_
   e.kind = EventKind::function;
   e.name = intern(name);
   e.status = status;
-  emit_measured(e, start_tick, end_tick);
+  detail::emit_measured(e, start_tick, end_tick);
 }
 
 void emit_db(std::string_view sql, std::uint64_t start_tick, std::uint64_t end_tick, std::uint64_t rows,
-             Status status, std::string_view system) noexcept {
+             Status status, std::string_view system, bool redact) noexcept {
   if (!detail::active()) return;
   Event e;
   e.kind = EventKind::db;
-  e.name = intern_sql(sql);
+  e.name = redact ? intern_sql(sql) : intern(sql);
   e.detail = system.empty() ? "" : intern(system);
   e.rows = rows;
   e.status = status;
-  emit_measured(e, start_tick, end_tick);
+  detail::emit_measured(e, start_tick, end_tick);
 }
 
 void emit_req(std::string_view route, std::uint64_t start_tick, std::uint64_t end_tick,
@@ -145,7 +144,7 @@ void emit_req(std::string_view route, std::uint64_t start_tick, std::uint64_t en
   e.status = http_status >= 500 ? Status::error : Status::ok;
   e.bytes_in = bytes_in;
   e.bytes_out = bytes_out;
-  emit_measured(e, start_tick, end_tick);
+  detail::emit_measured(e, start_tick, end_tick);
 }
 
 RequestScope::RequestScope(std::string_view route, std::string_view traceparent,

@@ -1,0 +1,33 @@
+// Links the adapter components the package provides and calls each once.
+#if SPYGLASS_HAS_SQLITE
+#include <sqlite3.h>
+
+#include <spyglass/adapters/sqlite.hpp>
+#endif
+#if SPYGLASS_HAS_HTTPLIB
+#include <spyglass/adapters/httplib.hpp>
+#endif
+#if SPYGLASS_HAS_CURL
+#include <spyglass/adapters/curl.hpp>
+#endif
+#include <cstdio>
+#include <spyglass/spyglass.hpp>
+
+int main() {
+  const spyglass::Session session;
+#if SPYGLASS_HAS_SQLITE
+  sqlite3* db = nullptr;
+  if (sqlite3_open(":memory:", &db) != SQLITE_OK || !spyglass::sqlite::instrument(db)) return 1;
+  if (spyglass::sqlite::exec(db, "SELECT 1") != SQLITE_OK) return 1;
+  sqlite3_close(db);
+#endif
+#if SPYGLASS_HAS_HTTPLIB
+  httplib::Server server;
+  spyglass::httplib::Middleware(server).Get("/", [](const httplib::Request&, httplib::Response&) {});
+#endif
+#if SPYGLASS_HAS_CURL
+  if (spyglass::curl::perform(nullptr, "none") != CURLE_BAD_FUNCTION_ARGUMENT) return 1;
+#endif
+  std::puts("adapters consumer ok");
+  return 0;
+}
