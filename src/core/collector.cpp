@@ -14,6 +14,7 @@
 #include <concurrentqueue/concurrentqueue.h>
 #include <algorithm>
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -160,18 +161,34 @@ struct Engine {
     dispatched.fetch_add(n, std::memory_order_release);
   }
 
-  // Drains the transit: at most one transit's worth unless `all`. Returns the count.
+  // Dequeues and dispatches up to `limit` events, fewer when the transit runs empty.
+  // Returns the count.
   std::size_t drain(moodycamel::ConsumerToken& ctok, std::vector<Event>& buf, std::vector<Event>& sampled,
-                    bool all) {
+                    std::size_t limit) {
     std::size_t total = 0;
-    for (;;) {
-      const std::size_t n = transit.try_dequeue_bulk(ctok, buf.data(), buf.size());
+    while (total < limit) {
+      const std::size_t n = transit.try_dequeue_bulk(ctok, buf.data(), std::min(buf.size(), limit - total));
       if (n == 0) break;
       dispatch(buf.data(), n, sampled);
       total += n;
-      if (total >= options.transit_capacity && !all) break;
     }
     return total;
+  }
+
+  // How many events a flush dequeues (unless the transit runs empty first) to have taken
+  // every event enqueued before it, while producers keep enqueueing: "until empty" would
+  // never end when they outpace the collector. Those events are at most the `held` the
+  // transit holds now. The consumer serves the producers in turns of up to one bulk each,
+  // so a producer's oldest event may wait behind other producers' newer ones; after
+  // P * (held + bulk) events every producer has had enough turns. P counts the attached
+  // threads and one more for producers of threads that exited with events in transit.
+  std::size_t flush_limit(std::size_t bulk) {
+    std::size_t producers = 1;
+    {
+      std::lock_guard<std::mutex> lock(slots_mutex);
+      producers += slots.size();
+    }
+    return producers * (transit.size_approx() + bulk);
   }
 
   std::vector<std::shared_ptr<Stage>> stage_list() {
@@ -189,14 +206,18 @@ struct Engine {
       const bool stopping = stop.load(std::memory_order_acquire);
       const std::uint64_t flush_seq = flush_req.load(std::memory_order_acquire);
       const bool flushing = flush_seq > flush_done.load(std::memory_order_relaxed);
-      std::size_t drained = drain(ctok, buf, sampled, stopping || flushing);
+      const std::size_t limit = stopping   ? std::numeric_limits<std::size_t>::max()
+                                : flushing ? flush_limit(buf.size())
+                                           : options.transit_capacity;
+      std::size_t drained = drain(ctok, buf, sampled, limit);
       if (flushing) {
         for (auto& s : stage_list()) s->request_flush(flush_seq);
         flush_done.store(flush_seq, std::memory_order_release);
       }
       if (stopping) {
         // Final drain: keep going while producers still deliver, but not forever.
-        for (int pass = 0; drained > 0 && pass < 64; ++pass) drained = drain(ctok, buf, sampled, true);
+        for (int pass = 0; drained > 0 && pass < 64; ++pass)
+          drained = drain(ctok, buf, sampled, std::numeric_limits<std::size_t>::max());
         break;
       }
       const auto now = std::chrono::steady_clock::now();

@@ -80,6 +80,7 @@ void Stage::offer(const Event* a, std::size_t n) {
 void Stage::request_flush(std::uint64_t seq) {
   std::lock_guard<std::mutex> lock(m_);
   flush_req_ = std::max(flush_req_, seq);
+  flush_owed_ = count_;  // the buffer is FIFO: this covers earlier requests too
   cv_.notify_one();
 }
 
@@ -170,8 +171,10 @@ void Stage::run() {
   for (;;) {
     // Decide what to do: deliver a batch, flush, stop, or sleep until one of them.
     const bool flush_due = flush_req_ > flush_done_;
-    bool take = count_ >= batch_max_ || (count_ > 0 && (stop_ || flush_due));
-    if (!take && count_ > 0 && Clock::now() - oldest_since_ >= flush_interval_) take = true;
+    if (flush_due) flush_owed_ = std::min(flush_owed_, count_);  // shed events are owed no more
+    const bool flush_now = flush_due && flush_owed_ == 0;
+    bool take = !flush_now && (count_ >= batch_max_ || (count_ > 0 && (stop_ || flush_due)));
+    if (!take && !flush_now && count_ > 0 && Clock::now() - oldest_since_ >= flush_interval_) take = true;
     if (take) {
       const std::size_t k = std::min(count_, batch_max_);
       const std::size_t first = std::min(k, capacity_ - head_);
@@ -180,6 +183,7 @@ void Stage::run() {
       if (k > first) batch_.insert(batch_.end(), ring, ring + (k - first));
       head_ = (head_ + k) % capacity_;
       count_ -= k;
+      flush_owed_ -= std::min(flush_owed_, k);
       in_flight_ = k;
       if (count_ > 0) oldest_since_ = Clock::now();
       lock.unlock();
@@ -190,7 +194,7 @@ void Stage::run() {
       in_flight_ = 0;
       continue;
     }
-    if (flush_due) {
+    if (flush_now) {
       const std::uint64_t seq = flush_req_;
       lock.unlock();
       call_guarded(

@@ -91,6 +91,9 @@ class Stage {
   bool waiting_ = false;  // the stage thread sleeps on cv_
   std::uint64_t flush_req_ = 0;
   std::uint64_t flush_done_ = 0;
+  // Events at the head of the buffer that the pending flush must deliver first: what the
+  // buffer held when it was requested. Later events do not hold a flush back.
+  std::size_t flush_owed_ = 0;
   bool stop_ = false;
   bool exited_ = false;
   bool abandoned_ = false;
