@@ -29,6 +29,20 @@ using spyglass_test::kWorkload;
 
 namespace {
 
+// In a forked test child acting as a shell: waits up to 60 s for `job` to change state as
+// waitpid's `options` ask (0: exit; WUNTRACED: also a stop) and returns its status; else
+// kills the job and ends the child with `late`.
+int wait_for_job(pid_t job, int options, int late) {
+  int st = 0;
+  pid_t w = 0;
+  for (int i = 0; i < 6000 && (w = ::waitpid(job, &st, WNOHANG | options)) == 0; ++i) ::usleep(10000);
+  if (w != job) {
+    ::kill(-job, SIGKILL);
+    std::_Exit(late);
+  }
+  return st;
+}
+
 using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -233,22 +247,12 @@ TEST(Runner, StopOnTerminalStopsSpyglassAndResumes) {
       std::_Exit(21);
     }
     ::setpgid(job, job);
-    int st = 0;
-    pid_t w = 0;
-    for (int i = 0; i < 6000 && (w = ::waitpid(job, &st, WNOHANG | WUNTRACED)) == 0; ++i) ::usleep(10000);
-    if (w != job) {
-      ::kill(-job, SIGKILL);
-      std::_Exit(22);  // spyglass did not stop within 60 s
-    }
-    if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTSTP) std::_Exit(23);
+    const int stop = wait_for_job(job, WUNTRACED, 22);  // 22: spyglass did not stop within 60 s
+    if (!WIFSTOPPED(stop) || WSTOPSIG(stop) != SIGTSTP) std::_Exit(23);
     if (::tcgetpgrp(tty) != job) std::_Exit(24);  // spyglass took the terminal back
     ::kill(-job, SIGCONT);                        // what `fg` does; the terminal is the job's already
-    for (int i = 0; i < 6000 && (w = ::waitpid(job, &st, WNOHANG)) == 0; ++i) ::usleep(10000);
-    if (w != job) {
-      ::kill(-job, SIGKILL);
-      std::_Exit(25);
-    }
-    std::_Exit(WIFEXITED(st) && WEXITSTATUS(st) == 3 ? 0 : 26);
+    const int done = wait_for_job(job, 0, 25);
+    std::_Exit(WIFEXITED(done) && WEXITSTATUS(done) == 3 ? 0 : 26);
   }
   // Read the terminal while the helper runs, so that output never blocks it.
   std::string out;
@@ -504,23 +508,13 @@ TEST(RunnerTerminal, CtrlZStopsTheJobAndFgResumesIt) {
       std::_Exit(21);
     }
     ::setpgid(job, job);
-    int st = 0;
-    pid_t w = 0;
-    for (int i = 0; i < 6000 && (w = ::waitpid(job, &st, WNOHANG | WUNTRACED)) == 0; ++i) ::usleep(10000);
-    if (w != job) {
-      ::kill(-job, SIGKILL);
-      std::_Exit(22);  // spyglass did not stop within 60 s
-    }
-    if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTSTP) std::_Exit(23);
+    const int stop = wait_for_job(job, WUNTRACED, 22);  // 22: spyglass did not stop within 60 s
+    if (!WIFSTOPPED(stop) || WSTOPSIG(stop) != SIGTSTP) std::_Exit(23);
     termios t{};
     if (::tcgetattr(slave, &t) != 0 || (t.c_lflag & ICANON) == 0) std::_Exit(24);  // still raw
     ::kill(-job, SIGCONT);
-    for (int i = 0; i < 6000 && (w = ::waitpid(job, &st, WNOHANG)) == 0; ++i) ::usleep(10000);
-    if (w != job) {
-      ::kill(-job, SIGKILL);
-      std::_Exit(25);
-    }
-    std::_Exit(WIFEXITED(st) && WEXITSTATUS(st) == 3 ? 0 : 26);
+    const int done = wait_for_job(job, 0, 25);
+    std::_Exit(WIFEXITED(done) && WEXITSTATUS(done) == 3 ? 0 : 26);
   }
   ::close(slave);
   std::string out;
