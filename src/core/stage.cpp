@@ -43,7 +43,7 @@ void Stage::offer(const Event* a, std::size_t n) {
   if (n == 0) return;
   std::lock_guard<std::mutex> lock(m_);
   produced_.fetch_add(n, std::memory_order_relaxed);
-  if (!usable_ || exited_ || abandoned_ || stop_) {
+  if (closed()) {
     dropped_.fetch_add(n, std::memory_order_relaxed);
     return;
   }
@@ -73,6 +73,32 @@ void Stage::offer(const Event* a, std::size_t n) {
   std::memcpy(static_cast<void*>(&ring_.get()[tail]), a, first * sizeof(Event));
   if (n > first) std::memcpy(static_cast<void*>(&ring_.get()[0]), a + first, (n - first) * sizeof(Event));
   count_ += n;
+  appended(was_empty);
+}
+
+std::span<Event> Stage::reserve(std::size_t want) {
+  std::lock_guard<std::mutex> lock(m_);
+  if (closed()) return {};
+  const std::size_t tail = (head_ + count_) % capacity_;
+  return {ring_.get() + tail, std::min({want, capacity_ - count_, capacity_ - tail})};
+}
+
+void Stage::commit(std::span<const Event> events) {
+  const std::size_t n = events.size();
+  if (n == 0) return;
+  std::lock_guard<std::mutex> lock(m_);
+  produced_.fetch_add(n, std::memory_order_relaxed);
+  // An abandoned stage emptied its buffer after reserve(): the room is no longer the tail.
+  if (closed() || events.data() != ring_.get() + (head_ + count_) % capacity_) {
+    dropped_.fetch_add(n, std::memory_order_relaxed);
+    return;
+  }
+  const bool was_empty = count_ == 0;
+  count_ += n;
+  appended(was_empty);
+}
+
+void Stage::appended(bool was_empty) {
   if (was_empty) oldest_since_ = Clock::now();
   if (waiting_ && (was_empty || count_ >= batch_max_)) cv_.notify_one();
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +36,16 @@ class Stage {
   /// Collector thread: appends `n` events, evicting the oldest (or refusing the newest)
   /// past the capacity. Wakes the stage thread when a batch is ready.
   void offer(const Event* events, std::size_t n);
+
+  /// Collector thread: the free room at the buffer's tail, contiguous and at most `want`
+  /// events, for the collector to fill in place and hand over with commit(); empty when
+  /// the buffer is full or closed. Nothing but the collector thread appends, so the room
+  /// stays free until then.
+  [[nodiscard]] std::span<Event> reserve(std::size_t want);
+  /// Collector thread: appends the events written at the start of the room reserve()
+  /// returned (`events` lies at its start). Counted as offered; dropped if the stage closed
+  /// meanwhile.
+  void commit(std::span<const Event> events);
 
   /// Asks the stage thread to deliver everything offered so far and call flush().
   void request_flush(std::uint64_t seq);
@@ -64,6 +75,11 @@ class Stage {
 
  private:
   void run();
+  // After count_ grew by appended events (m_ held): starts the age of the oldest event and
+  // wakes the stage thread when the buffer was empty or a batch is ready.
+  void appended(bool was_empty);
+  // Whether offered events must be dropped at once (m_ held).
+  [[nodiscard]] bool closed() const noexcept { return !usable_ || exited_ || abandoned_ || stop_; }
   template <typename Fn>
   bool call_guarded(Fn&& fn, const char* what) noexcept;
 
