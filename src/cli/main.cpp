@@ -45,7 +45,13 @@ Runs COMMAND, samples its process tree and records the run.
 
 options:
   --timeout DURATION     kill the process tree after DURATION (exit 124); 0: no timeout
-  --max-rss SIZE         kill when the tree's summed RSS exceeds SIZE (exit 124)
+  --max-rss SIZE         kill when the tree's memory exceeds SIZE (exit 124)
+  --max-rss-source rss|pss|cgroup|kernel
+                         the figure --max-rss limits: the sampled RSS sum (default),
+                         the sampled PSS sum (samples smaps), the cgroup's peak, or a
+                         hard limit the kernel enforces in the cgroup (OOM kill)
+  --cgroup auto|off      auto (default): run the command in a cgroup of its own when
+                         one can be created, for the kernel's exact tree figures
   --max-cpu SECONDS      kill when the tree's user+system CPU exceeds SECONDS (exit 124)
   --kill graceful|immediate
                          graceful: SIGTERM, then SIGKILL after --grace (default)
@@ -321,7 +327,7 @@ bool write_file(const std::string& path, const std::string& text) {
 int cmd_run(Args& a) {
   mon::RunOptions o;
   std::string db = kDefaultDb, json_path;
-  bool quiet = false, record = true;
+  bool quiet = false, record = true, rss_source_given = false;
   cli::GateOptions gate;
   cli::GateOutputs gate_files;
   mon::RetentionPolicy keep;
@@ -344,6 +350,30 @@ int cmd_run(Args& a) {
       o.max_rss_bytes = parse_size(opt, a.value(opt));
       if (*o.max_rss_bytes == 0)
         throw UsageError{"--max-rss: must be more than 0 (leave it out for no limit)"};
+    } else if (opt == "--max-rss-source") {
+      const std::string_view v = a.value(opt);
+      if (v == "rss") {
+        o.max_rss_source = mon::RssLimitSource::rss;
+      } else if (v == "pss") {
+        o.max_rss_source = mon::RssLimitSource::pss;
+      } else if (v == "cgroup") {
+        o.max_rss_source = mon::RssLimitSource::cgroup;
+      } else if (v == "kernel") {
+        o.max_rss_source = mon::RssLimitSource::kernel;
+      } else {
+        throw UsageError{"--max-rss-source: expected rss, pss, cgroup or kernel, got '" + std::string(v) +
+                         "'"};
+      }
+      rss_source_given = true;
+    } else if (opt == "--cgroup") {
+      const std::string_view v = a.value(opt);
+      if (v == "auto") {
+        o.cgroup = mon::CgroupMode::automatic;
+      } else if (v == "off") {
+        o.cgroup = mon::CgroupMode::off;
+      } else {
+        throw UsageError{"--cgroup: expected auto or off, got '" + std::string(v) + "'"};
+      }
     } else if (opt == "--max-cpu") {
       std::string_view rest;
       const std::string_view v = a.value(opt);
@@ -418,6 +448,7 @@ int cmd_run(Args& a) {
   if (o.argv.empty()) throw UsageError{"run: no command given (spyglass run [options] -- COMMAND [ARGS...])"};
   if (o.label.empty()) o.label = default_label(o.argv);
   if (!gate.rules.empty() && !record) throw UsageError{"run: --gate needs the history (no --no-history)"};
+  if (rss_source_given && !o.max_rss_bytes) throw UsageError{"run: --max-rss-source needs --max-rss"};
 
   // A database that is not ours stops us before the command runs: better than running
   // it and losing the record. Other failures (a full disk) only lose the record.
@@ -438,6 +469,7 @@ int cmd_run(Args& a) {
 
   mon::RunResult res = mon::run(o);
   mon::RunRecord& r = res.record;
+  for (const std::string& w : res.warnings) std::fprintf(stderr, "spyglass: warning: %s\n", w.c_str());
   if (!r.error.empty()) {
     std::fprintf(stderr, "spyglass: cannot run '%s': %s\n", r.command.c_str(), r.error.c_str());
   }
