@@ -253,6 +253,21 @@ std::uint64_t parse_size(std::string_view opt, std::string_view s) {
   return static_cast<std::uint64_t>(*bytes);
 }
 
+// The value of an option that takes one of a few words.
+template <class T>
+T parse_choice(std::string_view opt, std::string_view s,
+               std::initializer_list<std::pair<std::string_view, T>> choices) {
+  std::string names;
+  std::size_t i = 0;
+  for (const auto& [name, value] : choices) {
+    if (s == name) return value;
+    if (i != 0) names += i + 1 == choices.size() ? " or " : ", ";
+    names += name;
+    ++i;
+  }
+  throw UsageError{std::string(opt) + ": expected " + names + ", got '" + std::string(s) + "'"};
+}
+
 std::int64_t parse_int(std::string_view opt, std::string_view s, std::int64_t min) {
   std::int64_t v = 0;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -351,29 +366,14 @@ int cmd_run(Args& a) {
       if (*o.max_rss_bytes == 0)
         throw UsageError{"--max-rss: must be more than 0 (leave it out for no limit)"};
     } else if (opt == "--max-rss-source") {
-      const std::string_view v = a.value(opt);
-      if (v == "rss") {
-        o.max_rss_source = mon::RssLimitSource::rss;
-      } else if (v == "pss") {
-        o.max_rss_source = mon::RssLimitSource::pss;
-      } else if (v == "cgroup") {
-        o.max_rss_source = mon::RssLimitSource::cgroup;
-      } else if (v == "kernel") {
-        o.max_rss_source = mon::RssLimitSource::kernel;
-      } else {
-        throw UsageError{"--max-rss-source: expected rss, pss, cgroup or kernel, got '" + std::string(v) +
-                         "'"};
-      }
+      using S = mon::RssLimitSource;
+      o.max_rss_source =
+          parse_choice<S>(opt, a.value(opt),
+                          {{"rss", S::rss}, {"pss", S::pss}, {"cgroup", S::cgroup}, {"kernel", S::kernel}});
       rss_source_given = true;
     } else if (opt == "--cgroup") {
-      const std::string_view v = a.value(opt);
-      if (v == "auto") {
-        o.cgroup = mon::CgroupMode::automatic;
-      } else if (v == "off") {
-        o.cgroup = mon::CgroupMode::off;
-      } else {
-        throw UsageError{"--cgroup: expected auto or off, got '" + std::string(v) + "'"};
-      }
+      o.cgroup = parse_choice<mon::CgroupMode>(
+          opt, a.value(opt), {{"auto", mon::CgroupMode::automatic}, {"off", mon::CgroupMode::off}});
     } else if (opt == "--max-cpu") {
       std::string_view rest;
       const std::string_view v = a.value(opt);
@@ -382,14 +382,9 @@ int cmd_run(Args& a) {
         throw UsageError{"--max-cpu: not a number of seconds: '" + std::string(v) + "'"};
       o.max_cpu_seconds = *n;
     } else if (opt == "--kill") {
-      const std::string_view v = a.value(opt);
-      if (v == "graceful") {
-        o.kill = mon::KillStrategy::graceful;
-      } else if (v == "immediate") {
-        o.kill = mon::KillStrategy::immediate;
-      } else {
-        throw UsageError{"--kill: expected graceful or immediate, got '" + std::string(v) + "'"};
-      }
+      o.kill = parse_choice<mon::KillStrategy>(
+          opt, a.value(opt),
+          {{"graceful", mon::KillStrategy::graceful}, {"immediate", mon::KillStrategy::immediate}});
     } else if (opt == "--grace") {
       o.grace = parse_duration(opt, a.value(opt));
     } else if (opt == "--interval") {
