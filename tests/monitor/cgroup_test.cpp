@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
+#include <utility>
 
 #include <simdjson.h>
 
@@ -88,7 +89,7 @@ TEST(Cgroup, PeakHoldsChildrenThatOverlapBriefly) {
 // A forked tree sharing its copy-on-write pages: every process's RSS counts them, the
 // cgroup charged them once and PSS divides them among the sharers. The PSS sum of the
 // sample that saw the whole tree agrees with psutil's memory_full_info().pss sum over
-// the same (idle) processes.
+// the same processes, taken right after it while they all wait.
 TEST(Cgroup, SharedPagesCountOnceInTheCgroupPeakAndThePssSum) {
   spyglass_test::TempDir dir;
   constexpr int kChildren = 4, kMiB = 64;
@@ -99,11 +100,14 @@ TEST(Cgroup, SharedPagesCountOnceInTheCgroupPeakAndThePssSum) {
   o.interval = std::chrono::milliseconds(20);
   mon::Sample seen{};
   double psutil_pss = -1;
-  bool released = false;
+  bool released = false, settled = false;
   o.on_sample = [&](const mon::Sample& s) {
     if (released || s.processes != kChildren + 1) return;
     const auto pids = numbers(spyglass_test::slurp(dir / "pids"));
     if (pids.size() != kChildren + 1) return;
+    // The pids were written before this sample was taken only if they were there at the
+    // one before: from then on every process only waits.
+    if (!std::exchange(settled, true)) return;
     std::vector<std::string> cmd = {"/usr/bin/python3", "-c",
                                     "import sys, psutil\n"
                                     "print(sum(psutil.Process(int(p)).memory_full_info().pss "
