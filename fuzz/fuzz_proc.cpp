@@ -27,7 +27,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)d::field_u64(in, "VmHWM:");
   (void)d::parse_u64(in);
   (void)d::sum_io_stat(in, "rbytes=");
-  (void)d::sum_blkio(in, "Read");
   (void)d::has_word(in, "memory");
   std::string path;
   (void)d::cgroup_path(in, "memory", path);

@@ -1,4 +1,4 @@
-// Cgroup: a child of the caller's own cgroup (v2, or the v1 memory, cpuacct, blkio and pids
+// Cgroup: a child of the caller's own cgroup (v2, or the v1 memory, cpuacct and pids
 // hierarchies) holding one command's tree, read and removed through plain file operations.
 
 #include "cgroup.hpp"
@@ -184,7 +184,9 @@ Cgroup Cgroup::create() {
       }
     }
   }
-  // cgroup v1: the memory hierarchy, and the others that are mounted.
+  // cgroup v1: the memory hierarchy, and the others that are mounted. Not blkio: its
+  // counters (blkio.throttle.io_service_bytes) only count I/O on devices that some
+  // cgroup has a throttle rule for, so they would say 0 for a tree that read and wrote.
   std::string why1;
   if (!own_dir(self, mountinfo, "memory", base, why1)) return none(why2 + "; " + why1);
   remove_stale(base);
@@ -195,7 +197,7 @@ Cgroup Cgroup::create() {
   c.version_ = 1;
   c.dirs_.push_back({mem, base});
   c.memory_ = mem;
-  for (const char* ctl : {"cpuacct", "blkio", "pids"}) {
+  for (const char* ctl : {"cpuacct", "pids"}) {
     std::string b, ignored;
     if (!own_dir(self, mountinfo, ctl, b, ignored)) continue;
     const std::string dir = b + "/" + name;
@@ -208,7 +210,6 @@ Cgroup Cgroup::create() {
     }
     const std::string_view which = ctl;
     if (which == "cpuacct" && exists(dir + "/cpuacct.usage")) c.cpu_ = dir;
-    if (which == "blkio" && exists(dir + "/blkio.throttle.io_service_bytes")) c.io_ = dir;
     if (which == "pids" && exists(dir + "/pids.peak")) c.pids_ = dir;
   }
   return c;
@@ -282,11 +283,6 @@ CgroupTotals Cgroup::read() const {
                                                               static_cast<long double>(u + k));
       t.sys_cpu_ns = total - t.user_cpu_ns;
       t.has_cpu = true;
-    }
-    if (!io_.empty() && read_text(io_ + "/blkio.throttle.io_service_bytes", s)) {
-      t.read_bytes = sum_blkio(s, "Read");
-      t.write_bytes = sum_blkio(s, "Write");
-      t.has_io = true;
     }
   }
   if (!pids_.empty()) {

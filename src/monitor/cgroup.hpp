@@ -27,9 +27,9 @@ struct CgroupTotals {
 /// A child cgroup of the caller's own, created for one run and removed by the destructor.
 ///
 /// cgroup v2 is used when its hierarchy has the memory controller (and memory.peak, Linux
-/// 5.19), else cgroup v1 when a memory hierarchy is mounted (cpuacct, blkio and pids are
-/// used when mounted too). Whatever fails leaves an inactive object whose reason() says
-/// why; the caller then samples instead.
+/// 5.19), else cgroup v1 when a memory hierarchy is mounted (cpuacct and pids are used
+/// when mounted too; v1 has no I/O figure to use). Whatever fails leaves an inactive object whose reason()
+/// says why; the caller then samples instead.
 class Cgroup {
  public:
   Cgroup() = default;
@@ -73,7 +73,7 @@ class Cgroup {
     std::string parent;  ///< the caller's cgroup in the same hierarchy
   };
   int version_ = 0;
-  std::vector<Dir> dirs_;                 ///< v2: one; v1: memory first, then cpuacct, blkio, pids
+  std::vector<Dir> dirs_;                 ///< v2: one; v1: memory first, then cpuacct, pids
   std::string memory_, cpu_, io_, pids_;  ///< directories with each controller's files
   std::string reason_;
 };

@@ -105,24 +105,6 @@ inline std::uint64_t sum_io_stat(std::string_view text, std::string_view key) no
   return sum;
 }
 
-/// Sum over the "MAJ:MIN `op` N" lines of a cgroup v1 blkio.throttle.io_service_bytes
-/// (`op` is "Read" or "Write"); the "Total" line is not a device and is skipped.
-inline std::uint64_t sum_blkio(std::string_view text, std::string_view op) noexcept {
-  std::uint64_t sum = 0;
-  while (!text.empty()) {
-    const auto nl = text.find('\n');
-    const std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-    const auto sp = line.find(' ');
-    if (sp == std::string_view::npos || line.substr(0, sp).find(':') == std::string_view::npos) continue;
-    const std::string_view rest = line.substr(sp + 1);
-    if (rest.size() > op.size() && rest.substr(0, op.size()) == op && rest[op.size()] == ' ') {
-      sum += parse_u64(rest.substr(op.size() + 1));
-    }
-  }
-  return sum;
-}
-
 /// Whether the space-separated list `list` ("cpu io memory pids") or comma-separated one
 /// ("rw,cpu,cpuacct") holds `word`.
 inline bool has_word(std::string_view list, std::string_view word) noexcept {
