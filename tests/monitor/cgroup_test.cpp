@@ -134,6 +134,46 @@ TEST(Cgroup, SharedPagesCountOnceInTheCgroupPeakAndThePssSum) {
   EXPECT_LT(static_cast<double>(r.tree_peak_memory_bytes), 0.4 * static_cast<double>(r.peak_tree_rss_bytes));
 }
 
+// The limit on the figure asked for: a forked tree whose RSS sum is five times its memory
+// is killed by --max-rss on the RSS sum, and spared on the PSS sum or the cgroup's peak.
+TEST(Cgroup, MaxRssOnPssOrTheCgroupSparesATreeThatSharesItsPages) {
+  constexpr int kChildren = 4, kMiB = 64;
+  for (const auto source :
+       {mon::RssLimitSource::rss, mon::RssLimitSource::pss, mon::RssLimitSource::cgroup}) {
+    spyglass_test::TempDir dir;
+    mon::RunOptions o;
+    o.argv = {kWorkload, "cow", std::to_string(kMiB), std::to_string(kChildren), dir.path()};
+    o.passthrough = false;
+    o.interval = std::chrono::milliseconds(20);
+    o.kill = mon::KillStrategy::immediate;
+    o.max_rss_bytes = std::uint64_t{3 * kMiB} << 20;  // above the shared pages, below five copies
+    o.max_rss_source = source;
+    int settled = 0;
+    o.on_sample = [&](const mon::Sample& s) {  // two samples of the whole tree, then let it end
+      if (s.processes == kChildren + 1 &&
+          numbers(spyglass_test::slurp(dir / "pids")).size() == kChildren + 1 && ++settled == 2) {
+        std::ofstream(dir / "release").put('\n');
+      }
+    };
+    const auto r = mon::run(o).record;
+    if (source == mon::RssLimitSource::cgroup && r.tree_source == "sampled") {
+      GTEST_SKIP() << "no cgroup: " << r.tree_source_reason;
+    }
+    const std::string name = r.max_rss_source;
+    if (source == mon::RssLimitSource::rss) {
+      EXPECT_EQ(r.kill_reason, "max-rss") << name;
+      EXPECT_EQ(r.exit_code, 124) << name;
+    } else {
+      EXPECT_EQ(r.kill_reason, "") << name;
+      EXPECT_EQ(r.exit_code, 0) << name;
+      EXPECT_GE(settled, 2) << name;  // it ran until released
+    }
+    EXPECT_EQ(name, source == mon::RssLimitSource::rss   ? "rss"
+                    : source == mon::RssLimitSource::pss ? "pss"
+                                                         : "cgroup");
+  }
+}
+
 // The tree's CPU time from the cgroup against GNU time's user + system for the whole
 // `spyglass run` (less the monitor's own sampling; its start-up is a few ms of the 5%).
 TEST(Cgroup, TreeCpuAgreesWithGnuTime) {
