@@ -159,6 +159,7 @@ Cgroup Cgroup::create() {
     } else if (!has_word(enabled, "memory") &&
                (err = write_text(base + "/cgroup.subtree_control", "+memory"))) {
       why2 = error_text("cannot enable the memory controller below " + base, err);
+      if (err == EBUSY) why2 += " (not for the children of a cgroup holding processes, as ours does)";
     } else {
       for (const char* ctl : {"io", "pids"}) {
         if (has_word(controllers, ctl) && !has_word(enabled, ctl)) {
