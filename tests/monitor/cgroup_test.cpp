@@ -30,10 +30,9 @@ std::vector<std::uint64_t> numbers(const std::string& text) {
   return out;
 }
 
-// The directories the cgroups named in a /proc/PID/cgroup text have under every cgroup
-// mount of this machine (the test runs in the same cgroups as spyglass).
-std::vector<std::string> cgroup_dirs(const std::string& proc_cgroup) {
-  std::vector<std::string> points, dirs;
+// The mount points of every cgroup hierarchy.
+std::vector<std::string> cgroup_mounts() {
+  std::vector<std::string> points;
   std::istringstream mi(spyglass_test::slurp("/proc/self/mountinfo"));
   for (std::string line; std::getline(mi, line);) {
     std::istringstream f(line);
@@ -42,13 +41,45 @@ std::vector<std::string> cgroup_dirs(const std::string& proc_cgroup) {
     const auto dash = line.find(" - ");
     if (dash != std::string::npos && line.compare(dash + 3, 6, "cgroup") == 0) points.push_back(point);
   }
+  return points;
+}
+
+// The cgroup paths of a /proc/PID/cgroup text, those that hold `part` only.
+std::vector<std::string> cgroup_paths(const std::string& proc_cgroup, const std::string& part = "") {
+  std::vector<std::string> paths;
   std::istringstream in(proc_cgroup);
   for (std::string line; std::getline(in, line);) {
     const auto c = line.find(':', line.find(':') + 1);
-    if (c == std::string::npos || line.find("/spyglass-", c) == std::string::npos) continue;
-    for (const auto& p : points) dirs.push_back(p + line.substr(c + 1));
+    if (c != std::string::npos && line.find(part, c) != std::string::npos)
+      paths.push_back(line.substr(c + 1));
+  }
+  return paths;
+}
+
+// The directories the cgroups named in a /proc/PID/cgroup text for spyglass have under
+// every cgroup mount (the test runs in the same cgroups as spyglass).
+std::vector<std::string> cgroup_dirs(const std::string& proc_cgroup) {
+  std::vector<std::string> dirs;
+  for (const auto& p : cgroup_paths(proc_cgroup, "/spyglass-")) {
+    for (const auto& m : cgroup_mounts()) dirs.push_back(m + p);
   }
   return dirs;
+}
+
+// The cgroups the spyglass process `pid` made (spyglass-PID-N) that still exist: they are
+// children of our own cgroups.
+std::vector<std::string> cgroups_of(pid_t pid) {
+  std::vector<std::string> found;
+  const std::string prefix = "spyglass-" + std::to_string(pid) + "-";
+  for (const auto& p : cgroup_paths(spyglass_test::slurp("/proc/self/cgroup"))) {
+    for (const auto& m : cgroup_mounts()) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(m + p, ec)) {
+        if (e.path().filename().string().rfind(prefix, 0) == 0) found.push_back(e.path().string());
+      }
+    }
+  }
+  return found;
 }
 
 bool any_exists(const std::vector<std::string>& dirs) {
@@ -197,8 +228,9 @@ TEST(Cgroup, TreeCpuAgreesWithGnuTime) {
   EXPECT_GE(tree, 1.2 * 0.97);
 }
 
-// The cgroup is gone once the run is, and after a SIGTERM to spyglass too; what the
-// command left running goes on outside it.
+// The cgroup is gone once the run is: after a command that ends, one that cannot start,
+// one that leaves a process running (which goes on in our cgroup), a timeout, and a
+// SIGTERM to spyglass.
 TEST(Cgroup, RemovedAfterTheRunAndAfterSigterm) {
   spyglass_test::TempDir dir;
   {
@@ -209,6 +241,33 @@ TEST(Cgroup, RemovedAfterTheRunAndAfterSigterm) {
     if (dirs.empty()) GTEST_SKIP() << "no cgroup for the command: " << r.out;
     EXPECT_FALSE(any_exists(dirs)) << r.out;
   }
+  for (const std::vector<std::string>& cmd : std::vector<std::vector<std::string>>{
+           {"--", "/nonexistent/program"},
+           {"--timeout", "50ms", "--", "sleep", "60"},
+       }) {
+    std::vector<std::string> argv = {kSpyglass, "run", "--no-history", "--quiet"};
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    spyglass_test::Child c(argv, dir.path());
+    const pid_t pid = c.pid();
+    const auto r = c.wait();
+    EXPECT_EQ(r.exit_code, cmd.size() == 2 ? 127 : 124) << r.err;
+    EXPECT_EQ(cgroups_of(pid), std::vector<std::string>{}) << cmd.back();
+  }
+  {
+    const std::string pidfile = dir / "left";
+    spyglass_test::Child c(
+        {kSpyglass, "run", "--no-history", "--quiet", "--", "sh", "-c", "sleep 60 & echo $! > " + pidfile},
+        dir.path());
+    const pid_t pid = c.pid();
+    EXPECT_EQ(c.wait().exit_code, 0);
+    EXPECT_EQ(cgroups_of(pid), std::vector<std::string>{});
+    const auto left = static_cast<pid_t>(std::atoi(spyglass_test::slurp(pidfile).c_str()));
+    ASSERT_GT(left, 0);
+    EXPECT_TRUE(spyglass_test::alive(left));
+    EXPECT_EQ(cgroup_paths(spyglass_test::slurp("/proc/" + std::to_string(left) + "/cgroup"), "/spyglass-"),
+              std::vector<std::string>{});
+    ::kill(left, SIGKILL);
+  }
   const std::string file = dir / "cg";
   spyglass_test::Child c(
       {kSpyglass, "run", "--no-history", "--quiet", "--grace", "10s", "--", "sh", "-c",
@@ -218,10 +277,13 @@ TEST(Cgroup, RemovedAfterTheRunAndAfterSigterm) {
       spyglass_test::wait_until([&] { return std::filesystem::exists(file); }, spyglass_test::kWaitLimit));
   const auto dirs = cgroup_dirs(spyglass_test::slurp(file));
   EXPECT_TRUE(any_exists(dirs));  // while it runs
+  EXPECT_FALSE(cgroups_of(c.pid()).empty());
   ::kill(c.pid(), SIGTERM);
+  const pid_t pid = c.pid();
   const auto r = c.wait();
   EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.err;
   EXPECT_FALSE(any_exists(dirs));
+  EXPECT_EQ(cgroups_of(pid), std::vector<std::string>{});
 }
 
 // --max-rss enforced by the kernel: the cgroup's hard limit stops a process that keeps
