@@ -360,6 +360,25 @@ TEST(Cgroup, FallsBackToSamplingWithTheReason) {
   EXPECT_FALSE(spyglass_test::alive(static_cast<pid_t>(pids[1])));
 }
 
+// An unprivileged spyglass cannot create a cgroup: it samples, says why, and enforces a
+// limit asked of the kernel on the sampled RSS sum instead.
+TEST(Cgroup, WithoutPermissionItSamplesAndSaysWhy) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to run spyglass as nobody";
+  if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "no setpriv";
+  const auto r =
+      spyglass_test::run_piped({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                kSpyglass, "run", "--no-history", "--quiet", "--json", "-", "--max-rss", "1G",
+                                "--max-rss-source", "kernel", "--", "true"});
+  ASSERT_EQ(r.exit_code, 0);
+  simdjson::dom::parser parser;
+  simdjson::dom::element run = parser.parse(r.out)["run"];
+  EXPECT_EQ(std::string_view(run["tree_source"]), "sampled");
+  const std::string_view why = run["tree_source_reason"];
+  EXPECT_FALSE(why.empty());
+  EXPECT_EQ(std::string_view(run["max_rss_source"]), "rss");
+  EXPECT_EQ(uint64_t(run["tree_peak_memory_bytes"]), uint64_t(run["peak_tree_rss_bytes"]));
+}
+
 // Bad values of the new options are usage errors, and nothing runs.
 TEST(Cgroup, BadOptionsAreUsageErrors) {
   spyglass_test::TempDir dir;
