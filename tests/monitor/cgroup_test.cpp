@@ -304,7 +304,7 @@ TEST(Cgroup, KernelEnforcedMaxRssKillsAGrowingProcess) {
   EXPECT_EQ(std::string_view(run["kill_reason"]), "max-rss");
   EXPECT_EQ(std::string_view(run["max_rss_source"]), "kernel");
   EXPECT_EQ(int64_t(run["signal"]), SIGKILL);
-  // The peak may pass the limit by the page being charged when it was hit.
+  // The peak may pass the limit by the few pages being charged when it was hit.
   EXPECT_LE(uint64_t(run["tree_peak_memory_bytes"]), (48u << 20) + 16 * 4096);
   EXPECT_GE(uint64_t(run["tree_peak_memory_bytes"]), 40u << 20);
   const auto pids = numbers(spyglass_test::slurp(pidfile));
