@@ -33,7 +33,7 @@ struct CgroupTotals {
 class Cgroup {
  public:
   Cgroup() = default;
-  /// Creates the cgroup (directories named spyglass-PID-N beside nothing else of ours).
+  /// Creates the cgroup: spyglass-PID-N below the caller's own in each hierarchy it uses.
   static Cgroup create();
   /// An inactive cgroup with `reason`.
   static Cgroup none(std::string reason);
