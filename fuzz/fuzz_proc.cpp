@@ -1,4 +1,4 @@
-// The monitor's /proc parsers never crash or over-read on any text; and a stat line parses
+// The monitor's /proc and cgroup file parsers never crash or over-read on any text; and a stat line parses
 // to its numbers whatever the command name in it holds (spaces, ')', newlines), since the
 // name is the only field a process controls.
 #include <cstdint>
@@ -26,6 +26,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (pids.size() > size) std::abort();  // at most one number per byte
   (void)d::field_u64(in, "VmHWM:");
   (void)d::parse_u64(in);
+  (void)d::sum_io_stat(in, "rbytes=");
+  (void)d::has_word(in, "memory");
+  std::string path;
+  (void)d::cgroup_path(in, "memory", path);
+  (void)d::cgroup_path(in, "", path);
+  d::CgroupMount m;
+  (void)d::find_cgroup_mount(in, "memory", m);
+  (void)d::find_cgroup_mount(in, "", m);
 
   const std::string line = "4242 (" + std::string(in) +
                            ") S 7 9 9 0 -1 4194560 11 12 13 14 15 16 17 18 20 0 3 0 19 "

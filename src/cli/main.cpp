@@ -45,7 +45,13 @@ Runs COMMAND, samples its process tree and records the run.
 
 options:
   --timeout DURATION     kill the process tree after DURATION (exit 124); 0: no timeout
-  --max-rss SIZE         kill when the tree's summed RSS exceeds SIZE (exit 124)
+  --max-rss SIZE         kill when the tree's memory exceeds SIZE (exit 124)
+  --max-rss-source rss|pss|cgroup|kernel
+                         the figure --max-rss limits: the sampled RSS sum (default),
+                         the sampled PSS sum (samples smaps), the cgroup's peak, or a
+                         hard limit the kernel enforces in the cgroup (OOM kill)
+  --cgroup auto|off      auto (default): run the command in a cgroup of its own when
+                         one can be created, for the kernel's exact tree figures
   --max-cpu SECONDS      kill when the tree's user+system CPU exceeds SECONDS (exit 124)
   --kill graceful|immediate
                          graceful: SIGTERM, then SIGKILL after --grace (default)
@@ -247,6 +253,21 @@ std::uint64_t parse_size(std::string_view opt, std::string_view s) {
   return static_cast<std::uint64_t>(*bytes);
 }
 
+// The value of an option that takes one of a few words.
+template <class T>
+T parse_choice(std::string_view opt, std::string_view s,
+               std::initializer_list<std::pair<std::string_view, T>> choices) {
+  std::string names;
+  std::size_t i = 0;
+  for (const auto& [name, value] : choices) {
+    if (s == name) return value;
+    if (i != 0) names += i + 1 == choices.size() ? " or " : ", ";
+    names += name;
+    ++i;
+  }
+  throw UsageError{std::string(opt) + ": expected " + names + ", got '" + std::string(s) + "'"};
+}
+
 std::int64_t parse_int(std::string_view opt, std::string_view s, std::int64_t min) {
   std::int64_t v = 0;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -321,7 +342,7 @@ bool write_file(const std::string& path, const std::string& text) {
 int cmd_run(Args& a) {
   mon::RunOptions o;
   std::string db = kDefaultDb, json_path;
-  bool quiet = false, record = true;
+  bool quiet = false, record = true, rss_source_given = false;
   cli::GateOptions gate;
   cli::GateOutputs gate_files;
   mon::RetentionPolicy keep;
@@ -344,6 +365,15 @@ int cmd_run(Args& a) {
       o.max_rss_bytes = parse_size(opt, a.value(opt));
       if (*o.max_rss_bytes == 0)
         throw UsageError{"--max-rss: must be more than 0 (leave it out for no limit)"};
+    } else if (opt == "--max-rss-source") {
+      using S = mon::RssLimitSource;
+      o.max_rss_source =
+          parse_choice<S>(opt, a.value(opt),
+                          {{"rss", S::rss}, {"pss", S::pss}, {"cgroup", S::cgroup}, {"kernel", S::kernel}});
+      rss_source_given = true;
+    } else if (opt == "--cgroup") {
+      o.cgroup = parse_choice<mon::CgroupMode>(
+          opt, a.value(opt), {{"auto", mon::CgroupMode::automatic}, {"off", mon::CgroupMode::off}});
     } else if (opt == "--max-cpu") {
       std::string_view rest;
       const std::string_view v = a.value(opt);
@@ -352,14 +382,9 @@ int cmd_run(Args& a) {
         throw UsageError{"--max-cpu: not a number of seconds: '" + std::string(v) + "'"};
       o.max_cpu_seconds = *n;
     } else if (opt == "--kill") {
-      const std::string_view v = a.value(opt);
-      if (v == "graceful") {
-        o.kill = mon::KillStrategy::graceful;
-      } else if (v == "immediate") {
-        o.kill = mon::KillStrategy::immediate;
-      } else {
-        throw UsageError{"--kill: expected graceful or immediate, got '" + std::string(v) + "'"};
-      }
+      o.kill = parse_choice<mon::KillStrategy>(
+          opt, a.value(opt),
+          {{"graceful", mon::KillStrategy::graceful}, {"immediate", mon::KillStrategy::immediate}});
     } else if (opt == "--grace") {
       o.grace = parse_duration(opt, a.value(opt));
     } else if (opt == "--interval") {
@@ -418,6 +443,7 @@ int cmd_run(Args& a) {
   if (o.argv.empty()) throw UsageError{"run: no command given (spyglass run [options] -- COMMAND [ARGS...])"};
   if (o.label.empty()) o.label = default_label(o.argv);
   if (!gate.rules.empty() && !record) throw UsageError{"run: --gate needs the history (no --no-history)"};
+  if (rss_source_given && !o.max_rss_bytes) throw UsageError{"run: --max-rss-source needs --max-rss"};
 
   // A database that is not ours stops us before the command runs: better than running
   // it and losing the record. Other failures (a full disk) only lose the record.
@@ -438,6 +464,7 @@ int cmd_run(Args& a) {
 
   mon::RunResult res = mon::run(o);
   mon::RunRecord& r = res.record;
+  for (const std::string& w : res.warnings) std::fprintf(stderr, "spyglass: warning: %s\n", w.c_str());
   if (!r.error.empty()) {
     std::fprintf(stderr, "spyglass: cannot run '%s': %s\n", r.command.c_str(), r.error.c_str());
   }

@@ -93,6 +93,24 @@ std::string leftovers_line(const monitor::RunRecord& r, const std::vector<pid_t>
   return out + "\n";
 }
 
+// The whole tree's figures and what measured them, after `lead`.
+std::string tree_line(const monitor::RunRecord& r, const char* lead) {
+  const bool cgroup = r.tree_source.rfind("cgroup", 0) == 0;
+  std::string out = lead + ("(" + r.tree_source + "): ");
+  out += cgroup ? "peak memory " + format_bytes(r.tree_peak_memory_bytes)
+                : "peak RSS sum " + format_bytes(r.peak_tree_rss_bytes);
+  if (r.peak_tree_pss_bytes != 0) out += "  PSS sum " + format_bytes(r.peak_tree_pss_bytes);
+  if (cgroup) {
+    out += "  cpu " + format_seconds(static_cast<double>(r.tree_user_cpu_ns + r.tree_sys_cpu_ns) / 1e9) +
+           "  read " + format_bytes(r.tree_read_bytes) + "  written " + format_bytes(r.tree_write_bytes) +
+           "  processes " + std::to_string(r.tree_peak_processes);
+  }
+  if (!r.max_rss_source.empty()) out += "  limit on " + r.max_rss_source;
+  out += "\n";
+  if (!cgroup && !r.tree_source_reason.empty()) out += "    sampled: " + r.tree_source_reason + "\n";
+  return out;
+}
+
 }  // namespace
 
 std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::RunRecord>& baseline,
@@ -110,6 +128,7 @@ std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::
          format_bytes(r.max_rss_bytes) + " (tree " + format_bytes(r.peak_tree_rss_bytes) + ")\n";
   out += "  read " + format_bytes(r.read_bytes) + "  written " + format_bytes(r.write_bytes) + "  threads " +
          std::to_string(r.peak_threads) + "  processes " + std::to_string(r.peak_processes) + "\n";
+  out += tree_line(r, "  tree ");
   out += leftovers_line(r, leftover_pids);
   if (baseline.empty()) {
     out += "  no previous successful runs of this label to compare with\n";
@@ -221,6 +240,7 @@ std::string run_details(const monitor::RunRecord& r) {
          format_seconds(static_cast<double>(r.sys_cpu_ns) / 1e9) + " sys\n";
   out += "  memory    peak RSS " + format_bytes(r.max_rss_bytes) + "  tree peak " +
          format_bytes(r.peak_tree_rss_bytes) + "\n";
+  out += tree_line(r, "  tree      ");
   out += "  io        read " + format_bytes(r.read_bytes) + "  written " + format_bytes(r.write_bytes) +
          "  rchar " + format_bytes(r.rchar) + "  wchar " + format_bytes(r.wchar) + "\n";
   out += "  procs     " + std::to_string(r.peak_processes) + " processes, " + std::to_string(r.peak_threads) +

@@ -76,6 +76,23 @@ CREATE TABLE baselines(
   run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
   pinned_unix_ns INTEGER NOT NULL);
 )sql",
+    // 4 -> 5: what measured the tree (a cgroup or samples), its figures, and the figure a
+    // memory limit was enforced on. Earlier runs were all sampled.
+    R"sql(
+ALTER TABLE runs ADD COLUMN tree_source TEXT NOT NULL DEFAULT 'sampled';
+ALTER TABLE runs ADD COLUMN tree_source_reason TEXT;
+ALTER TABLE runs ADD COLUMN tree_peak_memory_bytes INTEGER;
+ALTER TABLE runs ADD COLUMN peak_tree_pss_bytes INTEGER;
+ALTER TABLE runs ADD COLUMN tree_user_cpu_ns INTEGER;
+ALTER TABLE runs ADD COLUMN tree_sys_cpu_ns INTEGER;
+ALTER TABLE runs ADD COLUMN tree_read_bytes INTEGER;
+ALTER TABLE runs ADD COLUMN tree_write_bytes INTEGER;
+ALTER TABLE runs ADD COLUMN tree_peak_processes INTEGER;
+ALTER TABLE runs ADD COLUMN max_rss_source TEXT;
+UPDATE runs SET tree_peak_memory_bytes = peak_tree_rss_bytes, tree_user_cpu_ns = user_cpu_ns,
+  tree_sys_cpu_ns = sys_cpu_ns, tree_read_bytes = read_bytes, tree_write_bytes = write_bytes,
+  tree_peak_processes = peak_processes;
+)sql",
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
 
@@ -89,7 +106,12 @@ constexpr const char* kRunColumns =
 // that a read-only open reads as it is.
 std::string run_columns(int version) {
   return std::string(kRunColumns) +
-         (version >= 3 ? ", leftover_processes, leftovers_killed" : ", 0 AS leftover_processes, 0");
+         (version >= 3 ? ", leftover_processes, leftovers_killed" : ", 0 AS leftover_processes, 0") +
+         (version >= 5 ? ", tree_source, tree_source_reason, tree_peak_memory_bytes, peak_tree_pss_bytes, "
+                         "tree_user_cpu_ns, tree_sys_cpu_ns, tree_read_bytes, tree_write_bytes, "
+                         "tree_peak_processes, max_rss_source"
+                       : ", 'sampled', NULL, peak_tree_rss_bytes, 0, user_cpu_ns, sys_cpu_ns, read_bytes, "
+                         "write_bytes, peak_processes, NULL");
 }
 
 class Stmt {
@@ -360,7 +382,8 @@ struct History::Impl {
     empty = false;
   }
 
-  void read_run(Stmt& s, RunRecord& r) {
+  // Returns the number of columns read.
+  int read_run(Stmt& s, RunRecord& r) {
     int c = 0;
     r.id = s.i64(c++);
     r.label = s.text(c++);
@@ -393,6 +416,17 @@ struct History::Impl {
     r.monitor_cpu_ns = s.u64(c++);
     r.leftover_processes = static_cast<std::uint32_t>(s.u64(c++));
     r.leftovers_killed = s.i64(c++) != 0;
+    r.tree_source = s.text(c++);
+    r.tree_source_reason = s.text(c++);
+    r.tree_peak_memory_bytes = s.u64(c++);
+    r.peak_tree_pss_bytes = s.u64(c++);
+    r.tree_user_cpu_ns = s.u64(c++);
+    r.tree_sys_cpu_ns = s.u64(c++);
+    r.tree_read_bytes = s.u64(c++);
+    r.tree_write_bytes = s.u64(c++);
+    r.tree_peak_processes = static_cast<std::uint32_t>(s.u64(c++));
+    r.max_rss_source = s.text(c++);
+    return c;
   }
 
   std::vector<RunRecord> query_runs(const std::string& sql, const std::function<void(Stmt&)>& bind,
@@ -404,10 +438,10 @@ struct History::Impl {
     int rc;
     while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
       RunRecord r;
-      read_run(s, r);
+      const int c = read_run(s, r);
       if (tails) {
-        r.stdout_tail = s.text(31);
-        r.stderr_tail = s.text(32);
+        r.stdout_tail = s.text(c);
+        r.stderr_tail = s.text(c + 1);
       }
       out.push_back(std::move(r));
     }
@@ -439,17 +473,24 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
   h.check_writable();
   Impl::Tx tx(h);
   {
-    const std::string sql =
-        std::string(
-            "INSERT INTO runs(label, command, args, cwd, host, git_commit, start_unix_ns, end_unix_ns, "
-            "duration_ns, exit_code, signal, kill_reason, error, user_cpu_ns, sys_cpu_ns, max_rss_bytes, "
-            "peak_tree_rss_bytes, read_bytes, write_bytes, rchar, wchar, peak_threads, peak_processes, "
-            "vol_ctx, "
-            "invol_ctx, minflt, majflt, monitor_cpu_ns, stdout_tail, stderr_tail") +
-        (h.version >= 3
-             ? ", leftover_processes, leftovers_killed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-               "?,?,?,?,?,?,?,?,?,?)"
-             : ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    // Older schemas (tests) lack the later columns.
+    std::string columns =
+        "label, command, args, cwd, host, git_commit, start_unix_ns, end_unix_ns, duration_ns, exit_code, "
+        "signal, kill_reason, error, user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, "
+        "read_bytes, "
+        "write_bytes, rchar, wchar, peak_threads, peak_processes, vol_ctx, invol_ctx, minflt, majflt, "
+        "monitor_cpu_ns, stdout_tail, stderr_tail";
+    if (h.version >= 3) columns += ", leftover_processes, leftovers_killed";
+    if (h.version >= 5) {
+      columns +=
+          ", tree_source, tree_source_reason, tree_peak_memory_bytes, peak_tree_pss_bytes, tree_user_cpu_ns, "
+          "tree_sys_cpu_ns, tree_read_bytes, tree_write_bytes, tree_peak_processes, max_rss_source";
+    }
+    std::string marks = "?";
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+      if (columns[i] == ',') marks += ",?";
+    }
+    const std::string sql = "INSERT INTO runs(" + columns + ") VALUES (" + marks + ")";
     Stmt s(h.db, sql.c_str());
     if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert run");
     int i = 1;
@@ -483,9 +524,21 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
     s.bind(i++, r.monitor_cpu_ns);
     s.bind(i++, r.stdout_tail);
     s.bind(i++, r.stderr_tail);
-    if (h.version >= 3) {  // older schemas (tests) have no such columns
+    if (h.version >= 3) {
       s.bind(i++, r.leftover_processes);
       s.bind(i++, static_cast<std::int64_t>(r.leftovers_killed ? 1 : 0));
+    }
+    if (h.version >= 5) {
+      s.bind(i++, r.tree_source.empty() ? std::string("sampled") : r.tree_source);
+      s.bind_null_if_empty(i++, r.tree_source_reason);
+      s.bind(i++, r.tree_peak_memory_bytes);
+      s.bind(i++, r.peak_tree_pss_bytes);
+      s.bind(i++, r.tree_user_cpu_ns);
+      s.bind(i++, r.tree_sys_cpu_ns);
+      s.bind(i++, r.tree_read_bytes);
+      s.bind(i++, r.tree_write_bytes);
+      s.bind(i++, r.tree_peak_processes);
+      s.bind_null_if_empty(i++, r.max_rss_source);
     }
     const int rc = sqlite3_step(s.get());
     if (rc != SQLITE_DONE) h.fail(rc, "insert run");

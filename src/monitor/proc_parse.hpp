@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -92,6 +93,89 @@ inline void parse_pids(std::string_view s, std::vector<pid_t>& out) {
     out.push_back(static_cast<pid_t>(parse_u64(s.substr(i, j - i))));
     i = j;
   }
+}
+
+/// Sum over the lines of a cgroup v2 io.stat ("MAJ:MIN rbytes=N wbytes=N ...") of the
+/// value after `key` ("rbytes=", "wbytes="), one per device.
+inline std::uint64_t sum_io_stat(std::string_view text, std::string_view key) noexcept {
+  std::uint64_t sum = 0;
+  for (std::size_t pos = 0; (pos = text.find(key, pos)) != std::string_view::npos; pos += key.size()) {
+    if (pos == 0 || text[pos - 1] == ' ') sum += parse_u64(text.substr(pos + key.size()));
+  }
+  return sum;
+}
+
+/// Whether the space-separated list `list` ("cpu io memory pids") or comma-separated one
+/// ("rw,cpu,cpuacct") holds `word`.
+inline bool has_word(std::string_view list, std::string_view word) noexcept {
+  for (std::size_t i = 0; i <= list.size();) {
+    std::size_t j = i;
+    while (j < list.size() && list[j] != ' ' && list[j] != ',' && list[j] != '\n') ++j;
+    if (list.substr(i, j - i) == word) return true;
+    i = j + 1;
+  }
+  return false;
+}
+
+/// From /proc/PID/cgroup, the path of the process's cgroup in the hierarchy that holds
+/// `controller` ("memory"), or in the cgroup v2 hierarchy (the "0::" line) when
+/// `controller` is empty. False when there is no such line.
+inline bool cgroup_path(std::string_view text, std::string_view controller, std::string& path) {
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    const std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    const auto c1 = line.find(':');
+    const auto c2 = c1 == std::string_view::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string_view::npos) continue;
+    const std::string_view id = line.substr(0, c1), list = line.substr(c1 + 1, c2 - c1 - 1);
+    if (controller.empty() ? (id == "0" && list.empty()) : has_word(list, controller)) {
+      path = std::string(line.substr(c2 + 1));
+      return true;
+    }
+  }
+  return false;
+}
+
+/// A cgroup file system mount from /proc/self/mountinfo.
+struct CgroupMount {
+  std::string root;   ///< the cgroup the mount shows at its top ("/" unless namespaced)
+  std::string point;  ///< where it is mounted
+};
+
+/// Finds in /proc/self/mountinfo the cgroup v1 mount whose options hold `controller`, or
+/// the cgroup2 mount when `controller` is empty. Mount points with escaped characters
+/// (a space is "\040") are skipped.
+inline bool find_cgroup_mount(std::string_view text, std::string_view controller, CgroupMount& m) {
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    const std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    // ID PARENT MAJ:MIN ROOT POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
+    std::string_view f[6];
+    std::size_t i = 0, n = 0;
+    for (; n < 6 && i < line.size(); ++n) {
+      const auto sp = line.find(' ', i);
+      f[n] = line.substr(i, sp == std::string_view::npos ? std::string_view::npos : sp - i);
+      i = sp == std::string_view::npos ? line.size() : sp + 1;
+    }
+    const auto dash = line.find(" - ");
+    if (n < 6 || dash == std::string_view::npos) continue;
+    std::string_view tail = line.substr(dash + 3);
+    const auto s1 = tail.find(' ');
+    const std::string_view fstype = tail.substr(0, s1);
+    const auto s2 = s1 == std::string_view::npos ? s1 : tail.find(' ', s1 + 1);
+    const std::string_view super = s2 == std::string_view::npos ? std::string_view() : tail.substr(s2 + 1);
+    const bool match =
+        controller.empty() ? fstype == "cgroup2" : fstype == "cgroup" && has_word(super, controller);
+    if (!match || f[3].find('\\') != std::string_view::npos || f[4].find('\\') != std::string_view::npos) {
+      continue;
+    }
+    m.root = std::string(f[3]);
+    m.point = std::string(f[4]);
+    return true;
+  }
+  return false;
 }
 
 }  // namespace SPYGLASS_NAMESPACE::monitor::detail

@@ -47,6 +47,16 @@ void write_json(const RunRecord& r, std::string& out) {
   w.key("minflt"), w.value(r.minflt);
   w.key("majflt"), w.value(r.majflt);
   w.key("monitor_cpu_ns"), w.value(r.monitor_cpu_ns);
+  w.key("tree_source"), w.value(r.tree_source);
+  w.key("tree_source_reason"), w.value(r.tree_source_reason);
+  w.key("tree_peak_memory_bytes"), w.value(r.tree_peak_memory_bytes);
+  w.key("peak_tree_pss_bytes"), w.value(r.peak_tree_pss_bytes);
+  w.key("tree_user_cpu_ns"), w.value(r.tree_user_cpu_ns);
+  w.key("tree_sys_cpu_ns"), w.value(r.tree_sys_cpu_ns);
+  w.key("tree_read_bytes"), w.value(r.tree_read_bytes);
+  w.key("tree_write_bytes"), w.value(r.tree_write_bytes);
+  w.key("tree_peak_processes"), w.value(r.tree_peak_processes);
+  w.key("max_rss_source"), w.value(r.max_rss_source);
   w.key("leftover_processes"), w.value(r.leftover_processes);
   w.key("leftovers_killed"), w.value(r.leftovers_killed);
   w.key("stdout_tail"), w.value(r.stdout_tail);

@@ -33,6 +33,7 @@
 #include <limits>
 #include <utility>
 
+#include "cgroup.hpp"
 #include "proc_io.hpp"
 #include "spyglass/clock.hpp"
 
@@ -564,6 +565,16 @@ class Pty {
   termios saved_{};
 };
 
+const char* source_name(RssLimitSource s) {
+  switch (s) {
+    case RssLimitSource::rss: return "rss";
+    case RssLimitSource::pss: return "pss";
+    case RssLimitSource::cgroup: return "cgroup";
+    case RssLimitSource::kernel: return "kernel";
+  }
+  return "rss";
+}
+
 const char* signal_name(int sig) {
   switch (sig) {
     case SIGINT: return "SIGINT";
@@ -657,8 +668,31 @@ RunResult run(const RunOptions& o) {
   if (pty.active()) io.pty = pty.slave();
   if (pty.relays_input()) io.in = pty.slave();
 
+  // The tree's own cgroup: made before the command exists, which enters it before its
+  // exec, so nothing it starts escapes the accounting (or the limit).
+  detail::Cgroup cg = o.cgroup == CgroupMode::off ? detail::Cgroup::none("cgroups were turned off")
+                                                  : detail::Cgroup::create();
+  RssLimitSource limit_source = o.max_rss_source;
+  std::string limit_why;
+  if (o.max_rss_bytes && limit_source == RssLimitSource::kernel) {
+    if (!cg.limit_memory(*o.max_rss_bytes, limit_why)) limit_source = RssLimitSource::rss;
+  }
+
   Spawn sp = spawn(o.argv, io, old_mask, o.exact_peak);
-  Sampler sampler = Sampler::children_of_self({.smaps = o.smaps, .tree = true});
+  Sampler sampler = Sampler::children_of_self(
+      {.smaps = o.smaps || (o.max_rss_bytes && limit_source == RssLimitSource::pss), .tree = true});
+  if (sp.pid > 0 && cg.active() && !cg.place(sp.pid) && limit_source == RssLimitSource::kernel) {
+    limit_source = RssLimitSource::rss;  // not in the cgroup: the limit would not apply
+  }
+  if (!cg.active() && limit_source == RssLimitSource::cgroup) limit_source = RssLimitSource::rss;
+  if (o.max_rss_bytes && limit_source != o.max_rss_source) {
+    res.warnings.push_back(std::string("the memory limit applies to the sampled RSS sum, not the ") +
+                           source_name(o.max_rss_source) +
+                           " figure: " + (cg.active() ? limit_why : cg.reason()));
+  }
+  r.tree_source = cg.source();
+  r.tree_source_reason = cg.reason();
+  if (o.max_rss_bytes) r.max_rss_source = source_name(limit_source);
   res.start_mono_ns = clock::monotonic_ns();
   r.start_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
   sp.start();
@@ -775,7 +809,8 @@ RunResult run(const RunOptions& o) {
 
   auto signal_tree = [&](int sig) {
     ::kill(-pid, sig);
-    sampler.sample();  // fresh list of the tree, including processes that left the group
+    cg.signal_all(sig);  // everything in the cgroup, wherever it went in the process tree
+    sampler.sample();    // fresh list of the tree, including processes that left the group
     for (pid_t p : sampler.pids()) ::kill(p, sig);
   };
 
@@ -874,7 +909,17 @@ RunResult run(const RunOptions& o) {
     if (!child_done && now >= next_sample) {
       const Sample s = sampler.sample();
       record(s);
-      if (o.max_rss_bytes && s.rss_bytes > *o.max_rss_bytes) begin_kill("max-rss", immediate);
+      if (o.max_rss_bytes) {
+        std::uint64_t mem = 0;  // kernel: the kernel enforces it; an OOM kill shows below
+        if (limit_source == RssLimitSource::rss) mem = s.rss_bytes;
+        if (limit_source == RssLimitSource::pss) mem = s.pss_bytes;
+        if (limit_source == RssLimitSource::cgroup) mem = cg.peak_memory();
+        if (mem > *o.max_rss_bytes) begin_kill("max-rss", immediate);
+      }
+      // The kernel killed a process at the limit: the run ends as for any limit.
+      if (o.max_rss_bytes && limit_source == RssLimitSource::kernel && cg.oom_kills() > 0) {
+        begin_kill("max-rss", immediate);
+      }
       if (o.max_cpu_seconds && static_cast<double>(s.cpu_user_ns + s.cpu_sys_ns) / 1e9 > *o.max_cpu_seconds) {
         begin_kill("max-cpu", immediate);
       }
@@ -899,6 +944,10 @@ RunResult run(const RunOptions& o) {
     if (stopped_by != 0) {
       handle_stop(std::exchange(stopped_by, 0));
       continue;  // time passed while we were stopped
+    }
+    if (child_done && !killing && o.max_rss_bytes && limit_source == RssLimitSource::kernel &&
+        cg.oom_kills() > 0) {
+      begin_kill("max-rss", immediate);  // what the OOM kill of the command left
     }
     if (child_done) {
       if (killing) {
@@ -1027,6 +1076,12 @@ RunResult run(const RunOptions& o) {
   if (!leftovers_killed) note_leftovers();
   const Sample last = sampler.sample();  // after every reap: counts the reaped children's work
   record(last);
+  const bool measured = cg.active();
+  const detail::CgroupTotals ct = cg.read();
+  cg.remove();  // the tree is gone (what it left running goes on in our cgroup)
+  if (reason.empty() && o.max_rss_bytes && limit_source == RssLimitSource::kernel && ct.oom_kills > 0) {
+    reason = "max-rss";
+  }
   restore();
 
   // The run's end on the wall clock is its start plus the monotonic time since: the two
@@ -1062,11 +1117,19 @@ RunResult run(const RunOptions& o) {
   r.invol_ctx = static_cast<std::uint64_t>(total.ru_nivcsw);
   for (const Sample& s : res.samples) {
     r.peak_tree_rss_bytes = std::max(r.peak_tree_rss_bytes, s.rss_bytes);
+    r.peak_tree_pss_bytes = std::max(r.peak_tree_pss_bytes, s.pss_bytes);
     r.peak_threads = std::max(r.peak_threads, s.threads);
     r.peak_processes = std::max(r.peak_processes, s.processes);
     r.rchar = std::max(r.rchar, s.rchar);
     r.wchar = std::max(r.wchar, s.wchar);
   }
+  // The tree's figures: the kernel's for the cgroup where it has them, else our own.
+  r.tree_peak_memory_bytes = measured ? ct.peak_memory_bytes : r.peak_tree_rss_bytes;
+  r.tree_user_cpu_ns = ct.has_cpu ? ct.user_cpu_ns : r.user_cpu_ns;
+  r.tree_sys_cpu_ns = ct.has_cpu ? ct.sys_cpu_ns : r.sys_cpu_ns;
+  r.tree_read_bytes = ct.has_io ? ct.read_bytes : r.read_bytes;
+  r.tree_write_bytes = ct.has_io ? ct.write_bytes : r.write_bytes;
+  r.tree_peak_processes = ct.has_pids ? ct.peak_pids : r.peak_processes;
   r.monitor_cpu_ns = clock::thread_cpu_ns() - cpu0;
   auto trim = [&](std::string& t) {
     if (t.size() > o.tail_bytes) t.erase(0, t.size() - o.tail_bytes);

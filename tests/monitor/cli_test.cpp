@@ -195,7 +195,7 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
   // The schema documented in history.hpp, column by column.
   EXPECT_EQ(
       q.out,
-      "4\n"
+      "5\n"
       "1397774668\n"  // 0x5350594c
       "wal\n"
       "alerts,baselines,runs,samples,spyglass_meta\n"
@@ -203,7 +203,9 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
       "id,label,command,args,cwd,host,git_commit,start_unix_ns,end_unix_ns,duration_ns,exit_code,signal,"
       "kill_reason,error,user_cpu_ns,sys_cpu_ns,max_rss_bytes,peak_tree_rss_bytes,read_bytes,write_bytes,"
       "rchar,wchar,peak_threads,peak_processes,vol_ctx,invol_ctx,minflt,majflt,monitor_cpu_ns,stdout_tail,"
-      "stderr_tail,leftover_processes,leftovers_killed\n"
+      "stderr_tail,leftover_processes,leftovers_killed,tree_source,tree_source_reason,tree_peak_memory_bytes,"
+      "peak_tree_pss_bytes,tree_user_cpu_ns,tree_sys_cpu_ns,tree_read_bytes,tree_write_bytes,"
+      "tree_peak_processes,max_rss_source\n"
       "run_id,t_ns,processes,threads,fds,cpu_user_ns,cpu_sys_ns,cpu_user_pct,cpu_sys_pct,rss_bytes,"
       "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
       "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n"

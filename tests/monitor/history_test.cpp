@@ -222,19 +222,44 @@ TEST(History, MigratesForwardKeepingData) {
     ASSERT_EQ(runs.size(), 1u);
     EXPECT_EQ(h.samples(runs[0].id).size(), 3u);
     EXPECT_EQ(runs[0].leftover_processes, 0u);  // a column added by version 3, empty for old runs
+    // Version 5: older runs were sampled, their tree figures are their own columns'.
+    EXPECT_EQ(runs[0].tree_source, "sampled");
+    EXPECT_EQ(runs[0].tree_peak_memory_bytes, 80u << 20);
+    EXPECT_EQ(runs[0].tree_user_cpu_ns, 1200000000u);
+    EXPECT_EQ(runs[0].tree_write_bytes, 1u << 20);
+    EXPECT_EQ(runs[0].tree_peak_processes, 2u);
+    EXPECT_EQ(runs[0].max_rss_source, "");
     auto r = make_run("m", 6);
     r.leftover_processes = 2;
     r.leftovers_killed = true;
+    r.tree_source = "cgroup-v1";
+    r.tree_peak_memory_bytes = 7;
+    r.peak_tree_pss_bytes = 8;
+    r.tree_user_cpu_ns = 9;
+    r.tree_sys_cpu_ns = 10;
+    r.tree_read_bytes = 11;
+    r.tree_write_bytes = 12;
+    r.tree_peak_processes = 13;
+    r.max_rss_source = "kernel";
     h.insert(r, make_samples(1, 0), 0);
     const auto back = h.run(r.id);
     ASSERT_TRUE(back);
     EXPECT_EQ(back->leftover_processes, 2u);
     EXPECT_TRUE(back->leftovers_killed);
+    EXPECT_EQ(back->tree_source, "cgroup-v1");
+    EXPECT_EQ(back->tree_source_reason, "");
+    EXPECT_EQ(back->tree_peak_memory_bytes + back->peak_tree_pss_bytes + back->tree_user_cpu_ns +
+                  back->tree_sys_cpu_ns + back->tree_read_bytes + back->tree_write_bytes,
+              7u + 8 + 9 + 10 + 11 + 12);
+    EXPECT_EQ(back->tree_peak_processes, 13u);
+    EXPECT_EQ(back->max_rss_source, "kernel");
+    EXPECT_EQ(back->stdout_tail, "out\n");  // the tails follow the new columns
+    EXPECT_EQ(back->stderr_tail, "err\n");
   }
   tables = spyglass_test::run({"sqlite3", db,
                                "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'baselines') ORDER "
                                "BY name; PRAGMA user_version;"});
-  EXPECT_EQ(tables.out, "alerts\nbaselines\n4\n");
+  EXPECT_EQ(tables.out, "alerts\nbaselines\n5\n");
 }
 
 TEST(History, PinsOneBaselinePerLabel) {

@@ -23,6 +23,13 @@
 //   alloc MIB           touches MIB MiB, then exits 0
 //   signal SIG          kills itself with SIG
 //   echo OUT ERR        writes OUT to stdout and ERR to stderr
+//   overlap N MIB       forks N children that each touch MIB MiB and report how much their
+//                       anonymous memory grew (RssAnon); once all have, releases them at
+//                       once (each holds its memory until then, then exits) and prints
+//                       each child's growth in KiB, a line each
+//   cow MIB N DIR       touches MIB MiB, forks N children that share those pages without
+//                       writing them, writes the N+1 pids to DIR/pids, and ends, with the
+//                       children, once DIR/release exists
 
 #include <fcntl.h>
 #include <signal.h>
@@ -131,6 +138,76 @@ int runaway(char** argv) {
   for (;;) ::pause();
 }
 
+std::uint64_t rss_anon_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("RssAnon:", 0) == 0) return std::strtoull(line.c_str() + 8, nullptr, 10);
+  }
+  return 0;
+}
+
+int overlap(char** argv) {
+  const int n = std::atoi(argv[0]);
+  const std::size_t mib = std::strtoul(argv[1], nullptr, 10);
+  int report[2], release[2];
+  if (::pipe(report) != 0 || ::pipe(release) != 0) return 90;
+  std::vector<pid_t> kids;
+  for (int i = 0; i < n; ++i) {
+    const pid_t p = ::fork();
+    if (p == 0) {
+      ::close(release[1]);
+      ::close(report[0]);
+      const std::uint64_t before = rss_anon_kib();
+      char* mem = touch(mib);
+      const std::uint64_t grown = rss_anon_kib() - before;
+      if (::write(report[1], &grown, sizeof grown) != static_cast<ssize_t>(sizeof grown)) std::_Exit(91);
+      char c;
+      while (::read(release[0], &c, 1) > 0) {
+      }
+      g_sink = g_sink + static_cast<unsigned char>(mem[0]);
+      std::_Exit(0);
+    }
+    kids.push_back(p);
+  }
+  ::close(report[1]);
+  ::close(release[0]);
+  std::vector<std::uint64_t> grown(static_cast<std::size_t>(n));
+  for (auto& g : grown) {
+    if (::read(report[0], &g, sizeof g) != static_cast<ssize_t>(sizeof g)) return 92;
+  }
+  ::close(release[1]);  // every child holds its memory now; let them all go
+  for (const pid_t p : kids) ::waitpid(p, nullptr, 0);
+  for (const auto g : grown) std::printf("%llu\n", static_cast<unsigned long long>(g));
+  return 0;
+}
+
+int cow(char** argv) {
+  const std::size_t mib = std::strtoul(argv[0], nullptr, 10);
+  const int n = std::atoi(argv[1]);
+  const std::string dir = argv[2], release = dir + "/release";
+  char* mem = touch(mib);
+  std::string pids = std::to_string(::getpid()) + "\n";
+  std::vector<pid_t> kids;
+  for (int i = 0; i < n; ++i) {
+    const pid_t p = ::fork();
+    if (p == 0) {
+      while (::access(release.c_str(), F_OK) != 0) ::usleep(2000);
+      std::_Exit(0);
+    }
+    kids.push_back(p);
+    pids += std::to_string(p) + "\n";
+  }
+  {
+    std::ofstream out(dir + "/pids.tmp");
+    out << pids;
+  }
+  std::filesystem::rename(dir + "/pids.tmp", dir + "/pids");
+  for (const pid_t p : kids) ::waitpid(p, nullptr, 0);
+  g_sink = g_sink + static_cast<unsigned char>(mem[0]);
+  return 0;
+}
+
 int steady(char** argv) {
   const std::size_t mib = std::strtoul(argv[0], nullptr, 10);
   const int threads = std::atoi(argv[1]);
@@ -196,6 +273,8 @@ int main(int argc, char** argv) {
   if (what == "calib" && argc == 7) return calib(argv + 2);
   if (what == "runaway" && argc == 4) return runaway(argv + 2);
   if (what == "steady" && argc == 5) return steady(argv + 2);
+  if (what == "overlap" && argc == 4) return overlap(argv + 2);
+  if (what == "cow" && argc == 5) return cow(argv + 2);
   if (what == "busyidle" && argc == 4) {
     burn(std::strtod(argv[2], nullptr));
     ::usleep(static_cast<useconds_t>(std::strtod(argv[3], nullptr) * 1e6));

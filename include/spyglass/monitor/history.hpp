@@ -1,13 +1,17 @@
 #pragma once
 /// The run history: an SQLite database of runs, their samples and (for analytics) alerts.
 ///
-/// Schema (user_version 4, application_id 0x5350594c "SPYL"), all times in ns:
+/// Schema (user_version 5, application_id 0x5350594c "SPYL"), all times in ns:
 ///   runs(id INTEGER PRIMARY KEY, label, command, args (JSON array), cwd, host, git_commit,
 ///        start_unix_ns, end_unix_ns, duration_ns, exit_code, signal, kill_reason, error,
 ///        user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes,
 ///        write_bytes, rchar, wchar, peak_threads, peak_processes, vol_ctx, invol_ctx,
 ///        minflt, majflt, monitor_cpu_ns, stdout_tail, stderr_tail,
-///        leftover_processes, leftovers_killed [since v3])
+///        leftover_processes, leftovers_killed [since v3],
+///        tree_source ('cgroup-v2', 'cgroup-v1', 'sampled'), tree_source_reason,
+///        tree_peak_memory_bytes, peak_tree_pss_bytes, tree_user_cpu_ns, tree_sys_cpu_ns,
+///        tree_read_bytes, tree_write_bytes, tree_peak_processes, max_rss_source [since v5;
+///        runs recorded before are 'sampled' with the tree figures of their own columns])
 ///   samples(run_id -> runs.id ON DELETE CASCADE, t_ns (since the run's start),
 ///        processes, threads, fds, cpu_user_ns, cpu_sys_ns, cpu_user_pct, cpu_sys_pct,
 ///        rss_bytes, vms_bytes, pss_bytes, uss_bytes, read_bytes, write_bytes, rchar, wchar,
@@ -91,7 +95,7 @@ struct PinnedBaseline {
 class SPYGLASS_API History {
  public:
   /// The schema this build writes.
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
   /// The oldest schema a read-only open reads as it is (runs and samples are unchanged
   /// since version 1).
   static constexpr int kMinReadableSchemaVersion = 1;

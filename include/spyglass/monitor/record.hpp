@@ -49,8 +49,25 @@ struct RunRecord {
   std::uint32_t leftover_processes = 0;
   bool leftovers_killed = false;     ///< whether those were ended (RunOptions::kill_leftovers)
   std::uint64_t monitor_cpu_ns = 0;  ///< CPU spent sampling (the monitor's own overhead)
-  std::string stdout_tail;           ///< last bytes of the command's stdout
-  std::string stderr_tail;           ///< last bytes of the command's stderr
+  /// What measured the tree_* figures: "cgroup-v2" or "cgroup-v1" (the kernel's totals for
+  /// the command's own cgroup), or "sampled" (peak RSS sum of the samples; CPU and I/O
+  /// from wait4 and the samples).
+  std::string tree_source = "sampled";
+  std::string tree_source_reason;  ///< why no cgroup measured the tree ("" when one did)
+  /// The tree's peak memory: a cgroup's peak charge (anonymous memory, page cache and
+  /// kernel memory the tree caused, shared pages once), else peak_tree_rss_bytes.
+  std::uint64_t tree_peak_memory_bytes = 0;
+  std::uint64_t peak_tree_pss_bytes = 0;  ///< largest sampled PSS sum (0 without smaps)
+  std::uint64_t tree_user_cpu_ns = 0;     ///< user CPU of the tree (the cgroup's, else user_cpu_ns)
+  std::uint64_t tree_sys_cpu_ns = 0;      ///< system CPU of the tree (the cgroup's, else sys_cpu_ns)
+  std::uint64_t tree_read_bytes = 0;      ///< block I/O read (the cgroup's, else read_bytes)
+  std::uint64_t tree_write_bytes = 0;     ///< block I/O written (the cgroup's, else write_bytes)
+  std::uint32_t tree_peak_processes = 0;  ///< pids.peak of the cgroup, else peak_processes
+  /// The figure a memory limit was enforced on: "rss", "pss", "cgroup" or "kernel" (see
+  /// RssLimitSource); "" without a limit.
+  std::string max_rss_source;
+  std::string stdout_tail;  ///< last bytes of the command's stdout
+  std::string stderr_tail;  ///< last bytes of the command's stderr
 };
 
 /// Appends `r` as a JSON object. Reentrant.

@@ -19,14 +19,37 @@ enum class KillStrategy {
   immediate,  ///< SIGKILL to every process at once
 };
 
+/// Whether the command runs in a cgroup of its own (see RunOptions::cgroup).
+enum class CgroupMode {
+  automatic,  ///< when one can be created, else the tree is sampled
+  off,        ///< always sample the tree
+};
+
+/// Which figure RunOptions::max_rss_bytes limits.
+enum class RssLimitSource {
+  rss,     ///< the sampled RSS sum over the tree (counts shared pages once per process)
+  pss,     ///< the sampled PSS sum over the tree (shared pages divided among sharers)
+  cgroup,  ///< the cgroup's peak memory, read at each sample (rss without a cgroup)
+  kernel,  ///< the cgroup's hard limit: the kernel reclaims, then OOM-kills (rss without a cgroup)
+};
+
 /// What to run and how to watch it.
 struct RunOptions {
   std::vector<std::string> argv;  ///< command and arguments; argv[0] is looked up in PATH
   std::string label;              ///< copied into the record
   std::chrono::nanoseconds interval = std::chrono::milliseconds(100);  ///< >= 10 ms
   std::optional<std::chrono::nanoseconds> timeout;
-  std::optional<std::uint64_t> max_rss_bytes;  ///< limit on the tree's summed RSS
-  std::optional<double> max_cpu_seconds;       ///< limit on the tree's user+system CPU
+  std::optional<std::uint64_t> max_rss_bytes;  ///< limit on the tree's memory (see max_rss_source)
+  /// The figure max_rss_bytes limits. rss by default: it means the same with or without
+  /// cgroups and never counts page cache, which the cgroup's figure does.
+  RssLimitSource max_rss_source = RssLimitSource::rss;
+  /// Run the command in a cgroup of its own (a child of ours, created before the command
+  /// execs, so nothing escapes it, and removed at the end; processes still running then
+  /// move back to ours), so that the tree's peak memory, CPU time, I/O and process count
+  /// are the kernel's exact figures. Without one (not permitted, no memory controller,
+  /// off) the tree is sampled and RunRecord::tree_source_reason says why.
+  CgroupMode cgroup = CgroupMode::automatic;
+  std::optional<double> max_cpu_seconds;  ///< limit on the tree's user+system CPU
   KillStrategy kill = KillStrategy::graceful;
   std::chrono::nanoseconds grace = std::chrono::seconds(5);
   std::size_t tail_bytes = 64 * 1024;  ///< how much of stdout/stderr to keep, each
@@ -64,7 +87,7 @@ struct RunOptions {
   /// in a shell). The command then leads a session of its own; output read from the pty
   /// is kept as the stdout tail (stderr's too when both are on it).
   bool terminal = true;
-  bool smaps = false;                            ///< sample PSS/USS too
+  bool smaps = false;                            ///< sample PSS/USS too (always with RssLimitSource::pss)
   std::size_t max_samples = 20000;               ///< beyond this, every other sample is dropped
   std::function<void(const Sample&)> on_sample;  ///< called on the runner's thread
 };
@@ -76,6 +99,7 @@ struct RunResult {
   std::uint64_t start_mono_ns = 0;
   std::uint64_t dropped_output_bytes = 0;  ///< output not passed through (see passthrough)
   std::vector<pid_t> leftover_pids;        ///< descendants running after the command exited
+  std::vector<std::string> warnings;       ///< what did not apply as asked (a limit's figure)
 };
 
 /// Returns the exit code for a wait status, as coreutils does: the code, or 128+signal.
