@@ -194,9 +194,12 @@ TEST_F(PrometheusSource, DetectFlagsTheBurstAtTheTimePrometheusGivesIt) {
         if (direct.values.empty()) return false;
         peak = static_cast<std::size_t>(std::max_element(direct.values.begin(), direct.values.end()) -
                                         direct.values.begin());
-        return direct.values[peak] >= 5000 && direct.values.size() >= peak + 4;
+        // A scrape in the middle of the burst splits it over two points: one holds half.
+        return direct.values[peak] >= 2500 && direct.values.size() >= peak + 4;
       },
       std::chrono::seconds(180)))
+      << "points: " << direct.values.size() << ", largest "
+      << (direct.values.empty() ? 0 : direct.values[peak]) << "\n"
       << log();
 
   const auto r =
