@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libconcurrentqueue-dev libsimdjson-dev prometheus-cpp-dev libcurl4-openssl-dev
-  libsqlite3-dev zlib1g-dev libcpp-httplib-dev
+  libsqlite3-dev zlib1g-dev libcpp-httplib-dev libpq-dev postgresql
   googletest libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev
   clang clang-format jq sqlite3 time strace gzip python3 python3-psutil
   protobuf-compiler prometheus prometheus-pushgateway curl

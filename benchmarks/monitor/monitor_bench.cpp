@@ -4,11 +4,8 @@
 
 #include <benchmark/benchmark.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,11 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "../support/spawn.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/runner.hpp"
 #include "spyglass/monitor/sampler.hpp"
-
-extern char** environ;
 
 namespace mon = spyglass::monitor;
 
@@ -97,29 +93,10 @@ void BM_PsutilSameSample(benchmark::State& state) {
       "    return '%f %f' % (v[len(v)//2], v[len(v)*99//100])\n"
       "print(run(False), run(True))\n";
   for (auto _ : state) {
-    int fds[2];
-    if (::pipe(fds) != 0) return;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    const char* argv[] = {"/usr/bin/python3", "-c", script.c_str(), nullptr};
-    pid_t pid;
-    if (::posix_spawn(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv), environ) != 0) {
-      state.SkipWithError("python3 not found");
-      return;
-    }
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(fds[1]);
-    char buf[256] = {};
-    std::size_t n = 0;
-    for (ssize_t r; n < sizeof buf - 1 && (r = ::read(fds[0], buf + n, sizeof buf - 1 - n)) > 0;) {
-      n += static_cast<std::size_t>(r);  // print() may arrive in pieces (PYTHONUNBUFFERED)
-    }
-    ::close(fds[0]);
-    ::waitpid(pid, nullptr, 0);
+    const auto r = spyglass_bench::spawn_and_wait({"/usr/bin/python3", "-c", script}, true);
     double p50 = 0, p99 = 0, tree_p50 = 0, tree_p99 = 0;
-    if (n == 0 || std::sscanf(buf, "%lf %lf %lf %lf", &p50, &p99, &tree_p50, &tree_p99) != 4) {
-      state.SkipWithError("psutil (python3-psutil) not available");
+    if (!r.ok || std::sscanf(r.out.c_str(), "%lf %lf %lf %lf", &p50, &p99, &tree_p50, &tree_p99) != 4) {
+      state.SkipWithError("python3 with psutil (python3-psutil) is needed");
       return;
     }
     state.counters["p50_us"] = p50;
@@ -183,20 +160,9 @@ void BM_HistoryCommand100k(benchmark::State& state) {
   for (auto _ : state) {
     std::vector<std::string> args = {exe, "history", "--db", db, "--limit", "20"};
     if (label != 0) args.insert(args.end(), {"--label", "job-7"});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    const auto t0 = Clock::now();
-    pid_t pid;
-    ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    posix_spawn_file_actions_destroy(&fa);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) state.SkipWithError("spyglass history failed");
+    const auto r = spyglass_bench::spawn_and_wait(args);
+    ms.push_back(r.ms);
+    if (!r.ok) state.SkipWithError("spyglass history failed");
   }
   std::sort(ms.begin(), ms.end());
   state.counters["p50_ms"] = ms[ms.size() / 2];

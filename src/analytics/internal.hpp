@@ -17,6 +17,8 @@ void require_same_size(std::span<const double> a, std::span<const double> b, con
 std::vector<double> sorted(std::span<const double> xs);
 /// NumPy's linear quantile of an already sorted, non-empty vector.
 double sorted_quantile(const std::vector<double>& v, double q);
+/// The same of a non-empty vector in any order, by selection (O(n)); rearranges `v`.
+double select_quantile(std::vector<double>& v, double q);
 /// `v` with `digits` significant digits (%g).
 std::string format_number(double v, int digits);
 

@@ -48,6 +48,20 @@ double sorted_quantile(const std::vector<double>& v, double q) {
   return v[lo] + (v[hi] - v[lo]) * frac;
 }
 
+// NumPy's linear quantile of `v` in any order, found by selection rather than a sort
+// (a rolling detector does this for every point); rearranges `v`.
+double select_quantile(std::vector<double>& v, double q) {
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const double frac = pos - static_cast<double>(lo);
+  const auto at = v.begin() + static_cast<std::ptrdiff_t>(lo);
+  std::nth_element(v.begin(), at, v.end());
+  const double a = *at;
+  if (lo + 1 >= v.size()) return a;
+  const double b = *std::min_element(at + 1, v.end());  // the next order statistic
+  return a + (b - a) * frac;
+}
+
 std::string format_number(double v, int digits) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*g", digits, v);
@@ -86,16 +100,27 @@ double variance(std::span<const double> xs, int ddof) {
 double quantile(std::span<const double> xs, double q) {
   if (!(q >= 0 && q <= 1)) throw AnalyticsError("quantile: q must be in [0, 1]");
   require_finite(xs, "quantile", 1);
-  return detail::sorted_quantile(detail::sorted(xs), q);
+  std::vector<double> v(xs.begin(), xs.end());
+  return detail::select_quantile(v, q);
 }
 
 double median(std::span<const double> xs) { return quantile(xs, 0.5); }
 
+namespace {
+
+// The median absolute deviation from `med`; `v` holds the values and is overwritten.
+double mad_around(std::vector<double>& v, double med) {
+  for (double& x : v) x = std::fabs(x - med);
+  return detail::select_quantile(v, 0.5);
+}
+
+}  // namespace
+
 double mad(std::span<const double> xs) {
-  const double med = median(xs);
-  std::vector<double> dev(xs.size());
-  for (std::size_t i = 0; i < xs.size(); ++i) dev[i] = std::fabs(xs[i] - med);
-  return median(dev);
+  require_finite(xs, "mad", 1);
+  std::vector<double> v(xs.begin(), xs.end());
+  const double med = detail::select_quantile(v, 0.5);
+  return mad_around(v, med);
 }
 
 std::vector<double> ranks(std::span<const double> xs) {
@@ -116,7 +141,7 @@ std::vector<double> ranks(std::span<const double> xs) {
 
 Summary summarize(std::span<const double> xs) {
   require_finite(xs, "summarize", 1);
-  const auto v = detail::sorted(xs);
+  auto v = detail::sorted(xs);
   Summary s;
   s.count = xs.size();
   s.mean = mean(xs);
@@ -126,7 +151,7 @@ Summary summarize(std::span<const double> xs) {
   s.q1 = detail::sorted_quantile(v, 0.25);
   s.median = detail::sorted_quantile(v, 0.5);
   s.q3 = detail::sorted_quantile(v, 0.75);
-  s.mad = mad(xs);
+  s.mad = mad_around(v, s.median);
   return s;
 }
 
@@ -317,24 +342,6 @@ double default_threshold(AnomalyMethod m) {
 }
 
 namespace detail {
-
-namespace {
-
-// NumPy's linear quantile of `v` in any order, found by selection rather than a sort
-// (a rolling detector does this for every point); rearranges `v`.
-double select_quantile(std::vector<double>& v, double q) {
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<std::size_t>(std::floor(pos));
-  const double frac = pos - static_cast<double>(lo);
-  const auto at = v.begin() + static_cast<std::ptrdiff_t>(lo);
-  std::nth_element(v.begin(), at, v.end());
-  const double a = *at;
-  if (lo + 1 >= v.size()) return a;
-  const double b = *std::min_element(at + 1, v.end());  // the next order statistic
-  return a + (b - a) * frac;
-}
-
-}  // namespace
 
 Reference::Reference(std::span<const double> xs, AnomalyMethod m) : method(m) {
   require_finite(xs, "anomaly reference", 1);

@@ -85,7 +85,29 @@ std::vector<Flag> detect(const Series& s, const DetectOptions& o) {
 const auto num = [](double v, int digits = 4) { return format_number(v, digits); };
 const auto pct = format_change;
 
+// What the series came from, for messages and the text report.
+std::string source_name(const DetectOptions& o) {
+  if (o.prometheus) return "query '" + o.prometheus->query + "' at " + o.prometheus->url;
+  return o.source + ", column " + o.value_column;
+}
+
+// What Series::lines holds for this source: a CSV line, or a point's number in the answer.
+const char* point_key(const DetectOptions& o) { return o.prometheus ? "point" : "line"; }
+
 void write_source(JsonWriter& w, const DetectOptions& o) {
+  if (const auto& p = o.prometheus) {
+    w.key("prometheus");
+    w.value(p->url);
+    w.key("query");
+    w.value(p->query);
+    w.key("start");
+    w.value(p->start);
+    w.key("end");
+    w.value(p->end);
+    w.key("step_seconds");
+    w.value(p->step);
+    return;
+  }
   w.key("csv");
   w.value(o.source);
   w.key("time_column");
@@ -201,7 +223,7 @@ std::string detect_report(const Series& s, const DetectOptions& o, bool json) {
     JsonWriter w(out);
     w.begin_object();
     w.key("anomalies");
-    write_flags(w, s, flags, o.method);
+    write_flags(w, s, flags, o.method, point_key(o));
     write_parameters(w, s, o);
     w.end_object();
     out += '\n';
@@ -229,7 +251,7 @@ struct Analysis {
 
 Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit) {
   if (s.values.size() < 3) {
-    throw InputError(d.source + ": needs at least 3 points to analyse, found " +
+    throw InputError(source_name(d) + ": needs at least 3 points to analyse, found " +
                      std::to_string(s.values.size()));
   }
   if (o.season != 0 && s.values.size() < 2 * o.season) {
@@ -428,8 +450,8 @@ std::string analyze_report(const Series& s, const AnalyzeOptions& o, bool json) 
   const Analysis a = analyse(s, o, d, "point");
   std::string out;
   if (!json) {
-    out += "series: " + d.source + ", column " + d.value_column + ": " + std::to_string(s.values.size()) +
-           " points from " + s.stamps.front() + " to " + s.stamps.back();
+    out += "series: " + source_name(d) + ": " + std::to_string(s.values.size()) + " points from " +
+           s.stamps.front() + " to " + s.stamps.back();
     if (s.missing != 0) out += " (" + std::to_string(s.missing) + " missing skipped)";
     out += "\n" + analysis_text(s, o, d, a, "point", plain);
     return out;
@@ -450,7 +472,7 @@ std::string analyze_report(const Series& s, const AnalyzeOptions& o, bool json) 
   w.key("median_step_seconds");
   w.value(a.step_s);
   w.end_object();
-  analysis_json(w, s, o, d, a, "line");
+  analysis_json(w, s, o, d, a, point_key(d));
   w.end_object();
   out += '\n';
   return out;

@@ -10,6 +10,7 @@
 
 #include <vector>
 
+#include "prometheus_source.hpp"
 #include "series.hpp"
 #include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/record.hpp"
@@ -20,6 +21,8 @@ namespace SPYGLASS_NAMESPACE::cli {
 struct DetectOptions {
   std::string source;  ///< the CSV file, for the parameters echoed in the output
   std::string time_column, value_column;
+  /// Set when the series comes from a Prometheus range query instead of a CSV file.
+  std::optional<PrometheusQuery> prometheus;
   /// ewma, mad, zscore or iqr; ewma by default, the best F1 of `spyglass evaluate`.
   std::string method = "ewma";
   bool offline = false;  ///< score against the whole series instead of the past

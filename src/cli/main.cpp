@@ -94,11 +94,26 @@ Shows one run with a chart of its samples. Exit status: 0; 1 when the run or the
 database is missing; 125 for a usage error.
 )";
 
+// Where detect and analyze read a series from; ends their usage texts.
+constexpr const char* kSeriesSources = R"(sources:
+  --csv FILE --time-column C --value-column V
+                         a CSV file with a header line; timestamps ISO 8601,
+                         YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds
+  --prometheus URL --query Q --start T [--end T] [--step D]
+                         GET URL/api/v1/query_range; Q must select one series; T is now,
+                         now-DURATION (now-6h), ISO 8601 or Unix seconds (--end: now);
+                         D a duration (default: about 250 points)
+Exit status: 0; 1 when the series cannot be read (FILE:LINE, or the server's error,
+says why) or the label has no runs; 125 for a usage error.
+)";
+
 constexpr const char* kDetectUsage =
     R"(usage: spyglass detect --csv FILE --time-column C --value-column V [--method M] [--offline]
                        [--threshold T] [--window N] [--json]
+       spyglass detect --prometheus URL --query Q --start T [--end T] [--step D] [options]
 
-Flags the anomalies of a CSV time series, judging each point by its past only.
+Flags the anomalies of a time series (a CSV file, or a Prometheus range query), judging
+each point by its past only.
 
 options:
   --method ewma|mad|zscore|iqr
@@ -108,19 +123,17 @@ options:
   --window N             past points a rolling method keeps (default 60)
   --json                 {"anomalies": [...], "parameters": {...}} on stdout
   --help                 this text
-Timestamps: ISO 8601, YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds.
-Exit status: 0; 1 when the file cannot be read or parsed (FILE:LINE says where); 125 for
-a usage error.
 )";
 
 constexpr const char* kAnalyzeUsage =
     R"(usage: spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
                         [--season N] [--limit X] [--json]
+       spyglass analyze --prometheus URL --query Q --start T [--end T] [--step D] [options]
        spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N]
                         [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
 
-Trend, anomalies, change points and forecast of a CSV series, or of each metric of a
-label's run history (with regression of the latest runs against a baseline, and
+Trend, anomalies, change points and forecast of a series (a CSV file or a Prometheus
+range query), or of each metric of a label's run history (with regression of the latest runs against a baseline, and
 correlations).
 
 options:
@@ -140,9 +153,6 @@ options:
   --db PATH              --label: history database (default ./spyglass-out/history.db)
   --json                 a JSON report on stdout
   --help                 this text
-Timestamps: ISO 8601, YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds.
-Exit status: 0; 1 when the input cannot be read or the label has no runs; 125 for a
-usage error.
 )";
 
 constexpr const char* kEvaluateUsage =
@@ -211,7 +221,9 @@ constexpr const char* kUsage = R"(usage:
   spyglass history [--label L] [--limit N] [--json] [--db PATH]
   spyglass show RUN_ID [--json] [--db PATH]
   spyglass detect --csv FILE --time-column C --value-column V [options]
+  spyglass detect --prometheus URL --query Q --start T [options]
   spyglass analyze --csv FILE --time-column C --value-column V [options]
+  spyglass analyze --prometheus URL --query Q --start T [options]
   spyglass analyze --label L [options]
   spyglass evaluate [options]
   spyglass gate --label L --rule RULE... [options]
@@ -603,8 +615,22 @@ int cmd_show(Args& a) {
 }
 
 // Options shared by detect and analyze; returns false for an option it does not know.
-bool series_option(Args& a, std::string_view opt, cli::DetectOptions& d, bool& json) {
-  if (opt == "--csv") {
+// The raw --prometheus/--query/--start/--end/--step values, checked once all are read.
+struct PrometheusArgs {
+  std::string url, query, start, end = "now", step;
+  bool any = false;
+};
+
+bool series_option(Args& a, std::string_view opt, cli::DetectOptions& d, PrometheusArgs& p, bool& json) {
+  if (opt == "--prometheus" || opt == "--query" || opt == "--start" || opt == "--end" || opt == "--step") {
+    std::string& field = opt == "--prometheus" ? p.url
+                         : opt == "--query"    ? p.query
+                         : opt == "--start"    ? p.start
+                         : opt == "--end"      ? p.end
+                                               : p.step;
+    field = std::string(a.value(opt));
+    p.any = true;
+  } else if (opt == "--csv") {
     d.source = std::string(a.value(opt));
   } else if (opt == "--time-column") {
     d.time_column = std::string(a.value(opt));
@@ -627,13 +653,56 @@ bool series_option(Args& a, std::string_view opt, cli::DetectOptions& d, bool& j
   return true;
 }
 
-cli::Series read_series(const char* cmd, const cli::DetectOptions& d) {
+// The range query the options describe. Start and end: `now`, `now-DURATION`, ISO 8601 or
+// Unix seconds; the step defaults to what gives about 250 points.
+cli::PrometheusQuery prometheus_query(const char* cmd, const PrometheusArgs& p) {
+  const std::string c(cmd);
+  if (p.url.empty()) throw UsageError{c + ": --query, --start, --end and --step go with --prometheus URL"};
+  if (p.query.empty()) throw UsageError{c + ": --prometheus needs --query Q"};
+  if (p.start.empty()) throw UsageError{c + ": --prometheus needs --start (e.g. now-1h)"};
+  const double now = static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count()) /
+                     1000.0;
+  cli::PrometheusQuery q;
+  q.url = p.url;
+  q.query = p.query;
+  const auto time_of = [&](const char* opt, const std::string& v) {
+    const auto t = cli::parse_time_argument(v, now);
+    if (!t)
+      throw UsageError{std::string(opt) + ": not a time: '" + v +
+                       "' (now, now-DURATION, ISO 8601 or Unix seconds)"};
+    return *t;
+  };
+  q.start = time_of("--start", p.start);
+  q.end = time_of("--end", p.end);
+  if (!(q.start < q.end)) throw UsageError{c + ": --start must be before --end"};
+  if (p.step.empty()) {
+    q.step = std::max(1.0, std::ceil((q.end - q.start) / 250));
+  } else {
+    const auto step = cli::parse_seconds(p.step);
+    if (!step || !(*step >= 0.001))
+      throw UsageError{"--step: not a duration of 1ms or more: '" + p.step + "'"};
+    q.step = *step;
+  }
+  // Prometheus refuses more than 11,000 points per series.
+  if ((q.end - q.start) / q.step > 11000)
+    throw UsageError{c + ": more than 11000 points between --start and --end; use a larger --step"};
+  return q;
+}
+
+cli::Series read_series(const char* cmd, cli::DetectOptions& d, const PrometheusArgs& p) {
   try {
     cli::check_detect_options(d);
   } catch (const cli::InputError& e) {
     throw UsageError{e.what()};
   }
-  if (d.source.empty()) throw UsageError{std::string(cmd) + ": --csv FILE is required"};
+  if (p.any) {
+    if (!d.source.empty()) throw UsageError{std::string(cmd) + ": --csv and --prometheus exclude each other"};
+    d.prometheus = prometheus_query(cmd, p);
+    return cli::read_prometheus_series(*d.prometheus);
+  }
+  if (d.source.empty()) throw UsageError{std::string(cmd) + ": --csv FILE or --prometheus URL is required"};
   if (d.time_column.empty()) throw UsageError{std::string(cmd) + ": --time-column is required"};
   if (d.value_column.empty()) throw UsageError{std::string(cmd) + ": --value-column is required"};
   return cli::read_csv_series(d.source, d.time_column, d.value_column);
@@ -641,15 +710,17 @@ cli::Series read_series(const char* cmd, const cli::DetectOptions& d) {
 
 int cmd_detect(Args& a) {
   cli::DetectOptions d;
+  PrometheusArgs p;
   bool json = false;
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"detect: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
     if (is_help(opt)) {
       std::fputs(kDetectUsage, stdout);
+      std::fputs(kSeriesSources, stdout);
       return 0;
     }
-    if (series_option(a, opt, d, json)) continue;
+    if (series_option(a, opt, d, p, json)) continue;
     if (opt == "--offline") {
       d.offline = true;
     } else if (opt == "--window") {
@@ -658,7 +729,7 @@ int cmd_detect(Args& a) {
       throw UsageError{"detect: unknown option " + std::string(opt)};
     }
   }
-  const cli::Series s = read_series("detect", d);
+  const cli::Series s = read_series("detect", d, p);
   std::fputs(cli::detect_report(s, d, json).c_str(), stdout);
   return 0;
 }
@@ -666,6 +737,7 @@ int cmd_detect(Args& a) {
 int cmd_analyze(Args& a) {
   cli::HistoryAnalyzeOptions h;
   cli::AnalyzeOptions& o = h.analysis;
+  PrometheusArgs p;
   bool json = false;
   std::string db = kDefaultDb;
   std::size_t runs = 1000;
@@ -674,9 +746,10 @@ int cmd_analyze(Args& a) {
     const std::string_view opt = a.next_option();
     if (is_help(opt)) {
       std::fputs(kAnalyzeUsage, stdout);
+      std::fputs(kSeriesSources, stdout);
       return 0;
     }
-    if (series_option(a, opt, o.detect, json)) continue;
+    if (series_option(a, opt, o.detect, p, json)) continue;
     if (opt == "--horizon") {
       o.horizon = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
     } else if (opt == "--season") {
@@ -707,7 +780,8 @@ int cmd_analyze(Args& a) {
   cli::DetectOptions whole = o.detect;
   whole.offline = true;  // analysis scores against the whole series
   if (!h.label.empty()) {
-    if (!o.detect.source.empty()) throw UsageError{"analyze: --label and --csv exclude each other"};
+    if (!o.detect.source.empty() || p.any)
+      throw UsageError{"analyze: --label excludes --csv and --prometheus"};
     try {
       cli::check_history_options(h);
     } catch (const cli::InputError& e) {
@@ -715,7 +789,7 @@ int cmd_analyze(Args& a) {
     }
     mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
     const auto list = hist.runs({.label = h.label, .limit = runs});
-    for (const auto& p : hist.pinned_baselines(h.label)) h.pinned = p.run_id;
+    for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
     if (list.empty()) {
       std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", h.label.c_str(), db.c_str());
       return 1;
@@ -723,8 +797,10 @@ int cmd_analyze(Args& a) {
     std::fputs(cli::history_report(list, h, json).c_str(), stdout);
     return 0;
   }
-  if (o.detect.source.empty()) throw UsageError{"analyze: --label L or --csv FILE is required"};
-  const cli::Series s = read_series("analyze", whole);
+  if (o.detect.source.empty() && !p.any)
+    throw UsageError{"analyze: --label L, --csv FILE or --prometheus URL is required"};
+  const cli::Series s = read_series("analyze", whole, p);
+  o.detect.prometheus = whole.prometheus;
   std::fputs(cli::analyze_report(s, o, json).c_str(), stdout);
   return 0;
 }

@@ -4,6 +4,11 @@
 
 #include <spyglass/adapters/sqlite.hpp>
 #endif
+#if SPYGLASS_HAS_POSTGRES
+#include <libpq-fe.h>
+
+#include <spyglass/adapters/postgres.hpp>
+#endif
 #if SPYGLASS_HAS_HTTPLIB
 #include <spyglass/adapters/httplib.hpp>
 #endif
@@ -20,6 +25,15 @@ int main() {
   if (sqlite3_open(":memory:", &db) != SQLITE_OK || !spyglass::sqlite::instrument(db)) return 1;
   if (spyglass::sqlite::exec(db, "SELECT 1") != SQLITE_OK) return 1;
   sqlite3_close(db);
+#endif
+#if SPYGLASS_HAS_POSTGRES
+  // No server: the connection fails, and the query on it is recorded as failed.
+  PGconn* pg = PQconnectdb("host=/nonexistent-socket-dir connect_timeout=1");
+  PGresult* r = spyglass::postgres::exec(pg, "SELECT 1");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) return 1;
+  PQclear(r);
+  spyglass::postgres::forget(pg);
+  PQfinish(pg);
 #endif
 #if SPYGLASS_HAS_HTTPLIB
   httplib::Server server;

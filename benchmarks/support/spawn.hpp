@@ -1,0 +1,59 @@
+#pragma once
+// Runs a command to its end for a benchmark: wall time, exit status and, if asked, stdout.
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace spyglass_bench {
+
+/// What one run of a command gave.
+struct Spawned {
+  double ms = 0;    ///< wall time from spawn to reaped exit
+  bool ok = false;  ///< started and exited with status 0
+  std::string out;  ///< stdout, when captured
+};
+
+/// Runs `args` (args[0] a path) with stdin from /dev/null, stdout captured or discarded
+/// and stderr inherited, and waits for it.
+inline Spawned spawn_and_wait(const std::vector<std::string>& args, bool capture = false) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  int fds[2] = {-1, -1};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (capture && ::pipe(fds) == 0) {
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+  } else {
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  }
+  Spawned r;
+  const auto t0 = std::chrono::steady_clock::now();
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (fds[1] >= 0) ::close(fds[1]);
+  if (rc == 0 && fds[0] >= 0) {
+    char buf[65536];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+      r.out.append(buf, static_cast<std::size_t>(n));
+  }
+  if (fds[0] >= 0) ::close(fds[0]);
+  int st = 0;
+  if (rc == 0) ::waitpid(pid, &st, 0);
+  r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  r.ok = rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  return r;
+}
+
+}  // namespace spyglass_bench
