@@ -18,7 +18,6 @@
 #include <utility>
 
 #include "civil.hpp"
-#include "spyglass/ids.hpp"
 #include "spyglass/json.hpp"
 
 namespace SPYGLASS_NAMESPACE::cli {
@@ -35,7 +34,9 @@ constexpr std::size_t kMaxLine = std::size_t{64} << 20;
 template <class V>
 class BoundedIndex {
  public:
-  explicit BoundedIndex(std::size_t cap) : cap_(std::max<std::size_t>(cap, 1)) {}
+  explicit BoundedIndex(std::size_t cap) : cap_(std::max<std::size_t>(cap, 1)) {
+    map_.reserve(std::min<std::size_t>(cap_, 1 << 16));  // most inputs stay below; no early rehashing
+  }
 
   V* find(std::uint64_t k) {
     auto it = map_.find(k);
@@ -102,24 +103,32 @@ class BoundedIndex {
   std::deque<std::pair<std::uint64_t, std::uint64_t>> order_;
 };
 
-// Value of one hex digit, or -1.
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+// Value of each hex digit; 0x10 (a bit no digit has) for every other byte.
+constexpr auto kHexValue = [] {
+  struct Table {
+    std::uint8_t v[256] = {};
+  } t;
+  for (auto& x : t.v) x = 0x10;
+  for (int c = 0; c < 10; ++c) t.v['0' + c] = static_cast<std::uint8_t>(c);
+  for (int c = 0; c < 6; ++c) {
+    t.v['a' + c] = static_cast<std::uint8_t>(10 + c);
+    t.v['A' + c] = static_cast<std::uint8_t>(10 + c);
+  }
+  return t;
+}();
 
 // Exactly 16 hex digits as a number.
 bool hex64(std::string_view s, std::uint64_t& v) {
   if (s.size() != 16) return false;
-  v = 0;
-  for (char c : s) {
-    const int d = hex_digit(c);
-    if (d < 0) return false;
-    v = v << 4 | static_cast<std::uint64_t>(d);
+  std::uint64_t r = 0;
+  unsigned bad = 0;
+  for (const char c : s) {
+    const unsigned d = kHexValue.v[static_cast<unsigned char>(c)];
+    bad |= d;
+    r = r << 4 | (d & 0xf);
   }
-  return true;
+  v = r;
+  return (bad & 0x10) == 0;
 }
 
 bool two_digits(const char* p, unsigned& v) {
@@ -285,9 +294,11 @@ void JsonlSpanReader::parse(std::string_view line, SpanRecord& out) {
     kStatus = 128
   };
   unsigned have = 0;
-  for (const auto field : obj) {
-    const std::string_view key = field.key;
-    const simdjson::dom::element v = field.value;
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    // The iterator's accessors, not a key_value_pair copy, which costs a store-forwarding
+    // stall per member.
+    const std::string_view key = it.key();
+    const simdjson::dom::element v = it.value();
     std::string_view s;
     std::uint64_t n = 0;
     const auto str = [&](unsigned bit) {
@@ -300,45 +311,75 @@ void JsonlSpanReader::parse(std::string_view line, SpanRecord& out) {
       have |= bit;
       return n;
     };
-    if (key == "ts") {
-      if (!parse_rfc3339_ns(str(kTs), out.start_ns)) bad(key, "not an RFC 3339 UTC time");
-    } else if (key == "kind") {
-      out.kind = str(kKind);
-    } else if (key == "name") {
-      out.name = str(kName);
-    } else if (key == "dur_ns") {
-      out.dur_ns = num(kDur);
-    } else if (key == "trace_id") {
-      out.trace_id = str(kTrace);
-      std::uint64_t hi = 0, lo = 0;
-      if (!hex64(out.trace_id.substr(0, 16), hi) || out.trace_id.size() != 32 ||
-          !hex64(out.trace_id.substr(16), lo)) {
-        bad(key, "not 32 hex digits");
-      }
-    } else if (key == "span_id") {
-      if (!hex64(str(kSpan), out.span_id) || out.span_id == 0) bad(key, "not 16 hex digits (and not 0)");
-    } else if (key == "parent_span_id") {
-      if (!hex64(str(0), out.parent_span_id)) bad(key, "not 16 hex digits");
-    } else if (key == "thread") {
-      out.thread = num(kThread);
-    } else if (key == "status") {
-      out.status = str(kStatus);
-    } else if (key == "http_status") {
-      out.http_status = num(0);
-      out.has_http = true;
-    } else if (key == "bytes_in") {
-      out.bytes_in = num(0);
-      out.has_http = true;
-    } else if (key == "bytes_out") {
-      out.bytes_out = num(0);
-      out.has_http = true;
-    } else if (key == "method") {
-      out.method = str(0);
-    } else if (key == "rows") {
-      out.rows = num(0);
-      out.has_rows = true;
-    } else if (key == "db_system") {
-      out.db_system = str(0);
+    // Dispatch on the first letter: a line has a dozen members to tell apart.
+    switch (key.empty() ? '\0' : key[0]) {
+      case 't':
+        if (key == "ts") {
+          if (!parse_rfc3339_ns(str(kTs), out.start_ns)) bad(key, "not an RFC 3339 UTC time");
+        } else if (key == "trace_id") {
+          out.trace_id = str(kTrace);
+          std::uint64_t hi = 0, lo = 0;
+          if (out.trace_id.size() != 32 || !hex64(out.trace_id.substr(0, 16), hi) ||
+              !hex64(out.trace_id.substr(16), lo)) {
+            bad(key, "not 32 hex digits");
+          }
+        } else if (key == "thread") {
+          out.thread = num(kThread);
+        }
+        break;
+      case 'k':
+        if (key == "kind") out.kind = str(kKind);
+        break;
+      case 'n':
+        if (key == "name") out.name = str(kName);
+        break;
+      case 'd':
+        if (key == "dur_ns") {
+          out.dur_ns = num(kDur);
+        } else if (key == "db_system") {
+          out.db_system = str(0);
+        }
+        break;
+      case 's':
+        if (key == "span_id") {
+          out.span_hex = str(kSpan);
+          if (!hex64(out.span_hex, out.span_id) || out.span_id == 0)
+            bad(key, "not 16 hex digits (and not 0)");
+        } else if (key == "status") {
+          out.status = str(kStatus);
+        }
+        break;
+      case 'p':
+        if (key == "parent_span_id") {
+          out.parent_hex = str(0);
+          if (!hex64(out.parent_hex, out.parent_span_id)) bad(key, "not 16 hex digits");
+        }
+        break;
+      case 'h':
+        if (key == "http_status") {
+          out.http_status = num(0);
+          out.has_http = true;
+        }
+        break;
+      case 'b':
+        if (key == "bytes_in") {
+          out.bytes_in = num(0);
+          out.has_http = true;
+        } else if (key == "bytes_out") {
+          out.bytes_out = num(0);
+          out.has_http = true;
+        }
+        break;
+      case 'm':
+        if (key == "method") out.method = str(0);
+        break;
+      case 'r':
+        if (key == "rows") {
+          out.rows = num(0);
+          out.has_rows = true;
+        }
+        break;
+      default: break;
     }
     // Other members are ignored: a newer writer may add some.
   }
@@ -492,49 +533,39 @@ void ChromeTraceSink::span(std::uint32_t pid, const SpanRecord& s) {
   us(s.start_ns, origin_ns_);
   buf_.append(R"(,"dur":)");
   us(s.dur_ns, 0);
-  JsonWriter w(buf_);
-  buf_.push_back(',');
-  w.key("name");
-  w.value(s.name);
-  w.key("cat");
-  w.value(s.kind);
-  w.key("args");
-  w.begin_object();
-  w.key("trace_id");
-  w.value(s.trace_id);
-  char hex[16];
-  w.key("span_id");
-  to_hex(s.span_id, hex);
-  w.value(std::string_view(hex, 16));
-  if (s.parent_span_id != 0) {
-    w.key("parent_span_id");
-    to_hex(s.parent_span_id, hex);
-    w.value(std::string_view(hex, 16));
-  }
-  w.key("status");
-  w.value(s.status);
+  // Fixed members as literals; the ids were checked to be hex digits, so only the free
+  // text is escaped.
+  buf_.append(R"(,"name":")");
+  json_escape(s.name, buf_);
+  buf_.append(R"(","cat":")");
+  json_escape(s.kind, buf_);
+  buf_.append(R"(","args":{"trace_id":")").append(s.trace_id);
+  buf_.append(R"(","span_id":")").append(s.span_hex);
+  if (s.parent_span_id != 0) buf_.append(R"(","parent_span_id":")").append(s.parent_hex);
+  buf_.append(R"(","status":")");
+  json_escape(s.status, buf_);
+  buf_.push_back('"');
+  const auto number = [this](const char* key, std::uint64_t v) {
+    char num[24];
+    buf_.append(key).append(num, static_cast<std::size_t>(std::to_chars(num, num + sizeof num, v).ptr - num));
+  };
   if (s.has_http) {
-    w.key("http_status");
-    w.value(s.http_status);
-    w.key("bytes_in");
-    w.value(s.bytes_in);
-    w.key("bytes_out");
-    w.value(s.bytes_out);
+    number(R"(,"http_status":)", s.http_status);
+    number(R"(,"bytes_in":)", s.bytes_in);
+    number(R"(,"bytes_out":)", s.bytes_out);
   }
   if (!s.method.empty()) {
-    w.key("method");
-    w.value(s.method);
+    buf_.append(R"(,"method":")");
+    json_escape(s.method, buf_);
+    buf_.push_back('"');
   }
-  if (s.has_rows) {
-    w.key("rows");
-    w.value(s.rows);
-  }
+  if (s.has_rows) number(R"(,"rows":)", s.rows);
   if (!s.db_system.empty()) {
-    w.key("db_system");
-    w.value(s.db_system);
+    buf_.append(R"(,"db_system":")");
+    json_escape(s.db_system, buf_);
+    buf_.push_back('"');
   }
-  w.end_object();
-  buf_.push_back('}');
+  buf_.append("}}");
   drain(false);
 }
 

@@ -23,11 +23,12 @@ namespace SPYGLASS_NAMESPACE::cli {
 /// valid until that reader's next read.
 struct SpanRecord {
   std::string_view kind, name, status, trace_id, method, db_system;
-  std::uint64_t start_ns = 0;        ///< Unix ns, from `ts`
-  std::uint64_t dur_ns = 0;          ///< `dur_ns`
-  std::uint64_t span_id = 0;         ///< `span_id`, never 0
-  std::uint64_t parent_span_id = 0;  ///< 0 for a root
-  std::uint64_t thread = 0;          ///< `thread`
+  std::string_view span_hex, parent_hex;  ///< the ids as written (checked: 16 hex digits)
+  std::uint64_t start_ns = 0;             ///< Unix ns, from `ts`
+  std::uint64_t dur_ns = 0;               ///< `dur_ns`
+  std::uint64_t span_id = 0;              ///< `span_id`, never 0
+  std::uint64_t parent_span_id = 0;       ///< 0 for a root
+  std::uint64_t thread = 0;               ///< `thread`
   std::uint64_t http_status = 0, bytes_in = 0, bytes_out = 0, rows = 0;
   bool has_http = false;  ///< http_status/bytes_in/bytes_out were present (request)
   bool has_rows = false;  ///< rows was present (db)
