@@ -27,6 +27,8 @@ const std::string kPython = PYTHON3;
 const std::string kXmllint = XMLLINT;
 const std::string kChecker = CHECK_TRACE_PY;
 const std::string kProgram = WORKLOAD_EXE;
+const std::string kNode = NODE;
+const std::string kDevtoolsLoad = DEVTOOLS_LOAD_MJS;
 
 // The JSONL files the program wrote into `dir`, sorted.
 std::vector<std::string> jsonl_files(const std::string& dir) {
@@ -72,6 +74,29 @@ TEST(TraceCommand, ChromeTraceFollowsTheFormatAndHoldsEverySpan) {
   EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
   // The program fans out to worker threads: there are flows to check.
   EXPECT_EQ(c.out.find(" 0 flows"), std::string::npos) << c.out;
+}
+
+// Chrome DevTools' own trace engine (npm @paulirish/trace_engine) loads the file and puts
+// every span into its per-thread trees, with the thread names.
+TEST(TraceCommand, DevToolsTraceEngineLoadsEverySpan) {
+  TempDir dir;
+  const auto files = record(dir);
+  const auto r = run(cat({kSpyglass, "trace", "-o", "trace.json"}, files), dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::size_t spans = 0;
+  for (const auto& f : files) {
+    const std::string text = slurp(f);
+    spans += static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+  }
+  // "spyglass: N spans on T threads, ..."
+  const std::size_t on = r.err.find(" spans on ");
+  ASSERT_NE(on, std::string::npos) << r.err;
+  const std::string threads = r.err.substr(on + 10, r.err.find(' ', on + 10) - on - 10);
+  const auto node = run({kNode, kDevtoolsLoad, dir / "trace.json"}, dir.path());
+  ASSERT_EQ(node.exit_code, 0) << node.out << node.err;
+  EXPECT_EQ(node.out,
+            "slices " + std::to_string(spans) + "\nthreads " + threads + "\nnamed " + threads + "\n")
+      << node.err;
 }
 
 TEST(TraceCommand, ReadsStandardInputAndWritesStandardOutput) {
