@@ -137,6 +137,12 @@ bool two_digits(const char* p, unsigned& v) {
   return true;
 }
 
+// Whether `key` is the literal: a fixed-size compare the compiler inlines.
+template <std::size_t N>
+bool is(std::string_view key, const char (&lit)[N]) {
+  return key.size() == N - 1 && std::memcmp(key.data(), lit, N - 1) == 0;
+}
+
 // (pid, thread) as one key: threads are 32-bit ids (see the JSONL schema).
 std::uint64_t thread_key(std::uint32_t pid, std::uint64_t thread) {
   return std::uint64_t{pid} << 32 | (thread & 0xffffffffULL);
@@ -314,67 +320,67 @@ void JsonlSpanReader::parse(std::string_view line, SpanRecord& out) {
     // Dispatch on the first letter: a line has a dozen members to tell apart.
     switch (key.empty() ? '\0' : key[0]) {
       case 't':
-        if (key == "ts") {
+        if (is(key, "ts")) {
           if (!parse_rfc3339_ns(str(kTs), out.start_ns)) bad(key, "not an RFC 3339 UTC time");
-        } else if (key == "trace_id") {
+        } else if (is(key, "trace_id")) {
           out.trace_id = str(kTrace);
           std::uint64_t hi = 0, lo = 0;
           if (out.trace_id.size() != 32 || !hex64(out.trace_id.substr(0, 16), hi) ||
               !hex64(out.trace_id.substr(16), lo)) {
             bad(key, "not 32 hex digits");
           }
-        } else if (key == "thread") {
+        } else if (is(key, "thread")) {
           out.thread = num(kThread);
         }
         break;
       case 'k':
-        if (key == "kind") out.kind = str(kKind);
+        if (is(key, "kind")) out.kind = str(kKind);
         break;
       case 'n':
-        if (key == "name") out.name = str(kName);
+        if (is(key, "name")) out.name = str(kName);
         break;
       case 'd':
-        if (key == "dur_ns") {
+        if (is(key, "dur_ns")) {
           out.dur_ns = num(kDur);
-        } else if (key == "db_system") {
+        } else if (is(key, "db_system")) {
           out.db_system = str(0);
         }
         break;
       case 's':
-        if (key == "span_id") {
+        if (is(key, "span_id")) {
           out.span_hex = str(kSpan);
           if (!hex64(out.span_hex, out.span_id) || out.span_id == 0)
             bad(key, "not 16 hex digits (and not 0)");
-        } else if (key == "status") {
+        } else if (is(key, "status")) {
           out.status = str(kStatus);
         }
         break;
       case 'p':
-        if (key == "parent_span_id") {
+        if (is(key, "parent_span_id")) {
           out.parent_hex = str(0);
           if (!hex64(out.parent_hex, out.parent_span_id)) bad(key, "not 16 hex digits");
         }
         break;
       case 'h':
-        if (key == "http_status") {
+        if (is(key, "http_status")) {
           out.http_status = num(0);
           out.has_http = true;
         }
         break;
       case 'b':
-        if (key == "bytes_in") {
+        if (is(key, "bytes_in")) {
           out.bytes_in = num(0);
           out.has_http = true;
-        } else if (key == "bytes_out") {
+        } else if (is(key, "bytes_out")) {
           out.bytes_out = num(0);
           out.has_http = true;
         }
         break;
       case 'm':
-        if (key == "method") out.method = str(0);
+        if (is(key, "method")) out.method = str(0);
         break;
       case 'r':
-        if (key == "rows") {
+        if (is(key, "rows")) {
           out.rows = num(0);
           out.has_rows = true;
         }
@@ -424,11 +430,16 @@ TraceStats convert_spans(const std::vector<std::string>& inputs, const TraceOpti
 
   for (auto* s : sinks) s->begin(inputs);
 
-  // Where each recent span ran, and the children whose parent has not come yet.
-  BoundedIndex<SpanPlace> seen(options.window);
-  BoundedIndex<std::vector<SpanPlace>> waiting(options.window);
+  // Per recent span id: where the span ran, once it came, and its children that came
+  // before it. One entry per span, so one lookup for the span and one for its parent.
+  struct Node {
+    bool seen = false;
+    SpanPlace place;
+    std::vector<SpanPlace> waiting;
+  };
+  BoundedIndex<Node> index(options.window);
   std::unordered_set<std::uint64_t> threads;
-  const auto lost = [&](std::vector<SpanPlace>&& children) { stats.without_parent += children.size(); };
+  const auto lost = [&](Node&& n) { stats.without_parent += n.waiting.size(); };
   const auto link = [&](const SpanPlace& parent, const SpanPlace& child) {
     if (parent.pid == child.pid && parent.thread == child.thread) return;
     ++stats.flows;
@@ -445,19 +456,22 @@ TraceStats convert_spans(const std::vector<std::string>& inputs, const TraceOpti
     for (auto* s : sinks) s->span(pid, span);
 
     const SpanPlace here{pid, span.thread, span.start_ns, span.end_ns()};
-    for (const auto& child : waiting.take(span.span_id)) link(here, child);
-    seen.get(span.span_id, [](SpanPlace&&) {}) = here;
+    Node& me = index.get(span.span_id, lost);
+    for (const auto& child : me.waiting) link(here, child);
+    std::vector<SpanPlace>().swap(me.waiting);
+    me.seen = true;
+    me.place = here;
     if (span.parent_span_id != 0) {
-      if (const auto* parent = seen.find(span.parent_span_id)) {
-        link(*parent, here);
+      Node* parent = index.find(span.parent_span_id);
+      if (parent != nullptr && parent->seen) {
+        link(parent->place, here);
       } else {
-        waiting.get(span.parent_span_id, lost).push_back(here);
+        (parent != nullptr ? *parent : index.get(span.parent_span_id, lost)).waiting.push_back(here);
       }
     }
     if (advance(i)) queue.emplace(heads[i].end_ns(), i);
   }
-  waiting.for_each(
-      [&](std::uint64_t, std::vector<SpanPlace>& children) { stats.without_parent += children.size(); });
+  index.for_each([&](std::uint64_t, Node& n) { stats.without_parent += n.waiting.size(); });
   stats.threads = threads.size();
   for (auto* s : sinks) s->end(stats);
   return stats;
