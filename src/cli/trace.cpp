@@ -143,6 +143,29 @@ bool is(std::string_view key, const char (&lit)[N]) {
   return key.size() == N - 1 && std::memcmp(key.data(), lit, N - 1) == 0;
 }
 
+// Appends to a stack buffer: the caller makes sure it has room.
+char* put(char* p, std::string_view s) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+char* put_u64(char* p, std::uint64_t v) { return std::to_chars(p, p + 20, v).ptr; }
+
+// Microseconds from `from` to `ns` with three decimals, so that no nanosecond is lost.
+char* put_us(char* p, std::uint64_t ns, std::uint64_t from) {
+  std::uint64_t d = ns - from;
+  if (ns < from) {
+    *p++ = '-';
+    d = from - ns;
+  }
+  p = put_u64(p, d / 1000);
+  const auto frac = static_cast<unsigned>(d % 1000);
+  p[0] = '.';
+  p[1] = static_cast<char>('0' + frac / 100);
+  p[2] = static_cast<char>('0' + frac / 10 % 10);
+  p[3] = static_cast<char>('0' + frac % 10);
+  return p + 4;
+}
+
 // (pid, thread) as one key: threads are 32-bit ids (see the JSONL schema).
 std::uint64_t thread_key(std::uint32_t pid, std::uint64_t thread) {
   return std::uint64_t{pid} << 32 | (thread & 0xffffffffULL);
@@ -500,21 +523,9 @@ void ChromeTraceSink::event_head(const char* ph, std::uint32_t pid, std::uint64_
   buf_.append(num, static_cast<std::size_t>(std::to_chars(num, num + sizeof num, tid).ptr - num));
 }
 
-// Microseconds from `from` to `ns` with three decimals, so that no nanosecond is lost.
 void ChromeTraceSink::us(std::uint64_t ns, std::uint64_t from) {
-  std::uint64_t d = ns - from;
-  if (ns < from) {
-    buf_.push_back('-');
-    d = from - ns;
-  }
   char num[32];
-  char* p = std::to_chars(num, num + 24, d / 1000).ptr;
-  const auto frac = static_cast<unsigned>(d % 1000);
-  p[0] = '.';
-  p[1] = static_cast<char>('0' + frac / 100);
-  p[2] = static_cast<char>('0' + frac / 10 % 10);
-  p[3] = static_cast<char>('0' + frac % 10);
-  buf_.append(num, static_cast<std::size_t>(p + 4 - num));
+  buf_.append(num, static_cast<std::size_t>(put_us(num, ns, from) - num));
 }
 
 void ChromeTraceSink::begin(const std::vector<std::string>& inputs) {
@@ -542,44 +553,59 @@ void ChromeTraceSink::span(std::uint32_t pid, const SpanRecord& s) {
     buf_.append(num, static_cast<std::size_t>(std::to_chars(num, num + sizeof num, s.thread).ptr - num));
     buf_.append("\"}}");
   }
-  event_head("X", pid, s.thread);
-  buf_.append(R"(,"ts":)");
-  us(s.start_ns, origin_ns_);
-  buf_.append(R"(,"dur":)");
-  us(s.dur_ns, 0);
-  // Fixed members as literals; the ids were checked to be hex digits, so only the free
-  // text is escaped.
-  buf_.append(R"(,"name":")");
+  // The fixed parts are assembled on the stack and appended in one go (ids were checked to
+  // be 16 or 32 hex digits, so they fit); only the free text goes through json_escape.
+  char b[320];
+  char* p = put(b, first_ ? std::string_view("\n") : std::string_view(",\n"));
+  first_ = false;
+  p = put(p, R"({"ph":"X","pid":)");
+  p = put_u64(p, pid);
+  p = put(p, R"(,"tid":)");
+  p = put_u64(p, s.thread);
+  p = put(p, R"(,"ts":)");
+  p = put_us(p, s.start_ns, origin_ns_);
+  p = put(p, R"(,"dur":)");
+  p = put_us(p, s.dur_ns, 0);
+  p = put(p, R"(,"name":")");
+  buf_.append(b, static_cast<std::size_t>(p - b));
   json_escape(s.name, buf_);
   buf_.append(R"(","cat":")");
   json_escape(s.kind, buf_);
-  buf_.append(R"(","args":{"trace_id":")").append(s.trace_id);
-  buf_.append(R"(","span_id":")").append(s.span_hex);
-  if (s.parent_span_id != 0) buf_.append(R"(","parent_span_id":")").append(s.parent_hex);
-  buf_.append(R"(","status":")");
+  p = put(b, R"(","args":{"trace_id":")");
+  p = put(p, s.trace_id);
+  p = put(p, R"(","span_id":")");
+  p = put(p, s.span_hex);
+  if (s.parent_span_id != 0) {
+    p = put(p, R"(","parent_span_id":")");
+    p = put(p, s.parent_hex);
+  }
+  p = put(p, R"(","status":")");
+  buf_.append(b, static_cast<std::size_t>(p - b));
   json_escape(s.status, buf_);
-  buf_.push_back('"');
-  const auto number = [this](const char* key, std::uint64_t v) {
-    char num[24];
-    buf_.append(key).append(num, static_cast<std::size_t>(std::to_chars(num, num + sizeof num, v).ptr - num));
-  };
+  p = put(b, "\"");
   if (s.has_http) {
-    number(R"(,"http_status":)", s.http_status);
-    number(R"(,"bytes_in":)", s.bytes_in);
-    number(R"(,"bytes_out":)", s.bytes_out);
+    p = put(p, R"(,"http_status":)");
+    p = put_u64(p, s.http_status);
+    p = put(p, R"(,"bytes_in":)");
+    p = put_u64(p, s.bytes_in);
+    p = put(p, R"(,"bytes_out":)");
+    p = put_u64(p, s.bytes_out);
   }
-  if (!s.method.empty()) {
-    buf_.append(R"(,"method":")");
-    json_escape(s.method, buf_);
-    buf_.push_back('"');
+  if (s.has_rows) {
+    p = put(p, R"(,"rows":)");
+    p = put_u64(p, s.rows);
   }
-  if (s.has_rows) number(R"(,"rows":)", s.rows);
-  if (!s.db_system.empty()) {
-    buf_.append(R"(,"db_system":")");
-    json_escape(s.db_system, buf_);
-    buf_.push_back('"');
-  }
-  buf_.append("}}");
+  const auto text = [&](std::string_view key, std::string_view v) {
+    if (v.empty()) return;
+    p = put(p, key);
+    buf_.append(b, static_cast<std::size_t>(p - b));
+    json_escape(v, buf_);
+    p = put(b, "\"");
+  };
+  text(R"(,"method":")", s.method);
+  text(R"(,"db_system":")", s.db_system);
+  p = put(p, "}}");
+  buf_.append(b, static_cast<std::size_t>(p - b));
   drain(false);
 }
 
