@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <memory_resource>
 #include <queue>
 #include <stdexcept>
 #include <unordered_set>
@@ -99,7 +100,10 @@ class BoundedIndex {
 
   std::size_t cap_;
   std::uint64_t seq_ = 0;
-  std::unordered_map<std::uint64_t, Entry> map_;
+  // Nodes come from a pool: every span inserts one and, once the window is full, frees
+  // one, which the pool hands out again without a trip to malloc.
+  std::pmr::unsynchronized_pool_resource pool_;
+  std::pmr::unordered_map<std::uint64_t, Entry> map_{&pool_};
   std::deque<std::pair<std::uint64_t, std::uint64_t>> order_;
 };
 
@@ -173,18 +177,30 @@ std::uint64_t thread_key(std::uint32_t pid, std::uint64_t thread) {
 
 }  // namespace
 
-bool parse_rfc3339_ns(std::string_view s, std::uint64_t& ns) {
-  // YYYY-MM-DDTHH:MM:SS, then an optional fraction of 1 to 9 digits, then Z.
-  if (s.size() < 20 || s.back() != 'Z') return false;
-  const char* p = s.data();
-  unsigned yh = 0, yl = 0, mo = 0, d = 0, h = 0, mi = 0, se = 0;
+namespace {
+
+constexpr std::size_t kMinuteChars = 17;  // "YYYY-MM-DDTHH:MM:"
+
+// Unix ns of the minute `YYYY-MM-DDTHH:MM:` that starts `s` (at least 17 characters).
+bool parse_minute(const char* p, std::uint64_t& ns) {
+  unsigned yh = 0, yl = 0, mo = 0, d = 0, h = 0, mi = 0;
   if (!two_digits(p, yh) || !two_digits(p + 2, yl) || p[4] != '-' || !two_digits(p + 5, mo) || p[7] != '-' ||
       !two_digits(p + 8, d) || (p[10] != 'T' && p[10] != 't') || !two_digits(p + 11, h) || p[13] != ':' ||
-      !two_digits(p + 14, mi) || p[16] != ':' || !two_digits(p + 17, se)) {
+      !two_digits(p + 14, mi) || p[16] != ':') {
     return false;
   }
   const unsigned year = yh * 100 + yl;
-  if (year < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return false;
+  if (year < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59) return false;
+  const auto days = static_cast<std::uint64_t>(days_from_civil(year, mo, d));
+  ns = (days * 86400 + h * 3600ULL + mi * 60ULL) * 1000000000ULL;
+  return true;
+}
+
+// Nanoseconds into the minute of `SS[.f{1,9}]Z`, the rest of `s` after the minute.
+bool parse_in_minute(std::string_view s, std::uint64_t& ns) {
+  const char* p = s.data();
+  unsigned se = 0;
+  if (s.size() < 20 || s.back() != 'Z' || !two_digits(p + 17, se) || se > 60) return false;
   std::uint64_t frac = 0;
   const std::size_t rest = s.size() - 20;  // between the seconds and the Z
   if (rest > 0) {
@@ -195,8 +211,31 @@ bool parse_rfc3339_ns(std::string_view s, std::uint64_t& ns) {
     }
     for (std::size_t i = rest - 1; i < 9; ++i) frac *= 10;
   }
-  const auto days = static_cast<std::uint64_t>(days_from_civil(year, mo, d));
-  ns = ((days * 86400 + h * 3600ULL + mi * 60ULL + se) * 1000000000ULL) + frac;
+  ns = se * 1000000000ULL + frac;
+  return true;
+}
+
+}  // namespace
+
+bool parse_rfc3339_ns(std::string_view s, std::uint64_t& ns) {
+  // YYYY-MM-DDTHH:MM:SS, then an optional fraction of 1 to 9 digits, then Z.
+  std::uint64_t minute = 0, in_minute = 0;
+  if (s.size() < 20 || !parse_minute(s.data(), minute) || !parse_in_minute(s, in_minute)) return false;
+  ns = minute + in_minute;
+  return true;
+}
+
+bool JsonlSpanReader::parse_time(std::string_view s, std::uint64_t& ns) {
+  // Lines come in time order, so most share the previous line's minute.
+  if (s.size() >= 20 && std::memcmp(s.data(), minute_text_, kMinuteChars) == 0) {
+    std::uint64_t in_minute = 0;
+    if (!parse_in_minute(s, in_minute)) return false;
+    ns = minute_ns_ + in_minute;
+    return true;
+  }
+  if (!parse_rfc3339_ns(s, ns)) return false;
+  std::memcpy(minute_text_, s.data(), kMinuteChars);
+  parse_minute(s.data(), minute_ns_);
   return true;
 }
 
@@ -344,7 +383,7 @@ void JsonlSpanReader::parse(std::string_view line, SpanRecord& out) {
     switch (key.empty() ? '\0' : key[0]) {
       case 't':
         if (is(key, "ts")) {
-          if (!parse_rfc3339_ns(str(kTs), out.start_ns)) bad(key, "not an RFC 3339 UTC time");
+          if (!parse_time(str(kTs), out.start_ns)) bad(key, "not an RFC 3339 UTC time");
         } else if (is(key, "trace_id")) {
           out.trace_id = str(kTrace);
           std::uint64_t hi = 0, lo = 0;
@@ -462,7 +501,11 @@ TraceStats convert_spans(const std::vector<std::string>& inputs, const TraceOpti
   };
   BoundedIndex<Node> index(options.window);
   std::unordered_set<std::uint64_t> threads;
-  const auto lost = [&](Node&& n) { stats.without_parent += n.waiting.size(); };
+  std::uint64_t waiting = 0;  // children in the index still waiting for their parent
+  const auto lost = [&](Node&& n) {
+    stats.without_parent += n.waiting.size();
+    waiting -= n.waiting.size();
+  };
   const auto link = [&](const SpanPlace& parent, const SpanPlace& child) {
     if (parent.pid == child.pid && parent.thread == child.thread) return;
     ++stats.flows;
@@ -481,6 +524,7 @@ TraceStats convert_spans(const std::vector<std::string>& inputs, const TraceOpti
     const SpanPlace here{pid, span.thread, span.start_ns, span.end_ns()};
     Node& me = index.get(span.span_id, lost);
     for (const auto& child : me.waiting) link(here, child);
+    waiting -= me.waiting.size();
     std::vector<SpanPlace>().swap(me.waiting);
     me.seen = true;
     me.place = here;
@@ -490,11 +534,12 @@ TraceStats convert_spans(const std::vector<std::string>& inputs, const TraceOpti
         link(parent->place, here);
       } else {
         (parent != nullptr ? *parent : index.get(span.parent_span_id, lost)).waiting.push_back(here);
+        ++waiting;
       }
     }
     if (advance(i)) queue.emplace(heads[i].end_ns(), i);
   }
-  index.for_each([&](std::uint64_t, Node& n) { stats.without_parent += n.waiting.size(); });
+  stats.without_parent += waiting;  // counted, not walked: the index is large and cold by now
   stats.threads = threads.size();
   for (auto* s : sinks) s->end(stats);
   return stats;

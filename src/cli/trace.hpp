@@ -61,6 +61,7 @@ class JsonlSpanReader {
  private:
   bool next_line(std::string_view& line);
   void parse(std::string_view line, SpanRecord& out);
+  bool parse_time(std::string_view s, std::uint64_t& ns);
 
   std::string path_;
   int fd_ = -1;
@@ -68,6 +69,8 @@ class JsonlSpanReader {
   std::size_t cap_ = 0, begin_ = 0, end_ = 0;
   std::size_t line_no_ = 0;
   bool eof_ = false;
+  char minute_text_[17] = {};  // the last time's "YYYY-MM-DDTHH:MM:" and its Unix ns
+  std::uint64_t minute_ns_ = 0;
   struct Parser;
   std::unique_ptr<Parser> parser_;
 };
