@@ -34,7 +34,7 @@ def read_spans(paths):
 
 def unix_ns(ts):
     # "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ"; datetime keeps microseconds only, so split the fraction.
-    whole, frac = ts[:-1].split(".")
+    whole, _, frac = ts[:-1].partition(".")
     dt = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
     return int(dt.timestamp()) * 10**9 + int(frac.ljust(9, "0"))
 

@@ -224,6 +224,33 @@ TEST(TraceCommand, SkipBadCountsAndKeepsTheRest) {
       << py.out << py.err;
 }
 
+// Times across a minute and a day, with 0 to 9 fractional digits, come out exact to the
+// nanosecond (the checker reads them back with Python's datetime and Decimal).
+TEST(TraceCommand, TimesAreExactAcrossMinutesAndDays) {
+  TempDir dir;
+  const std::string path = dir / "times.jsonl";
+  const auto line = [](const char* ts, const char* span, const char* parent, unsigned dur) {
+    char buf[512];
+    std::snprintf(
+        buf, sizeof buf,
+        R"({"ts":"%s","kind":"function","name":"f","dur_ns":%u,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",)"
+        R"("span_id":"%s",%s"thread":1,"status":"ok"})"
+        "\n",
+        ts, dur, span, parent);
+    return std::string(buf);
+  };
+  std::ofstream(path) << line("2026-11-23T00:00:00.05Z", "0000000000000002",
+                              R"("parent_span_id":"0000000000000001",)", 10000000)
+                      << line("2026-11-22T23:59:59.9Z", "0000000000000001", "", 200000000)
+                      << line("2026-11-23T00:00:59.999999999Z", "0000000000000003", "", 1)
+                      << line("2026-11-23T00:01:00Z", "0000000000000004", "", 7)
+                      << line("2026-11-23T00:01:00.000000001Z", "0000000000000005", "", 1);
+  const auto r = run({kSpyglass, "trace", path, "-o", "trace.json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = check("events", dir / "trace.json", {path}, dir.path());
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
+}
+
 TEST(TraceCommand, ClearErrors) {
   TempDir dir;
   auto r = run({kSpyglass, "trace", "missing.jsonl"}, dir.path());
