@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <memory_resource>
 #include <queue>
 #include <stdexcept>
@@ -262,7 +263,6 @@ JsonlSpanReader::~JsonlSpanReader() {
 }
 
 bool JsonlSpanReader::next_line(std::string_view& line) {
-  bool discarding = false;  // the rest of a line too long to hold
   while (true) {
     char* b = buf_.get();
     if (begin_ < end_) {
@@ -271,8 +271,8 @@ bool JsonlSpanReader::next_line(std::string_view& line) {
         const auto at = static_cast<std::size_t>(nl - b);
         const std::size_t from = begin_;
         begin_ = at + 1;
-        if (discarding) {
-          discarding = false;
+        if (discarding_) {
+          discarding_ = false;
           continue;
         }
         ++line_no_;
@@ -281,7 +281,7 @@ bool JsonlSpanReader::next_line(std::string_view& line) {
       }
     }
     if (eof_) {
-      if (begin_ < end_ && !discarding) {
+      if (begin_ < end_ && !discarding_) {
         ++line_no_;
         line = std::string_view(b + begin_, end_ - begin_);
         begin_ = end_;
@@ -289,7 +289,7 @@ bool JsonlSpanReader::next_line(std::string_view& line) {
       }
       return false;
     }
-    if (discarding) {
+    if (discarding_) {
       begin_ = end_ = 0;
     } else if (begin_ > 0) {
       std::memmove(b, b + begin_, end_ - begin_);
@@ -301,7 +301,7 @@ bool JsonlSpanReader::next_line(std::string_view& line) {
         // Report the line now; its remainder is skipped on the next call.
         ++line_no_;
         begin_ = end_ = 0;
-        discarding = true;
+        discarding_ = true;
         throw InputError(path_ + ":" + std::to_string(line_no_) + ": a line longer than 64 MiB");
       }
       auto bigger = std::make_unique<char[]>(2 * cap_ + simdjson::SIMDJSON_PADDING);

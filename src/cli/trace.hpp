@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -69,6 +68,7 @@ class JsonlSpanReader {
   std::size_t cap_ = 0, begin_ = 0, end_ = 0;
   std::size_t line_no_ = 0;
   bool eof_ = false;
+  bool discarding_ = false;    // skipping the rest of a line too long to hold
   char minute_text_[17] = {};  // the last time's "YYYY-MM-DDTHH:MM:" and its Unix ns
   std::uint64_t minute_ns_ = 0;
   struct Parser;

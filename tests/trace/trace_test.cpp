@@ -251,6 +251,19 @@ TEST(TraceCommand, TimesAreExactAcrossMinutesAndDays) {
   EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
 }
 
+// A line longer than the reader holds (64 MiB) is one bad line, skipped whole.
+TEST(TraceCommand, OverlongLineIsOneBadLine) {
+  TempDir dir;
+  {
+    std::ofstream f(dir / "long.jsonl");
+    f << kGood1 << "\n{\"name\":\"" << std::string((std::size_t{65} << 20), 'x') << "\"}\n" << kGood2 << "\n";
+  }
+  const auto r = run({kSpyglass, "trace", "--skip-bad", "long.jsonl", "-o", "trace.json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("long.jsonl:2: a line longer than 64 MiB"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("2 spans on 2 threads, 1 flows, 1 bad lines skipped"), std::string::npos) << r.err;
+}
+
 TEST(TraceCommand, ClearErrors) {
   TempDir dir;
   auto r = run({kSpyglass, "trace", "missing.jsonl"}, dir.path());
