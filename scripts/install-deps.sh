@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages spyglass needs to build, test and benchmark, when any is
-# missing. Runs as root (or through sudo when available); does nothing when all are there.
+# Installs the Debian 12 packages spyglass needs to build, test and benchmark, and the npm
+# packages its tests load output with, when any is missing. Runs as root (or through sudo when available); does nothing when all are there.
 set -euo pipefail
 
 packages=(
@@ -20,11 +20,19 @@ for p in "${packages[@]}"; do
 done
 # npm may come with a nodejs build that provides it; only ask Debian for it when absent.
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -ne 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# npm packages the tests use as real consumers (package.json at the top of the tree),
+# exactly as package-lock.json pins them; again only when something is missing.
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -f "$root/node_modules/@paulirish/trace_engine/package.json" ]; then
+  echo "install-deps: npm ci (test peers)"
+  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -1,8 +1,9 @@
-// The spyglass command: run, history, show, detect, analyze, evaluate, gate, baseline.
+// The spyglass command: run, history, show, detect, analyze, evaluate, gate, baseline, trace.
 
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -21,10 +22,12 @@
 #include "evaluate.hpp"
 #include "gate.hpp"
 #include "report.hpp"
+#include "spyglass/flamegraph.hpp"
 #include "spyglass/json.hpp"
 #include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/runner.hpp"
+#include "trace.hpp"
 #include "units.hpp"
 
 namespace {
@@ -216,6 +219,32 @@ Exit status: 0; 1 when the run does not exist or did not succeed, the label has 
 to remove, or the database cannot be read or written; 125 for a usage error.
 )";
 
+constexpr const char* kTraceUsage =
+    R"(usage: spyglass trace [options] FILE.jsonl...
+
+Converts the spans the JSONL exporter wrote to the Chrome Trace Event Format (for Perfetto
+UI and chrome://tracing), to folded stacks, or to a flame graph. FILE - reads standard
+input (e.g. zcat spyglass-out/*.jsonl.gz | spyglass trace -). Each FILE is shown as a
+process of its own; the files are read together, in the order their spans ended.
+
+options:
+  -o, --output FILE      where the output goes (- for stdout); default: trace.json for the
+                         trace, stdout for --folded
+  --folded               folded stacks ("root;child;leaf SELF_NS" lines) instead of the trace
+  --flamegraph FILE      also draw the folded stacks as a flame graph (SVG, click to zoom);
+                         alone, without -o or --folded, only the SVG is written
+  --title TEXT           the flame graph's title
+  --skip-bad             skip lines that are not spans (each reported, then counted)
+                         instead of stopping at the first one
+  --window N             spans remembered to link children to parents (default 262144):
+                         memory stays bounded whatever the input size
+  --quiet                no summary on stderr
+  --help                 this text
+Exit status: 0; 1 when an input cannot be read, a line is not a span (without --skip-bad)
+or an output cannot be written (an output file is then left as it was); 125 for a usage
+error.
+)";
+
 constexpr const char* kUsage = R"(usage:
   spyglass run [options] -- COMMAND [ARGS...]
   spyglass history [--label L] [--limit N] [--json] [--db PATH]
@@ -228,6 +257,7 @@ constexpr const char* kUsage = R"(usage:
   spyglass evaluate [options]
   spyglass gate --label L --rule RULE... [options]
   spyglass baseline pin RUN_ID | unpin --label L | show [--label L]
+  spyglass trace [-o trace.json] [--folded] [--flamegraph out.svg] FILE.jsonl...
   spyglass SUBCOMMAND --help
 
 A usage error exits with 125, whichever the subcommand.
@@ -980,6 +1010,149 @@ int cmd_baseline(Args& a) {
   return 0;
 }
 
+// An output file that appears only when complete: written to a temporary name beside it
+// and renamed by commit(), so a failed conversion leaves an existing file as it was. "-"
+// is standard output.
+class OutputFile {
+ public:
+  explicit OutputFile(std::string path) : path_(std::move(path)) {
+    if (path_ == "-") {
+      f_ = stdout;
+      return;
+    }
+    // A device or a pipe (/dev/null, /dev/stdout) is written to directly.
+    std::error_code ec;
+    const auto type = std::filesystem::status(path_, ec).type();
+    if (type != std::filesystem::file_type::not_found && type != std::filesystem::file_type::regular) {
+      f_ = std::fopen(path_.c_str(), "wb");
+      if (f_ == nullptr) throw cli::InputError(path_ + ": cannot write: " + std::strerror(errno));
+      direct_ = true;
+      return;
+    }
+    tmp_ = path_ + ".tmp" + std::to_string(::getpid());
+    f_ = std::fopen(tmp_.c_str(), "wb");
+    if (f_ == nullptr) throw cli::InputError(path_ + ": cannot write: " + std::strerror(errno));
+  }
+  ~OutputFile() {
+    if (f_ != nullptr && f_ != stdout) {
+      std::fclose(f_);
+      if (!direct_) std::remove(tmp_.c_str());
+    }
+  }
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  std::FILE* get() const { return f_; }
+  void write(const std::string& text) {
+    if (std::fwrite(text.data(), 1, text.size(), f_) != text.size()) fail();
+  }
+  void commit() {
+    if (std::fflush(f_) != 0) fail();
+    if (f_ == stdout) return;
+    const int rc = std::fclose(f_);
+    f_ = nullptr;
+    if (direct_) {
+      if (rc != 0) fail();
+      return;
+    }
+    if (rc != 0 || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+      const int err = errno;
+      std::remove(tmp_.c_str());
+      throw cli::InputError(path_ + ": cannot write: " + std::strerror(err));
+    }
+  }
+
+ private:
+  [[noreturn]] void fail() const { throw cli::InputError(path_ + ": cannot write: " + std::strerror(errno)); }
+  std::string path_, tmp_;
+  std::FILE* f_ = nullptr;
+  bool direct_ = false;
+};
+
+int cmd_trace(Args& a) {
+  std::vector<std::string> inputs;
+  std::optional<std::string> output, flamegraph;
+  bool folded = false, quiet = false;
+  cli::TraceOptions o;
+  spyglass::FlameGraphOptions fg;
+  fg.title = "spyglass trace";
+  while (!a.done()) {
+    if (!a.is_option()) {
+      inputs.emplace_back(a.positional());
+      continue;
+    }
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kTraceUsage, stdout);
+      return 0;
+    }
+    if (opt == "-o" || opt == "--output") {
+      output = std::string(a.value(opt));
+    } else if (opt == "--folded") {
+      folded = true;
+    } else if (opt == "--flamegraph") {
+      flamegraph = std::string(a.value(opt));
+    } else if (opt == "--title") {
+      fg.title = std::string(a.value(opt));
+    } else if (opt == "--skip-bad") {
+      o.skip_bad = true;
+    } else if (opt == "--window") {
+      o.window = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--quiet" || opt == "-q") {
+      quiet = true;
+    } else {
+      throw UsageError{"trace: unknown option " + std::string(opt)};
+    }
+  }
+  if (inputs.empty()) throw UsageError{"trace: no input file (- reads standard input)"};
+  if (std::count(inputs.begin(), inputs.end(), std::string("-")) > 1) {
+    throw UsageError{"trace: standard input (-) given twice"};
+  }
+  // Which outputs: the trace unless only a flame graph was asked for.
+  const bool chrome = !folded && (output || !flamegraph);
+  if (!output && chrome) output = "trace.json";
+  if (!output && folded) output = "-";
+  std::size_t reported = 0;
+  o.on_bad = [&](const std::string& msg) {
+    if (++reported <= 10) std::fprintf(stderr, "spyglass: skipped %s\n", msg.c_str());
+  };
+
+  std::optional<OutputFile> out;
+  if (output) out.emplace(*output);
+  std::optional<cli::ChromeTraceSink> chrome_sink;
+  std::optional<cli::FoldedSink> folded_sink;
+  std::vector<cli::SpanSink*> sinks;
+  if (chrome) sinks.push_back(&chrome_sink.emplace(out->get()));
+  if (folded || flamegraph) sinks.push_back(&folded_sink.emplace(o.window));
+  cli::TraceStats stats;
+  try {
+    stats = cli::convert_spans(inputs, o, sinks);
+  } catch (const std::runtime_error& e) {
+    if (dynamic_cast<const cli::InputError*>(&e) != nullptr) throw;
+    throw cli::InputError(*output + ": " + e.what());
+  }
+  if (folded) out->write(cli::folded_text(folded_sink->stacks()));
+  if (flamegraph) {
+    OutputFile svg(*flamegraph);
+    svg.write(spyglass::render_flame_graph(folded_sink->stacks(), fg));
+    svg.commit();
+  }
+  if (out) out->commit();
+  if (!quiet) {
+    std::fprintf(stderr, "spyglass: %llu spans on %llu threads, %llu flows",
+                 static_cast<unsigned long long>(stats.spans), static_cast<unsigned long long>(stats.threads),
+                 static_cast<unsigned long long>(stats.flows));
+    if (stats.without_parent != 0) {
+      std::fprintf(stderr, ", %llu spans whose parent is not in the input",
+                   static_cast<unsigned long long>(stats.without_parent));
+    }
+    if (stats.bad_lines != 0) {
+      std::fprintf(stderr, ", %llu bad lines skipped", static_cast<unsigned long long>(stats.bad_lines));
+    }
+    std::fputc('\n', stderr);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1006,6 +1179,7 @@ int main(int argc, char** argv) {
     if (cmd == "evaluate") return cmd_evaluate(a);
     if (cmd == "gate") return cmd_gate(a);
     if (cmd == "baseline") return cmd_baseline(a);
+    if (cmd == "trace") return cmd_trace(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return kUsageError;
   } catch (const UsageError& e) {
