@@ -83,7 +83,11 @@ std::size_t LiveDetector::update(double t, double cpu_pct, double rss_bytes) {
     began += spike(slots_[2], re, rss_level, rss_bytes, o_.rss_min_rise, o_.rss_min_ratio);
     began += spike(slots_[3], rm, rss_level, rss_bytes, o_.rss_min_rise, o_.rss_min_ratio);
   }
-  if (o_.leaks) {
+  // The fit is over at most about kLeakPoints points per window: a sample every
+  // window / kLeakPoints seconds (the rest would only make each update dearer).
+  if (o_.leaks && (!leak_fed_ || t - last_leak_t_ >= o_.growth.window / kLeakPoints)) {
+    leak_fed_ = true;
+    last_leak_t_ = t;
     const Detection g = growth_.update(t, rss_bytes);
     if (g.ready) began += step(slots_[4], judge && g.anomaly, false, t, rss_bytes, g.score);
   }

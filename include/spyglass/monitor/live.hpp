@@ -41,8 +41,11 @@ class SPYGLASS_API LiveDetector {
     double leak_min_bytes = 8.0 * 1024 * 1024;  ///< a leak grows at least this much over its window
     EwmaDetector::Options ewma{};
     RollingMadDetector::Options mad{};
-    GrowthDetector::Options growth{};  ///< growth.window is the leak window in seconds
-    std::size_t max_findings = 1000;   ///< later episodes are counted in dropped() only
+    /// growth.window is the leak window in seconds; the fit takes a sample every
+    /// window / 100 seconds (every sample when they are further apart), so a leak is
+    /// seen at most 1 % of the window late and an update costs the same for any window.
+    GrowthDetector::Options growth{};
+    std::size_t max_findings = 1000;  ///< later episodes are counted in dropped() only
   };
   /// Throws AnalyticsError for options out of range.
   explicit LiveDetector(Options o);
@@ -82,7 +85,10 @@ class SPYGLASS_API LiveDetector {
                     {"rss", "spike", "ewma"},
                     {"rss", "spike", "rolling-mad"},
                     {"rss", "leak", "growth"}};
+  static constexpr double kLeakPoints = 100;  ///< leak fit points per window, at most about
   double last_t_ = -1;
+  double last_leak_t_ = 0;
+  bool leak_fed_ = false;
   bool any_ = false;
   std::vector<LiveFinding> findings_;
   std::size_t dropped_ = 0;
