@@ -34,13 +34,13 @@ class SPYGLASS_API LiveDetector {
   struct Options {
     bool spikes = true;                         ///< flag CPU and memory spikes
     bool leaks = true;                          ///< flag steady memory growth
-    double warmup = 1.0;                        ///< seconds after the start when nothing is flagged
+    double warmup = 1.0;                        ///< seconds from the start during which nothing is flagged
     double cpu_min_rise = 25;                   ///< a CPU spike rises this many points above the level
     double rss_min_rise = 32.0 * 1024 * 1024;   ///< a memory spike rises this many bytes above the level
     double rss_min_ratio = 0.25;                ///< and this share of the level
     double leak_min_bytes = 8.0 * 1024 * 1024;  ///< a leak grows at least this much over its window
-    EwmaDetector::Options ewma{};
-    RollingMadDetector::Options mad{};
+    EwmaDetector::Options ewma{};               ///< the EWMA spike detector's, for CPU and memory alike
+    RollingMadDetector::Options mad{};          ///< the rolling-MAD spike detector's, likewise
     /// growth.window is the leak window in seconds; the fit takes a sample every
     /// window / 100 seconds (every sample when they are further apart), so a leak is
     /// seen at most 1 % of the window late and an update costs the same for any window.
