@@ -133,6 +133,31 @@ TEST(History, StoresDetectionsOfARun) {
       << json;
 }
 
+// A version 5 database read as it is (read-only, not migrated): its runs have no findings.
+TEST(History, ReadsAVersion5DatabaseWithoutDetections) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  std::int64_t id = 0;
+  {
+    auto h = mon::History::open(db, {.schema_version = 5});
+    mon::RunRecord r;
+    r.label = "old";
+    r.command = "x";
+    r.detections = {{1, "cpu", "spike", 1, 1, "ewma"}};  // nowhere to store them
+    id = h.insert(r, {}, 0);
+  }
+  auto h = mon::History::open(db, {.create = false, .read_only = true});
+  EXPECT_EQ(h.schema_version(), 5);
+  const auto back = h.run(id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->label, "old");
+  EXPECT_TRUE(back->detections.empty());
+  const auto shown = spyglass_test::run({kSpyglass, "show", std::to_string(id), "--json", "--db", db});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.out.find(R"("detections":[])"), std::string::npos) << shown.out;
+  EXPECT_EQ(spyglass_test::run({"sqlite3", db, "PRAGMA user_version;"}).out, "5\n");  // not migrated
+}
+
 // The findings of every run in DB, as Python's sqlite3 reads them, checked against the
 // `--json` files given as run_id=path.
 const char* kReadBack = R"py(
