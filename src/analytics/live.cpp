@@ -61,8 +61,9 @@ std::size_t LiveDetector::update(double t, double cpu_pct, double rss_bytes) {
   if (o_.spikes) {
     // The level a spike must rise above: the EWMA's mean, which a flagged point moves
     // only up to the threshold.
-    // A spike lasts while the metric stays that far above the level it rose from (the
-    // detectors soon learn a lasting burst and stop flagging it), so one burst is one
+    // A spike lasts while the metric stays half the minimum rise above the level it rose
+    // from (the detectors soon learn a lasting burst and stop flagging it, and a burst
+    // that gets less CPU for a moment is still the same burst), so one burst is one
     // finding per detector.
     const auto rises = [](double x, double level, double min_rise, double min_ratio) {
       return x - level >= std::max(min_rise, min_ratio * std::fabs(level));
@@ -72,7 +73,7 @@ std::size_t LiveDetector::update(double t, double cpu_pct, double rss_bytes) {
       if (!d.ready) return std::size_t{0};
       const bool flagged = judge && d.anomaly && d.score > 0 && rises(value, level, min_rise, min_ratio);
       if (flagged && s.open == -1) s.base = level;
-      return step(s, flagged, rises(value, s.base, min_rise, min_ratio), t, value, d.score);
+      return step(s, flagged, rises(value, s.base, min_rise / 2, min_ratio / 2), t, value, d.score);
     };
     const double cpu_level = cpu_ewma_.mean(), rss_level = rss_ewma_.mean();
     // Both detectors see every point; the min_rise checks use the level from before it.

@@ -185,17 +185,25 @@ TEST(LiveDetection, FlagsACpuBurstAndNothingBeforeIt) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("detected CPU spike at"), std::string::npos) << r.err;
   const auto q = python(std::string(kReadBack) + R"py(
-slack = float(sys.argv[-1])
 cpu = [r for r in rows if r[2] == "cpu" and r[3] == "spike"]
-assert sorted(r[6] for r in cpu) == ["ewma", "rolling-mad"], rows  # one episode per detector
+assert {r[6] for r in cpu} == {"ewma", "rolling-mad"}, rows
+# The burst as the stored samples show it: from the first to the last sample with the
+# minimum rise of CPU (its start moves later when the machine is busy).
+S = con.execute("SELECT t_ns, cpu_user_pct + cpu_sys_pct FROM samples WHERE run_id = 1 ORDER BY t_ns").fetchall()
+busy = [t for t, c in S if c >= 25]
+assert busy, S
 for run_id, off, metric, kind, value, score, det in rows:
     assert off >= 2.5e9, rows  # nothing while idle
-for run_id, off, metric, kind, value, score, det in cpu:
-    assert off <= (3.5 + slack) * 1e9, rows  # within the burst
+    assert busy[0] - 1e3 <= off <= busy[-1] + 1e3, (busy[0], busy[-1], rows)  # within the burst
     assert value >= 25 and score > 3.5, rows
+    # the value is that of a sample of the episode
+    assert any(t >= off - 1e3 and abs(c - value) <= 1e-9 * value for t, c in S), (value, rows)
+for det in ("ewma", "rolling-mad"):  # first flagged as the burst starts
+    first = min(r[1] for r in cpu if r[6] == det)
+    assert any(abs(first - b) <= 1e3 for b in busy[:3]), (det, first, busy[:3])
 print("ok")
 )py",
-                        {db, "1=" + js, std::to_string(spyglass_test::kMonitorSlack)});
+                        {db, "1=" + js});
   EXPECT_EQ(q.exit_code, 0) << q.err << q.out;
   EXPECT_NE(q.out.find("ok"), std::string::npos) << q.err;
 }
@@ -239,7 +247,9 @@ assert con.execute("PRAGMA user_version").fetchone()[0] == 6
 assert con.execute("SELECT label FROM runs WHERE id = 1").fetchone()[0] == "old"
 assert [r[0] for r in rows] == [2] * len(rows), rows  # none for the old run nor with --detect off
 leaks = [r for r in rows if r[3] == "leak"]
-assert len(leaks) == 1 and leaks[0][2] == "rss" and leaks[0][6] == "growth", rows
+# one episode, unless the leak stalls while the machine is busy (then the growth is
+# flagged again when it resumes)
+assert leaks and all(r[2] == "rss" and r[6] == "growth" for r in leaks), rows
 _, off, _, _, value, score, _ = leaks[0]
 assert window * 1e9 <= off <= (window + slack) * 1e9, leaks
 S = con.execute("SELECT t_ns, rss_bytes FROM samples WHERE run_id = 2 ORDER BY t_ns").fetchall()

@@ -13,8 +13,8 @@ namespace SPYGLASS_NAMESPACE::analytics {
 
 /// One finding: an episode of one metric and detector, reported once, at its first
 /// flagged point, with its strongest flagged point. A spike's episode lasts while the
-/// metric stays above the level it rose from by the minimum rise; a leak's while the
-/// growth is flagged.
+/// metric stays above the level it rose from by half the minimum rise; a leak's while
+/// the growth is flagged.
 struct LiveFinding {
   double t = 0;               ///< seconds since the start, at the episode's first point
   const char* metric = "";    ///< "cpu" (percent, 100 = one core) or "rss" (bytes)
