@@ -1,6 +1,6 @@
 // Monitor numbers: one sample of one process and of a 10-process tree (p50/p99 as
-// counters), psutil's cost for the same sample, the monitor's CPU overhead while running
-// a command, and `spyglass history` over 100,000 runs.
+// counters), what live detection adds per sample, psutil's cost for the same sample, the monitor's CPU
+// overhead while running a command, and `spyglass history` over 100,000 runs.
 
 #include <benchmark/benchmark.h>
 #include <signal.h>
@@ -17,6 +17,7 @@
 
 #include "../support/spawn.hpp"
 #include "spyglass/monitor/history.hpp"
+#include "spyglass/monitor/live.hpp"
 #include "spyglass/monitor/runner.hpp"
 #include "spyglass/monitor/sampler.hpp"
 
@@ -70,6 +71,35 @@ void BM_SampleTree10(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SampleTree10);
+
+// What live detection (`spyglass run --detect on`) adds to each sample: LiveDetector::update
+// on a noisy series at 100 ms intervals, the leak window full (600 points for the default
+// 60 s, 6,000 for 600 s), so the least-squares fit covers the most points it ever does.
+void BM_LiveDetectionPerSample(benchmark::State& state) {
+  spyglass::analytics::LiveDetector::Options o;
+  o.growth.window = static_cast<double>(state.range(0));
+  spyglass::analytics::LiveDetector d(o);
+  std::uint64_t x = 7;
+  const auto noise = [&x] {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<double>(x >> 11) / 9007199254740992.0;
+  };
+  double t = 0;
+  const auto next = [&] {
+    t += 0.1;
+    return d.update(t, 40 + 20 * noise(), 200e6 + 4e6 * noise());
+  };
+  for (int i = 0; i < state.range(0) * 10 + 10; ++i) next();  // fill every window first
+  std::vector<double> us;
+  us.reserve(1 << 16);
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    benchmark::DoNotOptimize(next());
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+  percentiles(state, us);
+}
+BENCHMARK(BM_LiveDetectionPerSample)->Arg(60)->Arg(600)->ArgName("leak_window_s");
 
 // psutil reading the same fields (cpu_times, memory_info, num_threads, num_fds,
 // io_counters, num_ctx_switches) of one process inside oneshot(), timed in Python; then

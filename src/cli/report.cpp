@@ -1,6 +1,7 @@
 #include "report.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 
@@ -94,6 +95,38 @@ std::string leftovers_line(const monitor::RunRecord& r, const std::vector<pid_t>
 }
 
 // The whole tree's figures and what measured them, after `lead`.
+// A line per finding of live detection, the first `cap` of them; `more` says where the
+// rest are.
+std::string detection_lines(const monitor::RunRecord& r, const char* lead, std::size_t cap,
+                            const std::string& more) {
+  std::string out;
+  std::size_t n = 0;
+  for (const monitor::RunDetection& d : r.detections) {
+    if (n++ == cap) {
+      out += std::string(lead) + "... " + std::to_string(r.detections.size() - cap) + " more" + more + "\n";
+      break;
+    }
+    const bool cpu = d.metric == "cpu";
+    char value[64];
+    std::snprintf(value, sizeof value, "%.0f%% CPU", d.value);
+    std::string what =
+        cpu ? std::string(value) : format_bytes(static_cast<std::uint64_t>(std::max(0.0, d.value)));
+    char score[64];
+    if (d.kind == "leak") {
+      std::snprintf(score, sizeof score, "growing %s/s",
+                    format_bytes(static_cast<std::uint64_t>(std::max(0.0, d.score))).c_str());
+    } else if (std::isinf(d.score)) {
+      std::snprintf(score, sizeof score, "score inf: flat before");
+    } else {
+      std::snprintf(score, sizeof score, "score %.1f", d.score);
+    }
+    out += std::string(lead) + (cpu ? "CPU " : "memory ") + d.kind + " at " +
+           format_seconds(static_cast<double>(d.offset_ns) / 1e9) + ": " + what + " (" + d.detector + ", " +
+           score + ")\n";
+  }
+  return out;
+}
+
 std::string tree_line(const monitor::RunRecord& r, const char* lead) {
   const bool cgroup = r.tree_source.rfind("cgroup", 0) == 0;
   std::string out = lead + ("(" + r.tree_source + "): ");
@@ -130,6 +163,8 @@ std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::
          std::to_string(r.peak_threads) + "  processes " + std::to_string(r.peak_processes) + "\n";
   out += tree_line(r, "  tree ");
   out += leftovers_line(r, leftover_pids);
+  out +=
+      detection_lines(r, "  detected ", 5, r.id != 0 ? " (spyglass show " + std::to_string(r.id) + ")" : "");
   if (baseline.empty()) {
     out += "  no previous successful runs of this label to compare with\n";
     return out;
@@ -247,6 +282,7 @@ std::string run_details(const monitor::RunRecord& r) {
          " threads at peak; ctx switches " + std::to_string(r.vol_ctx) + " voluntary, " +
          std::to_string(r.invol_ctx) + " involuntary; faults " + std::to_string(r.minflt) + " minor, " +
          std::to_string(r.majflt) + " major\n";
+  out += detection_lines(r, "  detected  ", 50, " (show --json lists all)");
   return out;
 }
 

@@ -93,6 +93,14 @@ UPDATE runs SET tree_peak_memory_bytes = peak_tree_rss_bytes, tree_user_cpu_ns =
   tree_sys_cpu_ns = sys_cpu_ns, tree_read_bytes = read_bytes, tree_write_bytes = write_bytes,
   tree_peak_processes = peak_processes;
 )sql",
+    // 5 -> 6: what live detection found during each run.
+    R"sql(
+CREATE TABLE detections(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  offset_ns INTEGER NOT NULL,
+  metric TEXT NOT NULL, kind TEXT NOT NULL, value REAL, score REAL, detector TEXT NOT NULL);
+CREATE INDEX detections_run ON detections(run_id, offset_ns);
+)sql",
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
 
@@ -429,8 +437,25 @@ struct History::Impl {
     return c;
   }
 
+  // The detections of run `id`, in time order (none before schema 6).
+  std::vector<RunDetection> read_detections(std::int64_t id) {
+    std::vector<RunDetection> out;
+    if (version < 6) return out;
+    Stmt s(db,
+           "SELECT offset_ns, metric, kind, value, score, detector FROM detections WHERE run_id = ? "
+           "ORDER BY offset_ns, rowid");
+    if (!s.ok()) fail(sqlite3_errcode(db), "query detections");
+    s.bind(1, id);
+    int rc;
+    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+      out.push_back({s.i64(0), s.text(1), s.text(2), s.f64(3), s.f64(4), s.text(5)});
+    }
+    if (rc != SQLITE_DONE) fail(rc, "query detections");
+    return out;
+  }
+
   std::vector<RunRecord> query_runs(const std::string& sql, const std::function<void(Stmt&)>& bind,
-                                    bool tails) {
+                                    bool tails, bool detections = false) {
     Stmt s(db, sql.c_str());
     if (!s.ok()) fail(sqlite3_errcode(db), "query runs");
     bind(s);
@@ -446,6 +471,9 @@ struct History::Impl {
       out.push_back(std::move(r));
     }
     if (rc != SQLITE_DONE) fail(rc, "query runs");
+    if (detections) {
+      for (RunRecord& r : out) r.detections = read_detections(r.id);
+    }
     return out;
   }
 };
@@ -544,6 +572,24 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
     if (rc != SQLITE_DONE) h.fail(rc, "insert run");
   }
   const std::int64_t id = sqlite3_last_insert_rowid(h.db);
+  if (h.version >= 6 && !r.detections.empty()) {
+    Stmt s(h.db,
+           "INSERT INTO detections(run_id, offset_ns, metric, kind, value, score, detector) "
+           "VALUES (?,?,?,?,?,?,?)");
+    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert detections");
+    for (const RunDetection& d : r.detections) {
+      sqlite3_reset(s.get());
+      s.bind(1, id);
+      s.bind(2, d.offset_ns);
+      s.bind(3, d.metric);
+      s.bind(4, d.kind);
+      s.bind(5, d.value);
+      s.bind(6, d.score);
+      s.bind(7, d.detector);
+      const int rc = sqlite3_step(s.get());
+      if (rc != SQLITE_DONE) h.fail(rc, "insert detections");
+    }
+  }
   {
     Stmt s(h.db,
            "INSERT OR REPLACE INTO samples(run_id, t_ns, processes, threads, fds, cpu_user_ns, cpu_sys_ns, "
@@ -596,7 +642,7 @@ std::vector<RunRecord> History::runs(const HistoryQuery& q) {
         if (!q.label.empty()) s.bind(1, q.label);
         s.bind(2, static_cast<std::int64_t>(q.limit));
       },
-      q.with_tails);
+      q.with_tails, q.with_detections);
 }
 
 std::optional<RunRecord> History::run(std::int64_t id) {
@@ -604,7 +650,7 @@ std::optional<RunRecord> History::run(std::int64_t id) {
   const std::string sql =
       "SELECT " + run_columns(impl_->version) + ", stdout_tail, stderr_tail FROM runs WHERE id = ?";
   auto v = impl_->query_runs(
-      sql, [&](Stmt& s) { s.bind(1, id); }, true);
+      sql, [&](Stmt& s) { s.bind(1, id); }, true, true);
   if (v.empty()) return std::nullopt;
   return std::move(v.front());
 }

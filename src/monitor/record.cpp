@@ -59,6 +59,19 @@ void write_json(const RunRecord& r, std::string& out) {
   w.key("max_rss_source"), w.value(r.max_rss_source);
   w.key("leftover_processes"), w.value(r.leftover_processes);
   w.key("leftovers_killed"), w.value(r.leftovers_killed);
+  w.key("detections");
+  w.begin_array();
+  for (const RunDetection& d : r.detections) {
+    w.begin_object();
+    w.key("offset_ns"), w.value(d.offset_ns);
+    w.key("metric"), w.value(d.metric);
+    w.key("kind"), w.value(d.kind);
+    w.key("value"), w.value(d.value);
+    w.key("score"), w.value(d.score);  // null when infinite
+    w.key("detector"), w.value(d.detector);
+    w.end_object();
+  }
+  w.end_array();
   w.key("stdout_tail"), w.value(r.stdout_tail);
   w.key("stderr_tail"), w.value(r.stderr_tail);
   w.end_object();

@@ -190,16 +190,17 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
                                      "SELECT group_concat(name, ',') FROM pragma_table_info('runs');"
                                      "SELECT group_concat(name, ',') FROM pragma_table_info('samples');"
                                      "SELECT group_concat(name, ',') FROM pragma_table_info('alerts');"
-                                     "SELECT group_concat(name, ',') FROM pragma_table_info('baselines');"});
+                                     "SELECT group_concat(name, ',') FROM pragma_table_info('baselines');"
+                                     "SELECT group_concat(name, ',') FROM pragma_table_info('detections');"});
   ASSERT_EQ(q.exit_code, 0) << q.err;
   // The schema documented in history.hpp, column by column.
   EXPECT_EQ(
       q.out,
-      "5\n"
+      "6\n"
       "1397774668\n"  // 0x5350594c
       "wal\n"
-      "alerts,baselines,runs,samples,spyglass_meta\n"
-      "alerts_label_created,alerts_run,runs_label_start,runs_start\n"
+      "alerts,baselines,detections,runs,samples,spyglass_meta\n"
+      "alerts_label_created,alerts_run,detections_run,runs_label_start,runs_start\n"
       "id,label,command,args,cwd,host,git_commit,start_unix_ns,end_unix_ns,duration_ns,exit_code,signal,"
       "kill_reason,error,user_cpu_ns,sys_cpu_ns,max_rss_bytes,peak_tree_rss_bytes,read_bytes,write_bytes,"
       "rchar,wchar,peak_threads,peak_processes,vol_ctx,invol_ctx,minflt,majflt,monitor_cpu_ns,stdout_tail,"
@@ -209,7 +210,8 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
       "run_id,t_ns,processes,threads,fds,cpu_user_ns,cpu_sys_ns,cpu_user_pct,cpu_sys_pct,rss_bytes,"
       "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
       "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n"
-      "label,run_id,pinned_unix_ns\n");
+      "label,run_id,pinned_unix_ns\n"
+      "run_id,offset_ns,metric,kind,value,score,detector\n");
   // The values mean what the documentation says.
   const auto runs = spyglass_test::run(
       {"sqlite3", db,

@@ -259,7 +259,7 @@ TEST(History, MigratesForwardKeepingData) {
   tables = spyglass_test::run({"sqlite3", db,
                                "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'baselines') ORDER "
                                "BY name; PRAGMA user_version;"});
-  EXPECT_EQ(tables.out, "alerts\nbaselines\n5\n");
+  EXPECT_EQ(tables.out, "alerts\nbaselines\n6\n");
 }
 
 TEST(History, PinsOneBaselinePerLabel) {

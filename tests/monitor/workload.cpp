@@ -15,6 +15,12 @@
 //       spins; prints "ready" and runs until stdin closes.
 //   busyidle CPU_SECONDS IDLE_SECONDS
 //       Burns CPU_SECONDS of CPU on one thread, then sleeps IDLE_SECONDS.
+//   burst IDLE THREADS BUSY AFTER
+//       Sleeps IDLE seconds, spins THREADS threads for BUSY seconds of wall time (a CPU
+//       burst), then sleeps AFTER seconds.
+//   leak MIB STEP_MS STEPS
+//       Touches MIB more MiB every STEP_MS ms, STEPS times (a steady leak), then exits.
+//   hold MIB SECONDS    touches MIB MiB, then sleeps SECONDS holding them (steady memory)
 //   sampled             waits until an ancestor holds this process's /proc/PID/stat open
 //                       (the monitor keeps the files of each process it sampled open, so
 //                       a sample has seen it), then exits 0 at once (no exit handlers);
@@ -37,6 +43,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -265,6 +272,35 @@ int sampled() {
   return 3;
 }
 
+int burst(char** argv) {
+  ::usleep(static_cast<useconds_t>(std::strtod(argv[0], nullptr) * 1e6));
+  const int threads = std::atoi(argv[1]);
+  const auto end =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(std::strtod(argv[2], nullptr));
+  std::vector<std::thread> ts;
+  for (int i = 0; i < threads; ++i) {
+    ts.emplace_back([end] {
+      while (std::chrono::steady_clock::now() < end) burn(0.001);
+    });
+  }
+  for (auto& t : ts) t.join();
+  ::usleep(static_cast<useconds_t>(std::strtod(argv[3], nullptr) * 1e6));
+  return 0;
+}
+
+int leak(char** argv) {
+  const auto mib = static_cast<std::size_t>(std::atoi(argv[0]));
+  const auto step_us = static_cast<useconds_t>(std::atoi(argv[1]) * 1000);
+  const int steps = std::atoi(argv[2]);
+  std::vector<char*> kept;
+  for (int i = 0; i < steps; ++i) {
+    kept.push_back(touch(mib));
+    ::usleep(step_us);
+  }
+  for (char* p : kept) g_sink = g_sink + static_cast<unsigned char>(p[0]);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -275,6 +311,16 @@ int main(int argc, char** argv) {
   if (what == "steady" && argc == 5) return steady(argv + 2);
   if (what == "overlap" && argc == 4) return overlap(argv + 2);
   if (what == "cow" && argc == 5) return cow(argv + 2);
+  // These end with _Exit too: a LeakSanitizer tracer at the end would be a burst of CPU
+  // and memory (it maps the whole process) of its own, and `leak` leaks on purpose.
+  if (what == "burst" && argc == 6) std::_Exit(burst(argv + 2));
+  if (what == "leak" && argc == 5) std::_Exit(leak(argv + 2));
+  if (what == "hold" && argc == 4) {
+    char* p = touch(static_cast<std::size_t>(std::atoi(argv[2])));
+    ::usleep(static_cast<useconds_t>(std::strtod(argv[3], nullptr) * 1e6));
+    g_sink = g_sink + static_cast<unsigned char>(p[0]);
+    std::_Exit(0);
+  }
   if (what == "busyidle" && argc == 4) {
     burn(std::strtod(argv[2], nullptr));
     ::usleep(static_cast<useconds_t>(std::strtod(argv[3], nullptr) * 1e6));

@@ -1,7 +1,7 @@
 #pragma once
 /// The run history: an SQLite database of runs, their samples and (for analytics) alerts.
 ///
-/// Schema (user_version 5, application_id 0x5350594c "SPYL"), all times in ns:
+/// Schema (user_version 6, application_id 0x5350594c "SPYL"), all times in ns:
 ///   runs(id INTEGER PRIMARY KEY, label, command, args (JSON array), cwd, host, git_commit,
 ///        start_unix_ns, end_unix_ns, duration_ns, exit_code, signal, kill_reason, error,
 ///        user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes,
@@ -20,9 +20,12 @@
 ///        created_unix_ns, kind, metric, severity, value, baseline, message)   [since v2]
 ///   baselines(label PRIMARY KEY, run_id -> runs.id ON DELETE CASCADE, pinned_unix_ns)
 ///        [since v4]
+///   detections(run_id -> runs.id ON DELETE CASCADE, offset_ns (since the run's start),
+///        metric ('cpu', 'rss'), kind ('spike', 'leak'), value, score, detector
+///        ('ewma', 'rolling-mad', 'growth'))   [since v6; see RunDetection]
 ///   spyglass_meta(key PRIMARY KEY, value)
 /// Indexes: runs(label, start_unix_ns), runs(start_unix_ns), alerts(label, created_unix_ns),
-/// alerts(run_id).
+/// alerts(run_id), detections(run_id, offset_ns).
 
 #include <cstdint>
 #include <memory>
@@ -61,9 +64,10 @@ class SPYGLASS_API HistoryError : public std::runtime_error {
 
 /// Which runs to list.
 struct HistoryQuery {
-  std::string label;        ///< empty: every label
-  std::size_t limit = 20;   ///< newest first
-  bool with_tails = false;  ///< also load stdout/stderr tails
+  std::string label;             ///< empty: every label
+  std::size_t limit = 20;        ///< newest first
+  bool with_tails = false;       ///< also load stdout/stderr tails
+  bool with_detections = false;  ///< also load RunRecord::detections (a query per run)
 };
 
 /// What to keep. Runs that fail either rule are deleted; runs in the older half of what
@@ -95,7 +99,7 @@ struct PinnedBaseline {
 class SPYGLASS_API History {
  public:
   /// The schema this build writes.
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
   /// The oldest schema a read-only open reads as it is (runs and samples are unchanged
   /// since version 1).
   static constexpr int kMinReadableSchemaVersion = 1;
@@ -132,7 +136,7 @@ class SPYGLASS_API History {
 
   /// Runs, newest first.
   std::vector<RunRecord> runs(const HistoryQuery& q);
-  /// One run with its tails; nullopt when there is no such id.
+  /// One run with its tails and detections; nullopt when there is no such id.
   std::optional<RunRecord> run(std::int64_t id);
   /// The samples of a run in time order (t_ns relative to the run's start).
   std::vector<Sample> samples(std::int64_t run_id);

@@ -9,6 +9,18 @@
 
 namespace SPYGLASS_NAMESPACE::monitor {
 
+/// A finding of live detection during a run (`spyglass run --detect`): an episode of a
+/// spike or of steady growth, reported at its first sample with its strongest point.
+struct RunDetection {
+  std::int64_t offset_ns = 0;  ///< from the run's start to the episode's first sample
+  std::string metric;          ///< "cpu" (tree CPU, percent of one core) or "rss" (tree RSS, bytes)
+  std::string kind;            ///< "spike" or "leak"
+  double value = 0;            ///< the metric at the strongest point
+  double score = 0;            ///< z (ewma; infinite after a flat past), modified z (rolling-mad),
+                               ///< or growth in bytes per second (growth)
+  std::string detector;        ///< "ewma", "rolling-mad" or "growth"
+};
+
 /// One run of a command. Plain data; CPU, faults, context switches and read/write bytes
 /// are exact kernel totals (wait4) over every process of the tree that was reaped;
 /// max_rss_bytes is the kernel's too (see its note); the peak_* values and rchar/wchar
@@ -66,6 +78,9 @@ struct RunRecord {
   /// The figure a memory limit was enforced on: "rss", "pss", "cgroup" or "kernel" (see
   /// RssLimitSource); "" without a limit.
   std::string max_rss_source;
+  /// Live detection's findings, in time order (empty when it was off; History::runs()
+  /// loads them only with HistoryQuery::with_detections).
+  std::vector<RunDetection> detections;
   std::string stdout_tail;  ///< last bytes of the command's stdout
   std::string stderr_tail;  ///< last bytes of the command's stderr
 };
