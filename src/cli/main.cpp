@@ -92,9 +92,11 @@ Exit status: the command's; 128+N when signal N ended it; 124 when a limit kille
 With --gate, when the command exited 0: 3 when a rule fails.
 )";
 
-constexpr const char* kHistoryUsage = R"(usage: spyglass history [--label L] [--limit N] [--json] [--db PATH]
+constexpr const char* kHistoryUsage =
+    R"(usage: spyglass history [--label L] [--limit N] [--since T] [--json] [--db PATH]
 
-Lists recorded runs, newest first. Exit status: 0; 1 when the database cannot be read;
+Lists recorded runs, newest first; with --since only those started at or after T (now,
+now-DURATION such as now-7d, ISO 8601 or Unix seconds). Exit status: 0; 1 when the database cannot be read;
 125 for a usage error.
 )";
 
@@ -139,7 +141,7 @@ constexpr const char* kAnalyzeUsage =
     R"(usage: spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
                         [--season N] [--limit X] [--json]
        spyglass analyze --prometheus URL --query Q --start T [--end T] [--step D] [options]
-       spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N]
+       spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N] [--since T]
                         [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
 
 Trend, anomalies, change points and forecast of a series (a CSV file or a Prometheus
@@ -160,6 +162,8 @@ options:
   --baseline N           --label: successful, non-anomalous runs before them, or up to
                          the run pinned with `spyglass baseline pin` (default 20)
   --runs N               --label: read the newest N runs (default 1000)
+  --since T              --label: only runs started at or after T (now, now-DURATION
+                         such as now-30d, ISO 8601 or Unix seconds)
   --db PATH              --label: history database (default ./spyglass-out/history.db)
   --json                 a JSON report on stdout
   --help                 this text
@@ -324,6 +328,28 @@ std::int64_t parse_int(std::string_view opt, std::string_view s, std::int64_t mi
     throw UsageError{std::string(opt) + ": not a valid number: '" + std::string(s) + "'"};
   }
   return v;
+}
+
+// Unix seconds now, to the millisecond.
+double unix_now() {
+  return static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count()) /
+         1000.0;
+}
+
+// A time option's value as Unix seconds: now, now-DURATION, ISO 8601 or Unix seconds.
+double time_option(std::string_view opt, const std::string& v, double now) {
+  const auto t = cli::parse_time_argument(v, now);
+  if (!t)
+    throw UsageError{std::string(opt) + ": not a time: '" + v +
+                     "' (now, now-DURATION, ISO 8601 or Unix seconds)"};
+  return *t;
+}
+
+// --since T: the runs started at or after T, as Unix-epoch ns.
+std::int64_t since_option(std::string_view opt, std::string_view v) {
+  return static_cast<std::int64_t>(std::llround(time_option(opt, std::string(v), unix_now()) * 1e9));
 }
 
 // Walks "--name value" and "--name=value" options up to the first non-option or "--".
@@ -612,6 +638,8 @@ int cmd_history(Args& a) {
       q.label = std::string(a.value(opt));
     } else if (opt == "--limit") {
       q.limit = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--since") {
+      q.since_unix_ns = since_option(opt, a.value(opt));
     } else if (opt == "--json") {
       json = true;
     } else if (opt == "--db") {
@@ -732,22 +760,12 @@ cli::PrometheusQuery prometheus_query(const char* cmd, const PrometheusArgs& p) 
   if (p.url.empty()) throw UsageError{c + ": --query, --start, --end and --step go with --prometheus URL"};
   if (p.query.empty()) throw UsageError{c + ": --prometheus needs --query Q"};
   if (p.start.empty()) throw UsageError{c + ": --prometheus needs --start (e.g. now-1h)"};
-  const double now = static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count()) /
-                     1000.0;
+  const double now = unix_now();
   cli::PrometheusQuery q;
   q.url = p.url;
   q.query = p.query;
-  const auto time_of = [&](const char* opt, const std::string& v) {
-    const auto t = cli::parse_time_argument(v, now);
-    if (!t)
-      throw UsageError{std::string(opt) + ": not a time: '" + v +
-                       "' (now, now-DURATION, ISO 8601 or Unix seconds)"};
-    return *t;
-  };
-  q.start = time_of("--start", p.start);
-  q.end = time_of("--end", p.end);
+  q.start = time_option("--start", p.start, now);
+  q.end = time_option("--end", p.end, now);
   if (!(q.start < q.end)) throw UsageError{c + ": --start must be before --end"};
   if (p.step.empty()) {
     q.step = std::max(1.0, std::ceil((q.end - q.start) / 250));
@@ -813,6 +831,7 @@ int cmd_analyze(Args& a) {
   bool json = false;
   std::string db = kDefaultDb;
   std::size_t runs = 1000;
+  std::optional<std::int64_t> since;
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"analyze: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
@@ -841,6 +860,8 @@ int cmd_analyze(Args& a) {
       db = std::string(a.value(opt));
     } else if (opt == "--runs") {
       runs = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+    } else if (opt == "--since") {
+      since = since_option(opt, a.value(opt));
     } else if (opt == "--latest") {
       h.latest = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
     } else if (opt == "--baseline") {
@@ -860,10 +881,11 @@ int cmd_analyze(Args& a) {
       throw UsageError{e.what()};
     }
     mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
-    const auto list = hist.runs({.label = h.label, .limit = runs});
+    const auto list = hist.runs({.label = h.label, .limit = runs, .since_unix_ns = since});
     for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
     if (list.empty()) {
-      std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", h.label.c_str(), db.c_str());
+      std::fprintf(stderr, "spyglass: no runs labelled '%s'%s in %s\n", h.label.c_str(),
+                   since ? " since the given time" : "", db.c_str());
       return 1;
     }
     std::fputs(cli::history_report(list, h, json).c_str(), stdout);
@@ -871,6 +893,7 @@ int cmd_analyze(Args& a) {
   }
   if (o.detect.source.empty() && !p.any)
     throw UsageError{"analyze: --label L, --csv FILE or --prometheus URL is required"};
+  if (since) throw UsageError{"analyze: --since goes with --label (a series' range is its own)"};
   const cli::Series s = read_series("analyze", whole, p);
   o.detect.prometheus = whole.prometheus;
   std::fputs(cli::analyze_report(s, o, json).c_str(), stdout);

@@ -632,15 +632,18 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
 
 std::vector<RunRecord> History::runs(const HistoryQuery& q) {
   if (impl_->empty) return {};
+  std::string where;
+  if (!q.label.empty()) where += " WHERE label = ?1";
+  if (q.since_unix_ns) where += (where.empty() ? " WHERE" : " AND") + std::string(" start_unix_ns >= ?3");
   std::string sql = "SELECT " + run_columns(impl_->version) +
-                    (q.with_tails ? ", stdout_tail, stderr_tail" : "") + " FROM runs" +
-                    (q.label.empty() ? "" : " WHERE label = ?1") +
+                    (q.with_tails ? ", stdout_tail, stderr_tail" : "") + " FROM runs" + where +
                     " ORDER BY start_unix_ns DESC, id DESC LIMIT ?2";
   return impl_->query_runs(
       sql,
       [&](Stmt& s) {
         if (!q.label.empty()) s.bind(1, q.label);
         s.bind(2, static_cast<std::int64_t>(q.limit));
+        if (q.since_unix_ns) s.bind(3, *q.since_unix_ns);
       },
       q.with_tails, q.with_detections);
 }

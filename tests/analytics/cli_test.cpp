@@ -303,6 +303,59 @@ TEST(AnalyticsCli, TimestampFormats) {
   EXPECT_EQ(c.out, "8 2026-03-01T10:00:00Z | 2026-03-02 00:00:01\n") << c.err;
 }
 
+// --since keeps the runs started at or after a time, for analyze and history alike; the
+// counts are SQLite's own, read by Python.
+TEST(AnalyticsCli, SinceLimitsTheRunsAnalysedAndListed) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    const auto noise = noisy(30, 1.0, 0.02, 5);
+    for (int i = 0; i < 30; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = "nightly";
+      r.command = "job";
+      r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;  // hourly from 2026-03-01
+      r.duration_ns = static_cast<std::int64_t>(noise[static_cast<std::size_t>(i)] * 1e9);
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      h.insert(r, {}, 0);
+    }
+  }
+  const auto analysed = run({kSpyglass, "analyze", "--label", "nightly", "--since", "2026-03-01T10:00:00Z",
+                             "--db", db, "--json", "--metric", "wall"},
+                            dir.path());
+  ASSERT_EQ(analysed.exit_code, 0) << analysed.err;
+  const auto listed = run({kSpyglass, "history", "--label", "nightly", "--since",
+                           std::to_string(1772323200 + 3600 * 25), "--limit", "100", "--db", db, "--json"},
+                          dir.path());
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  const auto c = python_on(dir, analysed.out, R"(
+import json, sqlite3, sys
+d = json.load(open(sys.argv[1]))
+con = sqlite3.connect(sys.argv[2])
+since = lambda t: con.execute("SELECT count(*) FROM runs WHERE start_unix_ns >= ?", (t * 10**9,)).fetchone()[0]
+assert d["runs"] == since(1772323200 + 36000) == 20, d["runs"]
+listed = json.loads(sys.argv[3])
+assert len(listed) == since(1772323200 + 3600 * 25) == 5, len(listed)
+print("ok")
+)",
+                           {db, listed.out});
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
+  EXPECT_EQ(c.out, "ok\n");
+  // Nothing since then; a time that is none; --since with a series of its own.
+  auto r = run({kSpyglass, "analyze", "--label", "nightly", "--since", "2027-01-01", "--db", db}, dir.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("since the given time"), std::string::npos) << r.err;
+  r = run({kSpyglass, "history", "--since", "yesterday", "--db", db}, dir.path());
+  EXPECT_EQ(r.exit_code, 125);
+  EXPECT_NE(r.err.find("--since: not a time"), std::string::npos) << r.err;
+  r = run(
+      {kSpyglass, "analyze", "--csv", "x.csv", "--time-column", "t", "--value-column", "v", "--since", "now"},
+      dir.path());
+  EXPECT_EQ(r.exit_code, 125);
+  EXPECT_NE(r.err.find("--since goes with --label"), std::string::npos) << r.err;
+}
+
 TEST(AnalyticsCli, AnalyzeRunHistoryAgainstSciPy) {
   TempDir dir;
   const std::string db = dir / "history.db";

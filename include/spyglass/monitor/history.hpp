@@ -64,8 +64,10 @@ class SPYGLASS_API HistoryError : public std::runtime_error {
 
 /// Which runs to list.
 struct HistoryQuery {
-  std::string label;             ///< empty: every label
-  std::size_t limit = 20;        ///< newest first
+  std::string label;       ///< empty: every label
+  std::size_t limit = 20;  ///< newest first
+  /// Only runs started at or after this time (Unix-epoch ns).
+  std::optional<std::int64_t> since_unix_ns = std::nullopt;
   bool with_tails = false;       ///< also load stdout/stderr tails
   bool with_detections = false;  ///< also load RunRecord::detections (a query per run)
 };
