@@ -116,7 +116,8 @@ void BM_SciPySameData(benchmark::State& state) {
   const std::string a = write_values("series.txt", series()), b = write_values("base.txt", baseline()),
                     c = write_values("cur.txt", current());
   for (auto _ : state) {
-    const auto r = spyglass_bench::spawn_and_wait({"/usr/bin/python3", SCIPY_PEER, a, b, c}, true);
+    const auto r = spyglass_bench::spawn_and_wait({"/usr/bin/python3", SCIPY_PEER, a, b, c},
+                                                  spyglass_bench::Stdout::capture);
     if (!r.ok) {
       state.SkipWithError("python3 with NumPy and SciPy is needed (python3-scipy)");
       return;

@@ -8,11 +8,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include "../support/spawn.hpp"
@@ -123,7 +129,8 @@ void BM_PsutilSameSample(benchmark::State& state) {
       "    return '%f %f' % (v[len(v)//2], v[len(v)*99//100])\n"
       "print(run(False), run(True))\n";
   for (auto _ : state) {
-    const auto r = spyglass_bench::spawn_and_wait({"/usr/bin/python3", "-c", script}, true);
+    const auto r =
+        spyglass_bench::spawn_and_wait({"/usr/bin/python3", "-c", script}, spyglass_bench::Stdout::capture);
     double p50 = 0, p99 = 0, tree_p50 = 0, tree_p99 = 0;
     if (!r.ok || std::sscanf(r.out.c_str(), "%lf %lf %lf %lf", &p50, &p99, &tree_p50, &tree_p99) != 4) {
       state.SkipWithError("python3 with psutil (python3-psutil) is needed");
@@ -205,6 +212,104 @@ BENCHMARK(BM_HistoryCommand100k)
     ->Iterations(20)
     ->Unit(benchmark::kMillisecond);
 
+// The monitor's own CPU seen from outside, as GNU time sees it (wait4's rusage of the
+// `spyglass` process, at microsecond precision rather than GNU time's 10 ms): spyglass
+// and the command together, minus the command's own CPU, which spyglass records from its
+// wait4. Over `sleep 5` and over 8 threads spinning for 5 s (this executable's `spin`).
+void BM_MonitorOverheadFromOutside(benchmark::State& state) {
+  const auto interval = std::to_string(state.range(0)) + "ms";
+  const bool spin = state.range(1) != 0;
+  const std::string json = (std::filesystem::temp_directory_path() /
+                            ("spyglass-bench-overhead-" + std::to_string(::getpid()) + ".json"))
+                               .string();
+  std::vector<std::string> args = {SPYGLASS_EXE, "run", "--quiet", "--no-history", "--interval", interval,
+                                   "--json",     json,  "--"};
+  if (spin) {
+    args.insert(args.end(), {std::filesystem::read_symlink("/proc/self/exe").string(), "spin", "8", "5"});
+  } else {
+    args.insert(args.end(), {"/bin/sleep", "5"});
+  }
+  for (auto _ : state) {
+    const auto r = spyglass_bench::spawn_and_wait(args);
+    std::ifstream in(json);
+    const std::string rec((std::istreambuf_iterator<char>(in)), {});
+    // The run record's "user_cpu_ns" and "sys_cpu_ns": the command's CPU.
+    const auto field = [&](const char* key) {
+      const auto at = rec.find(std::string("\"") + key + "\":");
+      return at == std::string::npos ? -1.0
+                                     : std::strtod(rec.c_str() + at + std::strlen(key) + 3, nullptr) / 1e9;
+    };
+    const double command = field("user_cpu_ns") + field("sys_cpu_ns");
+    if (!r.ok || field("user_cpu_ns") < 0) {
+      state.SkipWithError("spyglass run failed");
+      break;
+    }
+    const double monitor = r.user_s + r.sys_s - command;
+    state.counters["monitor_pct_of_core"] = 100.0 * monitor / (r.ms / 1000);
+    state.counters["monitor_cpu_ms"] = monitor * 1000;
+    state.counters["command_cpu_s"] = command;
+  }
+  std::filesystem::remove(json);
+}
+BENCHMARK(BM_MonitorOverheadFromOutside)
+    ->Args({100, 0})
+    ->Args({10, 0})
+    ->Args({100, 1})
+    ->Args({10, 1})
+    ->ArgNames({"interval_ms", "spin8"})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+// 1 GiB through the command's stdout, read by a consumer that keeps up: the command alone
+// writing into that pipe, and under `spyglass run` (its pipe, its output tails, then the
+// same pipe).
+void BM_Passthrough1GiB(benchmark::State& state) {
+  std::vector<std::string> args = {"/usr/bin/head", "-c", "1073741824", "/dev/zero"};
+  if (state.range(0) != 0) args.insert(args.begin(), {SPYGLASS_EXE, "run", "--quiet", "--no-history", "--"});
+  for (auto _ : state) {
+    const auto r = spyglass_bench::spawn_and_wait(args, spyglass_bench::Stdout::drain);
+    if (!r.ok || r.out_bytes != (1ULL << 30)) {
+      state.SkipWithError("the command failed or its output was not whole");
+      break;
+    }
+    state.SetIterationTime(r.ms / 1000);
+    state.counters["cpu_s"] = r.user_s + r.sys_s;
+  }
+}
+BENCHMARK(BM_Passthrough1GiB)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("spyglass")
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
-BENCHMARK_MAIN();
+namespace {
+
+// `spin THREADS SECONDS`: the CPU-bound command of BM_MonitorOverheadFromOutside.
+int spin(int threads, double seconds) {
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  std::vector<std::thread> pool;
+  std::atomic<std::uint64_t> sink{0};
+  for (int i = 0; i < threads; ++i)
+    pool.emplace_back([&] {
+      std::uint64_t n = 0;
+      while (Clock::now() < end)
+        for (int k = 0; k < 10000; ++k) n += static_cast<std::uint64_t>(k) * 2654435761u;
+      sink += n;
+    });
+  for (auto& t : pool) t.join();
+  return sink.load() == 42 ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 4 && std::string_view(argv[1]) == "spin") return spin(std::atoi(argv[2]), std::atof(argv[3]));
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
