@@ -11,7 +11,7 @@ packages=(
   clang clang-format jq sqlite3 time strace gzip python3 python3-psutil
   protobuf-compiler prometheus prometheus-pushgateway curl
   liblttng-ust-dev lttng-tools python3-scipy python3-numpy python3-statsmodels libxml2-utils perl
-  binutils
+  binutils chromium
 )
 
 missing=()
@@ -32,7 +32,8 @@ fi
 # npm packages the tests use as real consumers (package.json at the top of the tree),
 # exactly as package-lock.json pins them; again only when something is missing.
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -f "$root/node_modules/@paulirish/trace_engine/package.json" ]; then
+if [ ! -f "$root/node_modules/@paulirish/trace_engine/package.json" ] ||
+   [ ! -f "$root/node_modules/playwright-core/package.json" ]; then
   echo "install-deps: npm ci (test peers)"
   (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
