@@ -167,3 +167,43 @@ TEST(HttplibServer, ExcludedRoutesAreNotRecorded) {
   ASSERT_EQ(requests.size(), 1u);
   EXPECT_STREQ(requests[0].name, R"(/users/(\d+))");
 }
+
+TEST(HttplibServer, SamplingFollowsTheCallersFlagOrTheRatio) {
+  const std::string sampled = kTraceParent;  // flags 01
+  const std::string unsampled = "00-5bf92f3577b34da6a3ce929d0e0e4736-10f067aa0ba902b7-00";
+  const auto get = [](httplib::Client& client, const char* path, const std::string& traceparent) {
+    httplib::Headers headers;
+    if (!traceparent.empty()) headers.emplace("traceparent", traceparent);
+    auto res = client.Get(path, headers);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << path;
+  };
+  // No new trace is sampled; a caller's decision is followed (parent-based, the default).
+  sg::SessionOptions parent_based;
+  parent_based.sample_ratio = 0;
+  const auto followed = record(parent_based, [&] {
+    serve({}, [&](httplib::Client& client) {
+      get(client, "/users/1", "");
+      get(client, "/users/2", sampled);
+      get(client, "/users/3", unsampled);
+    });
+  });
+  const auto requests = of_kind(followed, sg::EventKind::request);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].trace_id, sg::parse_traceparent(sampled)->trace_id);
+  EXPECT_TRUE(requests[0].sampled());
+  // The handler's own scope inherits the decision.
+  const auto fns = of_kind(followed, sg::EventKind::function);
+  ASSERT_EQ(fns.size(), 1u);
+  EXPECT_EQ(fns[0].parent_span_id, requests[0].span_id);
+
+  // Not parent-based: the ratio decides from the trace id, whatever the caller's flag.
+  sg::SessionOptions by_ratio;
+  by_ratio.parent_based = false;
+  const auto decided = record(
+      by_ratio, [&] { serve({}, [&](httplib::Client& client) { get(client, "/users/3", unsampled); }); });
+  const auto all = of_kind(decided, sg::EventKind::request);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].trace_id, sg::parse_traceparent(unsampled)->trace_id);
+  EXPECT_TRUE(all[0].sampled());
+}
