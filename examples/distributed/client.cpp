@@ -16,7 +16,7 @@
 #include <exception>
 #include <string>
 
-#include "telemetry.hpp"
+#include "common.hpp"
 
 namespace {
 
@@ -33,17 +33,9 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    std::string* into = flag == "--url"        ? &a.url
-                        : flag == "--requests" ? &a.requests
-                        : flag == "--out"      ? &a.out
-                        : flag == "--otlp"     ? &a.otlp
-                                               : nullptr;
-    if (into == nullptr) usage("unknown argument ", flag);
-    if (i + 1 == argc) usage("no value after ", flag);
-    *into = argv[++i];
-  }
+  const std::string error = example::parse_flags(
+      argc, argv, {{"--url", &a.url}, {"--requests", &a.requests}, {"--out", &a.out}, {"--otlp", &a.otlp}});
+  if (!error.empty()) usage(error.c_str());
   if (a.url.empty()) usage("--url is required");
   return a;
 }

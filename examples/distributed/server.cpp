@@ -29,7 +29,7 @@
 #include <string>
 #include <thread>
 
-#include "telemetry.hpp"
+#include "common.hpp"
 
 namespace {
 
@@ -47,18 +47,13 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    std::string* into = flag == "--postgres" ? &a.postgres
-                        : flag == "--listen" ? &a.listen
-                        : flag == "--sqlite" ? &a.sqlite
-                        : flag == "--out"    ? &a.out
-                        : flag == "--otlp"   ? &a.otlp
-                                             : nullptr;
-    if (into == nullptr) usage("unknown argument ", flag);
-    if (i + 1 == argc) usage("no value after ", flag);
-    *into = argv[++i];
-  }
+  const std::string error = example::parse_flags(argc, argv,
+                                                 {{"--postgres", &a.postgres},
+                                                  {"--listen", &a.listen},
+                                                  {"--sqlite", &a.sqlite},
+                                                  {"--out", &a.out},
+                                                  {"--otlp", &a.otlp}});
+  if (!error.empty()) usage(error.c_str());
   if (a.postgres.empty()) usage("--postgres is required");
   return a;
 }

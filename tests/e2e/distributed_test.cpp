@@ -90,9 +90,9 @@ int wait_exit(pid_t pid) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-// Each JSONL line of the process directories, read by Python's json module. A line that
+// Each JSONL line in the directories of `processes` under `dir`, read by Python's json module. A line that
 // is not complete JSON, or not ended by a newline, fails the script.
-std::vector<Span> read_jsonl(const fs::path& dir) {
+std::vector<Span> read_jsonl(const fs::path& dir, const std::vector<std::string>& processes) {
   static const char* const script = R"(
 import glob, json, os, sys
 for d in sys.argv[1:]:
@@ -110,8 +110,9 @@ for d in sys.argv[1:]:
                                  e.get('method', ''), str(e.get('http_status', ''))]))
 )";
   const fs::path out = dir / "jsonl.tsv";
-  const std::string cmd = "/usr/bin/python3 -c \"$SPYGLASS_SCRIPT\" '" + (dir / "client").string() + "' '" +
-                          (dir / "server").string() + "' > '" + out.string() + "' 2>&1";
+  std::string cmd = "/usr/bin/python3 -c \"$SPYGLASS_SCRIPT\"";
+  for (const std::string& p : processes) cmd += " '" + (dir / p).string() + "'";
+  cmd += " > '" + out.string() + "' 2>&1";
   ::setenv("SPYGLASS_SCRIPT", script, 1);
   const int rc = std::system(cmd.c_str());
   ::unsetenv("SPYGLASS_SCRIPT");
@@ -227,7 +228,7 @@ TEST(DistributedExample, OneTraceFromTheClientThroughTheServerToBothDatabases) {
   EXPECT_NE(client_text.find(R"("name":"bob","orders":1)"), std::string::npos) << client_text;
   EXPECT_NE(client_text.find(R"("tracestate":"example=distributed")"), std::string::npos) << client_text;
 
-  const std::vector<Span> jsonl = read_jsonl(dir);
+  const std::vector<Span> jsonl = read_jsonl(dir, {"client", "server"});
   // Client: the root, and one client span per request under it.
   std::vector<Span> roots, calls, requests, queries;
   for (const Span& s : jsonl) {
@@ -291,5 +292,55 @@ TEST(DistributedExample, OneTraceFromTheClientThroughTheServerToBothDatabases) {
   EXPECT_TRUE(expected == got) << "JSONL:\n" << describe(expected) << "OTLP:\n" << describe(got);
   for (const Span& s : from_otlp) EXPECT_EQ(s.trace_id, root.trace_id) << s.process << " " << s.name;
 
+  fs::remove_all(dir);
+}
+
+TEST(DistributedExample, BadInputIsAClearError) {
+  char tmpl[] = "/tmp/spyglass-e2e-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const fs::path dir = tmpl;
+  // Runs a program to its end: its exit code, and what it wrote to stderr.
+  const auto run = [&](std::vector<std::string> argv) {
+    const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    const pid_t pid = spawn(std::move(argv), null, dir / "err");
+    ::close(null);
+    const int rc = wait_exit(pid);
+    return std::make_pair(rc, slurp(dir / "err"));
+  };
+  // A port nothing listens on: bound, then closed.
+  const std::uint16_t closed = [] {
+    spyglass_test::Receiver r;
+    return r.port();
+  }();
+  const std::string nowhere = "127.0.0.1:" + std::to_string(closed);
+
+  auto [rc, err] = run({SPYGLASS_DISTRIBUTED_SERVER, "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(err.find("--postgres is required"), std::string::npos) << err;
+  std::tie(rc, err) = run({SPYGLASS_DISTRIBUTED_SERVER, "--postgres", "host=x", "--listen", "no-port"});
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(err.find("--listen wants HOST:PORT, not no-port"), std::string::npos) << err;
+  std::tie(rc, err) = run({SPYGLASS_DISTRIBUTED_CLIENT, "--url", "http://" + nowhere, "--requests", "many"});
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(err.find("--requests wants 1 to 1000, not many"), std::string::npos) << err;
+  std::tie(rc, err) = run({SPYGLASS_DISTRIBUTED_CLIENT, "--url"});
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(err.find("no value after --url"), std::string::npos) << err;
+
+  // A database that is not there: the server says so and does not start.
+  std::tie(rc, err) =
+      run({SPYGLASS_DISTRIBUTED_SERVER, "--postgres", "host=127.0.0.1 port=" + std::to_string(closed),
+           "--listen", "127.0.0.1:0", "--out", (dir / "server").string()});
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(err.find("PostgreSQL: connection to server at \"127.0.0.1\""), std::string::npos) << err;
+  // A server that is not there: each request fails, and is recorded as a failed client span.
+  std::tie(rc, err) = run({SPYGLASS_DISTRIBUTED_CLIENT, "--url", "http://" + nowhere, "--requests", "2",
+                           "--out", (dir / "client").string()});
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(err.find("2 request(s) failed"), std::string::npos) << err;
+  std::size_t failed_calls = 0;
+  for (const Span& s : read_jsonl(dir, {"client"}))
+    if (s.process == "client" && s.kind == "custom" && s.status == "error") ++failed_calls;
+  EXPECT_EQ(failed_calls, 2u);
   fs::remove_all(dir);
 }

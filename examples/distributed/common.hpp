@@ -1,8 +1,8 @@
 #pragma once
-// What both processes of the example share: a Session that writes JSONL into a
-// directory, and also sends OTLP/HTTP when an endpoint is given (--otlp URL, or the
-// standard OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), plus the
-// exporters' counters printed at the end.
+// What both processes of the example share: their flags (--name VALUE), and a Session
+// that writes JSONL into a directory and also sends OTLP/HTTP when an endpoint is given
+// (--otlp URL, or the standard OTEL_EXPORTER_OTLP_ENDPOINT /
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), with the exporters' counters printed at the end.
 
 #include <spyglass/exporters/jsonl.hpp>
 #include <spyglass/exporters/otlp.hpp>
@@ -13,9 +13,27 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace example {
+
+/// A flag and where its value goes.
+using Flag = std::pair<const char*, std::string*>;
+
+/// Reads `--flag VALUE` pairs into the flags' strings. Returns what is wrong with the
+/// command line, or "" when nothing is.
+inline std::string parse_flags(int argc, char** argv, const std::vector<Flag>& flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string* into = nullptr;
+    for (const auto& [name, value] : flags)
+      if (std::strcmp(argv[i], name) == 0) into = value;
+    if (into == nullptr) return std::string("unknown argument ") + argv[i];
+    if (i + 1 == argc) return std::string("no value after ") + argv[i];
+    *into = argv[++i];
+  }
+  return {};
+}
 
 /// The Session of one process and its exporters.
 class Telemetry {
