@@ -21,6 +21,8 @@
 #include <spyglass/adapters/sqlite.hpp>
 #include <spyglass/json.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -199,9 +201,14 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "distributed_server: cannot listen on %s\n", args.listen.c_str());
       return 1;
     }
-    std::thread stopper([&server, &stop_signals] {
+    std::atomic<bool> listen_returned{false};
+    std::thread stopper([&server, &stop_signals, &listen_returned] {
       int sig = 0;
       sigwait(&stop_signals, &sig);
+      // cpp-httplib's stop() does nothing before listen_after_bind() runs: a signal that
+      // comes that early waits for it.
+      while (!server.is_running() && !listen_returned.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       server.stop();
     });
     std::printf("listening on http://%s:%d\n", host.c_str(), bound);
@@ -209,6 +216,7 @@ int main(int argc, char** argv) {
     // listen_after_bind() returns true after the stopper's stop(), false when accepting
     // failed: then the stopper still waits, and this process sends it the signal.
     const bool served = server.listen_after_bind();
+    listen_returned = true;
     if (!served) kill(getpid(), SIGTERM);
     stopper.join();
     return telemetry.finish("distributed_server") && served ? 0 : 1;
