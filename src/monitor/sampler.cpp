@@ -41,14 +41,9 @@ bool for_each_numeric_entry(int dirfd, F&& f) {
     const long n = ::syscall(SYS_getdents64, dirfd, buf, sizeof buf);
     if (n < 0) return false;
     if (n == 0) return true;
-    for (long off = 0; off < n;) {
-      // linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
-      unsigned short reclen;
-      std::memcpy(&reclen, buf + off + 16, sizeof reclen);
-      const char* name = buf + off + 19;
+    detail::for_each_dirent64(buf, static_cast<std::size_t>(n), [&](const char* name) {
       if (name[0] >= '0' && name[0] <= '9') f(name);
-      off += reclen;
-    }
+    });
   }
 }
 
@@ -63,13 +58,9 @@ std::uint32_t count_fds(int dirfd) {
   for (;;) {
     const long n = ::syscall(SYS_getdents64, dirfd, buf, sizeof buf);
     if (n <= 0) return count;
-    for (long off = 0; off < n;) {
-      unsigned short reclen;
-      std::memcpy(&reclen, buf + off + 16, sizeof reclen);
-      const char* name = buf + off + 19;
+    detail::for_each_dirent64(buf, static_cast<std::size_t>(n), [&](const char* name) {
       if (!(name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))) ++count;
-      off += reclen;
-    }
+    });
   }
 }
 
