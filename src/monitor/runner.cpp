@@ -188,16 +188,22 @@ std::uint64_t hwm_kib(pid_t pid) {
 // Waits (briefly: the child has a few system calls to make) until the forked child sleeps
 // in its read of the go pipe, so that its memory is as exec will find it. Signalling
 // readiness through a pipe instead would count in the command's I/O (rchar, wchar and
-// syscall counts survive exec).
+// syscall counts survive exec). One descriptor re-read with pread; after a few yields
+// (enough on an idle machine) it sleeps 50 us between reads, so that a child slow to be
+// scheduled on a busy machine costs us a few reads, not a core.
 void wait_blocked(pid_t pid) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  const Fd fd = detail::open_ro(("/proc/" + std::to_string(pid) + "/stat").c_str());
   std::string buf;
-  for (int i = 0; i < 100000; ++i) {
-    const Fd fd = detail::open_ro(path.c_str());
-    if (!fd.valid() || !detail::pread_all(fd.get(), buf)) return;
-    const auto rp = buf.rfind(')');
-    if (rp == std::string::npos || rp + 2 >= buf.size() || buf[rp + 2] == 'S') return;
-    ::sched_yield();
+  for (int i = 0; i < 100000 && fd.valid(); ++i) {
+    if (!detail::pread_all(fd.get(), buf)) return;
+    const char state = detail::stat_state(buf);
+    if (state == 0 || state == 'S') return;
+    if (i < 8) {
+      ::sched_yield();
+    } else {
+      const timespec ts{0, 50000};
+      ::nanosleep(&ts, nullptr);
+    }
   }
 }
 
