@@ -91,8 +91,10 @@ std::size_t Sink::write_some(const char* p, std::size_t n) {
 }
 
 namespace {
-// One read takes up to this much: a whole pipe of the size run() asks for.
-constexpr std::size_t kReadMax = 256 * 1024;
+bool is_pipe(int fd) {
+  struct stat st {};
+  return fd >= 0 && ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
 }  // namespace
 
 OutputStream::OutputStream(Fd source, int sink_fd, bool passthrough, std::size_t keep)
@@ -100,11 +102,11 @@ OutputStream::OutputStream(Fd source, int sink_fd, bool passthrough, std::size_t
       sink_(passthrough ? sink_fd : -1),
       passthrough_(passthrough),
       keep_(keep),
-      eof_(!source_.valid()) {}
+      eof_(!source_.valid()),
+      tee_ok_(passthrough && !sink_.broken() && !sink_.guarded() && is_pipe(source_.get()) &&
+              is_pipe(sink_.fd())) {}
 
-bool OutputStream::room() const noexcept {
-  return !passing() || pending_.size() - pending_off_ < kPendingMax;
-}
+bool OutputStream::room() const noexcept { return !passing() || !has_pending(); }
 
 std::string OutputStream::take_tail() {
   if (tail_.size() > keep_) tail_.erase(0, tail_.size() - keep_);
@@ -127,12 +129,17 @@ std::size_t OutputStream::read_for_tail_only(std::size_t budget) { return read_i
 
 std::size_t OutputStream::read_into(std::size_t budget, bool pump) {
   if (!buf_) buf_ = std::make_unique<char[]>(kReadMax);
+  if (!pump) drop();  // the buffer is read into: nothing may wait in it
   std::size_t total = 0;
-  while (source_.valid() && total < budget && (!pump || room())) {
-    std::size_t want = std::min(kReadMax, budget - total);
-    const bool pass = pump && passing();
-    if (pass) want = std::min(want, kPendingMax - (pending_.size() - pending_off_));
-    const ssize_t n = ::read(source_.get(), buf_.get(), want);
+  while (source_.valid() && total < budget && room()) {
+    if (pump && passing() && tee_ok_) {
+      const std::size_t teed = tee_some(budget - total);
+      if (teed != 0) {
+        total += teed;
+        continue;
+      }
+    }
+    const ssize_t n = ::read(source_.get(), buf_.get(), std::min(kReadMax, budget - total));
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EIO) {  // a pseudo-terminal whose every slave descriptor is closed
@@ -148,43 +155,59 @@ std::size_t OutputStream::read_into(std::size_t budget, bool pump) {
     }
     const auto len = static_cast<std::size_t>(n);
     total += len;
-    if (pass) {
-      // Straight from the read buffer when nothing waits before it; what the sink does
-      // not take now waits in pending.
-      std::size_t done = 0;
-      if (!has_pending() && !sink_.guarded()) done = sink_.write_some(buf_.get(), len);
-      if (sink_.broken()) {
-        dropped_ += len - done;
-        drop();
-      } else if (done < len) {
-        if (pending_off_ == pending_.size()) {
-          pending_.clear();
-          pending_off_ = 0;
-        }
-        pending_.append(buf_.get() + done, len - done);
-      }
+    keep_tail(buf_.get(), len);
+    if (pump && passing()) {
+      const std::size_t done = sink_.guarded() ? 0 : sink_.write_some(buf_.get(), len);
+      pending_off_ = done;
+      pending_len_ = len - done;
+      if (sink_.broken()) drop();
     } else if (!pump || passthrough_) {
       dropped_ += len;
     }
-    keep_tail(buf_.get(), len);
   }
   return total;
 }
 
+std::size_t OutputStream::tee_some(std::size_t budget) {
+  const ssize_t t = ::tee(source_.get(), sink_.fd(), std::min(kReadMax, budget), SPLICE_F_NONBLOCK);
+  if (t <= 0) {
+    // EAGAIN: the pipe is empty or the sink full; the read path tells which (and waits
+    // for the sink with output pending). 0: the end, which the read path sees too.
+    if (t < 0 && errno != EAGAIN && errno != EINTR) tee_ok_ = false;
+    return 0;
+  }
+  // The bytes are in the sink; take them off the pipe: all but the tail's share into
+  // /dev/null, the rest read for the tail.
+  const auto len = static_cast<std::size_t>(t);
+  std::size_t skip = len > keep_ ? len - keep_ : 0;
+  if (skip != 0 && !null_.valid()) null_ = Fd(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  while (skip != 0 && null_.valid()) {
+    const ssize_t n = ::splice(source_.get(), nullptr, null_.get(), nullptr, skip, SPLICE_F_NONBLOCK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    skip -= static_cast<std::size_t>(n);
+  }
+  for (std::size_t left = (len > keep_ ? keep_ : len) + skip; left != 0;) {
+    const ssize_t n = ::read(source_.get(), buf_.get(), std::min(kReadMax, left));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // cannot happen: the bytes were in the pipe
+    left -= static_cast<std::size_t>(n);
+    keep_tail(buf_.get(), static_cast<std::size_t>(n));
+  }
+  return len;
+}
+
 void OutputStream::flush(bool polled_writable) {
   if (!has_pending() || (sink_.guarded() && !polled_writable)) return;
-  pending_off_ += sink_.write_some(pending_.data() + pending_off_, pending_.size() - pending_off_);
-  if (pending_off_ == pending_.size() || pending_off_ > kPendingMax) {
-    pending_.erase(0, pending_off_);
-    pending_off_ = 0;
-  }
+  const std::size_t n = sink_.write_some(buf_.get() + pending_off_, pending_len_);
+  pending_off_ += n;
+  pending_len_ -= n;
   if (sink_.broken()) drop();
 }
 
 void OutputStream::drop() {
-  dropped_ += pending_.size() - pending_off_;
-  pending_.clear();
-  pending_off_ = 0;
+  dropped_ += pending_len_;
+  pending_off_ = pending_len_ = 0;
 }
 
 void TreeKiller::signal_tree(int sig) {

@@ -80,14 +80,17 @@ class Sink {
 };
 
 /// One output stream of the command, pumped without blocking from its pipe (or pty) to a
-/// Sink, its last `keep` bytes retained. Output read but not yet taken by the sink waits
-/// in `pending`; while that is full the pipe is not read, so a reader that does not keep
-/// up slows the command (as it would without us), never the monitor loop. With the
-/// pending buffer empty a read is written straight from the read buffer.
+/// Sink, its last `keep` bytes retained. A read is written straight from the read buffer;
+/// what the sink does not take at once stays there, pending, and the pipe is not read
+/// again until it has gone out, so a reader that does not keep up slows the command (as it
+/// would without us), never the monitor loop. No byte is copied in user space on its way
+/// through; only the last `keep` bytes of a read are copied, to the tail. From a pipe to a
+/// pipe the bytes are not even read: tee(2) duplicates them into the sink, splice(2)
+/// takes them off to /dev/null but for the tail's share.
 class OutputStream {
  public:
-  /// Most bytes waiting for the sink.
-  static constexpr std::size_t kPendingMax = 256 * 1024;
+  /// Most bytes one read takes (and so most bytes pending).
+  static constexpr std::size_t kReadMax = 256 * 1024;
 
   /// Reads `source` (made non-blocking by the caller) into `sink_fd` (-1: no sink) when
   /// `passthrough`, keeping the last `keep` bytes.
@@ -97,18 +100,20 @@ class OutputStream {
   /// The pipe, while it is open.
   [[nodiscard]] int source() const noexcept { return source_.get(); }
   [[nodiscard]] const Sink& sink() const noexcept { return sink_; }
-  [[nodiscard]] bool has_pending() const noexcept { return pending_.size() > pending_off_; }
-  /// Whether the pump may read now (not held up by a full pending buffer).
+  [[nodiscard]] bool has_pending() const noexcept { return pending_len_ != 0; }
+  /// Whether the pump may read now (not held up by pending output).
   [[nodiscard]] bool room() const noexcept;
   /// Bytes read but not passed on (our side closed, or given up).
   [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
   /// The kept tail (up to `keep` bytes once trimmed).
   std::string take_tail();
 
-  /// Reads what the pipe holds now, at most `budget` bytes and no more than `pending` has
-  /// room for, passing it on as far as the sink takes it; returns the byte count read.
-  /// `passthrough = false` keeps the bytes for the tail only and counts them dropped.
+  /// Reads what the pipe holds now, at most `budget` bytes, passing it on as far as the
+  /// sink takes it, until the pipe is empty or output is pending; returns the byte count
+  /// read.
   std::size_t read_some(std::size_t budget = static_cast<std::size_t>(-1));
+  /// Reads up to `budget` bytes for the tail only, counting them as dropped (after drop():
+  /// run() gave up passing output on).
   std::size_t read_for_tail_only(std::size_t budget);
   /// Passes pending output on as far as our side takes it now. `polled_writable`: poll()
   /// just reported POLLOUT (required for a guarded sink).
@@ -120,6 +125,7 @@ class OutputStream {
   bool passing() const noexcept { return passthrough_ && !sink_.broken(); }
   void keep_tail(const char* p, std::size_t n);
   std::size_t read_into(std::size_t budget, bool pass);
+  std::size_t tee_some(std::size_t budget);
 
   Fd source_;
   Sink sink_;
@@ -127,10 +133,11 @@ class OutputStream {
   std::size_t keep_;
   bool eof_;
   std::string tail_;
-  std::string pending_;
-  std::size_t pending_off_ = 0;  // bytes of pending_ already written
+  std::size_t pending_off_ = 0, pending_len_ = 0;  // the pending bytes, in buf_
   std::uint64_t dropped_ = 0;
   std::unique_ptr<char[]> buf_;
+  bool tee_ok_;  // pipe to pipe: tee(2) passes the bytes on without copying them
+  Fd null_;      // /dev/null, where spliced bytes go that the tail does not keep
 };
 
 /// Ends a process tree: the command's process group, everything in its cgroup and every

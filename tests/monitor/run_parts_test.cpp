@@ -80,7 +80,7 @@ TEST(OutputPump, PassesEveryByteAndKeepsTheTail) {
   EXPECT_EQ(s.take_tail(), slurp(tail));
 }
 
-// A reader that does not keep up holds the pump at kPendingMax (it stops reading); once
+// A reader that does not keep up holds the pump (it stops reading while output waits); once
 // it reads, everything arrives in order (cmp against seq itself).
 TEST(OutputPump, SlowReaderHoldsThePumpAndLosesNothing) {
   TempDir dir;
