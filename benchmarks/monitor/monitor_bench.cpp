@@ -1,6 +1,7 @@
-// Monitor numbers: one sample of one process and of a 10-process tree (p50/p99 as
-// counters), what live detection adds per sample, psutil's cost for the same sample, the monitor's CPU
-// overhead while running a command, and `spyglass history` over 100,000 runs.
+// Monitor numbers: one sample of one process, of one with 8 threads and of a 10-process
+// tree (p50/p99 as counters), what live detection adds per sample, psutil's cost for the
+// same sample, the monitor's CPU overhead while running a command, and `spyglass history`
+// over 100,000 runs.
 
 #include <benchmark/benchmark.h>
 #include <signal.h>
@@ -10,12 +11,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -77,6 +80,32 @@ void BM_SampleTree10(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SampleTree10);
+
+// One sample of a process with 8 more threads (blocked on a condition): its threads'
+// children lists on every sample, their context switches at most every 100 ms.
+void BM_SampleEightThreads(benchmark::State& state) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  std::vector<std::thread> pool;
+  for (int i = 0; i < 8; ++i)
+    pool.emplace_back([&] {
+      std::unique_lock<std::mutex> lock(m);
+      cv.wait(lock, [&] { return done; });
+    });
+  {
+    mon::Sampler s(::getpid(), {.smaps = false, .tree = true});
+    if (s.sample().threads < 9) state.SkipWithError("the threads did not start");
+    sample_loop(state, s);
+  }
+  {
+    std::lock_guard<std::mutex> lock(m);
+    done = true;
+  }
+  cv.notify_all();
+  for (auto& t : pool) t.join();
+}
+BENCHMARK(BM_SampleEightThreads);
 
 // What live detection (`spyglass run --detect on`) adds to each sample: LiveDetector::update
 // on a noisy series at 100 ms intervals, the leak window full (600 points for the default
