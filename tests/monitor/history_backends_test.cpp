@@ -362,7 +362,9 @@ TEST_P(HistoryBackends, RetentionWithExtremeValuesKeepsEverything) {
 }
 
 #ifdef SPYGLASS_PG_BINDIR
-INSTANTIATE_TEST_SUITE_P(Postgres, HistoryBackends, ::testing::Values(Backend::postgres));
+INSTANTIATE_TEST_SUITE_P(Postgres, HistoryBackends, ::testing::Values(Backend::postgres),
+                         [](const auto&) { return std::string("postgres"); });
 #else
-INSTANTIATE_TEST_SUITE_P(Sqlite, HistoryBackends, ::testing::Values(Backend::sqlite));
+INSTANTIATE_TEST_SUITE_P(Sqlite, HistoryBackends, ::testing::Values(Backend::sqlite),
+                         [](const auto&) { return std::string("sqlite"); });
 #endif
