@@ -751,7 +751,7 @@ int cmd_show(Args& a) {
   mon::History h = mon::History::open(db, {.create = false, .read_only = true});
   const auto r = h.run(*id);
   if (!r) {
-    std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), db.c_str());
+    std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), h.location().c_str());
     return 1;
   }
   const auto samples = h.samples(*id);
@@ -944,7 +944,7 @@ int cmd_analyze(Args& a) {
     for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
     if (list.empty()) {
       std::fprintf(stderr, "spyglass: no runs labelled '%s'%s in %s\n", h.label.c_str(),
-                   since ? " since the given time" : "", db.c_str());
+                   since ? " since the given time" : "", hist.location().c_str());
       return 1;
     }
     std::fputs(cli::history_report(list, h, json).c_str(), stdout);
@@ -1082,7 +1082,8 @@ int cmd_baseline(Args& a) {
     mon::History h = mon::History::open(db, {.create = false});
     const auto r = h.run(*id);
     if (!r) {
-      std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), db.c_str());
+      std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id),
+                   h.location().c_str());
       return 1;
     }
     if (!cli::successful_run(*r)) {
@@ -1099,7 +1100,8 @@ int cmd_baseline(Args& a) {
     if (label.empty()) throw UsageError{"baseline unpin: --label L is required"};
     mon::History h = mon::History::open(db, {.create = false});
     if (!h.unpin_baseline(label)) {
-      std::fprintf(stderr, "spyglass: label '%s' has no pinned baseline in %s\n", label.c_str(), db.c_str());
+      std::fprintf(stderr, "spyglass: label '%s' has no pinned baseline in %s\n", label.c_str(),
+                   h.location().c_str());
       return 1;
     }
     std::printf("label %s has no pinned baseline any more\n", label.c_str());

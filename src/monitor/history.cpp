@@ -607,6 +607,8 @@ History History::open(const std::string& path, Options options) {
 
 int History::schema_version() const { return impl_->version; }
 
+const std::string& History::location() const { return impl_->path; }
+
 std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std::uint64_t t0_ns) {
   Impl& h = *impl_;
   h.check_writable();

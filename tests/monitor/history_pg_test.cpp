@@ -145,6 +145,18 @@ TEST(HistoryPostgres, CommandsTakeTheUrlFromDbOrSpyglassDb) {
   r = spyglass_test::run({kSpyglass, "baseline", "pin", "1", "--db", url}, dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(psql(url, "SELECT label, run_id FROM baselines").out, "job|1\n");
+  // analyze and gate read the same history.
+  r = spyglass_test::run(
+      {kSpyglass, "run", "-q", "--db", url, "--label", "job", "--", kWorkload, "exit", "0"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = spyglass_test::run(
+      {"env", "SPYGLASS_DB=" + url, kSpyglass, "gate", "--label", "job", "--rule", "wall < 600s"},
+      dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(contains(r.out + r.err, "(run 3)"), "(run 3)");
+  r = spyglass_test::run({kSpyglass, "analyze", "--label", "job", "--db", url}, dir.path());
+  EXPECT_EQ(r.exit_code, 1);  // the two successful runs it found are too few
+  EXPECT_EQ(contains(r.err, "found 2"), "found 2");
   // --db wins over SPYGLASS_DB.
   r = spyglass_test::run({"env", "SPYGLASS_DB=postgresql://[::1/db", kSpyglass, "history", "--db", url},
                          dir.path());

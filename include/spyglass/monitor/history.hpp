@@ -140,6 +140,8 @@ class SPYGLASS_API History {
 
   /// The schema version of the open database.
   [[nodiscard]] int schema_version() const;
+  /// Where the history is: the file, or the URL with its password hidden (for messages).
+  [[nodiscard]] const std::string& location() const;
 
   /// Stores `r` (its id is ignored and set) and its samples in one transaction; sample
   /// times are stored relative to `t0_ns`. Returns the new id. Throws HistoryError.
