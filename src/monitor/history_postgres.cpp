@@ -120,7 +120,7 @@ class PgDb final : public Db {
     return std::make_unique<PgStatement>(*this, sql);
   }
 
-  // Throws unless `r` is a success; PQclear()s it then.
+  // Throws unless `r` is a success, PQclear()ing it then; a success stays the caller's.
   void check(PGresult* r) const {
     const ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return;
@@ -145,7 +145,9 @@ class PgDb final : public Db {
     auto it = names_.find(key);
     if (it != names_.end()) return it->second;
     std::string name = "spyglass_" + std::to_string(names_.size() + 1);
-    check(PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(types.size()), types.data()));
+    PGresult* r = PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(types.size()), types.data());
+    check(r);
+    PQclear(r);
     return names_.emplace(std::move(key), std::move(name)).first->second;
   }
   [[nodiscard]] PGconn* conn() const { return conn_; }
