@@ -118,7 +118,7 @@ class SPYGLASS_API History {
   struct Options {
     bool create = true;                   ///< create the file when missing (not its directory)
     int schema_version = kSchemaVersion;  ///< migrate up to this version (tests use older ones)
-    int busy_timeout_ms = 30000;          ///< how long a writer waits for another
+    int busy_timeout_ms = 30000;          ///< how long a writer waits for another (SQLite)
     /// Never write to the file: no creation, no WAL switch, no migration. A database of
     /// schema kMinReadableSchemaVersion..kSchemaVersion is read as it is, an empty one
     /// reads as no runs; insert() and apply_retention() throw. Works on a file and
