@@ -2,6 +2,7 @@
 #include "spyglass/http.hpp"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -469,9 +470,6 @@ void ServerImpl::install_routes() {
 
   server.Get("/", [error](const Request& req, Response& res) {
     if (!req.params.empty()) return error(res, 400, "/ takes no parameter");
-    res.set_header("Content-Security-Policy",
-                   "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                   "img-src data: blob:; frame-src blob:; connect-src 'self'");
     res.set_content(std::string(page_html()), "text/html; charset=utf-8");
   });
 
@@ -505,6 +503,12 @@ Server::Server(Collector& collector, HttpOptions options) {
   s.server.set_write_timeout(static_cast<time_t>(o.write_timeout.count()), 0);
   s.server.set_keep_alive_timeout(static_cast<time_t>(o.keep_alive_timeout.count()));
   s.server.set_payload_max_length(o.max_body_bytes);
+  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second server bind a port
+  // in use and take part of its connections: SO_REUSEADDR alone, so that fails.
+  s.server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   s.install_routes();
   int port = 0;
   if (addr.port == 0) {
