@@ -70,8 +70,9 @@ class SPYGLASS_API Server {
   /// before binding) and std::runtime_error naming the address when it cannot listen.
   /// `collector` must outlive the Server.
   explicit Server(Collector& collector, HttpOptions options = {});
-  /// Stops accepting, closes the connections and joins the threads: within about the
-  /// longest of read_timeout, write_timeout for a request in progress.
+  /// Stops accepting and joins the threads once their connections end: within about
+  /// keep_alive_timeout for an idle connection, read_timeout or write_timeout for one in
+  /// the middle of a request.
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -263,7 +264,9 @@ std::string ServerImpl::metrics_json(const MetricsQuery& q) const {
       1e-3, static_cast<double>(snap.window_end_unix_ns > from ? snap.window_end_unix_ns - from : 0) / 1e9);
 
   std::string out;
-  out.reserve(256 + snap.entries.size() * 200 + errors.size() * 200);
+  std::size_t size = 1024 + errors.size() * 256;
+  for (const StatsEntry& e : snap.entries) size += 256 + e.name.size();
+  out.reserve(size);  // one allocation: the body is built without copying it again
   JsonWriter w(out);
   w.begin_object();
   w.key("window_start_unix_ns");
@@ -289,16 +292,14 @@ std::string ServerImpl::metrics_json(const MetricsQuery& q) const {
     w.value(e.count == 0 ? 0.0 : static_cast<double>(e.errors) / static_cast<double>(e.count));
     w.key("rate_per_s");
     w.value(static_cast<double>(e.count) / seconds);
-    w.key("p50_ns");
-    w.value(e.p50_ns);
-    w.key("p90_ns");
-    w.value(e.p90_ns);
-    w.key("p99_ns");
-    w.value(e.p99_ns);
-    w.key("max_ns");
-    w.value(e.max_ns);
-    w.key("mean_ns");
-    w.value(e.mean_ns);
+    // Whole ns: the percentiles are bucket midpoints, within 0.8 % anyway, and integers
+    // print several times faster than shortest-form doubles.
+    for (const auto& [key, v] :
+         {std::pair{"p50_ns", e.p50_ns}, std::pair{"p90_ns", e.p90_ns}, std::pair{"p99_ns", e.p99_ns},
+          std::pair{"max_ns", e.max_ns}, std::pair{"mean_ns", e.mean_ns}}) {
+      w.key(key);
+      w.value(static_cast<std::uint64_t>(std::llround(v)));
+    }
     w.end_object();
   }
   w.end_array();
