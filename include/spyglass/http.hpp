@@ -52,7 +52,9 @@ struct ServerImpl;
 
 /// The in-app HTTP server. Starts listening in the constructor, stops in the destructor
 /// (RAII). It adds one exporter ("http") to the collector, which keeps the recent errors
-/// and spans; the statistics come from Collector::stats().
+/// and spans; the statistics come from Collector::stats(). A collector cannot remove an
+/// exporter, so that one stays (idle but fed) after the Server is gone: create one Server
+/// per collector, not one per use.
 ///
 /// Endpoints (GET or HEAD; anything else 404; unknown or malformed query parameters 400):
 /// - `/metrics.json[?kind=K][&errors=N]`: the statistics and the collector's counters; K

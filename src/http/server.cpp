@@ -16,6 +16,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -100,7 +101,15 @@ class ElasticPool final : public ::httplib::TaskQueue {
     {
       const std::lock_guard lock(mutex_);
       jobs_.push_back(std::move(fn));
-      if (idle_ < jobs_.size() && threads_.size() < max_) start_thread();
+      if (idle_ < jobs_.size() && threads_.size() < max_) {
+        try {
+          start_thread();
+        } catch (const std::system_error&) {
+          // Out of threads: the job waits for a running one, as beyond the cap.
+          --idle_;
+          if (threads_.empty()) throw;
+        }
+      }
     }
     cv_.notify_one();
   }
