@@ -19,8 +19,8 @@ namespace SPYGLASS_NAMESPACE::http {
 struct HttpOptions {
   /// "host:port" to listen on; port 0 picks a free port (see Server::port()).
   std::string address = "127.0.0.1:9465";
-  /// Non-empty: /metrics.json and /flamegraph.svg answer 401 unless the request carries
-  /// `Authorization: Bearer <token>`. The page (/) holds no data and is always served;
+  /// Non-empty: every path but / (the data, and unknown paths alike) answers 401 unless
+  /// the request carries `Authorization: Bearer <token>`. The page (/) holds no data and is always served;
   /// it sends the token given in its URL fragment (`/#token=...`), which browsers never
   /// send to the server.
   std::string token;
