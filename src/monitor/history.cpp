@@ -178,13 +178,16 @@ std::string args_json(const std::vector<std::string>& args) {
   return out;
 }
 
+// What parse_args() runs, prepared once per query rather than once per run read.
+constexpr const char* kArgsSql = "SELECT value FROM json_each(?)";
+
 // Reads back what args_json wrote, using SQLite's own JSON parser.
-std::vector<std::string> parse_args(sqlite3* db, const std::string& json) {
+std::vector<std::string> parse_args(Stmt& s, const std::string& json) {
   std::vector<std::string> out;
-  Stmt s(db, "SELECT value FROM json_each(?)");
   if (!s.ok()) return out;
   s.bind(1, json);
   while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(s.text(0));
+  sqlite3_reset(s.get());
   return out;
 }
 
@@ -391,12 +394,12 @@ struct History::Impl {
   }
 
   // Returns the number of columns read.
-  int read_run(Stmt& s, RunRecord& r) {
+  int read_run(Stmt& s, RunRecord& r, Stmt& args) {
     int c = 0;
     r.id = s.i64(c++);
     r.label = s.text(c++);
     r.command = s.text(c++);
-    r.args = parse_args(db, s.text(c++));
+    r.args = parse_args(args, s.text(c++));
     r.cwd = s.text(c++);
     r.host = s.text(c++);
     r.git_commit = s.text(c++);
@@ -459,11 +462,12 @@ struct History::Impl {
     Stmt s(db, sql.c_str());
     if (!s.ok()) fail(sqlite3_errcode(db), "query runs");
     bind(s);
+    Stmt args(db, kArgsSql);
     std::vector<RunRecord> out;
     int rc;
     while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
       RunRecord r;
-      const int c = read_run(s, r);
+      const int c = read_run(s, r, args);
       if (tails) {
         r.stdout_tail = s.text(c);
         r.stderr_tail = s.text(c + 1);
