@@ -6,6 +6,8 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "internal.hpp"
 #include "spyglass/monitor/analytics.hpp"
@@ -57,15 +59,23 @@ class SegmentCost {
 };
 
 // Binary segmentation: split [a, b) where one cut lowers the cost most, if by more than
-// `pen`, then each part the same way. Appends the cuts in ascending order.
-void segment(const SegmentCost& cost, std::size_t a, std::size_t b, std::size_t min_seg, double pen,
-             std::vector<std::size_t>& cuts) {
-  if (b - a < 2 * min_seg) return;
-  const auto s = cost.best_split(a, b, min_seg);
-  if (!(s.gain > pen)) return;
-  segment(cost, a, s.at, min_seg, pen, cuts);
-  cuts.push_back(s.at);
-  segment(cost, s.at, b, min_seg, pen, cuts);
+// `pen`, then each part the same way. The cuts in ascending order; an explicit stack, as a
+// series can split off a few points at a time.
+std::vector<std::size_t> segment(const SegmentCost& cost, std::size_t n, std::size_t min_seg, double pen) {
+  std::vector<std::size_t> cuts;
+  std::vector<std::pair<std::size_t, std::size_t>> todo{{0, n}};
+  while (!todo.empty()) {
+    const auto [a, b] = todo.back();
+    todo.pop_back();
+    if (b - a < 2 * min_seg) continue;
+    const auto s = cost.best_split(a, b, min_seg);
+    if (!(s.gain > pen)) continue;
+    cuts.push_back(s.at);
+    todo.emplace_back(a, s.at);
+    todo.emplace_back(s.at, b);
+  }
+  std::sort(cuts.begin(), cuts.end());
+  return cuts;
 }
 
 // Whether some split of `seg` into two parts of at least min_seg gains at least `observed`.
@@ -141,8 +151,7 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
   const SegmentCost cost(z);
   const double pen = o.penalty > 0 ? o.penalty : 3.0 * std::log(static_cast<double>(n));
 
-  std::vector<std::size_t> cuts;  // segment starts, ascending, without 0
-  segment(cost, 0, n, min_seg, pen, cuts);
+  std::vector<std::size_t> cuts = segment(cost, n, min_seg, pen);  // segment starts, without 0
   // A cut found early was placed before its neighbours were known: move each to the best
   // place between them, until none moves (a bounded number of sweeps, should ties swap).
   bool moved = true;
