@@ -643,7 +643,10 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
       metrics.push_back(&m);
   }
   std::vector<const monitor::RunRecord*> runs;
-  const Series base = run_series(newest_first, runs);
+  // One series for every metric: only its values change from one to the next, where a
+  // copy per metric copied every run's stamp and commit again.
+  Series s = run_series(newest_first, runs);
+  const Series& base = s;
   const std::size_t excluded = base.missing;
   if (runs.size() < 3) {
     throw InputError("label '" + o.label + "': needs at least 3 successful runs to analyse, found " +
@@ -674,7 +677,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
   }
   std::vector<std::pair<const Metric*, std::vector<double>>> columns;
   for (const Metric* m : metrics) {
-    Series s = base;
+    s.values.clear();
     for (const auto* r : runs) s.values.push_back(m->get(*r));
     const Analysis a = analyse(s, o.analysis, d, "run");
     const auto reg = regression_of(s, a.flags, o);
@@ -734,7 +737,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
                "\n";
       }
     }
-    columns.emplace_back(m, std::move(s.values));
+    columns.emplace_back(m, s.values);
   }
   // Correlation between metrics, strongest (by |Spearman|) first; constant metrics have none.
   struct Pair {

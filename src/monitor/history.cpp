@@ -208,15 +208,19 @@ std::string args_json(const std::vector<std::string>& args) {
   return out;
 }
 
-// Reads back what args_json wrote, using the database's own JSON parser.
-std::vector<std::string> parse_args(Conn& db, const std::string& json) {
+// What parse_args() runs, prepared once per query rather than once per run read: the
+// database's own JSON parser.
+const char* args_sql(Conn& db) {
+  return db.dialect() == detail::Dialect::sqlite ? "SELECT value FROM json_each(?)"
+                                                 : "SELECT json_array_elements_text(CAST(? AS json))";
+}
+
+// Reads back what args_json wrote, with a statement prepared from args_sql().
+std::vector<std::string> parse_args(Stmt& s, const std::string& json) {
   std::vector<std::string> out;
-  Stmt s(db,
-         db.dialect() == detail::Dialect::sqlite ? "SELECT value FROM json_each(?)"
-                                                 : "SELECT json_array_elements_text(CAST(? AS json))",
-         "read args");
   s.bind(1, json);
   while (s.step()) out.push_back(s.text(0));
+  s.reset();
   return out;
 }
 
@@ -507,12 +511,12 @@ struct History::Impl {
   }
 
   // Returns the number of columns read.
-  int read_run(Stmt& s, RunRecord& r) {
+  int read_run(Stmt& s, RunRecord& r, Stmt& args) {
     int c = 0;
     r.id = s.i64(c++);
     r.label = s.text(c++);
     r.command = s.text(c++);
-    r.args = parse_args(db, s.text(c++));
+    r.args = parse_args(args, s.text(c++));
     r.cwd = s.text(c++);
     r.host = s.text(c++);
     r.git_commit = s.text(c++);
@@ -572,10 +576,11 @@ struct History::Impl {
                                     bool tails, bool detections = false) {
     Stmt s(db, sql.c_str(), "query runs");
     bind(s);
+    Stmt args(db, args_sql(db), "read args");
     std::vector<RunRecord> out;
     while (s.step()) {
       RunRecord r;
-      const int c = read_run(s, r);
+      const int c = read_run(s, r, args);
       if (tails) {
         r.stdout_tail = s.text(c);
         r.stderr_tail = s.text(c + 1);

@@ -52,13 +52,8 @@ inline constexpr auto kDecPairs = [] {
 /// "YYYY-MM-DDTHH:MM:SS" (19 bytes) of a Unix second.
 void format_date_time(std::uint64_t sec, char* out) noexcept;
 
-/// Appends the decimal form of `v`.
-inline char* put_u64(char* p, std::uint64_t v) noexcept { return std::to_chars(p, p + 20, v).ptr; }
-
-inline char* put_lit(char* p, std::string_view s) noexcept {
-  std::memcpy(p, s.data(), s.size());
-  return p + s.size();
-}
+using ::spyglass::detail::put_lit;
+using ::spyglass::detail::put_u64;
 
 /// Formats lines; caches the "YYYY-MM-DDTHH:MM:SS." part of the last second seen, which
 /// almost every event of a batch shares.
