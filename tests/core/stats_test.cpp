@@ -293,6 +293,24 @@ TEST(StatsStore, SameTextThroughDifferentPointersIsOneSeries) {
   EXPECT_EQ(s.entries[0].kind, sg::EventKind::request);
 }
 
+TEST(StatsStore, ClientCallsAreTheirOwnKind) {
+  sg::StatsStore store;
+  const sg::Event batch[] = {
+      ev("/users/{id}", kBase, 10, sg::EventKind::client),
+      ev("/users/{id}", kBase, 20, sg::EventKind::client, sg::Status::error),
+      ev("/users/{id}", kBase, 30, sg::EventKind::request),  // the same route served: another series
+  };
+  store.record(batch, kBase);
+  const auto s = store.snapshot(kBase);
+  ASSERT_EQ(s.entries.size(), 2u);
+  EXPECT_EQ(find(s, "/users/{id}", sg::EventKind::client)->count, 2u);
+  EXPECT_EQ(find(s, "/users/{id}", sg::EventKind::client)->errors, 1u);
+  EXPECT_EQ(find(s, "/users/{id}", sg::EventKind::request)->count, 1u);
+  EXPECT_EQ(s.entries[1].kind, sg::EventKind::client);  // sorted by kind: client last
+  EXPECT_NE(sg::to_json(s).find(R"("kind":"client","name":"/users/{id}")"), std::string::npos)
+      << sg::to_json(s);
+}
+
 TEST(StatsStore, NullNameIsTheEmptyName) {
   sg::StatsStore store;
   sg::Event e = ev("x", kBase, 1);

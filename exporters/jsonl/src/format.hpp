@@ -109,7 +109,7 @@ class LineFormatter {
     *p++ = '"';
 
     const char* detail_key = nullptr;
-    if (e.kind == EventKind::request) {
+    if (e.kind == EventKind::request || e.kind == EventKind::client) {
       p = put_lit(p, R"(,"http_status":)");
       p = put_u64(p, e.http_status);
       p = put_lit(p, R"(,"bytes_in":)");
@@ -122,13 +122,16 @@ class LineFormatter {
       p = put_u64(p, e.rows);
       detail_key = R"(,"db_system":")";
     }
-    if (detail_key != nullptr && e.detail != nullptr && e.detail[0] != '\0') {
-      p = put_lit(p, detail_key);
+    // The optional strings: each key is appended with the fixed part before it.
+    const auto text = [&](std::string_view key, const char* value) {
+      if (value == nullptr || value[0] == '\0') return;
+      p = put_lit(p, key);
       out.append(buf, static_cast<std::size_t>(p - buf));
-      json_escape(e.detail, out);
-      out.append("\"}\n", 3);
-      return;
-    }
+      json_escape(value, out);
+      p = put_lit(buf, "\"");
+    };
+    if (detail_key != nullptr) text(detail_key, e.detail);
+    if (e.kind == EventKind::client) text(R"(,"server":")", e.peer);
     p = put_lit(p, "}\n");
     out.append(buf, static_cast<std::size_t>(p - buf));
   }
