@@ -348,12 +348,22 @@ struct StatsImpl {
         seen += total;
         continue;
       }
-      for (std::size_t j = 0; j < kSub && q < 3; ++j) {
-        seen += src[j];
-        while (q < 3 && seen >= rank[q]) {
-          const double v = bucket_value(c, j);
-          *out[q] = std::clamp(v, static_cast<double>(min), static_cast<double>(max));
-          ++q;
+      // The same by groups of 8 buckets, then bucket by bucket inside a group.
+      constexpr std::size_t kGroup = 8;
+      for (std::size_t g = 0; g < kSub && q < 3; g += kGroup) {
+        std::uint64_t part = 0;
+        for (std::size_t j = 0; j < kGroup; ++j) part += src[g + j];
+        if (seen + part < rank[q]) {
+          seen += part;
+          continue;
+        }
+        for (std::size_t j = g; j < g + kGroup && q < 3; ++j) {
+          seen += src[j];
+          while (q < 3 && seen >= rank[q]) {
+            const double v = bucket_value(c, j);
+            *out[q] = std::clamp(v, static_cast<double>(min), static_cast<double>(max));
+            ++q;
+          }
         }
       }
     }
@@ -374,8 +384,18 @@ struct StatsImpl {
     snap.dropped_old = dropped_old;
     snap.dropped_future = dropped_future;
     snap.entries.reserve(series.size());
-    for (const std::uint32_t idx : order) {
-      const Series& ser = *series[idx];
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      // The series are scattered on the heap: fetch the next ones' headers and newest
+      // slot while this one is merged.
+      if (k + 2 < order.size()) __builtin_prefetch(series[order[k + 2]].get());
+      if (k + 1 < order.size()) {
+        const Series& next = *series[order[k + 1]];
+        if (next.first_epoch != kNoEpoch) {
+          const char* slot = reinterpret_cast<const char*>(&next.slots[next.last_epoch % slots]);
+          for (std::size_t b = 0; b < sizeof(Slot); b += 64) __builtin_prefetch(slot + b);
+        }
+      }
+      const Series& ser = *series[order[k]];
       // Sub-windows both in the window and ever set: at most `slots` consecutive epochs,
       // so one run of positions or two when it wraps, visited in position order as the
       // sums below have always been added.
