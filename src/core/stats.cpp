@@ -324,7 +324,7 @@ struct StatsImpl {
   }
 
   // Nearest-rank percentiles of a merged histogram: the k-th smallest value,
-  // k = ceil(p * count). Whole chunks below the next rank are skipped on their total.
+  // k = ceil(p * count), from the merged chunks in order.
   static void percentiles(const std::uint64_t* merged, std::uint64_t touched, std::uint64_t count,
                           std::uint64_t min, std::uint64_t max, StatsEntry& entry) noexcept {
     __extension__ using u128 = unsigned __int128;
@@ -342,13 +342,7 @@ struct StatsImpl {
     for (std::uint64_t left = touched; left != 0 && q < 3; left &= left - 1) {
       const auto c = static_cast<std::size_t>(std::countr_zero(left));
       const std::uint64_t* src = merged + c * kSub;
-      std::uint64_t total = 0;
-      for (std::size_t j = 0; j < kSub; ++j) total += src[j];
-      if (seen + total < rank[q]) {
-        seen += total;
-        continue;
-      }
-      // The same by groups of 8 buckets, then bucket by bucket inside a group.
+      // Groups of 8 buckets below the next rank are skipped on their sum.
       constexpr std::size_t kGroup = 8;
       for (std::size_t g = 0; g < kSub && q < 3; g += kGroup) {
         std::uint64_t part = 0;
