@@ -101,6 +101,16 @@ CREATE TABLE detections(
   metric TEXT NOT NULL, kind TEXT NOT NULL, value REAL, score REAL, detector TEXT NOT NULL);
 CREATE INDEX detections_run ON detections(run_id, offset_ns);
 )sql",
+    // 6 -> 7: the rule behind each alert, and every delivery attempt's outcome.
+    R"sql(
+ALTER TABLE alerts ADD COLUMN rule TEXT;
+CREATE TABLE alert_deliveries(
+  alert_id INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+  channel TEXT NOT NULL, attempt INTEGER NOT NULL, unix_ns INTEGER NOT NULL,
+  outcome TEXT NOT NULL, detail TEXT);
+CREATE INDEX alert_deliveries_alert ON alert_deliveries(alert_id, attempt);
+CREATE INDEX alerts_label_rule ON alerts(label, rule, created_unix_ns);
+)sql",
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
 
@@ -836,6 +846,117 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
   }
   tx.commit();
   return res;
+}
+
+std::int64_t History::insert_alert(AlertRecord& a) {
+  Impl& h = *impl_;
+  h.check_writable();
+  if (h.version < 7) {
+    throw HistoryError(HistoryErrorKind::io, "history database " + h.path + ": schema version " +
+                                                 std::to_string(h.version) + " has no alert deliveries");
+  }
+  Impl::Tx tx(h);
+  {
+    Stmt s(h.db,
+           "INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
+           "message, "
+           "rule) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert alert");
+    if (a.run_id != 0) s.bind(1, a.run_id);
+    s.bind(2, a.label);
+    s.bind(3, a.created_unix_ns);
+    s.bind(4, a.kind);
+    s.bind_null_if_empty(5, a.metric);
+    s.bind(6, a.severity);
+    // NaN binds as NULL in SQLite.
+    s.bind(7, a.value);
+    s.bind(8, a.baseline);
+    s.bind(9, a.message);
+    s.bind(10, a.rule);
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_DONE) h.fail(rc, "insert alert");
+  }
+  a.id = sqlite3_last_insert_rowid(h.db);
+  Stmt s(h.db,
+         "INSERT INTO alert_deliveries(alert_id, channel, attempt, unix_ns, outcome, detail) VALUES "
+         "(?,?,?,?,?,?)");
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert alert deliveries");
+  for (const auto& d : a.deliveries) {
+    sqlite3_reset(s.get());
+    s.bind(1, a.id);
+    s.bind(2, d.channel);
+    s.bind(3, d.attempt);
+    s.bind(4, d.unix_ns);
+    s.bind(5, d.outcome);
+    s.bind_null_if_empty(6, d.detail);
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_DONE) h.fail(rc, "insert alert deliveries");
+  }
+  tx.commit();
+  return a.id;
+}
+
+std::vector<AlertRecord> History::alerts(const AlertQuery& q) {
+  Impl& h = *impl_;
+  if (h.empty || h.version < 7) return {};
+  std::string sql =
+      "SELECT id, run_id, label, rule, created_unix_ns, kind, metric, severity, value, baseline, message "
+      "FROM "
+      "alerts WHERE (?1 = '' OR label = ?1) AND created_unix_ns >= ?2 ORDER BY created_unix_ns DESC, id DESC "
+      "LIMIT ?3";
+  Stmt s(h.db, sql.c_str());
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query alerts");
+  s.bind(1, q.label);
+  s.bind(2, q.since_unix_ns.value_or(std::numeric_limits<std::int64_t>::min()));
+  s.bind(3, static_cast<std::int64_t>(q.limit));
+  std::vector<AlertRecord> out;
+  const auto real = [&](int c) {
+    return sqlite3_column_type(s.get(), c) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
+                                                          : s.f64(c);
+  };
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    AlertRecord a;
+    a.id = s.i64(0);
+    a.run_id = s.i64(1);
+    a.label = s.text(2);
+    a.rule = s.text(3);
+    a.created_unix_ns = s.i64(4);
+    a.kind = s.text(5);
+    a.metric = s.text(6);
+    a.severity = s.text(7);
+    a.value = real(8);
+    a.baseline = real(9);
+    a.message = s.text(10);
+    out.push_back(std::move(a));
+  }
+  if (rc != SQLITE_DONE) h.fail(rc, "query alerts");
+  Stmt d(h.db,
+         "SELECT channel, attempt, unix_ns, outcome, detail FROM alert_deliveries WHERE alert_id = ? "
+         "ORDER BY channel, attempt");
+  if (!d.ok()) h.fail(sqlite3_errcode(h.db), "query alert deliveries");
+  for (auto& a : out) {
+    sqlite3_reset(d.get());
+    d.bind(1, a.id);
+    while ((rc = sqlite3_step(d.get())) == SQLITE_ROW) {
+      a.deliveries.push_back({d.text(0), static_cast<int>(d.i64(1)), d.i64(2), d.text(3), d.text(4)});
+    }
+    if (rc != SQLITE_DONE) h.fail(rc, "query alert deliveries");
+  }
+  return out;
+}
+
+std::optional<std::int64_t> History::last_alert_unix_ns(const std::string& label, const std::string& rule) {
+  Impl& h = *impl_;
+  if (h.empty || h.version < 7) return std::nullopt;
+  Stmt s(h.db, "SELECT max(created_unix_ns) FROM alerts WHERE label = ? AND rule = ?");
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query alerts");
+  s.bind(1, label);
+  s.bind(2, rule);
+  const int rc = sqlite3_step(s.get());
+  if (rc != SQLITE_ROW) h.fail(rc, "query alerts");
+  if (sqlite3_column_type(s.get(), 0) == SQLITE_NULL) return std::nullopt;
+  return s.i64(0);
 }
 
 }  // namespace SPYGLASS_NAMESPACE::monitor
