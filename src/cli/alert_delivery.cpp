@@ -232,13 +232,13 @@ std::string email_message(const Alert& a, const Channel& c) {
   return m;
 }
 
-Dispatcher::Dispatcher(const RuleSet& rules) : rules_(rules) {
+Dispatcher::Dispatcher(const RuleSet& rules) : rules_(rules), queues_(rules.channels.size()) {
   curl_init_once();
-  worker_ = std::thread([this] { work(); });
+  for (std::size_t i = 0; i < rules_.channels.size(); ++i) workers_.emplace_back([this, i] { work(i); });
 }
 
 Dispatcher::~Dispatcher() {
-  if (worker_.joinable()) finish();
+  if (!stop_) finish();
 }
 
 bool Dispatcher::past_deadline() const {
@@ -248,8 +248,12 @@ bool Dispatcher::past_deadline() const {
 
 void Dispatcher::submit(Alert a) {
   std::lock_guard lk(mu_);
+  for (const auto& name : a.channels) {
+    for (std::size_t i = 0; i < rules_.channels.size(); ++i) {
+      if (rules_.channels[i].name == name) queues_[i].push_back(done_.size());
+    }
+  }
   done_.push_back({std::move(a), {}});
-  queue_.push_back(done_.size() - 1);
   cv_.notify_all();
 }
 
@@ -260,33 +264,37 @@ std::vector<Delivered> Dispatcher::finish() {
     stop_ = true;
     cv_.notify_all();
   }
-  if (worker_.joinable()) worker_.join();
+  for (auto& w : workers_) {
+    if (w.joinable()) w.join();
+  }
   std::lock_guard lk(mu_);
   return done_;
 }
 
-void Dispatcher::work() {
+void Dispatcher::work(std::size_t channel) {
+  const Channel& c = rules_.channels[channel];
+  auto& queue = queues_[channel];
   std::unique_lock lk(mu_);
   while (true) {
-    cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
-    if (queue_.empty()) return;
-    const std::size_t i = queue_.front();
-    queue_.pop_front();
-    Delivered d = done_[i];
+    cv_.wait(lk, [&] { return stop_ || !queue.empty(); });
+    if (queue.empty()) return;
+    const std::size_t i = queue.front();
+    queue.pop_front();
+    const Alert a = done_[i].alert;
     lk.unlock();
-    for (const auto& name : d.alert.channels) {
-      if (const Channel* c = rules_.channel(name)) deliver(d, *c);
-    }
+    auto attempts = deliver(a, c);
     lk.lock();
-    done_[i] = std::move(d);
+    auto& to = done_[i].attempts;
+    to.insert(to.end(), std::make_move_iterator(attempts.begin()), std::make_move_iterator(attempts.end()));
   }
 }
 
-void Dispatcher::deliver(Delivered& d, const Channel& c) {
+std::vector<Attempt> Dispatcher::deliver(const Alert& alert, const Channel& c) {
+  std::vector<Attempt> out;
   const DeliveryOptions& o = rules_.delivery;
-  const std::string body = c.type == Channel::Type::webhook ? webhook_payload(d.alert)
-                           : c.type == Channel::Type::slack ? slack_payload(d.alert)
-                                                            : email_message(d.alert, c);
+  const std::string body = c.type == Channel::Type::webhook ? webhook_payload(alert)
+                           : c.type == Channel::Type::slack ? slack_payload(alert)
+                                                            : email_message(alert, c);
   for (int attempt = 1; attempt <= o.attempts; ++attempt) {
     Attempt at;
     at.channel = c.name;
@@ -295,10 +303,10 @@ void Dispatcher::deliver(Delivered& d, const Channel& c) {
     if (past_deadline()) {
       at.outcome = "abandoned";
       at.detail = "delivery budget of " + cli::format_number(o.budget, 3) + " s spent";
-      d.attempts.push_back(std::move(at));
       log(LogLevel::warning, "alerts",
-          "alert '" + d.alert.rule + "' to channel '" + c.name + "' abandoned: " + d.attempts.back().detail);
-      return;
+          "alert '" + alert.rule + "' to channel '" + c.name + "' abandoned: " + at.detail);
+      out.push_back(std::move(at));
+      return out;
     }
     // This attempt's time: the per-attempt timeout, cut at the deadline when one is set.
     double limit_s = o.timeout;
@@ -350,12 +358,12 @@ void Dispatcher::deliver(Delivered& d, const Channel& c) {
                 : rc != CURLE_OK                ? curl_easy_strerror(rc)
                 : http                          ? "HTTP " + std::to_string(status)
                                                 : "SMTP " + std::to_string(status);
-    d.attempts.push_back(at);
-    if (ok) return;
+    out.push_back(at);
+    if (ok) return out;
     log(LogLevel::warning, "alerts",
-        "alert '" + d.alert.rule + "' to channel '" + c.name + "': attempt " + std::to_string(attempt) +
+        "alert '" + alert.rule + "' to channel '" + c.name + "': attempt " + std::to_string(attempt) +
             " of " + std::to_string(o.attempts) + " failed: " + at.detail);
-    if (attempt == o.attempts) return;
+    if (attempt == o.attempts) return out;
     // Exponential backoff, woken early by finish() so that the deadline is kept.
     const auto backoff_end =
         clock::monotonic_ns() + static_cast<std::uint64_t>(o.backoff * std::pow(2.0, attempt - 1) * 1e9);
@@ -368,6 +376,7 @@ void Dispatcher::deliver(Delivered& d, const Channel& c) {
       cv_.wait_for(lk, left, [&] { return !had_deadline && deadline_ns_.load() != 0; });
     }
   }
+  return out;
 }
 
 }  // namespace SPYGLASS_NAMESPACE::alerts

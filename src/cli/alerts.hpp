@@ -153,8 +153,9 @@ struct Delivered {
   std::vector<Attempt> attempts;
 };
 
-/// Delivers alerts on a thread of its own, so that neither sampling nor the run waits on
-/// the network: submit() only queues. finish() bounds what remains by the budget.
+/// Delivers alerts on a thread per channel, so that neither sampling, the run, nor the
+/// other channels wait on a slow one: submit() only queues. finish() bounds what remains by
+/// the budget.
 class Dispatcher {
  public:
   /// `rules` must outlive the dispatcher.
@@ -167,22 +168,23 @@ class Dispatcher {
   void submit(Alert a);
   /// Waits for the queued alerts at most DeliveryOptions::budget seconds from now (an
   /// attempt in flight is cut at that deadline), then returns every alert with its attempts
-  /// in submission order; alerts left undelivered get an `abandoned` attempt.
+  /// (grouped by channel) in submission order; alerts left undelivered get an `abandoned`
+  /// attempt.
   std::vector<Delivered> finish();
 
  private:
-  void work();
-  void deliver(Delivered& d, const Channel& c);
+  void work(std::size_t channel);
+  std::vector<Attempt> deliver(const Alert& a, const Channel& c);
   [[nodiscard]] bool past_deadline() const;
 
   const RuleSet& rules_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::size_t> queue_;  // indices into done_
+  std::vector<std::deque<std::size_t>> queues_;  // per channel: indices into done_
   std::vector<Delivered> done_;
   std::atomic<std::uint64_t> deadline_ns_{0};  // monotonic; set by finish(), 0 before
   bool stop_ = false;
-  std::thread worker_;
+  std::vector<std::thread> workers_;
 };
 
 /// The alerts of one `spyglass run`: live findings while it runs, the run's rules when it
