@@ -14,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "analyze.hpp"
 #include "report.hpp"
@@ -394,6 +395,7 @@ Rule parse_rule(const Parser& p, const RuleSet& set, const Node& n, std::size_t 
   }
   if (r.condition == Condition::anomaly) r.z = f.number("z", 0).value_or(r.z);
   if (r.condition == Condition::change_point) r.recent = f.count("recent", 1).value_or(r.recent);
+  if (r.condition == Condition::change_point) r.window = f.count("window", 10).value_or(r.window);
   if (!live && !run_state && r.condition != Condition::threshold) {
     r.baseline = f.count("baseline", 2).value_or(r.baseline);
     r.min_runs = f.count("min_runs", 2).value_or(r.min_runs);
@@ -431,7 +433,7 @@ bool crosses(double v, const std::string& op, double limit) {
 // What the rules need of one metric of the label, computed once per (metric, baseline size).
 struct MetricHistory {
   std::vector<double> baseline;  // successful runs before the current one, oldest first
-  std::optional<cli::MetricCheck> check;
+  std::optional<an::Forecast> forecast;
 };
 
 }  // namespace
@@ -506,8 +508,10 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
   std::vector<Alert> out;
   if (runs.empty()) return out;
   const monitor::RunRecord& cur = runs.front();
+  std::size_t max_horizon = 1;
+  for (const Rule& r : rules.rules) max_horizon = std::max(max_horizon, r.horizon);
   std::map<std::pair<std::string, std::size_t>, MetricHistory> cache;
-  auto history = [&](const Rule& r, bool with_check) -> MetricHistory& {
+  auto history = [&](const Rule& r) -> MetricHistory& {
     MetricHistory& h = cache[{r.metric, r.baseline}];
     if (h.baseline.empty()) {
       for (std::size_t i = 1; i < runs.size() && h.baseline.size() < r.baseline; ++i) {
@@ -515,13 +519,20 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
       }
       std::reverse(h.baseline.begin(), h.baseline.end());
     }
-    if (with_check && !h.check) {
-      cli::HistoryAnalyzeOptions o;
-      o.label = cur.label;
-      o.baseline = r.baseline;
-      h.check = cli::check_metric(runs, r.metric, o);
-    }
     return h;
+  };
+  // gate's analyses: the regression test over every run given, change points (PELT and a
+  // permutation test, the costly part) only for change-point rules, over their `window`.
+  std::map<std::tuple<std::string, std::size_t, std::size_t, bool>, cli::MetricCheck> checks;
+  auto check = [&](const Rule& r, bool change_points) -> const cli::MetricCheck& {
+    const auto key = std::tuple(r.metric, change_points ? r.window : 0, r.baseline, change_points);
+    if (const auto it = checks.find(key); it != checks.end()) return it->second;
+    cli::HistoryAnalyzeOptions o;
+    o.label = cur.label;
+    o.baseline = r.baseline;
+    const auto n = static_cast<std::ptrdiff_t>(change_points ? std::min(runs.size(), r.window) : runs.size());
+    const std::vector<monitor::RunRecord> newest(runs.begin(), runs.begin() + n);
+    return checks.emplace(key, cli::check_metric(newest, r.metric, o, change_points)).first->second;
   };
   for (const Rule& r : rules.rules) {
     if (!r.label.empty() && r.label != cur.label) continue;
@@ -541,7 +552,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
       case Condition::threshold: {
         a.value = cli::history_metric(cur, r.metric);
         if (r.adaptive_k) {
-          const auto& b = history(r, false).baseline;
+          const auto& b = history(r).baseline;
           if (b.size() < r.min_runs) break;
           const double med = an::median(b), mad = an::mad(b);
           const bool above = r.op[0] == '>';
@@ -561,7 +572,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         break;
       }
       case Condition::anomaly: {
-        const auto& b = history(r, false).baseline;
+        const auto& b = history(r).baseline;
         if (b.size() < r.min_runs) break;
         a.value = cli::history_metric(cur, r.metric);
         a.threshold = an::median(b);
@@ -573,8 +584,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         break;
       }
       case Condition::change_point: {
-        const auto& h = history(r, true);
-        const auto& c = *h.check;
+        const auto& c = check(r, true);
         const std::size_t n = c.run_ids.size();
         if (n < r.min_runs) break;
         for (const auto& cp : c.change_points) {
@@ -592,25 +602,28 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         break;
       }
       case Condition::regression: {
-        const auto& h = history(r, true);
-        if (!h.check->regression) break;
-        const auto& g = h.check->regression->result;
+        const auto& c = check(r, false);
+        if (!c.regression) break;
+        const auto& g = c.regression->result;
         fire = g.regressed;
         a.value = g.current_median;
         a.threshold = g.baseline_median;
         a.message = r.metric + ": median " + cli::metric_text(r.metric, g.current_median) +
-                    " of the latest " + std::to_string(h.check->regression->current) + " runs vs " +
+                    " of the latest " + std::to_string(c.regression->current) + " runs vs " +
                     cli::metric_text(r.metric, g.baseline_median) + " (" +
                     cli::format_change(g.relative_change) + "), Mann-Whitney p " +
                     cli::format_number(g.mann_whitney.p_value, 3);
         break;
       }
       case Condition::forecast_breach: {
-        auto series = history(r, false).baseline;
+        auto& h = history(r);
+        auto series = h.baseline;
         if (cli::successful_run(cur)) series.push_back(cli::history_metric(cur, r.metric));
         if (series.size() < std::max<std::size_t>(r.min_runs, 3)) break;
-        const auto f = an::holt(series, r.horizon);
-        const auto steps = an::steps_to_limit(f, r.value);
+        // One fit per metric; each rule only asks when its limit is reached.
+        if (!h.forecast) h.forecast = an::holt(series, max_horizon);
+        auto steps = an::steps_to_limit(*h.forecast, r.value);
+        if (steps && *steps > r.horizon) steps.reset();
         a.value = series.back();
         a.threshold = r.value;
         if (!steps || series.back() >= r.value) break;

@@ -70,6 +70,7 @@ struct Rule {
   std::size_t baseline = 20;         ///< successful runs before the current one used as baseline
   std::size_t min_runs = 5;          ///< fewer baseline runs: the rule does not fire
   std::size_t recent = 5;            ///< change_point: how new the shift must be (runs)
+  std::size_t window = 50;           ///< change_point: the newest runs searched
   std::size_t horizon = 10;          ///< forecast_breach: runs ahead
   std::string severity = "warning";  ///< info, warning or critical
   std::vector<std::string> channels;

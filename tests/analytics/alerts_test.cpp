@@ -269,6 +269,40 @@ TEST(AlertRules, AdaptiveThresholdMatchesNumPy) {
   EXPECT_TRUE(al::evaluate_run(set, {lone, runs[0], runs[1]}, 1).empty());
 }
 
+// The history conditions fire on a label whose last runs shifted, and stay quiet on one
+// that did not.
+TEST(AlertRules, HistoryConditions) {
+  const auto set = al::parse_rules(R"({"rules": [
+    {"name": "outlier", "metric": "wall", "condition": "anomaly"},
+    {"name": "shift", "metric": "wall", "condition": "change_point", "recent": 8},
+    {"name": "regressed", "metric": "wall", "condition": "regression"},
+    {"name": "towards-2s", "metric": "wall", "condition": "forecast_breach", "limit": "2s", "horizon": 20}
+  ]})",
+                                   "r.json");
+  // 40 runs at 1 s ± 1%, newest first; `shifted` makes the newest 6 runs 1.5 s.
+  auto label = [](bool shifted, double trend) {
+    std::vector<mon::RunRecord> runs;
+    for (int i = 40; i >= 1; --i) {
+      const double noise = 0.01 * std::sin(i * 2.3);
+      const double wall = (shifted && i > 34 ? 1.5 : 1.0) + noise + trend * i;
+      runs.push_back(run_of("job", i, wall));
+    }
+    return runs;
+  };
+  std::vector<std::string> fired;
+  for (const auto& a : al::evaluate_run(set, label(true, 0), 1)) fired.push_back(a.rule);
+  EXPECT_EQ(fired, (std::vector<std::string>{"outlier", "shift", "regressed"}));
+  EXPECT_TRUE(al::evaluate_run(set, label(false, 0), 1).empty());
+  // A steady climb of 0.02 s per run, at 1.8 s now, reaches 2 s within 20 runs.
+  const auto climbing = al::evaluate_run(set, label(false, 0.02), 1);
+  const auto it = std::find_if(climbing.begin(), climbing.end(),
+                               [](const al::Alert& a) { return a.rule == "towards-2s"; });
+  ASSERT_NE(it, climbing.end());
+  EXPECT_EQ(it->message.rfind("[towards-2s] job: wall reaches 2.00 s in about ", 0), 0u) << it->message;
+  for (const auto& a : al::evaluate_run(set, label(false, 0.005), 1))
+    EXPECT_NE(a.rule, "towards-2s");  // 160 runs away
+}
+
 TEST(AlertRules, LiveFindings) {
   const auto set = al::parse_rules(R"({"rules": [
     {"name": "cpu-spike", "metric": "cpu", "condition": "spike"},
