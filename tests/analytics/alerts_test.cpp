@@ -345,6 +345,41 @@ TEST(AlertRules, DedupAcrossRunsThroughTheHistory) {
   EXPECT_EQ(stored[0].kind, "run_failed");
 }
 
+// A version 6 history (alerts but no deliveries) is migrated by the next writable open;
+// the stored alert and attempts read back through sqlite3 as written.
+TEST(AlertRules, HistoryV6MigratesAndStoresDeliveries) {
+  TempDir dir;
+  const std::string db = dir / "h.db";
+  {
+    auto h = mon::History::open(db, {.schema_version = 6});
+    auto r = run_of("job", 0, 1);
+    h.insert(r, {}, 0);
+    EXPECT_TRUE(h.alerts({}).empty());
+  }
+  auto h = mon::History::open(db);
+  EXPECT_EQ(h.schema_version(), 7);
+  mon::AlertRecord a;
+  a.run_id = 1;
+  a.label = "job";
+  a.rule = "slow";
+  a.created_unix_ns = 5;
+  a.kind = "threshold";
+  a.metric = "wall";
+  a.severity = "warning";
+  a.message = "m";
+  a.value = 2.5;
+  a.baseline = std::nan("");
+  a.deliveries = {{"ops", 1, 6, "failed", "HTTP 503"}, {"ops", 2, 7, "delivered", "HTTP 200"}};
+  EXPECT_EQ(h.insert_alert(a), 1);
+  EXPECT_EQ(h.last_alert_unix_ns("job", "slow"), 5);
+  EXPECT_FALSE(h.last_alert_unix_ns("job", "other"));
+  const auto r = run(
+      {"sqlite3", db,
+       "SELECT a.rule, a.value, quote(a.baseline), d.channel, d.attempt, d.outcome, d.detail FROM alerts a "
+       "JOIN alert_deliveries d ON d.alert_id = a.id ORDER BY d.attempt;"});
+  EXPECT_EQ(r.out, "slow|2.5|NULL|ops|1|failed|HTTP 503\nslow|2.5|NULL|ops|2|delivered|HTTP 200\n");
+}
+
 TEST(AlertDelivery, WebhookPayloadExactlyAndRetriedAfterAnError) {
   TempDir dir;
   spyglass_test::Receiver rx;

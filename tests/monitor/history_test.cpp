@@ -257,9 +257,9 @@ TEST(History, MigratesForwardKeepingData) {
     EXPECT_EQ(back->stderr_tail, "err\n");
   }
   tables = spyglass_test::run({"sqlite3", db,
-                               "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'baselines') ORDER "
-                               "BY name; PRAGMA user_version;"});
-  EXPECT_EQ(tables.out, "alerts\nbaselines\n6\n");
+                               "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'alert_deliveries', "
+                               "'baselines') ORDER BY name; PRAGMA user_version;"});
+  EXPECT_EQ(tables.out, "alert_deliveries\nalerts\nbaselines\n7\n");
 }
 
 TEST(History, PinsOneBaselinePerLabel) {
