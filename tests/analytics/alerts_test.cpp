@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
@@ -588,6 +589,39 @@ print("ok")
   ::unsetenv("OPS_URL");
   ::unsetenv("SLACK_URL");
   ::unsetenv("SMTP_PASSWORD");
+}
+
+// A CPU burst alerts while the run goes on: the webhook has it before spyglass exits
+// (the workload idles 5 s after its burst), with no run id yet; the history then has it
+// with the run's id.
+TEST(AlertsCommand, LiveSpikeAlertsWhileTheRunGoesOn) {
+  TempDir dir;
+  spyglass_test::Receiver rx;
+  rx.set_default({spyglass_test::Reply::respond, 200, {}, "", "text/plain"});
+  std::ofstream(dir / "rules.json")
+      << R"({"channels": {"ops": {"type": "webhook", "url": ")" + rx.url("/hook") +
+             R"("}}, "rules": [{"name": "cpu-spike", "condition": "spike", "metric": "cpu",
+                                           "channels": ["ops"]}]})";
+  const std::string db = dir / "h.db";
+  spyglass_test::Child child(
+      {kSpyglass, "run", "--db", db, "--label", "burst", "--interval", "50ms", "--alerts", dir / "rules.json",
+       "--", spyglass_test::kWorkload, "burst", "2.5", "4", "1", "5"},
+      dir.path());
+  ASSERT_TRUE(rx.wait_for(1, std::chrono::seconds(60)));
+  int status = 0;
+  EXPECT_EQ(::waitpid(child.pid(), &status, WNOHANG), 0) << "the alert came only after the run";
+  const auto r = child.wait();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const auto body = python_json(dir, rx.requests("/hook").at(0).body);
+  EXPECT_NE(body.find(R"("condition": "spike", )"), std::string::npos) << body;
+  EXPECT_NE(body.find(R"("run_id": null, )"), std::string::npos) << body;
+  auto h = mon::History::open(db, {.create = false, .read_only = true});
+  const auto stored = h.alerts({});
+  ASSERT_EQ(stored.size(), 1u);  // one episode, two detectors: deduplicated
+  EXPECT_EQ(stored[0].run_id, 1);
+  EXPECT_EQ(stored[0].kind, "spike");
+  ASSERT_EQ(stored[0].deliveries.size(), 1u);
+  EXPECT_EQ(stored[0].deliveries[0].outcome, "delivered");
 }
 
 TEST(AlertsCommand, CheckValidatesAndRunRefusesABadFile) {
