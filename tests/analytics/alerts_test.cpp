@@ -586,6 +586,11 @@ print("ok")
   const auto text = run({kSpyglass, "alerts", "--db", db, "--label", "job"}, dir.path());
   EXPECT_EQ(text.out.find(token), std::string::npos);
   EXPECT_NE(text.out.find("ops delivered (attempt 1)"), std::string::npos) << text.out;
+  EXPECT_EQ(run({kSpyglass, "alerts", "--db", db, "--since", "now-1h", "--json"}).out, list.out);
+  EXPECT_EQ(run({kSpyglass, "alerts", "--db", db, "--since", "2099-01-01"}).out, "no alerts\n");
+  EXPECT_EQ(run({kSpyglass, "alerts", "--db", db, "--label", "other"}).out, "no alerts\n");
+  EXPECT_EQ(run({kSpyglass, "alerts", "--db", db, "--limit", "1", "--json"}).out.find("},{"),
+            std::string::npos);
   ::unsetenv("OPS_URL");
   ::unsetenv("SLACK_URL");
   ::unsetenv("SMTP_PASSWORD");
