@@ -491,8 +491,9 @@ TEST(AlertDelivery, DownChannelsAreBoundedByTheBudget) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto done = d.finish();
   const double took = seconds_since(t0);
-  // The bound: the budget, plus libcurl's progress tick (about a second) and scheduling.
-  EXPECT_LT(took, budget + 2.5);
+  // The bound: the budget, plus libcurl's progress tick (about a second) and scheduling on
+  // a loaded machine; without it, 3 attempts of 60 s.
+  EXPECT_LT(took, budget + 5.0);
   ASSERT_EQ(done.size(), 2u);
   std::vector<std::string> first;
   for (const auto& a : done[0].attempts) first.push_back(a.channel + " " + a.outcome + " " + a.detail);
