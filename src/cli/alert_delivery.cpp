@@ -1,8 +1,6 @@
 // Alert delivery: the webhook, Slack and SMTP payloads, and a dispatcher thread that
 // retries with exponential backoff inside the run's delivery budget (libcurl).
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -10,6 +8,7 @@
 #include <mutex>
 
 #include "alerts.hpp"
+#include "curl_lib.hpp"
 #include "report.hpp"
 #include "spyglass/clock.hpp"
 #include "spyglass/json.hpp"
@@ -81,11 +80,6 @@ std::string subject(const Alert& a) {
   std::string sev = a.severity;
   std::transform(sev.begin(), sev.end(), sev.begin(), [](unsigned char c) { return std::toupper(c); });
   return "[spyglass] " + sev + " " + a.rule + " on " + a.label;
-}
-
-void curl_init_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
 std::size_t discard(char*, std::size_t size, std::size_t n, void*) { return size * n; }
@@ -233,7 +227,7 @@ std::string email_message(const Alert& a, const Channel& c) {
 }
 
 Dispatcher::Dispatcher(const RuleSet& rules) : rules_(rules), queues_(rules.channels.size()) {
-  curl_init_once();
+  (void)cli::curl_lib();  // loaded (and initialised) before the channels' threads start
   for (std::size_t i = 0; i < rules_.channels.size(); ++i) workers_.emplace_back([this, i] { work(i); });
 }
 
@@ -314,48 +308,58 @@ std::vector<Attempt> Dispatcher::deliver(const Alert& alert, const Channel& c) {
       limit_s = std::min(limit_s, static_cast<double>(dl - std::min(dl, clock::monotonic_ns())) / 1e9);
     }
     const long limit_ms = std::max(1L, static_cast<long>(std::ceil(limit_s * 1000)));
-    CURL* h = curl_easy_init();
+    const cli::Curl& lib = cli::curl_lib();
+    if (!lib.loaded()) {
+      at.outcome = "failed";
+      at.detail = "cannot start an HTTP client: " + lib.error;
+      log(LogLevel::warning, "alerts",
+          "alert '" + alert.rule + "' to channel '" + c.name + "' not delivered: " + at.detail);
+      out.push_back(std::move(at));
+      return out;
+    }
+    cli::CurlHandle handle(lib.easy_init());
+    CURL* h = handle.get();
     curl_slist* headers = nullptr;
     curl_slist* rcpt = nullptr;
     Upload up{&body};
-    curl_easy_setopt(h, CURLOPT_URL, c.url.c_str());
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, limit_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, limit_ms);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &deadline_ns_);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    lib.easy_setopt(h, CURLOPT_URL, c.url.c_str());
+    lib.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    lib.easy_setopt(h, CURLOPT_TIMEOUT_MS, limit_ms);
+    lib.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, limit_ms);
+    lib.easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    lib.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress);
+    lib.easy_setopt(h, CURLOPT_XFERINFODATA, &deadline_ns_);
+    lib.easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     if (c.type == Channel::Type::email) {
       const std::string from = "<" + c.from + ">";
-      curl_easy_setopt(h, CURLOPT_MAIL_FROM, from.c_str());
-      for (const auto& r : c.to) rcpt = curl_slist_append(rcpt, ("<" + r + ">").c_str());
-      curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
-      if (!c.username.empty()) curl_easy_setopt(h, CURLOPT_USERNAME, c.username.c_str());
-      if (!c.password.empty()) curl_easy_setopt(h, CURLOPT_PASSWORD, c.password.c_str());
-      curl_easy_setopt(h, CURLOPT_READFUNCTION, read_upload);
-      curl_easy_setopt(h, CURLOPT_READDATA, &up);
-      curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-      curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body.size()));
+      lib.easy_setopt(h, CURLOPT_MAIL_FROM, from.c_str());
+      for (const auto& r : c.to) rcpt = lib.slist_append(rcpt, ("<" + r + ">").c_str());
+      lib.easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
+      if (!c.username.empty()) lib.easy_setopt(h, CURLOPT_USERNAME, c.username.c_str());
+      if (!c.password.empty()) lib.easy_setopt(h, CURLOPT_PASSWORD, c.password.c_str());
+      lib.easy_setopt(h, CURLOPT_READFUNCTION, read_upload);
+      lib.easy_setopt(h, CURLOPT_READDATA, &up);
+      lib.easy_setopt(h, CURLOPT_UPLOAD, 1L);
+      lib.easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(body.size()));
     } else {
-      headers = curl_slist_append(headers, "Content-Type: application/json");
-      curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.c_str());
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+      headers = lib.slist_append(headers, "Content-Type: application/json");
+      lib.easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+      lib.easy_setopt(h, CURLOPT_POSTFIELDS, body.c_str());
+      lib.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     }
-    const CURLcode rc = curl_easy_perform(h);
+    const CURLcode rc = lib.easy_perform(h);
     long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(headers);
-    curl_slist_free_all(rcpt);
-    curl_easy_cleanup(h);
+    lib.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    lib.slist_free_all(headers);
+    lib.slist_free_all(rcpt);
+    handle.reset();
     // The transfer error's generic text, never curl's detailed buffer: that one may quote
     // the URL, whose path or query can hold a token.
     const bool http = c.type != Channel::Type::email;
     const bool ok = rc == CURLE_OK && (!http || (status >= 200 && status < 300));
     at.outcome = ok ? "delivered" : "failed";
     at.detail = rc == CURLE_ABORTED_BY_CALLBACK ? "cut at the end of the delivery budget"
-                : rc != CURLE_OK                ? curl_easy_strerror(rc)
+                : rc != CURLE_OK                ? lib.easy_strerror(rc)
                 : http                          ? "HTTP " + std::to_string(status)
                                                 : "SMTP " + std::to_string(status);
     out.push_back(at);

@@ -2,7 +2,6 @@
 
 #include "prometheus_source.hpp"
 
-#include <curl/curl.h>
 #include <simdjson.h>
 
 #include <charconv>
@@ -10,22 +9,19 @@
 #include <cstdio>
 #include <memory>
 
+#include "curl_lib.hpp"
 #include "units.hpp"
 
 namespace SPYGLASS_NAMESPACE::cli {
 
 namespace {
 
-struct CurlDeleter {
-  void operator()(CURL* c) const noexcept { curl_easy_cleanup(c); }
-};
-using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
-
 std::string escaped(CURL* curl, const std::string& s) {
-  char* e = curl_easy_escape(curl, s.c_str(), static_cast<int>(s.size()));
+  const Curl& lib = curl_lib();
+  char* e = lib.easy_escape(curl, s.c_str(), static_cast<int>(s.size()));
   if (e == nullptr) throw InputError("cannot encode the query");
   std::string out(e);
-  curl_free(e);
+  lib.free(e);
   return out;
 }
 
@@ -72,30 +68,32 @@ Series read_prometheus_series(const PrometheusQuery& q) {
   std::string base = q.url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   const std::string where = "Prometheus at " + base + ": ";
-  CurlHandle curl(curl_easy_init());
+  const Curl& lib = curl_lib();
+  if (!lib.error.empty()) throw InputError(where + "cannot start an HTTP client: " + lib.error);
+  CurlHandle curl(lib.easy_init());
   if (!curl) throw InputError(where + "cannot start an HTTP client");
   const std::string url = base + "/api/v1/query_range?query=" + escaped(curl.get(), q.query) +
                           "&start=" + seconds_text(q.start) + "&end=" + seconds_text(q.end) +
                           "&step=" + seconds_text(q.step);
   std::string body;
   char error[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(q.timeout * 1000));
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(
+  lib.easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  lib.easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(q.timeout * 1000));
+  lib.easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+  lib.easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);
+  lib.easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
+  lib.easy_setopt(curl.get(), CURLOPT_WRITEDATA, &body);
+  lib.easy_setopt(
       curl.get(), CURLOPT_WRITEFUNCTION,
       +[](char* p, std::size_t size, std::size_t n, void* user) -> std::size_t {
         static_cast<std::string*>(user)->append(p, size * n);
         return size * n;
       });
-  const CURLcode rc = curl_easy_perform(curl.get());
+  const CURLcode rc = lib.easy_perform(curl.get());
   if (rc != CURLE_OK)
-    throw InputError(where + "request failed: " + (error[0] != '\0' ? error : curl_easy_strerror(rc)));
+    throw InputError(where + "request failed: " + (error[0] != '\0' ? error : lib.easy_strerror(rc)));
   long status = 0;
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
+  lib.easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
 
   // Prometheus answers errors (400 bad query, 422 cannot execute, 503 overloaded) with a
   // JSON body naming the error: quote it when there is one.
