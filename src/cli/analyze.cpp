@@ -595,7 +595,7 @@ std::string metric_text(const std::string& name, double v) {
 }
 
 MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
-                         const HistoryAnalyzeOptions& o) {
+                         const HistoryAnalyzeOptions& o, bool with_change_points) {
   const Metric& m = metric_named(name);
   DetectOptions d = o.analysis.detect;
   d.offline = true;
@@ -608,7 +608,7 @@ MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, co
     out.run_ids.push_back(r->id);
   }
   if (s.values.size() < 3) return out;
-  out.change_points = an::change_points(s.values);
+  if (with_change_points) out.change_points = an::change_points(s.values);
   out.regression = regression_of(s, detect(s, d), o);
   return out;
 }

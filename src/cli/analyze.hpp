@@ -71,9 +71,10 @@ struct MetricCheck {
 };
 
 /// Change points and the regression test of metric `name` over `runs` (newest first),
-/// exactly as `analyze --label` computes them. Throws InputError.
+/// exactly as `analyze --label` computes them; without change points (the costly part)
+/// when `with_change_points` is false. Throws InputError.
 MetricCheck check_metric(const std::vector<monitor::RunRecord>& runs, const std::string& name,
-                         const HistoryAnalyzeOptions& o);
+                         const HistoryAnalyzeOptions& o, bool with_change_points = true);
 
 /// The value of metric `name` (one of history_metric_names()) in `r`: seconds or bytes.
 /// Throws InputError for an unknown name.
