@@ -769,6 +769,31 @@ std::vector<Sample> History::samples(std::int64_t run_id) {
   return out;
 }
 
+std::vector<AlertRecord> History::alerts(const std::string& label, std::size_t limit) {
+  Impl& h = *impl_;
+  if (h.empty || h.version < 2) return {};
+  Stmt s(h.db, label.empty()
+                   ? "SELECT id, run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
+                     "message FROM alerts ORDER BY created_unix_ns DESC, id DESC LIMIT ?2"
+                   : "SELECT id, run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
+                     "message FROM alerts WHERE label = ?1 ORDER BY created_unix_ns DESC, id DESC LIMIT ?2");
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query alerts");
+  if (!label.empty()) s.bind(1, label);
+  s.bind(2, static_cast<std::int64_t>(limit));
+  const auto number = [&](int c) -> std::optional<double> {
+    if (sqlite3_column_type(s.get(), c) == SQLITE_NULL) return std::nullopt;
+    return s.f64(c);
+  };
+  std::vector<AlertRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    out.push_back({s.i64(0), s.i64(1), s.text(2), s.i64(3), s.text(4), s.text(5), s.text(6), number(7),
+                   number(8), s.text(9)});
+  }
+  if (rc != SQLITE_DONE) h.fail(rc, "query alerts");
+  return out;
+}
+
 RetentionResult History::apply_retention(const RetentionPolicy& p) {
   Impl& h = *impl_;
   h.check_writable();

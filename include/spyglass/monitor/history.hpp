@@ -93,6 +93,17 @@ struct PinnedBaseline {
   std::int64_t pinned_unix_ns = 0;  ///< when it was pinned
 };
 
+/// An alert raised about a run (a row of the alerts table).
+struct AlertRecord {
+  std::int64_t id = 0;
+  std::int64_t run_id = 0;  ///< 0 when the alert names no run
+  std::string label;
+  std::int64_t created_unix_ns = 0;
+  std::string kind, metric, severity;
+  std::optional<double> value, baseline;  ///< nullopt when not recorded
+  std::string message;
+};
+
 /// A connection to a history database.
 ///
 /// Not thread-safe: use one History per thread. Any number of processes may use the same
@@ -153,6 +164,9 @@ class SPYGLASS_API History {
   bool unpin_baseline(const std::string& label);
   /// The pins, by label; only that of `label` when it is not empty.
   std::vector<PinnedBaseline> pinned_baselines(const std::string& label = {});
+
+  /// Up to `limit` alerts, newest first; only those of `label` when it is not empty.
+  std::vector<AlertRecord> alerts(const std::string& label, std::size_t limit);
 
   /// Thins and deletes according to `p` (never a pinned run). Throws HistoryError.
   RetentionResult apply_retention(const RetentionPolicy& p);
