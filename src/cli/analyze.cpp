@@ -258,7 +258,9 @@ an::Trend series_trend(const Series& s, const std::string& unit) {
   return an::trend(s.values, timed ? std::span<const double>(rel) : std::span<const double>{}, 0.05, unit);
 }
 
-Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit) {
+// Everything but the forecast when `forecast` is false (the pages draw no forecast).
+Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit,
+                 bool forecast = true) {
   if (s.values.size() < 3) {
     throw InputError(source_name(d) + ": needs at least 3 points to analyse, found " +
                      std::to_string(s.values.size()));
@@ -286,6 +288,7 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
     }
     a.cps = an::change_points(rest);
   }
+  if (!forecast) return a;
   a.fc = o.season == 0 ? an::holt(s.values, o.horizon) : an::holt_winters(s.values, o.season, o.horizon);
   if (o.limit) {
     a.steps = an::steps_to_limit(a.fc, *o.limit);
@@ -633,7 +636,7 @@ MetricAnalysis analyze_metric(const std::vector<monitor::RunRecord>& newest_firs
   }
   out.values = s.values;
   if (s.values.size() < 3) return out;
-  const Analysis a = analyse(s, o.analysis, d, "run");
+  const Analysis a = analyse(s, o.analysis, d, "run", false);
   out.analysed = true;
   out.trend = a.trend;
   for (const auto& f : a.flags) out.anomalies.emplace_back(f.index, f.score);

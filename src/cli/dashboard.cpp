@@ -376,28 +376,22 @@ Page label_page(mon::History& h, const std::string& label, const PageOptions& o)
 }
 
 Page index_page(mon::History& h, const PageOptions& o) {
-  const auto all = h.runs({.label = {}, .limit = o.index_runs});
-  // Labels by their newest run, each with its runs newest first.
-  std::vector<std::string> order;
-  std::map<std::string, std::vector<mon::RunRecord>> by_label;
-  for (const auto& r : all) {
-    auto& v = by_label[r.label];
-    if (v.empty()) order.push_back(r.label);
-    v.push_back(r);
-  }
+  const auto labels = h.labels();
   Page p;
   open_page(p.body, "spyglass run history", true);
-  if (order.empty()) p.body += "<p>No runs recorded yet.</p>\n";
+  if (labels.empty()) p.body += "<p>No runs recorded yet.</p>\n";
   p.body +=
       "<table class=\"labels\"><thead><tr><th>label</th><th>runs</th><th>latest</th><th>started</th>"
-      "<th>status</th><th>wall</th><th>wall trend</th></tr></thead><tbody>\n";
-  for (const auto& label : order) {
-    const auto& runs = by_label[label];
+      "<th>status</th><th>wall</th><th>wall trend (latest " +
+      std::to_string(o.index_runs) + " runs)</th></tr></thead><tbody>\n";
+  for (const auto& l : labels) {
+    const auto runs = h.runs({.label = l.label, .limit = o.index_runs});
+    if (runs.empty()) continue;  // deleted since
     const auto& r = runs.front();
     const auto trend = metric_trend(runs, "wall");
-    p.body += "<tr class=\"label-row\" data-label=\"" + escaped(label) + "\" data-runs=\"" +
-              std::to_string(runs.size()) + "\"><td>" + label_link(label, true) + "</td><td class=\"n\">" +
-              std::to_string(runs.size()) + "</td><td>" + run_link(r.id, true) + "</td><td>" +
+    p.body += "<tr class=\"label-row\" data-label=\"" + escaped(l.label) + "\" data-runs=\"" +
+              std::to_string(l.runs) + "\"><td>" + label_link(l.label, true) + "</td><td class=\"n\">" +
+              std::to_string(l.runs) + "</td><td>" + run_link(r.id, true) + "</td><td>" +
               escaped(format_time(r.start_unix_ns)) + "</td>" + status_cell(r) + "<td class=\"n\">" +
               escaped(format_seconds(static_cast<double>(r.duration_ns) / 1e9)) +
               "</td><td class=\"trend\">" + escaped(trend ? trend->verdict : "fewer than 3 successful runs") +

@@ -19,9 +19,9 @@ namespace SPYGLASS_NAMESPACE::cli {
 struct PageOptions {
   /// The anomaly method, latest runs and baseline size, as `analyze --label` takes them.
   HistoryAnalyzeOptions analysis;
-  std::size_t runs = 1000;          ///< newest runs of a label a label page reads and charts
-  std::size_t index_runs = 100000;  ///< newest runs the index reads to find the labels
-  std::size_t alerts = 500;         ///< newest alerts the alert page lists
+  std::size_t runs = 1000;       ///< newest runs of a label a label page reads and charts
+  std::size_t index_runs = 100;  ///< newest runs of each label the index's trend covers
+  std::size_t alerts = 500;      ///< newest alerts the alert page lists
 };
 
 /// A page and its HTTP status.

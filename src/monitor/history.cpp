@@ -769,6 +769,18 @@ std::vector<Sample> History::samples(std::int64_t run_id) {
   return out;
 }
 
+std::vector<LabelSummary> History::labels() {
+  Impl& h = *impl_;
+  if (h.empty) return {};
+  Stmt s(h.db, "SELECT label, COUNT(*), MAX(start_unix_ns) FROM runs GROUP BY label ORDER BY 3 DESC, label");
+  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query labels");
+  std::vector<LabelSummary> out;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) out.push_back({s.text(0), s.u64(1), s.i64(2)});
+  if (rc != SQLITE_DONE) h.fail(rc, "query labels");
+  return out;
+}
+
 std::vector<AlertRecord> History::alerts(const std::string& label, std::size_t limit) {
   Impl& h = *impl_;
   if (h.empty || h.version < 2) return {};

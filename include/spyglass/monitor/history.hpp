@@ -104,6 +104,13 @@ struct AlertRecord {
   std::string message;
 };
 
+/// A label and how many runs it has.
+struct LabelSummary {
+  std::string label;
+  std::uint64_t runs = 0;                 ///< runs recorded under it
+  std::int64_t latest_start_unix_ns = 0;  ///< start of its newest run
+};
+
 /// A connection to a history database.
 ///
 /// Not thread-safe: use one History per thread. Any number of processes may use the same
@@ -164,6 +171,10 @@ class SPYGLASS_API History {
   bool unpin_baseline(const std::string& label);
   /// The pins, by label; only that of `label` when it is not empty.
   std::vector<PinnedBaseline> pinned_baselines(const std::string& label = {});
+
+  /// Every label, the one with the newest run first (one indexed query, whatever the
+  /// number of runs).
+  std::vector<LabelSummary> labels();
 
   /// Up to `limit` alerts, newest first; only those of `label` when it is not empty.
   std::vector<AlertRecord> alerts(const std::string& label, std::size_t limit);
