@@ -31,7 +31,8 @@ constexpr const char* kProbe = R"js((() => {
   }
   const rows = (cls, key) => [...document.querySelectorAll('tr.' + cls)].map(r => r.dataset[key]);
   return {charts, labels: rows('label-row', 'label'), alerts: rows('alert-row', 'alert'),
-          runs: rows('run-row', 'run'), stdout: document.querySelector('pre.stdout')?.textContent ?? null};
+          runs: rows('run-row', 'run'),
+          flame_frames: document.querySelectorAll('figure.flamegraph svg rect').length, stdout: document.querySelector('pre.stdout')?.textContent ?? null};
 })())js";
 
 struct Seen {
@@ -141,10 +142,24 @@ TEST(Browser, StaticReportOpenedFromAFile) {
   TempDir dir;
   const Seeded s = seed_history(dir.path());
   const std::string out = std::filesystem::absolute(dir / "report.html").string();
-  const auto r = run({kSpyglass, "report", "--label", "seeded", "--html", out, "--db", s.db});
+  std::vector<std::string> argv{kSpyglass, "report", "--label", "seeded", "--html", out, "--db", s.db};
+#ifdef TRACED_EXE
+  // With a flame graph of a real instrumented program's spans: its zoom script must load
+  // without an error too.
+  const auto traced = run({TRACED_EXE, dir / "spans", "20"}, dir.path());
+  ASSERT_EQ(traced.exit_code, 0) << traced.err;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "spans")) {
+    if (e.path().extension() == ".jsonl") argv.insert(argv.end(), {"--trace", e.path().string()});
+  }
+  ASSERT_EQ(argv.size(), 10u);
+#endif
+  const auto r = run(argv);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Seen report;
   load("file://" + out, "report.png", report);
+#ifdef TRACED_EXE
+  EXPECT_GT(report.report["result"]["flame_frames"].get_int64().value(), 3);
+#endif
   check_label_charts(report.report["result"]["charts"], s);
   EXPECT_EQ(report.report["result"]["runs"].get_array().size(), s.ids.size());
   const auto check = run({PYTHON3, CHECK_HTML_PY, out, "--db", s.db});
