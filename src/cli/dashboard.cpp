@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <future>
 #include <vector>
 
 #include "report.hpp"
@@ -208,9 +209,7 @@ constexpr MetricView kMetricViews[] = {
 
 // One metric over the runs, with its anomalies, change points, baseline band and the
 // latest runs' verdict marked.
-void metric_chart(std::string& out, const std::vector<mon::RunRecord>& runs, const MetricView& m,
-                  const PageOptions& o) {
-  const MetricAnalysis a = analyze_metric(runs, m.name, o.analysis);
+void metric_chart(std::string& out, const MetricAnalysis& a, const MetricView& m) {
   const Fmt fmt = metric_in_seconds(m.name) ? seconds_label : bytes_label;
   const std::size_t n = a.values.size();
   std::vector<double> xs(n);
@@ -356,9 +355,14 @@ void label_body(std::string& out, mon::History& h, const std::string& label,
   HistoryAnalyzeOptions a = o.analysis;
   a.label = label;
   for (const auto& pin : h.pinned_baselines(label)) a.pinned = pin.run_id;
-  PageOptions po = o;
-  po.analysis = a;
-  for (const auto& m : kMetricViews) metric_chart(out, runs, m, po);
+  // The metrics' analyses are independent and pure: one thread each, so that a page
+  // costs about the slowest of them on a machine with cores to spare.
+  std::vector<std::future<MetricAnalysis>> analyses;
+  for (const auto& m : kMetricViews) {
+    analyses.push_back(
+        std::async(std::launch::async, [&runs, &a, name = m.name] { return analyze_metric(runs, name, a); }));
+  }
+  for (std::size_t i = 0; i < analyses.size(); ++i) metric_chart(out, analyses[i].get(), kMetricViews[i]);
 }
 
 Page label_page(mon::History& h, const std::string& label, const PageOptions& o) {
