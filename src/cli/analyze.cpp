@@ -602,19 +602,37 @@ std::string metric_text(const std::string& name, double v) {
   return metric_in_seconds(name) ? seconds_text(v) : bytes_text(v);
 }
 
-MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
-                         const HistoryAnalyzeOptions& o) {
+namespace {
+
+// Metric `name` of the successful ones of `newest_first`, oldest first; `ids` gets their
+// run ids.
+Series metric_series(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
+                     std::vector<std::int64_t>& ids) {
   const Metric& m = metric_named(name);
+  std::vector<const monitor::RunRecord*> runs;
+  Series s = run_series(newest_first, runs);
+  for (const auto* r : runs) {
+    s.values.push_back(m.get(*r));
+    ids.push_back(r->id);
+  }
+  return s;
+}
+
+// The anomaly options of `o`, run on the whole series as analyze --label runs them.
+DetectOptions whole_series(const HistoryAnalyzeOptions& o) {
   DetectOptions d = o.analysis.detect;
   d.offline = true;
   check_detect_options(d);
-  std::vector<const monitor::RunRecord*> runs;
-  Series s = run_series(newest_first, runs);
+  return d;
+}
+
+}  // namespace
+
+MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
+                         const HistoryAnalyzeOptions& o) {
+  const DetectOptions d = whole_series(o);
   MetricCheck out;
-  for (const auto* r : runs) {
-    s.values.push_back(m.get(*r));
-    out.run_ids.push_back(r->id);
-  }
+  const Series s = metric_series(newest_first, name, out.run_ids);
   if (s.values.size() < 3) return out;
   out.change_points = an::change_points(s.values);
   out.regression = regression_of(s, detect(s, d), o);
@@ -623,17 +641,9 @@ MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, co
 
 MetricAnalysis analyze_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
                               const HistoryAnalyzeOptions& o) {
-  const Metric& m = metric_named(name);
-  DetectOptions d = o.analysis.detect;
-  d.offline = true;
-  check_detect_options(d);
-  std::vector<const monitor::RunRecord*> runs;
-  Series s = run_series(newest_first, runs);
+  const DetectOptions d = whole_series(o);
   MetricAnalysis out;
-  for (const auto* r : runs) {
-    s.values.push_back(m.get(*r));
-    out.run_ids.push_back(r->id);
-  }
+  const Series s = metric_series(newest_first, name, out.run_ids);
   out.values = s.values;
   if (s.values.size() < 3) return out;
   const Analysis a = analyse(s, o.analysis, d, "run", false);
@@ -647,11 +657,9 @@ MetricAnalysis analyze_metric(const std::vector<monitor::RunRecord>& newest_firs
 
 std::optional<analytics::Trend> metric_trend(const std::vector<monitor::RunRecord>& newest_first,
                                              const std::string& name) {
-  const Metric& m = metric_named(name);
-  std::vector<const monitor::RunRecord*> runs;
-  Series s = run_series(newest_first, runs);
-  if (runs.size() < 3) return std::nullopt;
-  for (const auto* r : runs) s.values.push_back(m.get(*r));
+  std::vector<std::int64_t> ids;
+  const Series s = metric_series(newest_first, name, ids);
+  if (s.values.size() < 3) return std::nullopt;
   return series_trend(s, "run");
 }
 
