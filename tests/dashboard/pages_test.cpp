@@ -54,6 +54,16 @@ class Pages : public ::testing::Test {
 };
 
 TEST_F(Pages, ServeAnswersEveryPage) {
+  // A label that needs escaping in HTML and in a URL, older than the others.
+  const std::string odd = "a b&c/\xc3\xa9<x>?name=1";
+  {
+    auto h = mon::History::open(s.db);
+    mon::RunRecord r;
+    r.label = odd;
+    r.command = "true";
+    r.start_unix_ns = 1000000000;
+    h.insert(r, {}, 0);
+  }
   Server server(s.db, dir.path());
   ASSERT_FALSE(server.url().empty());
   const std::string url = server.url();
@@ -76,7 +86,12 @@ TEST_F(Pages, ServeAnswersEveryPage) {
   // The index: every label, the latest status of each.
   const auto index = c.Get("/");
   EXPECT_EQ(attrs(index->body, "label-row", "data-label"),
-            (std::vector<std::string>{"real", "flaky", "seeded"}));
+            (std::vector<std::string>{"real", "flaky", "seeded", "a b&amp;c/\xc3\xa9&lt;x&gt;?name=1"}));
+  const auto odd_page = c.Get("/label?name=a%20b%26c%2F%C3%A9%3Cx%3E%3Fname%3D1");
+  ASSERT_TRUE(odd_page);
+  EXPECT_EQ(odd_page->status, 200);
+  EXPECT_NE(odd_page->body.find("<h1>Label a b&amp;c/\xc3\xa9&lt;x&gt;?name=1</h1>"), std::string::npos);
+  EXPECT_NE(index->body.find("href=\"/label?name=a%20b%26c%2F%C3%A9%3Cx%3E%3Fname%3D1\""), std::string::npos);
   EXPECT_NE(index->body.find("data-status=\"failed\">exit 2<"), std::string::npos);
 
   // The label page: every seeded run charted, the marks where they were seeded.
