@@ -222,6 +222,18 @@ TEST_F(Pages, BadInputGetsAClearErrorAndChangesNothing) {
   }
   EXPECT_EQ(slurp(out), "kept");
 
+  // Help and unknown options as for every other subcommand.
+  for (const std::string sub : {"serve", "report"}) {
+    const auto help = run({kSpyglass, sub, "--help"});
+    EXPECT_EQ(help.exit_code, 0);
+    EXPECT_EQ(help.out.rfind("usage: spyglass " + sub, 0), 0u) << help.out;
+    const auto bad = run({kSpyglass, sub, "--no-such-option"});
+    EXPECT_EQ(bad.exit_code, 125);
+    EXPECT_NE(bad.err.find("unknown option --no-such-option (spyglass " + sub + " --help)"),
+              std::string::npos)
+        << bad.err;
+  }
+
   // An address in use: a clear error, exit 1.
   Server first(s.db, dir.path());
   ASSERT_FALSE(first.url().empty());
