@@ -32,7 +32,7 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/spyglassConfig.cmake.i
                               INSTALL_DESTINATION ${_cfgdir})
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/spyglassConfigVersion.cmake
                                  COMPATIBILITY SameMinorVersion)
-if("httplib" IN_LIST _components)
+if("httplib" IN_LIST _components OR "http" IN_LIST _components)
   install(FILES ${PROJECT_SOURCE_DIR}/cmake/FindCppHttplib.cmake DESTINATION ${_cfgdir})
 endif()
 install(FILES ${PROJECT_BINARY_DIR}/spyglassConfig.cmake

@@ -24,6 +24,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<pid_t> pids;
   d::parse_pids(in, pids);
   if (pids.size() > size) std::abort();  // at most one number per byte
+  (void)d::stat_state(in);
+  std::size_t names = 0;
+  d::for_each_dirent64(in.data(), in.size(), [&](const char* name) {
+    if (name < in.data() || name >= in.data() + in.size()) std::abort();
+    ++names;
+  });
+  if (names > size / 20) std::abort();  // a record is at least 20 bytes
   (void)d::field_u64(in, "VmHWM:");
   (void)d::parse_u64(in);
   (void)d::sum_io_stat(in, "rbytes=");

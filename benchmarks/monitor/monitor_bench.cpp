@@ -1,6 +1,8 @@
-// Monitor numbers: one sample of one process and of a 10-process tree (p50/p99 as
-// counters), what live detection adds per sample, psutil's cost for the same sample, the monitor's CPU
-// overhead while running a command, and `spyglass history` over 100,000 runs.
+// Monitor numbers: one sample of one process, of one with 8 threads and of a 10-process
+// tree (p50/p99 as counters), what live detection adds per sample, psutil's cost for the
+// same sample, the monitor's CPU overhead while running a command, `spyglass history`
+// over 100,000 runs, and history writes from 16 processes at once to SQLite and to
+// PostgreSQL on loopback.
 
 #include <benchmark/benchmark.h>
 #include <signal.h>
@@ -10,17 +12,21 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "../../tests/support/postgres_server.hpp"
 #include "../support/spawn.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/live.hpp"
@@ -77,6 +83,32 @@ void BM_SampleTree10(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SampleTree10);
+
+// One sample of a process with 8 more threads (blocked on a condition): its threads'
+// children lists on every sample, their context switches at most every 100 ms.
+void BM_SampleEightThreads(benchmark::State& state) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  std::vector<std::thread> pool;
+  for (int i = 0; i < 8; ++i)
+    pool.emplace_back([&] {
+      std::unique_lock<std::mutex> lock(m);
+      cv.wait(lock, [&] { return done; });
+    });
+  {
+    mon::Sampler s(::getpid(), {.smaps = false, .tree = true});
+    if (s.sample().threads < 9) state.SkipWithError("the threads did not start");
+    sample_loop(state, s);
+  }
+  {
+    std::lock_guard<std::mutex> lock(m);
+    done = true;
+  }
+  cv.notify_all();
+  for (auto& t : pool) t.join();
+}
+BENCHMARK(BM_SampleEightThreads);
 
 // What live detection (`spyglass run --detect on`) adds to each sample: LiveDetector::update
 // on a noisy series at 100 ms intervals, the leak window full (600 points for the default
@@ -210,6 +242,94 @@ BENCHMARK(BM_HistoryCommand100k)
     ->Arg(1)
     ->ArgName("by_label")
     ->Iterations(20)
+    ->Unit(benchmark::kMillisecond);
+
+// Runs recorded per second by 16 writer processes at once (as CI machines sharing one
+// history), each run with 10 samples as `spyglass run` of a 1-second command stores, each
+// writer on its own connection opened before the clock starts: one SQLite file (WAL, one
+// writer at a time) and one PostgreSQL database on a loopback server started here.
+void BM_HistoryWrites16Writers(benchmark::State& state) {
+  constexpr int kWriters = 16, kRunsEach = 200;
+  const bool postgres = state.range(0) != 0;
+  std::optional<spyglass::test::PostgresServer> server;
+  std::string where;
+  if (postgres) {
+    server.emplace();
+    where = server->url();
+  } else {
+    where = (std::filesystem::temp_directory_path() /
+             ("spyglass-bench-writes-" + std::to_string(::getpid()) + ".db"))
+                .string();
+  }
+  { auto h = mon::History::open(where); }  // created and migrated before the clock
+  for (auto _ : state) {
+    int ready[2], go[2];
+    if (::pipe(ready) != 0 || ::pipe(go) != 0) state.SkipWithError("pipe");
+    std::vector<pid_t> kids;
+    for (int w = 0; w < kWriters; ++w) {
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(ready[0]);
+        ::close(go[1]);
+        try {
+          auto h = mon::History::open(where);
+          mon::RunRecord r;
+          r.command = "/usr/bin/make";
+          r.args = {"-j2", "all"};
+          r.cwd = "/work";
+          r.host = "writer-" + std::to_string(w);
+          r.label = "job-" + std::to_string(w % 4);
+          r.stdout_tail = std::string(200, 'o');
+          std::vector<mon::Sample> samples(10);
+          for (std::size_t k = 0; k < samples.size(); ++k) samples[k].t_ns = k * 100000000ULL;
+          char c = 'r';
+          if (::write(ready[1], &c, 1) != 1 || ::read(go[0], &c, 1) != 0) std::_Exit(2);
+          for (int i = 0; i < kRunsEach; ++i) {
+            r.start_unix_ns = 1700000000000000000LL + i * 1000000000LL;
+            r.duration_ns = 1000000000LL;
+            h.insert(r, samples, 0);
+          }
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "writer %d: %s\n", w, e.what());
+          std::_Exit(1);
+        }
+        std::_Exit(0);
+      }
+      kids.push_back(pid);
+    }
+    ::close(ready[1]);
+    ::close(go[0]);
+    char c;
+    for (int w = 0; w < kWriters; ++w) {
+      if (::read(ready[0], &c, 1) != 1) state.SkipWithError("a writer did not start");
+    }
+    const auto t0 = Clock::now();
+    ::close(go[1]);  // EOF: every writer starts
+    bool ok = true;
+    for (const pid_t k : kids) {
+      int st = 0;
+      ::waitpid(k, &st, 0);
+      ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    ::close(ready[0]);
+    if (!ok) state.SkipWithError("a writer failed");
+    state.SetIterationTime(s);
+    state.counters["runs_per_s"] = kWriters * kRunsEach / s;
+  }
+  auto h = mon::History::open(where, {.create = false, .read_only = true});
+  state.counters["runs_stored"] = static_cast<double>(h.runs({.label = "", .limit = 1000000}).size());
+  if (!postgres) {
+    std::error_code ec;
+    for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(where + ext, ec);
+  }
+}
+BENCHMARK(BM_HistoryWrites16Writers)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("postgres")
+    ->Iterations(1)
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 // The monitor's own CPU seen from outside, as GNU time sees it (wait4's rusage of the

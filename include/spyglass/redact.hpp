@@ -11,12 +11,12 @@
 ///   operator, '(', '[', ',' or a keyword (SELECT, WHERE, AND, =, ...); `a - 1` stays a
 ///   subtraction (`a - ?`).
 /// - Kept verbatim: identifiers including their digits (t1, col2, a$b), "double-quoted"
-///   and `backtick` identifiers, positional parameters $1, existing `?` placeholders,
-///   operators and punctuation.
+///   and `backtick` identifiers, positional parameters $1 and ?1 (SQLite's ?NNN), existing
+///   `?` placeholders, operators and punctuation.
 /// - Lists: `IN (?, ?, ?)` becomes `IN (?)` when the list holds only redacted values;
 ///   `VALUES (?, ?), (?, ?)` becomes `VALUES (?)`: each all-value tuple collapses to
 ///   `(?)` and a run of such tuples to one, so batch inserts of any size and width group
-///   together. A tuple holding anything else (now(), DEFAULT, $1) is left as is and ends
+///   together. A tuple holding anything else (now(), DEFAULT, $1, ?1) is left as is and ends
 ///   the run.
 /// - Comments (`-- ...` to end of line, `/* ... */`, not nested) are removed; they and
 ///   whitespace runs become one space; the result is trimmed.

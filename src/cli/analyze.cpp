@@ -503,8 +503,13 @@ const Metric kMetrics[] = {
     {"cpu_sys", "s",
      [](const monitor::RunRecord& r) { return ns_to_s(static_cast<std::int64_t>(r.sys_cpu_ns)); }},
     {"max_rss", "bytes", [](const monitor::RunRecord& r) { return static_cast<double>(r.max_rss_bytes); }},
+    // The tree's peak as exactly as the run measured it: a cgroup's peak charge (shared
+    // pages once, no overlap missed between samples), else the largest sampled RSS sum.
     {"tree_peak_rss", "bytes",
-     [](const monitor::RunRecord& r) { return static_cast<double>(r.peak_tree_rss_bytes); }},
+     [](const monitor::RunRecord& r) {
+       const bool exact = r.tree_source.rfind("cgroup", 0) == 0 && r.tree_peak_memory_bytes != 0;
+       return static_cast<double>(exact ? r.tree_peak_memory_bytes : r.peak_tree_rss_bytes);
+     }},
     {"read_bytes", "bytes", [](const monitor::RunRecord& r) { return static_cast<double>(r.read_bytes); }},
     {"write_bytes", "bytes", [](const monitor::RunRecord& r) { return static_cast<double>(r.write_bytes); }},
 };

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +43,13 @@ namespace cli = spyglass::cli;
 
 constexpr const char* kDefaultDb = "./spyglass-out/history.db";
 
+// The history every subcommand uses without --db: SPYGLASS_DB when set (a file or a
+// postgresql:// URL, so that CI machines share one), else the local file.
+std::string default_db() {
+  const char* env = std::getenv("SPYGLASS_DB");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(kDefaultDb);
+}
+
 // The exit status of every usage error (an unknown option or subcommand, a bad value, a
 // missing argument), whichever the subcommand: 125 as in coreutils' timeout, env and nice,
 // apart from what `run` passes on from the command (its code, 124, 126, 127, 128+N).
@@ -66,8 +74,9 @@ options:
   --grace DURATION       default 5s; also how long a signal to spyglass waits for the tree
   --interval DURATION    sampling interval, 10ms or more (default 100ms)
   --label LABEL          groups runs of the same job (default: the command line)
-  --db PATH              history database (default ./spyglass-out/history.db; a missing
-                         directory is created)
+  --db PATH|URL          history database (default $SPYGLASS_DB, else
+                         ./spyglass-out/history.db; a missing directory is created), or a
+                         postgresql://user@host:port/db URL shared by many machines
   --no-history           do not record the run
   --json FILE            write the run record and its samples to FILE (- for stdout)
   --smaps                also sample PSS/USS (costlier)
@@ -274,7 +283,8 @@ options:
   --runs N               newest runs of a label charted (default 1000)
   --latest K, --baseline N
                          as for analyze --label (defaults 5 and 20)
-  --db PATH              history database (default ./spyglass-out/history.db)
+  --db PATH|URL          history database (default $SPYGLASS_DB, else
+                         ./spyglass-out/history.db)
   --help                 this text
 Exit status: 0 after SIGINT or SIGTERM; 1 when the database cannot be read or the
 address cannot be bound; 125 for a usage error.
@@ -292,7 +302,8 @@ options:
   --runs N               newest runs charted (default 1000)
   --latest K, --baseline N
                          as for analyze --label (defaults 5 and 20)
-  --db PATH              history database (default ./spyglass-out/history.db)
+  --db PATH|URL          history database (default $SPYGLASS_DB, else
+                         ./spyglass-out/history.db)
   --help                 this text
 Exit status: 0; 1 when the database or a trace cannot be read, the label has no runs or
 FILE cannot be written; 125 for a usage error.
@@ -315,7 +326,8 @@ constexpr const char* kUsage = R"(usage:
   spyglass report --label L --html out.html [--trace FILE.jsonl]
   spyglass SUBCOMMAND --help
 
-A usage error exits with 125, whichever the subcommand.
+A usage error exits with 125, whichever the subcommand. Every --db takes a file or a
+postgresql://user@host:port/db URL; without --db, $SPYGLASS_DB, else ./spyglass-out/history.db.
 )";
 
 // `--help` or `-h`: the subcommand's usage goes to stdout.
@@ -441,6 +453,7 @@ std::string default_label(const std::vector<std::string>& argv) {
 // Opens (creating) the history; a missing directory is created and said so, once: the
 // next run finds it.
 mon::History open_history(const std::string& path) {
+  if (path.starts_with("postgresql://") || path.starts_with("postgres://")) return mon::History::open(path);
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
@@ -460,7 +473,7 @@ bool write_file(const std::string& path, const std::string& text) {
 
 int cmd_run(Args& a) {
   mon::RunOptions o;
-  std::string db = kDefaultDb, json_path;
+  std::string db = default_db(), json_path;
   bool quiet = false, record = true, rss_source_given = false, detect = true;
   spyglass::analytics::LiveDetector::Options live_options;
   cli::GateOptions gate;
@@ -573,18 +586,24 @@ int cmd_run(Args& a) {
 
   // A database that is not ours stops us before the command runs: better than running
   // it and losing the record. Other failures (a full disk) only lose the record.
+  // A PostgreSQL server that cannot be reached now is tried again at the end of the run.
   std::optional<mon::History> history;
+  const bool shared = db.starts_with("postgresql://") || db.starts_with("postgres://");
   if (record) {
     try {
       history.emplace(open_history(db));
     } catch (const mon::HistoryError& e) {
       const auto k = e.kind();
       if (k == mon::HistoryErrorKind::not_a_database || k == mon::HistoryErrorKind::foreign ||
-          k == mon::HistoryErrorKind::corrupt || k == mon::HistoryErrorKind::newer_schema) {
+          k == mon::HistoryErrorKind::corrupt || k == mon::HistoryErrorKind::newer_schema ||
+          k == mon::HistoryErrorKind::bad_url) {
         std::fprintf(stderr, "spyglass: error: %s\n", e.what());
         return 125;
       }
-      std::fprintf(stderr, "spyglass: warning: the run will not be recorded: %s\n", e.what());
+      std::fprintf(stderr,
+                   shared ? "spyglass: warning: %s (trying again at the end of the run)\n"
+                          : "spyglass: warning: the run will not be recorded: %s\n",
+                   e.what());
     }
   }
 
@@ -622,22 +641,7 @@ int cmd_run(Args& a) {
     std::fprintf(stderr, "spyglass: cannot run '%s': %s\n", r.command.c_str(), r.error.c_str());
   }
 
-  std::vector<mon::RunRecord> baseline;
-  if (history) {
-    try {
-      history->insert(r, res.samples, res.start_mono_ns);
-    } catch (const mon::HistoryError& e) {
-      std::fprintf(stderr, "spyglass: warning: run not saved to history: %s\n", e.what());
-    }
-    try {
-      if (r.id != 0) baseline = history->baseline(r.label, r.id, 20);
-      history->apply_retention(keep);
-    } catch (const mon::HistoryError& e) {
-      std::fprintf(stderr, "spyglass: warning: %s\n", e.what());
-    }
-  }
-
-  if (!json_path.empty()) {
+  const auto run_json = [&] {
     std::string out;
     out += "{\"run\":";
     mon::write_json(r, out);
@@ -647,6 +651,63 @@ int cmd_run(Args& a) {
       mon::write_json(res.samples[i], res.start_mono_ns, out);
     }
     out += "]}\n";
+    return out;
+  };
+
+  std::vector<mon::RunRecord> baseline;
+  std::string lost;  // why a shared history did not get the run
+  if (history) {
+    try {
+      history->insert(r, res.samples, res.start_mono_ns);
+    } catch (const mon::HistoryError& e) {
+      if (shared) {
+        lost = e.what();
+      } else {
+        std::fprintf(stderr, "spyglass: warning: run not saved to history: %s\n", e.what());
+      }
+    }
+  }
+  if (record && shared && r.id == 0) {
+    // The server was down or the connection dropped: one more try on a new connection.
+    try {
+      history.reset();
+      history.emplace(open_history(db));
+      history->insert(r, res.samples, res.start_mono_ns);
+    } catch (const mon::HistoryError& e) {
+      lost = e.what();
+      history.reset();
+    }
+    if (r.id == 0) {
+      // The run is kept as `--json` writes it, and the loss is said where CI logs show it.
+      const std::string dir = "spyglass-out/unsaved";
+      const std::string file =
+          dir + "/run-" + std::to_string(r.start_unix_ns) + "-" + std::to_string(::getpid()) + ".json";
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (write_file(file, run_json())) {
+        std::fprintf(
+            stderr,
+            "spyglass: error: the run was not recorded in the shared history: %s; its record is in %s\n",
+            lost.c_str(), file.c_str());
+      } else {
+        std::fprintf(stderr,
+                     "spyglass: error: the run was not recorded in the shared history: %s; nor could it be "
+                     "kept in %s (%s), so here it is:\n%s",
+                     lost.c_str(), file.c_str(), std::strerror(errno), run_json().c_str());
+      }
+    }
+  }
+  if (history && r.id != 0) {
+    try {
+      if (r.id != 0) baseline = history->baseline(r.label, r.id, 20);
+      history->apply_retention(keep);
+    } catch (const mon::HistoryError& e) {
+      std::fprintf(stderr, "spyglass: warning: %s\n", e.what());
+    }
+  }
+
+  if (!json_path.empty()) {
+    const std::string out = run_json();
     if (json_path == "-") {
       std::fputs(out.c_str(), stdout);
       std::fflush(stdout);
@@ -669,7 +730,7 @@ int cmd_run(Args& a) {
 int cmd_history(Args& a) {
   mon::HistoryQuery q;
   q.with_detections = true;
-  std::string db = kDefaultDb;
+  std::string db = default_db();
   bool json = false;
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"history: unexpected argument '" + std::string(a.peek()) + "'"};
@@ -709,7 +770,7 @@ int cmd_history(Args& a) {
 }
 
 int cmd_show(Args& a) {
-  std::string db = kDefaultDb;
+  std::string db = default_db();
   bool json = false;
   std::optional<std::int64_t> id;
   while (!a.done()) {
@@ -736,7 +797,7 @@ int cmd_show(Args& a) {
   mon::History h = mon::History::open(db, {.create = false, .read_only = true});
   const auto r = h.run(*id);
   if (!r) {
-    std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), db.c_str());
+    std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), h.location().c_str());
     return 1;
   }
   const auto samples = h.samples(*id);
@@ -873,7 +934,7 @@ int cmd_analyze(Args& a) {
   cli::AnalyzeOptions& o = h.analysis;
   PrometheusArgs p;
   bool json = false;
-  std::string db = kDefaultDb;
+  std::string db = default_db();
   std::size_t runs = 1000;
   std::optional<std::int64_t> since;
   while (!a.done()) {
@@ -929,7 +990,7 @@ int cmd_analyze(Args& a) {
     for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
     if (list.empty()) {
       std::fprintf(stderr, "spyglass: no runs labelled '%s'%s in %s\n", h.label.c_str(),
-                   since ? " since the given time" : "", db.c_str());
+                   since ? " since the given time" : "", hist.location().c_str());
       return 1;
     }
     std::fputs(cli::history_report(list, h, json).c_str(), stdout);
@@ -984,7 +1045,7 @@ int cmd_evaluate(Args& a) {
 int cmd_gate(Args& a) {
   cli::GateOptions o;
   cli::GateOutputs files;
-  std::string db = kDefaultDb;
+  std::string db = default_db();
   std::size_t runs = 1000;
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"gate: unexpected argument '" + std::string(a.peek()) + "'"};
@@ -1028,7 +1089,7 @@ int cmd_gate(Args& a) {
 }
 
 int cmd_baseline(Args& a) {
-  std::string db = kDefaultDb, label;
+  std::string db = default_db(), label;
   bool json = false;
   std::string action;
   std::optional<std::int64_t> id;
@@ -1067,7 +1128,8 @@ int cmd_baseline(Args& a) {
     mon::History h = mon::History::open(db, {.create = false});
     const auto r = h.run(*id);
     if (!r) {
-      std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id), db.c_str());
+      std::fprintf(stderr, "spyglass: no run %lld in %s\n", static_cast<long long>(*id),
+                   h.location().c_str());
       return 1;
     }
     if (!cli::successful_run(*r)) {
@@ -1084,7 +1146,8 @@ int cmd_baseline(Args& a) {
     if (label.empty()) throw UsageError{"baseline unpin: --label L is required"};
     mon::History h = mon::History::open(db, {.create = false});
     if (!h.unpin_baseline(label)) {
-      std::fprintf(stderr, "spyglass: label '%s' has no pinned baseline in %s\n", label.c_str(), db.c_str());
+      std::fprintf(stderr, "spyglass: label '%s' has no pinned baseline in %s\n", label.c_str(),
+                   h.location().c_str());
       return 1;
     }
     std::printf("label %s has no pinned baseline any more\n", label.c_str());
@@ -1280,7 +1343,7 @@ bool page_option(Args& a, std::string_view opt, cli::PageOptions& o, std::string
 
 int cmd_serve(Args& a) {
   cli::PageOptions o;
-  std::string db = kDefaultDb, addr = "127.0.0.1:9466";
+  std::string db = default_db(), addr = "127.0.0.1:9466";
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"serve: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
@@ -1308,7 +1371,7 @@ int cmd_serve(Args& a) {
 
 int cmd_report(Args& a) {
   cli::PageOptions o;
-  std::string db = kDefaultDb, label, html;
+  std::string db = default_db(), label, html;
   std::vector<std::string> traces;
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"report: unexpected argument '" + std::string(a.peek()) + "'"};

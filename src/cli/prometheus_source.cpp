@@ -3,6 +3,7 @@
 #include "prometheus_source.hpp"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <simdjson.h>
 
 #include <charconv>
@@ -16,16 +17,60 @@ namespace SPYGLASS_NAMESPACE::cli {
 
 namespace {
 
+// libcurl, loaded on the first query rather than linked: with the TLS, Kerberos and LDAP
+// libraries it needs it is most of the dynamic loader's work at start-up (about 10 ms of
+// CPU), which every `spyglass run` would pay for a feature it does not use.
+struct Curl {
+  decltype(&curl_easy_init) easy_init = nullptr;
+  decltype(&curl_easy_cleanup) easy_cleanup = nullptr;
+  decltype(&curl_easy_escape) easy_escape = nullptr;
+  decltype(&curl_free) free = nullptr;
+  decltype(&curl_easy_setopt) easy_setopt = nullptr;
+  decltype(&curl_easy_perform) easy_perform = nullptr;
+  decltype(&curl_easy_getinfo) easy_getinfo = nullptr;
+  decltype(&curl_easy_strerror) easy_strerror = nullptr;
+  std::string error;  // why it could not be loaded
+};
+
+template <typename F>
+void bind(void* lib, const char* name, F& f, std::string& error) {
+  f = reinterpret_cast<F>(::dlsym(lib, name));
+  if (f == nullptr && error.empty()) error = std::string("no ") + name + " in libcurl.so.4";
+}
+
+const Curl& curl_lib() {
+  static const Curl lib = [] {
+    Curl c;
+    void* h = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) {
+      const char* e = ::dlerror();
+      c.error = e != nullptr ? e : "cannot load libcurl.so.4";
+      return c;
+    }
+    bind(h, "curl_easy_init", c.easy_init, c.error);
+    bind(h, "curl_easy_cleanup", c.easy_cleanup, c.error);
+    bind(h, "curl_easy_escape", c.easy_escape, c.error);
+    bind(h, "curl_free", c.free, c.error);
+    bind(h, "curl_easy_setopt", c.easy_setopt, c.error);
+    bind(h, "curl_easy_perform", c.easy_perform, c.error);
+    bind(h, "curl_easy_getinfo", c.easy_getinfo, c.error);
+    bind(h, "curl_easy_strerror", c.easy_strerror, c.error);
+    return c;
+  }();
+  return lib;
+}
+
 struct CurlDeleter {
-  void operator()(CURL* c) const noexcept { curl_easy_cleanup(c); }
+  void operator()(CURL* c) const noexcept { curl_lib().easy_cleanup(c); }
 };
 using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
 
 std::string escaped(CURL* curl, const std::string& s) {
-  char* e = curl_easy_escape(curl, s.c_str(), static_cast<int>(s.size()));
+  const Curl& lib = curl_lib();
+  char* e = lib.easy_escape(curl, s.c_str(), static_cast<int>(s.size()));
   if (e == nullptr) throw InputError("cannot encode the query");
   std::string out(e);
-  curl_free(e);
+  lib.free(e);
   return out;
 }
 
@@ -72,30 +117,32 @@ Series read_prometheus_series(const PrometheusQuery& q) {
   std::string base = q.url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   const std::string where = "Prometheus at " + base + ": ";
-  CurlHandle curl(curl_easy_init());
+  const Curl& lib = curl_lib();
+  if (!lib.error.empty()) throw InputError(where + "cannot start an HTTP client: " + lib.error);
+  CurlHandle curl(lib.easy_init());
   if (!curl) throw InputError(where + "cannot start an HTTP client");
   const std::string url = base + "/api/v1/query_range?query=" + escaped(curl.get(), q.query) +
                           "&start=" + seconds_text(q.start) + "&end=" + seconds_text(q.end) +
                           "&step=" + seconds_text(q.step);
   std::string body;
   char error[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(q.timeout * 1000));
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(
+  lib.easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  lib.easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(q.timeout * 1000));
+  lib.easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+  lib.easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);
+  lib.easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error);
+  lib.easy_setopt(curl.get(), CURLOPT_WRITEDATA, &body);
+  lib.easy_setopt(
       curl.get(), CURLOPT_WRITEFUNCTION,
       +[](char* p, std::size_t size, std::size_t n, void* user) -> std::size_t {
         static_cast<std::string*>(user)->append(p, size * n);
         return size * n;
       });
-  const CURLcode rc = curl_easy_perform(curl.get());
+  const CURLcode rc = lib.easy_perform(curl.get());
   if (rc != CURLE_OK)
-    throw InputError(where + "request failed: " + (error[0] != '\0' ? error : curl_easy_strerror(rc)));
+    throw InputError(where + "request failed: " + (error[0] != '\0' ? error : lib.easy_strerror(rc)));
   long status = 0;
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
+  lib.easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
 
   // Prometheus answers errors (400 bad query, 422 cannot execute, 503 overloaded) with a
   // JSON body naming the error: quote it when there is one.

@@ -13,6 +13,8 @@
 #include <mutex>
 #include <thread>
 
+#include "http/exclusive_port.hpp"
+
 namespace SPYGLASS_NAMESPACE::cli {
 
 int serve_history(const std::string& db, const std::string& host, int port, const PageOptions& o) {
@@ -28,12 +30,8 @@ int serve_history(const std::string& db, const std::string& host, int port, cons
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
   httplib::Server server;
-  // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, which would let a second
-  // server share a port already in use instead of reporting it.
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
+  // A port already in use is reported, not shared.
+  http::detail::listen_exclusively(server);
   server.Get(".*", [&](const httplib::Request& req, httplib::Response& res) {
     std::map<std::string, std::string> params;
     for (const auto& [k, v] : req.params) params.emplace(k, v);

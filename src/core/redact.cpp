@@ -98,6 +98,11 @@ class Redactor {
         while (i_ < n && is_ident_char(in_[i_])) ++i_;
         const std::string_view word = in_.substr(start, i_ - start);
         token(word, classify_word(word));
+      } else if (c == '?' && is_digit(next)) {
+        // SQLite's numbered parameter ?NNN: a placeholder, like $1, not `?` and a number.
+        const std::size_t start = i_++;
+        while (i_ < n && is_digit(in_[i_])) ++i_;
+        token(in_.substr(start, i_ - start), Prev::kValue);
       } else if (c == '?') {
         ++i_;
         value();

@@ -1,5 +1,7 @@
-// History on SQLite: validation before any write, WAL, forward migrations keyed by
-// user_version, one IMMEDIATE transaction per write.
+// History on SQLite (validation before any write, WAL, forward migrations keyed by
+// user_version, one IMMEDIATE transaction per write) or PostgreSQL (the same migrations
+// under an advisory lock, one transaction per write). The SQL is written once, in SQLite's
+// spelling; history_db.hpp translates it.
 
 #include "spyglass/monitor/history.hpp"
 
@@ -15,6 +17,7 @@
 #include <limits>
 #include <thread>
 
+#include "history_db.hpp"
 #include "spyglass/json.hpp"
 
 namespace SPYGLASS_NAMESPACE::monitor {
@@ -122,51 +125,78 @@ std::string run_columns(int version) {
                          "write_bytes, peak_processes, NULL");
 }
 
+// Where a history lives (a file name, or a URL without its password) and the connection
+// to it; the one place that turns a database failure into a HistoryError.
+struct Conn {
+  std::unique_ptr<detail::Db> db;
+  std::string location;
+
+  [[noreturn]] void fail(const detail::DbFailure& e, const char* what) const {
+    const HistoryErrorKind k = e.kind();
+    std::string msg = "history database " + location + ": " + what + ": " + e.what();
+    if (k == HistoryErrorKind::corrupt || k == HistoryErrorKind::not_a_database) {
+      msg += " (the file was left untouched)";
+    }
+    throw HistoryError(k, msg);
+  }
+  [[nodiscard]] detail::Dialect dialect() const { return db->dialect(); }
+  void exec(const std::string& sql, const char* what) {
+    try {
+      db->exec(detail::translate(sql, dialect()));
+    } catch (const detail::DbFailure& e) {
+      fail(e, what);
+    }
+  }
+};
+
+// A statement, its SQL in SQLite's spelling (translated for the connection). Calls map to
+// the sqlite3 ones: failures throw HistoryError naming `what`; step() is
+// sqlite3_step() == SQLITE_ROW, run() a step that returns no row, reset() sqlite3_reset(),
+// changes() sqlite3_changes().
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) s_ = nullptr;
+  Stmt(Conn& c, const std::string& sql, const char* what) : c_(c), what_(what) {
+    guard([&] { s_ = c.db->prepare(detail::translate(sql, c.dialect())); });
   }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  ~Stmt() { sqlite3_finalize(s_); }
-  [[nodiscard]] bool ok() const { return s_ != nullptr; }
-  sqlite3_stmt* get() { return s_; }
-  void bind(int i, std::int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void bind(int i, std::uint64_t v) { sqlite3_bind_int64(s_, i, static_cast<sqlite3_int64>(v)); }
-  void bind(int i, int v) { sqlite3_bind_int(s_, i, v); }
-  void bind(int i, std::uint32_t v) { sqlite3_bind_int64(s_, i, v); }
-  void bind(int i, double v) { sqlite3_bind_double(s_, i, v); }
-  void bind(int i, const std::string& v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  }
+  void bind(int i, std::int64_t v) { s_->bind_i64(i, v); }
+  void bind(int i, std::uint64_t v) { s_->bind_i64(i, static_cast<std::int64_t>(v)); }
+  void bind(int i, int v) { s_->bind_i64(i, v); }
+  void bind(int i, std::uint32_t v) { s_->bind_i64(i, v); }
+  void bind(int i, double v) { s_->bind_f64(i, v); }
+  void bind(int i, const std::string& v) { s_->bind_text(i, v); }
   void bind_null_if_empty(int i, const std::string& v) {
     if (v.empty()) {
-      sqlite3_bind_null(s_, i);
+      s_->bind_null(i);
     } else {
       bind(i, v);
     }
   }
-  std::int64_t i64(int c) { return sqlite3_column_int64(s_, c); }
-  std::uint64_t u64(int c) { return static_cast<std::uint64_t>(sqlite3_column_int64(s_, c)); }
-  double f64(int c) { return sqlite3_column_double(s_, c); }
-  std::string text(int c) {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+  bool step() {
+    bool row = false;
+    guard([&] { row = s_->step(); });
+    return row;
   }
+  void run() { step(); }
+  void reset() { s_->reset(); }
+  std::int64_t changes() { return s_->changes(); }
+  std::int64_t i64(int c) { return s_->i64(c); }
+  std::uint64_t u64(int c) { return static_cast<std::uint64_t>(s_->i64(c)); }
+  double f64(int c) { return s_->f64(c); }
+  std::string text(int c) { return s_->text(c); }
 
  private:
-  sqlite3_stmt* s_ = nullptr;
-};
-
-HistoryErrorKind kind_of(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_NOTADB: return HistoryErrorKind::not_a_database;
-    case SQLITE_CORRUPT: return HistoryErrorKind::corrupt;
-    case SQLITE_FULL: return HistoryErrorKind::full;
-    default: return HistoryErrorKind::io;
+  template <typename F>
+  void guard(F&& f) {
+    try {
+      f();
+    } catch (const detail::DbFailure& e) {
+      c_.fail(e, what_);
+    }
   }
-}
+  Conn& c_;
+  const char* what_;
+  std::unique_ptr<detail::DbStatement> s_;
+};
 
 // args are stored as a JSON array so the sqlite3 CLI (json_each) can read them.
 std::string args_json(const std::vector<std::string>& args) {
@@ -178,72 +208,92 @@ std::string args_json(const std::vector<std::string>& args) {
   return out;
 }
 
-// Reads back what args_json wrote, using SQLite's own JSON parser.
-std::vector<std::string> parse_args(sqlite3* db, const std::string& json) {
+// Reads back what args_json wrote, using the database's own JSON parser.
+std::vector<std::string> parse_args(Conn& db, const std::string& json) {
   std::vector<std::string> out;
-  Stmt s(db, "SELECT value FROM json_each(?)");
-  if (!s.ok()) return out;
+  Stmt s(db,
+         db.dialect() == detail::Dialect::sqlite ? "SELECT value FROM json_each(?)"
+                                                 : "SELECT json_array_elements_text(CAST(? AS json))",
+         "read args");
   s.bind(1, json);
-  while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(s.text(0));
+  while (s.step()) out.push_back(s.text(0));
   return out;
 }
 
 }  // namespace
 
 struct History::Impl {
-  sqlite3* db = nullptr;
+  Conn db;
   std::string path;
   int version = 0;
   bool empty = false;  // read-only and nothing recorded yet: every query finds nothing
   bool read_only = false;
 
-  ~Impl() {
-    if (db != nullptr) sqlite3_close_v2(db);
-  }
-
-  [[noreturn]] void fail(int rc, const std::string& what) const {
-    const HistoryErrorKind k = kind_of(rc);
-    std::string msg = "history database " + path + ": " + what + ": " +
-                      (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    if (k == HistoryErrorKind::corrupt || k == HistoryErrorKind::not_a_database) {
-      msg += " (the file was left untouched)";
-    }
-    throw HistoryError(k, msg);
-  }
+  [[nodiscard]] bool postgres() const { return db.dialect() == detail::Dialect::postgres; }
 
   void check_writable() const {
     if (read_only)
       throw HistoryError(HistoryErrorKind::io, "history database " + path + ": opened read-only");
   }
 
-  void exec(const char* sql, const char* what) {
-    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) fail(rc, what);
-  }
+  void exec(const char* sql, const char* what) { db.exec(sql, what); }
 
   std::int64_t scalar(const char* sql, const char* what) {
-    Stmt s(db, sql);
-    if (!s.ok()) fail(sqlite3_errcode(db), what);
-    const int rc = sqlite3_step(s.get());
-    if (rc == SQLITE_ROW) return s.i64(0);
-    if (rc != SQLITE_DONE) fail(rc, what);
-    return 0;
+    Stmt s(db, sql, what);
+    return s.step() ? s.i64(0) : 0;
   }
 
-  // Begins an IMMEDIATE transaction (the write lock now, waiting on busy_timeout), so that
-  // concurrent writers queue instead of failing on lock upgrade.
+  // Begins a write transaction. SQLite: IMMEDIATE (the write lock now, waiting on
+  // busy_timeout), so that concurrent writers queue instead of failing on lock upgrade.
+  // PostgreSQL: rows are locked as they are written; serialize() queues whole operations.
   struct Tx {
     Impl& h;
     bool done = false;
-    explicit Tx(Impl& impl) : h(impl) { h.exec("BEGIN IMMEDIATE", "begin transaction"); }
+    explicit Tx(Impl& impl) : h(impl) {
+      h.exec(h.postgres() ? "BEGIN" : "BEGIN IMMEDIATE", "begin transaction");
+    }
     void commit() {
       h.exec("COMMIT", "commit");
       done = true;
     }
     ~Tx() {
-      if (!done) sqlite3_exec(h.db, "ROLLBACK", nullptr, nullptr, nullptr);
+      if (!done) {
+        try {
+          h.db.db->exec("ROLLBACK");
+        } catch (const detail::DbFailure&) {  // a lost connection rolls back by itself
+        }
+      }
     }
   };
+
+  // Within a transaction, waits for every other writer doing the same `what` to commit
+  // (PostgreSQL; SQLite's IMMEDIATE transactions already run one at a time).
+  void serialize(std::int64_t what) {
+    if (!postgres()) return;
+    Stmt s(db, "SELECT pg_advisory_xact_lock(?)", "lock the history");
+    s.bind(1, what);
+    s.run();
+  }
+  static constexpr std::int64_t kMigrationLock = kApplicationId;
+  static constexpr std::int64_t kRetentionLock = kApplicationId + std::int64_t{1};
+
+  // Opens `name` with `flags` as the connection (a failure closes it and throws).
+  void open_sqlite(const std::string& name, int flags) {
+    db.db.reset();
+    sqlite3* raw = nullptr;
+    const int rc = sqlite3_open_v2(name.c_str(), &raw, flags, nullptr);
+    if (rc != SQLITE_OK) {
+      const std::string why = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+      sqlite3_close_v2(raw);
+      db.fail(
+          detail::DbFailure(
+              (rc & 0xff) == SQLITE_NOTADB ? HistoryErrorKind::not_a_database : HistoryErrorKind::io, why),
+          "cannot open");
+    }
+    sqlite3_extended_result_codes(raw, 1);
+    db.db = detail::sqlite_db(raw);
+  }
+  sqlite3* sqlite() { return detail::sqlite_handle(*db.db); }
 
   // Opens `p` for reading only, through a URI so that no SQLite open flag can make it
   // writable. A WAL database whose -wal and -shm files neither exist nor can be created
@@ -264,35 +314,22 @@ struct History::Impl {
       }
     }
     for (const char* extra : {"?mode=ro", "?mode=ro&immutable=1"}) {
-      if (db != nullptr) sqlite3_close_v2(db);
-      db = nullptr;
-      const int rc =
-          sqlite3_open_v2((uri + extra).c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
-      if (rc != SQLITE_OK) fail(rc, "cannot open");
-      sqlite3_extended_result_codes(db, 1);
-      const int probe = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+      open_sqlite(uri + extra, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+      const int probe =
+          sqlite3_exec(sqlite(), "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
       struct stat wal {};
       const bool wal_has_data = ::stat((p + "-wal").c_str(), &wal) == 0 && wal.st_size > 0;
       if ((probe != SQLITE_READONLY_CANTINIT && probe != SQLITE_READONLY_DIRECTORY) || wal_has_data) break;
     }
   }
 
-  // Reads application_id, the table count and user_version in one read transaction (so
-  // that a concurrent creator's commit cannot fall between the reads and make a half-seen
-  // fresh file look foreign) and refuses a file that is not a spyglass history this build
-  // can use. Returns whether the database is still empty.
-  bool validate(const std::string& p, bool reading_only) {
-    exec("BEGIN", "begin read");
-    const std::int64_t app_id = scalar("PRAGMA application_id", "read application_id");
-    const std::int64_t tables = scalar("SELECT count(*) FROM sqlite_master", "read schema");
-    version = static_cast<int>(scalar("PRAGMA user_version", "read user_version"));
-    exec("COMMIT", "end read");
-    const bool fresh = app_id == 0 && tables == 0 && version == 0;
-    if (app_id != kApplicationId && !fresh) {
-      throw HistoryError(
-          HistoryErrorKind::foreign,
-          "history database " + p +
-              ": an SQLite database that is not a spyglass history (the file was left untouched)");
+  // Refuses a database that is not a spyglass history this build can use. Returns whether
+  // the database is still empty.
+  bool check_schema(const std::string& p, bool reading_only, bool ours, bool fresh, const char* what) {
+    if (!ours && !fresh) {
+      throw HistoryError(HistoryErrorKind::foreign,
+                         "history database " + p + ": " + what + " that is not a spyglass history (" +
+                             (postgres() ? "nothing was changed" : "the file was left untouched") + ")");
     }
     if (version > kSchemaVersion) {
       throw HistoryError(HistoryErrorKind::newer_schema,
@@ -309,8 +346,90 @@ struct History::Impl {
     return fresh;
   }
 
+  // Reads application_id, the table count and user_version in one read transaction (so
+  // that a concurrent creator's commit cannot fall between the reads and make a half-seen
+  // fresh file look foreign) and checks them.
+  bool validate(const std::string& p, bool reading_only) {
+    exec("BEGIN", "begin read");
+    const std::int64_t app_id = scalar("PRAGMA application_id", "read application_id");
+    const std::int64_t tables = scalar("SELECT count(*) FROM sqlite_master", "read schema");
+    version = static_cast<int>(scalar("PRAGMA user_version", "read user_version"));
+    exec("COMMIT", "end read");
+    const bool fresh = app_id == 0 && tables == 0 && version == 0;
+    return check_schema(p, reading_only, app_id == kApplicationId, fresh, "an SQLite database");
+  }
+
+  // PostgreSQL: the history is spyglass_meta's rows; a database with a runs table but no
+  // spyglass_meta is someone else's. Each statement sees every commit before it, so a
+  // creator's tables appear all at once.
+  bool validate_postgres(bool reading_only) {
+    // One statement (one snapshot: a creator's tables appear together) on pg_tables, not
+    // to_regclass(): a catalog cache may still miss a table that another writer created
+    // while this one waited for the migration lock.
+    bool has_meta = false, has_runs = false;
+    {
+      Stmt s(db,
+             "SELECT count(*) FILTER (WHERE tablename = 'spyglass_meta'), count(*) FILTER (WHERE tablename = "
+             "'runs') FROM pg_tables WHERE schemaname = current_schema()",
+             "read schema");
+      if (s.step()) {
+        has_meta = s.i64(0) != 0;
+        has_runs = s.i64(1) != 0;
+      }
+    }
+    bool ours = false;
+    version = 0;
+    if (has_meta) {
+      Stmt s(db, "SELECT key, value FROM spyglass_meta WHERE key IN ('application', 'user_version')",
+             "read user_version");
+      while (s.step()) {
+        if (s.text(0) == "application") ours = s.text(1) == "spyglass history";
+        if (s.text(0) == "user_version") version = std::atoi(s.text(1).c_str());
+      }
+    }
+    return check_schema(path, reading_only, ours, !has_meta && !has_runs,
+                        "a PostgreSQL database with tables");
+  }
+
+  void open_postgres(const std::string& url, const Options& o) {
+    path = detail::redact_url(url);
+    db.location = path;
+    try {
+      db.db = detail::postgres_db(url);
+    } catch (const detail::DbFailure& e) {
+      throw HistoryError(e.kind(), "history database " + path + ": " + e.what());
+    }
+    if (o.read_only) exec("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "open read-only");
+    empty = validate_postgres(o.read_only);
+    if (o.read_only) return;
+    if (empty && !o.create) {
+      throw HistoryError(HistoryErrorKind::io, "history database " + path + ": holds no spyglass history");
+    }
+    if (version < o.schema_version) {
+      // Writers on many machines may start at once: one migrates, the others wait here and
+      // then find the new version.
+      Tx tx(*this);
+      serialize(kMigrationLock);
+      validate_postgres(false);
+      for (int v = version; v < o.schema_version; ++v) exec(kMigrations[v], "migrate schema");
+      if (version < o.schema_version) {
+        Stmt s(db,
+               "INSERT INTO spyglass_meta(key, value) VALUES ('user_version', ?) "
+               "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+               "set schema version");
+        s.bind(1, std::to_string(o.schema_version));
+        s.run();
+        version = o.schema_version;
+      }
+      tx.commit();
+    }
+    empty = false;
+  }
+
   void open(const std::string& p, const Options& o) {
+    if (detail::is_postgres_url(p)) return open_postgres(p, o);
     path = p;
+    db.location = p;
     struct stat st {};
     const bool exists = ::stat(p.c_str(), &st) == 0;
     if (!exists && (!o.create || o.read_only))
@@ -334,25 +453,20 @@ struct History::Impl {
       // corrupt one is never opened for writing, so SQLite cannot change it in any way
       // (not even by rolling back a hot journal it finds next to it).
       open_read_only(p);
-      sqlite3_busy_timeout(db, o.busy_timeout_ms);
+      sqlite3_busy_timeout(sqlite(), o.busy_timeout_ms);
       try {
         empty = validate(p, o.read_only);
       } catch (const HistoryError&) {
-        if (sqlite3_extended_errcode(db) != SQLITE_READONLY_ROLLBACK) throw;
+        if (sqlite3_extended_errcode(sqlite()) != SQLITE_READONLY_ROLLBACK) throw;
         throw HistoryError(HistoryErrorKind::io,
                            "history database " + p + ": a process died in the middle of a write (" + p +
                                "-journal is a hot journal) and only a writer can roll it back; open it "
                                "with sqlite3 once if it is yours (the file was left untouched)");
       }
       if (o.read_only) return;
-      sqlite3_close_v2(db);
-      db = nullptr;
     }
-    int rc =
-        sqlite3_open_v2(p.c_str(), &db, SQLITE_OPEN_READWRITE | (o.create ? SQLITE_OPEN_CREATE : 0), nullptr);
-    if (rc != SQLITE_OK) fail(rc, "cannot open");
-    sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, o.busy_timeout_ms);
+    open_sqlite(p, SQLITE_OPEN_READWRITE | (o.create ? SQLITE_OPEN_CREATE : 0));
+    sqlite3_busy_timeout(sqlite(), o.busy_timeout_ms);
     validate(p, false);  // again: another process may have created the file meanwhile
     {
       // Two processes switching a new file to WAL at once: SQLite answers one of them
@@ -360,13 +474,15 @@ struct History::Impl {
       // is retried here until the busy timeout.
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.busy_timeout_ms);
       for (;;) {
-        Stmt s(db, "PRAGMA journal_mode=WAL");
-        rc = s.ok() ? sqlite3_step(s.get()) : sqlite3_errcode(db);
+        sqlite3_stmt* s = nullptr;
+        int rc = sqlite3_prepare_v2(sqlite(), "PRAGMA journal_mode=WAL", -1, &s, nullptr);
+        if (rc == SQLITE_OK) rc = sqlite3_step(s);
+        sqlite3_finalize(s);
         if (rc == SQLITE_ROW) break;
         const int primary = rc & 0xff;
         if ((primary != SQLITE_BUSY && primary != SQLITE_LOCKED) ||
             std::chrono::steady_clock::now() >= deadline) {
-          fail(rc, "enable WAL");
+          db.fail(detail::DbFailure(HistoryErrorKind::io, sqlite3_errmsg(sqlite())), "enable WAL");
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
@@ -443,25 +559,21 @@ struct History::Impl {
     if (version < 6) return out;
     Stmt s(db,
            "SELECT offset_ns, metric, kind, value, score, detector FROM detections WHERE run_id = ? "
-           "ORDER BY offset_ns, rowid");
-    if (!s.ok()) fail(sqlite3_errcode(db), "query detections");
+           "ORDER BY offset_ns, rowid",
+           "query detections");
     s.bind(1, id);
-    int rc;
-    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    while (s.step()) {
       out.push_back({s.i64(0), s.text(1), s.text(2), s.f64(3), s.f64(4), s.text(5)});
     }
-    if (rc != SQLITE_DONE) fail(rc, "query detections");
     return out;
   }
 
   std::vector<RunRecord> query_runs(const std::string& sql, const std::function<void(Stmt&)>& bind,
                                     bool tails, bool detections = false) {
-    Stmt s(db, sql.c_str());
-    if (!s.ok()) fail(sqlite3_errcode(db), "query runs");
+    Stmt s(db, sql.c_str(), "query runs");
     bind(s);
     std::vector<RunRecord> out;
-    int rc;
-    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    while (s.step()) {
       RunRecord r;
       const int c = read_run(s, r);
       if (tails) {
@@ -470,7 +582,6 @@ struct History::Impl {
       }
       out.push_back(std::move(r));
     }
-    if (rc != SQLITE_DONE) fail(rc, "query runs");
     if (detections) {
       for (RunRecord& r : out) r.detections = read_detections(r.id);
     }
@@ -496,10 +607,13 @@ History History::open(const std::string& path, Options options) {
 
 int History::schema_version() const { return impl_->version; }
 
+const std::string& History::location() const { return impl_->path; }
+
 std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std::uint64_t t0_ns) {
   Impl& h = *impl_;
   h.check_writable();
   Impl::Tx tx(h);
+  std::int64_t id = 0;
   {
     // Older schemas (tests) lack the later columns.
     std::string columns =
@@ -518,9 +632,8 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
     for (std::size_t i = 0; i < columns.size(); ++i) {
       if (columns[i] == ',') marks += ",?";
     }
-    const std::string sql = "INSERT INTO runs(" + columns + ") VALUES (" + marks + ")";
-    Stmt s(h.db, sql.c_str());
-    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert run");
+    const std::string sql = "INSERT INTO runs(" + columns + ") VALUES (" + marks + ") RETURNING id";
+    Stmt s(h.db, sql.c_str(), "insert run");
     int i = 1;
     s.bind(i++, r.label);
     s.bind(i++, r.command);
@@ -568,17 +681,15 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
       s.bind(i++, r.tree_peak_processes);
       s.bind_null_if_empty(i++, r.max_rss_source);
     }
-    const int rc = sqlite3_step(s.get());
-    if (rc != SQLITE_DONE) h.fail(rc, "insert run");
+    if (s.step()) id = s.i64(0);
   }
-  const std::int64_t id = sqlite3_last_insert_rowid(h.db);
   if (h.version >= 6 && !r.detections.empty()) {
     Stmt s(h.db,
            "INSERT INTO detections(run_id, offset_ns, metric, kind, value, score, detector) "
-           "VALUES (?,?,?,?,?,?,?)");
-    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert detections");
+           "VALUES (?,?,?,?,?,?,?)",
+           "insert detections");
     for (const RunDetection& d : r.detections) {
-      sqlite3_reset(s.get());
+      s.reset();
       s.bind(1, id);
       s.bind(2, d.offset_ns);
       s.bind(3, d.metric);
@@ -586,19 +697,18 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
       s.bind(5, d.value);
       s.bind(6, d.score);
       s.bind(7, d.detector);
-      const int rc = sqlite3_step(s.get());
-      if (rc != SQLITE_DONE) h.fail(rc, "insert detections");
+      s.run();
     }
   }
   {
     Stmt s(h.db,
-           "INSERT OR REPLACE INTO samples(run_id, t_ns, processes, threads, fds, cpu_user_ns, cpu_sys_ns, "
+           "INSERT INTO samples(run_id, t_ns, processes, threads, fds, cpu_user_ns, cpu_sys_ns, "
            "cpu_user_pct, cpu_sys_pct, rss_bytes, vms_bytes, pss_bytes, uss_bytes, read_bytes, write_bytes, "
            "rchar, wchar, vol_ctx, invol_ctx, minflt, majflt) VALUES "
-           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "insert samples");
+           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id, t_ns) DO NOTHING",
+           "insert samples");
     for (const Sample& x : samples) {
-      sqlite3_reset(s.get());
+      s.reset();
       int i = 1;
       s.bind(i++, id);
       s.bind(i++, x.t_ns >= t0_ns ? x.t_ns - t0_ns : std::uint64_t{0});
@@ -621,8 +731,7 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
       s.bind(i++, x.invol_ctx);
       s.bind(i++, x.minflt);
       s.bind(i++, x.majflt);
-      const int rc = sqlite3_step(s.get());
-      if (rc != SQLITE_DONE) h.fail(rc, "insert samples");
+      s.run();
     }
   }
   tx.commit();
@@ -688,13 +797,14 @@ std::optional<PinnedBaseline> History::pin_baseline(std::int64_t run_id) {
                    std::chrono::duration_cast<std::chrono::nanoseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count()};
-  Stmt s(h.db, "INSERT OR REPLACE INTO baselines(label, run_id, pinned_unix_ns) VALUES (?, ?, ?)");
-  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "pin baseline");
+  Stmt s(h.db,
+         "INSERT INTO baselines(label, run_id, pinned_unix_ns) VALUES (?, ?, ?) ON CONFLICT(label) DO UPDATE "
+         "SET run_id = excluded.run_id, pinned_unix_ns = excluded.pinned_unix_ns",
+         "pin baseline");
   s.bind(1, p.label);
   s.bind(2, p.run_id);
   s.bind(3, p.pinned_unix_ns);
-  const int rc = sqlite3_step(s.get());
-  if (rc != SQLITE_DONE) h.fail(rc, "pin baseline");
+  s.run();
   tx.commit();
   return p;
 }
@@ -704,12 +814,10 @@ bool History::unpin_baseline(const std::string& label) {
   h.check_writable();
   if (h.version < 4) return false;
   Impl::Tx tx(h);
-  Stmt s(h.db, "DELETE FROM baselines WHERE label = ?");
-  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "unpin baseline");
+  Stmt s(h.db, "DELETE FROM baselines WHERE label = ?", "unpin baseline");
   s.bind(1, label);
-  const int rc = sqlite3_step(s.get());
-  if (rc != SQLITE_DONE) h.fail(rc, "unpin baseline");
-  const bool removed = sqlite3_changes(h.db) > 0;
+  s.run();
+  const bool removed = s.changes() > 0;
   tx.commit();
   return removed;
 }
@@ -717,14 +825,13 @@ bool History::unpin_baseline(const std::string& label) {
 std::vector<PinnedBaseline> History::pinned_baselines(const std::string& label) {
   Impl& h = *impl_;
   if (h.empty || h.version < 4) return {};
-  Stmt s(h.db, label.empty() ? "SELECT label, run_id, pinned_unix_ns FROM baselines ORDER BY label"
-                             : "SELECT label, run_id, pinned_unix_ns FROM baselines WHERE label = ?");
-  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query baselines");
+  Stmt s(h.db,
+         label.empty() ? "SELECT label, run_id, pinned_unix_ns FROM baselines ORDER BY label"
+                       : "SELECT label, run_id, pinned_unix_ns FROM baselines WHERE label = ?",
+         "query baselines");
   if (!label.empty()) s.bind(1, label);
   std::vector<PinnedBaseline> out;
-  int rc;
-  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) out.push_back({s.text(0), s.i64(1), s.i64(2)});
-  if (rc != SQLITE_DONE) h.fail(rc, "query baselines");
+  while (s.step()) out.push_back({s.text(0), s.i64(1), s.i64(2)});
   return out;
 }
 
@@ -735,12 +842,11 @@ std::vector<Sample> History::samples(std::int64_t run_id) {
       h.db,
       "SELECT t_ns, processes, threads, fds, cpu_user_ns, cpu_sys_ns, cpu_user_pct, cpu_sys_pct, rss_bytes, "
       "vms_bytes, pss_bytes, uss_bytes, read_bytes, write_bytes, rchar, wchar, vol_ctx, invol_ctx, minflt, "
-      "majflt FROM samples WHERE run_id = ? ORDER BY t_ns");
-  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query samples");
+      "majflt FROM samples WHERE run_id = ? ORDER BY t_ns",
+      "query samples");
   s.bind(1, run_id);
   std::vector<Sample> out;
-  int rc;
-  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+  while (s.step()) {
     Sample x;
     int c = 0;
     x.t_ns = s.u64(c++);
@@ -765,44 +871,44 @@ std::vector<Sample> History::samples(std::int64_t run_id) {
     x.majflt = s.u64(c++);
     out.push_back(x);
   }
-  if (rc != SQLITE_DONE) h.fail(rc, "query samples");
   return out;
 }
 
 std::vector<LabelSummary> History::labels() {
   Impl& h = *impl_;
   if (h.empty) return {};
-  Stmt s(h.db, "SELECT label, COUNT(*), MAX(start_unix_ns) FROM runs GROUP BY label ORDER BY 3 DESC, label");
-  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query labels");
+  Stmt s(h.db, "SELECT label, COUNT(*), MAX(start_unix_ns) FROM runs GROUP BY label ORDER BY 3 DESC, label",
+         "query labels");
   std::vector<LabelSummary> out;
-  int rc;
-  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) out.push_back({s.text(0), s.u64(1), s.i64(2)});
-  if (rc != SQLITE_DONE) h.fail(rc, "query labels");
+  while (s.step()) out.push_back({s.text(0), s.u64(1), s.i64(2)});
   return out;
 }
 
 std::vector<AlertRecord> History::alerts(const std::string& label, std::size_t limit) {
   Impl& h = *impl_;
   if (h.empty || h.version < 2) return {};
-  Stmt s(h.db, label.empty()
-                   ? "SELECT id, run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
-                     "message FROM alerts ORDER BY created_unix_ns DESC, id DESC LIMIT ?2"
-                   : "SELECT id, run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
-                     "message FROM alerts WHERE label = ?1 ORDER BY created_unix_ns DESC, id DESC LIMIT ?2");
-  if (!s.ok()) h.fail(sqlite3_errcode(h.db), "query alerts");
-  if (!label.empty()) s.bind(1, label);
-  s.bind(2, static_cast<std::int64_t>(limit));
+  // value and baseline are NULL when not recorded, which differs from 0: read with a flag
+  // (a CASE, since PostgreSQL spells a boolean t/f).
+  const std::string sql =
+      "SELECT id, run_id, label, created_unix_ns, kind, metric, severity, "
+      "CASE WHEN value IS NULL THEN 1 ELSE 0 END, value, CASE WHEN baseline IS NULL THEN 1 ELSE 0 END, "
+      "baseline, "
+      "message FROM alerts" +
+      std::string(label.empty() ? "" : " WHERE label = ?") +
+      " ORDER BY created_unix_ns DESC, id DESC LIMIT ?";
+  Stmt s(h.db, sql, "query alerts");
+  int i = 1;
+  if (!label.empty()) s.bind(i++, label);
+  s.bind(i, static_cast<std::int64_t>(limit));
   const auto number = [&](int c) -> std::optional<double> {
-    if (sqlite3_column_type(s.get(), c) == SQLITE_NULL) return std::nullopt;
-    return s.f64(c);
+    if (s.i64(c) != 0) return std::nullopt;
+    return s.f64(c + 1);
   };
   std::vector<AlertRecord> out;
-  int rc;
-  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+  while (s.step()) {
     out.push_back({s.i64(0), s.i64(1), s.text(2), s.i64(3), s.text(4), s.text(5), s.text(6), number(7),
-                   number(8), s.text(9)});
+                   number(9), s.text(11)});
   }
-  if (rc != SQLITE_DONE) h.fail(rc, "query alerts");
   return out;
 }
 
@@ -814,7 +920,8 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
   const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
-  // rank: 1 = newest of its label. A run is dropped past the limits and thinned past half.
+  // rank: 1 = newest of its label. A run is dropped past the limits and thinned past half
+  // (ceil(keep / 2), spelt so that it cannot overflow on PostgreSQL).
   // Thinning keeps the first sample, every k-th after it and the last, with
   // k = ceil((n - 1) / (thin_to - 1)), which keeps at most thin_to samples.
   // -1: no such rule. Values beyond what int64 holds keep everything; a NaN or negative
@@ -834,24 +941,23 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
       "start_unix_ns "
       "DESC, id DESC) AS rk FROM runs) ";
   Impl::Tx tx(h);
+  h.serialize(Impl::kRetentionLock);
   {
     const std::string thin =
         std::string(ranked) +
-        ", old AS (SELECT id FROM ranked WHERE (?1 >= 0 AND rk > (?1 + 1) / 2) OR "
+        ", old AS (SELECT id FROM ranked WHERE (?1 >= 0 AND rk > ?1 / 2 + ?1 % 2) OR "
         "(?2 >= 0 AND start_unix_ns < ?3 - ?2 / 2)) "
         "DELETE FROM samples WHERE (run_id, t_ns) IN (SELECT run_id, t_ns FROM (SELECT "
         "run_id, t_ns, row_number() OVER (PARTITION BY run_id ORDER BY t_ns) AS rn, count(*) "
-        "OVER (PARTITION BY run_id) AS n FROM samples WHERE run_id IN (SELECT id FROM old)) "
+        "OVER (PARTITION BY run_id) AS n FROM samples WHERE run_id IN (SELECT id FROM old)) AS numbered "
         "WHERE n > ?4 AND rn != n AND (rn - 1) % ((n + ?4 - 3) / (?4 - 1)) != 0)";
-    Stmt s(h.db, thin.c_str());
-    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "thin samples");
+    Stmt s(h.db, thin.c_str(), "thin samples");
     s.bind(1, keep);
     s.bind(2, max_age);
     s.bind(3, static_cast<std::int64_t>(now));
     s.bind(4, static_cast<std::int64_t>(std::max<std::size_t>(p.thin_to, 2)));
-    const int rc = sqlite3_step(s.get());
-    if (rc != SQLITE_DONE) h.fail(rc, "thin samples");
-    res.samples_deleted += static_cast<std::uint64_t>(sqlite3_changes(h.db));
+    s.run();
+    res.samples_deleted += static_cast<std::uint64_t>(s.changes());
   }
   {
     const std::int64_t before = h.scalar("SELECT count(*) FROM samples", "count samples");
@@ -860,14 +966,12 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
         "DELETE FROM runs WHERE id IN (SELECT id FROM ranked WHERE (?1 >= 0 AND rk > ?1) OR "
         "(?2 >= 0 AND start_unix_ns < ?3 - ?2))" +
         std::string(h.version >= 4 ? " AND id NOT IN (SELECT run_id FROM baselines)" : "");
-    Stmt s(h.db, drop.c_str());
-    if (!s.ok()) h.fail(sqlite3_errcode(h.db), "drop runs");
+    Stmt s(h.db, drop.c_str(), "drop runs");
     s.bind(1, keep);
     s.bind(2, max_age);
     s.bind(3, static_cast<std::int64_t>(now));
-    const int rc = sqlite3_step(s.get());
-    if (rc != SQLITE_DONE) h.fail(rc, "drop runs");
-    res.runs_deleted = static_cast<std::uint64_t>(sqlite3_changes(h.db));
+    s.run();
+    res.runs_deleted = static_cast<std::uint64_t>(s.changes());
     const std::int64_t after = h.scalar("SELECT count(*) FROM samples", "count samples");
     res.samples_deleted += static_cast<std::uint64_t>(before - after);
   }

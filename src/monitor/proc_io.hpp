@@ -50,18 +50,21 @@ inline Fd open_ro(const char* path, int extra = 0) noexcept {
 
 /// Reads the whole file from offset 0 with pread (procfs regenerates the content), into
 /// `buf` (grown as needed). Returns false when the read fails (e.g. the process is gone).
+/// A /proc file fills a read as far as it has content, so a read shorter than asked for
+/// is its end: one system call per file in the usual case, not two.
 inline bool pread_all(int fd, std::string& buf) {
   if (buf.size() < 4096) buf.resize(4096);
   std::size_t n = 0;
   for (;;) {
     if (n == buf.size()) buf.resize(buf.size() * 2);
-    const ssize_t r = ::pread(fd, buf.data() + n, buf.size() - n, static_cast<off_t>(n));
+    const std::size_t want = buf.size() - n;
+    const ssize_t r = ::pread(fd, buf.data() + n, want, static_cast<off_t>(n));
     if (r < 0) {
       if (errno == EINTR) continue;
       return false;
     }
-    if (r == 0) break;
     n += static_cast<std::size_t>(r);
+    if (static_cast<std::size_t>(r) < want) break;
   }
   buf.resize(n);
   return true;

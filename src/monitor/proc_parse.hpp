@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -80,6 +81,31 @@ inline bool parse_stat(std::string_view s, StatFields& f) {
     i = j;
   }
   return field >= 24;
+}
+
+/// The state letter of a /proc/PID/stat line ('R', 'S', 'D', 'Z', ...): the field after
+/// the last ')'. 0 when the text has none.
+inline char stat_state(std::string_view s) noexcept {
+  const auto rp = s.rfind(')');
+  if (rp == std::string_view::npos || rp + 2 >= s.size()) return 0;
+  return s[rp + 2];
+}
+
+/// Calls f(name) for each entry of a getdents64 buffer of `n` bytes (linux_dirent64: ino 8,
+/// off 8, reclen 2, type 1, then the NUL-terminated name). A record that is too short,
+/// runs past the buffer or has no NUL in it ends the walk.
+template <typename F>
+void for_each_dirent64(const char* buf, std::size_t n, F&& f) {
+  constexpr std::size_t kName = 19;
+  for (std::size_t off = 0; off + kName < n;) {
+    unsigned short reclen = 0;
+    std::memcpy(&reclen, buf + off + 16, sizeof reclen);
+    if (reclen <= kName || reclen > n - off) return;
+    const char* name = buf + off + kName;
+    if (std::memchr(name, 0, reclen - kName) == nullptr) return;
+    f(name);
+    off += reclen;
+  }
 }
 
 /// Appends every decimal number in `s` (a /proc/PID/task/TID/children list) to `out`.

@@ -10,11 +10,8 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -31,10 +28,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "cgroup.hpp"
 #include "proc_io.hpp"
+#include "run_parts.hpp"
 #include "spyglass/clock.hpp"
 
 extern char** environ;
@@ -92,140 +91,6 @@ std::string git_head(std::filesystem::path dir) {
   }
   return {};
 }
-
-// Our stdout or stderr as a destination that never blocks the monitor loop. A pipe, FIFO
-// or terminal is reopened through /proc/self/fd with O_NONBLOCK: a new open file
-// description, so the flags of the one we share with the shell stay as they are. A socket
-// is written with MSG_DONTWAIT. A regular file or block device is written as is (it waits
-// on no reader). When reopening fails and the descriptor is blocking, a write happens only
-// after poll() reported POLLOUT and carries at most PIPE_BUF bytes, which a pipe then
-// takes without blocking.
-class Sink {
- public:
-  explicit Sink(int target) : fd_(target) {
-    struct stat st {};
-    if (::fstat(target, &st) != 0) {
-      broken_ = true;
-      return;
-    }
-    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) return;
-    if (S_ISSOCK(st.st_mode)) {
-      socket_ = true;
-      return;
-    }
-    const std::string link = "/proc/self/fd/" + std::to_string(target);
-    reopened_ = Fd(::open(link.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
-    if (reopened_.valid()) {
-      fd_ = reopened_.get();
-    } else if ((::fcntl(target, F_GETFL) & O_NONBLOCK) == 0) {
-      guarded_ = true;
-    }
-  }
-
-  [[nodiscard]] int fd() const noexcept { return fd_; }
-  [[nodiscard]] bool broken() const noexcept { return broken_; }
-  /// True when writes must wait for poll() to report POLLOUT first.
-  [[nodiscard]] bool guarded() const noexcept { return guarded_; }
-
-  /// Writes what the sink takes now from `p`; returns the byte count. A failure other than
-  /// "full" (EPIPE: the reader went away) marks the sink broken.
-  std::size_t write_some(const char* p, std::size_t n) {
-    if (broken_) return 0;
-    std::size_t done = 0;
-    while (done < n) {
-      const std::size_t len = guarded_ ? std::min<std::size_t>(n - done, PIPE_BUF) : n - done;
-      const ssize_t w =
-          socket_ ? ::send(fd_, p + done, len, MSG_DONTWAIT | MSG_NOSIGNAL) : ::write(fd_, p + done, len);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) broken_ = true;
-        break;
-      }
-      done += static_cast<std::size_t>(w);
-      if (guarded_) break;  // one write per POLLOUT
-    }
-    return done;
-  }
-
- private:
-  int fd_;
-  Fd reopened_;
-  bool socket_ = false;
-  bool guarded_ = false;
-  bool broken_ = false;
-};
-
-// Output read from the command but not yet taken by our stdout/stderr, per stream. When it
-// is full the command's pipe is not read, so a reader that does not keep up slows the
-// command (as it would without spyglass), never the monitor loop.
-constexpr std::size_t kPendingMax = 64 * 1024;
-
-// The command's output: copied through without blocking, the last `keep` bytes retained.
-struct Stream {
-  Fd fd;
-  Sink sink;
-  std::string tail;
-  std::string pending;
-  bool eof = false;
-  std::uint64_t dropped = 0;  // bytes not passed through (our side closed, or given up)
-
-  Stream(Fd f, int out_fd) : fd(std::move(f)), sink(out_fd), eof(!fd.valid()) {}
-
-  [[nodiscard]] bool passing(bool passthrough) const { return passthrough && !sink.broken(); }
-  [[nodiscard]] bool room(bool passthrough) const {
-    return !passing(passthrough) || pending.size() < kPendingMax;
-  }
-
-  // Reads what the pipe holds now, at most `budget` bytes and no more than `pending` has
-  // room for; returns the byte count.
-  std::size_t read_some(std::size_t keep, bool passthrough,
-                        std::size_t budget = std::numeric_limits<std::size_t>::max()) {
-    char buf[65536];
-    std::size_t total = 0;
-    while (fd.valid() && total < budget && room(passthrough)) {
-      std::size_t want = std::min(sizeof buf, budget - total);
-      if (passing(passthrough)) want = std::min(want, kPendingMax - pending.size());
-      const ssize_t n = ::read(fd.get(), buf, want);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EIO) {  // a pseudo-terminal whose every slave descriptor is closed
-          eof = true;
-          fd.reset();
-        }
-        break;  // EAGAIN: nothing more now
-      }
-      if (n == 0) {
-        eof = true;
-        fd.reset();
-        break;
-      }
-      const auto len = static_cast<std::size_t>(n);
-      total += len;
-      if (passing(passthrough)) {
-        pending.append(buf, len);
-      } else if (passthrough) {
-        dropped += len;
-      }
-      tail.append(buf, len);
-      if (tail.size() > 2 * keep + sizeof buf) tail.erase(0, tail.size() - keep);
-    }
-    return total;
-  }
-
-  // Passes pending output on as far as our side takes it now. `polled_writable`: poll()
-  // just reported POLLOUT (required for a guarded sink).
-  void flush(bool polled_writable) {
-    if (pending.empty() || (sink.guarded() && !polled_writable)) return;
-    const std::size_t n = sink.write_some(pending.data(), pending.size());
-    pending.erase(0, n);
-    if (sink.broken()) drop();
-  }
-
-  void drop() {
-    dropped += pending.size();
-    pending.clear();
-  }
-};
 
 // Whether another process is in our process group. A shell puts the members of a pipeline
 // in one group (`spyglass run -- cmd | less`); giving the terminal to the command would
@@ -323,16 +188,22 @@ std::uint64_t hwm_kib(pid_t pid) {
 // Waits (briefly: the child has a few system calls to make) until the forked child sleeps
 // in its read of the go pipe, so that its memory is as exec will find it. Signalling
 // readiness through a pipe instead would count in the command's I/O (rchar, wchar and
-// syscall counts survive exec).
+// syscall counts survive exec). One descriptor re-read with pread; after a few yields
+// (enough on an idle machine) it sleeps 50 us between reads, so that a child slow to be
+// scheduled on a busy machine costs us a few reads, not a core.
 void wait_blocked(pid_t pid) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  const Fd fd = detail::open_ro(("/proc/" + std::to_string(pid) + "/stat").c_str());
   std::string buf;
-  for (int i = 0; i < 100000; ++i) {
-    const Fd fd = detail::open_ro(path.c_str());
-    if (!fd.valid() || !detail::pread_all(fd.get(), buf)) return;
-    const auto rp = buf.rfind(')');
-    if (rp == std::string::npos || rp + 2 >= buf.size() || buf[rp + 2] == 'S') return;
-    ::sched_yield();
+  for (int i = 0; i < 100000 && fd.valid(); ++i) {
+    if (!detail::pread_all(fd.get(), buf)) return;
+    const char state = detail::stat_state(buf);
+    if (state == 0 || state == 'S') return;
+    if (i < 8) {
+      ::sched_yield();
+    } else {
+      const timespec ts{0, 50000};
+      ::nanosleep(&ts, nullptr);
+    }
   }
 }
 
@@ -593,6 +464,537 @@ int exit_code_from_status(int status) noexcept {
   return 1;
 }
 
+namespace {
+
+using detail::OutputStream;
+using detail::SignalScope;
+using detail::TreeKiller;
+
+// The signals run() takes through its signalfd.
+sigset_t watched_signals() {
+  sigset_t s;
+  sigemptyset(&s);
+  for (int sig : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&s, sig);
+  return s;
+}
+
+std::uint64_t non_negative_ns(std::chrono::nanoseconds d) {
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(d.count(), 0));
+}
+
+// Makes a pipe's read end non-blocking and, best effort, a whole pump read large: fewer
+// wake-ups of the monitor and of a command writing a lot.
+void prepare_source(int fd) {
+  if (fd < 0) return;
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) ::fcntl(fd, F_SETPIPE_SZ, 256 * 1024);
+}
+
+// One run of one command: started by start(), watched by loop() until it and its tree are
+// done, its remaining output passed on by drain_output(), its record completed by
+// finish(). The parts that stand alone (signal set-up, output pump, tree killer) are in
+// run_parts.hpp.
+class Run {
+ public:
+  Run(const RunOptions& o, RunResult& res)
+      : o_(o),
+        res_(res),
+        r_(res.record),
+        signals_(watched_signals()),
+        interval_(std::max<std::uint64_t>(non_negative_ns(o.interval), 10000000)),
+        grace_(non_negative_ns(o.grace)),
+        immediate_(o.kill == KillStrategy::immediate) {}
+
+  // Everything up to the command running; false when it could not start (the record
+  // says why).
+  bool start();
+  void loop();
+  void drain_output();
+  void finish();
+
+ private:
+  void trace_stop(int st);
+  bool reap();
+  void handle_stop(int sig);
+  void record(const Sample& s);
+  void read_signals();
+  void note_leftovers();
+  void sample_and_check_limits(std::uint64_t now);
+  void pump(std::uint64_t now);
+  int poll_timeout(std::uint64_t now) const;
+
+  const RunOptions& o_;
+  RunResult& res_;
+  RunRecord& r_;
+  SignalScope signals_;
+  const std::uint64_t interval_, grace_;
+  const bool immediate_;
+  std::uint64_t cpu0_ = clock::thread_cpu_ns();
+
+  Pty pty_;
+  std::optional<OutputStream> out_, err_;
+  detail::Cgroup cg_;
+  RssLimitSource limit_source_ = RssLimitSource::rss;
+  Spawn sp_;
+  std::optional<Sampler> sampler_;
+  std::optional<TreeKiller> killer_;
+  pid_t pid_ = -1;
+  bool own_tty_ = false, relaying_ = false;
+
+  std::uint64_t t0_ = 0, next_sample_ = 0, timeout_at_ = 0, drain_ = 0, drain_until_ = 0;
+  rusage total_{};
+  std::uint64_t max_rss_kib_ = 0, root_maxrss_kib_ = 0, exit_hwm_kib_ = 0;
+  int status_ = 0;
+  bool child_done_ = false, status_lost_ = false, listening_ = false, give_up_output_ = false;
+  int stopped_by_ = 0;  // the signal that stopped the command, until handled
+  std::uint64_t child_end_ = 0;
+  std::string forwarded_;
+  std::uint32_t leftovers_ = 0;
+  bool leftovers_killed_ = false;
+};
+
+bool Run::start() {
+  // Each of stdout/stderr is a pipe, or the pty when ours is a terminal; with both on the
+  // pty, its output is one stream (kept as the stdout tail).
+  if (o_.terminal && o_.passthrough) pty_.open();
+  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  if (!pty_.on_out()) ::pipe2(out_pipe, O_CLOEXEC);
+  if (!pty_.on_err()) ::pipe2(err_pipe, O_CLOEXEC);
+  Fd out_w(out_pipe[1]), err_w(err_pipe[1]);
+  Fd out_r(out_pipe[0]), err_r(err_pipe[0]);
+  if (pty_.on_out()) {
+    out_r = pty_.reader();
+  } else if (pty_.on_err()) {
+    err_r = pty_.reader();
+  }
+  out_.emplace(std::move(out_r), STDOUT_FILENO, o_.passthrough, o_.tail_bytes);
+  err_.emplace(std::move(err_r), STDERR_FILENO, o_.passthrough, o_.tail_bytes);
+  ChildIo io;
+  io.out = pty_.on_out() ? pty_.slave() : out_w.get();
+  io.err = pty_.on_err() ? pty_.slave() : err_w.get();
+  if (pty_.active()) io.pty = pty_.slave();
+  if (pty_.relays_input()) io.in = pty_.slave();
+
+  // The tree's own cgroup: made before the command exists, which enters it before its
+  // exec, so nothing it starts escapes the accounting (or the limit).
+  cg_ = o_.cgroup == CgroupMode::off ? detail::Cgroup::none("cgroups were turned off")
+                                     : detail::Cgroup::create();
+  limit_source_ = o_.max_rss_source;
+  std::string limit_why;
+  if (o_.max_rss_bytes && limit_source_ == RssLimitSource::kernel) {
+    if (!cg_.limit_memory(*o_.max_rss_bytes, limit_why)) limit_source_ = RssLimitSource::rss;
+  }
+
+  sp_ = spawn(o_.argv, io, signals_.old_mask(), o_.exact_peak);
+  sampler_.emplace(Sampler::children_of_self(
+      {.smaps = o_.smaps || (o_.max_rss_bytes && limit_source_ == RssLimitSource::pss), .tree = true}));
+  if (sp_.pid > 0 && cg_.active() && !cg_.place(sp_.pid) && limit_source_ == RssLimitSource::kernel) {
+    limit_source_ = RssLimitSource::rss;  // not in the cgroup: the limit would not apply
+  }
+  if (!cg_.active() && limit_source_ == RssLimitSource::cgroup) limit_source_ = RssLimitSource::rss;
+  if (o_.max_rss_bytes && limit_source_ != o_.max_rss_source) {
+    res_.warnings.push_back(std::string("the memory limit applies to the sampled RSS sum, not the ") +
+                            source_name(o_.max_rss_source) +
+                            " figure: " + (cg_.active() ? limit_why : cg_.reason()));
+  }
+  r_.tree_source = cg_.source();
+  r_.tree_source_reason = cg_.reason();
+  if (o_.max_rss_bytes) r_.max_rss_source = source_name(limit_source_);
+  res_.start_mono_ns = clock::monotonic_ns();
+  r_.start_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
+  sp_.start();
+  pid_ = sp_.pid;
+  const int rc = sp_.error;
+  out_w.reset();
+  err_w.reset();
+  pty_.close_slave();  // the pty reports its end once the command's tree has closed it
+
+  if (rc != 0) {
+    r_.error = std::strerror(rc);
+    r_.exit_code = (rc == ENOENT || rc == ENOTDIR) ? 127 : 126;
+    r_.duration_ns = static_cast<std::int64_t>(clock::monotonic_ns() - res_.start_mono_ns);
+    r_.end_unix_ns = r_.start_unix_ns + r_.duration_ns;
+    return false;
+  }
+
+  // On a pty the command has a terminal of its own, and ours stays with us.
+  own_tty_ = !pty_.active() && ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() &&
+             !shares_process_group();
+  if (own_tty_) ::tcsetpgrp(STDIN_FILENO, pid_);
+  pty_.make_raw();
+  relaying_ = pty_.raw();
+  prepare_source(out_->source());
+  prepare_source(err_->source());
+
+  killer_.emplace(pid_, cg_, *sampler_, grace_);
+  t0_ = res_.start_mono_ns;
+  next_sample_ = t0_;
+  timeout_at_ = o_.timeout ? t0_ + non_negative_ns(*o_.timeout) : 0;
+  drain_ = non_negative_ns(o_.drain);
+  return true;
+}
+
+// The traced command stopped: at its exit (read its own peak RSS, which its exit status
+// cannot tell apart from the copy of our memory map it was forked with), in a group stop
+// (leave it stopped, as without us), or for a signal (deliver it).
+void Run::trace_stop(int st) {
+  const int event = st >> 16, sig = WSTOPSIG(st);
+  if (event == PTRACE_EVENT_EXIT) {
+    exit_hwm_kib_ = std::max(exit_hwm_kib_, hwm_kib(pid_));
+    ::ptrace(PTRACE_CONT, pid_, nullptr, nullptr);
+  } else if (event == PTRACE_EVENT_STOP &&
+             (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)) {
+    if (!listening_) stopped_by_ = sig;
+    listening_ = true;
+    ::ptrace(PTRACE_LISTEN, pid_, nullptr, nullptr);
+  } else {
+    listening_ = false;
+    const long deliver = event == 0 ? sig : 0;
+    ::ptrace(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(deliver));
+  }
+}
+
+// Collects every child that has changed state; false once we have no children at all.
+bool Run::reap() {
+  for (;;) {
+    int st = 0;
+    rusage ru{};
+    const pid_t p = ::wait4(-1, &st, WNOHANG | WUNTRACED, &ru);
+    if (p == 0) return true;
+    if (p < 0) return errno == EINTR;
+    if (WIFSTOPPED(st)) {  // still alive; ru is its usage so far, not a final total
+      if (p == pid_ && sp_.traced) {
+        trace_stop(st);
+      } else if (p == pid_) {
+        stopped_by_ = WSTOPSIG(st);
+      }
+      continue;
+    }
+    total_.ru_utime.tv_sec += ru.ru_utime.tv_sec;
+    total_.ru_utime.tv_usec += ru.ru_utime.tv_usec;
+    total_.ru_stime.tv_sec += ru.ru_stime.tv_sec;
+    total_.ru_stime.tv_usec += ru.ru_stime.tv_usec;
+    total_.ru_minflt += ru.ru_minflt;
+    total_.ru_majflt += ru.ru_majflt;
+    total_.ru_inblock += ru.ru_inblock;
+    total_.ru_oublock += ru.ru_oublock;
+    total_.ru_nvcsw += ru.ru_nvcsw;
+    total_.ru_nivcsw += ru.ru_nivcsw;
+    if (p == pid_) {
+      root_maxrss_kib_ = static_cast<std::uint64_t>(ru.ru_maxrss);
+    } else {
+      max_rss_kib_ = std::max(max_rss_kib_, static_cast<std::uint64_t>(ru.ru_maxrss));
+    }
+    if (p == pid_) {
+      status_ = st;
+      child_done_ = true;
+      child_end_ = clock::monotonic_ns();
+    }
+  }
+}
+
+// The command stopped itself the way a terminal job does (Ctrl-Z, or tty access from the
+// background). When it had our terminal, do what a shell does: take the terminal back and
+// stop ourselves the same way, so that whoever started us sees the job stop. Once we are
+// continued, hand the terminal back if we are in the foreground again and continue the
+// command. When we cannot be stopped (no job control: our process group is orphaned, or
+// the signal is ignored) the command is continued at once. On a pty the same holds with
+// our terminal's mode in place of its ownership: it leaves raw mode while we are stopped,
+// and the window may have changed meanwhile.
+void Run::handle_stop(int sig) {
+  if (!(own_tty_ || pty_.raw()) || killer_->killing() ||
+      (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)) {
+    return;
+  }
+  if (own_tty_ && ::tcgetpgrp(STDIN_FILENO) == pid_) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+  pty_.restore();
+  ::kill(::getpid(), sig == SIGTTIN ? SIGTTIN : SIGTSTP);  // SIGTTOU is blocked here
+  if (own_tty_ && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp()) ::tcsetpgrp(STDIN_FILENO, pid_);
+  pty_.make_raw();
+  relaying_ = pty_.raw();
+  pty_.sync_size();
+  ::kill(-pid_, SIGCONT);
+}
+
+void Run::record(const Sample& s) {
+  auto& samples = res_.samples;
+  samples.push_back(s);
+  if (samples.size() > o_.max_samples && o_.max_samples >= 2) {
+    // Thin: keep every other sample (the first and the newest always survive).
+    std::vector<Sample> kept;
+    kept.reserve(samples.size() / 2 + 1);
+    for (std::size_t i = 0; i < samples.size(); i += 2) kept.push_back(samples[i]);
+    if ((samples.size() - 1) % 2 != 0) kept.push_back(samples.back());
+    samples.swap(kept);
+  }
+  if (o_.on_sample) o_.on_sample(s);
+}
+
+// Reads the signalfd. A terminating signal ends the whole tree: it goes to every process
+// in it (those that left the group with setsid too), SIGKILL follows for what is left
+// after the grace period, and the run ends only once no descendant is left. Once the
+// command has ended, or for a second signal, it also means: stop waiting for output to
+// go out.
+void Run::read_signals() {
+  for (int sig; (sig = signals_.next()) != 0;) {
+    if (sig == SIGCHLD) continue;  // reaped at the top of the loop
+    if (sig == SIGWINCH) {
+      pty_.sync_size();
+      continue;
+    }
+    if (child_done_ || !forwarded_.empty()) give_up_output_ = true;
+    if (!child_done_ && forwarded_.empty()) forwarded_ = signal_name(sig);
+    killer_->forward(sig);
+  }
+}
+
+// Descendants still running once the command has exited: counted, and ended when asked.
+void Run::note_leftovers() {
+  leftovers_ = sampler_->sample().processes;
+  res_.leftover_pids.assign(sampler_->pids().begin(), sampler_->pids().end());
+}
+
+void Run::sample_and_check_limits(std::uint64_t now) {
+  const Sample s = sampler_->sample();
+  record(s);
+  if (o_.max_rss_bytes) {
+    std::uint64_t mem = 0;  // kernel: the kernel enforces it; an OOM kill shows below
+    if (limit_source_ == RssLimitSource::rss) mem = s.rss_bytes;
+    if (limit_source_ == RssLimitSource::pss) mem = s.pss_bytes;
+    if (limit_source_ == RssLimitSource::cgroup) mem = cg_.peak_memory();
+    if (mem > *o_.max_rss_bytes) killer_->begin("max-rss", immediate_);
+  }
+  // The kernel killed a process at the limit: the run ends as for any limit.
+  if (o_.max_rss_bytes && limit_source_ == RssLimitSource::kernel && cg_.oom_kills() > 0) {
+    killer_->begin("max-rss", immediate_);
+  }
+  if (o_.max_cpu_seconds && static_cast<double>(s.cpu_user_ns + s.cpu_sys_ns) / 1e9 > *o_.max_cpu_seconds) {
+    killer_->begin("max-cpu", immediate_);
+  }
+  next_sample_ += interval_;
+  if (next_sample_ <= now) next_sample_ = now + interval_;  // fell behind: do not burst
+}
+
+int Run::poll_timeout(std::uint64_t now) const {
+  std::uint64_t wake = child_done_ ? now + std::uint64_t{10000000} : next_sample_;
+  if (timeout_at_ != 0 && !killer_->killing() && !child_done_) wake = std::min(wake, timeout_at_);
+  wake = std::min(wake, killer_->next_due(now));
+  if (drain_until_ != 0) wake = std::min(wake, drain_until_);
+  now = clock::monotonic_ns();
+  return wake > now ? static_cast<int>((wake - now + 999999) / 1000000) : 0;
+}
+
+// One wait in poll() for a signal, output, our side taking output, a key, or the next
+// thing due, and what it reported handled.
+void Run::pump(std::uint64_t now) {
+  const int timeout_ms = poll_timeout(now);
+  pollfd pf[6];
+  nfds_t n = 0;
+  pf[n++] = {signals_.fd(), POLLIN, 0};
+  const int stdin_slot = relaying_ && !child_done_ ? static_cast<int>(n) : -1;
+  if (stdin_slot >= 0) pf[n++] = {STDIN_FILENO, POLLIN, 0};
+  int in_slot[2] = {-1, -1}, out_slot[2] = {-1, -1};
+  OutputStream* streams[2] = {&*out_, &*err_};
+  for (int i = 0; i < 2; ++i) {
+    OutputStream& s = *streams[i];
+    if (s.source() >= 0 && s.room()) {
+      in_slot[i] = static_cast<int>(n);
+      pf[n++] = {s.source(), POLLIN, 0};
+    }
+    if (s.has_pending()) {
+      out_slot[i] = static_cast<int>(n);
+      pf[n++] = {s.sink().fd(), POLLOUT, 0};
+    }
+  }
+  if (::poll(pf, n, timeout_ms) <= 0) return;
+  if (pf[0].revents & POLLIN) read_signals();
+  if (stdin_slot >= 0 && pf[stdin_slot].revents != 0) {
+    const Pty::Input in = pty_.relay_input(pid_);
+    if (in == Pty::Input::ended) relaying_ = false;
+    if (in == Pty::Input::suspend && !killer_->killing()) {
+      ::kill(-pid_, SIGSTOP);  // cannot be caught: the group is stopped now
+      handle_stop(SIGTSTP);    // the job stops, as a shell would see it
+      return;
+    }
+  }
+  for (int i = 0; i < 2; ++i) {
+    OutputStream& s = *streams[i];
+    s.flush(out_slot[i] >= 0 && pf[out_slot[i]].revents != 0);  // make room first
+    if (in_slot[i] >= 0 && pf[in_slot[i]].revents != 0) {
+      s.read_some();
+      s.flush(false);
+    }
+  }
+}
+
+void Run::loop() {
+  for (;;) {
+    const std::uint64_t now = clock::monotonic_ns();
+    if (!child_done_ && now >= next_sample_) sample_and_check_limits(now);
+    // Limits apply while the command runs; descendants it leaves behind holding the
+    // pipes open are no reason to kill anything.
+    if (timeout_at_ != 0 && !killer_->killing() && !child_done_ && now >= timeout_at_) {
+      killer_->begin("timeout", immediate_);
+    }
+    killer_->tick(now);
+
+    const bool have_children = reap();
+    if (!have_children && !child_done_) {
+      // Someone else collected the command (another thread's waitpid(-1)).
+      child_done_ = status_lost_ = true;
+      child_end_ = clock::monotonic_ns();
+    }
+    if (stopped_by_ != 0) {
+      handle_stop(std::exchange(stopped_by_, 0));
+      continue;  // time passed while we were stopped
+    }
+    if (child_done_ && !killer_->killing() && o_.max_rss_bytes && limit_source_ == RssLimitSource::kernel &&
+        cg_.oom_kills() > 0) {
+      killer_->begin("max-rss", immediate_);  // what the OOM kill of the command left
+    }
+    if (child_done_) {
+      if (killer_->killing()) {
+        // A killed run ends only when no descendant is left.
+        if (!have_children) break;
+      } else if (o_.kill_leftovers && have_children) {
+        note_leftovers();
+        leftovers_killed_ = true;
+        killer_->begin(nullptr, immediate_);
+        continue;
+      } else {
+        // The command is done; take what it wrote, but do not wait on descendants that
+        // still hold the pipes open.
+        if (drain_until_ == 0) drain_until_ = child_end_ + drain_;
+        if ((out_->eof() && err_->eof()) || now >= drain_until_ || give_up_output_) break;
+      }
+    }
+    pump(now);
+  }
+}
+
+// What the command wrote before the run ended is still passed on: what is pending and
+// what its pipes hold at this moment (not what descendants it left behind write later).
+// Our stdout may be slow to take it; we wait for it as the command itself would have,
+// until a terminating signal says to give up (the rest is dropped and counted).
+void Run::drain_output() {
+  std::size_t budget[2] = {0, 0};
+  OutputStream* streams[2] = {&*out_, &*err_};
+  for (int i = 0; i < 2; ++i) {
+    int queued = 0;
+    if (streams[i]->source() >= 0 && ::ioctl(streams[i]->source(), FIONREAD, &queued) == 0 && queued > 0) {
+      budget[i] = static_cast<std::size_t>(queued);
+    }
+  }
+  for (;;) {
+    if (give_up_output_) {  // keep the rest for the tail only
+      for (int i = 0; i < 2; ++i) {
+        streams[i]->drop();
+        streams[i]->read_for_tail_only(budget[i]);
+      }
+      return;
+    }
+    bool done = true;
+    pollfd pf[5];
+    nfds_t n = 0;
+    pf[n++] = {signals_.fd(), POLLIN, 0};
+    int out_slot[2] = {-1, -1};
+    bool progress = false;
+    for (int i = 0; i < 2; ++i) {
+      OutputStream& s = *streams[i];
+      const std::size_t got = s.read_some(budget[i]);
+      budget[i] -= std::min(budget[i], got);
+      if (s.eof()) budget[i] = 0;
+      s.flush(false);
+      if (s.has_pending()) {
+        done = false;
+        out_slot[i] = static_cast<int>(n);
+        pf[n++] = {s.sink().fd(), POLLOUT, 0};
+      } else if (budget[i] > 0) {
+        if (got == 0) {
+          budget[i] = 0;  // the pipe has nothing after all
+        } else {
+          done = false;  // pending was full and is empty now: read on
+          progress = true;
+        }
+      }
+    }
+    if (done) return;
+    if (progress) continue;
+    if (::poll(pf, n, -1) < 0 && errno != EINTR) return;
+    if (pf[0].revents & POLLIN) read_signals();
+    for (int i = 0; i < 2; ++i) {
+      if (out_slot[i] >= 0 && pf[out_slot[i]].revents != 0) streams[i]->flush(true);
+    }
+  }
+}
+
+void Run::finish() {
+  if (own_tty_ && ::tcgetpgrp(STDIN_FILENO) == pid_) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+  pty_.restore();
+  if (!leftovers_killed_) note_leftovers();
+  record(sampler_->sample());  // after every reap: counts the reaped children's work
+  const bool measured = cg_.active();
+  const detail::CgroupTotals ct = cg_.read();
+  cg_.remove();  // the tree is gone (what it left running goes on in our cgroup)
+  std::string reason = killer_->reason();
+  if (reason.empty() && o_.max_rss_bytes && limit_source_ == RssLimitSource::kernel && ct.oom_kills > 0) {
+    reason = "max-rss";
+  }
+
+  // The run's end on the wall clock is its start plus the monotonic time since: the two
+  // clocks are read a moment apart at the start (a preemption between them would show the
+  // last sample after the end), and a wall-clock step must not shorten a run.
+  r_.end_unix_ns = r_.start_unix_ns + static_cast<std::int64_t>(clock::monotonic_ns() - t0_);
+  r_.duration_ns = static_cast<std::int64_t>((child_end_ != 0 ? child_end_ : clock::monotonic_ns()) - t0_);
+  r_.signal = WIFSIGNALED(status_) ? WTERMSIG(status_) : 0;
+  r_.kill_reason = !reason.empty() ? reason : forwarded_;
+  if (reason.empty() && !forwarded_.empty() && killer_->sigkilled()) r_.kill_reason += "+SIGKILL";
+  r_.leftover_processes = leftovers_;
+  r_.leftovers_killed = leftovers_killed_;
+  r_.exit_code = !reason.empty() ? 124 : exit_code_from_status(status_);
+  if (status_lost_) {
+    r_.error = "the command's exit status was collected by another waitpid() in this process";
+    r_.exit_code = 125;
+  }
+  res_.dropped_output_bytes = out_->dropped() + err_->dropped();
+  r_.user_cpu_ns = tv_ns(total_.ru_utime);
+  r_.sys_cpu_ns = tv_ns(total_.ru_stime);
+  // The command's own peak: its exit status's maxrss also holds the copy of our memory
+  // map it was forked with; when it is no larger than that copy, the peak at exit is the
+  // command's (children it waited for itself, if larger, show in the maxrss).
+  if (sp_.traced && exit_hwm_kib_ != 0 && root_maxrss_kib_ <= sp_.pre_exec_hwm_kib + kPreExecSlackKib) {
+    root_maxrss_kib_ = exit_hwm_kib_;
+  }
+  r_.max_rss_bytes = std::max(max_rss_kib_, root_maxrss_kib_) * 1024;
+  r_.read_bytes = static_cast<std::uint64_t>(total_.ru_inblock) * 512;
+  r_.write_bytes = static_cast<std::uint64_t>(total_.ru_oublock) * 512;
+  r_.minflt = static_cast<std::uint64_t>(total_.ru_minflt);
+  r_.majflt = static_cast<std::uint64_t>(total_.ru_majflt);
+  r_.vol_ctx = static_cast<std::uint64_t>(total_.ru_nvcsw);
+  r_.invol_ctx = static_cast<std::uint64_t>(total_.ru_nivcsw);
+  for (const Sample& s : res_.samples) {
+    r_.peak_tree_rss_bytes = std::max(r_.peak_tree_rss_bytes, s.rss_bytes);
+    r_.peak_tree_pss_bytes = std::max(r_.peak_tree_pss_bytes, s.pss_bytes);
+    r_.peak_threads = std::max(r_.peak_threads, s.threads);
+    r_.peak_processes = std::max(r_.peak_processes, s.processes);
+    r_.rchar = std::max(r_.rchar, s.rchar);
+    r_.wchar = std::max(r_.wchar, s.wchar);
+  }
+  // The tree's figures: the kernel's for the cgroup where it has them, else our own.
+  r_.tree_peak_memory_bytes = measured ? ct.peak_memory_bytes : r_.peak_tree_rss_bytes;
+  r_.tree_user_cpu_ns = ct.has_cpu ? ct.user_cpu_ns : r_.user_cpu_ns;
+  r_.tree_sys_cpu_ns = ct.has_cpu ? ct.sys_cpu_ns : r_.sys_cpu_ns;
+  r_.tree_read_bytes = ct.has_io ? ct.read_bytes : r_.read_bytes;
+  r_.tree_write_bytes = ct.has_io ? ct.write_bytes : r_.write_bytes;
+  r_.tree_peak_processes = ct.has_pids ? ct.peak_pids : r_.peak_processes;
+  r_.stdout_tail = out_->take_tail();
+  r_.stderr_tail = err_->take_tail();
+  r_.monitor_cpu_ns = clock::thread_cpu_ns() - cpu0_;
+}
+
+}  // namespace
+
 RunResult run(const RunOptions& o) {
   RunResult res;
   RunRecord& r = res.record;
@@ -609,535 +1011,11 @@ RunResult run(const RunOptions& o) {
   }
   r.command = o.argv[0];
   r.args.assign(o.argv.begin() + 1, o.argv.end());
-  const std::uint64_t interval = static_cast<std::uint64_t>(std::max<std::int64_t>(
-      o.interval.count(), std::chrono::nanoseconds(std::chrono::milliseconds(10)).count()));
-  const std::uint64_t grace = static_cast<std::uint64_t>(std::max<std::int64_t>(o.grace.count(), 0));
-
-  // Signals arrive through a signalfd, so they are blocked for this thread; the command
-  // gets the original mask and default dispositions back.
-  sigset_t watched, old_mask;
-  sigemptyset(&watched);
-  for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH}) sigaddset(&watched, s);
-  sigset_t block = watched;
-  sigaddset(&block, SIGTTOU);  // lets us take the terminal back from the command's group
-  ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
-  struct sigaction ign {
-  }, old_pipe{};
-  ign.sa_handler = SIG_IGN;
-  ::sigaction(SIGPIPE, &ign, &old_pipe);
-  // A caller that ignores SIGCHLD (or sets SA_NOCLDWAIT) would have the kernel reap the
-  // command behind our back: the default disposition is restored for the duration.
-  struct sigaction old_chld {};
-  ::sigaction(SIGCHLD, nullptr, &old_chld);
-  const bool reset_chld = old_chld.sa_handler == SIG_IGN || (old_chld.sa_flags & SA_NOCLDWAIT) != 0;
-  if (reset_chld) {
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    ::sigaction(SIGCHLD, &dfl, nullptr);
-  }
-  Fd sfd(::signalfd(-1, &watched, SFD_CLOEXEC | SFD_NONBLOCK));
-  const int old_subreaper = [] {
-    int v = 0;
-    ::prctl(PR_GET_CHILD_SUBREAPER, &v, 0, 0, 0);
-    return v;
-  }();
-  // Orphaned grandchildren are re-parented to us, so they stay in the sampled tree and
-  // can be killed and reaped.
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  const std::uint64_t cpu0 = clock::thread_cpu_ns();
-
-  // Each of stdout/stderr is a pipe, or the pty when ours is a terminal; with both on the
-  // pty, its output is one stream (kept as the stdout tail).
-  Pty pty;
-  if (o.terminal && o.passthrough) pty.open();
-  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
-  if (!pty.on_out()) ::pipe2(out_pipe, O_CLOEXEC);
-  if (!pty.on_err()) ::pipe2(err_pipe, O_CLOEXEC);
-  Fd out_w(out_pipe[1]), err_w(err_pipe[1]);
-  Fd out_r(out_pipe[0]), err_r(err_pipe[0]);
-  if (pty.on_out()) {
-    out_r = pty.reader();
-  } else if (pty.on_err()) {
-    err_r = pty.reader();
-  }
-  Stream out{std::move(out_r), o.passthrough ? STDOUT_FILENO : -1};  // -1: no sink at all
-  Stream err{std::move(err_r), o.passthrough ? STDERR_FILENO : -1};
-  ChildIo io;
-  io.out = pty.on_out() ? pty.slave() : out_w.get();
-  io.err = pty.on_err() ? pty.slave() : err_w.get();
-  if (pty.active()) io.pty = pty.slave();
-  if (pty.relays_input()) io.in = pty.slave();
-
-  // The tree's own cgroup: made before the command exists, which enters it before its
-  // exec, so nothing it starts escapes the accounting (or the limit).
-  detail::Cgroup cg = o.cgroup == CgroupMode::off ? detail::Cgroup::none("cgroups were turned off")
-                                                  : detail::Cgroup::create();
-  RssLimitSource limit_source = o.max_rss_source;
-  std::string limit_why;
-  if (o.max_rss_bytes && limit_source == RssLimitSource::kernel) {
-    if (!cg.limit_memory(*o.max_rss_bytes, limit_why)) limit_source = RssLimitSource::rss;
-  }
-
-  Spawn sp = spawn(o.argv, io, old_mask, o.exact_peak);
-  Sampler sampler = Sampler::children_of_self(
-      {.smaps = o.smaps || (o.max_rss_bytes && limit_source == RssLimitSource::pss), .tree = true});
-  if (sp.pid > 0 && cg.active() && !cg.place(sp.pid) && limit_source == RssLimitSource::kernel) {
-    limit_source = RssLimitSource::rss;  // not in the cgroup: the limit would not apply
-  }
-  if (!cg.active() && limit_source == RssLimitSource::cgroup) limit_source = RssLimitSource::rss;
-  if (o.max_rss_bytes && limit_source != o.max_rss_source) {
-    res.warnings.push_back(std::string("the memory limit applies to the sampled RSS sum, not the ") +
-                           source_name(o.max_rss_source) +
-                           " figure: " + (cg.active() ? limit_why : cg.reason()));
-  }
-  r.tree_source = cg.source();
-  r.tree_source_reason = cg.reason();
-  if (o.max_rss_bytes) r.max_rss_source = source_name(limit_source);
-  res.start_mono_ns = clock::monotonic_ns();
-  r.start_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
-  sp.start();
-  const pid_t pid = sp.pid;
-  const int rc = sp.error;
-  out_w.reset();
-  err_w.reset();
-  pty.close_slave();  // the pty reports its end once the command's tree has closed it
-
-  auto restore = [&] {
-    ::prctl(PR_SET_CHILD_SUBREAPER, old_subreaper, 0, 0, 0);
-    signalfd_siginfo si;
-    while (sfd.valid() && ::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-    }
-    ::sigaction(SIGPIPE, &old_pipe, nullptr);
-    if (reset_chld) ::sigaction(SIGCHLD, &old_chld, nullptr);
-    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-  };
-
-  if (rc != 0) {
-    r.error = std::strerror(rc);
-    r.exit_code = (rc == ENOENT || rc == ENOTDIR) ? 127 : 126;
-    r.duration_ns = static_cast<std::int64_t>(clock::monotonic_ns() - res.start_mono_ns);
-    r.end_unix_ns = r.start_unix_ns + r.duration_ns;
-    restore();
-    return res;
-  }
-
-  // On a pty the command has a terminal of its own, and ours stays with us.
-  const bool own_tty = !pty.active() && ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp() &&
-                       !shares_process_group();
-  if (own_tty) ::tcsetpgrp(STDIN_FILENO, pid);
-  pty.make_raw();
-  bool relaying = pty.raw();
-  for (Stream* s : {&out, &err}) {
-    if (s->fd.valid()) ::fcntl(s->fd.get(), F_SETFL, ::fcntl(s->fd.get(), F_GETFL) | O_NONBLOCK);
-  }
-
-  rusage total{};
-  std::uint64_t max_rss_kib = 0;
-  int status = 0;
-  bool child_done = false, status_lost = false;
-  int stopped_by = 0;  // the signal that stopped the command, until handled
-  std::uint64_t child_end = 0;
-  std::string reason;
-  std::string forwarded;
-  bool killing = false, sigkilled = false;
-  std::uint64_t kill_deadline = 0;
-  const std::uint64_t t0 = res.start_mono_ns;
-  std::uint64_t next_sample = t0;
-  const std::uint64_t timeout_at =
-      o.timeout ? t0 + static_cast<std::uint64_t>(std::max<std::int64_t>(o.timeout->count(), 0)) : 0;
-  const std::uint64_t drain = static_cast<std::uint64_t>(std::max<std::int64_t>(o.drain.count(), 0));
-
-  // The traced command stopped: at its exit (read its own peak RSS, which its exit status
-  // cannot tell apart from the copy of our memory map it was forked with), in a group
-  // stop (leave it stopped, as without us), or for a signal (deliver it).
-  std::uint64_t root_maxrss_kib = 0, exit_hwm_kib = 0;
-  bool listening = false;
-  auto trace_stop = [&](int st) {
-    const int event = st >> 16, sig = WSTOPSIG(st);
-    if (event == PTRACE_EVENT_EXIT) {
-      exit_hwm_kib = std::max(exit_hwm_kib, hwm_kib(pid));
-      ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
-    } else if (event == PTRACE_EVENT_STOP &&
-               (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)) {
-      if (!listening) stopped_by = sig;
-      listening = true;
-      ::ptrace(PTRACE_LISTEN, pid, nullptr, nullptr);
-    } else {
-      listening = false;
-      const long deliver = event == 0 ? sig : 0;
-      ::ptrace(PTRACE_CONT, pid, nullptr, reinterpret_cast<void*>(deliver));
-    }
-  };
-
-  auto reap = [&]() -> bool {  // false once we have no children at all
-    for (;;) {
-      int st = 0;
-      rusage ru{};
-      const pid_t p = ::wait4(-1, &st, WNOHANG | WUNTRACED, &ru);
-      if (p == 0) return true;
-      if (p < 0) return errno == EINTR ? true : false;
-      if (WIFSTOPPED(st)) {  // still alive; ru is its usage so far, not a final total
-        if (p == pid && sp.traced) {
-          trace_stop(st);
-        } else if (p == pid) {
-          stopped_by = WSTOPSIG(st);
-        }
-        continue;
-      }
-      total.ru_utime.tv_sec += ru.ru_utime.tv_sec;
-      total.ru_utime.tv_usec += ru.ru_utime.tv_usec;
-      total.ru_stime.tv_sec += ru.ru_stime.tv_sec;
-      total.ru_stime.tv_usec += ru.ru_stime.tv_usec;
-      total.ru_minflt += ru.ru_minflt;
-      total.ru_majflt += ru.ru_majflt;
-      total.ru_inblock += ru.ru_inblock;
-      total.ru_oublock += ru.ru_oublock;
-      total.ru_nvcsw += ru.ru_nvcsw;
-      total.ru_nivcsw += ru.ru_nivcsw;
-      if (p == pid) {
-        root_maxrss_kib = static_cast<std::uint64_t>(ru.ru_maxrss);
-      } else {
-        max_rss_kib = std::max(max_rss_kib, static_cast<std::uint64_t>(ru.ru_maxrss));
-      }
-      if (p == pid) {
-        status = st;
-        child_done = true;
-        child_end = clock::monotonic_ns();
-      }
-    }
-  };
-
-  auto signal_tree = [&](int sig) {
-    ::kill(-pid, sig);
-    cg.signal_all(sig);  // everything in the cgroup, wherever it went in the process tree
-    sampler.sample();    // fresh list of the tree, including processes that left the group
-    for (pid_t p : sampler.pids()) ::kill(p, sig);
-  };
-
-  // Ends the tree: SIGTERM (and SIGCONT: a stopped process cannot act on it) now and
-  // SIGKILL after the grace period, or SIGKILL at once. `why` becomes the kill reason;
-  // nullptr leaves the command's own status as the outcome.
-  auto begin_kill = [&](const char* why, bool immediate) {
-    if (killing) return;
-    killing = true;
-    if (why != nullptr) reason = why;
-    if (immediate || grace == 0) {
-      signal_tree(SIGKILL);
-      sigkilled = true;
-    } else {
-      signal_tree(SIGTERM);
-      signal_tree(SIGCONT);
-      kill_deadline = clock::monotonic_ns() + grace;
-    }
-  };
-  const bool immediate = o.kill == KillStrategy::immediate;
-
-  // The command stopped itself the way a terminal job does (Ctrl-Z, or tty access from
-  // the background). When it had our terminal, do what a shell does: take the terminal
-  // back and stop ourselves the same way, so that whoever started us sees the job stop.
-  // Once we are continued, hand the terminal back if we are in the foreground again and
-  // continue the command. When we cannot be stopped (no job control: our process group
-  // is orphaned, or the signal is ignored) the command is continued at once.
-  // On a pty the same holds with our terminal's mode in place of its ownership: it leaves
-  // raw mode while we are stopped, and the window may have changed meanwhile.
-  auto handle_stop = [&](int sig) {
-    if (!(own_tty || pty.raw()) || killing || (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)) return;
-    if (own_tty && ::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
-    pty.restore();
-    ::kill(::getpid(), sig == SIGTTIN ? SIGTTIN : SIGTSTP);  // SIGTTOU is blocked here
-    if (own_tty && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp()) ::tcsetpgrp(STDIN_FILENO, pid);
-    pty.make_raw();
-    relaying = pty.raw();
-    pty.sync_size();
-    ::kill(-pid, SIGCONT);
-  };
-
-  auto record = [&](const Sample& s) {
-    res.samples.push_back(s);
-    if (res.samples.size() > o.max_samples && o.max_samples >= 2) {
-      // Thin: keep every other sample (the first and the newest always survive).
-      std::vector<Sample> kept;
-      kept.reserve(res.samples.size() / 2 + 1);
-      for (std::size_t i = 0; i < res.samples.size(); i += 2) kept.push_back(res.samples[i]);
-      if ((res.samples.size() - 1) % 2 != 0) kept.push_back(res.samples.back());
-      res.samples.swap(kept);
-    }
-    if (o.on_sample) o.on_sample(s);
-  };
-
-  // Reads the signalfd. A terminating signal ends the whole tree: it goes to every
-  // process in it (those that left the group with setsid too), SIGKILL follows for what
-  // is left after the grace period, and the run ends only once no descendant is left.
-  // Once the command has ended, or for a second signal, it also means: stop waiting for
-  // output to go out.
-  bool give_up_output = false;
-  auto read_signals = [&] {
-    signalfd_siginfo si;
-    while (::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-      const int sig = static_cast<int>(si.ssi_signo);
-      if (sig == SIGCHLD) continue;  // reaped at the top of the loop
-      if (sig == SIGWINCH) {
-        pty.sync_size();
-        continue;
-      }
-      if (child_done || !forwarded.empty()) give_up_output = true;
-      if (!child_done && forwarded.empty()) forwarded = signal_name(sig);
-      signal_tree(sig);
-      if (!killing) {
-        killing = true;
-        if (grace == 0) {
-          signal_tree(SIGKILL);
-          sigkilled = true;
-        } else {
-          kill_deadline = clock::monotonic_ns() + grace;
-        }
-      }
-    }
-  };
-
-  // Descendants still running once the command has exited: counted, and ended when asked.
-  std::uint32_t leftovers = 0;
-  bool leftovers_killed = false;
-  auto note_leftovers = [&] {
-    leftovers = sampler.sample().processes;
-    res.leftover_pids.assign(sampler.pids().begin(), sampler.pids().end());
-  };
-
-  std::uint64_t drain_until = 0;
-  for (;;) {
-    std::uint64_t now = clock::monotonic_ns();
-    if (!child_done && now >= next_sample) {
-      const Sample s = sampler.sample();
-      record(s);
-      if (o.max_rss_bytes) {
-        std::uint64_t mem = 0;  // kernel: the kernel enforces it; an OOM kill shows below
-        if (limit_source == RssLimitSource::rss) mem = s.rss_bytes;
-        if (limit_source == RssLimitSource::pss) mem = s.pss_bytes;
-        if (limit_source == RssLimitSource::cgroup) mem = cg.peak_memory();
-        if (mem > *o.max_rss_bytes) begin_kill("max-rss", immediate);
-      }
-      // The kernel killed a process at the limit: the run ends as for any limit.
-      if (o.max_rss_bytes && limit_source == RssLimitSource::kernel && cg.oom_kills() > 0) {
-        begin_kill("max-rss", immediate);
-      }
-      if (o.max_cpu_seconds && static_cast<double>(s.cpu_user_ns + s.cpu_sys_ns) / 1e9 > *o.max_cpu_seconds) {
-        begin_kill("max-cpu", immediate);
-      }
-      next_sample += interval;
-      if (next_sample <= now) next_sample = now + interval;  // fell behind: do not burst
-    }
-    // Limits apply while the command runs; descendants it leaves behind holding the
-    // pipes open are no reason to kill anything.
-    if (timeout_at != 0 && !killing && !child_done && now >= timeout_at) begin_kill("timeout", immediate);
-    if (killing && !sigkilled && now >= kill_deadline) {
-      signal_tree(SIGKILL);
-      sigkilled = true;
-    }
-    if (sigkilled) signal_tree(SIGKILL);  // anything forked since the last round
-
-    const bool have_children = reap();
-    if (!have_children && !child_done) {
-      // Someone else collected the command (another thread's waitpid(-1)).
-      child_done = status_lost = true;
-      child_end = clock::monotonic_ns();
-    }
-    if (stopped_by != 0) {
-      handle_stop(std::exchange(stopped_by, 0));
-      continue;  // time passed while we were stopped
-    }
-    if (child_done && !killing && o.max_rss_bytes && limit_source == RssLimitSource::kernel &&
-        cg.oom_kills() > 0) {
-      begin_kill("max-rss", immediate);  // what the OOM kill of the command left
-    }
-    if (child_done) {
-      if (killing) {
-        // A killed run ends only when no descendant is left.
-        if (!have_children) break;
-      } else if (o.kill_leftovers && have_children) {
-        note_leftovers();
-        leftovers_killed = true;
-        begin_kill(nullptr, immediate);
-        continue;
-      } else {
-        // The command is done; take what it wrote, but do not wait on descendants that
-        // still hold the pipes open.
-        if (drain_until == 0) drain_until = child_end + drain;
-        if ((out.eof && err.eof) || now >= drain_until || give_up_output) break;
-      }
-    }
-
-    std::uint64_t wake = child_done ? now + std::uint64_t{10000000} : next_sample;
-    if (timeout_at != 0 && !killing && !child_done) wake = std::min(wake, timeout_at);
-    if (killing && !sigkilled) wake = std::min(wake, kill_deadline);
-    if (sigkilled) wake = std::min(wake, now + std::uint64_t{10000000});
-    if (drain_until != 0) wake = std::min(wake, drain_until);
-    now = clock::monotonic_ns();
-    const int timeout_ms = wake > now ? static_cast<int>((wake - now + 999999) / 1000000) : 0;
-
-    pollfd pf[6];
-    nfds_t n = 0;
-    pf[n++] = {sfd.get(), POLLIN, 0};
-    const int stdin_slot = relaying && !child_done ? static_cast<int>(n) : -1;
-    if (stdin_slot >= 0) pf[n++] = {STDIN_FILENO, POLLIN, 0};
-    int in_slot[2] = {-1, -1}, out_slot[2] = {-1, -1};
-    Stream* streams[2] = {&out, &err};
-    for (int i = 0; i < 2; ++i) {
-      Stream& s = *streams[i];
-      if (s.fd.valid() && s.room(o.passthrough)) {
-        in_slot[i] = static_cast<int>(n);
-        pf[n++] = {s.fd.get(), POLLIN, 0};
-      }
-      if (!s.pending.empty()) {
-        out_slot[i] = static_cast<int>(n);
-        pf[n++] = {s.sink.fd(), POLLOUT, 0};
-      }
-    }
-    const int pr = ::poll(pf, n, timeout_ms);
-    if (pr <= 0) continue;
-    if (pf[0].revents & POLLIN) read_signals();
-    if (stdin_slot >= 0 && pf[stdin_slot].revents != 0) {
-      const Pty::Input in = pty.relay_input(pid);
-      if (in == Pty::Input::ended) relaying = false;
-      if (in == Pty::Input::suspend && !killing) {
-        ::kill(-pid, SIGSTOP);  // cannot be caught: the group is stopped now
-        handle_stop(SIGTSTP);   // the job stops, as a shell would see it
-        continue;
-      }
-    }
-    for (int i = 0; i < 2; ++i) {
-      Stream& s = *streams[i];
-      const bool writable = out_slot[i] >= 0 && pf[out_slot[i]].revents != 0;
-      s.flush(writable);  // make room first
-      if (in_slot[i] >= 0 && pf[in_slot[i]].revents != 0) {
-        s.read_some(o.tail_bytes, o.passthrough);
-        s.flush(false);
-      }
-    }
-  }
-
-  // What the command wrote before the run ended is still passed on: what is pending and
-  // what its pipes hold at this moment (not what descendants it left behind write later).
-  // Our stdout may be slow to take it; we wait for it as the command itself would have,
-  // until a terminating signal says to give up (the rest is dropped and counted).
-  {
-    std::size_t budget[2] = {0, 0};
-    Stream* streams[2] = {&out, &err};
-    for (int i = 0; i < 2; ++i) {
-      int queued = 0;
-      if (streams[i]->fd.valid() && ::ioctl(streams[i]->fd.get(), FIONREAD, &queued) == 0 && queued > 0) {
-        budget[i] = static_cast<std::size_t>(queued);
-      }
-    }
-    for (;;) {
-      if (give_up_output) {  // keep the rest for the tail only
-        for (int i = 0; i < 2; ++i) {
-          streams[i]->drop();
-          streams[i]->dropped += streams[i]->read_some(o.tail_bytes, false, budget[i]);
-        }
-        break;
-      }
-      bool done = true;
-      pollfd pf[5];
-      nfds_t n = 0;
-      pf[n++] = {sfd.get(), POLLIN, 0};
-      int out_slot[2] = {-1, -1};
-      bool progress = false;
-      for (int i = 0; i < 2; ++i) {
-        Stream& s = *streams[i];
-        const std::size_t got = s.read_some(o.tail_bytes, o.passthrough, budget[i]);
-        budget[i] -= std::min(budget[i], got);
-        if (s.eof) budget[i] = 0;
-        s.flush(false);
-        if (!s.pending.empty()) {
-          done = false;
-          out_slot[i] = static_cast<int>(n);
-          pf[n++] = {s.sink.fd(), POLLOUT, 0};
-        } else if (budget[i] > 0) {
-          if (got == 0) {
-            budget[i] = 0;  // the pipe has nothing after all
-          } else {
-            done = false;  // pending was full and is empty now: read on
-            progress = true;
-          }
-        }
-      }
-      if (done) break;
-      if (progress) continue;
-      if (::poll(pf, n, -1) < 0 && errno != EINTR) break;
-      if (pf[0].revents & POLLIN) read_signals();
-      for (int i = 0; i < 2; ++i) {
-        if (out_slot[i] >= 0 && pf[out_slot[i]].revents != 0) streams[i]->flush(true);
-      }
-    }
-  }
-
-  if (own_tty && ::tcgetpgrp(STDIN_FILENO) == pid) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
-  pty.restore();
-  if (!leftovers_killed) note_leftovers();
-  const Sample last = sampler.sample();  // after every reap: counts the reaped children's work
-  record(last);
-  const bool measured = cg.active();
-  const detail::CgroupTotals ct = cg.read();
-  cg.remove();  // the tree is gone (what it left running goes on in our cgroup)
-  if (reason.empty() && o.max_rss_bytes && limit_source == RssLimitSource::kernel && ct.oom_kills > 0) {
-    reason = "max-rss";
-  }
-  restore();
-
-  // The run's end on the wall clock is its start plus the monotonic time since: the two
-  // clocks are read a moment apart at the start (a preemption between them would show the
-  // last sample after the end), and a wall-clock step must not shorten a run.
-  r.end_unix_ns = r.start_unix_ns + static_cast<std::int64_t>(clock::monotonic_ns() - t0);
-  r.duration_ns = static_cast<std::int64_t>((child_end != 0 ? child_end : clock::monotonic_ns()) - t0);
-  r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  r.kill_reason = !reason.empty() ? reason : forwarded;
-  if (reason.empty() && !forwarded.empty() && sigkilled) r.kill_reason += "+SIGKILL";
-  r.leftover_processes = leftovers;
-  r.leftovers_killed = leftovers_killed;
-  r.exit_code = !reason.empty() ? 124 : exit_code_from_status(status);
-  if (status_lost) {
-    r.error = "the command's exit status was collected by another waitpid() in this process";
-    r.exit_code = 125;
-  }
-  res.dropped_output_bytes = out.dropped + err.dropped;
-  r.user_cpu_ns = tv_ns(total.ru_utime);
-  r.sys_cpu_ns = tv_ns(total.ru_stime);
-  // The command's own peak: its exit status's maxrss also holds the copy of our memory
-  // map it was forked with; when it is no larger than that copy, the peak at exit is the
-  // command's (children it waited for itself, if larger, show in the maxrss).
-  if (sp.traced && exit_hwm_kib != 0 && root_maxrss_kib <= sp.pre_exec_hwm_kib + kPreExecSlackKib) {
-    root_maxrss_kib = exit_hwm_kib;
-  }
-  r.max_rss_bytes = std::max(max_rss_kib, root_maxrss_kib) * 1024;
-  r.read_bytes = static_cast<std::uint64_t>(total.ru_inblock) * 512;
-  r.write_bytes = static_cast<std::uint64_t>(total.ru_oublock) * 512;
-  r.minflt = static_cast<std::uint64_t>(total.ru_minflt);
-  r.majflt = static_cast<std::uint64_t>(total.ru_majflt);
-  r.vol_ctx = static_cast<std::uint64_t>(total.ru_nvcsw);
-  r.invol_ctx = static_cast<std::uint64_t>(total.ru_nivcsw);
-  for (const Sample& s : res.samples) {
-    r.peak_tree_rss_bytes = std::max(r.peak_tree_rss_bytes, s.rss_bytes);
-    r.peak_tree_pss_bytes = std::max(r.peak_tree_pss_bytes, s.pss_bytes);
-    r.peak_threads = std::max(r.peak_threads, s.threads);
-    r.peak_processes = std::max(r.peak_processes, s.processes);
-    r.rchar = std::max(r.rchar, s.rchar);
-    r.wchar = std::max(r.wchar, s.wchar);
-  }
-  // The tree's figures: the kernel's for the cgroup where it has them, else our own.
-  r.tree_peak_memory_bytes = measured ? ct.peak_memory_bytes : r.peak_tree_rss_bytes;
-  r.tree_user_cpu_ns = ct.has_cpu ? ct.user_cpu_ns : r.user_cpu_ns;
-  r.tree_sys_cpu_ns = ct.has_cpu ? ct.sys_cpu_ns : r.sys_cpu_ns;
-  r.tree_read_bytes = ct.has_io ? ct.read_bytes : r.read_bytes;
-  r.tree_write_bytes = ct.has_io ? ct.write_bytes : r.write_bytes;
-  r.tree_peak_processes = ct.has_pids ? ct.peak_pids : r.peak_processes;
-  r.monitor_cpu_ns = clock::thread_cpu_ns() - cpu0;
-  auto trim = [&](std::string& t) {
-    if (t.size() > o.tail_bytes) t.erase(0, t.size() - o.tail_bytes);
-  };
-  trim(out.tail);
-  trim(err.tail);
-  r.stdout_tail = std::move(out.tail);
-  r.stderr_tail = std::move(err.tail);
+  Run run(o, res);
+  if (!run.start()) return res;
+  run.loop();
+  run.drain_output();
+  run.finish();
   return res;
 }
 

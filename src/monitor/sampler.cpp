@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -40,33 +41,37 @@ bool for_each_numeric_entry(int dirfd, F&& f) {
     const long n = ::syscall(SYS_getdents64, dirfd, buf, sizeof buf);
     if (n < 0) return false;
     if (n == 0) return true;
-    for (long off = 0; off < n;) {
-      // linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
-      unsigned short reclen;
-      std::memcpy(&reclen, buf + off + 16, sizeof reclen);
-      const char* name = buf + off + 19;
+    detail::for_each_dirent64(buf, static_cast<std::size_t>(n), [&](const char* name) {
       if (name[0] >= '0' && name[0] <= '9') f(name);
-      off += reclen;
-    }
+    });
   }
 }
 
-std::uint32_t count_entries(int dirfd) {
+// Open descriptors of a process from its open /proc/PID/fd directory. Linux 6.2 and later
+// report the count as the directory's size, one fstat instead of listing it.
+std::uint32_t count_fds(int dirfd) {
+  struct stat st {};
+  if (::fstat(dirfd, &st) == 0 && st.st_size > 0) return static_cast<std::uint32_t>(st.st_size);
   if (::lseek(dirfd, 0, SEEK_SET) < 0) return 0;
   alignas(8) char buf[4096];
   std::uint32_t count = 0;
   for (;;) {
     const long n = ::syscall(SYS_getdents64, dirfd, buf, sizeof buf);
     if (n <= 0) return count;
-    for (long off = 0; off < n;) {
-      unsigned short reclen;
-      std::memcpy(&reclen, buf + off + 16, sizeof reclen);
-      const char* name = buf + off + 19;
+    detail::for_each_dirent64(buf, static_cast<std::size_t>(n), [&](const char* name) {
       if (!(name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))) ++count;
-      off += reclen;
-    }
+    });
   }
 }
+
+// One thread of a multi-threaded process: its children list and its context switches
+// live in its own task directory.
+struct Task {
+  pid_t tid = 0;
+  Fd children, status;
+};
+
+constexpr std::uint64_t kThreadCtxEveryNs = 100000000;
 
 struct Entry {
   pid_t pid = 0;
@@ -74,6 +79,13 @@ struct Entry {
   Fd smaps;
   StatFields st;
   std::uint64_t gen = 0;
+  // The process's task directory and its threads' files, kept open like the others so
+  // that a busy multi-threaded process costs two preads per thread and sample.
+  Fd task_dir;
+  std::vector<Task> tasks;  // sorted by tid
+  std::uint64_t tasks_gen = 0;
+  bool tasks_changed = false;  // threads came or went in the last sync_tasks()
+  std::uint64_t ctx_ns = 0;    // when the threads' context switches were last read
   // Last observed values of counters that nobody else accumulates after exit.
   std::uint64_t vol = 0, invol = 0, rchar = 0, wchar = 0;
 };
@@ -91,6 +103,8 @@ struct Sampler::Impl {
   std::uint64_t gen = 0;
   std::vector<pid_t> tree;  // pids of the last sample
   std::vector<pid_t> queue;
+  std::vector<pid_t> tids;  // scratch of sync_tasks()
+  std::vector<Task> next_tasks;
   std::string buf;
   std::string path;
   Sample prev{};
@@ -163,6 +177,52 @@ struct Sampler::Impl {
     }
   }
 
+  // Brings e.tasks in line with the process's threads now, once per sample: threads
+  // that are gone are closed, new ones opened; the others keep their descriptors.
+  void sync_tasks(Entry& e) {
+    if (e.tasks_gen == gen) return;
+    e.tasks_gen = gen;
+    if (!e.task_dir.valid()) {
+      e.task_dir = detail::open_ro(("/proc/" + std::to_string(e.pid) + "/task").c_str(), O_DIRECTORY);
+      if (!e.task_dir.valid()) return;
+    }
+    tids.clear();
+    for_each_numeric_entry(e.task_dir.get(), [&](const char* name) {
+      tids.push_back(static_cast<pid_t>(detail::parse_u64(name)));
+    });
+    std::sort(tids.begin(), tids.end());
+    next_tasks.clear();
+    e.tasks_changed = tids.size() != e.tasks.size();
+    auto old = e.tasks.begin();
+    for (const pid_t tid : tids) {
+      while (old != e.tasks.end() && old->tid < tid) ++old;
+      if (old != e.tasks.end() && old->tid == tid) {
+        next_tasks.push_back(std::move(*old));
+        continue;
+      }
+      e.tasks_changed = true;
+      Task t;
+      t.tid = tid;
+      open_task(e, t);
+      next_tasks.push_back(std::move(t));
+    }
+    e.tasks.swap(next_tasks);
+  }
+
+  void open_task(const Entry& e, Task& t) {
+    const std::string base = "/proc/" + std::to_string(e.pid) + "/task/" + std::to_string(t.tid);
+    if (have_children_file) t.children = detail::open_ro((base + "/children").c_str());
+    t.status = detail::open_ro((base + "/status").c_str());
+  }
+
+  // Reads one of a thread's files into buf. A thread that ended since it was opened (its
+  // tid perhaps taken by a new thread of the process) is opened again, once.
+  bool read_task(const Entry& e, Task& t, Fd Task::*file) {
+    if ((t.*file).valid() && detail::pread_all((t.*file).get(), buf)) return true;
+    open_task(e, t);
+    return (t.*file).valid() && detail::pread_all((t.*file).get(), buf);
+  }
+
   void children_of(Entry& e, std::vector<pid_t>& out) {
     if (!have_children_file) return;
     if (e.st.threads <= 1 && e.children.valid()) {
@@ -170,14 +230,9 @@ struct Sampler::Impl {
       return;
     }
     // Children belong to the thread that forked them: read every task's list.
-    const std::string task_dir = "/proc/" + std::to_string(e.pid) + "/task";
-    Fd dir = detail::open_ro(task_dir.c_str(), O_DIRECTORY);
-    if (!dir.valid()) return;
-    std::vector<std::string> tids;
-    for_each_numeric_entry(dir.get(), [&](const char* name) { tids.emplace_back(name); });
-    for (const auto& tid : tids) {
-      Fd f = detail::open_ro((task_dir + "/" + tid + "/children").c_str());
-      if (f.valid() && detail::pread_all(f.get(), buf)) parse_pids(buf, out);
+    sync_tasks(e);
+    for (Task& t : e.tasks) {
+      if (read_task(e, t, &Task::children)) parse_pids(buf, out);
     }
   }
 
@@ -221,8 +276,8 @@ struct Sampler::Impl {
     }
     s.rchar += e.rchar;
     s.wchar += e.wchar;
-    if (e.fd_dir.valid()) s.fds += count_entries(e.fd_dir.get());
-    read_ctx(e);
+    if (e.fd_dir.valid()) s.fds += count_fds(e.fd_dir.get());
+    read_ctx(e, s.t_ns);
     s.vol_ctx += e.vol;
     s.invol_ctx += e.invol;
     if (e.smaps.valid() && detail::pread_all(e.smaps.get(), buf)) {
@@ -234,8 +289,11 @@ struct Sampler::Impl {
   }
 
   // /proc/PID/status reports the switches of the main thread only, so a multi-threaded
-  // process is summed over its tasks.
-  void read_ctx(Entry& e) {
+  // process is summed over its tasks. A thread's status is the costliest file the kernel
+  // formats here, so a process whose threads stay the same has them read at most every
+  // kThreadCtxEveryNs, however short the interval: 8 busy threads sampled every 10 ms
+  // would otherwise cost 800 status files a second.
+  void read_ctx(Entry& e, std::uint64_t now_ns) {
     if (e.st.threads <= 1) {
       if (e.status.valid() && detail::pread_all(e.status.get(), buf)) {
         e.vol = std::max(e.vol, detail::field_u64(buf, "voluntary_ctxt_switches:"));
@@ -243,15 +301,12 @@ struct Sampler::Impl {
       }
       return;
     }
-    const std::string task_dir = "/proc/" + std::to_string(e.pid) + "/task";
-    Fd dir = detail::open_ro(task_dir.c_str(), O_DIRECTORY);
-    if (!dir.valid()) return;
-    std::vector<std::string> tids;
-    for_each_numeric_entry(dir.get(), [&](const char* name) { tids.emplace_back(name); });
+    sync_tasks(e);
+    if (!e.tasks_changed && e.ctx_ns != 0 && now_ns - e.ctx_ns < kThreadCtxEveryNs) return;
+    e.ctx_ns = now_ns;
     std::uint64_t vol = 0, invol = 0;
-    for (const auto& tid : tids) {
-      Fd f = detail::open_ro((task_dir + "/" + tid + "/status").c_str());
-      if (f.valid() && detail::pread_all(f.get(), buf)) {
+    for (Task& t : e.tasks) {
+      if (read_task(e, t, &Task::status)) {
         vol += detail::field_u64(buf, "voluntary_ctxt_switches:");
         invol += detail::field_u64(buf, "nonvoluntary_ctxt_switches:");
       }

@@ -177,3 +177,19 @@ TEST(CurlClient, FailuresMarkTheClientSpan) {
   EXPECT_EQ(named(events, "GET nothing"), nullptr);
   EXPECT_EQ(of_kind(events, sg::EventKind::request).size(), 1u);
 }
+
+TEST(CurlClient, AnUnsampledTraceIsSentUnsampledAndTheServerFollows) {
+  sg::SessionOptions options;
+  options.sample_ratio = 0;  // no new trace sampled; the server follows its caller (parent-based)
+  Seen seen;
+  const auto events = record(options, [&] {
+    Server server;
+    Easy easy(server.loop->url("/users/5"));
+    ASSERT_EQ(sg::curl::perform(easy.h, "GET /users/{id}"), CURLE_OK);
+    seen = server.seen();
+  });
+  const auto parsed = sg::parse_traceparent(seen.traceparent);
+  ASSERT_TRUE(parsed) << seen.traceparent;
+  EXPECT_FALSE(parsed->sampled());
+  EXPECT_TRUE(events.empty()) << events.size() << " event(s), the first " << events[0].name;
+}

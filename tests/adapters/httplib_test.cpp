@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -19,6 +20,8 @@ namespace {
 using sg::test::of_kind;
 using sg::test::record;
 
+constexpr std::size_t kExportBytes = 25000;
+
 // The routes every test serves.
 void add_routes(sg::httplib::Middleware& mw, std::string* seen_tracestate = nullptr) {
   mw.Get(R"(/users/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
@@ -31,6 +34,14 @@ void add_routes(sg::httplib::Middleware& mw, std::string* seen_tracestate = null
     res.set_content("{\"bytes\":" + std::to_string(req.body.size()) + "}", "application/json");
   });
   mw.Get("/missing", [](const httplib::Request&, httplib::Response& res) { res.status = 404; });
+  // A body streamed by a content provider after the handler returned, of a declared length.
+  mw.Get("/export", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content_provider(
+        kExportBytes, "text/plain", [](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+          const std::string chunk(std::min<std::size_t>(length, 1000), static_cast<char>('a' + offset % 26));
+          return sink.write(chunk.data(), chunk.size());
+        });
+  });
   mw.Get("/boom",
          [](const httplib::Request&, httplib::Response&) { throw std::runtime_error("handler failed"); });
   mw.Get("/health",
@@ -80,6 +91,23 @@ TEST(HttplibServer, RecordsTheRoutePatternWithMethodStatusAndBytes) {
   ASSERT_EQ(fns.size(), 1u);
   EXPECT_EQ(fns[0].trace_id, r.trace_id);
   EXPECT_EQ(fns[0].parent_span_id, r.span_id);
+}
+
+TEST(HttplibServer, BytesOutOfAContentProviderAreItsDeclaredLength) {
+  std::size_t received = 0;
+  const auto events = record({}, [&] {
+    serve({}, [&](httplib::Client& client) {
+      auto res = client.Get("/export");
+      ASSERT_TRUE(res);
+      EXPECT_EQ(res->status, 200);
+      received = res->body.size();
+    });
+  });
+  EXPECT_EQ(received, kExportBytes);  // what the client read
+  const auto requests = of_kind(events, sg::EventKind::request);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].bytes_out, received);
+  EXPECT_EQ(requests[0].http_status, 200);
 }
 
 TEST(HttplibServer, AdoptsTheCallersTraceparentAndTracestate) {
@@ -166,4 +194,44 @@ TEST(HttplibServer, ExcludedRoutesAreNotRecorded) {
   const auto requests = of_kind(events, sg::EventKind::request);
   ASSERT_EQ(requests.size(), 1u);
   EXPECT_STREQ(requests[0].name, R"(/users/(\d+))");
+}
+
+TEST(HttplibServer, SamplingFollowsTheCallersFlagOrTheRatio) {
+  const std::string sampled = kTraceParent;  // flags 01
+  const std::string unsampled = "00-5bf92f3577b34da6a3ce929d0e0e4736-10f067aa0ba902b7-00";
+  const auto get = [](httplib::Client& client, const char* path, const std::string& traceparent) {
+    httplib::Headers headers;
+    if (!traceparent.empty()) headers.emplace("traceparent", traceparent);
+    auto res = client.Get(path, headers);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << path;
+  };
+  // No new trace is sampled; a caller's decision is followed (parent-based, the default).
+  sg::SessionOptions parent_based;
+  parent_based.sample_ratio = 0;
+  const auto followed = record(parent_based, [&] {
+    serve({}, [&](httplib::Client& client) {
+      get(client, "/users/1", "");
+      get(client, "/users/2", sampled);
+      get(client, "/users/3", unsampled);
+    });
+  });
+  const auto requests = of_kind(followed, sg::EventKind::request);
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].trace_id, sg::parse_traceparent(sampled)->trace_id);
+  EXPECT_TRUE(requests[0].sampled());
+  // The handler's own scope inherits the decision.
+  const auto fns = of_kind(followed, sg::EventKind::function);
+  ASSERT_EQ(fns.size(), 1u);
+  EXPECT_EQ(fns[0].parent_span_id, requests[0].span_id);
+
+  // Not parent-based: the ratio decides from the trace id, whatever the caller's flag.
+  sg::SessionOptions by_ratio;
+  by_ratio.parent_based = false;
+  const auto decided = record(
+      by_ratio, [&] { serve({}, [&](httplib::Client& client) { get(client, "/users/3", unsampled); }); });
+  const auto all = of_kind(decided, sg::EventKind::request);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].trace_id, sg::parse_traceparent(unsampled)->trace_id);
+  EXPECT_TRUE(all[0].sampled());
 }

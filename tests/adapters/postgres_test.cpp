@@ -180,3 +180,39 @@ TEST_F(Postgres, AsynchronousQueriesEndWhenTheirLastResultIsRead) {
   });
   EXPECT_TRUE(direct.empty());
 }
+
+TEST_F(Postgres, AsynchronousPrepareNamesTheStatementsLaterExecutions) {
+  Conn db(server_->conninfo());
+  db.raw("CREATE TABLE p(v int)");
+  db.raw("INSERT INTO p SELECT generate_series(1, 6)");
+  int rows_read = -1;
+  std::vector<ExecStatusType> prepared;
+  const auto events = db_events([&] {
+    ASSERT_EQ(pg::send_prepare(db.c, "above", "SELECT v FROM p WHERE v > $1", 1, nullptr), 1);
+    while (PGresult* r = pg::get_result(db.c)) prepared.push_back(status_of(r));
+    const char* values[] = {"2"};
+    ASSERT_EQ(pg::send_query_prepared(db.c, "above", 1, values, nullptr, nullptr, 0), 1);
+    while (PGresult* r = pg::get_result(db.c)) {
+      rows_read = PQntuples(r);
+      PQclear(r);
+    }
+    // A statement the server refuses to prepare: an error, and its name stays unknown.
+    ASSERT_EQ(pg::send_prepare(db.c, "broken", "SELECT v FROM missing WHERE v > $1", 1, nullptr), 1);
+    while (PGresult* r = pg::get_result(db.c)) prepared.push_back(status_of(r));
+    ASSERT_EQ(pg::send_query_prepared(db.c, "broken", 0, nullptr, nullptr, nullptr, 0), 1);
+    while (PGresult* r = pg::get_result(db.c)) PQclear(r);
+  });
+  // The server's answers are the reference.
+  ASSERT_EQ(prepared, (std::vector<ExecStatusType>{PGRES_COMMAND_OK, PGRES_FATAL_ERROR}));
+  ASSERT_EQ(rows_read, 4);
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_STREQ(events[0].name, "SELECT v FROM p WHERE v > $1");  // the prepare
+  EXPECT_EQ(events[0].status, sg::Status::ok);
+  EXPECT_STREQ(events[1].name, "SELECT v FROM p WHERE v > $1");  // its execution
+  EXPECT_EQ(events[1].rows, 4u);
+  EXPECT_EQ(events[1].status, sg::Status::ok);
+  EXPECT_STREQ(events[2].name, "SELECT v FROM missing WHERE v > $1");
+  EXPECT_EQ(events[2].status, sg::Status::error);
+  EXPECT_STREQ(events[3].name, "EXECUTE broken");
+  EXPECT_EQ(events[3].status, sg::Status::error);
+}

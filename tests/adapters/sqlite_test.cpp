@@ -191,6 +191,44 @@ TEST(Sqlite, RedactionCanBeTurnedOffPerConnection) {
   EXPECT_EQ(named(db, "SELECT 'secret-a', 41"), nullptr);
 }
 
+// SQLite's own view of a statement's parameters: their count and names, in order.
+std::vector<std::string> parameters(sqlite3* db, const char* sql) {
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr), SQLITE_OK) << sql << ": " << sqlite3_errmsg(db);
+  std::vector<std::string> names;
+  for (int i = 1; i <= sqlite3_bind_parameter_count(stmt); ++i) {
+    const char* name = sqlite3_bind_parameter_name(stmt, i);
+    names.emplace_back(name == nullptr ? "(anonymous)" : name);
+  }
+  sqlite3_finalize(stmt);
+  return names;
+}
+
+TEST(Sqlite, RedactionKeepsEveryKindOfParameter) {
+  Db d;
+  d.raw("CREATE TABLE t(a, b, c, e, f)");
+  // Each of SQLite's parameter forms, and a literal that must go.
+  const char* sql =
+      "SELECT a FROM t WHERE a = ?1 AND b = ?12 AND c = :c AND e = @e AND f = $f AND a = ? AND b = 7";
+  const auto events = record([&] {
+    ASSERT_TRUE(sg::sqlite::instrument(d.db));
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(d.db, sql, -1, &stmt, nullptr), SQLITE_OK);
+    EXPECT_EQ(sg::sqlite::step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+  });
+  const auto db = db_events(events);
+  ASSERT_EQ(db.size(), 1u);
+  const std::string recorded = db[0].name;
+  EXPECT_EQ(recorded.find('7'), std::string::npos) << recorded;
+  // SQLite reads the same parameters, by number and by name, in the recorded text, and
+  // one more where the literal was.
+  auto want = parameters(d.db, sql);
+  EXPECT_EQ(want.size(), 16u);  // ?12 numbers the ones after it from 13
+  want.emplace_back("(anonymous)");
+  EXPECT_EQ(parameters(d.db, recorded.c_str()), want) << recorded;
+}
+
 TEST(Sqlite, StopAndCloseEndRecording) {
   Db d;
   const auto events = record([&] {

@@ -257,6 +257,36 @@ TEST(Gate, BadInputIsAClearError) {
   EXPECT_NE(help.out.find("3 when a rule fails"), std::string::npos) << help.out;
 }
 
+// A tree measured by a cgroup is judged on the kernel's peak, not on the sampled RSS sum,
+// which counts copy-on-write pages once per process (822 MiB for a 220 MiB tree).
+TEST(Gate, TreePeakIsTheCgroupsWhenOneMeasuredIt) {
+  TempDir dir;
+  const std::string db = dir / "h.db";
+  auto insert = [&](const std::string& label, const std::string& source) {
+    auto h = spyglass::monitor::History::open(db);
+    for (int i = 0; i < 3; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = label;
+      r.command = "job";
+      r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+      r.duration_ns = 1000000000;
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      r.peak_tree_rss_bytes = 822ull << 20;
+      r.tree_source = source;
+      r.tree_peak_memory_bytes = source == "sampled" ? r.peak_tree_rss_bytes : 220ull << 20;
+      h.insert(r, {}, 0);
+    }
+  };
+  insert("cg", "cgroup-v2");
+  insert("sampled", "sampled");
+  const auto exact = gate(dir, db, "cg", {"tree_peak_rss < 500M"});
+  EXPECT_EQ(exact.exit_code, 0) << exact.out << exact.err;
+  EXPECT_NE(exact.out.find("220.0 MiB"), std::string::npos) << exact.out;
+  const auto sampled = gate(dir, db, "sampled", {"tree_peak_rss < 500M"});
+  EXPECT_EQ(sampled.exit_code, kGateFailed) << sampled.out << sampled.err;
+  EXPECT_NE(sampled.out.find("822.0 MiB"), std::string::npos) << sampled.out;
+}
+
 TEST(Gate, PinnedBaseline) {
   TempDir dir;
   const std::string db = dir / "h.db";

@@ -194,6 +194,11 @@ TEST(RedactSql, PlaceholdersAndOperatorsAreKept) {
       {"SELECT a::int, b->>'k', c @> '{}'", "SELECT a::int, b->>?, c @> ?"},
       {"UPDATE t SET a = a + 1, b = 'x' WHERE id = 7", "UPDATE t SET a = a + ?, b = ? WHERE id = ?"},
       {"SELECT 1; SELECT -2", "SELECT ?; SELECT ?"},
+      // SQLite's numbered parameters are placeholders, not `?` followed by a number.
+      {"SELECT a FROM t WHERE id = ?1 AND b = ?12 AND c = 3",
+       "SELECT a FROM t WHERE id = ?1 AND b = ?12 AND c = ?"},
+      {"SELECT ?1-1, ? 2", "SELECT ?1-?, ? ?"},
+      {"WHERE id IN (?1, ?2)", "WHERE id IN (?1, ?2)"},
   });
 }
 

@@ -71,7 +71,7 @@ head -n 3 "$work"/spyglass-out/*.jsonl | grep -v '^==' | grep . | jq -e .kind >/
 
 echo "== a consumer of the package"
 required="core"
-for c in jsonl otlp sqlite postgres httplib curl; do [[ " $installed " == *" $c "* ]] && required="$required;$c"; done
+for c in jsonl otlp sqlite postgres httplib curl http; do [[ " $installed " == *" $c "* ]] && required="$required;$c"; done
 # monitor may or may not be installed (the shared preset leaves it out): optional either way.
 cmake -S "$src/tests/install/package_consumer" -B "$work/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_DISABLE_FIND_PACKAGE_ConcurrentQueue=ON \

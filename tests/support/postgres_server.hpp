@@ -46,23 +46,34 @@ class PostgresServer {
     const std::string data = (dir_ / "data").string();
     run({bin("initdb"), "-D", data, "-A", "trust", "-U", kUser, "-E", "UTF8", "--locale=C", "--no-sync"},
         "initdb");
-    run({bin("pg_ctl"), "-D", data, "-l", (dir_ / "server.log").string(), "-w", "-t", "300", "-o",
+    start();
+  }
+
+  ~PostgresServer() {
+    try {
+      stop();
+    } catch (...) {
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  /// Starts the server (again) on the same port; returns once it accepts connections.
+  void start() {
+    if (started_) return;
+    run({bin("pg_ctl"), "-D", (dir_ / "data").string(), "-l", (dir_ / "server.log").string(), "-w", "-t",
+         "300", "-o",
          "-p " + std::to_string(port_) + " -k " + dir_.string() +
              " -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
          "start"},
         "pg_ctl start");
     started_ = true;
   }
-
-  ~PostgresServer() {
-    if (started_) {
-      try {
-        run({bin("pg_ctl"), "-D", (dir_ / "data").string(), "-m", "immediate", "-w", "stop"}, "pg_ctl stop");
-      } catch (...) {
-      }
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+  /// Stops the server at once (as a crash would); returns once it is down.
+  void stop() {
+    if (!started_) return;
+    run({bin("pg_ctl"), "-D", (dir_ / "data").string(), "-m", "immediate", "-w", "stop"}, "pg_ctl stop");
+    started_ = false;
   }
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -72,6 +83,10 @@ class PostgresServer {
     return "host=127.0.0.1 port=" + std::to_string(port_) + " user=" + kUser + " dbname=postgres";
   }
   [[nodiscard]] std::uint16_t port() const { return port_; }
+  /// postgresql:// URL of database `db` on the server.
+  [[nodiscard]] std::string url(const std::string& db = "postgres") const {
+    return "postgresql://" + std::string(kUser) + "@127.0.0.1:" + std::to_string(port_) + "/" + db;
+  }
   /// The server's log so far.
   [[nodiscard]] std::string log() const {
     std::ifstream in(dir_ / "server.log");

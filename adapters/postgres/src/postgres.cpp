@@ -28,6 +28,8 @@ struct Pending {
   std::uint64_t start = 0;
   std::uint64_t rows = 0;
   bool failed = false;
+  bool prepare = false;  // send_prepare(): on success, `sql` becomes the SQL of `name`
+  std::string name;
 };
 
 // What the adapter keeps per connection.
@@ -99,15 +101,29 @@ PGresult* recorded(const pg_conn* conn, std::string_view sql, Call call) noexcep
   return r;
 }
 
+// Remembers `sql` as the SQL of the statement `name` prepared on `conn`.
+void remember_prepared(const pg_conn* conn, const char* name, std::string_view sql) noexcept {
+  if (conn == nullptr) return;
+  try {
+    std::lock_guard lock(g_mutex);
+    connections()[conn].prepared[name == nullptr ? "" : name] = std::string(sql);
+  } catch (...) {
+  }
+}
+
 // Notes a query just sent (or, when sending failed, records it at once as failed).
-int sent(pg_conn* conn, std::string sql, std::uint64_t start, int ok) noexcept {
+// `prepared_name`: the statement's name when the query is a send_prepare().
+int sent(pg_conn* conn, std::string sql, std::uint64_t start, int ok,
+         const char* prepared_name = nullptr) noexcept {
   if (ok == 0) {
     record(conn, sql, start, 0, true);
     return ok;
   }
   try {
+    Pending p{std::move(sql), start, 0, false, prepared_name != nullptr, {}};
+    if (prepared_name != nullptr) p.name = prepared_name;
     std::lock_guard lock(g_mutex);
-    connections()[conn].pending.push_back(Pending{std::move(sql), start, 0, false});
+    connections()[conn].pending.push_back(std::move(p));
   } catch (...) {
   }
   return ok;
@@ -146,13 +162,7 @@ pg_result* prepare(pg_conn* conn, const char* name, const char* query, int n_par
                    const unsigned* param_types) noexcept {
   const std::string_view sql = query == nullptr ? "" : query;
   PGresult* r = recorded(conn, sql, [&] { return PQprepare(conn, name, query, n_params, param_types); });
-  if (conn != nullptr && !failed(r)) {
-    try {
-      std::lock_guard lock(g_mutex);
-      connections()[conn].prepared[name == nullptr ? "" : name] = std::string(sql);
-    } catch (...) {
-    }
-  }
+  if (!failed(r)) remember_prepared(conn, name, sql);
   return r;
 }
 
@@ -191,6 +201,17 @@ int send_query_params(pg_conn* conn, const char* command, int n_params, const un
   }
 }
 
+int send_prepare(pg_conn* conn, const char* name, const char* query, int n_params,
+                 const unsigned* param_types) noexcept {
+  const std::uint64_t start = clock::now();
+  const int ok = PQsendPrepare(conn, name, query, n_params, param_types);
+  try {
+    return sent(conn, query == nullptr ? "" : query, start, ok, name == nullptr ? "" : name);
+  } catch (...) {
+    return ok;
+  }
+}
+
 int send_query_prepared(pg_conn* conn, const char* name, int n_params, const char* const* param_values,
                         const int* param_lengths, const int* param_formats, int result_format) noexcept {
   const std::uint64_t start = clock::now();
@@ -219,6 +240,7 @@ pg_result* get_result(pg_conn* conn) noexcept {
     done = std::move(p);
     c->second.pending.pop_front();
   }
+  if (done.prepare && !done.failed) remember_prepared(conn, done.name.c_str(), done.sql);
   record(conn, done.sql, done.start, done.rows, done.failed);
   return r;
 }

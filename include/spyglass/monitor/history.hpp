@@ -1,5 +1,8 @@
 #pragma once
-/// The run history: an SQLite database of runs, their samples and (for analytics) alerts.
+/// The run history: an SQLite file (the default) or a PostgreSQL database of runs, their
+/// samples and (for analytics) alerts. Both hold the same schema, written by the same
+/// migrations; on PostgreSQL, INTEGER columns are BIGINT, REAL is DOUBLE PRECISION, ids are
+/// identity columns, and the schema version is spyglass_meta's 'user_version' row.
 ///
 /// Schema (user_version 6, application_id 0x5350594c "SPYL"), all times in ns:
 ///   runs(id INTEGER PRIMARY KEY, label, command, args (JSON array), cwd, host, git_commit,
@@ -49,6 +52,8 @@ enum class HistoryErrorKind {
   corrupt,         ///< SQLite reports corruption (left untouched)
   full,            ///< disk or file-size limit reached
   io,              ///< any other SQLite or file error
+  bad_url,         ///< a postgresql:// URL libpq cannot parse
+  unavailable,     ///< the PostgreSQL server cannot be reached, or the connection was lost
 };
 
 /// Thrown by History. what() is a complete message naming the file.
@@ -116,6 +121,8 @@ struct LabelSummary {
 /// Not thread-safe: use one History per thread. Any number of processes may use the same
 /// file at once (WAL mode, busy timeout, one IMMEDIATE transaction per write), and no
 /// write is lost. A file that is not a spyglass history is reported and never modified.
+/// The same holds for a PostgreSQL history shared by processes on many machines: one
+/// transaction per write, ids from the database, migrations under an advisory lock.
 class SPYGLASS_API History {
  public:
   /// The schema this build writes.
@@ -129,7 +136,7 @@ class SPYGLASS_API History {
   struct Options {
     bool create = true;                   ///< create the file when missing (not its directory)
     int schema_version = kSchemaVersion;  ///< migrate up to this version (tests use older ones)
-    int busy_timeout_ms = 30000;          ///< how long a writer waits for another
+    int busy_timeout_ms = 30000;          ///< how long a writer waits for another (SQLite)
     /// Never write to the file: no creation, no WAL switch, no migration. A database of
     /// schema kMinReadableSchemaVersion..kSchemaVersion is read as it is, an empty one
     /// reads as no runs; insert() and apply_retention() throw. Works on a file and
@@ -139,7 +146,9 @@ class SPYGLASS_API History {
 
   /// Opens (creating and migrating when needed, unless read-only). An existing file is
   /// validated through a read-only connection before any writable one is opened, so a
-  /// file that is not a spyglass history is never modified. Throws HistoryError.
+  /// file that is not a spyglass history is never modified. `path` may instead be a
+  /// `postgresql://user@host:port/db` (or `postgres://`) URL: the database must exist;
+  /// its tables are created in the connection's schema. Throws HistoryError.
   static History open(const std::string& path, Options options);
   static History open(const std::string& path) { return open(path, Options{}); }
 
@@ -149,6 +158,8 @@ class SPYGLASS_API History {
 
   /// The schema version of the open database.
   [[nodiscard]] int schema_version() const;
+  /// Where the history is: the file, or the URL with its password hidden (for messages).
+  [[nodiscard]] const std::string& location() const;
 
   /// Stores `r` (its id is ignored and set) and its samples in one transaction; sample
   /// times are stored relative to `t0_ns`. Returns the new id. Throws HistoryError.

@@ -1,4 +1,4 @@
-// Links the adapter components the package provides and calls each once.
+// Links the adapter components (and spyglass::http) the package provides and calls each once.
 #if SPYGLASS_HAS_SQLITE
 #include <sqlite3.h>
 
@@ -15,11 +15,14 @@
 #if SPYGLASS_HAS_CURL
 #include <spyglass/adapters/curl.hpp>
 #endif
+#if SPYGLASS_HAS_HTTP
+#include <spyglass/http.hpp>
+#endif
 #include <cstdio>
 #include <spyglass/spyglass.hpp>
 
 int main() {
-  const spyglass::Session session;
+  spyglass::Session session;
 #if SPYGLASS_HAS_SQLITE
   sqlite3* db = nullptr;
   if (sqlite3_open(":memory:", &db) != SQLITE_OK || !spyglass::sqlite::instrument(db)) return 1;
@@ -41,6 +44,12 @@ int main() {
 #endif
 #if SPYGLASS_HAS_CURL
   if (spyglass::curl::perform(nullptr, "none") != CURLE_BAD_FUNCTION_ARGUMENT) return 1;
+#endif
+#if SPYGLASS_HAS_HTTP
+  {
+    const spyglass::http::Server page(session.collector(), {.address = "127.0.0.1:0"});
+    if (page.port() == 0) return 1;
+  }
 #endif
   std::puts("adapters consumer ok");
   return 0;

@@ -7,8 +7,8 @@
 /// What each event holds:
 /// - name: the query's SQL, redacted (literals become `?`, see redact.hpp) unless
 ///   redaction was turned off for the connection with configure(); exec_prepared() and
-///   send_query_prepared() use the SQL given to prepare() on the same connection, or
-///   `EXECUTE <name>` for a statement prepared some other way;
+///   send_query_prepared() use the SQL given to prepare() or send_prepare() on the same
+///   connection, or `EXECUTE <name>` for a statement prepared some other way;
 /// - duration: the libpq call, or for the asynchronous calls from the send to the
 ///   get_result() that returned null (the query's end);
 /// - rows: rows returned (PQntuples) or affected (PQcmdTuples), summed over the query's
@@ -71,6 +71,11 @@ SPYGLASS_API int send_query_params(pg_conn* conn, const char* command, int n_par
                                    const unsigned* param_types, const char* const* param_values,
                                    const int* param_lengths, const int* param_formats,
                                    int result_format) noexcept;
+
+/// PQsendPrepare(), as send_query(); once get_result() has read its end without an
+/// error, `query` is the SQL of `name` on `conn`, as after prepare().
+SPYGLASS_API int send_prepare(pg_conn* conn, const char* name, const char* query, int n_params,
+                              const unsigned* param_types) noexcept;
 
 /// PQsendQueryPrepared(), as send_query(), under the prepared statement's SQL.
 SPYGLASS_API int send_query_prepared(pg_conn* conn, const char* name, int n_params,

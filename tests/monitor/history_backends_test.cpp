@@ -1,0 +1,432 @@
+// The history tests that hold for both backends: SQLite (in the monitor tests) and
+// PostgreSQL (in the postgres tests, SPYGLASS_PG_BINDIR defined), each checked with its own
+// command-line client (sqlite3, psql).
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <limits>
+#include <set>
+#include <utility>
+
+#include "history_records.hpp"
+#include "spyglass/monitor/history.hpp"
+#include "support.hpp"
+#ifdef SPYGLASS_PG_BINDIR
+#include "../support/postgres_server.hpp"
+#endif
+
+namespace mon = spyglass::monitor;
+using history_test::make_run;
+using history_test::make_samples;
+using history_test::now_ns;
+
+namespace {
+
+enum class Backend { sqlite, postgres };
+
+#ifdef SPYGLASS_PG_BINDIR
+/// One server per test process, started on first use.
+spyglass::test::PostgresServer& pg_server() {
+  static spyglass::test::PostgresServer server;
+  return server;
+}
+#endif
+
+class HistoryBackends : public ::testing::TestWithParam<Backend> {
+ protected:
+  [[nodiscard]] bool pg() const { return GetParam() == Backend::postgres; }
+
+  /// A history location of this test's own: a file, or a fresh PostgreSQL database.
+  const std::string& location() {
+    if (!location_.empty()) return location_;
+#ifdef SPYGLASS_PG_BINDIR
+    if (pg()) {
+      static int counter = 0;
+      const std::string name = "history_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+      const auto made = psql(pg_server().url(), {"CREATE DATABASE " + name});
+      EXPECT_EQ(made.exit_code, 0) << made.err;
+      location_ = pg_server().url(name);
+      return location_;
+    }
+#endif
+    location_ = dir_ / "h.db";
+    return location_;
+  }
+
+  /// `statements` run by the backend's own client on location(), rows as `a|b` lines.
+  spyglass_test::Result peer(const std::vector<std::string>& statements) {
+    if (pg()) return psql(location(), statements);
+    std::string script;
+    for (const auto& s : statements) script += s + ";\n";
+    return spyglass_test::run({"sqlite3", location(), script});
+  }
+
+  static spyglass_test::Result psql(const std::string& url, const std::vector<std::string>& statements) {
+#ifdef SPYGLASS_PG_BINDIR
+    std::vector<std::string> argv = {std::string(SPYGLASS_PG_BINDIR) + "/psql",
+                                     "-X",
+                                     "-A",
+                                     "-t",
+                                     "-q",
+                                     "-v",
+                                     "ON_ERROR_STOP=1",
+                                     "-d",
+                                     url};
+    for (const auto& s : statements) {
+      argv.push_back("-c");
+      argv.push_back(s);
+    }
+    return spyglass_test::run(argv);
+#else
+    (void)url;
+    (void)statements;
+    return {};
+#endif
+  }
+
+ private:
+  spyglass_test::TempDir dir_;
+  std::string location_;
+};
+
+}  // namespace
+
+TEST_P(HistoryBackends, StoresAndReadsBackEverything) {
+  auto h = mon::History::open(location());
+  EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
+  auto r = make_run("job", 1000);
+  const auto samples = make_samples(5, 777);
+  const auto id = h.insert(r, samples, 777);
+  EXPECT_EQ(r.id, id);
+  const auto back = h.run(id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->label, "job");
+  EXPECT_EQ(back->args, r.args);
+  EXPECT_EQ(back->git_commit, r.git_commit);
+  EXPECT_EQ(back->duration_ns, r.duration_ns);
+  EXPECT_EQ(back->max_rss_bytes, r.max_rss_bytes);
+  EXPECT_EQ(back->peak_tree_rss_bytes, r.peak_tree_rss_bytes);
+  EXPECT_EQ(back->write_bytes, r.write_bytes);
+  EXPECT_EQ(back->peak_threads, 5u);
+  EXPECT_EQ(back->monitor_cpu_ns, r.monitor_cpu_ns);
+  EXPECT_EQ(back->stdout_tail, "out\n");
+  EXPECT_EQ(back->stderr_tail, "err\n");
+  const auto s = h.samples(id);
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[0].t_ns, 0u);  // relative to the run's start
+  EXPECT_EQ(s[4].t_ns, 400000000u);
+  EXPECT_EQ(s[4].rss_bytes, 5u << 20);
+  EXPECT_DOUBLE_EQ(s[2].cpu_user_pct, 50.5);
+  EXPECT_FALSE(h.run(id + 1));
+}
+
+TEST_P(HistoryBackends, ListsNewestFirstByLabelWithLimit) {
+  auto h = mon::History::open(location());
+  for (int i = 0; i < 10; ++i) {
+    auto r = make_run(i % 2 == 0 ? "even" : "odd", 1000 + i);
+    h.insert(r, {}, 0);
+  }
+  const auto all = h.runs({.label = "", .limit = 100});
+  ASSERT_EQ(all.size(), 10u);
+  EXPECT_EQ(all[0].start_unix_ns, 1009);
+  const auto even = h.runs({.label = "even", .limit = 3});
+  ASSERT_EQ(even.size(), 3u);
+  EXPECT_EQ(even[0].start_unix_ns, 1008);
+  EXPECT_EQ(even[2].start_unix_ns, 1004);
+  EXPECT_TRUE(even[0].stdout_tail.empty());  // tails only on request
+  EXPECT_TRUE(h.runs({.label = "none"}).empty());
+}
+
+TEST_P(HistoryBackends, LabelsWithRunCountsNewestFirst) {
+  auto h = mon::History::open(location());
+  EXPECT_TRUE(h.labels().empty());
+  for (const auto& [label, start] : std::vector<std::pair<std::string, std::int64_t>>{
+           {"old", 10}, {"new", 20}, {"old", 30}, {"mid", 25}, {"new", 40}, {"new", 35}}) {
+    auto r = make_run(label, start);
+    h.insert(r, {}, 0);
+  }
+  const auto labels = h.labels();
+  ASSERT_EQ(labels.size(), 3u);
+  EXPECT_EQ(labels[0].label, "new");
+  EXPECT_EQ(labels[0].runs, 3u);
+  EXPECT_EQ(labels[0].latest_start_unix_ns, 40);
+  EXPECT_EQ(labels[1].label, "old");
+  EXPECT_EQ(labels[1].runs, 2u);
+  EXPECT_EQ(labels[1].latest_start_unix_ns, 30);
+  EXPECT_EQ(labels[2].label, "mid");
+  EXPECT_EQ(labels[2].runs, 1u);
+}
+
+TEST_P(HistoryBackends, AlertsNewestFirstByLabelWithLimitKeepingNulls) {
+  auto h = mon::History::open(location());
+  auto r = make_run("a", 1);
+  h.insert(r, {}, 0);
+  // Rows as the analytics write them, written by the backend's own client: a value of 0 and
+  // a value not recorded (NULL) must read back differently.
+  const std::string id = std::to_string(r.id);
+  ASSERT_EQ(
+      peer({"INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, "
+            "baseline, message) VALUES (" +
+                id + ", 'a', 100, 'regression', 'wall', 'warning', 1.5, 0, 'slower')",
+            "INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
+            "message) VALUES (NULL, 'b', 300, 'gate', NULL, NULL, NULL, NULL, NULL)",
+            "INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
+            "message) VALUES (" +
+                id + ", 'a', 200, 'anomaly', 'max_rss', 'critical', -2.25, NULL, 'it''s big')"})
+          .exit_code,
+      0);
+  const auto all = h.alerts("", 10);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].label, "b");
+  EXPECT_EQ(all[0].run_id, 0);
+  EXPECT_EQ(all[0].metric, "");
+  EXPECT_FALSE(all[0].value);
+  EXPECT_FALSE(all[0].baseline);
+  EXPECT_EQ(all[1].created_unix_ns, 200);
+  EXPECT_EQ(all[1].run_id, r.id);
+  EXPECT_EQ(all[1].kind, "anomaly");
+  EXPECT_EQ(all[1].severity, "critical");
+  ASSERT_TRUE(all[1].value);
+  EXPECT_DOUBLE_EQ(*all[1].value, -2.25);
+  EXPECT_FALSE(all[1].baseline);
+  EXPECT_EQ(all[1].message, "it's big");
+  ASSERT_TRUE(all[2].baseline);
+  EXPECT_DOUBLE_EQ(*all[2].baseline, 0.0);
+  const auto a = h.alerts("a", 1);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].created_unix_ns, 200);
+  EXPECT_TRUE(h.alerts("none", 10).empty());
+}
+
+TEST_P(HistoryBackends, BaselineSkipsFailedAndKilledRuns) {
+  auto h = mon::History::open(location());
+  auto ok1 = make_run("b", 1), bad = make_run("b", 2, 3), killed = make_run("b", 3), ok2 = make_run("b", 4),
+       cur = make_run("b", 5);
+  killed.kill_reason = "timeout";
+  for (auto* r : {&ok1, &bad, &killed, &ok2, &cur}) h.insert(*r, {}, 0);
+  const auto base = h.baseline("b", cur.id, 20);
+  ASSERT_EQ(base.size(), 2u);
+  EXPECT_EQ(base[0].id, ok2.id);
+  EXPECT_EQ(base[1].id, ok1.id);
+}
+
+TEST_P(HistoryBackends, NewerSchemaIsRefused) {
+  const std::string db = location();
+  { auto h = mon::History::open(db); }
+  ASSERT_EQ(peer({pg() ? "UPDATE spyglass_meta SET value = '99' WHERE key = 'user_version'"
+                       : "PRAGMA user_version=99"})
+                .exit_code,
+            0);
+  try {
+    mon::History::open(db);
+    FAIL();
+  } catch (const mon::HistoryError& e) {
+    EXPECT_EQ(e.kind(), mon::HistoryErrorKind::newer_schema);
+    EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST_P(HistoryBackends, MigratesForwardKeepingData) {
+  const std::string db = location();
+  {
+    auto h = mon::History::open(db, {.schema_version = 1});
+    EXPECT_EQ(h.schema_version(), 1);
+    auto r = make_run("m", 5);
+    h.insert(r, make_samples(3, 0), 0);
+  }
+  const std::string tables_sql =
+      pg() ? "SELECT tablename FROM pg_tables WHERE tablename IN ('alerts', 'baselines') "
+             "ORDER BY tablename"
+           : "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'baselines') "
+             "ORDER BY name";
+  auto tables = peer({tables_sql});
+  EXPECT_EQ(tables.out, "");
+  {
+    auto h = mon::History::open(db);
+    EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
+    const auto runs = h.runs({});
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(h.samples(runs[0].id).size(), 3u);
+    EXPECT_EQ(runs[0].leftover_processes, 0u);  // a column added by version 3, empty for old runs
+    // Version 5: older runs were sampled, their tree figures are their own columns'.
+    EXPECT_EQ(runs[0].tree_source, "sampled");
+    EXPECT_EQ(runs[0].tree_peak_memory_bytes, 80u << 20);
+    EXPECT_EQ(runs[0].tree_user_cpu_ns, 1200000000u);
+    EXPECT_EQ(runs[0].tree_write_bytes, 1u << 20);
+    EXPECT_EQ(runs[0].tree_peak_processes, 2u);
+    EXPECT_EQ(runs[0].max_rss_source, "");
+    auto r = make_run("m", 6);
+    r.leftover_processes = 2;
+    r.leftovers_killed = true;
+    r.tree_source = "cgroup-v1";
+    r.tree_peak_memory_bytes = 7;
+    r.peak_tree_pss_bytes = 8;
+    r.tree_user_cpu_ns = 9;
+    r.tree_sys_cpu_ns = 10;
+    r.tree_read_bytes = 11;
+    r.tree_write_bytes = 12;
+    r.tree_peak_processes = 13;
+    r.max_rss_source = "kernel";
+    h.insert(r, make_samples(1, 0), 0);
+    const auto back = h.run(r.id);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->leftover_processes, 2u);
+    EXPECT_TRUE(back->leftovers_killed);
+    EXPECT_EQ(back->tree_source, "cgroup-v1");
+    EXPECT_EQ(back->tree_source_reason, "");
+    EXPECT_EQ(back->tree_peak_memory_bytes + back->peak_tree_pss_bytes + back->tree_user_cpu_ns +
+                  back->tree_sys_cpu_ns + back->tree_read_bytes + back->tree_write_bytes,
+              7u + 8 + 9 + 10 + 11 + 12);
+    EXPECT_EQ(back->tree_peak_processes, 13u);
+    EXPECT_EQ(back->max_rss_source, "kernel");
+    EXPECT_EQ(back->stdout_tail, "out\n");  // the tails follow the new columns
+    EXPECT_EQ(back->stderr_tail, "err\n");
+  }
+  tables = peer({tables_sql, pg() ? "SELECT value FROM spyglass_meta WHERE key = 'user_version'"
+                                  : "PRAGMA user_version"});
+  EXPECT_EQ(tables.out, "alerts\nbaselines\n6\n");
+}
+
+TEST_P(HistoryBackends, PinsOneBaselinePerLabel) {
+  const std::string db = location();
+  {
+    auto h = mon::History::open(db, {.schema_version = 3});
+    auto r = make_run("a", 1);
+    h.insert(r, {}, 0);
+  }
+  // An older schema read as it is has no pins; a writer migrates it.
+  EXPECT_TRUE(mon::History::open(db, {.create = false, .read_only = true}).pinned_baselines().empty());
+  auto h = mon::History::open(db);
+  std::vector<std::int64_t> ids;
+  for (const char* label : {"a", "b"}) {
+    auto r = make_run(label, 2);
+    ids.push_back(h.insert(r, {}, 0));
+  }
+  EXPECT_FALSE(h.pin_baseline(999).has_value());
+  const auto p = h.pin_baseline(1);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->label, "a");
+  ASSERT_TRUE(h.pin_baseline(ids[0]).has_value());  // replaces the pin of "a"
+  ASSERT_TRUE(h.pin_baseline(ids[1]).has_value());
+  const auto pins = h.pinned_baselines();
+  ASSERT_EQ(pins.size(), 2u);
+  EXPECT_EQ(pins[0].label, "a");
+  EXPECT_EQ(pins[0].run_id, ids[0]);
+  EXPECT_EQ(pins[1].run_id, ids[1]);
+  EXPECT_EQ(h.pinned_baselines("b").size(), 1u);
+  EXPECT_THROW(mon::History::open(db, {.read_only = true}).pin_baseline(1), mon::HistoryError);
+  EXPECT_TRUE(h.unpin_baseline("a"));
+  EXPECT_FALSE(h.unpin_baseline("a"));
+  EXPECT_TRUE(h.pinned_baselines("a").empty());
+  const auto q = peer({"SELECT label, run_id FROM baselines"});
+  EXPECT_EQ(q.out, "b|" + std::to_string(ids[1]) + "\n");
+}
+
+TEST_P(HistoryBackends, ConcurrentWritersLoseNothing) {
+  const std::string db = location();
+  constexpr int kProcs = 4, kRuns = 30;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) {
+    const pid_t k = ::fork();
+    if (k == 0) {
+      try {
+        // Every writer creates/migrates the file itself: the creation race is covered too.
+        auto h = mon::History::open(db);
+        for (int i = 0; i < kRuns; ++i) {
+          auto r = make_run("w" + std::to_string(p), i);
+          h.insert(r, make_samples(10, 0), 0);
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "writer %d: %s\n", p, e.what());
+        std::_Exit(1);
+      }
+      std::_Exit(0);
+    }
+    kids.push_back(k);
+  }
+  for (pid_t k : kids) {
+    int st = 0;
+    ::waitpid(k, &st, 0);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  auto h = mon::History::open(db);
+  const auto runs = h.runs({.label = "", .limit = 1000});
+  EXPECT_EQ(runs.size(), static_cast<std::size_t>(kProcs * kRuns));
+  std::set<std::int64_t> ids;
+  for (const auto& r : runs) ids.insert(r.id);
+  EXPECT_EQ(ids.size(), runs.size());
+  const auto n = peer({"SELECT count(*) FROM samples"});
+  EXPECT_EQ(n.out, std::to_string(kProcs * kRuns * 10) + "\n");
+}
+
+TEST_P(HistoryBackends, RetentionThinsThenDrops) {
+  auto h = mon::History::open(location());
+  const std::int64_t now = now_ns();
+  std::vector<std::int64_t> a_ids;
+  for (int i = 0; i < 10; ++i) {
+    auto r = make_run("a", now - (10 - i) * 1000000000LL);  // i = 9 is the newest
+    h.insert(r, make_samples(50, 0), 0);
+    a_ids.push_back(r.id);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto r = make_run("b", now - i * 1000000000LL);
+    h.insert(r, make_samples(50, 0), 0);
+  }
+  const auto res = h.apply_retention({.keep_last_per_label = 4, .max_age_days = std::nullopt, .thin_to = 10});
+  EXPECT_EQ(res.runs_deleted, 6u);
+  EXPECT_EQ(h.runs({.label = "a", .limit = 100}).size(), 4u);
+  EXPECT_EQ(h.runs({.label = "b", .limit = 100}).size(), 3u);
+  EXPECT_FALSE(h.run(a_ids[5]));
+  // Newest two of "a" keep every sample; the older two kept are thinned to <= 10.
+  EXPECT_EQ(h.samples(a_ids[9]).size(), 50u);
+  EXPECT_EQ(h.samples(a_ids[8]).size(), 50u);
+  const auto thinned = h.samples(a_ids[7]);
+  EXPECT_LE(thinned.size(), 10u);
+  EXPECT_GE(thinned.size(), 5u);
+  EXPECT_EQ(thinned.back().t_ns, 49ULL * 100000000);  // the end of the run survives
+  EXPECT_EQ(thinned.front().t_ns, 0u);
+  EXPECT_EQ(h.samples(a_ids[6]).size(), thinned.size());
+  // Thinned: a's ranks 3-4 and b's rank 3; dropped: a's ranks 5-10.
+  EXPECT_EQ(h.samples(h.runs({.label = "b", .limit = 3}).back().id).size(), thinned.size());
+  EXPECT_EQ(res.samples_deleted, 6u * 50 + 3 * (50 - thinned.size()));
+}
+
+TEST_P(HistoryBackends, RetentionByAge) {
+  auto h = mon::History::open(location());
+  const std::int64_t day = 86400LL * 1000000000LL;
+  const std::int64_t now = now_ns();
+  auto old = make_run("x", now - 10 * day), mid = make_run("x", now - 3 * day),
+       young = make_run("x", now - day / 2);
+  for (auto* r : {&old, &mid, &young}) h.insert(*r, make_samples(40, 0), 0);
+  const auto res =
+      h.apply_retention({.keep_last_per_label = std::nullopt, .max_age_days = 4.0, .thin_to = 8});
+  EXPECT_EQ(res.runs_deleted, 1u);
+  EXPECT_FALSE(h.run(old.id));
+  EXPECT_LE(h.samples(mid.id).size(), 8u);  // older than half the window: thinned
+  EXPECT_EQ(h.samples(young.id).size(), 40u);
+}
+
+TEST_P(HistoryBackends, RetentionWithExtremeValuesKeepsEverything) {
+  auto h = mon::History::open(location());
+  const std::int64_t day = 86400LL * 1000000000LL;
+  auto old = make_run("x", now_ns() - 1000 * day);
+  h.insert(old, make_samples(10, 0), 0);
+  for (const double days :
+       {1e300, std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(), -1.0}) {
+    const auto res = h.apply_retention(
+        {.keep_last_per_label = std::numeric_limits<std::size_t>::max(), .max_age_days = days, .thin_to = 2});
+    EXPECT_EQ(res.runs_deleted, 0u) << days;
+    EXPECT_EQ(res.samples_deleted, 0u) << days;
+  }
+  EXPECT_EQ(h.samples(old.id).size(), 10u);
+}
+
+#ifdef SPYGLASS_PG_BINDIR
+INSTANTIATE_TEST_SUITE_P(Postgres, HistoryBackends, ::testing::Values(Backend::postgres),
+                         [](const auto&) { return std::string("postgres"); });
+#else
+INSTANTIATE_TEST_SUITE_P(Sqlite, HistoryBackends, ::testing::Values(Backend::sqlite),
+                         [](const auto&) { return std::string("sqlite"); });
+#endif
