@@ -53,7 +53,7 @@ void check_uint(const simdjson::dom::object& obj, const char* key, std::uint64_t
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   FuzzedDataProvider in(data, size);
   sg::Event e;
-  e.kind = static_cast<sg::EventKind>(in.ConsumeIntegralInRange<int>(0, 3));
+  e.kind = static_cast<sg::EventKind>(in.ConsumeIntegralInRange<int>(0, 4));
   e.status = in.ConsumeBool() ? sg::Status::error : sg::Status::ok;
   e.start = in.ConsumeIntegral<std::uint64_t>();
   e.duration = in.ConsumeIntegral<std::uint64_t>();
@@ -67,11 +67,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   e.rows = in.ConsumeIntegral<std::uint64_t>();
   // Events carry NUL-terminated strings: what the writer sees ends at the first NUL.
   const std::string detail = in.ConsumeRandomLengthString(64);
+  const std::string peer = in.ConsumeRandomLengthString(64);
   const std::string name = in.ConsumeRemainingBytesAsString();
   e.name = name.c_str();
   e.detail = detail.c_str();
+  e.peer = peer.c_str();
   const std::string_view name_seen(e.name);
   const std::string_view detail_seen(e.detail);
+  const std::string_view peer_seen(e.peer);
 
   static sg::jsonl::detail::LineFormatter cached;  // keeps its date cache across inputs
   std::string line;
@@ -100,12 +103,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           (e.parent_span_id == 0 ? simdjson::NO_SUCH_FIELD : simdjson::SUCCESS));
   std::size_t members = 8 + (e.parent_span_id != 0 ? 1 : 0);
   const bool has_detail = !detail_seen.empty();
-  if (e.kind == sg::EventKind::request) {
+  if (e.kind == sg::EventKind::request || e.kind == sg::EventKind::client) {
     check_uint(obj, "http_status", e.http_status);
     check_uint(obj, "bytes_in", e.bytes_in);
     check_uint(obj, "bytes_out", e.bytes_out);
     if (has_detail) check_string(obj, "method", repaired(detail_seen));
     members += 3 + (has_detail ? 1 : 0);
+    if (e.kind == sg::EventKind::client && !peer_seen.empty()) {
+      check_string(obj, "server", repaired(peer_seen));
+      ++members;
+    }
   } else if (e.kind == sg::EventKind::db) {
     check_uint(obj, "rows", e.rows);
     if (has_detail) check_string(obj, "db_system", repaired(detail_seen));

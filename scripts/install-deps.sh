@@ -10,7 +10,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev
   clang clang-format jq sqlite3 time strace gzip python3 python3-psutil
   protobuf-compiler prometheus prometheus-pushgateway curl
-  liblttng-ust-dev lttng-tools python3-scipy python3-numpy python3-statsmodels libxml2-utils perl
+  liblttng-ust-dev lttng-tools python3-scipy python3-numpy python3-statsmodels python3-aiosmtpd libxml2-utils perl
   binutils chromium
 )
 

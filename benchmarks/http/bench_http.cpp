@@ -39,10 +39,12 @@ const std::deque<std::string>& names() {
   return *n;
 }
 
-/// 20 finished events per name, 2 % errors, started a second ago. Each name has a typical
+/// 20 finished events per name, 2 % errors, started a second ago or, with `minutes` > 1,
+/// spread over that many of the last minutes (the statistics' sub-windows: a busy
+/// server's steady state has all 15 of them filled). Each name has a typical
 /// latency between 10 us and 10 ms, and its events spread `decades` decades above it (the
 /// statistics' cost per name grows with the powers of two its values touch).
-std::vector<sg::Event> make_events(std::size_t distinct, int decades) {
+std::vector<sg::Event> make_events(std::size_t distinct, int decades, int minutes = 1) {
   std::mt19937_64 rng(42);
   const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                   std::chrono::system_clock::now().time_since_epoch())
@@ -54,7 +56,7 @@ std::vector<sg::Event> make_events(std::size_t distinct, int decades) {
     v[i].kind = n % 3 == 0   ? sg::EventKind::request
                 : n % 3 == 1 ? sg::EventKind::function
                              : sg::EventKind::db;
-    v[i].start = now - 1'000'000'000;
+    v[i].start = now - 1'000'000'000 - (i / distinct) % static_cast<std::size_t>(minutes) * 60'000'000'000ULL;
     const double base = 1e4 * std::pow(10.0, static_cast<double>(n % 7) / 2.0);
     const double spread = std::pow(10.0, decades * static_cast<double>(rng() % 1000) / 1000.0);
     v[i].duration = static_cast<std::uint64_t>(base * spread);
@@ -68,8 +70,8 @@ std::vector<sg::Event> make_events(std::size_t distinct, int decades) {
 struct Fixture {
   sg::Collector collector;
   sg::http::Server server;
-  Fixture(std::size_t distinct, int decades) : server(collector, options()) {
-    for (const auto& e : make_events(distinct, decades)) collector.enqueue(e);
+  Fixture(std::size_t distinct, int decades, int minutes = 1) : server(collector, options()) {
+    for (const auto& e : make_events(distinct, decades, minutes)) collector.enqueue(e);
     collector.flush();
   }
   static sg::http::HttpOptions options() {
@@ -80,7 +82,8 @@ struct Fixture {
 };
 
 void bench_metrics_json(benchmark::State& state) {
-  Fixture f(static_cast<std::size_t>(state.range(0)), static_cast<int>(state.range(1)));
+  Fixture f(static_cast<std::size_t>(state.range(0)), static_cast<int>(state.range(1)),
+            static_cast<int>(state.range(2)));
   std::size_t bytes = 0;
   for (auto _ : state) {
     const std::string body = f.server.metrics_json();
@@ -90,21 +93,27 @@ void bench_metrics_json(benchmark::State& state) {
   state.counters["bytes"] = static_cast<double>(bytes);
 }
 BENCHMARK(bench_metrics_json)
-    ->Args({100, 1})
-    ->Args({1000, 1})
-    ->Args({1000, 4})
+    ->Args({100, 1, 1})
+    ->Args({1000, 1, 1})
+    ->Args({1000, 4, 1})
+    ->Args({1000, 1, 15})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 /// Its first step alone: the core's StatsStore snapshot of the same names.
 void bench_stats_snapshot(benchmark::State& state) {
-  Fixture f(static_cast<std::size_t>(state.range(0)), static_cast<int>(state.range(1)));
+  Fixture f(static_cast<std::size_t>(state.range(0)), static_cast<int>(state.range(1)),
+            static_cast<int>(state.range(2)));
   for (auto _ : state) {
     const sg::StatsSnapshot snap = f.collector.stats().snapshot();
     benchmark::DoNotOptimize(snap.entries.data());
   }
 }
-BENCHMARK(bench_stats_snapshot)->Args({1000, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bench_stats_snapshot)
+    ->Args({1000, 1, 1})
+    ->Args({1000, 1, 15})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 /// The same body as a browser gets it: GET over one keep-alive loopback connection.
 void bench_metrics_json_http(benchmark::State& state) {

@@ -60,7 +60,7 @@ int fetch_users(const std::string& base, int requests) {
     body.clear();
     curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
     // The span's name is the route, bounded; tracestate passes vendor data downstream.
-    const CURLcode rc = spyglass::curl::perform(easy, "GET /users/{id}", nullptr, "example=distributed");
+    const CURLcode rc = spyglass::curl::perform(easy, "/users/{id}", nullptr, "example=distributed");
     long status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK) {

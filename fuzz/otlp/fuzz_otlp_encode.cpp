@@ -58,7 +58,8 @@ bool valid_utf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s
 
 // Whether the strings the span name is made of are valid UTF-8, hence sent unchanged.
 bool name_parts_valid(const spyglass::Event& e) {
-  const bool uses_detail = e.kind == spyglass::EventKind::request || e.kind == spyglass::EventKind::db;
+  const bool uses_detail = e.kind == spyglass::EventKind::request || e.kind == spyglass::EventKind::db ||
+                           e.kind == spyglass::EventKind::client;
   return valid_utf8(e.name) && (!uses_detail || valid_utf8(e.detail));
 }
 
@@ -70,7 +71,8 @@ struct Kind {
 Kind expected_kind(spyglass::EventKind k) {
   switch (k) {
     case spyglass::EventKind::request: return {"SPAN_KIND_SERVER", 2};
-    case spyglass::EventKind::db: return {"SPAN_KIND_CLIENT", 3};
+    case spyglass::EventKind::db:
+    case spyglass::EventKind::client: return {"SPAN_KIND_CLIENT", 3};
     case spyglass::EventKind::function:
     case spyglass::EventKind::custom: break;
   }
@@ -78,7 +80,8 @@ Kind expected_kind(spyglass::EventKind k) {
 }
 
 // Whether `got` is the span name the README's mapping gives `e`: "<method> <route>" for a
-// request (the route alone without a method), the name for functions and custom events.
+// request (the route alone without a method), "<method> <route>" for a client call ("HTTP"
+// for a method unknown to the conventions), the name for functions and custom events.
 // A db span is named by the SQL statement's leading operation word, else by the database
 // system, else "db". Only asked when name and detail are valid UTF-8.
 bool name_matches(const spyglass::Event& e, std::string_view got) {
@@ -87,6 +90,8 @@ bool name_matches(const spyglass::Event& e, std::string_view got) {
   switch (e.kind) {
     case spyglass::EventKind::request:
       return detail.empty() ? got == name : got == std::string(detail) + " " + std::string(name);
+    case spyglass::EventKind::client:  // "HTTP" stands for a method the conventions do not know
+      return got == std::string(detail) + " " + std::string(name) || got == "HTTP " + std::string(name);
     case spyglass::EventKind::db: {
       if (got == "db" || (!detail.empty() && got == detail)) return true;
       std::string_view sql = name;
@@ -165,7 +170,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     details.push_back(in.ConsumeRandomLengthString(40));
     e.name = names.back().c_str();
     e.detail = details.back().c_str();
-    e.kind = static_cast<spyglass::EventKind>(in.ConsumeIntegralInRange<int>(0, 3));
+    e.peer = e.detail;  // a client's server: any bytes too
+    e.kind = static_cast<spyglass::EventKind>(in.ConsumeIntegralInRange<int>(0, 4));
     e.status = in.ConsumeBool() ? spyglass::Status::error : spyglass::Status::ok;
     e.trace_id = {in.ConsumeIntegral<std::uint64_t>(), in.ConsumeIntegral<std::uint64_t>()};
     e.span_id = in.ConsumeIntegral<std::uint64_t>();

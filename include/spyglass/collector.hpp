@@ -20,7 +20,7 @@ class StatsStore;
 /// Settings of a Collector. Every field has a default that works on one machine.
 ///
 /// Memory is fixed at construction: transit_capacity + buffer_capacity per exporter
-/// events of 104 bytes (defaults: 6.8 MB + 6.8 MB per exporter; pages become resident
+/// events of 112 bytes (defaults: 7.3 MB + 7.3 MB per exporter; pages become resident
 /// only once events reach them). A burst of B events
 /// recorded faster than the exporters take them is kept whole while B fits in both.
 struct CollectorOptions {

@@ -12,19 +12,24 @@
 
 namespace SPYGLASS_NAMESPACE {
 
-/// What an event measured.
-enum class EventKind : std::uint8_t { request = 0, function = 1, db = 2, custom = 3 };
+/// What an event measured. `request` is a request this process served, `client` one it
+/// made to another server.
+enum class EventKind : std::uint8_t { request = 0, function = 1, db = 2, custom = 3, client = 4 };
+
+/// Number of kinds: every EventKind value is below it (tables indexed by kind use it).
+inline constexpr std::size_t kEventKinds = 5;
 
 /// Outcome of the measured operation.
 enum class Status : std::uint8_t { ok = 0, error = 1 };
 
-/// Lowercase name of a kind: "request", "function", "db", "custom".
+/// Lowercase name of a kind: "request", "function", "db", "custom", "client".
 constexpr std::string_view to_string(EventKind k) noexcept {
   switch (k) {
     case EventKind::request: return "request";
     case EventKind::function: return "function";
     case EventKind::db: return "db";
     case EventKind::custom: return "custom";
+    case EventKind::client: return "client";
   }
   return "custom";
 }
@@ -43,21 +48,26 @@ constexpr std::string_view to_string(Status s) noexcept { return s == Status::ok
 /// collector converts them before exporters see the event. Exporters always get
 /// `start` as Unix-epoch ns and `duration` as ns.
 struct Event {
-  std::uint64_t start = 0;        ///< Unix-epoch ns (ticks before conversion).
-  std::uint64_t duration = 0;     ///< ns (ticks before conversion).
-  TraceId trace_id;               ///< Trace the event belongs to.
-  SpanId span_id = 0;             ///< This operation's span.
-  SpanId parent_span_id = 0;      ///< Enclosing span, 0 for a root.
-  const char* name = "";          ///< Function name, route, redacted SQL or custom name.
-  const char* detail = "";        ///< db: database system; request: HTTP method; else "".
+  std::uint64_t start = 0;     ///< Unix-epoch ns (ticks before conversion).
+  std::uint64_t duration = 0;  ///< ns (ticks before conversion).
+  TraceId trace_id;            ///< Trace the event belongs to.
+  SpanId span_id = 0;          ///< This operation's span.
+  SpanId parent_span_id = 0;   ///< Enclosing span, 0 for a root.
+  /// Function name, route, redacted SQL or custom name; client: the route template called
+  /// ("/users/{id}": never a raw path or query, to keep the names bounded).
+  const char* name = "";
+  const char* detail = "";        ///< db: database system; request, client: HTTP method; else "".
   std::uint64_t rows = 0;         ///< db: rows returned or affected.
-  std::uint64_t bytes_in = 0;     ///< request: bytes received.
-  std::uint64_t bytes_out = 0;    ///< request: bytes sent.
+  std::uint64_t bytes_in = 0;     ///< request, client: body bytes received.
+  std::uint64_t bytes_out = 0;    ///< request, client: body bytes sent.
   std::uint32_t thread_id = 0;    ///< OS thread id (gettid).
-  std::uint16_t http_status = 0;  ///< request: HTTP status code, 0 when unset.
+  std::uint16_t http_status = 0;  ///< request, client: HTTP status code, 0 when unset.
   EventKind kind = EventKind::custom;
   Status status = Status::ok;
   std::uint8_t flags = 0;  ///< kFlag* bits.
+  /// client: the server called, as "scheme://host:port" (no user, path or query: one
+  /// interned name per server); else "".
+  const char* peer = "";
 
   /// `start` and `duration` are still clock ticks (internal; exporters never see it).
   static constexpr std::uint8_t kFlagTicks = 1;
@@ -97,9 +107,8 @@ struct OpenedSpan {
 
 /// Writes every byte of the Event at `storage` (which may hold no Event yet: the writes
 /// create one, Event being an implicit-lifetime aggregate): the span's ids, kind, names,
-/// thread and flags; times, counters and status zero. Only 16-byte stores and one 8-byte
-/// store for the last field (see store_pair), where plain construction would zero the
-/// Event and then overwrite parts of it.
+/// thread and flags; times, counters and status zero; peer "". Only 16-byte stores (see
+/// store_pair), where plain construction would zero the Event and then overwrite parts of it.
 inline Event* write_event(void* storage, const OpenedSpan& span, EventKind kind, const char* name,
                           const char* detail, std::uint32_t thread_id) noexcept {
 #if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && __SIZEOF_POINTER__ == 8
@@ -110,7 +119,7 @@ inline Event* write_event(void* storage, const OpenedSpan& span, EventKind kind,
                     offsetof(Event, bytes_in) == 72 && offsetof(Event, bytes_out) == 80 &&
                     offsetof(Event, thread_id) == 88 && offsetof(Event, http_status) == 92 &&
                     offsetof(Event, kind) == 94 && offsetof(Event, status) == 95 &&
-                    offsetof(Event, flags) == 96 && sizeof(Event) == 104,
+                    offsetof(Event, flags) == 96 && offsetof(Event, peer) == 104 && sizeof(Event) == 112,
                 "write_event follows the layout of Event");
   auto* p = static_cast<unsigned char*>(storage);
   store_pair(p, 0, 0);
@@ -120,8 +129,7 @@ inline Event* write_event(void* storage, const OpenedSpan& span, EventKind kind,
   store_pair(p + 64, 0, 0);
   // thread_id, http_status (0), kind, status (ok = 0) share one little-endian word.
   store_pair(p + 80, 0, std::uint64_t{thread_id} | std::uint64_t{static_cast<std::uint8_t>(kind)} << 48);
-  const std::uint64_t last = span.flags;  // flags, then padding
-  __builtin_memcpy(p + 96, &last, sizeof last);
+  store_pair(p + 96, span.flags, reinterpret_cast<std::uintptr_t>(""));  // flags (then padding), peer
   return std::launder(reinterpret_cast<Event*>(storage));
 #else
   Event* e = ::new (storage) Event{};

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -33,39 +34,38 @@ inline constexpr auto kJsonPlain = [] {
 
 }  // namespace detail
 
-/// Appends `in` to `out` escaped as the contents of a JSON string (no surrounding quotes).
-///
-/// `"` and `\` are backslash-escaped; control bytes below 0x20 become \b \t \n \f \r or
-/// \u00XX; DEL (0x7f) is copied. Valid UTF-8 is copied unchanged; each maximal subpart of
-/// an invalid sequence (bad lead byte, truncated, overlong, surrogate, above U+10FFFF)
-/// becomes one U+FFFD, so the output is always valid UTF-8 and valid JSON. Reentrant.
-inline void json_escape(std::string_view in, std::string& out) {
+namespace detail {
+
+/// The escaping of json_escape(), handing each piece to `put(const char*, std::size_t)`:
+/// one rule for both of its outputs.
+template <class Put>
+inline void json_escape_to(std::string_view in, Put&& put) {
   const auto* p = reinterpret_cast<const unsigned char*>(in.data());
   const std::size_t n = in.size();
   std::size_t i = 0;
   while (i < n) {
-    // Copy the longest run that needs no escaping in one append.
+    // Copy the longest run that needs no escaping in one piece.
     std::size_t run = i;
-    while (run < n && detail::kJsonPlain.v[p[run]]) ++run;
+    while (run < n && kJsonPlain.v[p[run]]) ++run;
     if (run != i) {
-      out.append(in.data() + i, run - i);
+      put(in.data() + i, run - i);
       i = run;
       if (i == n) break;
     }
     const unsigned char c = p[i];
     if (c < 0x80) {
       switch (c) {
-        case '"': out.append("\\\"", 2); break;
-        case '\\': out.append("\\\\", 2); break;
-        case '\b': out.append("\\b", 2); break;
-        case '\t': out.append("\\t", 2); break;
-        case '\n': out.append("\\n", 2); break;
-        case '\f': out.append("\\f", 2); break;
-        case '\r': out.append("\\r", 2); break;
+        case '"': put("\\\"", 2); break;
+        case '\\': put("\\\\", 2); break;
+        case '\b': put("\\b", 2); break;
+        case '\t': put("\\t", 2); break;
+        case '\n': put("\\n", 2); break;
+        case '\f': put("\\f", 2); break;
+        case '\r': put("\\r", 2); break;
         default: {
           constexpr char kHex[] = "0123456789abcdef";
           const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
-          out.append(esc, 6);
+          put(esc, 6);
         }
       }
       ++i;
@@ -73,13 +73,44 @@ inline void json_escape(std::string_view in, std::string& out) {
     }
     const int len = utf8_sequence(p + i, n - i);
     if (len > 0) {
-      out.append(in.data() + i, static_cast<std::size_t>(len));
+      put(in.data() + i, static_cast<std::size_t>(len));
       i += static_cast<std::size_t>(len);
     } else {
-      out.append(kReplacementCharacter);
+      put(kReplacementCharacter.data(), kReplacementCharacter.size());
       i += static_cast<std::size_t>(-len);
     }
   }
+}
+
+/// Copies `s` to `p` and returns the end: the caller makes sure there is room.
+inline char* put_lit(char* p, std::string_view s) noexcept {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+/// Writes the decimal form of `v` (at most 20 characters) to `p` and returns the end.
+inline char* put_u64(char* p, std::uint64_t v) noexcept { return std::to_chars(p, p + 20, v).ptr; }
+
+}  // namespace detail
+
+/// Appends `in` to `out` escaped as the contents of a JSON string (no surrounding quotes).
+///
+/// `"` and `\` are backslash-escaped; control bytes below 0x20 become \b \t \n \f \r or
+/// \u00XX; DEL (0x7f) is copied. Valid UTF-8 is copied unchanged; each maximal subpart of
+/// an invalid sequence (bad lead byte, truncated, overlong, surrogate, above U+10FFFF)
+/// becomes one U+FFFD, so the output is always valid UTF-8 and valid JSON. Reentrant.
+inline void json_escape(std::string_view in, std::string& out) {
+  detail::json_escape_to(in, [&out](const char* s, std::size_t n) { out.append(s, n); });
+}
+
+/// The same written to `out`, which has room for 6 bytes per byte of `in` (the longest
+/// escape, \u00XX); returns the end of what was written.
+inline char* json_escape(std::string_view in, char* out) noexcept {
+  detail::json_escape_to(in, [&out](const char* s, std::size_t n) {
+    std::memcpy(out, s, n);
+    out += n;
+  });
+  return out;
 }
 
 /// Appends JSON text to a caller-owned std::string; commas between members and elements

@@ -1,10 +1,13 @@
-// Change points: PELT on the Gaussian mean-and-variance cost, with a permutation test.
+// Change points: binary segmentation on the Gaussian mean-and-variance cost, with a
+// permutation test.
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "internal.hpp"
 #include "spyglass/monitor/analytics.hpp"
@@ -13,12 +16,12 @@ namespace SPYGLASS_NAMESPACE::analytics {
 
 namespace {
 
+constexpr double kVarFloor = 1e-6;  // of a standardised series: a flat stretch costs a finite amount
+
 // Prefix sums of a standardised series: the cost of any segment in O(1).
 class SegmentCost {
  public:
-  SegmentCost(std::span<const double> z, double var_floor) : floor_(var_floor) { reset(z); }
-
-  void reset(std::span<const double> z) {
+  explicit SegmentCost(std::span<const double> z) {
     s1_.assign(z.size() + 1, 0.0);
     s2_.assign(z.size() + 1, 0.0);
     for (std::size_t i = 0; i < z.size(); ++i) {
@@ -32,23 +35,95 @@ class SegmentCost {
   [[nodiscard]] double operator()(std::size_t a, std::size_t b) const {
     const double m = static_cast<double>(b - a);
     const double s = s1_[b] - s1_[a];
-    const double var = std::max((s2_[b] - s2_[a] - s * s / m) / m, floor_);
-    return m * std::log(var);
+    return m * std::log(std::max((s2_[b] - s2_[a] - s * s / m) / m, kVarFloor));
   }
 
-  // The largest drop in cost from splitting z[a, b) once (segments >= min_seg).
-  [[nodiscard]] double best_split_gain(std::size_t a, std::size_t b, std::size_t min_seg) const {
+  struct Split {
+    double gain = -std::numeric_limits<double>::infinity();  // cost of the whole minus both parts
+    std::size_t at = 0;                                      // first point of the second part
+  };
+
+  // The split of z[a, b) into two segments of at least min_seg that lowers the cost most.
+  [[nodiscard]] Split best_split(std::size_t a, std::size_t b, std::size_t min_seg) const {
     const double whole = (*this)(a, b);
-    double best = -std::numeric_limits<double>::infinity();
-    for (std::size_t k = a + min_seg; k + min_seg <= b; ++k)
-      best = std::max(best, whole - (*this)(a, k) - (*this)(k, b));
+    Split best;
+    for (std::size_t k = a + min_seg; k + min_seg <= b; ++k) {
+      const double g = whole - (*this)(a, k) - (*this)(k, b);
+      if (g > best.gain) best = {g, k};
+    }
     return best;
   }
 
  private:
   std::vector<double> s1_, s2_;
-  double floor_;
 };
+
+// Binary segmentation: split [a, b) where one cut lowers the cost most, if by more than
+// `pen`, then each part the same way. The cuts in ascending order; an explicit stack, as a
+// series can split off a few points at a time.
+std::vector<std::size_t> segment(const SegmentCost& cost, std::size_t n, std::size_t min_seg, double pen) {
+  std::vector<std::size_t> cuts;
+  std::vector<std::pair<std::size_t, std::size_t>> todo{{0, n}};
+  while (!todo.empty()) {
+    const auto [a, b] = todo.back();
+    todo.pop_back();
+    if (b - a < 2 * min_seg) continue;
+    const auto s = cost.best_split(a, b, min_seg);
+    if (!(s.gain > pen)) continue;
+    cuts.push_back(s.at);
+    todo.emplace_back(a, s.at);
+    todo.emplace_back(s.at, b);
+  }
+  std::sort(cuts.begin(), cuts.end());
+  return cuts;
+}
+
+// Whether some split of `seg` into two parts of at least min_seg gains at least `observed`.
+// The gain of a cut at k is k ln(V/v1) + (m-k) ln(V/v2) (V, v1, v2: the floored variances
+// of the whole and of the parts), at most V (k/v1 + (m-k)/v2) - m since ln x <= x - 1:
+// logarithms are taken only where that bound reaches `observed`, so the answer is the
+// exact one at a fraction of the cost. `s1`, `s2` are scratch space.
+bool some_split_gains(std::span<const double> seg, std::size_t min_seg, double observed,
+                      std::vector<double>& s1, std::vector<double>& s2) {
+  const std::size_t m = seg.size();
+  s1.resize(m + 1);
+  s2.resize(m + 1);
+  s1[0] = s2[0] = 0;
+  for (std::size_t i = 0; i < m; ++i) {
+    s1[i + 1] = s1[i] + seg[i];
+    s2[i + 1] = s2[i] + seg[i] * seg[i];
+  }
+  const double md = static_cast<double>(m);
+  const double t1 = s1[m], t2 = s2[m];
+  const double whole = std::max((t2 - t1 * t1 / md) / md, kVarFloor);
+  // Rounding can put the exact gain a hair above the bound where both are about 0.
+  const double reach = (observed + md - 1e-9 * (md + std::fabs(observed))) / whole;
+  // v1 = A / k^2 with A = k S2 - S1^2 over the left part (floored as the variance is), so
+  // k / v1 = k^3 / A; the same for the right part with B: the bound reaches `observed` when
+  // k^3 B + (m-k)^3 A >= reach A B, without a division.
+  const auto reaches = [&](std::size_t k) {
+    const double kd = static_cast<double>(k), rd = md - kd;
+    const double l1 = s1[k], l2 = s2[k], r1 = t1 - l1, r2 = t2 - l2;
+    const double a = std::max(kd * l2 - l1 * l1, kVarFloor * kd * kd);
+    const double b = std::max(rd * r2 - r1 * r1, kVarFloor * rd * rd);
+    return kd * kd * kd * b + rd * rd * rd * a >= reach * a * b;
+  };
+  bool any = false;
+  for (std::size_t k = min_seg; k + min_seg <= m; ++k) any |= reaches(k);
+  if (!any) return false;
+  const auto var = [&](std::size_t a, std::size_t b) {
+    const double n = static_cast<double>(b - a);
+    const double s = s1[b] - s1[a];
+    return std::max((s2[b] - s2[a] - s * s / n) / n, kVarFloor);
+  };
+  const double whole_cost = md * std::log(whole);
+  for (std::size_t k = min_seg; k + min_seg <= m; ++k) {
+    if (!reaches(k)) continue;
+    const double kd = static_cast<double>(k);
+    if (whole_cost - kd * std::log(var(0, k)) - (md - kd) * std::log(var(k, m)) >= observed) return true;
+  }
+  return false;
+}
 
 double population_stddev(std::span<const double> xs) {
   return xs.size() < 2 ? 0.0 : std::sqrt(variance(xs, 0));
@@ -73,61 +148,41 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
   if (sd == 0) return out;
   std::vector<double> z(n);
   for (std::size_t i = 0; i < n; ++i) z[i] = (xs[i] - mu) / sd;
-  const SegmentCost cost(z, 1e-6);
+  const SegmentCost cost(z);
   const double pen = o.penalty > 0 ? o.penalty : 3.0 * std::log(static_cast<double>(n));
 
-  // PELT: F[t] = min over admissible s of F[s] + C(s, t) + pen, pruning every s that can
-  // never be optimal again (F[s] + C(s, t) > F[t]; K = 0 holds for this likelihood cost).
-  std::vector<double> f(n + 1, std::numeric_limits<double>::infinity());
-  std::vector<std::size_t> last(n + 1, 0);
-  f[0] = -pen;
-  std::vector<std::size_t> cand;
-  std::vector<double> vals;
-  for (std::size_t t = min_seg; t <= n; ++t) {
-    const std::size_t fresh = t - min_seg;
-    if (fresh == 0 || std::isfinite(f[fresh])) cand.push_back(fresh);
-    vals.resize(cand.size());
-    double best = std::numeric_limits<double>::infinity();
-    std::size_t arg = 0;
-    for (std::size_t i = 0; i < cand.size(); ++i) {
-      vals[i] = f[cand[i]] + cost(cand[i], t);
-      if (vals[i] + pen < best) {
-        best = vals[i] + pen;
-        arg = cand[i];
-      }
+  std::vector<std::size_t> cuts = segment(cost, n, min_seg, pen);  // segment starts, without 0
+  // A cut found early was placed before its neighbours were known: move each to the best
+  // place between them, until none moves (a bounded number of sweeps, should ties swap).
+  bool moved = true;
+  for (int sweep = 0; moved && sweep < 100; ++sweep) {
+    moved = false;
+    for (std::size_t i = 0; i < cuts.size(); ++i) {
+      const std::size_t a = i == 0 ? 0 : cuts[i - 1];
+      const std::size_t b = i + 1 == cuts.size() ? n : cuts[i + 1];
+      const std::size_t at = cost.best_split(a, b, min_seg).at;
+      moved |= at != cuts[i];
+      cuts[i] = at;
     }
-    f[t] = best;
-    last[t] = arg;
-    std::size_t keep = 0;
-    for (std::size_t i = 0; i < cand.size(); ++i) {
-      if (vals[i] <= best) cand[keep++] = cand[i];
-    }
-    cand.resize(keep);
   }
-
-  std::vector<std::size_t> cuts;  // segment starts, ascending, without 0
-  for (std::size_t t = n; t > 0 && last[t] > 0; t = last[t]) cuts.push_back(last[t]);
-  std::reverse(cuts.begin(), cuts.end());
 
   // Significance of each cut: permute its two adjacent segments and compare the best
   // single split of each permutation with the observed best split.
   std::vector<std::size_t> kept;
   std::vector<double> pvals;
   std::mt19937_64 rng(o.seed);
+  std::vector<double> seg, s1, s2;
   for (std::size_t i = 0; i < cuts.size(); ++i) {
     const std::size_t a = i == 0 ? 0 : cuts[i - 1];
     const std::size_t b = i + 1 == cuts.size() ? n : cuts[i + 1];
     double p = 0;
     if (o.permutations > 0) {
-      const double observed = cost.best_split_gain(a, b, min_seg);
-      std::vector<double> seg(z.begin() + static_cast<std::ptrdiff_t>(a),
-                              z.begin() + static_cast<std::ptrdiff_t>(b));
-      SegmentCost perm_cost(seg, 1e-6);
+      const double observed = cost.best_split(a, b, min_seg).gain;
+      seg.assign(z.begin() + static_cast<std::ptrdiff_t>(a), z.begin() + static_cast<std::ptrdiff_t>(b));
       std::size_t as_extreme = 0;
       for (std::size_t r = 0; r < o.permutations; ++r) {
         std::shuffle(seg.begin(), seg.end(), rng);
-        perm_cost.reset(seg);
-        if (perm_cost.best_split_gain(0, seg.size(), min_seg) >= observed) ++as_extreme;
+        if (some_split_gains(seg, min_seg, observed, s1, s2)) ++as_extreme;
       }
       p = static_cast<double>(as_extreme + 1) / static_cast<double>(o.permutations + 1);
     }

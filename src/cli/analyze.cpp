@@ -634,12 +634,12 @@ DetectOptions whole_series(const HistoryAnalyzeOptions& o) {
 }  // namespace
 
 MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
-                         const HistoryAnalyzeOptions& o) {
+                         const HistoryAnalyzeOptions& o, bool with_change_points) {
   const DetectOptions d = whole_series(o);
   MetricCheck out;
   const Series s = metric_series(newest_first, name, out.run_ids);
   if (s.values.size() < 3) return out;
-  out.change_points = an::change_points(s.values);
+  if (with_change_points) out.change_points = an::change_points(s.values);
   out.regression = regression_of(s, detect(s, d), o);
   return out;
 }
@@ -698,7 +698,10 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
       metrics.push_back(&m);
   }
   std::vector<const monitor::RunRecord*> runs;
-  const Series base = run_series(newest_first, runs);
+  // One series for every metric: only its values change from one to the next, where a
+  // copy per metric copied every run's stamp and commit again.
+  Series s = run_series(newest_first, runs);
+  const Series& base = s;
   const std::size_t excluded = base.missing;
   if (runs.size() < 3) {
     throw InputError("label '" + o.label + "': needs at least 3 successful runs to analyse, found " +
@@ -729,7 +732,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
   }
   std::vector<std::pair<const Metric*, std::vector<double>>> columns;
   for (const Metric* m : metrics) {
-    Series s = base;
+    s.values.clear();
     for (const auto* r : runs) s.values.push_back(m->get(*r));
     const Analysis a = analyse(s, o.analysis, d, "run");
     const auto reg = regression_of(s, a.flags, o);
@@ -789,7 +792,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
                "\n";
       }
     }
-    columns.emplace_back(m, std::move(s.values));
+    columns.emplace_back(m, s.values);
   }
   // Correlation between metrics, strongest (by |Spearman|) first; constant metrics have none.
   struct Pair {

@@ -72,9 +72,10 @@ struct MetricCheck {
 };
 
 /// Change points and the regression test of metric `name` over `runs` (newest first),
-/// exactly as `analyze --label` computes them. Throws InputError.
+/// exactly as `analyze --label` computes them; without change points (the costly part)
+/// when `with_change_points` is false. Throws InputError.
 MetricCheck check_metric(const std::vector<monitor::RunRecord>& runs, const std::string& name,
-                         const HistoryAnalyzeOptions& o);
+                         const HistoryAnalyzeOptions& o, bool with_change_points = true);
 
 /// One metric over a label's successful runs, oldest first, with everything
 /// `analyze --label` finds in it: what the pages chart and mark.

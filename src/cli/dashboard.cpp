@@ -322,19 +322,31 @@ void alerts_table(std::string& out, const std::vector<mon::AlertRecord>& alerts,
   }
   out +=
       "<table "
-      "class=\"alerts\"><thead><tr><th>raised</th><th>label</th><th>run</th><th>kind</th><th>metric</th>"
-      "<th>severity</th><th>value</th><th>baseline</th><th>message</th></tr></thead><tbody>\n";
-  const auto value = [](const std::optional<double>& v) {
-    return v ? escaped(format_number(*v, 6)) : std::string();
+      "class=\"alerts\"><thead><tr><th>raised</th><th>label</th><th>run</th><th>rule</th><th>kind</th>"
+      "<th>metric</th><th>severity</th><th>value</th><th>baseline</th><th>message</th><th>delivery</th></tr>"
+      "</thead><tbody>\n";
+  const auto value = [](double v) { return std::isnan(v) ? std::string() : escaped(format_number(v, 6)); };
+  // Each channel's last attempt (deliveries come by channel, then attempt).
+  const auto delivery = [](const mon::AlertRecord& a) {
+    std::string cell;
+    for (std::size_t i = 0; i < a.deliveries.size(); ++i) {
+      const auto& d = a.deliveries[i];
+      if (i + 1 < a.deliveries.size() && a.deliveries[i + 1].channel == d.channel) continue;
+      cell += "<span class=\"delivery\" data-channel=\"" + escaped(d.channel) + "\" data-outcome=\"" +
+              escaped(d.outcome) + "\" data-attempts=\"" + std::to_string(d.attempt) + "\" title=\"" +
+              escaped(d.detail) + "\">" + escaped(d.channel) + ": " + escaped(d.outcome) +
+              (d.attempt > 1 ? " (" + std::to_string(d.attempt) + " attempts)" : std::string()) + "</span> ";
+    }
+    return cell;
   };
   for (const auto& a : alerts) {
     out += "<tr class=\"alert-row\" data-alert=\"" + std::to_string(a.id) + "\" data-run=\"" +
            std::to_string(a.run_id) + "\"><td>" + escaped(format_time(a.created_unix_ns)) + "</td><td>" +
            label_link(a.label, links) + "</td><td>" +
-           (a.run_id != 0 ? run_link(a.run_id, links) : std::string()) + "</td><td>" + escaped(a.kind) +
-           "</td><td>" + escaped(a.metric) + "</td><td>" + escaped(a.severity) + "</td><td class=\"n\">" +
-           value(a.value) + "</td><td class=\"n\">" + value(a.baseline) + "</td><td>" + escaped(a.message) +
-           "</td></tr>\n";
+           (a.run_id != 0 ? run_link(a.run_id, links) : std::string()) + "</td><td>" + escaped(a.rule) +
+           "</td><td>" + escaped(a.kind) + "</td><td>" + escaped(a.metric) + "</td><td>" +
+           escaped(a.severity) + "</td><td class=\"n\">" + value(a.value) + "</td><td class=\"n\">" +
+           value(a.baseline) + "</td><td>" + escaped(a.message) + "</td><td>" + delivery(a) + "</td></tr>\n";
   }
   out += "</tbody></table>\n";
 }
@@ -372,7 +384,7 @@ Page label_page(mon::History& h, const std::string& label, const PageOptions& o)
   open_page(p.body, "Label " + label, true);
   label_body(p.body, h, label, runs, o, true);
   p.body += "<h2>Alerts</h2>\n";
-  alerts_table(p.body, h.alerts(label, o.alerts), true);
+  alerts_table(p.body, h.alerts({.label = label, .since_unix_ns = std::nullopt, .limit = o.alerts}), true);
   p.body += "<h2>Runs</h2>\n";
   runs_table(p.body, runs, true);
   close_page(p.body);
@@ -496,7 +508,7 @@ Page run_page(mon::History& h, std::int64_t id, const PageOptions& o) {
     p.body += "</tbody></table>\n";
   }
   p.body += "<h2>Alerts</h2>\n";
-  auto alerts = h.alerts(r->label, o.alerts);
+  auto alerts = h.alerts({.label = r->label, .since_unix_ns = std::nullopt, .limit = o.alerts});
   std::erase_if(alerts, [&](const mon::AlertRecord& a) { return a.run_id != id; });
   alerts_table(p.body, alerts, true);
   p.body += "<h2>Output</h2>\n<h3>stdout (last bytes)</h3>\n<pre class=\"stdout\">";
@@ -521,7 +533,7 @@ Page serve_page(mon::History& h, std::string_view path, const std::map<std::stri
   if (path == "/alerts") {
     Page p;
     open_page(p.body, "Alerts", true);
-    alerts_table(p.body, h.alerts({}, o.alerts), true);
+    alerts_table(p.body, h.alerts({.label = {}, .since_unix_ns = std::nullopt, .limit = o.alerts}), true);
     close_page(p.body);
     return p;
   }
@@ -557,7 +569,7 @@ std::optional<std::string> report_page(mon::History& h, const std::string& label
     out += "</figure>\n";
   }
   out += "<h2>Alerts</h2>\n";
-  alerts_table(out, h.alerts(label, o.alerts), false);
+  alerts_table(out, h.alerts({.label = label, .since_unix_ns = std::nullopt, .limit = o.alerts}), false);
   out += "<h2>Runs</h2>\n";
   runs_table(out, runs, false);
   close_page(out);

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "alerts.hpp"
 #include "analyze.hpp"
 #include "dashboard.hpp"
 #include "evaluate.hpp"
@@ -40,6 +41,7 @@ namespace {
 
 namespace mon = spyglass::monitor;
 namespace cli = spyglass::cli;
+namespace alerts = spyglass::alerts;
 
 constexpr const char* kDefaultDb = "./spyglass-out/history.db";
 
@@ -92,6 +94,9 @@ options:
   --leak-window DURATION how long the tree's RSS must grow steadily to count as a leak
                          (default 60s)
   --quiet                no summary
+  --alerts FILE          evaluate the alert rules of FILE (see spyglass alerts --help):
+                         live ones while the command runs, the others when it ends;
+                         delivery adds at most the file's delivery budget to the end
   --gate RULE            after recording the run, check RULE as `spyglass gate` does
                          (repeatable; see spyglass gate --help)
   --gate-junit FILE, --gate-tap FILE, --gate-markdown FILE
@@ -309,6 +314,18 @@ Exit status: 0; 1 when the database or a trace cannot be read, the label has no 
 FILE cannot be written; 125 for a usage error.
 )";
 
+constexpr const char* kAlertsUsage =
+    R"(usage: spyglass alerts [--label L] [--since T] [--limit N] [--json] [--db PATH]
+       spyglass alerts check FILE
+
+Lists the alerts `spyglass run --alerts FILE` raised, newest first, with each channel's
+delivery outcome; with --since only those raised at or after T (now, now-DURATION, ISO
+8601 or Unix seconds). `check` validates a rules file (and that the environment variables
+it names are set) without sending anything.
+Exit status: 0; 1 when the database cannot be read or the rules file is invalid (said on
+stderr with its line and field); 125 for a usage error.
+)";
+
 constexpr const char* kUsage = R"(usage:
   spyglass run [options] -- COMMAND [ARGS...]
   spyglass history [--label L] [--limit N] [--json] [--db PATH]
@@ -321,6 +338,7 @@ constexpr const char* kUsage = R"(usage:
   spyglass evaluate [options]
   spyglass gate --label L --rule RULE... [options]
   spyglass baseline pin RUN_ID | unpin --label L | show [--label L]
+  spyglass alerts [--label L] [--since T] [--json] | alerts check FILE
   spyglass trace [-o trace.json] [--folded] [--flamegraph out.svg] FILE.jsonl...
   spyglass serve [--db PATH] [--addr 127.0.0.1:9466]
   spyglass report --label L --html out.html [--trace FILE.jsonl]
@@ -478,6 +496,7 @@ int cmd_run(Args& a) {
   spyglass::analytics::LiveDetector::Options live_options;
   cli::GateOptions gate;
   cli::GateOutputs gate_files;
+  std::optional<alerts::RuleSet> alert_rules;
   mon::RetentionPolicy keep;
   keep.keep_last_per_label = 1000;
   while (!a.done()) {
@@ -568,6 +587,12 @@ int cmd_run(Args& a) {
       } catch (const cli::InputError& e) {
         throw UsageError{std::string("--gate: ") + e.what()};
       }
+    } else if (opt == "--alerts") {
+      try {
+        alert_rules = alerts::load_rules(std::string(a.value(opt)));
+      } catch (const alerts::RuleError& e) {
+        throw UsageError{std::string("--alerts: ") + e.what()};
+      }
     } else if (opt == "--gate-junit") {
       gate_files.junit = std::string(a.value(opt));
     } else if (opt == "--gate-tap") {
@@ -609,17 +634,21 @@ int cmd_run(Args& a) {
 
   // Live detection runs on the runner's thread, on each sample as it is taken; times are
   // seconds since just before the spawn.
+  std::optional<alerts::RunAlerts> run_alerts;
+  if (alert_rules) run_alerts.emplace(*alert_rules, o.label, history ? &*history : nullptr);
   std::optional<spyglass::analytics::LiveDetector> live;
   const std::uint64_t live_t0 = spyglass::clock::monotonic_ns();
   if (detect) {
     live.emplace(live_options);
-    o.on_sample = [&live, live_t0](const mon::Sample& s) {
+    o.on_sample = [&live, &run_alerts, live_t0](const mon::Sample& s) {
       const double t = static_cast<double>(s.t_ns - std::min(s.t_ns, live_t0)) / 1e9;
       const std::size_t began =
           live->update(t, s.cpu_user_pct + s.cpu_sys_pct, static_cast<double>(s.rss_bytes));
-      if (began != 0) {
-        // Alert hook: the last `began` of live->findings() have just started, while the
-        // run goes on; an alert for them would be raised here.
+      if (began != 0 && run_alerts) {
+        // The last `began` findings have just started, while the run goes on: their
+        // alerts are queued for the delivery thread, so sampling never waits on them.
+        const auto& f = live->findings();
+        for (std::size_t i = f.size() - began; i < f.size(); ++i) run_alerts->on_live(f[i]);
       }
     };
   }
@@ -717,6 +746,20 @@ int cmd_run(Args& a) {
     }
   }
   if (!quiet) std::fputs(cli::run_summary(r, baseline, res.leftover_pids).c_str(), stderr);
+  if (run_alerts) {
+    // The label's runs, newest first, starting with this one when it was recorded.
+    std::vector<mon::RunRecord> runs;
+    if (history && r.id != 0) {
+      try {
+        runs = history->runs({.label = r.label, .limit = 200});
+      } catch (const mon::HistoryError& e) {
+        std::fprintf(stderr, "spyglass: warning: alerts: %s\n", e.what());
+      }
+    }
+    if (runs.empty() || runs.front().id != r.id) runs.insert(runs.begin(), r);
+    const auto sent = run_alerts->finish(runs, r.id);
+    if (!quiet) std::fputs(alerts::delivered_text(sent).c_str(), stderr);
+  }
   if (gate.rules.empty() || r.exit_code != 0) return r.exit_code;  // the command's failure first
   if (!history || r.id == 0) {
     std::fprintf(stderr, "spyglass: error: the run was not recorded, so the gate cannot be checked\n");
@@ -725,6 +768,56 @@ int cmd_run(Args& a) {
   gate.history.label = r.label;
   const int g = cli::run_gate(*history, gate, 1000, gate_files, quiet ? nullptr : stderr);
   return g == 1 ? 125 : g;
+}
+
+int cmd_alerts(Args& a) {
+  if (!a.done() && a.peek() == "check") {
+    a.positional();
+    if (a.done()) throw UsageError{"alerts check: FILE missing"};
+    const std::string file(a.positional());
+    if (is_help(file)) {
+      std::fputs(kAlertsUsage, stdout);
+      return 0;
+    }
+    if (!a.done()) throw UsageError{"alerts check: unexpected argument '" + std::string(a.peek()) + "'"};
+    try {
+      const auto rules = alerts::load_rules(file);
+      std::printf("%s: %zu rules, %zu channels: valid\n", file.c_str(), rules.rules.size(),
+                  rules.channels.size());
+      return 0;
+    } catch (const alerts::RuleError& e) {
+      std::fprintf(stderr, "spyglass: %s\n", e.what());
+      return 1;
+    }
+  }
+  mon::AlertQuery q;
+  std::string db = default_db();
+  bool json = false;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"alerts: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kAlertsUsage, stdout);
+      return 0;
+    }
+    if (opt == "--label") {
+      q.label = std::string(a.value(opt));
+    } else if (opt == "--limit") {
+      q.limit = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--since") {
+      q.since_unix_ns = since_option(opt, a.value(opt));
+    } else if (opt == "--json") {
+      json = true;
+    } else if (opt == "--db") {
+      db = std::string(a.value(opt));
+    } else {
+      throw UsageError{"alerts: unknown option " + std::string(opt)};
+    }
+  }
+  mon::History h = mon::History::open(db, {.create = false, .read_only = true});
+  const auto list = h.alerts(q);
+  std::fputs((json ? alerts::alerts_json(list) : alerts::alerts_text(list)).c_str(), stdout);
+  return 0;
 }
 
 int cmd_history(Args& a) {
@@ -1444,6 +1537,7 @@ int main(int argc, char** argv) {
     if (cmd == "trace") return cmd_trace(a);
     if (cmd == "serve") return cmd_serve(a);
     if (cmd == "report") return cmd_report(a);
+    if (cmd == "alerts") return cmd_alerts(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return kUsageError;
   } catch (const UsageError& e) {

@@ -2,8 +2,6 @@
 
 #include "prometheus_source.hpp"
 
-#include <curl/curl.h>
-#include <dlfcn.h>
 #include <simdjson.h>
 
 #include <charconv>
@@ -11,59 +9,12 @@
 #include <cstdio>
 #include <memory>
 
+#include "curl_lib.hpp"
 #include "units.hpp"
 
 namespace SPYGLASS_NAMESPACE::cli {
 
 namespace {
-
-// libcurl, loaded on the first query rather than linked: with the TLS, Kerberos and LDAP
-// libraries it needs it is most of the dynamic loader's work at start-up (about 10 ms of
-// CPU), which every `spyglass run` would pay for a feature it does not use.
-struct Curl {
-  decltype(&curl_easy_init) easy_init = nullptr;
-  decltype(&curl_easy_cleanup) easy_cleanup = nullptr;
-  decltype(&curl_easy_escape) easy_escape = nullptr;
-  decltype(&curl_free) free = nullptr;
-  decltype(&curl_easy_setopt) easy_setopt = nullptr;
-  decltype(&curl_easy_perform) easy_perform = nullptr;
-  decltype(&curl_easy_getinfo) easy_getinfo = nullptr;
-  decltype(&curl_easy_strerror) easy_strerror = nullptr;
-  std::string error;  // why it could not be loaded
-};
-
-template <typename F>
-void bind(void* lib, const char* name, F& f, std::string& error) {
-  f = reinterpret_cast<F>(::dlsym(lib, name));
-  if (f == nullptr && error.empty()) error = std::string("no ") + name + " in libcurl.so.4";
-}
-
-const Curl& curl_lib() {
-  static const Curl lib = [] {
-    Curl c;
-    void* h = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-    if (h == nullptr) {
-      const char* e = ::dlerror();
-      c.error = e != nullptr ? e : "cannot load libcurl.so.4";
-      return c;
-    }
-    bind(h, "curl_easy_init", c.easy_init, c.error);
-    bind(h, "curl_easy_cleanup", c.easy_cleanup, c.error);
-    bind(h, "curl_easy_escape", c.easy_escape, c.error);
-    bind(h, "curl_free", c.free, c.error);
-    bind(h, "curl_easy_setopt", c.easy_setopt, c.error);
-    bind(h, "curl_easy_perform", c.easy_perform, c.error);
-    bind(h, "curl_easy_getinfo", c.easy_getinfo, c.error);
-    bind(h, "curl_easy_strerror", c.easy_strerror, c.error);
-    return c;
-  }();
-  return lib;
-}
-
-struct CurlDeleter {
-  void operator()(CURL* c) const noexcept { curl_lib().easy_cleanup(c); }
-};
-using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
 
 std::string escaped(CURL* curl, const std::string& s) {
   const Curl& lib = curl_lib();

@@ -142,18 +142,16 @@ bool two_digits(const char* p, unsigned& v) {
   return true;
 }
 
-// Whether `key` is the literal: a fixed-size compare the compiler inlines.
+// Whether the raw key `k` (after its opening quote) is the literal: a fixed-size compare
+// the compiler inlines, the closing quote included. The line's padding makes the bytes
+// past a short key readable.
 template <std::size_t N>
-bool is(std::string_view key, const char (&lit)[N]) {
-  return key.size() == N - 1 && std::memcmp(key.data(), lit, N - 1) == 0;
+bool is(const char* k, const char (&lit)[N]) {
+  return std::memcmp(k, lit, N - 1) == 0 && k[N - 1] == '"';
 }
 
-// Appends to a stack buffer: the caller makes sure it has room.
-char* put(char* p, std::string_view s) {
-  std::memcpy(p, s.data(), s.size());
-  return p + s.size();
-}
-char* put_u64(char* p, std::uint64_t v) { return std::to_chars(p, p + 20, v).ptr; }
+using detail::put_lit;
+using detail::put_u64;
 
 // Microseconds from `from` to `ns` with three decimals, so that no nanosecond is lost.
 char* put_us(char* p, std::uint64_t ns, std::uint64_t from) {
@@ -244,7 +242,7 @@ bool JsonlSpanReader::parse_time(std::string_view s, std::uint64_t& ns) {
 // Reader
 
 struct JsonlSpanReader::Parser {
-  simdjson::dom::parser parser;
+  simdjson::ondemand::parser parser;
 };
 
 JsonlSpanReader::JsonlSpanReader(std::string path)
@@ -344,12 +342,15 @@ void JsonlSpanReader::parse(std::string_view line, SpanRecord& out) {
   const auto bad = [&](std::string_view key, const char* what) {
     fail("\"" + std::string(key) + "\": " + what);
   };
-  // The DOM parser validates the whole line and picks its SIMD kernel at run time; the
-  // buffer has SIMDJSON_PADDING bytes after any line, so nothing is copied.
-  simdjson::dom::element doc;
-  simdjson::dom::object obj;
-  if (parser_->parser.parse(line.data(), line.size(), false).get(doc)) fail("not valid JSON");
-  if (doc.get_object().get(obj)) fail("not a JSON object");
+  // The On-Demand parser reads the line where it lies (the buffer has SIMDJSON_PADDING
+  // bytes after any line) and builds no tree: each member is looked at once, in order.
+  const std::size_t room =
+      cap_ + simdjson::SIMDJSON_PADDING - static_cast<std::size_t>(line.data() - buf_.get());
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object obj;
+  if (parser_->parser.iterate(line.data(), line.size(), room).get(doc)) fail("not valid JSON");
+  if (const auto e = doc.get_object().get(obj))
+    fail(e == simdjson::INCORRECT_TYPE ? "not a JSON object" : "not valid JSON");
   out = SpanRecord{};
   enum : unsigned {
     kTs = 1,
@@ -362,95 +363,117 @@ void JsonlSpanReader::parse(std::string_view line, SpanRecord& out) {
     kStatus = 128
   };
   unsigned have = 0;
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    // The iterator's accessors, not a key_value_pair copy, which costs a store-forwarding
-    // stall per member.
-    const std::string_view key = it.key();
-    const simdjson::dom::element v = it.value();
+  for (auto member : obj) {
+    // By reference: a copy of the field, stored in parts and loaded whole, stalls on
+    // store forwarding once per member.
+    if (member.error()) fail("not valid JSON");
+    simdjson::ondemand::field& f = member.value_unsafe();
+    // The key as written: keys of the schema need no escapes.
+    const char* k = f.key().raw();
+    simdjson::ondemand::value& v = f.value();
     std::string_view s;
     std::uint64_t n = 0;
-    const auto str = [&](unsigned bit) {
-      if (v.get_string().get(s)) bad(key, "not a string");
+    const auto str = [&](unsigned bit, std::string_view key) __attribute__((always_inline)) {
+      if (const auto e = v.get_string().get(s)) {
+        if (e != simdjson::INCORRECT_TYPE) fail("not valid JSON");
+        bad(key, "not a string");
+      }
       have |= bit;
       return s;
     };
-    const auto num = [&](unsigned bit) {
+    // A string without escapes is taken where it lies in the line, its token peeked
+    // without a copy; one with escapes (or not a string) goes through get_string().
+    const auto text = [&](unsigned bit, std::string_view key) __attribute__((always_inline)) {
+      std::string_view t = v.raw_json_token();
+      if (t.size() >= 2 && t[0] == '"') {
+        t = t.substr(1, t.find_last_of('"') - 1);
+        if (std::find(t.begin(), t.end(), '\\') == t.end()) {  // short: no call to memchr
+          have |= bit;
+          return t;
+        }
+      }
+      return str(bit, key);
+    };
+    const auto num = [&](unsigned bit, std::string_view key) __attribute__((always_inline)) {
       if (v.get_uint64().get(n)) bad(key, "not an unsigned integer");
       have |= bit;
       return n;
     };
     // Dispatch on the first letter: a line has a dozen members to tell apart.
-    switch (key.empty() ? '\0' : key[0]) {
+    switch (k[0]) {
       case 't':
-        if (is(key, "ts")) {
-          if (!parse_time(str(kTs), out.start_ns)) bad(key, "not an RFC 3339 UTC time");
-        } else if (is(key, "trace_id")) {
-          out.trace_id = str(kTrace);
+        if (is(k, "ts")) {
+          if (!parse_time(text(kTs, "ts"), out.start_ns)) bad("ts", "not an RFC 3339 UTC time");
+        } else if (is(k, "trace_id")) {
+          out.trace_id = text(kTrace, "trace_id");
           std::uint64_t hi = 0, lo = 0;
           if (out.trace_id.size() != 32 || !hex64(out.trace_id.substr(0, 16), hi) ||
               !hex64(out.trace_id.substr(16), lo)) {
-            bad(key, "not 32 hex digits");
+            bad("trace_id", "not 32 hex digits");
           }
-        } else if (is(key, "thread")) {
-          out.thread = num(kThread);
+        } else if (is(k, "thread")) {
+          out.thread = num(kThread, "thread");
         }
         break;
       case 'k':
-        if (is(key, "kind")) out.kind = str(kKind);
+        if (is(k, "kind")) out.kind = text(kKind, "kind");
         break;
       case 'n':
-        if (is(key, "name")) out.name = str(kName);
+        if (is(k, "name")) out.name = text(kName, "name");
         break;
       case 'd':
-        if (is(key, "dur_ns")) {
-          out.dur_ns = num(kDur);
-        } else if (is(key, "db_system")) {
-          out.db_system = str(0);
+        if (is(k, "dur_ns")) {
+          out.dur_ns = num(kDur, "dur_ns");
+        } else if (is(k, "db_system")) {
+          out.db_system = text(0, "db_system");
         }
         break;
       case 's':
-        if (is(key, "span_id")) {
-          out.span_hex = str(kSpan);
+        if (is(k, "span_id")) {
+          out.span_hex = text(kSpan, "span_id");
           if (!hex64(out.span_hex, out.span_id) || out.span_id == 0)
-            bad(key, "not 16 hex digits (and not 0)");
-        } else if (is(key, "status")) {
-          out.status = str(kStatus);
+            bad("span_id", "not 16 hex digits (and not 0)");
+        } else if (is(k, "status")) {
+          out.status = text(kStatus, "status");
         }
         break;
       case 'p':
-        if (is(key, "parent_span_id")) {
-          out.parent_hex = str(0);
-          if (!hex64(out.parent_hex, out.parent_span_id)) bad(key, "not 16 hex digits");
+        if (is(k, "parent_span_id")) {
+          out.parent_hex = text(0, "parent_span_id");
+          if (!hex64(out.parent_hex, out.parent_span_id)) bad("parent_span_id", "not 16 hex digits");
         }
         break;
       case 'h':
-        if (is(key, "http_status")) {
-          out.http_status = num(0);
+        if (is(k, "http_status")) {
+          out.http_status = num(0, "http_status");
           out.has_http = true;
         }
         break;
       case 'b':
-        if (is(key, "bytes_in")) {
-          out.bytes_in = num(0);
+        if (is(k, "bytes_in")) {
+          out.bytes_in = num(0, "bytes_in");
           out.has_http = true;
-        } else if (is(key, "bytes_out")) {
-          out.bytes_out = num(0);
+        } else if (is(k, "bytes_out")) {
+          out.bytes_out = num(0, "bytes_out");
           out.has_http = true;
         }
         break;
       case 'm':
-        if (is(key, "method")) out.method = str(0);
+        if (is(k, "method")) out.method = text(0, "method");
         break;
       case 'r':
-        if (is(key, "rows")) {
-          out.rows = num(0);
+        if (is(k, "rows")) {
+          out.rows = num(0, "rows");
           out.has_rows = true;
         }
         break;
       default: break;
     }
-    // Other members are ignored: a newer writer may add some.
+    // Other members are skipped unread: a newer writer may add some.
   }
+  // Past the object's end there must be nothing: no second value on the line.
+  const char* rest = nullptr;
+  if (doc.current_location().get(rest) != simdjson::OUT_OF_BOUNDS) fail("not valid JSON");
   if (have != 255) {
     static constexpr const char* kNames[] = {"ts",       "kind",    "name",   "dur_ns",
                                              "trace_id", "span_id", "thread", "status"};
@@ -598,59 +621,61 @@ void ChromeTraceSink::span(std::uint32_t pid, const SpanRecord& s) {
     buf_.append(num, static_cast<std::size_t>(std::to_chars(num, num + sizeof num, s.thread).ptr - num));
     buf_.append("\"}}");
   }
-  // The fixed parts are assembled on the stack and appended in one go (ids were checked to
-  // be 16 or 32 hex digits, so they fit); only the free text goes through json_escape.
-  char b[320];
-  char* p = put(b, first_ ? std::string_view("\n") : std::string_view(",\n"));
+  // The event is written in place at the end of the buffer, grown once for the longest it
+  // can be: the fixed parts (ids were checked to be 16 or 32 hex digits) and each text at
+  // 6 bytes per byte, its longest escape.
+  const std::size_t texts =
+      s.name.size() + s.kind.size() + s.status.size() + s.method.size() + s.db_system.size();
+  const std::size_t used = buf_.size();
+  buf_.resize(used + 512 + 6 * texts);
+  char* const start = buf_.data() + used;
+  char* p = put_lit(start, first_ ? std::string_view("\n") : std::string_view(",\n"));
   first_ = false;
-  p = put(p, R"({"ph":"X","pid":)");
+  p = put_lit(p, R"({"ph":"X","pid":)");
   p = put_u64(p, pid);
-  p = put(p, R"(,"tid":)");
+  p = put_lit(p, R"(,"tid":)");
   p = put_u64(p, s.thread);
-  p = put(p, R"(,"ts":)");
+  p = put_lit(p, R"(,"ts":)");
   p = put_us(p, s.start_ns, origin_ns_);
-  p = put(p, R"(,"dur":)");
+  p = put_lit(p, R"(,"dur":)");
   p = put_us(p, s.dur_ns, 0);
-  p = put(p, R"(,"name":")");
-  buf_.append(b, static_cast<std::size_t>(p - b));
-  json_escape(s.name, buf_);
-  buf_.append(R"(","cat":")");
-  json_escape(s.kind, buf_);
-  p = put(b, R"(","args":{"trace_id":")");
-  p = put(p, s.trace_id);
-  p = put(p, R"(","span_id":")");
-  p = put(p, s.span_hex);
+  p = put_lit(p, R"(,"name":")");
+  p = json_escape(s.name, p);
+  p = put_lit(p, R"(","cat":")");
+  p = json_escape(s.kind, p);
+  p = put_lit(p, R"(","args":{"trace_id":")");
+  p = put_lit(p, s.trace_id);
+  p = put_lit(p, R"(","span_id":")");
+  p = put_lit(p, s.span_hex);
   if (s.parent_span_id != 0) {
-    p = put(p, R"(","parent_span_id":")");
-    p = put(p, s.parent_hex);
+    p = put_lit(p, R"(","parent_span_id":")");
+    p = put_lit(p, s.parent_hex);
   }
-  p = put(p, R"(","status":")");
-  buf_.append(b, static_cast<std::size_t>(p - b));
-  json_escape(s.status, buf_);
-  p = put(b, "\"");
+  p = put_lit(p, R"(","status":")");
+  p = json_escape(s.status, p);
+  *p++ = '"';
   if (s.has_http) {
-    p = put(p, R"(,"http_status":)");
+    p = put_lit(p, R"(,"http_status":)");
     p = put_u64(p, s.http_status);
-    p = put(p, R"(,"bytes_in":)");
+    p = put_lit(p, R"(,"bytes_in":)");
     p = put_u64(p, s.bytes_in);
-    p = put(p, R"(,"bytes_out":)");
+    p = put_lit(p, R"(,"bytes_out":)");
     p = put_u64(p, s.bytes_out);
   }
   if (s.has_rows) {
-    p = put(p, R"(,"rows":)");
+    p = put_lit(p, R"(,"rows":)");
     p = put_u64(p, s.rows);
   }
   const auto text = [&](std::string_view key, std::string_view v) {
     if (v.empty()) return;
-    p = put(p, key);
-    buf_.append(b, static_cast<std::size_t>(p - b));
-    json_escape(v, buf_);
-    p = put(b, "\"");
+    p = put_lit(p, key);
+    p = json_escape(v, p);
+    *p++ = '"';
   };
   text(R"(,"method":")", s.method);
   text(R"(,"db_system":")", s.db_system);
-  p = put(p, "}}");
-  buf_.append(b, static_cast<std::size_t>(p - b));
+  p = put_lit(p, "}}");
+  buf_.resize(used + static_cast<std::size_t>(p - start));
   drain(false);
 }
 

@@ -74,6 +74,10 @@ struct Series {
   bool overflow_sink;  // the "__other__" series of its kind
   std::string name;
   std::unique_ptr<Slot[]> slots;
+  // The oldest and newest sub-windows any slot was ever set to: a snapshot visits only
+  // the slots that can hold a sub-window inside both this range and its window.
+  std::uint64_t first_epoch = kNoEpoch;
+  std::uint64_t last_epoch = 0;
 };
 
 // Pointer-keyed cache in front of the text-keyed map: open addressing, linear probing.
@@ -117,6 +121,7 @@ struct StatsImpl {
 
   mutable std::mutex m;  // guards everything below
   std::vector<std::unique_ptr<Series>> series;
+  std::vector<std::uint32_t> order;  // series indices sorted by (kind, name), as snapshots list them
   std::unordered_map<std::string, std::uint32_t> by_text;  // key: kind byte + name
   std::size_t named = 0;                                   // series counted against max_names
   std::vector<PtrEntry> cache;
@@ -178,6 +183,12 @@ struct StatsImpl {
     s->name.assign(name);
     s->slots = std::make_unique<Slot[]>(opt.slots);
     const auto idx = static_cast<std::uint32_t>(series.size());
+    const auto at =
+        std::lower_bound(order.begin(), order.end(), s.get(), [this](std::uint32_t i, const Series* n) {
+          const Series& o = *series[i];
+          return o.kind != n->kind ? o.kind < n->kind : o.name < n->name;
+        });
+    order.insert(at, idx);
     series.push_back(std::move(s));
     by_text.emplace(std::move(key), idx);
     return idx;
@@ -269,7 +280,8 @@ struct StatsImpl {
 
       const PtrEntry& ref = lookup(e.name != nullptr ? e.name : kEmptyName, e.kind);
       if (SPYGLASS_UNLIKELY(ref.overflow)) ++overflowed;
-      Slot& s = series[ref.series]->slots[pos];
+      Series& ser = *series[ref.series];
+      Slot& s = ser.slots[pos];
       if (SPYGLASS_UNLIKELY(s.epoch != epoch)) {
         if (s.epoch != kNoEpoch && s.epoch > epoch) {
           // The slot already holds a later sub-window ("now" went backwards).
@@ -277,6 +289,8 @@ struct StatsImpl {
           continue;
         }
         reset_slot(s, epoch);
+        ser.first_epoch = std::min(ser.first_epoch, epoch);
+        ser.last_epoch = std::max(ser.last_epoch, epoch);
       }
 
       const std::uint64_t v = e.duration;
@@ -290,6 +304,62 @@ struct StatsImpl {
       s.max = std::max(s.max, v);
       s.min = std::min(s.min, v);
       s.sum += static_cast<double>(v);
+    }
+  }
+
+  // Adds one slot's histogram into `merged`; `touched` marks the chunks written so far.
+  // Fixed-length loops over plain arrays, which GCC vectorises at -O2.
+  void merge_slot(const Slot& s, std::uint64_t* merged, std::uint64_t& touched) const noexcept {
+    for (std::size_t c = 0; c < kChunks; ++c) {
+      if (s.chunk[c] == 0) continue;
+      const std::uint32_t* __restrict src = chunk_at(s.chunk[c]).data();
+      std::uint64_t* __restrict dst = merged + c * kSub;
+      if (((touched >> c) & 1) == 0) {
+        touched |= std::uint64_t{1} << c;
+        for (std::size_t j = 0; j < kSub; ++j) dst[j] = src[j];
+      } else {
+        for (std::size_t j = 0; j < kSub; ++j) dst[j] += src[j];
+      }
+    }
+  }
+
+  // Nearest-rank percentiles of a merged histogram: the k-th smallest value,
+  // k = ceil(p * count), from the merged chunks in order.
+  static void percentiles(const std::uint64_t* merged, std::uint64_t touched, std::uint64_t count,
+                          std::uint64_t min, std::uint64_t max, StatsEntry& entry) noexcept {
+    __extension__ using u128 = unsigned __int128;
+    constexpr std::uint64_t kPermille[3] = {500, 900, 990};
+    double* out[3] = {&entry.p50_ns, &entry.p90_ns, &entry.p99_ns};
+    std::uint64_t rank[3];
+    for (int q = 0; q < 3; ++q) {
+      rank[q] = static_cast<std::uint64_t>((static_cast<u128>(count) * kPermille[q] + 999) / 1000);
+      rank[q] = std::max<std::uint64_t>(rank[q], 1);
+    }
+    // Saturated bucket counts can leave the total short of `count`: fall back to max.
+    for (int q = 0; q < 3; ++q) *out[q] = static_cast<double>(max);
+    int q = 0;
+    std::uint64_t seen = 0;
+    for (std::uint64_t left = touched; left != 0 && q < 3; left &= left - 1) {
+      const auto c = static_cast<std::size_t>(std::countr_zero(left));
+      const std::uint64_t* src = merged + c * kSub;
+      // Groups of 8 buckets below the next rank are skipped on their sum.
+      constexpr std::size_t kGroup = 8;
+      for (std::size_t g = 0; g < kSub && q < 3; g += kGroup) {
+        std::uint64_t part = 0;
+        for (std::size_t j = 0; j < kGroup; ++j) part += src[g + j];
+        if (seen + part < rank[q]) {
+          seen += part;
+          continue;
+        }
+        for (std::size_t j = g; j < g + kGroup && q < 3; ++j) {
+          seen += src[j];
+          while (q < 3 && seen >= rank[q]) {
+            const double v = bucket_value(c, j);
+            *out[q] = std::clamp(v, static_cast<double>(min), static_cast<double>(max));
+            ++q;
+          }
+        }
+      }
     }
   }
 
@@ -307,29 +377,43 @@ struct StatsImpl {
     snap.overflowed = overflowed;
     snap.dropped_old = dropped_old;
     snap.dropped_future = dropped_future;
-    for (const auto& sp : series) {
-      const Series& ser = *sp;
+    snap.entries.reserve(series.size());
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      // The series are scattered on the heap: fetch the next ones' headers and newest
+      // slot while this one is merged.
+      if (k + 2 < order.size()) __builtin_prefetch(series[order[k + 2]].get());
+      if (k + 1 < order.size()) {
+        const Series& next = *series[order[k + 1]];
+        if (next.first_epoch != kNoEpoch) {
+          const char* slot = reinterpret_cast<const char*>(&next.slots[next.last_epoch % slots]);
+          for (std::size_t b = 0; b < sizeof(Slot); b += 64) __builtin_prefetch(slot + b);
+        }
+      }
+      const Series& ser = *series[order[k]];
+      // Sub-windows both in the window and ever set: at most `slots` consecutive epochs,
+      // so one run of positions or two when it wraps, visited in position order as the
+      // sums below have always been added.
+      const std::uint64_t from = std::max(lo_epoch, ser.first_epoch);
+      const std::uint64_t to = std::min(now_epoch, ser.last_epoch);
+      if (ser.first_epoch == kNoEpoch || from > to) continue;
+      const auto n = static_cast<std::size_t>(to - from + 1);
+      const auto a = static_cast<std::size_t>(from % slots);
+      const std::size_t runs[2][2] = {{a + n > slots ? 0 : a, a + n > slots ? a + n - slots : a + n},
+                                      {a + n > slots ? a : 0, a + n > slots ? slots : 0}};
+
       std::uint64_t count = 0, errors = 0, max = 0, min = std::numeric_limits<std::uint64_t>::max();
       double sum = 0;
       std::uint64_t touched = 0;
-      for (std::size_t i = 0; i < opt.slots; ++i) {
-        const Slot& s = ser.slots[i];
-        if (s.epoch == kNoEpoch || s.epoch < lo_epoch || s.epoch > now_epoch || s.count == 0) continue;
-        count += s.count;
-        errors += s.errors;
-        max = std::max(max, s.max);
-        min = std::min(min, s.min);
-        sum += s.sum;
-        for (std::size_t c = 0; c < kChunks; ++c) {
-          if (s.chunk[c] == 0) continue;
-          const Chunk& ch = chunk_at(s.chunk[c]);
-          std::uint64_t* dst = merged.data() + c * kSub;
-          if (((touched >> c) & 1) == 0) {
-            touched |= std::uint64_t{1} << c;
-            std::copy(ch.begin(), ch.end(), dst);
-          } else {
-            for (std::size_t j = 0; j < kSub; ++j) dst[j] += ch[j];
-          }
+      for (const auto& run : runs) {
+        for (std::size_t i = run[0]; i < run[1]; ++i) {
+          const Slot& s = ser.slots[i];
+          if (s.epoch == kNoEpoch || s.epoch < lo_epoch || s.epoch > now_epoch || s.count == 0) continue;
+          count += s.count;
+          errors += s.errors;
+          max = std::max(max, s.max);
+          min = std::min(min, s.min);
+          sum += s.sum;
+          merge_slot(s, merged.data(), touched);
         }
       }
       if (count == 0) continue;
@@ -341,39 +425,9 @@ struct StatsImpl {
       entry.errors = errors;
       entry.max_ns = static_cast<double>(max);
       entry.mean_ns = sum / static_cast<double>(count);
-
-      // Nearest-rank percentiles: the k-th smallest value, k = ceil(p * count).
-      __extension__ using u128 = unsigned __int128;
-      constexpr std::uint64_t kPermille[3] = {500, 900, 990};
-      double* out[3] = {&entry.p50_ns, &entry.p90_ns, &entry.p99_ns};
-      std::uint64_t rank[3];
-      for (int q = 0; q < 3; ++q) {
-        rank[q] = static_cast<std::uint64_t>((static_cast<u128>(count) * kPermille[q] + 999) / 1000);
-        rank[q] = std::max<std::uint64_t>(rank[q], 1);
-      }
-      // Saturated bucket counts can leave the total short of `count`: fall back to max.
-      for (int q = 0; q < 3; ++q) *out[q] = static_cast<double>(max);
-      int q = 0;
-      std::uint64_t seen = 0;
-      for (std::size_t c = 0; c < kChunks && q < 3; ++c) {
-        if (((touched >> c) & 1) == 0) continue;
-        const std::uint64_t* src = merged.data() + c * kSub;
-        for (std::size_t j = 0; j < kSub && q < 3; ++j) {
-          if (src[j] == 0) continue;
-          seen += src[j];
-          while (q < 3 && seen >= rank[q]) {
-            const double v = bucket_value(c, j);
-            *out[q] = std::clamp(v, static_cast<double>(min), static_cast<double>(max));
-            ++q;
-          }
-        }
-      }
+      percentiles(merged.data(), touched, count, min, max, entry);
       snap.entries.push_back(std::move(entry));
     }
-    std::sort(snap.entries.begin(), snap.entries.end(), [](const StatsEntry& a, const StatsEntry& b) {
-      if (a.kind != b.kind) return a.kind < b.kind;
-      return a.name < b.name;
-    });
     return snap;
   }
 
@@ -383,7 +437,7 @@ struct StatsImpl {
     for (const auto& s : series) {
       bytes += sizeof(Series) + s->name.capacity() + opt.slots * sizeof(Slot);
     }
-    bytes += series.capacity() * sizeof(void*);
+    bytes += series.capacity() * sizeof(void*) + order.capacity() * sizeof(std::uint32_t);
     for (const auto& [key, idx] : by_text) {
       (void)idx;
       // Node, key text and bucket pointer; libstdc++ keeps short keys inline.
@@ -398,6 +452,7 @@ struct StatsImpl {
   void clear() {
     std::lock_guard<std::mutex> lock(m);
     series.clear();
+    order.clear();
     by_text.clear();
     named = 0;
     reset_cache(64);

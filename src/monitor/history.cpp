@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -104,6 +105,16 @@ CREATE TABLE detections(
   metric TEXT NOT NULL, kind TEXT NOT NULL, value REAL, score REAL, detector TEXT NOT NULL);
 CREATE INDEX detections_run ON detections(run_id, offset_ns);
 )sql",
+    // 6 -> 7: the rule behind each alert, and every delivery attempt's outcome.
+    R"sql(
+ALTER TABLE alerts ADD COLUMN rule TEXT;
+CREATE TABLE alert_deliveries(
+  alert_id INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+  channel TEXT NOT NULL, attempt INTEGER NOT NULL, unix_ns INTEGER NOT NULL,
+  outcome TEXT NOT NULL, detail TEXT);
+CREATE INDEX alert_deliveries_alert ON alert_deliveries(alert_id, attempt);
+CREATE INDEX alerts_label_rule ON alerts(label, rule, created_unix_ns);
+)sql",
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
 
@@ -164,8 +175,16 @@ class Stmt {
   void bind(int i, std::uint32_t v) { s_->bind_i64(i, v); }
   void bind(int i, double v) { s_->bind_f64(i, v); }
   void bind(int i, const std::string& v) { s_->bind_text(i, v); }
+  void bind_null(int i) { s_->bind_null(i); }
   void bind_null_if_empty(int i, const std::string& v) {
     if (v.empty()) {
+      s_->bind_null(i);
+    } else {
+      bind(i, v);
+    }
+  }
+  void bind_null_if_nan(int i, double v) {
+    if (std::isnan(v)) {
       s_->bind_null(i);
     } else {
       bind(i, v);
@@ -208,15 +227,19 @@ std::string args_json(const std::vector<std::string>& args) {
   return out;
 }
 
-// Reads back what args_json wrote, using the database's own JSON parser.
-std::vector<std::string> parse_args(Conn& db, const std::string& json) {
+// What parse_args() runs, prepared once per query rather than once per run read: the
+// database's own JSON parser.
+const char* args_sql(Conn& db) {
+  return db.dialect() == detail::Dialect::sqlite ? "SELECT value FROM json_each(?)"
+                                                 : "SELECT json_array_elements_text(CAST(? AS json))";
+}
+
+// Reads back what args_json wrote, with a statement prepared from args_sql().
+std::vector<std::string> parse_args(Stmt& s, const std::string& json) {
   std::vector<std::string> out;
-  Stmt s(db,
-         db.dialect() == detail::Dialect::sqlite ? "SELECT value FROM json_each(?)"
-                                                 : "SELECT json_array_elements_text(CAST(? AS json))",
-         "read args");
   s.bind(1, json);
   while (s.step()) out.push_back(s.text(0));
+  s.reset();
   return out;
 }
 
@@ -507,12 +530,12 @@ struct History::Impl {
   }
 
   // Returns the number of columns read.
-  int read_run(Stmt& s, RunRecord& r) {
+  int read_run(Stmt& s, RunRecord& r, Stmt& args) {
     int c = 0;
     r.id = s.i64(c++);
     r.label = s.text(c++);
     r.command = s.text(c++);
-    r.args = parse_args(db, s.text(c++));
+    r.args = parse_args(args, s.text(c++));
     r.cwd = s.text(c++);
     r.host = s.text(c++);
     r.git_commit = s.text(c++);
@@ -572,10 +595,11 @@ struct History::Impl {
                                     bool tails, bool detections = false) {
     Stmt s(db, sql.c_str(), "query runs");
     bind(s);
+    Stmt args(db, args_sql(db), "read args");
     std::vector<RunRecord> out;
     while (s.step()) {
       RunRecord r;
-      const int c = read_run(s, r);
+      const int c = read_run(s, r, args);
       if (tails) {
         r.stdout_tail = s.text(c);
         r.stderr_tail = s.text(c + 1);
@@ -884,34 +908,6 @@ std::vector<LabelSummary> History::labels() {
   return out;
 }
 
-std::vector<AlertRecord> History::alerts(const std::string& label, std::size_t limit) {
-  Impl& h = *impl_;
-  if (h.empty || h.version < 2) return {};
-  // value and baseline are NULL when not recorded, which differs from 0: read with a flag
-  // (a CASE, since PostgreSQL spells a boolean t/f).
-  const std::string sql =
-      "SELECT id, run_id, label, created_unix_ns, kind, metric, severity, "
-      "CASE WHEN value IS NULL THEN 1 ELSE 0 END, value, CASE WHEN baseline IS NULL THEN 1 ELSE 0 END, "
-      "baseline, "
-      "message FROM alerts" +
-      std::string(label.empty() ? "" : " WHERE label = ?") +
-      " ORDER BY created_unix_ns DESC, id DESC LIMIT ?";
-  Stmt s(h.db, sql, "query alerts");
-  int i = 1;
-  if (!label.empty()) s.bind(i++, label);
-  s.bind(i, static_cast<std::int64_t>(limit));
-  const auto number = [&](int c) -> std::optional<double> {
-    if (s.i64(c) != 0) return std::nullopt;
-    return s.f64(c + 1);
-  };
-  std::vector<AlertRecord> out;
-  while (s.step()) {
-    out.push_back({s.i64(0), s.i64(1), s.text(2), s.i64(3), s.text(4), s.text(5), s.text(6), number(7),
-                   number(9), s.text(11)});
-  }
-  return out;
-}
-
 RetentionResult History::apply_retention(const RetentionPolicy& p) {
   Impl& h = *impl_;
   h.check_writable();
@@ -977,6 +973,113 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
   }
   tx.commit();
   return res;
+}
+
+std::int64_t History::insert_alert(AlertRecord& a) {
+  Impl& h = *impl_;
+  h.check_writable();
+  if (h.version < 7) {
+    throw HistoryError(HistoryErrorKind::io, "history database " + h.path + ": schema version " +
+                                                 std::to_string(h.version) + " has no alert deliveries");
+  }
+  Impl::Tx tx(h);
+  {
+    Stmt s(h.db,
+           "INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
+           "message, rule) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
+           "insert alert");
+    // No run: NULL, bound explicitly (an unbound parameter is text to PostgreSQL).
+    if (a.run_id != 0) {
+      s.bind(1, a.run_id);
+    } else {
+      s.bind_null(1);
+    }
+    s.bind(2, a.label);
+    s.bind(3, a.created_unix_ns);
+    s.bind(4, a.kind);
+    s.bind_null_if_empty(5, a.metric);
+    s.bind(6, a.severity);
+    // No value or baseline (NaN) is NULL on every backend: PostgreSQL would keep a NaN.
+    s.bind_null_if_nan(7, a.value);
+    s.bind_null_if_nan(8, a.baseline);
+    s.bind(9, a.message);
+    s.bind(10, a.rule);
+    if (s.step()) a.id = s.i64(0);
+  }
+  Stmt s(h.db,
+         "INSERT INTO alert_deliveries(alert_id, channel, attempt, unix_ns, outcome, detail) VALUES "
+         "(?,?,?,?,?,?)",
+         "insert alert deliveries");
+  for (const auto& d : a.deliveries) {
+    s.reset();
+    s.bind(1, a.id);
+    s.bind(2, d.channel);
+    s.bind(3, d.attempt);
+    s.bind(4, d.unix_ns);
+    s.bind(5, d.outcome);
+    s.bind_null_if_empty(6, d.detail);
+    s.run();
+  }
+  tx.commit();
+  return a.id;
+}
+
+std::vector<AlertRecord> History::alerts(const AlertQuery& q) {
+  Impl& h = *impl_;
+  if (h.empty || h.version < 7) return {};
+  // Columns 11 and 12 tell a NULL value or baseline (read as NaN) from a 0.
+  Stmt s(h.db,
+         "SELECT id, run_id, label, rule, created_unix_ns, kind, metric, severity, value, baseline, message, "
+         "CASE WHEN value IS NULL THEN 1 ELSE 0 END, CASE WHEN baseline IS NULL THEN 1 ELSE 0 END "
+         "FROM alerts WHERE (?1 = '' OR label = ?1) AND created_unix_ns >= ?2 "
+         "ORDER BY created_unix_ns DESC, id DESC LIMIT ?3",
+         "query alerts");
+  s.bind(1, q.label);
+  s.bind(2, q.since_unix_ns.value_or(std::numeric_limits<std::int64_t>::min()));
+  s.bind(3, static_cast<std::int64_t>(std::min<std::size_t>(
+                q.limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))));
+  std::vector<AlertRecord> out;
+  const auto real = [&](int c, int is_null) {
+    return s.i64(is_null) != 0 ? std::numeric_limits<double>::quiet_NaN() : s.f64(c);
+  };
+  while (s.step()) {
+    AlertRecord a;
+    a.id = s.i64(0);
+    a.run_id = s.i64(1);
+    a.label = s.text(2);
+    a.rule = s.text(3);
+    a.created_unix_ns = s.i64(4);
+    a.kind = s.text(5);
+    a.metric = s.text(6);
+    a.severity = s.text(7);
+    a.value = real(8, 11);
+    a.baseline = real(9, 12);
+    a.message = s.text(10);
+    out.push_back(std::move(a));
+  }
+  Stmt d(h.db,
+         "SELECT channel, attempt, unix_ns, outcome, detail FROM alert_deliveries WHERE alert_id = ? "
+         "ORDER BY channel, attempt",
+         "query alert deliveries");
+  for (auto& a : out) {
+    d.reset();
+    d.bind(1, a.id);
+    while (d.step()) {
+      a.deliveries.push_back({d.text(0), static_cast<int>(d.i64(1)), d.i64(2), d.text(3), d.text(4)});
+    }
+  }
+  return out;
+}
+
+std::optional<std::int64_t> History::last_alert_unix_ns(const std::string& label, const std::string& rule) {
+  Impl& h = *impl_;
+  if (h.empty || h.version < 7) return std::nullopt;
+  Stmt s(h.db, "SELECT count(*), max(created_unix_ns) FROM alerts WHERE label = ? AND rule = ?",
+         "query alerts");
+  s.bind(1, label);
+  s.bind(2, rule);
+  if (!s.step() || s.i64(0) == 0) return std::nullopt;
+  return s.i64(1);
 }
 
 }  // namespace SPYGLASS_NAMESPACE::monitor

@@ -48,6 +48,9 @@ struct Server {
       res.set_content("user " + req.matches[1].str(), "text/plain");
     });
     mw.Get("/fail", [](const httplib::Request&, httplib::Response& res) { res.status = 503; });
+    mw.Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content(req.body + req.body, "text/plain");
+    });
     loop = std::make_unique<LoopbackServer>(server);
   }
 };
@@ -82,9 +85,12 @@ int unused_port() {
   return port;
 }
 
-const sg::Event* named(const std::vector<sg::Event>& events, std::string_view name) {
+// The first event of `kind` named `name`: a client span may share its name with the
+// server's request span for the same route.
+const sg::Event* named(const std::vector<sg::Event>& events, std::string_view name,
+                       sg::EventKind kind = sg::EventKind::client) {
   for (const auto& e : events)
-    if (name == e.name) return &e;
+    if (name == e.name && e.kind == kind) return &e;
   return nullptr;
 }
 
@@ -92,7 +98,7 @@ const sg::Event* named(const std::vector<sg::Event>& events, std::string_view na
 
 TEST(CurlClient, ServerRequestIsAChildOfTheClientSpanInOneTrace) {
   Seen seen;
-  std::string body;
+  std::string body, server_url;
   sg::Context job;
   curl_slist* headers = curl_slist_append(nullptr, "X-Custom: kept");
   // A stale traceparent of the caller's is replaced, not sent twice.
@@ -102,7 +108,8 @@ TEST(CurlClient, ServerRequestIsAChildOfTheClientSpanInOneTrace) {
     Server server;
     sg::Scope scope(std::string_view("job"));
     job = scope.context();
-    Easy easy(server.loop->url("/users/42"));
+    server_url = server.loop->url("/users/42");
+    Easy easy(server_url);
     ASSERT_EQ(sg::curl::perform(easy.h, "GET /users/{id}", headers, "vendor=1"), CURLE_OK);
     body = easy.body;
     seen = server.seen();
@@ -114,11 +121,12 @@ TEST(CurlClient, ServerRequestIsAChildOfTheClientSpanInOneTrace) {
   const auto parsed = sg::parse_traceparent(seen.traceparent);
   ASSERT_TRUE(parsed) << seen.traceparent;
 
-  const auto* client = named(events, "GET /users/{id}");
-  const auto* request = named(events, R"(/users/(\d+))");
+  // The name given with its method keeps the route; the method has its own field.
+  const auto* client = named(events, "/users/{id}");
+  const auto* request = named(events, R"(/users/(\d+))", sg::EventKind::request);
   ASSERT_NE(client, nullptr);
   ASSERT_NE(request, nullptr);
-  EXPECT_EQ(client->kind, sg::EventKind::custom);
+  EXPECT_EQ(client->kind, sg::EventKind::client);
   EXPECT_EQ(request->kind, sg::EventKind::request);
   // One trace: job -> client span -> the server's request span.
   EXPECT_EQ(client->trace_id, job.trace_id);
@@ -130,10 +138,37 @@ TEST(CurlClient, ServerRequestIsAChildOfTheClientSpanInOneTrace) {
   // The client's figures are libcurl's, the server's are cpp-httplib's: they agree.
   EXPECT_EQ(client->http_status, 200);
   EXPECT_STREQ(client->detail, "GET");
+  // The server called: libcurl's URL without its path (the loopback server's own origin).
+  EXPECT_EQ(std::string(client->peer) + "/users/42", server_url);
   EXPECT_EQ(client->bytes_in, body.size());
   EXPECT_EQ(request->bytes_out, body.size());
   EXPECT_EQ(client->status, sg::Status::ok);
   EXPECT_GE(client->duration, request->duration);
+}
+
+TEST(CurlClient, TheClientSpanNamesTheServerWithoutUserPathOrQuery) {
+  std::string body;
+  int port = 0;
+  const auto events = record({}, [&] {
+    Server server;
+    port = server.loop->port();
+    // Credentials, a query and a fragment in the URL: none of them may reach the span.
+    Easy easy("http://alice:secret@127.0.0.1:" + std::to_string(port) + "/echo?token=abc#part");
+    curl_easy_setopt(easy.h, CURLOPT_POSTFIELDS, "hello");
+    ASSERT_EQ(sg::curl::perform(easy.h, "/echo"), CURLE_OK);
+    body = easy.body;
+  });
+  EXPECT_EQ(body, "hellohello");
+  const auto clients = of_kind(events, sg::EventKind::client);
+  ASSERT_EQ(clients.size(), 1u);
+  const sg::Event& c = clients[0];
+  EXPECT_STREQ(c.name, "/echo");
+  EXPECT_STREQ(c.detail, "POST");
+  EXPECT_EQ(std::string(c.peer), "http://127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(c.http_status, 200);
+  EXPECT_EQ(c.bytes_out, 5u);
+  EXPECT_EQ(c.bytes_in, body.size());
+  EXPECT_EQ(c.status, sg::Status::ok);
 }
 
 TEST(CurlClient, TheHandleKeepsTheCallersHeaders) {
@@ -163,17 +198,22 @@ TEST(CurlClient, FailuresMarkTheClientSpan) {
     closed_port = unused_port();
     ASSERT_GT(closed_port, 0);
     Easy refused("http://127.0.0.1:" + std::to_string(closed_port) + "/");
-    EXPECT_EQ(sg::curl::perform(refused.h, "GET refused"), CURLE_COULDNT_CONNECT);
+    EXPECT_EQ(sg::curl::perform(refused.h, "refused"), CURLE_COULDNT_CONNECT);
     EXPECT_EQ(sg::curl::perform(nullptr, "GET nothing"), CURLE_BAD_FUNCTION_ARGUMENT);
   });
-  const auto* fail = named(events, "GET /fail");
+  const auto* fail = named(events, "/fail");  // the client's span, not the server's
   ASSERT_NE(fail, nullptr);
   EXPECT_EQ(fail->http_status, 503);
   EXPECT_EQ(fail->status, sg::Status::error);
-  const auto* refused = named(events, "GET refused");
+  EXPECT_EQ(fail->kind, sg::EventKind::client);
+  // A name that is no "<method> <route>" of this transfer stays as it is.
+  const auto* refused = named(events, "refused");
   ASSERT_NE(refused, nullptr);
+  EXPECT_EQ(refused->kind, sg::EventKind::client);
   EXPECT_EQ(refused->http_status, 0);
   EXPECT_EQ(refused->status, sg::Status::error);
+  // No answer, but the server it was meant for is known.
+  EXPECT_EQ(std::string(refused->peer), "http://127.0.0.1:" + std::to_string(closed_port));
   EXPECT_EQ(named(events, "GET nothing"), nullptr);
   EXPECT_EQ(of_kind(events, sg::EventKind::request).size(), 1u);
 }

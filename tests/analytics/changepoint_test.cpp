@@ -55,11 +55,27 @@ TEST(AnalyticsChangePoints, FindsSeveralShifts) {
   for (std::size_t i = 0; i < 3; ++i) EXPECT_NEAR(static_cast<double>(cps[i].index), truth[i], 6.0) << i;
 }
 
+TEST(AnalyticsChangePoints, FindsShiftsInALongStableHistory) {
+  // 10,000 runs, long stretches without change: the case where an exact search is slowest.
+  const auto xs =
+      series({{{4000, 100.0, 5.0}}, {{3000, 112.0, 5.0}}, {{2990, 112.0, 12.0}}, {{10, 160.0, 5.0}}}, 7);
+  const auto cps = an::change_points(xs);
+  ASSERT_EQ(cps.size(), 3u);
+  const double truth[] = {4000, 7000, 9990};
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_NEAR(static_cast<double>(cps[i].index), truth[i], 15.0) << i;
+    EXPECT_LT(cps[i].p_value, 0.01) << i;
+  }
+  EXPECT_NEAR(cps[0].relative_change, 0.12, 0.01);
+  EXPECT_NEAR(cps[1].stddev_after / cps[1].stddev_before, 12.0 / 5.0, 0.2);
+}
+
 TEST(AnalyticsChangePoints, NoiseAloneHasNone) {
   std::size_t found = 0;
   for (std::uint64_t seed = 100; seed < 120; ++seed)
     found += an::change_points(series({{{300, 20.0, 2.0}}}, seed)).size();
   EXPECT_LE(found, 1u);  // 20 stationary series: at most one false alarm
+  EXPECT_TRUE(an::change_points(series({{{10000, 20.0, 2.0}}}, 5)).empty());
 }
 
 TEST(AnalyticsChangePoints, EdgeCases) {

@@ -220,6 +220,21 @@ TEST(JsonEscape, LongAsciiRunsAroundEscapes) {
   expect_decodes({in}, {in});
 }
 
+TEST(JsonEscape, IntoABufferSizedForTheLongestEscape) {
+  // Every byte value, then a run of the longest escape (\u0001), into 6 bytes per byte.
+  std::string in;
+  for (int b = 0; b < 256; ++b) in.push_back(static_cast<char>(b));
+  in += std::string(64, '\x01');
+  std::vector<char> buf(6 * in.size());
+  char* end = sg::json_escape(in, buf.data());
+  ASSERT_LE(static_cast<std::size_t>(end - buf.data()), buf.size());
+  const std::string out(buf.data(), end);
+  EXPECT_EQ(out, escape(in));
+  std::string ascii = in.substr(0, 0x80) + in.substr(256);
+  EXPECT_EQ(simdjson_decode_string("\"" + std::string(buf.data(), sg::json_escape(ascii, buf.data())) + "\""),
+            ascii);
+}
+
 TEST(JsonWriter, ObjectsArraysAndCommas) {
   std::string out;
   sg::JsonWriter w(out);

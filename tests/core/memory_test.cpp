@@ -57,16 +57,16 @@ TEST(HotPath, NoAllocationAfterThreadsFirstEvent) {
   EXPECT_EQ(sink->count(), e.sent);
 }
 
-// The bound, in bytes, for one collector with one exporter (sizeof(Event) = 104):
+// The bound, in bytes, for one collector with one exporter (sizeof(Event) = 112):
 //   transit_capacity x sizeof(Event)   the lock-free hand-off, preallocated in blocks
 // + buffer_capacity x sizeof(Event)    the exporter's ring (per exporter)
 // + kFixedOverhead                     everything that does not scale with those two:
 //     2 x 4096 x sizeof(Event)  the collector thread's drain buffer and the copy of the
-//                               sampled events it hands to span exporters (852 KiB);
-//     batch_max x sizeof(Event) the stage's batch (53 KiB at 512);
+//                               sampled events it hands to span exporters (896 KiB);
+//     batch_max x sizeof(Event) the stage's batch (56 KiB at 512);
 //     the transit's block headers and one producer's block index (1024 entries), the
 //     StatsStore's first series and chunks, thread objects and malloc's own rounding.
-// Measured on Debian 12 / glibc 2.36: about 0.95 MiB in all; 1.25 MiB leaves room for
+// Measured on Debian 12 / glibc 2.36: about 1.0 MiB in all; 1.25 MiB leaves room for
 // allocator rounding elsewhere.
 constexpr std::int64_t kFixedOverhead = 1'310'720;
 

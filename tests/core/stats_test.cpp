@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -253,6 +254,103 @@ TEST(StatsWindow, NowGoingBackwardsDoesNotMixSubWindows) {
   EXPECT_EQ(s.dropped_old, 1u);
 }
 
+// The reported value of a sample, worked out from the documented bucket layout: below
+// 64 ns the value itself; above, the midpoint of its 1/64 slice of its power of two.
+double bucket_midpoint(std::uint64_t v) {
+  if (v < 64) return static_cast<double>(v);
+  const int e = 63 - std::countl_zero(v);
+  const std::uint64_t width = std::uint64_t{1} << (e - 6);
+  const std::uint64_t lo = v / width * width;
+  return static_cast<double>(lo) + static_cast<double>(width - 1) / 2.0;
+}
+
+TEST(StatsWindow, ManyNamesOverRotatingSubWindowsMatchASortedReference) {
+  // 120 names of three kinds created in shuffled order, events over 2.5 windows of
+  // 15 sub-windows of 4 s, snapshots taken as the ring wraps: each entry must equal the
+  // nearest-rank percentile of the sorted values kept in the window, reported as the
+  // midpoint of its bucket clamped to the min and max.
+  constexpr std::uint64_t kSlot = 4 * kSec;
+  sg::StatsStore store({.window = 60s, .slots = 15});
+  struct Ref {
+    std::string name;
+    sg::EventKind kind;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> events;  // (start, duration)
+    std::vector<bool> error;
+  };
+  std::vector<Ref> refs;
+  const sg::EventKind kinds[] = {sg::EventKind::request, sg::EventKind::function, sg::EventKind::db};
+  for (int i = 0; i < 120; ++i)
+    refs.push_back({"op." + std::to_string(i * 7919 % 1000), kinds[i % 3], {}, {}});
+  std::mt19937_64 rng(11);
+  std::shuffle(refs.begin(), refs.end(), rng);
+  std::lognormal_distribution<double> dur(std::log(50'000.0), 2.5);
+
+  std::vector<sg::Event> batch;
+  for (std::uint64_t step = 0; step < 38; ++step) {
+    const std::uint64_t now = kBase + step * kSlot;
+    batch.clear();
+    for (std::size_t r = 0; r < refs.size(); ++r) {
+      // Some names go quiet for a while, some only start late, so series differ in which
+      // sub-windows they hold.
+      if ((r + step / 5) % 4 == 0 || (r % 5 == 0 && step < 20)) continue;
+      const std::size_t n = rng() % 12;
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::uint64_t start = now - rng() % (2 * kSlot);  // this or the previous sub-window
+        const auto d = static_cast<std::uint64_t>(std::min(1e13, std::max(0.0, dur(rng))));
+        const bool err = rng() % 10 == 0;
+        refs[r].events.emplace_back(start, d);
+        refs[r].error.push_back(err);
+        batch.push_back(
+            ev(refs[r].name.c_str(), start, d, refs[r].kind, err ? sg::Status::error : sg::Status::ok));
+      }
+    }
+    store.record(batch, now);
+    if (step % 3 != 0) continue;
+
+    const auto snap = store.snapshot(now);
+    const std::uint64_t lo = (now / kSlot - 14) * kSlot;  // the oldest sub-window kept
+    std::vector<std::pair<sg::EventKind, std::string>> expected_order;
+    for (const Ref& ref : refs) {
+      std::vector<std::uint64_t> kept;
+      std::uint64_t errors = 0;
+      double sum = 0;
+      for (std::size_t k = 0; k < ref.events.size(); ++k) {
+        if (ref.events[k].first < lo) continue;
+        kept.push_back(ref.events[k].second);
+        errors += ref.error[k];
+        sum += static_cast<double>(ref.events[k].second);
+      }
+      const auto* e = find(snap, ref.name, ref.kind);
+      if (kept.empty()) {
+        EXPECT_EQ(e, nullptr) << ref.name;
+        continue;
+      }
+      expected_order.emplace_back(ref.kind, ref.name);
+      ASSERT_NE(e, nullptr) << ref.name << " at step " << step;
+      std::sort(kept.begin(), kept.end());
+      EXPECT_EQ(e->count, kept.size());
+      EXPECT_EQ(e->errors, errors);
+      EXPECT_EQ(e->max_ns, static_cast<double>(kept.back()));
+      expect_rel(e->mean_ns, sum / static_cast<double>(kept.size()), 1e-12, "mean");
+      const double lo_v = static_cast<double>(kept.front()), hi_v = static_cast<double>(kept.back());
+      const int permille[] = {500, 900, 990};
+      const double got[] = {e->p50_ns, e->p90_ns, e->p99_ns};
+      for (int q = 0; q < 3; ++q) {
+        const double exact = exact_percentile(kept, permille[q]);
+        const double want = std::clamp(bucket_midpoint(static_cast<std::uint64_t>(exact)), lo_v, hi_v);
+        EXPECT_EQ(got[q], want) << ref.name << " p" << permille[q] / 10 << " at step " << step;
+      }
+    }
+    // Listed by kind, then name.
+    std::sort(expected_order.begin(), expected_order.end());
+    ASSERT_EQ(snap.entries.size(), expected_order.size());
+    for (std::size_t i = 0; i < expected_order.size(); ++i) {
+      EXPECT_EQ(snap.entries[i].kind, expected_order[i].first);
+      EXPECT_EQ(snap.entries[i].name, expected_order[i].second);
+    }
+  }
+}
+
 TEST(StatsStore, ErrorsAreCountedPerSeries) {
   sg::StatsStore store;
   std::vector<sg::Event> batch;
@@ -291,6 +389,24 @@ TEST(StatsStore, SameTextThroughDifferentPointersIsOneSeries) {
   EXPECT_EQ(find(s, "GET /orders", sg::EventKind::function)->count, 1u);
   // Sorted by kind (request < function), then name.
   EXPECT_EQ(s.entries[0].kind, sg::EventKind::request);
+}
+
+TEST(StatsStore, ClientCallsAreTheirOwnKind) {
+  sg::StatsStore store;
+  const sg::Event batch[] = {
+      ev("/users/{id}", kBase, 10, sg::EventKind::client),
+      ev("/users/{id}", kBase, 20, sg::EventKind::client, sg::Status::error),
+      ev("/users/{id}", kBase, 30, sg::EventKind::request),  // the same route served: another series
+  };
+  store.record(batch, kBase);
+  const auto s = store.snapshot(kBase);
+  ASSERT_EQ(s.entries.size(), 2u);
+  EXPECT_EQ(find(s, "/users/{id}", sg::EventKind::client)->count, 2u);
+  EXPECT_EQ(find(s, "/users/{id}", sg::EventKind::client)->errors, 1u);
+  EXPECT_EQ(find(s, "/users/{id}", sg::EventKind::request)->count, 1u);
+  EXPECT_EQ(s.entries[1].kind, sg::EventKind::client);  // sorted by kind: client last
+  EXPECT_NE(sg::to_json(s).find(R"("kind":"client","name":"/users/{id}")"), std::string::npos)
+      << sg::to_json(s);
 }
 
 TEST(StatsStore, NullNameIsTheEmptyName) {

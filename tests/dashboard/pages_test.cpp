@@ -146,6 +146,9 @@ TEST_F(Pages, ServeAnswersEveryPage) {
   const auto alerts = c.Get("/alerts");
   EXPECT_EQ(ids(attrs(alerts->body, "alert-row", "data-alert")),
             (std::vector<std::int64_t>{s.alerts[1], s.alerts[0]}));
+  // Each channel's outcome: its last attempt (the second, after a failed first).
+  EXPECT_EQ(attrs(alerts->body, "delivery", "data-outcome"), std::vector<std::string>{"delivered"});
+  EXPECT_EQ(attrs(alerts->body, "delivery", "data-attempts"), std::vector<std::string>{"2"});
 
   // Unknown paths 404, bad ids and missing parameters 400; only GET.
   for (const auto& [path, status] : std::vector<std::pair<std::string, int>>{{"/nope", 404},

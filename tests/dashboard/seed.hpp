@@ -96,13 +96,22 @@ inline Seeded seed_history(const std::string& dir) {
     EXPECT_EQ(res.exit_code, 0) << res.err;
   }
   const std::string sql =
-      "INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, baseline, message) "
+      "INSERT INTO alerts(run_id, label, rule, created_unix_ns, kind, metric, severity, value, baseline, "
+      "message) "
       "VALUES (" +
       std::to_string(s.sampled_run) +
-      ", 'seeded', 1795003000000000000, 'regression', 'wall', 'warning', 1.52, 1.02, 'wall +49% <since run " +
+      ", 'seeded', 'slower', 1795003000000000000, 'regression', 'wall', 'warning', 1.52, 1.02, 'wall +49% "
+      "<since run " +
       std::to_string(s.change_run) +
-      ">'), (NULL, 'flaky', 1795006000000000000, 'failure', NULL, 'critical', "
-      "NULL, NULL, 'exit 2'); SELECT id FROM alerts ORDER BY id;";
+      ">'), (NULL, 'flaky', 'failed', 1795006000000000000, 'run_failed', NULL, 'critical', "
+      "NULL, NULL, 'exit 2'); "
+      "INSERT INTO alert_deliveries(alert_id, channel, attempt, unix_ns, outcome, detail) SELECT id, 'ops', "
+      "1, "
+      "created_unix_ns, 'failed', 'HTTP 503' FROM alerts WHERE label = 'seeded'; "
+      "INSERT INTO alert_deliveries(alert_id, channel, attempt, unix_ns, outcome, detail) SELECT id, 'ops', "
+      "2, "
+      "created_unix_ns, 'delivered', 'HTTP 200' FROM alerts WHERE label = 'seeded'; "
+      "SELECT id FROM alerts ORDER BY id;";
   const auto res = run({"sqlite3", s.db, sql}, dir);
   EXPECT_EQ(res.exit_code, 0) << res.err;
   std::istringstream in(res.out);

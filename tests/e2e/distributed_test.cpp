@@ -37,7 +37,7 @@ namespace {
 // One span as a consumer of the outputs sees it.
 struct Span {
   std::string process;  // "client" or "server"
-  std::string kind, name, trace_id, span_id, parent, status, db_system, method, http_status;
+  std::string kind, name, trace_id, span_id, parent, status, db_system, method, http_status, server;
   auto key() const { return std::tie(process, trace_id, span_id, parent, name); }
   bool operator<(const Span& o) const { return key() < o.key(); }
   bool operator==(const Span& o) const { return key() == o.key(); }
@@ -107,7 +107,7 @@ for d in sys.argv[1:]:
                 e = json.loads(line)
                 print('\t'.join([os.path.basename(d), e['kind'], e['name'], e['trace_id'], e['span_id'],
                                  e.get('parent_span_id', ''), e['status'], e.get('db_system', ''),
-                                 e.get('method', ''), str(e.get('http_status', ''))]))
+                                 e.get('method', ''), str(e.get('http_status', '')), e.get('server', '')]))
 )";
   const fs::path out = dir / "jsonl.tsv";
   std::string cmd = "/usr/bin/python3 -c \"$SPYGLASS_SCRIPT\"";
@@ -124,8 +124,8 @@ for d in sys.argv[1:]:
     std::vector<std::string> f;
     std::istringstream fields(line);
     for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
-    f.resize(10);
-    spans.push_back({f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]});
+    f.resize(11);
+    spans.push_back({f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]});
   }
   return spans;
 }
@@ -149,13 +149,18 @@ std::vector<Span> read_otlp(const std::vector<spyglass_test::Request>& requests)
         for (const auto* s : ss->all("spans")) {
           Span x;
           x.process = process;
-          // OTLP names a server span "GET <route>" and a query by its operation; the
-          // recorded name is in http.route and db.query.text.
+          // OTLP names a server or client span "GET <route>" and a query by its
+          // operation; the recorded name is in http.route, url.template and db.query.text.
           x.name = s->at("name").value;
+          x.kind = s->at("kind").value;  // SPAN_KIND_...
           for (const auto* a : s->all("attributes")) {
             const std::string& key = a->at("key").value;
-            if (key == "http.route" || key == "db.query.text")
-              x.name = a->at("value").at("string_value").value;
+            const auto& value = a->at("value");
+            if (key == "http.route" || key == "url.template" || key == "db.query.text")
+              x.name = value.at("string_value").value;
+            if (key == "http.request.method") x.method = value.at("string_value").value;
+            if (key == "http.response.status_code") x.http_status = value.at("int_value").value;
+            if (key == "url.full") x.server = value.at("string_value").value;
           }
           x.trace_id = spyglass_test::hex(s->at("trace_id").value);
           x.span_id = spyglass_test::hex(s->at("span_id").value);
@@ -233,7 +238,7 @@ TEST(DistributedExample, OneTraceFromTheClientThroughTheServerToBothDatabases) {
   std::vector<Span> roots, calls, requests, queries;
   for (const Span& s : jsonl) {
     if (s.process == "client" && s.kind == "function") roots.push_back(s);
-    if (s.process == "client" && s.kind == "custom") calls.push_back(s);
+    if (s.process == "client" && s.kind == "client") calls.push_back(s);
     if (s.process == "server" && s.kind == "request") requests.push_back(s);
     if (s.process == "server" && s.kind == "db") queries.push_back(s);
   }
@@ -253,7 +258,10 @@ TEST(DistributedExample, OneTraceFromTheClientThroughTheServerToBothDatabases) {
 
   std::map<std::string, const Span*> call_by_id;
   for (const Span& c : calls) {
-    EXPECT_EQ(c.name, "GET /users/{id}");
+    EXPECT_EQ(c.name, "/users/{id}");
+    EXPECT_EQ(c.method, "GET");
+    EXPECT_EQ(c.http_status, "200");
+    EXPECT_EQ(c.server, url);  // the server's origin, as it printed where it listens
     EXPECT_EQ(c.parent, root.span_id);
     EXPECT_EQ(c.status, "ok");
     call_by_id[c.span_id] = &c;
@@ -291,6 +299,22 @@ TEST(DistributedExample, OneTraceFromTheClientThroughTheServerToBothDatabases) {
   EXPECT_EQ(from_otlp.size(), jsonl.size());
   EXPECT_TRUE(expected == got) << "JSONL:\n" << describe(expected) << "OTLP:\n" << describe(got);
   for (const Span& s : from_otlp) EXPECT_EQ(s.trace_id, root.trace_id) << s.process << " " << s.name;
+  // The client's calls are CLIENT spans with the HTTP client attributes; the server's
+  // requests SERVER spans.
+  std::size_t client_spans = 0;
+  for (const Span& s : from_otlp) {
+    if (s.process == "client" && s.name == "/users/{id}") {
+      ++client_spans;
+      EXPECT_EQ(s.kind, "SPAN_KIND_CLIENT");
+      EXPECT_EQ(s.method, "GET");
+      EXPECT_EQ(s.http_status, "200");
+      EXPECT_EQ(s.server, url + "/users/{id}");
+    }
+    if (s.process == "server" && s.name == R"(/users/(\d+))") {
+      EXPECT_EQ(s.kind, "SPAN_KIND_SERVER");
+    }
+  }
+  EXPECT_EQ(client_spans, 3u);
 
   fs::remove_all(dir);
 }
@@ -340,7 +364,11 @@ TEST(DistributedExample, BadInputIsAClearError) {
   EXPECT_NE(err.find("2 request(s) failed"), std::string::npos) << err;
   std::size_t failed_calls = 0;
   for (const Span& s : read_jsonl(dir, {"client"}))
-    if (s.process == "client" && s.kind == "custom" && s.status == "error") ++failed_calls;
+    if (s.process == "client" && s.kind == "client" && s.status == "error") {
+      ++failed_calls;
+      EXPECT_EQ(s.server, "http://" + nowhere);
+      EXPECT_EQ(s.http_status, "0");
+    }
   EXPECT_EQ(failed_calls, 2u);
   fs::remove_all(dir);
 }

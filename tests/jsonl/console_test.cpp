@@ -79,6 +79,26 @@ TEST(Console, LinesAreReadable) {
   EXPECT_NE(lines[2].find(" ok"), std::string::npos) << lines[2];
 }
 
+TEST(Console, ClientCallsShowMethodServerAndFigures) {
+  std::FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  sg::ConsoleExporter ex({.stream = f, .color = sg::ColorMode::never});
+  sg::Event e = sgtest::make_event(1);
+  e.kind = sg::EventKind::client;
+  e.name = "/users/{id}";
+  e.detail = "GET";
+  e.peer = "http://api.example.com:8080";
+  e.http_status = 502;
+  e.bytes_in = 10;
+  e.bytes_out = 0;
+  ASSERT_TRUE(ex.export_batch({&e, 1}));
+  const std::string out = contents(f);
+  std::fclose(f);
+  for (const char* part :
+       {" client ", "GET /users/{id}", "server=http://api.example.com:8080", "http=502", "in=10B"})
+    EXPECT_NE(out.find(part), std::string::npos) << part << " not in: " << out;
+}
+
 TEST(Console, NamesAreSanitized) {
   std::FILE* f = std::tmpfile();
   ASSERT_NE(f, nullptr);

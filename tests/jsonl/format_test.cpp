@@ -52,6 +52,15 @@ TEST(JsonlFormat, EveryKindAndMemberReadsBackExactly) {
   events[5].detail = "";  // a function event ignores detail anyway; make a request without method too
   events[4].detail = "";  // request without method
   events[6].detail = "";  // db without system
+  // Client calls: with method and server, without server, without method.
+  for (std::uint64_t i = 40; i < 43; ++i) {
+    sg::Event e = sgtest::make_event(i);
+    e.kind = sg::EventKind::client;
+    e.name = "/users/{id}";
+    e.detail = i == 42 ? "" : "GET";
+    e.peer = i == 41 ? "" : "http://api.example.com:8080";
+    events.push_back(e);
+  }
   std::string file;
   const auto lines = export_lines(events, dir, &file);
   ASSERT_EQ(lines.size(), events.size());
@@ -74,7 +83,7 @@ TEST(JsonlFormat, EveryKindAndMemberReadsBackExactly) {
     EXPECT_EQ(p.status, e.status == sg::Status::ok ? "ok" : "error");
     std::size_t members = 8 + (e.parent_span_id != 0 ? 1 : 0);
     const bool has_detail = e.detail[0] != '\0';
-    if (e.kind == sg::EventKind::request) {
+    if (e.kind == sg::EventKind::request || e.kind == sg::EventKind::client) {
       EXPECT_TRUE(p.has_http);
       EXPECT_EQ(p.http_status, e.http_status);
       EXPECT_EQ(p.bytes_in, e.bytes_in);
@@ -87,6 +96,12 @@ TEST(JsonlFormat, EveryKindAndMemberReadsBackExactly) {
     } else {
       EXPECT_FALSE(p.has_http);
       EXPECT_FALSE(p.has_method);
+    }
+    const bool has_server = e.kind == sg::EventKind::client && e.peer[0] != '\0';
+    EXPECT_EQ(p.has_server, has_server);
+    if (has_server) {
+      EXPECT_EQ(p.server, e.peer);
+      ++members;
     }
     if (e.kind == sg::EventKind::db) {
       EXPECT_TRUE(p.has_rows);
@@ -109,6 +124,14 @@ TEST(JsonlFormat, EveryKindAndMemberReadsBackExactly) {
 
   // jq, an independent parser, reads every line and agrees on a few values.
   int status = -1;
+  const std::string clients =
+      sgtest::run(std::string(SPYGLASS_JQ) +
+                      " -c 'select(.kind == \"client\") | [.method, .server, .http_status]' " + file,
+                  &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(clients,
+            "[\"GET\",\"http://api.example.com:8080\",240]\n[\"GET\",null,241]\n[null,\"http://"
+            "api.example.com:8080\",242]\n");
   const std::string out =
       sgtest::run(std::string(SPYGLASS_JQ) + " -c '[.kind, .span_id, .dur_ns]' " + file, &status);
   EXPECT_EQ(status, 0);

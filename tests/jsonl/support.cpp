@@ -203,6 +203,8 @@ bool parse_line(const std::string& line, Parsed& out) {
       good = out.has_rows = number(out.rows);
     } else if (key == "db_system") {
       good = out.has_db_system = str(out.db_system);
+    } else if (key == "server") {
+      good = out.has_server = str(out.server);
     } else {
       ADD_FAILURE() << "unexpected member '" << key << "' in " << line;
       return false;

@@ -60,8 +60,8 @@ spyglass::Event make_event(std::uint64_t i);
 
 /// The fields a JSONL line carries, read back with simdjson.
 struct Parsed {
-  std::string ts, kind, name, trace_id, span_id, parent_span_id, status, method, db_system;
-  bool has_parent = false, has_method = false, has_db_system = false;
+  std::string ts, kind, name, trace_id, span_id, parent_span_id, status, method, db_system, server;
+  bool has_parent = false, has_method = false, has_db_system = false, has_server = false;
   std::uint64_t dur_ns = 0, thread = 0, http_status = 0, bytes_in = 0, bytes_out = 0, rows = 0;
   bool has_http = false, has_rows = false;
   std::size_t members = 0;

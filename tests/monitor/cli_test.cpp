@@ -196,11 +196,13 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
   // The schema documented in history.hpp, column by column.
   EXPECT_EQ(
       q.out,
-      "6\n"
+      "7\n"
       "1397774668\n"  // 0x5350594c
       "wal\n"
-      "alerts,baselines,detections,runs,samples,spyglass_meta\n"
-      "alerts_label_created,alerts_run,detections_run,runs_label_start,runs_start\n"
+      "alert_deliveries,alerts,baselines,detections,runs,samples,spyglass_meta\n"
+      "alert_deliveries_alert,alerts_label_created,alerts_label_rule,alerts_run,detections_run,runs_label_"
+      "start,"
+      "runs_start\n"
       "id,label,command,args,cwd,host,git_commit,start_unix_ns,end_unix_ns,duration_ns,exit_code,signal,"
       "kill_reason,error,user_cpu_ns,sys_cpu_ns,max_rss_bytes,peak_tree_rss_bytes,read_bytes,write_bytes,"
       "rchar,wchar,peak_threads,peak_processes,vol_ctx,invol_ctx,minflt,majflt,monitor_cpu_ns,stdout_tail,"
@@ -209,7 +211,7 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
       "tree_peak_processes,max_rss_source\n"
       "run_id,t_ns,processes,threads,fds,cpu_user_ns,cpu_sys_ns,cpu_user_pct,cpu_sys_pct,rss_bytes,"
       "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
-      "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message\n"
+      "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message,rule\n"
       "label,run_id,pinned_unix_ns\n"
       "run_id,offset_ns,metric,kind,value,score,detector\n");
   // The values mean what the documentation says.

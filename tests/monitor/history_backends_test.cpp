@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <limits>
 #include <set>
 #include <utility>
@@ -159,47 +160,6 @@ TEST_P(HistoryBackends, LabelsWithRunCountsNewestFirst) {
   EXPECT_EQ(labels[2].runs, 1u);
 }
 
-TEST_P(HistoryBackends, AlertsNewestFirstByLabelWithLimitKeepingNulls) {
-  auto h = mon::History::open(location());
-  auto r = make_run("a", 1);
-  h.insert(r, {}, 0);
-  // Rows as the analytics write them, written by the backend's own client: a value of 0 and
-  // a value not recorded (NULL) must read back differently.
-  const std::string id = std::to_string(r.id);
-  ASSERT_EQ(
-      peer({"INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, "
-            "baseline, message) VALUES (" +
-                id + ", 'a', 100, 'regression', 'wall', 'warning', 1.5, 0, 'slower')",
-            "INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
-            "message) VALUES (NULL, 'b', 300, 'gate', NULL, NULL, NULL, NULL, NULL)",
-            "INSERT INTO alerts(run_id, label, created_unix_ns, kind, metric, severity, value, baseline, "
-            "message) VALUES (" +
-                id + ", 'a', 200, 'anomaly', 'max_rss', 'critical', -2.25, NULL, 'it''s big')"})
-          .exit_code,
-      0);
-  const auto all = h.alerts("", 10);
-  ASSERT_EQ(all.size(), 3u);
-  EXPECT_EQ(all[0].label, "b");
-  EXPECT_EQ(all[0].run_id, 0);
-  EXPECT_EQ(all[0].metric, "");
-  EXPECT_FALSE(all[0].value);
-  EXPECT_FALSE(all[0].baseline);
-  EXPECT_EQ(all[1].created_unix_ns, 200);
-  EXPECT_EQ(all[1].run_id, r.id);
-  EXPECT_EQ(all[1].kind, "anomaly");
-  EXPECT_EQ(all[1].severity, "critical");
-  ASSERT_TRUE(all[1].value);
-  EXPECT_DOUBLE_EQ(*all[1].value, -2.25);
-  EXPECT_FALSE(all[1].baseline);
-  EXPECT_EQ(all[1].message, "it's big");
-  ASSERT_TRUE(all[2].baseline);
-  EXPECT_DOUBLE_EQ(*all[2].baseline, 0.0);
-  const auto a = h.alerts("a", 1);
-  ASSERT_EQ(a.size(), 1u);
-  EXPECT_EQ(a[0].created_unix_ns, 200);
-  EXPECT_TRUE(h.alerts("none", 10).empty());
-}
-
 TEST_P(HistoryBackends, BaselineSkipsFailedAndKilledRuns) {
   auto h = mon::History::open(location());
   auto ok1 = make_run("b", 1), bad = make_run("b", 2, 3), killed = make_run("b", 3), ok2 = make_run("b", 4),
@@ -237,9 +197,9 @@ TEST_P(HistoryBackends, MigratesForwardKeepingData) {
     h.insert(r, make_samples(3, 0), 0);
   }
   const std::string tables_sql =
-      pg() ? "SELECT tablename FROM pg_tables WHERE tablename IN ('alerts', 'baselines') "
+      pg() ? "SELECT tablename FROM pg_tables WHERE tablename IN ('alerts', 'alert_deliveries', 'baselines') "
              "ORDER BY tablename"
-           : "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'baselines') "
+           : "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'alert_deliveries', 'baselines') "
              "ORDER BY name";
   auto tables = peer({tables_sql});
   EXPECT_EQ(tables.out, "");
@@ -286,7 +246,7 @@ TEST_P(HistoryBackends, MigratesForwardKeepingData) {
   }
   tables = peer({tables_sql, pg() ? "SELECT value FROM spyglass_meta WHERE key = 'user_version'"
                                   : "PRAGMA user_version"});
-  EXPECT_EQ(tables.out, "alerts\nbaselines\n6\n");
+  EXPECT_EQ(tables.out, "alert_deliveries\nalerts\nbaselines\n7\n");
 }
 
 TEST_P(HistoryBackends, PinsOneBaselinePerLabel) {
@@ -421,6 +381,102 @@ TEST_P(HistoryBackends, RetentionWithExtremeValuesKeepsEverything) {
     EXPECT_EQ(res.samples_deleted, 0u) << days;
   }
   EXPECT_EQ(h.samples(old.id).size(), 10u);
+}
+
+// An alert with its delivery attempts, stored and listed (by label, since, limit), read
+// back by the backend's own client; no value or baseline is NULL there, NaN here.
+TEST_P(HistoryBackends, StoresAlertsWithTheirDeliveries) {
+  auto h = mon::History::open(location());
+  auto r = make_run("job", 1000);
+  h.insert(r, {}, 0);
+  EXPECT_TRUE(h.alerts({}).empty());
+  EXPECT_FALSE(h.last_alert_unix_ns("job", "slow"));
+  mon::AlertRecord a;
+  a.run_id = r.id;
+  a.label = "job";
+  a.rule = "slow";
+  a.created_unix_ns = 5;
+  a.kind = "threshold";
+  a.metric = "wall";
+  a.severity = "warning";
+  a.message = "m";
+  a.value = 2.5;
+  a.baseline = std::numeric_limits<double>::quiet_NaN();
+  a.deliveries = {{"ops", 1, 6, "failed", "HTTP 503"}, {"ops", 2, 7, "delivered", "HTTP 200"}};
+  const auto first = h.insert_alert(a);
+  EXPECT_EQ(a.id, first);
+  mon::AlertRecord b;  // no run, no metric, no deliveries
+  b.label = "other";
+  b.rule = "spike";
+  b.created_unix_ns = 9;
+  b.kind = "spike";
+  b.severity = "critical";
+  b.message = "n";
+  b.value = 0;
+  b.baseline = 1.25;
+  h.insert_alert(b);
+  EXPECT_GT(b.id, first);
+  EXPECT_EQ(h.last_alert_unix_ns("job", "slow"), 5);
+  EXPECT_FALSE(h.last_alert_unix_ns("job", "spike"));
+
+  const auto all = h.alerts({});
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].rule, "spike");  // newest first
+  EXPECT_EQ(all[0].run_id, 0);
+  EXPECT_EQ(all[0].metric, "");
+  EXPECT_EQ(all[0].value, 0.0);
+  EXPECT_EQ(all[0].baseline, 1.25);
+  EXPECT_TRUE(all[0].deliveries.empty());
+  EXPECT_EQ(all[1].run_id, r.id);
+  EXPECT_EQ(all[1].value, 2.5);
+  EXPECT_TRUE(std::isnan(all[1].baseline));
+  ASSERT_EQ(all[1].deliveries.size(), 2u);
+  EXPECT_EQ(all[1].deliveries[0].outcome, "failed");
+  EXPECT_EQ(all[1].deliveries[1].attempt, 2);
+  EXPECT_EQ(all[1].deliveries[1].unix_ns, 7);
+  EXPECT_EQ(all[1].deliveries[1].detail, "HTTP 200");
+  const auto job = h.alerts({.label = "job", .since_unix_ns = std::nullopt, .limit = 100});
+  ASSERT_EQ(job.size(), 1u);
+  EXPECT_EQ(job[0].rule, "slow");
+  const auto since = h.alerts({.label = "", .since_unix_ns = 6, .limit = 100});
+  ASSERT_EQ(since.size(), 1u);
+  EXPECT_EQ(since[0].rule, "spike");
+  EXPECT_EQ(h.alerts({.label = "", .since_unix_ns = std::nullopt, .limit = 1}).size(), 1u);
+  EXPECT_THROW(mon::History::open(location(), {.create = false, .read_only = true}).insert_alert(b),
+               mon::HistoryError);
+
+  const auto q =
+      peer({"SELECT a.rule, a.value, CASE WHEN a.baseline IS NULL THEN 'null' ELSE 'set' END, "
+            "d.channel, d.attempt, d.outcome, d.detail FROM alerts a JOIN alert_deliveries d ON "
+            "d.alert_id = a.id ORDER BY d.attempt"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(q.out, "slow|2.5|null|ops|1|failed|HTTP 503\nslow|2.5|null|ops|2|delivered|HTTP 200\n");
+}
+
+// A version 6 history (alerts but no deliveries) is migrated by the next writable open.
+TEST_P(HistoryBackends, AlertsOfAVersion6HistoryAfterMigration) {
+  {
+    auto h = mon::History::open(location(), {.schema_version = 6});
+    EXPECT_TRUE(h.alerts({}).empty());
+    mon::AlertRecord a;
+    a.label = "job";
+    EXPECT_THROW(h.insert_alert(a), mon::HistoryError);
+  }
+  auto h = mon::History::open(location());
+  EXPECT_EQ(h.schema_version(), 7);
+  mon::AlertRecord a;
+  a.label = "job";
+  a.rule = "r";
+  a.kind = "run_failed";
+  a.severity = "warning";
+  a.created_unix_ns = 1;
+  a.deliveries = {{"ops", 1, 2, "abandoned", ""}};
+  h.insert_alert(a);
+  const auto back = h.alerts({});
+  ASSERT_EQ(back.size(), 1u);
+  ASSERT_EQ(back[0].deliveries.size(), 1u);
+  EXPECT_EQ(back[0].deliveries[0].outcome, "abandoned");
+  EXPECT_EQ(back[0].deliveries[0].detail, "");
 }
 
 #ifdef SPYGLASS_PG_BINDIR

@@ -248,6 +248,95 @@ TEST(OtlpProtobuf, SemanticConventionsForErrorsMethodsAndDatabases) {
   }
 }
 
+TEST(OtlpProtobuf, ClientEventsAreHttpClientSpans) {
+  std::vector<Event> v(4);
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    v[i].kind = EventKind::client;
+    v[i].trace_id = {1, 2};
+    v[i].span_id = i + 1;
+    v[i].start = 1000;
+    v[i].duration = 10;
+  }
+  v[0].name = "/users/{id}";
+  v[0].detail = "GET";
+  v[0].peer = "http://api.example.com:8080";
+  v[0].http_status = 200;
+  v[0].bytes_in = 42;
+  v[1].name = "/orders";  // a client error is a client span's error
+  v[1].detail = "POST";
+  v[1].peer = "https://[::1]:8443";
+  v[1].http_status = 404;
+  v[1].bytes_out = 10;
+  v[1].status = spyglass::Status::error;
+  v[2].name = "/x";  // no answer at all (refused, timed out)
+  v[2].detail = "GET";
+  v[2].peer = "http://db.internal:80";
+  v[2].status = spyglass::Status::error;
+  v[3].name = "fetch";  // no route template, no server known, a method the conventions do not know
+  v[3].detail = "BREW";
+  v[3].http_status = 503;
+  std::string body;
+  otlp::encode_traces_protobuf(v, test_resource(), body);
+  const auto d = spyglass_test::decode_traces(body);
+  ASSERT_EQ(d.exit_code, 0) << d.errors;
+  const auto spans = d.tree.at("resource_spans").at("scope_spans").all("spans");
+  ASSERT_EQ(spans.size(), 4u);
+  for (const auto* s : spans) EXPECT_EQ(s->at("kind").value, "SPAN_KIND_CLIENT");
+
+  EXPECT_EQ(spans[0]->at("name").value, "GET /users/{id}");
+  EXPECT_FALSE(spans[0]->has("status"));
+  EXPECT_EQ(attrs_of(*spans[0]), (std::map<std::string, std::string>{
+                                     {"http.request.method", "GET"},
+                                     {"server.address", "api.example.com"},
+                                     {"server.port", "8080"},
+                                     {"url.full", "http://api.example.com:8080/users/{id}"},
+                                     {"url.template", "/users/{id}"},
+                                     {"http.response.status_code", "200"},
+                                     {"http.response.body.size", "42"},
+                                 }));
+  EXPECT_EQ(spans[1]->at("name").value, "POST /orders");
+  EXPECT_EQ(spans[1]->at("status").at("code").value, "STATUS_CODE_ERROR");
+  const auto a1 = attrs_of(*spans[1]);
+  EXPECT_EQ(a1.at("server.address"), "::1");  // without the brackets of the URL
+  EXPECT_EQ(a1.at("server.port"), "8443");
+  EXPECT_EQ(a1.at("url.full"), "https://[::1]:8443/orders");
+  EXPECT_EQ(a1.at("http.request.body.size"), "10");
+  EXPECT_EQ(a1.at("error.type"), "404");
+  EXPECT_EQ(spans[2]->at("status").at("code").value, "STATUS_CODE_ERROR");
+  const auto a2 = attrs_of(*spans[2]);
+  EXPECT_EQ(a2.at("error.type"), "_OTHER");
+  EXPECT_EQ(a2.count("http.response.status_code"), 0u);
+  EXPECT_EQ(a2.at("server.port"), "80");
+  EXPECT_EQ(spans[3]->at("name").value, "HTTP fetch");
+  EXPECT_EQ(spans[3]->at("status").at("code").value, "STATUS_CODE_ERROR");  // 5xx, even unmarked
+  const auto a3 = attrs_of(*spans[3]);
+  EXPECT_EQ(a3.at("http.request.method"), "_OTHER");
+  EXPECT_EQ(a3.at("http.request.method_original"), "BREW");
+  EXPECT_EQ(a3.at("error.type"), "503");
+  for (const char* absent : {"server.address", "server.port", "url.full", "url.template"})
+    EXPECT_EQ(a3.count(absent), 0u) << absent;
+
+  // The JSON encoding says the same, with kind 3 (SPAN_KIND_CLIENT).
+  std::string json;
+  otlp::encode_traces_json(v, test_resource(), json);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  auto js = doc["resourceSpans"].at(0)["scopeSpans"].at(0)["spans"];
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(std::int64_t(js.at(i)["kind"]), 3);
+    std::map<std::string, std::string> ja;
+    for (auto kv : js.at(i)["attributes"].get_array()) {
+      auto val = kv["value"];
+      std::string_view sv;
+      if (val["stringValue"].get(sv) != simdjson::SUCCESS) sv = std::string_view(val["intValue"]);
+      ja[std::string(std::string_view(kv["key"]))] = std::string(sv);
+    }
+    EXPECT_EQ(ja, attrs_of(*spans[i]));
+  }
+}
+
 TEST(OtlpProtobuf, InvalidUtf8IsRepairedSoTheDecoderAcceptsIt) {
   Event e;
   e.trace_id = {1, 2};

@@ -134,7 +134,11 @@ TEST(PrometheusExporter, DbRowsAndHttpBytes) {
   Event r = make_event(EventKind::request, "/api/items", 3 * kMs);
   r.bytes_in = 100;
   r.bytes_out = 2500;
-  exp.export_batch(std::vector<Event>{q, q, r});
+  // A call to another server: its own kind, in the same families.
+  Event c = make_event(EventKind::client, "/api/items", 1 * kMs, Status::error);
+  c.bytes_in = 7;
+  c.bytes_out = 9;
+  exp.export_batch(std::vector<Event>{q, q, r, c});
   const std::string text = exp.scrape();
   const auto m = parse_exposition(text);
   EXPECT_EQ(sample(m, R"(spyglass_db_rows_total{kind="db",name="SELECT * FROM users WHERE id = ?"})"), 10)
@@ -145,7 +149,13 @@ TEST(PrometheusExporter, DbRowsAndHttpBytes) {
   EXPECT_EQ(
       sample(m, R"(spyglass_http_request_bytes_total{kind="request",name="/api/items",direction="out"})"),
       2500);
-  // Only db events have rows and only requests have bytes.
+  EXPECT_EQ(sample(m, R"(spyglass_http_request_bytes_total{kind="client",name="/api/items",direction="in"})"),
+            7);
+  EXPECT_EQ(
+      sample(m, R"(spyglass_http_request_bytes_total{kind="client",name="/api/items",direction="out"})"), 9);
+  EXPECT_EQ(sample(m, R"(spyglass_events_total{kind="client",name="/api/items",status="error"})"), 1);
+  EXPECT_EQ(sample(m, R"(spyglass_event_duration_seconds_count{kind="client",name="/api/items"})"), 1);
+  // Only db events have rows and only requests served and made have bytes.
   EXPECT_EQ(text.find(R"(spyglass_db_rows_total{kind="request")"), std::string::npos);
   EXPECT_EQ(text.find(R"(spyglass_http_request_bytes_total{kind="db")"), std::string::npos);
   // One label name for the operation across families: no `route`.

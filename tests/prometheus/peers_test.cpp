@@ -58,6 +58,10 @@ std::vector<Event> varied_events() {
   r.bytes_in = 10;
   r.bytes_out = 20;
   v.push_back(r);
+  Event c = make_event(EventKind::client, "/users/{id}", 5 * kMs);
+  c.bytes_in = 30;
+  c.bytes_out = 40;
+  v.push_back(c);
   return v;
 }
 

@@ -101,7 +101,7 @@ void ConsoleExporter::format(const Event& e, bool color, std::string& out) {
 
   if (color) out.append(kBold);
   if (e.detail != nullptr && e.detail[0] != '\0' &&
-      (e.kind == EventKind::request || e.kind == EventKind::db)) {
+      (e.kind == EventKind::request || e.kind == EventKind::db || e.kind == EventKind::client)) {
     json_escape(e.detail, out);
     out.push_back(' ');
   }
@@ -113,7 +113,11 @@ void ConsoleExporter::format(const Event& e, bool color, std::string& out) {
   out.push_back(' ');
   painted(out, color, e.status == Status::ok ? kGreen : kRed, to_string(e.status));
 
-  if (e.kind == EventKind::request) {
+  if (e.kind == EventKind::client && e.peer != nullptr && e.peer[0] != '\0') {
+    out.append(" server=");
+    json_escape(e.peer, out);
+  }
+  if (e.kind == EventKind::request || e.kind == EventKind::client) {
     out.append(" http=").append(std::to_string(e.http_status));
     out.append(" in=").append(human_bytes(e.bytes_in));
     out.append(" out=").append(human_bytes(e.bytes_out));

@@ -52,13 +52,8 @@ inline constexpr auto kDecPairs = [] {
 /// "YYYY-MM-DDTHH:MM:SS" (19 bytes) of a Unix second.
 void format_date_time(std::uint64_t sec, char* out) noexcept;
 
-/// Appends the decimal form of `v`.
-inline char* put_u64(char* p, std::uint64_t v) noexcept { return std::to_chars(p, p + 20, v).ptr; }
-
-inline char* put_lit(char* p, std::string_view s) noexcept {
-  std::memcpy(p, s.data(), s.size());
-  return p + s.size();
-}
+using ::spyglass::detail::put_lit;
+using ::spyglass::detail::put_u64;
 
 /// Formats lines; caches the "YYYY-MM-DDTHH:MM:SS." part of the last second seen, which
 /// almost every event of a batch shares.
@@ -114,7 +109,7 @@ class LineFormatter {
     *p++ = '"';
 
     const char* detail_key = nullptr;
-    if (e.kind == EventKind::request) {
+    if (e.kind == EventKind::request || e.kind == EventKind::client) {
       p = put_lit(p, R"(,"http_status":)");
       p = put_u64(p, e.http_status);
       p = put_lit(p, R"(,"bytes_in":)");
@@ -127,13 +122,16 @@ class LineFormatter {
       p = put_u64(p, e.rows);
       detail_key = R"(,"db_system":")";
     }
-    if (detail_key != nullptr && e.detail != nullptr && e.detail[0] != '\0') {
-      p = put_lit(p, detail_key);
+    // The optional strings: each key is appended with the fixed part before it.
+    const auto text = [&](std::string_view key, const char* value) {
+      if (value == nullptr || value[0] == '\0') return;
+      p = put_lit(p, key);
       out.append(buf, static_cast<std::size_t>(p - buf));
-      json_escape(e.detail, out);
-      out.append("\"}\n", 3);
-      return;
-    }
+      json_escape(value, out);
+      p = put_lit(buf, "\"");
+    };
+    if (detail_key != nullptr) text(detail_key, e.detail);
+    if (e.kind == EventKind::client) text(R"(,"server":")", e.peer);
     p = put_lit(p, "}\n");
     out.append(buf, static_cast<std::size_t>(p - buf));
   }

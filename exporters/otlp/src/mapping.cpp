@@ -34,6 +34,48 @@ bool known_method(std::string_view m) {
   return false;
 }
 
+// http.request.method, and the method as sent when the conventions do not know it.
+void add_method(SpanView& s, std::string_view method) {
+  if (known_method(method)) {
+    s.add("http.request.method", method);
+  } else {
+    s.add("http.request.method", std::string_view("_OTHER"));
+    if (!method.empty()) s.add("http.request.method_original", method);
+  }
+}
+
+// Appends an HTTP status code as text (error.type names an HTTP error by it).
+void append_status(std::uint16_t code, std::string& out) {
+  char buf[8];
+  const auto r = std::to_chars(buf, buf + sizeof buf, code);
+  out.append(buf, r.ptr);
+}
+
+// server.address and server.port of a client event's peer, "scheme://host:port" (an
+// IPv6 host in brackets, which server.address goes without).
+struct ServerParts {
+  std::string_view host;
+  std::uint16_t port = 0;
+};
+ServerParts split_origin(std::string_view origin) {
+  ServerParts out;
+  const std::size_t scheme = origin.find("://");
+  if (scheme == std::string_view::npos) return out;
+  std::string_view rest = origin.substr(scheme + 3);
+  const std::size_t colon = rest.rfind(':');
+  if (colon != std::string_view::npos && rest.find(']', colon) == std::string_view::npos) {
+    const std::string_view digits = rest.substr(colon + 1);
+    unsigned port = 0;
+    const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (r.ec == std::errc{} && r.ptr == digits.data() + digits.size() && port > 0 && port < 65536)
+      out.port = static_cast<std::uint16_t>(port);
+    rest = rest.substr(0, colon);
+  }
+  if (rest.size() >= 2 && rest.front() == '[' && rest.back() == ']') rest = rest.substr(1, rest.size() - 2);
+  out.host = rest;
+  return out;
+}
+
 // error.type's value when the semantic conventions know no better name for the error.
 constexpr std::string_view kOtherError = "_OTHER";
 
@@ -52,12 +94,7 @@ SpanView map_event(const Event& e, std::string& scratch) {
       // route a request matched, which is also the path it knows.
       s.kind = kSpanKindServer;
       s.name_prefix = detail;  // "GET /users/{id}"
-      if (known_method(detail)) {
-        s.add("http.request.method", detail);
-      } else {
-        s.add("http.request.method", std::string_view("_OTHER"));
-        if (!detail.empty()) s.add("http.request.method_original", detail);
-      }
+      add_method(s, detail);
       s.add("http.route", name);
       s.add("url.path", name);
       s.add("url.scheme", std::string_view("http"));
@@ -66,9 +103,8 @@ SpanView map_event(const Event& e, std::string& scratch) {
       if (e.bytes_out != 0) s.add("http.response.body.size", clamp_i64(e.bytes_out));
       if (e.http_status >= 500) {
         // A server error is named by its status code, as a string.
-        char buf[8];
-        const auto r = std::to_chars(buf, buf + sizeof buf, e.http_status);
-        scratch.assign(buf, r.ptr);
+        scratch.clear();
+        append_status(e.http_status, scratch);
         s.add("error.type", std::string_view(scratch));
         s.error = true;
         error_typed = true;
@@ -87,6 +123,41 @@ SpanView map_event(const Event& e, std::string& scratch) {
       s.add("db.query.text", name);
       if (!op.empty()) s.add("db.operation.name", op);
       s.add("db.response.returned_rows", clamp_i64(e.rows));
+      break;
+    }
+    case EventKind::client: {
+      // HTTP client span (semantic conventions: http.*, server.*, url.*). spyglass records
+      // the route template called and the server as "scheme://host:port", never the raw
+      // path or query: url.full is the server followed by the template.
+      s.kind = kSpanKindClient;
+      // "{method} {url.template}", the method "HTTP" when the conventions do not know it.
+      s.name_prefix = known_method(detail) ? detail : std::string_view("HTTP");
+      add_method(s, detail);
+      const std::string_view peer = e.peer ? e.peer : "";
+      const ServerParts server = split_origin(peer);
+      if (!server.host.empty()) s.add("server.address", server.host);
+      if (server.port != 0) s.add("server.port", std::int64_t{server.port});
+      const bool is_path = !name.empty() && name[0] == '/';
+      // scratch holds url.full, then the status code for error.type: views are taken once
+      // both are in.
+      scratch.clear();
+      if (!peer.empty()) {
+        scratch.assign(peer);
+        if (is_path) scratch += name;
+      }
+      const std::size_t url_size = scratch.size();
+      // A client span fails on 4xx as well (the adapter marks those), and always on 5xx;
+      // such an error is named by the status code.
+      if (e.http_status >= 500) s.error = true;
+      error_typed = s.error && e.http_status >= 400;
+      if (error_typed) append_status(e.http_status, scratch);
+      const std::string_view text(scratch);
+      if (url_size != 0) s.add("url.full", text.substr(0, url_size));
+      if (is_path) s.add("url.template", name);
+      if (e.http_status != 0) s.add("http.response.status_code", std::int64_t{e.http_status});
+      if (e.bytes_out != 0) s.add("http.request.body.size", clamp_i64(e.bytes_out));
+      if (e.bytes_in != 0) s.add("http.response.body.size", clamp_i64(e.bytes_in));
+      if (error_typed) s.add("error.type", text.substr(url_size));
       break;
     }
     case EventKind::function:

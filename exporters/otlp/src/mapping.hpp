@@ -47,9 +47,9 @@ struct SpanView {
   void add(std::string_view k, std::int64_t v) { attrs[n_attrs++] = {k, {}, v, true}; }
 };
 
-/// The span of an event, after the semantic conventions for HTTP servers, databases and
-/// code. `scratch` holds text the span needs that the event does not (a status code as a
-/// string); it must outlive the SpanView.
+/// The span of an event, after the semantic conventions for HTTP servers and clients,
+/// databases and code. `scratch` holds text the span needs that the event does not (a
+/// status code as a string, a client's url.full); it must outlive the SpanView.
 SpanView map_event(const Event& e, std::string& scratch);
 
 /// Name of a metric of one kind: "spyglass.<kind>.<what>".

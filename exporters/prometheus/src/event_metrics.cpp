@@ -47,6 +47,9 @@ double to_double(std::uint64_t v) noexcept { return static_cast<double>(v); }
 
 std::uint64_t load(const std::atomic<std::uint64_t>& a) noexcept { return a.load(std::memory_order_relaxed); }
 
+/// Kinds that carry HTTP body bytes: requests served and requests made.
+bool has_bytes(EventKind kind) noexcept { return kind == EventKind::request || kind == EventKind::client; }
+
 }  // namespace
 
 EventMetrics::EventMetrics(const std::vector<double>& bounds, std::size_t max_series,
@@ -67,7 +70,7 @@ EventMetrics::EventMetrics(const std::vector<double>& bounds, std::size_t max_se
 std::size_t EventMetrics::series_cost(EventKind kind) const noexcept {
   // 2 spyglass_events_total (ok, error); the histogram's buckets, +Inf, _sum and _count;
   // spyglass_db_rows_total or the two spyglass_http_request_bytes_total.
-  const std::size_t extra = kind == EventKind::db ? 1 : kind == EventKind::request ? 2 : 0;
+  const std::size_t extra = kind == EventKind::db ? 1 : has_bytes(kind) ? 2 : 0;
   return 2 + bounds_.size() + 3 + extra;
 }
 
@@ -126,7 +129,7 @@ void EventMetrics::record(std::span<const Event> events) {
     bump(s->sum_ns, e.duration);
     if (kind == EventKind::db) {
       bump(s->rows, e.rows);
-    } else if (kind == EventKind::request) {
+    } else if (has_bytes(kind)) {
       bump(s->bytes_in, e.bytes_in);
       bump(s->bytes_out, e.bytes_out);
     }
@@ -185,7 +188,9 @@ std::vector<MetricFamily> EventMetrics::Collect() const {
       family("spyglass_db_rows_total", "Rows returned or affected by database queries.", MetricType::Counter);
   MetricFamily bytes =
       family("spyglass_http_request_bytes_total",
-             "Bytes of HTTP requests, by name and direction (in: received, out: sent).", MetricType::Counter);
+             "Bytes of HTTP requests served (kind request) and made (kind client), by name and direction "
+             "(in: received, out: sent).",
+             MetricType::Counter);
   events.metric.reserve(series.size() * 2);
   duration.metric.reserve(series.size());
 
@@ -212,7 +217,7 @@ std::vector<MetricFamily> EventMetrics::Collect() const {
     duration.metric.push_back(std::move(h));
     if (s->kind == EventKind::db) {
       rows.metric.push_back(counter(to_double(load(s->rows)), {{"kind", kind}, {"name", s->label}}));
-    } else if (s->kind == EventKind::request) {
+    } else if (has_bytes(s->kind)) {
       bytes.metric.push_back(
           counter(to_double(load(s->bytes_in)), {{"kind", kind}, {"name", s->label}, {"direction", "in"}}));
       bytes.metric.push_back(

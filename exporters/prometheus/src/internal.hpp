@@ -79,7 +79,7 @@ class EventMetrics final : public ::prometheus::Collectable {
   std::vector<std::uint64_t> bounds_ns_;
   std::size_t max_series_;
   std::size_t series_used_ = 0;  // written by the recording thread only
-  std::array<KindTable, 4> tables_;
+  std::array<KindTable, kEventKinds> tables_;
 
   mutable std::mutex series_mutex_;  // guards series_ (appends vs. scrapes)
   std::vector<std::unique_ptr<Series>> series_;

@@ -139,7 +139,7 @@ SPYGLASS_API std::vector<Anomaly> anomalies(std::span<const double> xs, AnomalyM
 
 /// Options of change_points().
 struct ChangePointOptions {
-  std::size_t min_segment = 5;     ///< shortest segment PELT may cut
+  std::size_t min_segment = 5;     ///< shortest segment a cut may leave
   double penalty = 0;              ///< cost of one more change; 0: 3 ln(n) (BIC for mean + variance)
   std::size_t permutations = 199;  ///< of the significance test; 0 skips it (p_value stays 0)
   double alpha = 0.05;             ///< change points with p_value >= alpha are dropped
@@ -157,9 +157,11 @@ struct ChangePoint {
   double p_value = 0;          ///< permutation test of the two adjacent segments
 };
 
-/// Change points of `xs` by PELT (Killick et al. 2012) on the Gaussian mean-and-variance
-/// cost, each tested by permuting its two adjacent segments: the p-value is the share of
-/// permutations whose best single split costs as little as the observed one.
+/// Change points of `xs` by binary segmentation on the Gaussian mean-and-variance cost
+/// (a cut where it lowers the cost by more than the penalty, each cut then moved to the
+/// best place between its neighbours), each tested by permuting its two adjacent
+/// segments: the p-value is the share of permutations whose best single split costs as
+/// little as the observed one.
 SPYGLASS_API std::vector<ChangePoint> change_points(std::span<const double> xs,
                                                     const ChangePointOptions& o = {});
 

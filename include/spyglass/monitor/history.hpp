@@ -4,7 +4,7 @@
 /// migrations; on PostgreSQL, INTEGER columns are BIGINT, REAL is DOUBLE PRECISION, ids are
 /// identity columns, and the schema version is spyglass_meta's 'user_version' row.
 ///
-/// Schema (user_version 6, application_id 0x5350594c "SPYL"), all times in ns:
+/// Schema (user_version 7, application_id 0x5350594c "SPYL"), all times in ns:
 ///   runs(id INTEGER PRIMARY KEY, label, command, args (JSON array), cwd, host, git_commit,
 ///        start_unix_ns, end_unix_ns, duration_ns, exit_code, signal, kill_reason, error,
 ///        user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes,
@@ -26,6 +26,10 @@
 ///   detections(run_id -> runs.id ON DELETE CASCADE, offset_ns (since the run's start),
 ///        metric ('cpu', 'rss'), kind ('spike', 'leak'), value, score, detector
 ///        ('ewma', 'rolling-mad', 'growth'))   [since v6; see RunDetection]
+///   alerts.rule (the rule's name) [since v7]
+///   alert_deliveries(alert_id -> alerts.id ON DELETE CASCADE, channel (its name, never
+///        its URL), attempt, unix_ns, outcome ('delivered', 'failed', 'abandoned'), detail)
+///        [since v7]
 ///   spyglass_meta(key PRIMARY KEY, value)
 /// Indexes: runs(label, start_unix_ns), runs(start_unix_ns), alerts(label, created_unix_ns),
 /// alerts(run_id), detections(run_id, offset_ns).
@@ -98,15 +102,32 @@ struct PinnedBaseline {
   std::int64_t pinned_unix_ns = 0;  ///< when it was pinned
 };
 
-/// An alert raised about a run (a row of the alerts table).
+/// One delivery attempt of a stored alert.
+struct AlertDeliveryRecord {
+  std::string channel;       ///< the channel's name (its URL, a secret, is never stored)
+  int attempt = 1;           ///< 1 for the first
+  std::int64_t unix_ns = 0;  ///< when it started
+  std::string outcome;       ///< "delivered", "failed" or "abandoned"
+  std::string detail;        ///< HTTP status, SMTP reply or the transfer error
+};
+
+/// A stored alert with its delivery attempts.
 struct AlertRecord {
   std::int64_t id = 0;
-  std::int64_t run_id = 0;  ///< 0 when the alert names no run
-  std::string label;
+  std::int64_t run_id = 0;  ///< 0: no run (not recorded)
+  std::string label, rule;
   std::int64_t created_unix_ns = 0;
-  std::string kind, metric, severity;
-  std::optional<double> value, baseline;  ///< nullopt when not recorded
-  std::string message;
+  std::string kind;  ///< the rule's condition
+  std::string metric, severity, message;
+  double value = 0, baseline = 0;  ///< NaN when none
+  std::vector<AlertDeliveryRecord> deliveries;
+};
+
+/// Which alerts to list.
+struct AlertQuery {
+  std::string label;                          ///< empty: every label
+  std::optional<std::int64_t> since_unix_ns;  ///< only those created at or after
+  std::size_t limit = 100;                    ///< newest first
 };
 
 /// A label and how many runs it has.
@@ -126,7 +147,7 @@ struct LabelSummary {
 class SPYGLASS_API History {
  public:
   /// The schema this build writes.
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
   /// The oldest schema a read-only open reads as it is (runs and samples are unchanged
   /// since version 1).
   static constexpr int kMinReadableSchemaVersion = 1;
@@ -187,11 +208,16 @@ class SPYGLASS_API History {
   /// number of runs).
   std::vector<LabelSummary> labels();
 
-  /// Up to `limit` alerts, newest first; only those of `label` when it is not empty.
-  std::vector<AlertRecord> alerts(const std::string& label, std::size_t limit);
-
   /// Thins and deletes according to `p` (never a pinned run). Throws HistoryError.
   RetentionResult apply_retention(const RetentionPolicy& p);
+
+  /// Stores an alert and its delivery attempts in one transaction; returns its id (also
+  /// set in `a`). Needs schema 7. Throws HistoryError.
+  std::int64_t insert_alert(AlertRecord& a);
+  /// Alerts with their deliveries, newest first (none before schema 7).
+  std::vector<AlertRecord> alerts(const AlertQuery& q);
+  /// When rule `rule` last alerted on `label` (for deduplication); nullopt: never.
+  std::optional<std::int64_t> last_alert_unix_ns(const std::string& label, const std::string& rule);
 
  private:
   struct Impl;

@@ -15,10 +15,13 @@ namespace SPYGLASS_NAMESPACE::curl {
 /// span and, when not empty, `tracestate` (e.g. spyglass::httplib::tracestate() inside a
 /// handler). A `traceparent` or `tracestate` already in `headers` is replaced.
 ///
-/// `name` should be bounded ("GET /users/{id}", not the URL with its ids): it is interned.
-/// The span is recorded as a custom event with the response status (http_status), body
-/// bytes received (bytes_in) and sent (bytes_out), and the method; a transfer that fails,
-/// or a response status >= 400, marks it as an error.
+/// `name` is the route template called, bounded ("/users/{id}", never the URL with its ids
+/// or query): it is interned. A name that starts with the method and a space ("GET
+/// /users/{id}") is recorded without them. The span is a `client` event with the method
+/// (detail), the server as "scheme://host:port" of the URL libcurl used last (peer; no
+/// user, path or query), the response status (http_status), body bytes received
+/// (bytes_in) and sent (bytes_out). A transfer that fails, or a response status >= 400,
+/// marks it as an error (the OpenTelemetry rule for client spans).
 ///
 /// `headers` is the list the caller would give CURLOPT_HTTPHEADER (may be null): this
 /// call sets CURLOPT_HTTPHEADER for the transfer and sets it back to `headers` after, so

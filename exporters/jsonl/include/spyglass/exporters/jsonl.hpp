@@ -10,15 +10,16 @@
 ///    "http_status":200,"bytes_in":12,"bytes_out":3400,"method":"GET"}
 ///
 /// - `ts`: the event's start, RFC 3339 UTC with exactly 9 fractional digits.
-/// - `kind`: "request" | "function" | "db" | "custom".
+/// - `kind`: "request" | "function" | "db" | "custom" | "client".
 /// - `name`: the event name, JSON-escaped (invalid UTF-8 becomes U+FFFD).
 /// - `dur_ns`: duration in nanoseconds (integer).
 /// - `trace_id`: 32 lowercase hex digits; `span_id`: 16 lowercase hex digits.
 /// - `parent_span_id`: 16 lowercase hex digits; the member is OMITTED for a root span
 ///   (parent span id 0), so "absent" means "root".
 /// - `thread`: OS thread id (integer); `status`: "ok" | "error".
-/// - request only: `http_status`, `bytes_in`, `bytes_out` (integers), and `method` when
-///   the event's detail is non-empty.
+/// - request and client only: `http_status`, `bytes_in`, `bytes_out` (integers), and
+///   `method` when the event's detail is non-empty; client only: `server`
+///   ("scheme://host:port") when known.
 /// - db only: `rows` (integer), and `db_system` when the event's detail is non-empty.
 /// Members always appear in this order; nothing else is written.
 ///

@@ -224,8 +224,12 @@ struct MetricSeries {
 /// "spyglass"); every event given becomes a span (the exporter passes only sampled ones).
 /// Attributes follow the semantic conventions: a request is an HTTP server span
 /// (http.request.method, http.route, url.path, url.scheme, http.response.status_code, and
-/// error.type on errors: the status code for 5xx, else "_OTHER"); a query a database
-/// client span (db.system.name and db.system, "other_sql" when none was named;
+/// error.type on errors: the status code for 5xx, else "_OTHER"); a client event an HTTP
+/// client span named "<method> <route template>" (http.request.method, server.address,
+/// server.port, url.full: the server and the route template, never the raw path or
+/// query; url.template, http.response.status_code, body sizes, and error.type on errors:
+/// the status code for 4xx and 5xx, else "_OTHER" for a failed transfer); a query a
+/// database client span (db.system.name and db.system, "other_sql" when none was named;
 /// db.query.text, ...).
 /// Metrics: ExportMetricsServiceRequest with, per kind present, the sum
 /// spyglass.<kind>.count and the histogram spyglass.<kind>.duration (unit s), one data

@@ -107,11 +107,12 @@ class Pusher;
 }  // namespace detail
 
 /// Exports events as Prometheus metrics. Every family labels the operation the same
-/// way, `kind` (function, request, db, custom) and `name`:
+/// way, `kind` (function, request, db, custom, client) and `name`:
 /// - spyglass_events_total{kind,name,status}: events, by status (ok, error);
 /// - spyglass_event_duration_seconds{kind,name}: their durations (histogram);
 /// - spyglass_db_rows_total{kind="db",name}: rows returned or affected;
-/// - spyglass_http_request_bytes_total{kind="request",name,direction}: bytes in and out;
+/// - spyglass_http_request_bytes_total{kind="request"|"client",name,direction}: body bytes
+///   in and out of requests served and made;
 /// - spyglass_series_overflow_total: events folded into name="__other__" (max_series);
 /// - with a collector: spyglass_collector_events_offered_total (passed to enqueue()),
 ///   _rejected_total (discarded at once, transit full), _dispatched_total (handed to the
