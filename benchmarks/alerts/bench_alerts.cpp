@@ -89,7 +89,7 @@ BENCHMARK(BM_Evaluate100Rules)->ArgName("mix")->DenseRange(0, 3)->Unit(benchmark
 void BM_Parse100Rules(benchmark::State& state) {
   const std::string text = rules_json(1);
   for (auto _ : state) benchmark::DoNotOptimize(al::parse_rules(text, "bench.json").rules.size());
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * text.size()));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(text.size()));
 }
 BENCHMARK(BM_Parse100Rules)->Unit(benchmark::kMicrosecond);
 

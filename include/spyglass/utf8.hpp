@@ -80,4 +80,43 @@ inline void append_utf8_repaired(std::string_view in, std::string& out) {
   out.append(in.data() + run, in.size() - run);
 }
 
+/// Appends `in` as XML/HTML character data or attribute value: markup characters escaped,
+/// control characters as spaces (line breaks and tabs kept when `keep_lines`, for <pre>),
+/// invalid UTF-8 and the non-characters U+FFFE/U+FFFF as U+FFFD.
+inline void append_xml_escaped(std::string_view in, std::string& out, bool keep_lines = false) {
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  for (std::size_t i = 0; i < in.size();) {
+    const unsigned char c = p[i];
+    if (c >= 0x80) {
+      const int len = utf8_sequence(p + i, in.size() - i);
+      if (len > 0) {
+        const bool nonchar =
+            len == 3 && c == 0xef && p[i + 1] == 0xbf && (p[i + 2] == 0xbe || p[i + 2] == 0xbf);
+        if (nonchar) {
+          out.append(kReplacementCharacter);
+        } else {
+          out.append(in.data() + i, static_cast<std::size_t>(len));
+        }
+        i += static_cast<std::size_t>(len);
+      } else {
+        out.append(kReplacementCharacter);
+        i += static_cast<std::size_t>(-len);
+      }
+      continue;
+    }
+    switch (c) {
+      case '&': out.append("&amp;"); break;
+      case '<': out.append("&lt;"); break;
+      case '>': out.append("&gt;"); break;
+      case '"': out.append("&quot;"); break;
+      case '\'': out.append("&apos;"); break;
+      default: {
+        const bool kept = keep_lines && (c == '\n' || c == '\t');
+        out.push_back((c < 0x20 && !kept) || c == 0x7f ? ' ' : static_cast<char>(c));
+      }
+    }
+    ++i;
+  }
+}
+
 }  // namespace SPYGLASS_NAMESPACE

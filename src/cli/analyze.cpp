@@ -249,7 +249,18 @@ struct Analysis {
   double step_s = 0;                 // median spacing in seconds
 };
 
-Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit) {
+// The trend of `s` per point and per second.
+an::Trend series_trend(const Series& s, const std::string& unit) {
+  // Times relative to the first point: the per-time fit is then exact for epoch stamps.
+  std::vector<double> rel(s.times.size());
+  for (std::size_t i = 0; i < rel.size(); ++i) rel[i] = s.times[i] - s.times.front();
+  const bool timed = rel.back() > 0;
+  return an::trend(s.values, timed ? std::span<const double>(rel) : std::span<const double>{}, 0.05, unit);
+}
+
+// Everything but the forecast when `forecast` is false (the pages draw no forecast).
+Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit,
+                 bool forecast = true) {
   if (s.values.size() < 3) {
     throw InputError(source_name(d) + ": needs at least 3 points to analyse, found " +
                      std::to_string(s.values.size()));
@@ -260,11 +271,7 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
   }
   Analysis a;
   a.sum = an::summarize(s.values);
-  // Times relative to the first point: the per-time fit is then exact for epoch stamps.
-  std::vector<double> rel(s.times.size());
-  for (std::size_t i = 0; i < rel.size(); ++i) rel[i] = s.times[i] - s.times.front();
-  const bool timed = rel.back() > 0;
-  a.trend = an::trend(s.values, timed ? std::span<const double>(rel) : std::span<const double>{}, 0.05, unit);
+  a.trend = series_trend(s, unit);
   a.flags = detect(s, d);
   if (o.season == 0) {
     a.cps = an::change_points(s.values);
@@ -281,6 +288,7 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
     }
     a.cps = an::change_points(rest);
   }
+  if (!forecast) return a;
   a.fc = o.season == 0 ? an::holt(s.values, o.horizon) : an::holt_winters(s.values, o.season, o.horizon);
   if (o.limit) {
     a.steps = an::steps_to_limit(a.fc, *o.limit);
@@ -542,12 +550,17 @@ std::optional<RegressionCheck> regression_of(const Series& s, const std::vector<
   for (const auto& f : flags) anomalous[f.index] = true;
   if (pin && *pin < end) anomalous[*pin] = false;
   std::vector<double> base;
+  std::vector<std::size_t> indices;
   for (std::size_t i = end; i-- > 0 && base.size() < o.baseline;) {
-    if (!anomalous[i]) base.push_back(s.values[i]);
+    if (!anomalous[i]) {
+      base.push_back(s.values[i]);
+      indices.push_back(i);
+    }
   }
   if (base.size() < 3) return std::nullopt;
   const std::vector<double> cur(s.values.end() - static_cast<std::ptrdiff_t>(o.latest), s.values.end());
-  return RegressionCheck{an::compare(base, cur), cur.size(), base.size(), o.pinned};
+  std::reverse(indices.begin(), indices.end());
+  return RegressionCheck{an::compare(base, cur), cur.size(), base.size(), o.pinned, std::move(indices)};
 }
 
 const Metric& metric_named(const std::string& name) {
@@ -594,23 +607,65 @@ std::string metric_text(const std::string& name, double v) {
   return metric_in_seconds(name) ? seconds_text(v) : bytes_text(v);
 }
 
-MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
-                         const HistoryAnalyzeOptions& o, bool with_change_points) {
+namespace {
+
+// Metric `name` of the successful ones of `newest_first`, oldest first; `ids` gets their
+// run ids.
+Series metric_series(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
+                     std::vector<std::int64_t>& ids) {
   const Metric& m = metric_named(name);
+  std::vector<const monitor::RunRecord*> runs;
+  Series s = run_series(newest_first, runs);
+  for (const auto* r : runs) {
+    s.values.push_back(m.get(*r));
+    ids.push_back(r->id);
+  }
+  return s;
+}
+
+// The anomaly options of `o`, run on the whole series as analyze --label runs them.
+DetectOptions whole_series(const HistoryAnalyzeOptions& o) {
   DetectOptions d = o.analysis.detect;
   d.offline = true;
   check_detect_options(d);
-  std::vector<const monitor::RunRecord*> runs;
-  Series s = run_series(newest_first, runs);
+  return d;
+}
+
+}  // namespace
+
+MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
+                         const HistoryAnalyzeOptions& o, bool with_change_points) {
+  const DetectOptions d = whole_series(o);
   MetricCheck out;
-  for (const auto* r : runs) {
-    s.values.push_back(m.get(*r));
-    out.run_ids.push_back(r->id);
-  }
+  const Series s = metric_series(newest_first, name, out.run_ids);
   if (s.values.size() < 3) return out;
   if (with_change_points) out.change_points = an::change_points(s.values);
   out.regression = regression_of(s, detect(s, d), o);
   return out;
+}
+
+MetricAnalysis analyze_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
+                              const HistoryAnalyzeOptions& o) {
+  const DetectOptions d = whole_series(o);
+  MetricAnalysis out;
+  const Series s = metric_series(newest_first, name, out.run_ids);
+  out.values = s.values;
+  if (s.values.size() < 3) return out;
+  const Analysis a = analyse(s, o.analysis, d, "run", false);
+  out.analysed = true;
+  out.trend = a.trend;
+  for (const auto& f : a.flags) out.anomalies.emplace_back(f.index, f.score);
+  out.change_points = a.cps;
+  out.regression = regression_of(s, a.flags, o);
+  return out;
+}
+
+std::optional<analytics::Trend> metric_trend(const std::vector<monitor::RunRecord>& newest_first,
+                                             const std::string& name) {
+  std::vector<std::int64_t> ids;
+  const Series s = metric_series(newest_first, name, ids);
+  if (s.values.size() < 3) return std::nullopt;
+  return series_trend(s, "run");
 }
 
 std::vector<std::string> history_metric_names() {

@@ -58,9 +58,10 @@ struct HistoryAnalyzeOptions {
 
 /// The latest runs of one metric against their baseline.
 struct RegressionCheck {
-  analytics::Regression result;           ///< the test and the effect
-  std::size_t current = 0, baseline = 0;  ///< runs in each sample
-  std::optional<std::int64_t> pinned;     ///< the pinned run the baseline ends with
+  analytics::Regression result;               ///< the test and the effect
+  std::size_t current = 0, baseline = 0;      ///< runs in each sample
+  std::optional<std::int64_t> pinned;         ///< the pinned run the baseline ends with
+  std::vector<std::size_t> baseline_indices;  ///< the baseline's runs (index into the series)
 };
 
 /// One metric over a label's successful runs, oldest first: what `gate` checks.
@@ -75,6 +76,29 @@ struct MetricCheck {
 /// when `with_change_points` is false. Throws InputError.
 MetricCheck check_metric(const std::vector<monitor::RunRecord>& runs, const std::string& name,
                          const HistoryAnalyzeOptions& o, bool with_change_points = true);
+
+/// One metric over a label's successful runs, oldest first, with everything
+/// `analyze --label` finds in it: what the pages chart and mark.
+struct MetricAnalysis {
+  std::vector<std::int64_t> run_ids;  ///< the runs, oldest first
+  std::vector<double> values;         ///< the metric of each run (seconds or bytes)
+  /// Whether there were enough runs (3) to analyse; the rest is empty when not.
+  bool analysed = false;
+  analytics::Trend trend;                                 ///< over the runs
+  std::vector<std::pair<std::size_t, double>> anomalies;  ///< (index, score), whole-series method
+  std::vector<analytics::ChangePoint> change_points;      ///< significant shifts (index into run_ids)
+  std::optional<RegressionCheck> regression;              ///< the latest runs against the baseline
+};
+
+/// Metric `name` of `runs` (newest first) analysed exactly as `analyze --label` does.
+/// Throws InputError for an unknown metric or method.
+MetricAnalysis analyze_metric(const std::vector<monitor::RunRecord>& runs, const std::string& name,
+                              const HistoryAnalyzeOptions& o);
+
+/// The trend of metric `name` over the successful ones of `runs` (newest first), as
+/// `analyze --label` fits it; nullopt with fewer than 3 such runs.
+std::optional<analytics::Trend> metric_trend(const std::vector<monitor::RunRecord>& runs,
+                                             const std::string& name);
 
 /// The value of metric `name` (one of history_metric_names()) in `r`: seconds or bytes.
 /// Throws InputError for an unknown name.

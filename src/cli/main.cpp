@@ -1,4 +1,5 @@
-// The spyglass command: run, history, show, detect, analyze, evaluate, gate, baseline, trace.
+// The spyglass command: run, history, show, detect, analyze, evaluate, gate, baseline, trace,
+// serve, report.
 
 #include <signal.h>
 #include <unistd.h>
@@ -21,9 +22,11 @@
 
 #include "alerts.hpp"
 #include "analyze.hpp"
+#include "dashboard.hpp"
 #include "evaluate.hpp"
 #include "gate.hpp"
 #include "report.hpp"
+#include "serve.hpp"
 #include "spyglass/clock.hpp"
 #include "spyglass/flamegraph.hpp"
 #include "spyglass/json.hpp"
@@ -270,6 +273,47 @@ or an output cannot be written (an output file is then left as it was); 125 for 
 error.
 )";
 
+constexpr const char* kServeUsage =
+    R"(usage: spyglass serve [--db PATH] [--addr HOST:PORT] [--runs N] [--latest K] [--baseline N]
+
+Serves the history's pages: every label with its latest status and trend; per label,
+charts of wall time, CPU, peak RSS and I/O over the runs with anomalies, change points,
+the baseline band and regressions marked; per run, CPU, RSS and I/O over time, limits,
+live detections and output tails; the alert history. Charts are inline SVG: no script
+library, nothing from the network. Prints "serving http://HOST:PORT/" once it listens;
+SIGINT or SIGTERM stops it.
+
+options:
+  --addr HOST:PORT       where to listen (default 127.0.0.1:9466; port 0: any free port)
+  --runs N               newest runs of a label charted (default 1000)
+  --latest K, --baseline N
+                         as for analyze --label (defaults 5 and 20)
+  --db PATH|URL          history database (default $SPYGLASS_DB, else
+                         ./spyglass-out/history.db)
+  --help                 this text
+Exit status: 0 after SIGINT or SIGTERM; 1 when the database cannot be read or the
+address cannot be bound; 125 for a usage error.
+)";
+
+constexpr const char* kReportUsage =
+    R"(usage: spyglass report --label L --html FILE [--trace FILE.jsonl]... [--runs N] [--db PATH]
+
+Writes the page of label L (its charts, alerts and runs) as one self-contained HTML file:
+inline CSS and SVG, nothing loaded from the network, fit to attach to a CI job.
+
+options:
+  --html FILE            the report (- for stdout); written whole or not at all
+  --trace FILE.jsonl     spans of the JSONL exporter to add as a flame graph (repeatable)
+  --runs N               newest runs charted (default 1000)
+  --latest K, --baseline N
+                         as for analyze --label (defaults 5 and 20)
+  --db PATH|URL          history database (default $SPYGLASS_DB, else
+                         ./spyglass-out/history.db)
+  --help                 this text
+Exit status: 0; 1 when the database or a trace cannot be read, the label has no runs or
+FILE cannot be written; 125 for a usage error.
+)";
+
 constexpr const char* kAlertsUsage =
     R"(usage: spyglass alerts [--label L] [--since T] [--limit N] [--json] [--db PATH]
        spyglass alerts check FILE
@@ -296,6 +340,8 @@ constexpr const char* kUsage = R"(usage:
   spyglass baseline pin RUN_ID | unpin --label L | show [--label L]
   spyglass alerts [--label L] [--since T] [--json] | alerts check FILE
   spyglass trace [-o trace.json] [--folded] [--flamegraph out.svg] FILE.jsonl...
+  spyglass serve [--db PATH] [--addr 127.0.0.1:9466]
+  spyglass report --label L --html out.html [--trace FILE.jsonl]
   spyglass SUBCOMMAND --help
 
 A usage error exits with 125, whichever the subcommand. Every --db takes a file or a
@@ -1372,6 +1418,96 @@ int cmd_trace(Args& a) {
   return 0;
 }
 
+// The options serve and report share; false for one they do not know.
+bool page_option(Args& a, std::string_view opt, cli::PageOptions& o, std::string& db) {
+  if (opt == "--db") {
+    db = std::string(a.value(opt));
+  } else if (opt == "--runs") {
+    o.runs = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+  } else if (opt == "--latest") {
+    o.analysis.latest = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+  } else if (opt == "--baseline") {
+    o.analysis.baseline = static_cast<std::size_t>(parse_int(opt, a.value(opt), 3));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+int cmd_serve(Args& a) {
+  cli::PageOptions o;
+  std::string db = default_db(), addr = "127.0.0.1:9466";
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"serve: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kServeUsage, stdout);
+      return 0;
+    }
+    if (page_option(a, opt, o, db)) continue;
+    if (opt != "--addr") throw UsageError{"serve: unknown option " + std::string(opt)};
+    addr = std::string(a.value(opt));
+  }
+  // HOST:PORT, [IPv6]:PORT.
+  const auto colon = addr.rfind(':');
+  std::string host = colon == std::string::npos ? "" : addr.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string port = colon == std::string::npos ? "" : addr.substr(colon + 1);
+  std::int64_t p = -1;
+  const auto r = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (host.empty() || port.empty() || r.ec != std::errc() || r.ptr != port.data() + port.size() || p < 0 ||
+      p > 65535) {
+    throw UsageError{"--addr: expected HOST:PORT (port 0-65535), got '" + addr + "'"};
+  }
+  return cli::serve_history(db, host, static_cast<int>(p), o);
+}
+
+int cmd_report(Args& a) {
+  cli::PageOptions o;
+  std::string db = default_db(), label, html;
+  std::vector<std::string> traces;
+  while (!a.done()) {
+    if (!a.is_option()) throw UsageError{"report: unexpected argument '" + std::string(a.peek()) + "'"};
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(kReportUsage, stdout);
+      return 0;
+    }
+    if (page_option(a, opt, o, db)) continue;
+    if (opt == "--label") {
+      label = std::string(a.value(opt));
+    } else if (opt == "--html") {
+      html = std::string(a.value(opt));
+    } else if (opt == "--trace") {
+      traces.emplace_back(a.value(opt));
+    } else {
+      throw UsageError{"report: unknown option " + std::string(opt)};
+    }
+  }
+  if (label.empty()) throw UsageError{"report: --label L is required"};
+  if (html.empty()) throw UsageError{"report: --html FILE is required"};
+  std::string flame;
+  if (!traces.empty()) {
+    cli::TraceOptions t;
+    cli::FoldedSink folded(t.window);
+    std::vector<cli::SpanSink*> sinks{&folded};
+    cli::convert_spans(traces, t, sinks);
+    spyglass::FlameGraphOptions fg;
+    fg.title = "Flame graph of " + std::to_string(traces.size()) + " trace file(s)";
+    flame = spyglass::render_flame_graph(folded.stacks(), fg);
+  }
+  mon::History h = mon::History::open(db, {.create = false, .read_only = true});
+  const auto page = cli::report_page(h, label, o, flame);
+  if (!page) {
+    std::fprintf(stderr, "spyglass: no runs labelled '%s' in %s\n", label.c_str(), db.c_str());
+    return 1;
+  }
+  OutputFile out(html);
+  out.write(*page);
+  out.commit();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1399,6 +1535,8 @@ int main(int argc, char** argv) {
     if (cmd == "gate") return cmd_gate(a);
     if (cmd == "baseline") return cmd_baseline(a);
     if (cmd == "trace") return cmd_trace(a);
+    if (cmd == "serve") return cmd_serve(a);
+    if (cmd == "report") return cmd_report(a);
     if (cmd == "alerts") return cmd_alerts(a);
     std::fprintf(stderr, "spyglass: unknown command '%s'\n%s", argv[1], kUsage);
     return kUsageError;

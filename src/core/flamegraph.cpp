@@ -20,41 +20,6 @@ struct Frame {
   std::map<std::string, std::size_t, std::less<>> children;  // by name: index into the frame list
 };
 
-// Text fit for XML character data and attribute values: markup characters escaped,
-// control characters as spaces, invalid UTF-8 and the non-characters U+FFFE/U+FFFF as U+FFFD.
-void xml_escape(std::string_view in, std::string& out) {
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  for (std::size_t i = 0; i < in.size();) {
-    const unsigned char c = p[i];
-    if (c >= 0x80) {
-      const int len = utf8_sequence(p + i, in.size() - i);
-      if (len > 0) {
-        const bool nonchar =
-            len == 3 && c == 0xef && p[i + 1] == 0xbf && (p[i + 2] == 0xbe || p[i + 2] == 0xbf);
-        if (nonchar) {
-          out.append(kReplacementCharacter);
-        } else {
-          out.append(in.data() + i, static_cast<std::size_t>(len));
-        }
-        i += static_cast<std::size_t>(len);
-      } else {
-        out.append(kReplacementCharacter);
-        i += static_cast<std::size_t>(-len);
-      }
-      continue;
-    }
-    switch (c) {
-      case '&': out.append("&amp;"); break;
-      case '<': out.append("&lt;"); break;
-      case '>': out.append("&gt;"); break;
-      case '"': out.append("&quot;"); break;
-      case '\'': out.append("&apos;"); break;
-      default: out.push_back(c < 0x20 || c == 0x7f ? ' ' : static_cast<char>(c));
-    }
-    ++i;
-  }
-}
-
 // The first characters of `name` that fit in `px` (about 7 px per character at 12 px),
 // cut at a character boundary, ".." marking the cut; "" when not even 3 fit.
 std::string_view fitting(std::string_view name, double px, std::string& tmp) {
@@ -195,7 +160,7 @@ std::string render_flame_graph(const std::map<std::string, std::uint64_t>& stack
   svg +=
       "<rect x=\"0\" y=\"0\" width=\"" + px(width) + "\" height=\"" + px(height) + "\" fill=\"#fdf8ee\"/>\n";
   svg += "<text x=\"" + px(width / 2) + "\" y=\"24\" text-anchor=\"middle\" style=\"font-size:17px\">";
-  xml_escape(options.title, svg);
+  append_xml_escaped(options.title, svg);
   svg +=
       "</text>\n<text id=\"reset\" x=\"" + px(pad) + "\" y=\"24\" style=\"display:none\">Reset zoom</text>\n";
 
@@ -215,11 +180,11 @@ std::string render_flame_graph(const std::map<std::string, std::uint64_t>& stack
     std::snprintf(frac, sizeof frac, "%.17g\" data-w=\"%.17g\" data-d=\"%u", fx, fw, p.depth);
     svg += frac;
     svg += "\" data-n=\"";
-    xml_escape(f.name, svg);
+    append_xml_escaped(f.name, svg);
     svg += "\"><title>";
-    xml_escape(f.name, svg);
+    append_xml_escaped(f.name, svg);
     svg += " (" + std::to_string(f.total) + " ";
-    xml_escape(options.unit, svg);
+    append_xml_escaped(options.unit, svg);
     svg += ", " + std::string(share) + ")</title><rect x=\"" + px(x) + "\" y=\"" + px(y) + "\" width=\"" +
            px(std::max(0.0, w - 0.5)) + "\" height=\"" + px(fh - 1) + "\" rx=\"2\" fill=\"";
     if (p.frame == 0) {
@@ -229,7 +194,7 @@ std::string render_flame_graph(const std::map<std::string, std::uint64_t>& stack
       svg += fill;
     }
     svg += "\"/><text x=\"" + px(x + 3) + "\" y=\"" + px(y + fh - 5) + "\">";
-    xml_escape(fitting(f.name, w, tmp), svg);
+    append_xml_escaped(fitting(f.name, w, tmp), svg);
     svg += "</text></g>\n";
   }
   svg += "<script type=\"text/ecmascript\"><![CDATA[\nvar PAD = " + px(pad) + ", WIDTH = " + px(inner) + ";";

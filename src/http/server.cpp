@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "exclusive_port.hpp"
 #include "page.hpp"
 #include "spyglass/exporter.hpp"
 #include "spyglass/flamegraph.hpp"
@@ -520,12 +521,7 @@ Server::Server(Collector& collector, HttpOptions options) {
   s.server.set_write_timeout(static_cast<time_t>(o.write_timeout.count()), 0);
   s.server.set_keep_alive_timeout(static_cast<time_t>(o.keep_alive_timeout.count()));
   s.server.set_payload_max_length(o.max_body_bytes);
-  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second server bind a port
-  // in use and take part of its connections: SO_REUSEADDR alone, so that fails.
-  s.server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
+  detail::listen_exclusively(s.server);
   s.install_routes();
   int port = 0;
   if (addr.port == 0) {

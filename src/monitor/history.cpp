@@ -898,6 +898,16 @@ std::vector<Sample> History::samples(std::int64_t run_id) {
   return out;
 }
 
+std::vector<LabelSummary> History::labels() {
+  Impl& h = *impl_;
+  if (h.empty) return {};
+  Stmt s(h.db, "SELECT label, COUNT(*), MAX(start_unix_ns) FROM runs GROUP BY label ORDER BY 3 DESC, label",
+         "query labels");
+  std::vector<LabelSummary> out;
+  while (s.step()) out.push_back({s.text(0), s.u64(1), s.i64(2)});
+  return out;
+}
+
 RetentionResult History::apply_retention(const RetentionPolicy& p) {
   Impl& h = *impl_;
   h.check_writable();

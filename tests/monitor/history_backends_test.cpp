@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <set>
+#include <utility>
 
 #include "history_records.hpp"
 #include "spyglass/monitor/history.hpp"
@@ -137,6 +138,26 @@ TEST_P(HistoryBackends, ListsNewestFirstByLabelWithLimit) {
   EXPECT_EQ(even[2].start_unix_ns, 1004);
   EXPECT_TRUE(even[0].stdout_tail.empty());  // tails only on request
   EXPECT_TRUE(h.runs({.label = "none"}).empty());
+}
+
+TEST_P(HistoryBackends, LabelsWithRunCountsNewestFirst) {
+  auto h = mon::History::open(location());
+  EXPECT_TRUE(h.labels().empty());
+  for (const auto& [label, start] : std::vector<std::pair<std::string, std::int64_t>>{
+           {"old", 10}, {"new", 20}, {"old", 30}, {"mid", 25}, {"new", 40}, {"new", 35}}) {
+    auto r = make_run(label, start);
+    h.insert(r, {}, 0);
+  }
+  const auto labels = h.labels();
+  ASSERT_EQ(labels.size(), 3u);
+  EXPECT_EQ(labels[0].label, "new");
+  EXPECT_EQ(labels[0].runs, 3u);
+  EXPECT_EQ(labels[0].latest_start_unix_ns, 40);
+  EXPECT_EQ(labels[1].label, "old");
+  EXPECT_EQ(labels[1].runs, 2u);
+  EXPECT_EQ(labels[1].latest_start_unix_ns, 30);
+  EXPECT_EQ(labels[2].label, "mid");
+  EXPECT_EQ(labels[2].runs, 1u);
 }
 
 TEST_P(HistoryBackends, BaselineSkipsFailedAndKilledRuns) {

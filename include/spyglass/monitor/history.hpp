@@ -130,6 +130,13 @@ struct AlertQuery {
   std::size_t limit = 100;                    ///< newest first
 };
 
+/// A label and how many runs it has.
+struct LabelSummary {
+  std::string label;
+  std::uint64_t runs = 0;                 ///< runs recorded under it
+  std::int64_t latest_start_unix_ns = 0;  ///< start of its newest run
+};
+
 /// A connection to a history database.
 ///
 /// Not thread-safe: use one History per thread. Any number of processes may use the same
@@ -196,6 +203,10 @@ class SPYGLASS_API History {
   bool unpin_baseline(const std::string& label);
   /// The pins, by label; only that of `label` when it is not empty.
   std::vector<PinnedBaseline> pinned_baselines(const std::string& label = {});
+
+  /// Every label, the one with the newest run first (one indexed query, whatever the
+  /// number of runs).
+  std::vector<LabelSummary> labels();
 
   /// Thins and deletes according to `p` (never a pinned run). Throws HistoryError.
   RetentionResult apply_retention(const RetentionPolicy& p);
