@@ -770,6 +770,37 @@ int cmd_run(Args& a) {
   return g == 1 ? 125 : g;
 }
 
+// The options `history` and `alerts` share (--label, --limit, --since, --json, --db) into
+// `q`, `db` and `json`. Returns false when --help was asked for (the usage is printed).
+template <class Query>
+bool parse_listing_options(Args& a, const char* command, const char* usage, Query& q, std::string& db,
+                           bool& json) {
+  while (!a.done()) {
+    if (!a.is_option()) {
+      throw UsageError{std::string(command) + ": unexpected argument '" + std::string(a.peek()) + "'"};
+    }
+    const std::string_view opt = a.next_option();
+    if (is_help(opt)) {
+      std::fputs(usage, stdout);
+      return false;
+    }
+    if (opt == "--label") {
+      q.label = std::string(a.value(opt));
+    } else if (opt == "--limit") {
+      q.limit = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
+    } else if (opt == "--since") {
+      q.since_unix_ns = since_option(opt, a.value(opt));
+    } else if (opt == "--json") {
+      json = true;
+    } else if (opt == "--db") {
+      db = std::string(a.value(opt));
+    } else {
+      throw UsageError{std::string(command) + ": unknown option " + std::string(opt)};
+    }
+  }
+  return true;
+}
+
 int cmd_alerts(Args& a) {
   if (!a.done() && a.peek() == "check") {
     a.positional();
@@ -793,27 +824,7 @@ int cmd_alerts(Args& a) {
   mon::AlertQuery q;
   std::string db = default_db();
   bool json = false;
-  while (!a.done()) {
-    if (!a.is_option()) throw UsageError{"alerts: unexpected argument '" + std::string(a.peek()) + "'"};
-    const std::string_view opt = a.next_option();
-    if (is_help(opt)) {
-      std::fputs(kAlertsUsage, stdout);
-      return 0;
-    }
-    if (opt == "--label") {
-      q.label = std::string(a.value(opt));
-    } else if (opt == "--limit") {
-      q.limit = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
-    } else if (opt == "--since") {
-      q.since_unix_ns = since_option(opt, a.value(opt));
-    } else if (opt == "--json") {
-      json = true;
-    } else if (opt == "--db") {
-      db = std::string(a.value(opt));
-    } else {
-      throw UsageError{"alerts: unknown option " + std::string(opt)};
-    }
-  }
+  if (!parse_listing_options(a, "alerts", kAlertsUsage, q, db, json)) return 0;
   mon::History h = mon::History::open(db, {.create = false, .read_only = true});
   const auto list = h.alerts(q);
   std::fputs((json ? alerts::alerts_json(list) : alerts::alerts_text(list)).c_str(), stdout);
@@ -825,27 +836,7 @@ int cmd_history(Args& a) {
   q.with_detections = true;
   std::string db = default_db();
   bool json = false;
-  while (!a.done()) {
-    if (!a.is_option()) throw UsageError{"history: unexpected argument '" + std::string(a.peek()) + "'"};
-    const std::string_view opt = a.next_option();
-    if (is_help(opt)) {
-      std::fputs(kHistoryUsage, stdout);
-      return 0;
-    }
-    if (opt == "--label") {
-      q.label = std::string(a.value(opt));
-    } else if (opt == "--limit") {
-      q.limit = static_cast<std::size_t>(parse_int(opt, a.value(opt), 1));
-    } else if (opt == "--since") {
-      q.since_unix_ns = since_option(opt, a.value(opt));
-    } else if (opt == "--json") {
-      json = true;
-    } else if (opt == "--db") {
-      db = std::string(a.value(opt));
-    } else {
-      throw UsageError{"history: unknown option " + std::string(opt)};
-    }
-  }
+  if (!parse_listing_options(a, "history", kHistoryUsage, q, db, json)) return 0;
   mon::History h = mon::History::open(db, {.create = false, .read_only = true});
   const auto runs = h.runs(q);
   if (json) {
