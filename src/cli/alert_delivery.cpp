@@ -27,14 +27,6 @@ std::string utc(std::int64_t unix_ns, const char* format) {
   return buf;
 }
 
-void number_or_null(JsonWriter& w, double v) {
-  if (std::isfinite(v)) {
-    w.value(v);
-  } else {
-    w.null();
-  }
-}
-
 // Slack's mrkdwn and plain_text: &, < and > are the only characters to escape.
 std::string slack_escape(std::string_view s) {
   std::string out;
@@ -135,9 +127,9 @@ std::string webhook_payload(const Alert& a) {
   w.key("severity");
   w.value(a.severity);
   w.key("value");
-  number_or_null(w, a.value);
+  w.value(a.value);  // NaN (none) is written as null
   w.key("threshold");
-  number_or_null(w, a.threshold);
+  w.value(a.threshold);
   w.key("message");
   w.value(a.message);
   w.key("time");
