@@ -259,6 +259,14 @@ struct History::Impl {
       throw HistoryError(HistoryErrorKind::io, "history database " + path + ": opened read-only");
   }
 
+  // Writing `what` needs schema `v` or later (an older history opened without migrating).
+  void require_version(int v, const char* what) const {
+    if (version < v) {
+      throw HistoryError(HistoryErrorKind::io, "history database " + path + ": schema version " +
+                                                   std::to_string(version) + " has no " + what);
+    }
+  }
+
   void exec(const char* sql, const char* what) { db.exec(sql, what); }
 
   std::int64_t scalar(const char* sql, const char* what) {
@@ -810,10 +818,7 @@ std::vector<RunRecord> History::baseline(const std::string& label, std::int64_t 
 std::optional<PinnedBaseline> History::pin_baseline(std::int64_t run_id) {
   Impl& h = *impl_;
   h.check_writable();
-  if (h.version < 4) {
-    throw HistoryError(HistoryErrorKind::io, "history database " + h.path + ": schema version " +
-                                                 std::to_string(h.version) + " has no pinned baselines");
-  }
+  h.require_version(4, "pinned baselines");
   Impl::Tx tx(h);
   const auto r = run(run_id);
   if (!r) return std::nullopt;
@@ -978,10 +983,7 @@ RetentionResult History::apply_retention(const RetentionPolicy& p) {
 std::int64_t History::insert_alert(AlertRecord& a) {
   Impl& h = *impl_;
   h.check_writable();
-  if (h.version < 7) {
-    throw HistoryError(HistoryErrorKind::io, "history database " + h.path + ": schema version " +
-                                                 std::to_string(h.version) + " has no alert deliveries");
-  }
+  h.require_version(7, "alert deliveries");
   Impl::Tx tx(h);
   {
     Stmt s(h.db,
