@@ -3,6 +3,7 @@
 #include "analyze.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -519,13 +520,38 @@ std::string bytes_text(double v) {
   return (v < 0 ? "-" : "") + format_bytes(static_cast<std::uint64_t>(std::llround(std::fabs(v))));
 }
 
+// Every run gets one, so it is written by hand: gmtime_r and strftime's time-zone
+// lookups cost more than the rest of reading a run. strftime for years past 9999.
 std::string iso_utc(std::int64_t unix_ns) {
-  const auto t = static_cast<std::time_t>(unix_ns / 1000000000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
+  namespace ch = std::chrono;
+  const ch::sys_seconds t{ch::seconds{unix_ns / 1000000000}};
+  const auto day = ch::floor<ch::days>(t);
+  const ch::year_month_day ymd{day};
+  const int year = static_cast<int>(ymd.year());
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  if (year < 0 || year > 9999) {
+    const auto tt = static_cast<std::time_t>(unix_ns / 1000000000);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+  }
+  const auto secs = static_cast<int>((t - day).count());
+  const int fields[] = {year / 100,
+                        year % 100,
+                        static_cast<int>(static_cast<unsigned>(ymd.month())),
+                        static_cast<int>(static_cast<unsigned>(ymd.day())),
+                        secs / 3600,
+                        secs / 60 % 60,
+                        secs % 60};
+  const char seps[] = {'\0', '-', '-', 'T', ':', ':', 'Z'};
+  char* p = buf;
+  for (std::size_t i = 0; i < 7; ++i) {
+    *p++ = static_cast<char>('0' + fields[i] / 10);
+    *p++ = static_cast<char>('0' + fields[i] % 10);
+    if (seps[i] != '\0') *p++ = seps[i];
+  }
+  return {buf, p};
 }
 
 // The latest `latest` values against up to `baseline` values before them that are not
