@@ -574,6 +574,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
     }
     return candidates.emplace(key, std::move(c)).first->second;
   };
+  std::map<const cli::MetricCheck*, std::string> regression_text;
   const std::string run = cur.id != 0 ? "run " + std::to_string(cur.id) : "the run";
   for (const Rule& r : rules.rules) {
     if (!r.label.empty() && r.label != cur.label) continue;
@@ -647,11 +648,15 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         if (!fire) break;
         a.value = g.current_median;
         a.threshold = g.baseline_median;
-        a.message = r.metric + ": median " + cli::metric_text(r.metric, g.current_median) +
-                    " of the latest " + std::to_string(c.regression->current) + " runs vs " +
-                    cli::metric_text(r.metric, g.baseline_median) + " (" +
-                    cli::format_change(g.relative_change) + "), Mann-Whitney p " +
-                    cli::format_number(g.mann_whitney.p_value, 3);
+        auto& text = regression_text[&c];  // the same words for every rule on this check
+        if (text.empty()) {
+          text = r.metric + ": median " + cli::metric_text(r.metric, g.current_median) + " of the latest " +
+                 std::to_string(c.regression->current) + " runs vs " +
+                 cli::metric_text(r.metric, g.baseline_median) + " (" +
+                 cli::format_change(g.relative_change) + "), Mann-Whitney p " +
+                 cli::format_number(g.mann_whitney.p_value, 3);
+        }
+        a.message = text;
         break;
       }
       case Condition::forecast_breach: {
