@@ -599,9 +599,11 @@ const Metric& metric_named(const std::string& name) {
 }
 
 // The successful runs of `newest_first`, oldest first, as a series without values (its
-// `missing` counts the others); `runs` gets the same runs.
+// `missing` counts the others); `runs` gets the same runs. Without `stamped`, only the
+// lines (run ids): the checks read no times or commits, and writing them costs more
+// than the checks.
 Series run_series(const std::vector<monitor::RunRecord>& newest_first,
-                  std::vector<const monitor::RunRecord*>& runs) {
+                  std::vector<const monitor::RunRecord*>& runs, bool stamped = true) {
   Series base;
   for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
     if (!successful_run(*it)) {
@@ -609,9 +611,10 @@ Series run_series(const std::vector<monitor::RunRecord>& newest_first,
       continue;
     }
     runs.push_back(&*it);
+    base.lines.push_back(static_cast<std::size_t>(it->id));
+    if (!stamped) continue;
     base.stamps.push_back(iso_utc(it->start_unix_ns));
     base.times.push_back(ns_to_s(it->start_unix_ns));
-    base.lines.push_back(static_cast<std::size_t>(it->id));
     base.notes.push_back(it->git_commit);
   }
   return base;
@@ -638,10 +641,10 @@ namespace {
 // Metric `name` of the successful ones of `newest_first`, oldest first; `ids` gets their
 // run ids.
 Series metric_series(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
-                     std::vector<std::int64_t>& ids) {
+                     std::vector<std::int64_t>& ids, bool stamped = true) {
   const Metric& m = metric_named(name);
   std::vector<const monitor::RunRecord*> runs;
-  Series s = run_series(newest_first, runs);
+  Series s = run_series(newest_first, runs, stamped);
   for (const auto* r : runs) {
     s.values.push_back(m.get(*r));
     ids.push_back(r->id);
@@ -663,7 +666,7 @@ MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, co
                          const HistoryAnalyzeOptions& o, bool with_change_points) {
   const DetectOptions d = whole_series(o);
   MetricCheck out;
-  const Series s = metric_series(newest_first, name, out.run_ids);
+  const Series s = metric_series(newest_first, name, out.run_ids, false);
   if (s.values.size() < 3) return out;
   if (with_change_points) out.change_points = an::change_points(s.values);
   out.regression = regression_of(s, detect(s, d), o);
