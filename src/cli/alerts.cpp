@@ -561,8 +561,8 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
     const auto key = std::pair(r.metric, r.window);
     if (const auto it = candidates.find(key); it != candidates.end()) return it->second;
     Candidates c;
-    std::vector<double>
-        values;  // the successful runs of the window, oldest first, as check_metric reads them
+    // The successful runs of the window, oldest first, as check_metric reads them.
+    std::vector<double> values;
     for (std::size_t i = std::min(runs.size(), r.window); i-- > 0;) {
       if (cli::successful_run(runs[i])) values.push_back(cli::history_metric(runs[i], r.metric));
     }
