@@ -1,8 +1,10 @@
 // The alert engine's cost per run: 100 rules evaluated on the newest run of a label with
 // 200 runs behind it (what `spyglass run --alerts` reads), parsing the rules file apart.
-// Two mixes: rules on the run and a baseline (thresholds fixed and adaptive, anomalies,
-// forecasts, run state), and the same with change-point and regression rules on every
-// metric, whose history analysis is computed once per metric whatever the rule count.
+// Mixes: rules on the run and a baseline (thresholds fixed and adaptive, anomalies,
+// forecasts, run state), the same with change-point and regression rules on every
+// metric, whose history analysis is computed once per metric whatever the rule count,
+// and change points alone, on a label that shifted long ago and on one whose shift is
+// recent enough to fire (the costly case: every metric's cuts get their permutation test).
 
 #include <benchmark/benchmark.h>
 
@@ -20,13 +22,13 @@ namespace {
 const char* kMetrics[] = {"wall",          "cpu_user",   "cpu_sys",    "max_rss",
                           "tree_peak_rss", "read_bytes", "write_bytes"};
 
-// A label's runs, newest first: 5% noise, the last 10 runs 20% slower.
-std::vector<mon::RunRecord> history(std::size_t n) {
+// A label's runs, newest first: 5% noise, the last `slower` runs 20% slower.
+std::vector<mon::RunRecord> history(std::size_t n, std::size_t slower) {
   std::mt19937_64 rng(1);
   std::normal_distribution<double> noise(1.0, 0.05);
   std::vector<mon::RunRecord> runs;
   for (std::size_t i = 0; i < n; ++i) {
-    const double f = noise(rng) * (i + 10 >= n ? 1.2 : 1.0);
+    const double f = noise(rng) * (i + slower >= n ? 1.2 : 1.0);
     mon::RunRecord r;
     r.id = static_cast<std::int64_t>(i + 1);
     r.label = "job";
@@ -45,7 +47,8 @@ std::vector<mon::RunRecord> history(std::size_t n) {
 }
 
 // 100 rules cycling through the metrics and the conditions of `mix`: 0 the run and its
-// baseline, 1 those and the history analyses, 2 change points only, 3 regressions only.
+// baseline, 1 those and the history analyses, 2 change points only, 3 regressions only,
+// 4 change points only (on the label whose shift is recent).
 std::string rules_json(std::int64_t mix) {
   std::vector<std::string> kinds;
   if (mix <= 1) {
@@ -56,7 +59,7 @@ std::string rules_json(std::int64_t mix) {
         R"("condition": "forecast_breach", "limit": 1e12)",
     };
   }
-  if (mix == 1 || mix == 2) kinds.push_back(R"("condition": "change_point")");
+  if (mix == 1 || mix == 2 || mix == 4) kinds.push_back(R"("condition": "change_point")");
   if (mix == 1 || mix == 3) kinds.push_back(R"("condition": "regression")");
   std::string out = R"({"rules": [)";
   for (int i = 0; i < 100; ++i) {
@@ -74,7 +77,9 @@ std::string rules_json(std::int64_t mix) {
 
 void BM_Evaluate100Rules(benchmark::State& state) {
   const auto rules = al::parse_rules(rules_json(state.range(0)), "bench.json");
-  const auto runs = history(200);
+  // The last 10 runs slower: a shift 5 runs too old for a change-point rule's `recent`;
+  // the last 5: a shift it reports.
+  const auto runs = history(200, state.range(0) == 4 ? 5 : 10);
   std::size_t alerts = 0;
   for (auto _ : state) {
     const auto a = al::evaluate_run(rules, runs, 1);
@@ -84,7 +89,7 @@ void BM_Evaluate100Rules(benchmark::State& state) {
   state.counters["rules"] = static_cast<double>(rules.rules.size());
   state.counters["alerts"] = static_cast<double>(alerts);
 }
-BENCHMARK(BM_Evaluate100Rules)->ArgName("mix")->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Evaluate100Rules)->ArgName("mix")->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
 
 void BM_Parse100Rules(benchmark::State& state) {
   const std::string text = rules_json(1);

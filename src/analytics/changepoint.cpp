@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <numeric>
-#include <random>
 #include <utility>
 #include <vector>
 
@@ -125,6 +125,43 @@ bool some_split_gains(std::span<const double> seg, std::size_t min_seg, double o
   return false;
 }
 
+// The permutations' shuffles: splitmix64 and Lemire's multiply-shift for the bounded
+// draws. A fraction of std::mt19937_64 + std::shuffle's cost (the test's largest part on
+// short series), and the same permutations with every standard library, whose shuffles
+// may differ.
+class Shuffler {
+ public:
+  // Streams of different (seed, stream) pairs start at unrelated places of splitmix64's
+  // sequence.
+  Shuffler(std::uint64_t seed, std::uint64_t stream) : state_((seed << 32) ^ stream) { state_ = next(); }
+
+  void operator()(std::span<double> xs) {
+    for (std::size_t i = xs.size(); i > 1; --i) std::swap(xs[i - 1], xs[below(i)]);
+  }
+
+ private:
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+
+  // Uniform in [0, n), without bias: the rare draws in the first 2^64 mod n are redrawn.
+  std::size_t below(std::size_t n) {
+    __extension__ using u128 = unsigned __int128;
+    const auto bound = static_cast<std::uint64_t>(n);
+    u128 m = static_cast<u128>(next()) * bound;
+    if (static_cast<std::uint64_t>(m) < bound) {
+      const std::uint64_t floor = -bound % bound;
+      while (static_cast<std::uint64_t>(m) < floor) m = static_cast<u128>(next()) * bound;
+    }
+    return static_cast<std::size_t>(m >> 64);
+  }
+
+  std::uint64_t state_;
+};
+
 double population_stddev(std::span<const double> xs) {
   return xs.size() < 2 ? 0.0 : std::sqrt(variance(xs, 0));
 }
@@ -167,10 +204,12 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
   }
 
   // Significance of each cut: permute its two adjacent segments and compare the best
-  // single split of each permutation with the observed best split.
+  // single split of each permutation with the observed best split. Each cut draws its
+  // own permutations (seeded by the seed and its place), so that a test which stops early
+  // changes no other: once enough permutations gain as much for p >= alpha whatever the
+  // rest do, the cut is dropped without them, and its p-value is never reported.
   std::vector<std::size_t> kept;
   std::vector<double> pvals;
-  std::mt19937_64 rng(o.seed);
   std::vector<double> seg, s1, s2;
   for (std::size_t i = 0; i < cuts.size(); ++i) {
     const std::size_t a = i == 0 ? 0 : cuts[i - 1];
@@ -179,12 +218,16 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
     if (o.permutations > 0) {
       const double observed = cost.best_split(a, b, min_seg).gain;
       seg.assign(z.begin() + static_cast<std::ptrdiff_t>(a), z.begin() + static_cast<std::ptrdiff_t>(b));
+      Shuffler shuffle(o.seed, cuts[i]);
+      const auto p_of = [&](std::size_t as_extreme) {
+        return static_cast<double>(as_extreme + 1) / static_cast<double>(o.permutations + 1);
+      };
       std::size_t as_extreme = 0;
-      for (std::size_t r = 0; r < o.permutations; ++r) {
-        std::shuffle(seg.begin(), seg.end(), rng);
+      for (std::size_t r = 0; r < o.permutations && p_of(as_extreme) < o.alpha; ++r) {
+        shuffle(seg);
         if (some_split_gains(seg, min_seg, observed, s1, s2)) ++as_extreme;
       }
-      p = static_cast<double>(as_extreme + 1) / static_cast<double>(o.permutations + 1);
+      p = p_of(as_extreme);
     }
     if (p < o.alpha) {
       kept.push_back(cuts[i]);

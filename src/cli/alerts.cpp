@@ -58,7 +58,8 @@ class Parser {
 
   Node parse() {
     const simdjson::padded_string buf(text_);
-    base_ = buf.data();
+    base_ = seen_ = buf.data();
+    seen_line_ = 1;
     od::parser parser;
     od::document doc;
     if (auto e = parser.iterate(buf).get(doc); e != simdjson::SUCCESS) syntax(e, nullptr);
@@ -81,9 +82,17 @@ class Parser {
   }
 
  private:
+  // Counts newlines from the last position asked about, as On-Demand reads forward: the
+  // whole file is scanned once, not once per value.
   std::size_t line_of(const char* p) const {
     if (p == nullptr || p < base_ || p > base_ + text_.size()) return 0;
-    return 1 + static_cast<std::size_t>(std::count(base_, p, '\n'));
+    if (p < seen_) {
+      seen_ = base_;
+      seen_line_ = 1;
+    }
+    seen_line_ += static_cast<std::size_t>(std::count(seen_, p, '\n'));
+    seen_ = p;
+    return seen_line_;
   }
 
   [[noreturn]] void syntax(simdjson::error_code e, od::document* doc) const {
@@ -190,6 +199,8 @@ class Parser {
   const std::string& file_;
   const EnvLookup& env_;
   const char* base_ = nullptr;
+  mutable const char* seen_ = nullptr;  // line_of(): where it last counted to
+  mutable std::size_t seen_line_ = 1;   // and the line there
 };
 
 // Typed access to one object of the file, rejecting members nobody reads.
@@ -430,6 +441,12 @@ bool crosses(double v, const std::string& op, double limit) {
   return v <= limit;
 }
 
+// The cuts the change-point search makes in a metric's newest runs before testing them.
+struct Candidates {
+  std::size_t runs = 0;           // successful runs searched
+  std::vector<std::size_t> cuts;  // index into them
+};
+
 // What the rules need of one metric of the label, computed once per (metric, baseline size).
 struct MetricHistory {
   std::vector<double> baseline;  // successful runs before the current one, oldest first
@@ -530,25 +547,40 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
     cli::HistoryAnalyzeOptions o;
     o.label = cur.label;
     o.baseline = r.baseline;
-    const auto n = static_cast<std::ptrdiff_t>(change_points ? std::min(runs.size(), r.window) : runs.size());
-    const std::vector<monitor::RunRecord> newest(runs.begin(), runs.begin() + n);
+    if (!change_points || r.window >= runs.size())
+      return checks.emplace(key, cli::check_metric(runs, r.metric, o, change_points)).first->second;
+    const std::vector<monitor::RunRecord> newest(runs.begin(),
+                                                 runs.begin() + static_cast<std::ptrdiff_t>(r.window));
     return checks.emplace(key, cli::check_metric(newest, r.metric, o, change_points)).first->second;
   };
+  // Where change points may be, per (metric, window): the segmentation without its
+  // permutation test, which only drops cuts. The test, most of a change-point rule's
+  // cost, runs only when one of these cuts is recent enough to raise the alert.
+  std::map<std::pair<std::string, std::size_t>, Candidates> candidates;
+  auto candidates_of = [&](const Rule& r) -> const Candidates& {
+    const auto key = std::pair(r.metric, r.window);
+    if (const auto it = candidates.find(key); it != candidates.end()) return it->second;
+    Candidates c;
+    // The successful runs of the window, oldest first, as check_metric reads them.
+    std::vector<double> values;
+    for (std::size_t i = std::min(runs.size(), r.window); i-- > 0;) {
+      if (cli::successful_run(runs[i])) values.push_back(cli::history_metric(runs[i], r.metric));
+    }
+    c.runs = values.size();
+    if (values.size() >= 3) {
+      an::ChangePointOptions o;
+      o.permutations = 0;
+      for (const auto& cp : an::change_points(values, o)) c.cuts.push_back(cp.index);
+    }
+    return candidates.emplace(key, std::move(c)).first->second;
+  };
+  std::map<const cli::MetricCheck*, std::string> regression_text;
+  const std::string run = cur.id != 0 ? "run " + std::to_string(cur.id) : "the run";
   for (const Rule& r : rules.rules) {
     if (!r.label.empty() && r.label != cur.label) continue;
-    Alert a;
-    a.rule = r.name;
-    a.label = cur.label;
-    a.metric = r.metric;
-    a.severity = r.severity;
-    a.condition = r.condition;
-    a.run_id = cur.id;
-    a.created_unix_ns = now_unix_ns;
-    a.channels = r.channels;
-    a.dedup_seconds = r.dedup_seconds;
-    const std::string run = cur.id != 0 ? "run " + std::to_string(cur.id) : "the run";
+    Alert a;  // the value, threshold and message here; the rest once it fires
     bool fire = false;
-    switch (r.condition) {
+    switch (r.condition) {  // each case says why only once it fires: most rules stay quiet
       case Condition::threshold: {
         a.value = cli::history_metric(cur, r.metric);
         if (r.adaptive_k) {
@@ -558,6 +590,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
           const bool above = r.op[0] == '>';
           a.threshold = above ? med + *r.adaptive_k * mad : med - *r.adaptive_k * mad;
           fire = crosses(a.value, r.op, a.threshold);
+          if (!fire) break;
           a.message = r.metric + " " + cli::metric_text(r.metric, a.value) + " in " + run + " " + r.op + " " +
                       cli::metric_text(r.metric, a.threshold) + " (baseline median " +
                       cli::metric_text(r.metric, med) + (above ? " + " : " - ") +
@@ -566,6 +599,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         } else {
           a.threshold = r.value;
           fire = crosses(a.value, r.op, r.value);
+          if (!fire) break;
           a.message = r.metric + " " + cli::metric_text(r.metric, a.value) + " in " + run + " " + r.op + " " +
                       cli::metric_text(r.metric, r.value);
         }
@@ -578,12 +612,17 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         a.threshold = an::median(b);
         const double z = an::anomaly_score(b, a.value, an::AnomalyMethod::modified_zscore);
         fire = std::abs(z) > r.z;
+        if (!fire) break;
         a.message = r.metric + " " + cli::metric_text(r.metric, a.value) + " in " + run +
                     " is an outlier: modified z-score " + cli::format_number(z, 3) + " against the median " +
                     cli::metric_text(r.metric, a.threshold) + " of " + std::to_string(b.size()) + " runs";
         break;
       }
       case Condition::change_point: {
+        const auto& k = candidates_of(r);
+        if (k.runs < r.min_runs ||
+            std::none_of(k.cuts.begin(), k.cuts.end(), [&](std::size_t i) { return i + r.recent >= k.runs; }))
+          break;  // no cut is recent: the test could only drop cuts, none of which would fire
         const auto& c = check(r, true);
         const std::size_t n = c.run_ids.size();
         if (n < r.min_runs) break;
@@ -606,13 +645,18 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         if (!c.regression) break;
         const auto& g = c.regression->result;
         fire = g.regressed;
+        if (!fire) break;
         a.value = g.current_median;
         a.threshold = g.baseline_median;
-        a.message = r.metric + ": median " + cli::metric_text(r.metric, g.current_median) +
-                    " of the latest " + std::to_string(c.regression->current) + " runs vs " +
-                    cli::metric_text(r.metric, g.baseline_median) + " (" +
-                    cli::format_change(g.relative_change) + "), Mann-Whitney p " +
-                    cli::format_number(g.mann_whitney.p_value, 3);
+        auto& text = regression_text[&c];  // the same words for every rule on this check
+        if (text.empty()) {
+          text = r.metric + ": median " + cli::metric_text(r.metric, g.current_median) + " of the latest " +
+                 std::to_string(c.regression->current) + " runs vs " +
+                 cli::metric_text(r.metric, g.baseline_median) + " (" +
+                 cli::format_change(g.relative_change) + "), Mann-Whitney p " +
+                 cli::format_number(g.mann_whitney.p_value, 3);
+        }
+        a.message = text;
         break;
       }
       case Condition::forecast_breach: {
@@ -635,6 +679,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
       }
       case Condition::run_failed:
         fire = !cur.error.empty() || (!limit_killed(cur) && (cur.exit_code != 0 || cur.signal != 0));
+        if (!fire) break;
         a.value = cur.exit_code;
         a.message = !cur.error.empty() ? run + " could not start: " + cur.error
                     : cur.signal != 0  ? run + " ended by signal " + std::to_string(cur.signal)
@@ -642,12 +687,22 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         break;
       case Condition::killed_by_limit:
         fire = limit_killed(cur);
+        if (!fire) break;
         a.message = run + " killed by a limit: " + cur.kill_reason;
         break;
       case Condition::spike:
       case Condition::leak: break;  // live rules: evaluate_live()
     }
     if (fire) {
+      a.rule = r.name;
+      a.label = cur.label;
+      a.metric = r.metric;
+      a.severity = r.severity;
+      a.condition = r.condition;
+      a.run_id = cur.id;
+      a.created_unix_ns = now_unix_ns;
+      a.channels = r.channels;
+      a.dedup_seconds = r.dedup_seconds;
       a.message = "[" + r.name + "] " + a.label + ": " + a.message;
       out.push_back(std::move(a));
     }

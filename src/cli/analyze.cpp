@@ -3,9 +3,9 @@
 #include "analyze.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <deque>
 #include <functional>
 #include <vector>
@@ -519,13 +519,32 @@ std::string bytes_text(double v) {
   return (v < 0 ? "-" : "") + format_bytes(static_cast<std::uint64_t>(std::llround(std::fabs(v))));
 }
 
+// Every run gets one, so it is written by hand: gmtime_r and strftime's time-zone
+// lookups cost more than the rest of reading a run. Nanoseconds in 64 bits span the
+// years 1677 to 2262: always four digits.
 std::string iso_utc(std::int64_t unix_ns) {
-  const auto t = static_cast<std::time_t>(unix_ns / 1000000000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
+  namespace ch = std::chrono;
+  const ch::sys_seconds t{ch::seconds{unix_ns / 1000000000}};
+  const auto day = ch::floor<ch::days>(t);
+  const ch::year_month_day ymd{day};
+  const int year = static_cast<int>(ymd.year());
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  const auto secs = static_cast<int>((t - day).count());
+  const int fields[] = {year / 100,
+                        year % 100,
+                        static_cast<int>(static_cast<unsigned>(ymd.month())),
+                        static_cast<int>(static_cast<unsigned>(ymd.day())),
+                        secs / 3600,
+                        secs / 60 % 60,
+                        secs % 60};
+  const char seps[] = {'\0', '-', '-', 'T', ':', ':', 'Z'};
+  char* p = buf;
+  for (std::size_t i = 0; i < 7; ++i) {
+    *p++ = static_cast<char>('0' + fields[i] / 10);
+    *p++ = static_cast<char>('0' + fields[i] % 10);
+    if (seps[i] != '\0') *p++ = seps[i];
+  }
+  return {buf, p};
 }
 
 // The latest `latest` values against up to `baseline` values before them that are not
@@ -573,9 +592,11 @@ const Metric& metric_named(const std::string& name) {
 }
 
 // The successful runs of `newest_first`, oldest first, as a series without values (its
-// `missing` counts the others); `runs` gets the same runs.
+// `missing` counts the others); `runs` gets the same runs. Without `stamped`, only the
+// lines (run ids): the checks read no times or commits, and writing them costs more
+// than the checks.
 Series run_series(const std::vector<monitor::RunRecord>& newest_first,
-                  std::vector<const monitor::RunRecord*>& runs) {
+                  std::vector<const monitor::RunRecord*>& runs, bool stamped = true) {
   Series base;
   for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
     if (!successful_run(*it)) {
@@ -583,9 +604,10 @@ Series run_series(const std::vector<monitor::RunRecord>& newest_first,
       continue;
     }
     runs.push_back(&*it);
+    base.lines.push_back(static_cast<std::size_t>(it->id));
+    if (!stamped) continue;
     base.stamps.push_back(iso_utc(it->start_unix_ns));
     base.times.push_back(ns_to_s(it->start_unix_ns));
-    base.lines.push_back(static_cast<std::size_t>(it->id));
     base.notes.push_back(it->git_commit);
   }
   return base;
@@ -612,10 +634,10 @@ namespace {
 // Metric `name` of the successful ones of `newest_first`, oldest first; `ids` gets their
 // run ids.
 Series metric_series(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
-                     std::vector<std::int64_t>& ids) {
+                     std::vector<std::int64_t>& ids, bool stamped = true) {
   const Metric& m = metric_named(name);
   std::vector<const monitor::RunRecord*> runs;
-  Series s = run_series(newest_first, runs);
+  Series s = run_series(newest_first, runs, stamped);
   for (const auto* r : runs) {
     s.values.push_back(m.get(*r));
     ids.push_back(r->id);
@@ -637,7 +659,7 @@ MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, co
                          const HistoryAnalyzeOptions& o, bool with_change_points) {
   const DetectOptions d = whole_series(o);
   MetricCheck out;
-  const Series s = metric_series(newest_first, name, out.run_ids);
+  const Series s = metric_series(newest_first, name, out.run_ids, false);
   if (s.values.size() < 3) return out;
   if (with_change_points) out.change_points = an::change_points(s.values);
   out.regression = regression_of(s, detect(s, d), o);

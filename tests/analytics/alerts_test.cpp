@@ -17,9 +17,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 
 #include "../monitor/support.hpp"
 #include "../support/otlp_receiver.hpp"
+#include "analyze.hpp"
+#include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/history.hpp"
 
 namespace al = spyglass::alerts;
@@ -167,6 +170,23 @@ TEST(AlertRules, ErrorsNameLineAndField) {
   for (const auto& [text, want] : cases) EXPECT_EQ(error_of(text), want) << text;
 }
 
+// Lines are counted as the parser reads forward: an error far into a long file still
+// names its line, and one before the last value read too.
+TEST(AlertRules, ErrorLinesInALongFile) {
+  std::string text = "{\"rules\": [\n";
+  for (int i = 0; i < 100; ++i) {
+    text += std::string(i == 0 ? "" : ",\n") + R"({"name": "r)" + std::to_string(i) + R"(", "condition": )" +
+            (i == 73 ? R"("run_faild"})" : R"("run_failed"})");
+  }
+  EXPECT_EQ(error_of(text + "\n]}"),
+            "rules.json:75: rules[73].condition: unknown condition \"run_faild\" (threshold, anomaly, "
+            "change_point, regression, forecast_breach, run_failed, killed_by_limit, spike, leak)");
+  text = "{\"rules\": [\n";
+  for (int i = 0; i < 100; ++i)
+    text += std::string(i == 0 ? "" : ",\n") + R"({"name": "same", "condition": "run_failed"})";
+  EXPECT_EQ(error_of(text + "\n]}"), "rules.json:3: rules[1].name: duplicate rule name \"same\"");
+}
+
 TEST(AlertRules, ParsesUnitsEnvAndDefaults) {
   const auto set = al::parse_rules(R"({
   "channels": {
@@ -302,6 +322,61 @@ TEST(AlertRules, HistoryConditions) {
   EXPECT_EQ(it->message.rfind("[towards-2s] job: wall reaches 2.00 s in about ", 0), 0u) << it->message;
   for (const auto& a : al::evaluate_run(set, label(false, 0.005), 1))
     EXPECT_NE(a.rule, "towards-2s");  // 160 runs away
+}
+
+// A change-point rule skips the permutation test when the segmentation cuts nothing
+// recent: the test only drops cuts. On many seeded series, shifted anywhere by anything
+// from noise to 5 sigma (or not at all), the rules fire exactly when the full analysis,
+// as `gate` runs it on the window, finds a significant change point that recent.
+TEST(AlertRules, ChangePointRulesMatchTheFullAnalysis) {
+  const auto set = al::parse_rules(R"({"rules": [
+    {"name": "r3", "metric": "wall", "condition": "change_point", "recent": 3},
+    {"name": "r5", "metric": "wall", "condition": "change_point"},
+    {"name": "r12", "metric": "wall", "condition": "change_point", "recent": 12, "window": 30}
+  ]})",
+                                   "r.json");
+  std::size_t fired = 0, candidate_only = 0;
+  for (unsigned seed = 1; seed <= 300; ++seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> noise(0, 0.02);
+    const int n = 70;
+    // Half the shifts among the newest 16 runs, where the rules look; at >= n: no shift.
+    const int at = seed % 2 == 0 ? n - 2 - static_cast<int>(rng() % 15) : static_cast<int>(rng() % 75);
+    const double shift = 0.1 * static_cast<double>(rng() % 6), spread = rng() % 4 == 0 ? 3.0 : 1.0;
+    std::vector<mon::RunRecord> runs;  // newest first
+    for (int i = n; i >= 1; --i) {
+      const bool after = i > at;
+      runs.push_back(run_of("job", i, 1.0 + (after ? shift : 0.0) + noise(rng) * (after ? spread : 1.0)));
+    }
+    std::vector<std::string> got, want;
+    for (const auto& a : al::evaluate_run(set, runs, 1)) got.push_back(a.rule);
+    for (const auto& r : set.rules) {
+      const std::vector<mon::RunRecord> window(runs.begin(),
+                                               runs.begin() + static_cast<std::ptrdiff_t>(r.window));
+      spyglass::cli::HistoryAnalyzeOptions o;
+      o.label = "job";
+      const auto c = spyglass::cli::check_metric(window, "wall", o);
+      const std::size_t m = c.run_ids.size();
+      const auto recent = [&](std::size_t i) { return i + r.recent >= m; };
+      if (std::any_of(c.change_points.begin(), c.change_points.end(),
+                      [&](const auto& cp) { return recent(cp.index); })) {
+        want.push_back(r.name);
+        continue;
+      }
+      std::vector<double> xs;
+      for (auto it = window.rbegin(); it != window.rend(); ++it)
+        xs.push_back(spyglass::cli::history_metric(*it, "wall"));
+      spyglass::analytics::ChangePointOptions untested;
+      untested.permutations = 0;
+      for (const auto& cp : spyglass::analytics::change_points(xs, untested))
+        candidate_only += recent(cp.index);
+    }
+    EXPECT_EQ(got, want) << "seed " << seed;
+    fired += want.size();
+  }
+  // Both paths were taken: rules that fired, and recent cuts the test dropped.
+  EXPECT_GT(fired, 100u) << candidate_only;
+  EXPECT_GT(candidate_only, 10u) << fired;
 }
 
 TEST(AlertRules, LiveFindings) {

@@ -84,3 +84,29 @@ TEST(AnalyticsChangePoints, EdgeCases) {
   EXPECT_THROW((void)an::change_points(std::vector<double>{1, NAN, 2}), an::AnalyticsError);
   EXPECT_THROW((void)an::change_points(std::vector<double>(20, 1.0), {.min_segment = 1}), an::AnalyticsError);
 }
+
+// The test of a cut stops once p >= alpha is certain, and each cut draws its own
+// permutations: on many seeded series, the cuts kept at alpha 0.05 are exactly those whose
+// full test (alpha 1: nothing stops early) gives p < 0.05, with the same p-values.
+TEST(AnalyticsChangePoints, EarlyStopKeepsTheVerdicts) {
+  std::size_t kept = 0, dropped = 0;
+  for (std::uint64_t seed = 1; seed <= 150; ++seed) {
+    const double shift = static_cast<double>(seed % 7) * 0.25, spread = seed % 5 == 0 ? 2.0 : 1.0;
+    const auto len = static_cast<double>(10 + seed % 40);
+    const auto xs = series({{{len, 10.0, 1.0}}, {{30, 10.0 + shift, spread}}, {{len, 10.0, 1.0}}}, seed);
+    // A low penalty for every other series: more cuts, many of them noise the test drops.
+    const double pen = seed % 2 == 0 ? 2.0 : 0.0;
+    const auto full = an::change_points(xs, {.penalty = pen, .alpha = 1.0});
+    const auto quick = an::change_points(xs, {.penalty = pen});
+    std::vector<std::pair<std::size_t, double>> want, got;
+    for (const auto& c : full) {
+      if (c.p_value < 0.05) want.emplace_back(c.index, c.p_value);
+    }
+    for (const auto& c : quick) got.emplace_back(c.index, c.p_value);
+    EXPECT_EQ(got, want) << "seed " << seed;
+    kept += want.size();
+    dropped += full.size() - want.size();
+  }
+  EXPECT_GT(kept, 50u) << dropped;  // both verdicts were reached
+  EXPECT_GT(dropped, 20u) << kept;
+}
