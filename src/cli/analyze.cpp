@@ -156,7 +156,7 @@ void write_flags(JsonWriter& w, const Series& s, const std::vector<Flag>& flags,
     w.key("value");
     w.value(s.values[f.index]);
     w.key("score");
-    w.value(f.score);  // null when the past had no spread at all (an infinite score)
+    w.value(f.score);
     w.key("method");
     w.value(method);
     w.key(id_key);

@@ -104,6 +104,26 @@ TEST(AnalyticsCli, DetectOfflineMatchesSciPy) {
   check_detect(dir, csv, "iqr", true, "1.5");
 }
 
+// A flat past has no spread: every method still gives each flagged point a finite score
+// (the distance over 1% of the level), the same as NumPy/SciPy by that rule.
+TEST(AnalyticsCli, DetectScoresAFlatPastFinitely) {
+  TempDir dir;
+  std::vector<double> v(120, 5.0);
+  v[70] = 50;
+  v[100] = 4.5;
+  const auto csv = write_csv(dir, "flat.csv", v, [](std::size_t i) { return iso(i); });
+  check_detect(dir, csv, "ewma", false, "4");
+  check_detect(dir, csv, "mad", false, "3.5");
+  check_detect(dir, csv, "zscore", false, "3");
+  check_detect(dir, csv, "iqr", false, "1.5");
+  check_detect(dir, csv, "iqr", true, "1.5", {}, "60", 2);
+  std::vector<double> zero(60, 0.0);  // a level of 0: the distance itself
+  zero[40] = 10;
+  const auto zcsv = write_csv(dir, "zero.csv", zero, [](std::size_t i) { return iso(i); });
+  check_detect(dir, zcsv, "mad", false, "3.5");
+  check_detect(dir, zcsv, "ewma", false, "4");
+}
+
 TEST(AnalyticsCli, DetectFindsThePlantedSpikesAndKeepsTimestamps) {
   TempDir dir;
   // Unix seconds with decimals: printed back exactly as written, not as a number.

@@ -124,10 +124,11 @@ struct Anomaly {
 };
 
 /// Scores `x` against `reference` (which may or may not contain x). IQR: (x - Q3) / IQR
-/// above Q3, (x - Q1) / IQR below Q1 (so negative), 0 between. A zero spread (all
-/// reference points equal) scores 0 for a point equal to them and ±infinity otherwise;
-/// for the modified z-score a zero MAD falls back to the mean absolute deviation
-/// (0.7979 (x - median) / meanAD), as Iglewicz & Hoaglin suggest.
+/// above Q3, (x - Q1) / IQR below Q1 (so negative), 0 between. For the modified z-score
+/// a zero MAD falls back to the mean absolute deviation (0.7979 (x - median) / meanAD),
+/// as Iglewicz & Hoaglin suggest. A zero spread all the same (all reference points
+/// equal) divides the distance by 1% of the centre's magnitude instead (by 1 when the
+/// centre is 0): finite, and a point 5% off a flat level scores 5.
 SPYGLASS_API double anomaly_score(std::span<const double> reference, double x, AnomalyMethod m);
 /// Every point of `xs` whose score against the whole series exceeds `threshold` in
 /// absolute value (NaN: the method's default), in index order.

@@ -22,7 +22,7 @@ struct LiveFinding {
   const char* kind = "";      ///< "spike" or "leak"
   const char* detector = "";  ///< "ewma", "rolling-mad" or "growth"
   double value = 0;           ///< the metric at the strongest point
-  double score = 0;           ///< its score: z (ewma; infinite after a flat past), modified z
+  double score = 0;           ///< its score: z (ewma), modified z
                               ///< (rolling-mad), or the fitted growth in bytes per second (growth)
   double start = 0;           ///< seconds since the start, at the episode's first point
 };

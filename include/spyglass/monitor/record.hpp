@@ -16,7 +16,7 @@ struct RunDetection {
   std::string metric;          ///< "cpu" (tree CPU, percent of one core) or "rss" (tree RSS, bytes)
   std::string kind;            ///< "spike" or "leak"
   double value = 0;            ///< the metric at the strongest point
-  double score = 0;            ///< z (ewma; infinite after a flat past), modified z (rolling-mad),
+  double score = 0;            ///< z (ewma), modified z (rolling-mad),
                                ///< or growth in bytes per second (growth)
   std::string detector;        ///< "ewma", "rolling-mad" or "growth"
 };
