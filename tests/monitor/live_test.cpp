@@ -92,7 +92,7 @@ TEST(LiveDetector, FlagsSteadyGrowthOnceTheWindowIsCovered) {
   const auto& f = d.findings()[0];
   EXPECT_STREQ(f.kind, "leak");
   EXPECT_STREQ(f.detector, "growth");
-  EXPECT_NEAR(f.t, 5.0, 1e-9);  // the first point whose window spans 5 s
+  EXPECT_NEAR(f.start, 5.0, 1e-9);  // the first point whose window spans 5 s
   EXPECT_NEAR(f.score, 10 * kMiB, 1e-6 * kMiB);
 }
 
