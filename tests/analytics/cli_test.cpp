@@ -259,7 +259,6 @@ TEST(AnalyticsCli, BadCsvNamesTheLine) {
        "value.csv:4: column 'cpu': not a number: 'abc'"},
       {write("time.csv", "ts,cpu\n2026-01-01 00:00:00,2\n2026-13-01 00:00:00,3\n"), "ts",
        "time.csv:3: column 'ts': not a timestamp: '2026-13-01 00:00:00'"},
-      {write("back.csv", "ts,cpu\n100,2\n\n90,3\n"), "ts", "back.csv:4: column 'ts': time goes backwards"},
       {write("fields.csv", "ts,cpu\n1,2\n2,3,4\n"), "ts",
        "fields.csv:3: expected 2 fields as in the header, got 3"},
       {write("quote.csv", "ts,cpu\n1,\"2\n"), "ts", "quote.csv:2: malformed quoted field"},
@@ -321,6 +320,66 @@ TEST(AnalyticsCli, TimestampFormats) {
                            "import json,sys; d=json.load(open(sys.argv[1]))['series'];"
                            "print(d['points'], d['first'], '|', d['last'])");
   EXPECT_EQ(c.out, "8 2026-03-01T10:00:00Z | 2026-03-02 00:00:01\n") << c.err;
+}
+
+// ISO 8601 without seconds and in the basic format, and Unix times in ms, us and ns (by
+// magnitude, or --time-unit), in rows out of time order: the rows are sorted (a warning
+// names both lines), and each time agrees with Python's datetime.fromisoformat: the
+// values are the minutes since the first instant, so the fitted slope is exactly 1440 per
+// day (as scipy.stats.linregress finds on Python's times) only if every time is right.
+TEST(AnalyticsCli, TimestampsInMoreFormatsAndOutOfOrder) {
+  TempDir dir;
+  const std::string csv = dir / "t.csv";
+  std::ofstream(csv) << "ts,cpu\n"
+                        "2026-03-01T10:00Z,0\n"
+                        "2026-03-01T10:02,2\n"
+                        "20260301T100100Z,1\n"  // before the line above: sorted
+                        "20260301T1103+0100,3\n"
+                        "1772359440000,4\n"        // ms
+                        "1772359500000000,5\n"     // us
+                        "1772359560000000000,6\n"  // ns
+                        "2026-03-01 10:07,7\n";
+  const auto r =
+      run({kSpyglass, "analyze", "--csv", csv, "--time-column", "ts", "--value-column", "cpu", "--json"},
+          dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("t.csv:4: '20260301T100100Z' is before line 3's '2026-03-01T10:02'"),
+            std::string::npos)
+      << r.err;
+  const auto c = python_on(
+      dir, r.out,
+      "import csv,json,sys; from datetime import datetime, timezone; from scipy import stats\n"
+      "d=json.load(open(sys.argv[1]))\n"
+      "def t(s):\n"
+      "  if s.isdigit(): return int(s) / 10**{13:3,16:6,19:9}[len(s)]\n"
+      "  x=datetime.fromisoformat(s)\n"
+      "  return (x if x.tzinfo else x.replace(tzinfo=timezone.utc)).timestamp()\n"
+      "rows=list(csv.DictReader(open(sys.argv[2])))\n"
+      "fit=stats.linregress([t(r['ts'])/86400 for r in rows],[float(r['cpu']) for r in rows])\n"
+      "tr=d['trend']\n"
+      "assert abs(fit.slope-1440)<1e-6 and abs(tr['slope_per_day']-fit.slope)<1e-6*1440, (fit, tr)\n"
+      "assert tr['slope_per_point']==1 and tr['r2']==1, tr\n"
+      "print(d['series']['points'], d['series']['first'], '|', d['series']['last'])",
+      {csv});
+  EXPECT_EQ(c.out, "8 2026-03-01T10:00Z | 2026-03-01 10:07\n") << c.err;
+  // An explicit unit: 1772359200000 read as seconds is far in the future, not 10:00.
+  const std::string ms = dir / "ms.csv";
+  std::ofstream(ms) << "ts,cpu\n1772359200,1\n1772359260,2\n1772359320,3\n";
+  for (const auto& [unit, want] :
+       std::vector<std::pair<std::string, std::string>>{{"s", "1440"}, {"ms", "1440000"}}) {
+    const auto u = run({kSpyglass, "analyze", "--csv", ms, "--time-column", "ts", "--value-column", "cpu",
+                        "--time-unit", unit, "--json"},
+                       dir.path());
+    ASSERT_EQ(u.exit_code, 0) << u.err;
+    const auto p = python_on(
+        dir, u.out, "import json,sys; print(round(json.load(open(sys.argv[1]))['trend']['slope_per_day']))");
+    EXPECT_EQ(p.out, want + "\n") << unit << p.err;
+  }
+  const auto bad = run({kSpyglass, "detect", "--csv", ms, "--time-column", "ts", "--value-column", "cpu",
+                        "--time-unit", "min"},
+                       dir.path());
+  EXPECT_EQ(bad.exit_code, 125);
+  EXPECT_NE(bad.err.find("--time-unit: not s, ms, us, ns or auto: 'min'"), std::string::npos) << bad.err;
 }
 
 // --since keeps the runs started at or after a time, for analyze and history alike; the
