@@ -258,6 +258,20 @@ an::Trend series_trend(const Series& s, const std::string& unit) {
   return an::trend(s.values, timed ? std::span<const double>(rel) : std::span<const double>{}, 0.05, unit);
 }
 
+// `xs` without its cycle of `season` points: each phase's median taken out and the
+// series' median put back, so levels keep their scale.
+std::vector<double> deseasonalised(const std::vector<double>& xs, std::size_t season) {
+  const double overall = an::median(xs);
+  std::vector<double> rest(xs.size()), phase;
+  for (std::size_t k = 0; k < season; ++k) {
+    phase.clear();
+    for (std::size_t i = k; i < xs.size(); i += season) phase.push_back(xs[i]);
+    const double m = an::median(phase);
+    for (std::size_t i = k; i < xs.size(); i += season) rest[i] = xs[i] - m + overall;
+  }
+  return rest;
+}
+
 // Everything but the forecast when `forecast` is false (the pages draw no forecast).
 Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit,
                  bool forecast = true) {
@@ -272,22 +286,13 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
   Analysis a;
   a.sum = an::summarize(s.values);
   a.trend = series_trend(s, unit);
-  a.flags = detect(s, d);
-  if (o.season == 0) {
-    a.cps = an::change_points(s.values);
-  } else {
-    // A cycle is not a change: look for changes in the series without its cycle (each
-    // phase's median taken out, the series' median put back, so levels keep their scale).
-    const double overall = an::median(s.values);
-    std::vector<double> rest(s.values.size()), phase;
-    for (std::size_t k = 0; k < o.season; ++k) {
-      phase.clear();
-      for (std::size_t i = k; i < s.values.size(); i += o.season) phase.push_back(s.values[i]);
-      const double m = an::median(phase);
-      for (std::size_t i = k; i < s.values.size(); i += o.season) rest[i] = s.values[i] - m + overall;
-    }
-    a.cps = an::change_points(rest);
-  }
+  // A cycle is neither an anomaly nor a change: with a season both are looked for in the
+  // series without its cycle (the points themselves are what the report shows).
+  Series rest;
+  if (o.season != 0) rest.values = deseasonalised(s.values, o.season);
+  const Series& judged = o.season != 0 ? rest : s;
+  a.flags = detect(judged, d);
+  a.cps = an::change_points(judged.values);
   if (!forecast) return a;
   a.fc = o.season == 0 ? an::holt(s.values, o.horizon) : an::holt_winters(s.values, o.season, o.horizon);
   if (o.limit) {

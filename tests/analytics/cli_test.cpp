@@ -243,6 +243,41 @@ print("ok")
   EXPECT_EQ(c.out, "ok\n") << c.err << r.out;
 }
 
+// With --season, anomalies are scored on the series without its cycle: spikes smaller than
+// the cycle are found, with the scores SciPy gives on the deseasonalised series.
+TEST(AnalyticsCli, AnalyzeSeasonalSeriesScoresAnomaliesWithoutTheCycle) {
+  TempDir dir;
+  auto v = noisy(288, 50.0, 1.0, 7);
+  for (std::size_t i = 0; i < v.size(); ++i)
+    v[i] += 20 * std::sin(2 * std::numbers::pi * static_cast<double>(i) / 24);
+  for (std::size_t i : {50u, 130u, 200u}) v[i] += 12;
+  const auto csv = write_csv(dir, "cpu.csv", v, [](std::size_t i) { return iso(i); });
+  const auto r = run({kSpyglass, "analyze", "--csv", csv, "--time-column", "ts", "--value-column", "cpu",
+                      "--season", "24", "--json"},
+                     dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import csv, json, sys
+import numpy as np
+from scipy import stats
+d = json.load(open(sys.argv[1]))
+x = np.array([float(row["cpu"]) for row in csv.DictReader(open(sys.argv[2]))])
+rest = x.copy()
+for k in range(24):
+    rest[k::24] = x[k::24] - np.median(x[k::24]) + np.median(x)
+z = 0.6745 * (rest - np.median(rest)) / stats.median_abs_deviation(rest)
+want = [int(i) for i in np.flatnonzero(np.abs(z) > 3.5)]
+got = [a["line"] - 2 for a in d["anomalies"]]
+assert want == got and {50, 130, 200} <= set(got), (want, got)
+for a in d["anomalies"]:
+    i = a["line"] - 2
+    assert a["value"] == x[i] and abs(a["score"] - z[i]) <= 1e-9 * abs(z[i]), (a, z[i])
+print("ok")
+)",
+                           {csv});
+  EXPECT_EQ(c.out, "ok\n") << c.err << r.out;
+}
+
 TEST(AnalyticsCli, BadCsvNamesTheLine) {
   TempDir dir;
   auto write = [&](const std::string& name, const std::string& text) {
