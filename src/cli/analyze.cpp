@@ -292,7 +292,7 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
   if (o.season != 0) rest.values = deseasonalised(s.values, o.season);
   const Series& judged = o.season != 0 ? rest : s;
   a.flags = detect(judged, d);
-  a.cps = an::change_points(judged.values);
+  a.cps = an::merge_blips(judged.values, an::change_points(judged.values)).changes;
   if (!forecast) return a;
   a.fc = o.season == 0 ? an::holt(s.values, o.horizon) : an::holt_winters(s.values, o.season, o.horizon);
   if (o.limit) {
@@ -304,6 +304,11 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
   }
   a.step_s = median_step(s);
   return a;
+}
+
+// How much a change point widened (> 1) or narrowed the spread; infinite from none.
+double spread_ratio(const an::ChangePoint& c) {
+  return c.stddev_before > 0 ? c.stddev_after / c.stddev_before : HUGE_VAL;
 }
 
 // How values print in text: plain numbers, or through a metric's formatter.
@@ -324,10 +329,17 @@ std::string analysis_text(const Series& s, const AnalyzeOptions& o, const Detect
   }
   out += "change points: " + std::to_string(a.cps.size()) + "\n";
   for (const auto& c : a.cps) {
-    out += "  " + std::string(c.mean_after >= c.mean_before ? "rose " : "fell ") + pct(c.relative_change) +
-           " starting at " + (unit == "run" ? "run " : "line ") + std::to_string(s.lines[c.index]) + " (" +
-           s.stamps[c.index] + "): mean " + f(c.mean_before) + " -> " + f(c.mean_after) + ", stddev " +
-           f(c.stddev_before) + " -> " + f(c.stddev_after) + ", p " + num(c.p_value, 2);
+    const std::string at = " starting at " + std::string(unit == "run" ? "run " : "line ") +
+                           std::to_string(s.lines[c.index]) + " (" + s.stamps[c.index] + "): ";
+    const std::string mean = "mean " + f(c.mean_before) + " -> " + f(c.mean_after);
+    const std::string sd = "stddev " + f(c.stddev_before) + " -> " + f(c.stddev_after);
+    if (an::is_variance_change(c)) {
+      out += "  spread x" + num(spread_ratio(c), 2) + at + sd + ", " + mean;
+    } else {
+      out += "  " + std::string(c.mean_after >= c.mean_before ? "rose " : "fell ") + pct(c.relative_change) +
+             at + mean + ", " + sd;
+    }
+    out += ", p " + num(c.p_value, 2);
     if (!s.notes.empty() && !s.notes[c.index].empty()) out += ", commit " + s.notes[c.index];
     out += "\n";
   }
@@ -415,7 +427,10 @@ void analysis_json(JsonWriter& w, const Series& s, const AnalyzeOptions& o, cons
       w.key("git_commit");
       w.value(s.notes[c.index]);
     }
-    number_members(w, {{"mean_before", c.mean_before},
+    w.key("kind");
+    w.value(an::is_variance_change(c) ? "variance" : "level");
+    number_members(w, {{"spread_ratio", spread_ratio(c)},
+                       {"mean_before", c.mean_before},
                        {"mean_after", c.mean_after},
                        {"stddev_before", c.stddev_before},
                        {"stddev_after", c.stddev_after},
@@ -644,7 +659,7 @@ MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, co
   MetricCheck out;
   const Series s = metric_series(newest_first, name, out.run_ids);
   if (s.values.size() < 3) return out;
-  if (with_change_points) out.change_points = an::change_points(s.values);
+  if (with_change_points) out.change_points = an::merge_blips(s.values, an::change_points(s.values)).changes;
   out.regression = regression_of(s, detect(s, d), o);
   return out;
 }

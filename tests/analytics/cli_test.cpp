@@ -278,6 +278,58 @@ print("ok")
   EXPECT_EQ(c.out, "ok\n") << c.err << r.out;
 }
 
+// One spike in a long series, plain or seasonal, is an anomaly and no change point; a
+// change of spread alone is worded as one ("spread x..."), its ratio NumPy's.
+TEST(AnalyticsCli, AnalyzeReportsABlipAsAnAnomalyAndASpreadChangeAsSuch) {
+  TempDir dir;
+  auto flat = noisy(500, 100.0, 1.0, 21);
+  flat[300] += 40;
+  auto cycle = noisy(480, 100.0, 1.0, 22);
+  for (std::size_t i = 0; i < cycle.size(); ++i)
+    cycle[i] += 20 * std::sin(2 * std::numbers::pi * static_cast<double>(i) / 48);
+  cycle[400] += 30;
+  for (const auto& [v, season] : {std::pair{flat, "0"}, std::pair{cycle, "48"}}) {
+    const auto csv = write_csv(dir, "blip.csv", v, [](std::size_t i) { return iso(i); });
+    std::vector<std::string> argv = {kSpyglass, "analyze",        "--csv", csv,     "--time-column",
+                                     "ts",      "--value-column", "cpu",   "--json"};
+    if (std::string(season) != "0") argv.insert(argv.end(), {"--season", season});
+    const auto r = run(argv, dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto c = python_on(dir, r.out,
+                             "import json,sys; d=json.load(open(sys.argv[1]));"
+                             "print(len(d['change_points']), (300 if sys.argv[2] == '0' else 400) in "
+                             "[a['line'] - 2 for a in d['anomalies']])",
+                             {season});
+    EXPECT_EQ(c.out, "0 True\n") << season << c.err << r.out;
+  }
+  auto spread = noisy(400, 0.0, 1.0, 23);
+  for (std::size_t i = 0; i < spread.size(); ++i) spread[i] = 10 + spread[i] * (i < 200 ? 0.2 : 2.0);
+  const auto csv = write_csv(dir, "spread.csv", spread, [](std::size_t i) { return iso(i); });
+  const auto r =
+      run({kSpyglass, "analyze", "--csv", csv, "--time-column", "ts", "--value-column", "cpu", "--json"},
+          dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import csv, json, sys
+import numpy as np
+d = json.load(open(sys.argv[1]))
+x = np.array([float(row["cpu"]) for row in csv.DictReader(open(sys.argv[2]))])
+cps = d["change_points"]
+assert len(cps) == 1 and abs(cps[0]["index"] - 200) <= 5 and cps[0]["kind"] == "variance", cps
+k = cps[0]["index"]
+ratio = np.std(x[k:]) / np.std(x[:k])
+assert abs(cps[0]["spread_ratio"] - ratio) <= 1e-9 * ratio, (cps, ratio)
+print("ok %.2g" % ratio)
+)",
+                           {csv});
+  EXPECT_EQ(c.out.substr(0, 3), "ok ") << c.out << c.err << r.out;
+  const auto text =
+      run({kSpyglass, "analyze", "--csv", csv, "--time-column", "ts", "--value-column", "cpu"}, dir.path());
+  EXPECT_NE(text.out.find("  spread x" + c.out.substr(3, c.out.size() - 4) + " starting at line"),
+            std::string::npos)
+      << text.out;
+}
+
 TEST(AnalyticsCli, BadCsvNamesTheLine) {
   TempDir dir;
   auto write = [&](const std::string& name, const std::string& text) {
