@@ -273,8 +273,10 @@ std::vector<double> deseasonalised(const std::vector<double>& xs, std::size_t se
 }
 
 // Everything but the forecast when `forecast` is false (the pages draw no forecast).
+// A `non_negative` metric (a duration, a size, a count) has its forecast and interval
+// clamped at 0, where a Gaussian interval around a small mean would go below.
 Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit,
-                 bool forecast = true) {
+                 bool forecast = true, bool non_negative = false) {
   if (s.values.size() < 3) {
     throw InputError(source_name(d) + ": needs at least 3 points to analyse, found " +
                      std::to_string(s.values.size()));
@@ -295,6 +297,11 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
   a.cps = an::merge_blips(judged.values, an::change_points(judged.values)).changes;
   if (!forecast) return a;
   a.fc = o.season == 0 ? an::holt(s.values, o.horizon) : an::holt_winters(s.values, o.season, o.horizon);
+  if (non_negative) {
+    for (auto* v : {&a.fc.mean, &a.fc.lower, &a.fc.upper}) {
+      for (double& x : *v) x = std::max(x, 0.0);
+    }
+  }
   if (o.limit) {
     a.steps = an::steps_to_limit(a.fc, *o.limit);
     if (!a.steps && !a.fc.mean.empty()) {
@@ -754,7 +761,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
   for (const Metric* m : metrics) {
     s.values.clear();
     for (const auto* r : runs) s.values.push_back(m->get(*r));
-    const Analysis a = analyse(s, o.analysis, d, "run");
+    const Analysis a = analyse(s, o.analysis, d, "run", true, true);  // every metric here is >= 0
     const auto reg = regression_of(s, a.flags, o);
     const Formatter f = std::string_view(m->unit) == "s" ? seconds_text : bytes_text;
     if (json) {

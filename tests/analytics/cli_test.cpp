@@ -469,6 +469,33 @@ TEST(AnalyticsCli, TimestampsInMoreFormatsAndOutOfOrder) {
   EXPECT_NE(bad.err.find("--time-unit: not s, ms, us, ns or auto: 'min'"), std::string::npos) << bad.err;
 }
 
+// A duration cannot go below 0: the forecast of a noisy short wall time, whose Gaussian
+// interval would reach below 0, is clamped there.
+TEST(AnalyticsCli, HistoryForecastStaysAtOrAboveZero) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    for (int i = 0; i < 30; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = "quick";
+      r.command = "true";
+      r.start_unix_ns = (1772323200LL + 60LL * i) * 1000000000LL;
+      r.duration_ns = (i % 2 == 0 ? 1 : 9) * 1000000LL;  // 1 ms and 9 ms in turn
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      h.insert(r, {}, 0);
+    }
+  }
+  const auto r =
+      run({kSpyglass, "analyze", "--label", "quick", "--metric", "wall", "--db", db, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c =
+      python_on(dir, r.out,
+                "import json,sys; f=json.load(open(sys.argv[1]))['metrics']['wall']['forecast'];"
+                "print(min(f['lower']) == 0, all(m >= 0 for m in f['mean']), max(f['upper']) > 0)");
+  EXPECT_EQ(c.out, "True True True\n") << c.err << r.out;
+}
+
 // --since keeps the runs started at or after a time, for analyze and history alike; the
 // counts are SQLite's own, read by Python.
 TEST(AnalyticsCli, SinceLimitsTheRunsAnalysedAndListed) {
