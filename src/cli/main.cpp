@@ -193,7 +193,9 @@ constexpr const char* kEvaluateUsage =
     R"(usage: spyglass evaluate [--method M]... [--series N] [--length N] [--seed N] [--json]
 
 Scores the anomaly detectors on labelled synthetic series (spikes, level shifts, trend
-and variance changes, seasonality, missing points): precision, recall and F1 per method.
+and variance changes, seasonality, missing points): precision, recall and F1 per method;
+then the change-point detector on level and variance changes and the growth detector on
+the trend change.
 
 options:
   --method M             ewma, mad, zscore or iqr (repeatable; default all)
