@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -166,6 +167,21 @@ double population_stddev(std::span<const double> xs) {
   return xs.size() < 2 ? 0.0 : std::sqrt(variance(xs, 0));
 }
 
+// The change at `at` between the segments xs[a, at) and xs[at, b).
+ChangePoint described(std::span<const double> xs, std::size_t a, std::size_t at, std::size_t b, double p) {
+  const auto before = xs.subspan(a, at - a);
+  const auto after = xs.subspan(at, b - at);
+  ChangePoint c;
+  c.index = at;
+  c.mean_before = mean(before);
+  c.mean_after = mean(after);
+  c.stddev_before = population_stddev(before);
+  c.stddev_after = population_stddev(after);
+  c.relative_change = c.mean_before == 0 ? 0.0 : (c.mean_after - c.mean_before) / std::fabs(c.mean_before);
+  c.p_value = p;
+  return c;
+}
+
 }  // namespace
 
 std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangePointOptions& o) {
@@ -238,19 +254,90 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
   for (std::size_t i = 0; i < kept.size(); ++i) {
     const std::size_t a = i == 0 ? 0 : kept[i - 1];
     const std::size_t b = i + 1 == kept.size() ? n : kept[i + 1];
-    const auto before = xs.subspan(a, kept[i] - a);
-    const auto after = xs.subspan(kept[i], b - kept[i]);
-    ChangePoint c;
-    c.index = kept[i];
-    c.mean_before = mean(before);
-    c.mean_after = mean(after);
-    c.stddev_before = population_stddev(before);
-    c.stddev_after = population_stddev(after);
-    c.relative_change = c.mean_before == 0 ? 0.0 : (c.mean_after - c.mean_before) / std::fabs(c.mean_before);
-    c.p_value = pvals[i];
-    out.push_back(c);
+    out.push_back(described(xs, a, kept[i], b, pvals[i]));
   }
   return out;
+}
+
+BlipMerge merge_blips(std::span<const double> xs, const std::vector<ChangePoint>& changes,
+                      const BlipOptions& o) {
+  if (!(o.threshold > 0)) throw AnalyticsError("merge_blips: threshold must be positive");
+  const std::size_t n = xs.size();
+  std::vector<std::size_t> cuts;
+  std::vector<double> pvals;
+  for (const ChangePoint& c : changes) {
+    if (c.index == 0 || c.index >= n || (!cuts.empty() && c.index <= cuts.back()))
+      throw AnalyticsError("merge_blips: change points must be inside the series and ascending");
+    cuts.push_back(c.index);
+    pvals.push_back(c.p_value);
+  }
+  BlipMerge out;
+  const auto bound = [&](std::ptrdiff_t j) {  // start of segment j, j in [0, cuts.size() + 1]
+    return j <= 0                                         ? std::size_t{0}
+           : j > static_cast<std::ptrdiff_t>(cuts.size()) ? n
+                                                          : cuts[static_cast<std::size_t>(j - 1)];
+  };
+  // Merges one blip at a time, then looks again: a merge changes its neighbours' segments.
+  for (bool merged = true; merged;) {
+    merged = false;
+    for (std::size_t j = 0; j <= cuts.size() && !merged; ++j) {  // segment j: [bound(j), bound(j + 1))
+      const auto sj = static_cast<std::ptrdiff_t>(j);
+      const std::size_t a = bound(sj), b = bound(sj + 1);
+      if (b - a > o.max_length || a == b) continue;
+      std::vector<double> seg(xs.begin() + static_cast<std::ptrdiff_t>(a),
+                              xs.begin() + static_cast<std::ptrdiff_t>(b));
+      const double centre = detail::select_quantile(seg, 0.5);
+      // Each side that is a change point: whether the blip's median is ordinary there.
+      const auto ordinary = [&](std::size_t lo, std::size_t hi) {
+        const detail::Reference ref(xs.subspan(lo, hi - lo), AnomalyMethod::modified_zscore);
+        return std::fabs(ref.score(centre)) <= o.threshold ? std::optional(ref) : std::nullopt;
+      };
+      const auto left = j > 0 ? ordinary(bound(sj - 1), a) : std::nullopt;
+      const auto right = j < cuts.size() ? ordinary(b, bound(sj + 2)) : std::nullopt;
+      if (!left && !right) continue;
+      const detail::Reference& ref = left ? *left : *right;
+      for (std::size_t i = a; i < b; ++i) {
+        if (std::fabs(ref.score(xs[i])) > o.threshold) out.outliers.push_back(i);
+      }
+      // Cut j - 1 starts the blip, cut j ends it; the right one first, so indices hold.
+      if (right) cuts.erase(cuts.begin() + sj), pvals.erase(pvals.begin() + sj);
+      if (left) cuts.erase(cuts.begin() + sj - 1), pvals.erase(pvals.begin() + sj - 1);
+      merged = true;
+    }
+  }
+  // A cut beside a few outliers, between segments whose robust level and spread agree
+  // (medians within half a robust stddev, spreads within a factor 1.5): the outliers made it.
+  for (bool dropped = true; dropped;) {
+    dropped = false;
+    for (std::size_t i = 0; i < cuts.size() && !dropped; ++i) {
+      const std::size_t a = i == 0 ? 0 : cuts[i - 1], c = cuts[i], b = i + 1 == cuts.size() ? n : cuts[i + 1];
+      const detail::Reference l(xs.subspan(a, c - a), AnomalyMethod::modified_zscore);
+      const detail::Reference r(xs.subspan(c, b - c), AnomalyMethod::modified_zscore);
+      const double wide = std::max(l.spread, r.spread), narrow = std::min(l.spread, r.spread);
+      if (!(std::fabs(l.lo - r.lo) <= 0.5 * wide && wide < 1.5 * narrow)) continue;
+      const detail::Reference both(xs.subspan(a, b - a), AnomalyMethod::modified_zscore);
+      std::vector<std::size_t> near;
+      for (std::size_t k = c - std::min(c - a, o.max_length); k < std::min(b, c + o.max_length); ++k) {
+        if (std::fabs(both.score(xs[k])) > o.threshold) near.push_back(k);
+      }
+      if (near.empty()) continue;
+      out.outliers.insert(out.outliers.end(), near.begin(), near.end());
+      cuts.erase(cuts.begin() + static_cast<std::ptrdiff_t>(i));
+      pvals.erase(pvals.begin() + static_cast<std::ptrdiff_t>(i));
+      dropped = true;
+    }
+  }
+  std::sort(out.outliers.begin(), out.outliers.end());
+  out.outliers.erase(std::unique(out.outliers.begin(), out.outliers.end()), out.outliers.end());
+  for (std::size_t i = 0; i < cuts.size(); ++i)
+    out.changes.push_back(
+        described(xs, i == 0 ? 0 : cuts[i - 1], cuts[i], i + 1 == cuts.size() ? n : cuts[i + 1], pvals[i]));
+  return out;
+}
+
+bool is_variance_change(const ChangePoint& c) {
+  const double lo = std::min(c.stddev_before, c.stddev_after), hi = std::max(c.stddev_before, c.stddev_after);
+  return hi >= 1.5 * lo && hi > 0 && std::fabs(c.mean_after - c.mean_before) < 0.5 * hi;
 }
 
 }  // namespace SPYGLASS_NAMESPACE::analytics

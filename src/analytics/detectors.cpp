@@ -41,7 +41,7 @@ Detection EwmaDetector::update(double x) {
   d.ready = true;
   const double sd = std::sqrt(var_);
   const double diff = x - mean_;
-  d.score = diff == 0 ? 0.0 : (sd == 0 ? std::copysign(HUGE_VAL, diff) : diff / sd);
+  d.score = diff == 0 ? 0.0 : diff / (sd > 0 ? sd : detail::flat_spread(mean_));
   d.anomaly = std::fabs(d.score) > o_.threshold;
   // Learn a flagged point only up to the threshold (a flat past learns it whole, or
   // the detector would never accept a new level).

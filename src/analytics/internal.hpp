@@ -22,11 +22,17 @@ double select_quantile(std::vector<double>& v, double q);
 /// `v` with `digits` significant digits (%g).
 std::string format_number(double v, int digits);
 
+/// The spread a score divides by when the reference has none (all its points equal, a
+/// flat past): 1% of the centre's magnitude, or 1 when the centre is 0 as well. The score
+/// stays finite and says how far the point is from the flat level in hundredths of it, so
+/// a point 5% off scores 5.
+double flat_spread(double centre);
+
 /// A reference sample reduced to what a method scores against: centre (lo == hi) or
 /// quartiles, and the spread that divides the distance.
 struct Reference {
   Reference(std::span<const double> xs, AnomalyMethod m);
-  /// Signed score of `x`; ±infinity when the spread is 0 and x is off the centre.
+  /// Signed score of `x`; with a spread of 0, divided by flat_spread() of the centre.
   [[nodiscard]] double score(double x) const;
   AnomalyMethod method;
   double lo = 0, hi = 0, spread = 0;

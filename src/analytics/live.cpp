@@ -37,7 +37,7 @@ std::size_t LiveDetector::step(Slot& s, bool flagged, bool goes_on, double t, do
   if (!flagged) return 0;
   if (s.open >= 0) {  // the episode goes on: keep its strongest point
     LiveFinding& f = findings_[static_cast<std::size_t>(s.open)];
-    if (score > f.score) f.value = value, f.score = score;
+    if (score > f.score) f.t = t, f.value = value, f.score = score;
     return 0;
   }
   if (s.open == kDroppedEpisode) return 0;
@@ -47,7 +47,7 @@ std::size_t LiveDetector::step(Slot& s, bool flagged, bool goes_on, double t, do
     return 0;
   }
   s.open = static_cast<std::ptrdiff_t>(findings_.size());
-  findings_.push_back({t, s.metric, s.kind, s.detector, value, score});
+  findings_.push_back({t, s.metric, s.kind, s.detector, value, score, t});
   return 1;
 }
 

@@ -386,8 +386,12 @@ double Reference::score(double x) const {
     d = x - lo;
   }
   if (d == 0) return 0;
-  if (spread == 0) return d > 0 ? HUGE_VAL : -HUGE_VAL;
-  return d / spread;
+  return d / (spread > 0 ? spread : flat_spread(std::max(std::fabs(lo), std::fabs(hi))));
+}
+
+double flat_spread(double centre) {
+  const double s = 0.01 * std::fabs(centre);
+  return s > 0 ? s : 1.0;
 }
 
 }  // namespace detail

@@ -156,7 +156,7 @@ void write_flags(JsonWriter& w, const Series& s, const std::vector<Flag>& flags,
     w.key("value");
     w.value(s.values[f.index]);
     w.key("score");
-    w.value(f.score);  // null when the past had no spread at all (an infinite score)
+    w.value(f.score);
     w.key("method");
     w.value(method);
     w.key(id_key);
@@ -258,9 +258,25 @@ an::Trend series_trend(const Series& s, const std::string& unit) {
   return an::trend(s.values, timed ? std::span<const double>(rel) : std::span<const double>{}, 0.05, unit);
 }
 
+// `xs` without its cycle of `season` points: each phase's median taken out and the
+// series' median put back, so levels keep their scale.
+std::vector<double> deseasonalised(const std::vector<double>& xs, std::size_t season) {
+  const double overall = an::median(xs);
+  std::vector<double> rest(xs.size()), phase;
+  for (std::size_t k = 0; k < season; ++k) {
+    phase.clear();
+    for (std::size_t i = k; i < xs.size(); i += season) phase.push_back(xs[i]);
+    const double m = an::median(phase);
+    for (std::size_t i = k; i < xs.size(); i += season) rest[i] = xs[i] - m + overall;
+  }
+  return rest;
+}
+
 // Everything but the forecast when `forecast` is false (the pages draw no forecast).
+// A `non_negative` metric (a duration, a size, a count) has its forecast and interval
+// clamped at 0, where a Gaussian interval around a small mean would go below.
 Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& d, const std::string& unit,
-                 bool forecast = true) {
+                 bool forecast = true, bool non_negative = false) {
   if (s.values.size() < 3) {
     throw InputError(source_name(d) + ": needs at least 3 points to analyse, found " +
                      std::to_string(s.values.size()));
@@ -272,24 +288,20 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
   Analysis a;
   a.sum = an::summarize(s.values);
   a.trend = series_trend(s, unit);
-  a.flags = detect(s, d);
-  if (o.season == 0) {
-    a.cps = an::change_points(s.values);
-  } else {
-    // A cycle is not a change: look for changes in the series without its cycle (each
-    // phase's median taken out, the series' median put back, so levels keep their scale).
-    const double overall = an::median(s.values);
-    std::vector<double> rest(s.values.size()), phase;
-    for (std::size_t k = 0; k < o.season; ++k) {
-      phase.clear();
-      for (std::size_t i = k; i < s.values.size(); i += o.season) phase.push_back(s.values[i]);
-      const double m = an::median(phase);
-      for (std::size_t i = k; i < s.values.size(); i += o.season) rest[i] = s.values[i] - m + overall;
-    }
-    a.cps = an::change_points(rest);
-  }
+  // A cycle is neither an anomaly nor a change: with a season both are looked for in the
+  // series without its cycle (the points themselves are what the report shows).
+  Series rest;
+  if (o.season != 0) rest.values = deseasonalised(s.values, o.season);
+  const Series& judged = o.season != 0 ? rest : s;
+  a.flags = detect(judged, d);
+  a.cps = an::merge_blips(judged.values, an::change_points(judged.values)).changes;
   if (!forecast) return a;
   a.fc = o.season == 0 ? an::holt(s.values, o.horizon) : an::holt_winters(s.values, o.season, o.horizon);
+  if (non_negative) {
+    for (auto* v : {&a.fc.mean, &a.fc.lower, &a.fc.upper}) {
+      for (double& x : *v) x = std::max(x, 0.0);
+    }
+  }
   if (o.limit) {
     a.steps = an::steps_to_limit(a.fc, *o.limit);
     if (!a.steps && !a.fc.mean.empty()) {
@@ -299,6 +311,11 @@ Analysis analyse(const Series& s, const AnalyzeOptions& o, const DetectOptions& 
   }
   a.step_s = median_step(s);
   return a;
+}
+
+// How much a change point widened (> 1) or narrowed the spread; infinite from none.
+double spread_ratio(const an::ChangePoint& c) {
+  return c.stddev_before > 0 ? c.stddev_after / c.stddev_before : HUGE_VAL;
 }
 
 // How values print in text: plain numbers, or through a metric's formatter.
@@ -319,10 +336,17 @@ std::string analysis_text(const Series& s, const AnalyzeOptions& o, const Detect
   }
   out += "change points: " + std::to_string(a.cps.size()) + "\n";
   for (const auto& c : a.cps) {
-    out += "  " + std::string(c.mean_after >= c.mean_before ? "rose " : "fell ") + pct(c.relative_change) +
-           " starting at " + (unit == "run" ? "run " : "line ") + std::to_string(s.lines[c.index]) + " (" +
-           s.stamps[c.index] + "): mean " + f(c.mean_before) + " -> " + f(c.mean_after) + ", stddev " +
-           f(c.stddev_before) + " -> " + f(c.stddev_after) + ", p " + num(c.p_value, 2);
+    const std::string at = " starting at " + std::string(unit == "run" ? "run " : "line ") +
+                           std::to_string(s.lines[c.index]) + " (" + s.stamps[c.index] + "): ";
+    const std::string mean = "mean " + f(c.mean_before) + " -> " + f(c.mean_after);
+    const std::string sd = "stddev " + f(c.stddev_before) + " -> " + f(c.stddev_after);
+    if (an::is_variance_change(c)) {
+      out += "  spread x" + num(spread_ratio(c), 2) + at + sd + ", " + mean;
+    } else {
+      out += "  " + std::string(c.mean_after >= c.mean_before ? "rose " : "fell ") + pct(c.relative_change) +
+             at + mean + ", " + sd;
+    }
+    out += ", p " + num(c.p_value, 2);
     if (!s.notes.empty() && !s.notes[c.index].empty()) out += ", commit " + s.notes[c.index];
     out += "\n";
   }
@@ -410,7 +434,10 @@ void analysis_json(JsonWriter& w, const Series& s, const AnalyzeOptions& o, cons
       w.key("git_commit");
       w.value(s.notes[c.index]);
     }
-    number_members(w, {{"mean_before", c.mean_before},
+    w.key("kind");
+    w.value(an::is_variance_change(c) ? "variance" : "level");
+    number_members(w, {{"spread_ratio", spread_ratio(c)},
+                       {"mean_before", c.mean_before},
                        {"mean_after", c.mean_after},
                        {"stddev_before", c.stddev_before},
                        {"stddev_after", c.stddev_after},
@@ -661,7 +688,7 @@ MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, co
   MetricCheck out;
   const Series s = metric_series(newest_first, name, out.run_ids, false);
   if (s.values.size() < 3) return out;
-  if (with_change_points) out.change_points = an::change_points(s.values);
+  if (with_change_points) out.change_points = an::merge_blips(s.values, an::change_points(s.values)).changes;
   out.regression = regression_of(s, detect(s, d), o);
   return out;
 }
@@ -756,7 +783,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
   for (const Metric* m : metrics) {
     s.values.clear();
     for (const auto* r : runs) s.values.push_back(m->get(*r));
-    const Analysis a = analyse(s, o.analysis, d, "run");
+    const Analysis a = analyse(s, o.analysis, d, "run", true, true);  // every metric here is >= 0
     const auto reg = regression_of(s, a.flags, o);
     const Formatter f = std::string_view(m->unit) == "s" ? seconds_text : bytes_text;
     if (json) {

@@ -21,6 +21,7 @@ namespace SPYGLASS_NAMESPACE::cli {
 struct DetectOptions {
   std::string source;  ///< the CSV file, for the parameters echoed in the output
   std::string time_column, value_column;
+  TimeUnit time_unit = TimeUnit::automatic;  ///< how plain numbers in the time column are read
   /// Set when the series comes from a Prometheus range query instead of a CSV file.
   std::optional<PrometheusQuery> prometheus;
   /// ewma, mad, zscore or iqr; ewma by default, the best F1 of `spyglass evaluate`.

@@ -125,9 +125,12 @@ database is missing; 125 for a usage error.
 
 // Where detect and analyze read a series from; ends their usage texts.
 constexpr const char* kSeriesSources = R"(sources:
-  --csv FILE --time-column C --value-column V
-                         a CSV file with a header line; timestamps ISO 8601,
-                         YYYY-MM-DD HH:MM:SS (UTC unless a zone is given) or Unix seconds
+  --csv FILE --time-column C --value-column V [--time-unit U]
+                         a CSV file with a header line; timestamps ISO 8601 (also
+                         without seconds, or basic: 20260101T0000Z), YYYY-MM-DD HH:MM:SS
+                         (UTC unless a zone is given) or a Unix time; U is s, ms, us or
+                         ns (default auto: by magnitude, >= 1e11 ms, >= 1e14 us,
+                         >= 1e17 ns); rows out of time order are sorted (a warning)
   --prometheus URL --query Q --start T [--end T] [--step D]
                          GET URL/api/v1/query_range; Q must select one series; T is now,
                          now-DURATION (now-6h), ISO 8601 or Unix seconds (--end: now);
@@ -190,7 +193,9 @@ constexpr const char* kEvaluateUsage =
     R"(usage: spyglass evaluate [--method M]... [--series N] [--length N] [--seed N] [--json]
 
 Scores the anomaly detectors on labelled synthetic series (spikes, level shifts, trend
-and variance changes, seasonality, missing points): precision, recall and F1 per method.
+and variance changes, seasonality, missing points): precision, recall and F1 per method;
+then the change-point detector on level and variance changes and the growth detector on
+the trend change.
 
 options:
   --method M             ewma, mad, zscore or iqr (repeatable; default all)
@@ -923,6 +928,11 @@ bool series_option(Args& a, std::string_view opt, cli::DetectOptions& d, Prometh
     d.source = std::string(a.value(opt));
   } else if (opt == "--time-column") {
     d.time_column = std::string(a.value(opt));
+  } else if (opt == "--time-unit") {
+    const std::string_view v = a.value(opt);
+    const auto u = cli::parse_time_unit(v);
+    if (!u) throw UsageError{"--time-unit: not s, ms, us, ns or auto: '" + std::string(v) + "'"};
+    d.time_unit = *u;
   } else if (opt == "--value-column") {
     d.value_column = std::string(a.value(opt));
   } else if (opt == "--method") {
@@ -984,7 +994,11 @@ cli::Series read_series(const char* cmd, cli::DetectOptions& d, const Prometheus
   if (d.source.empty()) throw UsageError{std::string(cmd) + ": --csv FILE or --prometheus URL is required"};
   if (d.time_column.empty()) throw UsageError{std::string(cmd) + ": --time-column is required"};
   if (d.value_column.empty()) throw UsageError{std::string(cmd) + ": --value-column is required"};
-  return cli::read_csv_series(d.source, d.time_column, d.value_column);
+  cli::Series s = cli::read_csv_series(d.source, d.time_column, d.value_column, d.time_unit);
+  if (!s.unsorted.empty())
+    std::fprintf(stderr, "spyglass: warning: rows out of time order (%s); sorted by time\n",
+                 s.unsorted.c_str());
+  return s;
 }
 
 int cmd_detect(Args& a) {

@@ -2,11 +2,14 @@
 
 #include "series.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <numeric>
+#include <type_traits>
 
 #include "civil.hpp"
 
@@ -74,32 +77,88 @@ bool digits(std::string_view s, std::size_t pos, std::size_t n, unsigned& out) {
   return true;
 }
 
+// Puts the points in time order; points with equal times keep their order in the file.
+void sort_by_time(Series& s) {
+  std::vector<std::size_t> order(s.times.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return s.times[a] < s.times[b]; });
+  const auto permute = [&order](auto& v) {
+    std::remove_reference_t<decltype(v)> out;
+    out.reserve(v.size());
+    for (std::size_t i : order) out.push_back(std::move(v[i]));
+    v = std::move(out);
+  };
+  permute(s.stamps);
+  permute(s.times);
+  permute(s.values);
+  permute(s.lines);
+  if (!s.notes.empty()) permute(s.notes);
+}
+
 }  // namespace
 
-std::optional<double> parse_timestamp(std::string_view s) {
+std::optional<double> parse_timestamp(std::string_view s, TimeUnit unit) {
   s = trim(s);
   if (s.empty()) return std::nullopt;
-  // Unix seconds: a plain number (no '-' after the first character, unlike a date).
-  if (s.find_first_of("-:T ", 1) == std::string_view::npos) return parse_double(s);
+  // A Unix time: a plain number (no '-' after the first character, unlike a date).
+  if (s.find_first_of("-:Tt ", 1) == std::string_view::npos) {
+    const auto v = parse_double(s);
+    if (!v) return std::nullopt;
+    if (unit == TimeUnit::automatic) {
+      const double a = std::fabs(*v);
+      unit = a >= 1e17   ? TimeUnit::nanoseconds
+             : a >= 1e14 ? TimeUnit::microseconds
+             : a >= 1e11 ? TimeUnit::milliseconds
+                         : TimeUnit::seconds;
+    }
+    switch (unit) {
+      case TimeUnit::milliseconds: return *v / 1e3;
+      case TimeUnit::microseconds: return *v / 1e6;
+      case TimeUnit::nanoseconds: return *v / 1e9;
+      default: return *v;
+    }
+  }
+  // A date, extended (YYYY-MM-DD) or basic (YYYYMMDD, then a time).
   unsigned y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
-  if (!digits(s, 0, 4, y) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, mo) || s[7] != '-' ||
-      !digits(s, 8, 2, d)) {
+  std::size_t i = 0;
+  bool basic = false;
+  if (digits(s, 0, 4, y) && s.size() >= 10 && s[4] == '-' && digits(s, 5, 2, mo) && s[7] == '-' &&
+      digits(s, 8, 2, d)) {
+    i = 10;
+  } else if (digits(s, 0, 4, y) && digits(s, 4, 2, mo) && digits(s, 6, 2, d) && s.size() > 8 &&
+             (s[8] == 'T' || s[8] == 't')) {
+    i = 8;
+    basic = true;
+  } else {
     return std::nullopt;
   }
   static constexpr unsigned kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
   if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap)) return std::nullopt;
   double frac = 0, offset = 0;
-  std::size_t i = 10;
   if (i < s.size()) {
-    if ((s[i] != 'T' && s[i] != 't' && s[i] != ' ') || !digits(s, i + 1, 2, h) || i + 3 >= s.size() ||
-        s[i + 3] != ':' || !digits(s, i + 4, 2, mi) || i + 6 >= s.size() || s[i + 6] != ':' ||
-        !digits(s, i + 7, 2, sec)) {
-      return std::nullopt;
+    // The time: HH:MM[:SS[.frac]] (extended) or HHMM[SS[.frac]] (basic).
+    if (s[i] != 'T' && s[i] != 't' && (basic || s[i] != ' ')) return std::nullopt;
+    const auto colon = [&] {
+      if (basic) return true;
+      if (i >= s.size() || s[i] != ':') return false;
+      ++i;
+      return true;
+    };
+    ++i;
+    if (!digits(s, i, 2, h)) return std::nullopt;
+    i += 2;
+    if (!colon() || !digits(s, i, 2, mi)) return std::nullopt;
+    i += 2;
+    bool seconds = false;
+    if (basic ? digits(s, i, 2, sec) : (i < s.size() && s[i] == ':')) {
+      if (!basic && (++i, !digits(s, i, 2, sec))) return std::nullopt;
+      i += 2;
+      seconds = true;
     }
     if (h > 23 || mi > 59 || sec > 60) return std::nullopt;  // 60: a leap second
-    i += 9;
-    if (i < s.size() && (s[i] == '.' || s[i] == ',')) {
+    if (seconds && i < s.size() && (s[i] == '.' || s[i] == ',')) {
       const std::size_t start = i + 1;
       std::size_t end = start;
       while (end < s.size() && s[end] >= '0' && s[end] <= '9') ++end;
@@ -127,8 +186,17 @@ std::optional<double> parse_timestamp(std::string_view s) {
   return days * 86400.0 + h * 3600.0 + mi * 60.0 + sec + frac - offset;
 }
 
+std::optional<TimeUnit> parse_time_unit(std::string_view s) {
+  if (s == "auto") return TimeUnit::automatic;
+  if (s == "s") return TimeUnit::seconds;
+  if (s == "ms") return TimeUnit::milliseconds;
+  if (s == "us") return TimeUnit::microseconds;
+  if (s == "ns") return TimeUnit::nanoseconds;
+  return std::nullopt;
+}
+
 Series read_csv_series(const std::string& path, const std::string& time_column,
-                       const std::string& value_column) {
+                       const std::string& value_column, TimeUnit unit) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot open: " + std::strerror(errno));
   std::string line;
@@ -162,7 +230,9 @@ Series read_csv_series(const std::string& path, const std::string& time_column,
   require(vcol, value_column, "value");
   const std::size_t width = fields.size();
   Series s;
-  double last_time = -HUGE_VAL;
+  double last_time = -HUGE_VAL;  // the latest time so far, and where it was
+  std::size_t last_line = 0;
+  std::string last_stamp;
   while (std::getline(in, line)) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -174,16 +244,16 @@ Series read_csv_series(const std::string& path, const std::string& time_column,
                        std::to_string(fields.size()));
     }
     const std::string_view stamp = trim(fields[tcol]);
-    const auto t = parse_timestamp(stamp);
+    const auto t = parse_timestamp(stamp, unit);
     if (!t) {
       throw InputError(where + "column '" + time_column + "': not a timestamp: '" + std::string(stamp) +
-                       "' (expected ISO 8601, YYYY-MM-DD HH:MM:SS or Unix seconds)");
+                       "' (expected ISO 8601, YYYY-MM-DD HH:MM:SS or a Unix time)");
     }
-    if (*t < last_time) {
-      throw InputError(where + "column '" + time_column + "': time goes backwards ('" + std::string(stamp) +
-                       "' is before the line above)");
+    if (*t < last_time && s.unsorted.empty()) {
+      s.unsorted = path + ":" + std::to_string(lineno) + ": '" + std::string(stamp) + "' is before line " +
+                   std::to_string(last_line) + "'s '" + last_stamp + "'";
     }
-    last_time = *t;
+    if (*t >= last_time) last_time = *t, last_line = lineno, last_stamp = stamp;
     const std::string_view raw = trim(fields[vcol]);
     if (raw.empty() || raw == "NaN" || raw == "nan" || raw == "NA" || raw == "null") {
       ++s.missing;
@@ -198,6 +268,7 @@ Series read_csv_series(const std::string& path, const std::string& time_column,
     s.lines.push_back(lineno);
   }
   if (in.bad()) throw InputError(path + ": read error: " + std::strerror(errno));
+  if (!s.unsorted.empty()) sort_by_time(s);
   return s;
 }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 
@@ -109,4 +110,46 @@ TEST(AnalyticsChangePoints, EarlyStopKeepsTheVerdicts) {
   }
   EXPECT_GT(kept, 50u) << dropped;  // both verdicts were reached
   EXPECT_GT(dropped, 20u) << kept;
+}
+
+// One outlier in a long series is cut out as a short segment (two "changes"); merged back,
+// it is one outlier and no change, while a real shift beside it stays, and so does a short
+// stretch at a level of its own.
+TEST(AnalyticsChangePoints, MergesShortBlipsIntoTheirNeighbours) {
+  auto xs = series({{{500, 10.0, 1.0}}}, 3);
+  xs[300] += 40;
+  const auto raw = an::change_points(xs);
+  const auto m = an::merge_blips(xs, raw);
+  EXPECT_TRUE(m.changes.empty()) << raw.size() << " cuts, the first at " << (raw.empty() ? 0 : raw[0].index);
+  EXPECT_EQ(m.outliers, std::vector<std::size_t>{300});
+
+  auto step = series({{{250, 10.0, 1.0}}, {{250, 16.0, 1.0}}}, 4);
+  step[400] += 40;
+  const auto s = an::merge_blips(step, an::change_points(step));
+  ASSERT_EQ(s.changes.size(), 1u);
+  EXPECT_NEAR(static_cast<double>(s.changes[0].index), 250.0, 3.0);
+  EXPECT_NEAR(s.changes[0].mean_after, 16.0 + 40.0 / 250, 0.3);  // described with the blip merged
+  EXPECT_NE(std::find(s.outliers.begin(), s.outliers.end(), 400u), s.outliers.end());
+
+  const auto regime = series({{{200, 10.0, 1.0}}, {{8, 30.0, 1.0}}, {{200, 10.0, 1.0}}}, 5);
+  const auto r = an::merge_blips(regime, an::change_points(regime));
+  EXPECT_EQ(r.changes.size(), 2u);
+  EXPECT_TRUE(r.outliers.empty());
+
+  std::vector<an::ChangePoint> unordered(2);
+  unordered[0].index = 5;
+  unordered[1].index = 3;
+  EXPECT_THROW((void)an::merge_blips(xs, unordered), an::AnalyticsError);
+}
+
+// A change of spread alone is told from a change of level.
+TEST(AnalyticsChangePoints, TellsAVarianceChangeFromALevelChange) {
+  const auto var = series({{{200, 10.0, 0.2}}, {{200, 10.0, 2.0}}}, 6);
+  const auto v = an::change_points(var);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_TRUE(an::is_variance_change(v[0]));
+  const auto lvl = series({{{200, 10.0, 1.0}}, {{200, 14.0, 1.0}}}, 6);
+  const auto l = an::change_points(lvl);
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_FALSE(an::is_variance_change(l[0]));
 }

@@ -7,6 +7,7 @@
 
 #include "reference.hpp"
 #include "spyglass/monitor/analytics.hpp"
+#include "spyglass/monitor/detectors.hpp"
 
 namespace an = spyglass::analytics;
 using spyglass_test::kExact;
@@ -180,7 +181,15 @@ TEST(AnalyticsAnomalies, ZeroSpread) {
   EXPECT_TRUE(near_rel(s, 4.0 / (1.253314 * 0.4), kExact));
   const std::vector<double> flat = {5, 5, 5};
   EXPECT_EQ(an::anomaly_score(flat, 5, an::AnomalyMethod::zscore), 0.0);
-  EXPECT_EQ(an::anomaly_score(flat, 6, an::AnomalyMethod::iqr), HUGE_VAL);
+  // No spread at all: the distance over 1% of the level (over 1 at a level of 0), finite.
+  EXPECT_DOUBLE_EQ(an::anomaly_score(flat, 6, an::AnomalyMethod::iqr), 20.0);
+  EXPECT_DOUBLE_EQ(an::anomaly_score(flat, 4.5, an::AnomalyMethod::zscore), -10.0);
+  EXPECT_DOUBLE_EQ(an::anomaly_score(flat, 7, an::AnomalyMethod::modified_zscore), 40.0);
+  const std::vector<double> zero = {0, 0, 0};
+  EXPECT_DOUBLE_EQ(an::anomaly_score(zero, -3, an::AnomalyMethod::modified_zscore), -3.0);
+  an::EwmaDetector e;
+  for (int i = 0; i < 25; ++i) (void)e.update(5);
+  EXPECT_DOUBLE_EQ(e.update(6).score, 20.0);
   EXPECT_THROW((void)an::anomalies(flat, an::AnomalyMethod::iqr, -1), an::AnalyticsError);
 }
 

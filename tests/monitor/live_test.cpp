@@ -42,12 +42,32 @@ TEST(LiveDetector, FlagsABurstAfterAFlatPastOncePerDetector) {
   for (const auto& f : d.findings()) {
     EXPECT_STREQ(f.metric, "cpu");
     EXPECT_STREQ(f.kind, "spike");
-    EXPECT_NEAR(f.t, 10.0, 1e-9);  // the burst's first point
+    EXPECT_NEAR(f.start, 10.0, 1e-9);  // the burst's first point
     EXPECT_GT(f.score, 3.5);
   }
   EXPECT_STREQ(d.findings()[0].detector, "ewma");
-  EXPECT_TRUE(std::isinf(d.findings()[0].score));  // the past was flat
+  // The past was flat at 0: the distance itself is the score, finite.
+  EXPECT_DOUBLE_EQ(d.findings()[0].score, 100.0);
+  EXPECT_DOUBLE_EQ(d.findings()[1].score, 100.0);
   EXPECT_STREQ(d.findings()[1].detector, "rolling-mad");
+}
+
+// A finding pairs the strongest point's value with that point's time, not the episode's
+// first time, and keeps the episode's start beside it.
+TEST(LiveDetector, AFindingCarriesTheTimeOfItsStrongestPoint) {
+  an::LiveDetector d;
+  double t = 0;
+  for (int i = 0; i < 100; ++i, t += 0.1) d.update(t, 10 + (i % 5), 50 * kMiB + (i % 7) * kMiB);
+  const double rss[] = {100, 140, 260, 180, 120};  // MiB; the strongest at 10.2 s
+  for (double r : rss) d.update(t, 12, r * kMiB), t += 0.1;
+  for (int i = 0; i < 50; ++i, t += 0.1) d.update(t, 10 + (i % 5), 50 * kMiB + (i % 7) * kMiB);
+  ASSERT_FALSE(d.findings().empty());
+  for (const auto& f : d.findings()) {
+    EXPECT_STREQ(f.metric, "rss");
+    EXPECT_NEAR(f.start, 10.0, 1e-9) << f.detector;
+    EXPECT_NEAR(f.t, 10.2, 1e-9) << f.detector;
+    EXPECT_EQ(f.value, 260 * kMiB) << f.detector;
+  }
 }
 
 TEST(LiveDetector, NoiseAloneIsNotFlagged) {
@@ -72,7 +92,7 @@ TEST(LiveDetector, FlagsSteadyGrowthOnceTheWindowIsCovered) {
   const auto& f = d.findings()[0];
   EXPECT_STREQ(f.kind, "leak");
   EXPECT_STREQ(f.detector, "growth");
-  EXPECT_NEAR(f.t, 5.0, 1e-9);  // the first point whose window spans 5 s
+  EXPECT_NEAR(f.start, 5.0, 1e-9);  // the first point whose window spans 5 s
   EXPECT_NEAR(f.score, 10 * kMiB, 1e-6 * kMiB);
 }
 

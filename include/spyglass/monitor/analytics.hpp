@@ -124,10 +124,11 @@ struct Anomaly {
 };
 
 /// Scores `x` against `reference` (which may or may not contain x). IQR: (x - Q3) / IQR
-/// above Q3, (x - Q1) / IQR below Q1 (so negative), 0 between. A zero spread (all
-/// reference points equal) scores 0 for a point equal to them and ±infinity otherwise;
-/// for the modified z-score a zero MAD falls back to the mean absolute deviation
-/// (0.7979 (x - median) / meanAD), as Iglewicz & Hoaglin suggest.
+/// above Q3, (x - Q1) / IQR below Q1 (so negative), 0 between. For the modified z-score
+/// a zero MAD falls back to the mean absolute deviation (0.7979 (x - median) / meanAD),
+/// as Iglewicz & Hoaglin suggest. A zero spread all the same (all reference points
+/// equal) divides the distance by 1% of the centre's magnitude instead (by 1 when the
+/// centre is 0): finite, and a point 5% off a flat level scores 5.
 SPYGLASS_API double anomaly_score(std::span<const double> reference, double x, AnomalyMethod m);
 /// Every point of `xs` whose score against the whole series exceeds `threshold` in
 /// absolute value (NaN: the method's default), in index order.
@@ -164,6 +165,35 @@ struct ChangePoint {
 /// little as the observed one.
 SPYGLASS_API std::vector<ChangePoint> change_points(std::span<const double> xs,
                                                     const ChangePointOptions& o = {});
+
+/// Options of merge_blips().
+struct BlipOptions {
+  std::size_t max_length = 10;  ///< longest segment that can be a blip
+  double threshold = 3.5;       ///< modified z-score beyond which a point is an outlier
+};
+
+/// Change points without the short blips between them, and the blips' outliers.
+struct BlipMerge {
+  std::vector<ChangePoint> changes;   ///< the remaining change points, described anew
+  std::vector<std::size_t> outliers;  ///< points of merged blips that are outliers, ascending
+};
+
+/// A few outliers in a row make the mean-and-variance cost cut a short segment out around
+/// them, two "changes" for one blip. A segment of at most `max_length` points next to a
+/// change point is merged into that neighbour when its median is an ordinary point of
+/// the neighbour (modified z-score within the threshold, against the neighbour's points):
+/// the cut between them goes, and the blip's points beyond the threshold are returned as
+/// outliers. A short segment at a level of its own stays. Then a cut with outliers within
+/// `max_length` points of it goes too when the segments on either side agree robustly
+/// (medians within half the larger robust stddev, robust stddevs within a factor 1.5):
+/// the outliers alone made it. The remaining change points
+/// keep their p-values; their means and spreads are those of their new neighbours.
+SPYGLASS_API BlipMerge merge_blips(std::span<const double> xs, const std::vector<ChangePoint>& changes,
+                                   const BlipOptions& o = {});
+
+/// Whether `c` changed the spread rather than the level: the stddev changed by a factor
+/// of 1.5 or more while the means differ by less than half the larger stddev.
+SPYGLASS_API bool is_variance_change(const ChangePoint& c);
 
 // ---------------------------------------------------------------------------------------
 // Two-sample tests: regression against a baseline

@@ -34,7 +34,9 @@ class SPYGLASS_API EwmaDetector {
   /// With the default options.
   EwmaDetector() : EwmaDetector(Options{}) {}
   /// Scores `x` against the past, then learns it. A flagged point is learnt clamped to
-  /// the threshold, so one spike does not blind the detector to the next.
+  /// the threshold, so one spike does not blind the detector to the next. After a flat
+  /// past (stddev 0) the score is (x - mean) / (1% of |mean|, or 1 when the mean is 0),
+  /// finite, as anomaly_score() gives it.
   Detection update(double x);
   /// The current weighted mean.
   [[nodiscard]] double mean() const noexcept { return mean_; }

@@ -14,15 +14,17 @@ namespace SPYGLASS_NAMESPACE::analytics {
 /// One finding: an episode of one metric and detector, reported once, at its first
 /// flagged point, with its strongest flagged point. A spike's episode lasts while the
 /// metric stays above the level it rose from by half the minimum rise; a leak's while
-/// the growth is flagged.
+/// the growth is flagged. `t`, `value` and `score` are those of the strongest point, so
+/// that a report pairs a value with the time it was seen.
 struct LiveFinding {
-  double t = 0;               ///< seconds since the start, at the episode's first point
+  double t = 0;               ///< seconds since the start, at the strongest point
   const char* metric = "";    ///< "cpu" (percent, 100 = one core) or "rss" (bytes)
   const char* kind = "";      ///< "spike" or "leak"
   const char* detector = "";  ///< "ewma", "rolling-mad" or "growth"
   double value = 0;           ///< the metric at the strongest point
-  double score = 0;           ///< its score: z (ewma; infinite after a flat past), modified z
+  double score = 0;           ///< its score: z (ewma), modified z
                               ///< (rolling-mad), or the fitted growth in bytes per second (growth)
+  double start = 0;           ///< seconds since the start, at the episode's first point
 };
 
 /// Feeds the detectors one sample at a time and keeps what they flag. Spikes count only

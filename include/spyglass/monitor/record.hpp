@@ -12,11 +12,11 @@ namespace SPYGLASS_NAMESPACE::monitor {
 /// A finding of live detection during a run (`spyglass run --detect`): an episode of a
 /// spike or of steady growth, reported at its first sample with its strongest point.
 struct RunDetection {
-  std::int64_t offset_ns = 0;  ///< from the run's start to the episode's first sample
+  std::int64_t offset_ns = 0;  ///< from the run's start to the episode's strongest sample
   std::string metric;          ///< "cpu" (tree CPU, percent of one core) or "rss" (tree RSS, bytes)
   std::string kind;            ///< "spike" or "leak"
   double value = 0;            ///< the metric at the strongest point
-  double score = 0;            ///< z (ewma; infinite after a flat past), modified z (rolling-mad),
+  double score = 0;            ///< z (ewma), modified z (rolling-mad),
                                ///< or growth in bytes per second (growth)
   std::string detector;        ///< "ewma", "rolling-mad" or "growth"
 };
