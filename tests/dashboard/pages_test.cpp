@@ -212,6 +212,31 @@ TEST_F(Pages, ReportIsOneWellFormedSelfContainedFile) {
             std::string::npos);
 }
 
+// A trace line that is not a span stops the report, naming it, and leaves the file as it
+// was; with --skip-bad it is said, counted and skipped, and the good spans are drawn.
+TEST_F(Pages, ReportTraceWithABadLine) {
+  const std::string trace = dir / "spans.jsonl", out = dir / "r.html";
+  std::ofstream(trace)
+      << R"({"ts":"2026-11-22T05:06:47.123Z","kind":"function","name":"only_good_span","dur_ns":5000,)"
+         R"("trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"53995c3f42cd8ad8","thread":7,"status":"ok"})"
+      << "\n{\"ts\": cut short\n";
+  std::ofstream(out) << "kept";
+  auto r = run({kSpyglass, "report", "--label", "seeded", "--html", out, "--trace", trace, "--db", s.db});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("spans.jsonl:2: not valid JSON"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(out), "kept");
+  r = run({kSpyglass, "report", "--label", "seeded", "--html", out, "--trace", trace, "--skip-bad", "--db",
+           s.db});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("spyglass: skipped " + trace + ":2: not valid JSON"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("spyglass: 1 bad trace lines skipped\n"), std::string::npos) << r.err;
+  check_html(out, s.db);
+  const std::string html = slurp(out);
+  const auto fig = html.find("<figure class=\"flamegraph\">");
+  ASSERT_NE(fig, std::string::npos);
+  EXPECT_NE(html.find("only_good_span", fig), std::string::npos);
+}
+
 TEST_F(Pages, BadInputGetsAClearErrorAndChangesNothing) {
   const std::string out = dir / "kept.html";
   std::ofstream(out) << "kept";
