@@ -35,7 +35,7 @@ constexpr const char* kStyle =
     "stroke-dasharray:4 3}.baseline-band{fill:#3a3;fill-opacity:.15}.baseline-median{stroke:#3a3}"
     ".regression{fill:#d00;fill-opacity:.12}.improvement{fill:#0a0;fill-opacity:.12}"
     ".detection{stroke:#e60;stroke-width:2}.legend{font-size:12px;color:#555}"
-    ".limit{stroke:#b00;stroke-width:1.5;stroke-dasharray:6 3}";
+    ".limit{stroke:#b00;stroke-width:1.5;stroke-dasharray:6 3}svg text.limit-label{fill:#b00}";
 
 void esc(std::string& out, std::string_view s) { append_xml_escaped(s, out); }
 
@@ -443,6 +443,10 @@ void sample_chart(std::string& out, const char* metric, const std::string& title
     out += "<line class=\"limit\" x1=\"" + px(kLeft) + "\" x2=\"" + px(kW - kRight) + "\" y1=\"" + y +
            "\" y2=\"" + y + "\" data-value=\"" + num(limit->value) + "\"><title>" + escaped(limit->title) +
            "</title></line>";
+    out += "<text class=\"limit-label\" x=\"" + px(kW - kRight - 4) + "\" y=\"" + px(s.y(limit->value) - 4) +
+           "\" text-anchor=\"end\">";
+    esc(out, limit->title);
+    out += "</text>";
   }
   for (const auto& d : detections) {
     if ((d.metric == "cpu") != (std::string_view(metric) == "cpu")) continue;
