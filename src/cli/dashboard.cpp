@@ -312,8 +312,8 @@ void runs_table(std::string& out, const std::vector<mon::RunRecord>& runs, bool 
            "</td><td class=\"n\">" + escaped(format_bytes(r.max_rss_bytes)) + "</td><td class=\"n\">" +
            escaped(format_bytes(r.peak_tree_rss_bytes)) + "</td><td class=\"n\">" +
            escaped(format_bytes(r.read_bytes)) + "</td><td class=\"n\">" +
-           escaped(format_bytes(r.write_bytes)) + "</td><td>" + escaped(r.git_commit.substr(0, 12)) +
-           "</td><td class=\"limits\">" + escaped(limits_text(r)) + "</td></tr>\n";
+           escaped(format_bytes(r.write_bytes)) + "</td><td>" + escaped(r.git_commit.substr(0, 12)) + "</td>";
+    out += "<td class=\"limits\">" + escaped(limits_text(r)) + "</td></tr>\n";
   }
   out += "</tbody></table>\n";
 }

@@ -140,7 +140,8 @@ constexpr int version_after(std::string_view migration) {
 constexpr int kRunLimitsVersion = version_after(kRunLimitsMigration);
 static_assert(kRunLimitsVersion > 0);
 
-// The limit columns, read with -1 for none (NULL): no limit is ever negative.
+// The limit columns, as insert() writes them (NULL: no such limit); run_columns() reads
+// NULL as -1, which no limit ever is.
 constexpr const char* kLimitColumns =
     "limit_timeout_ns, limit_max_rss_bytes, limit_max_cpu_seconds, limit_kill, "
     "limit_grace_ns";
