@@ -56,7 +56,8 @@ struct ServerImpl;
 /// exporter, so that one stays (idle but fed) after the Server is gone: create one Server
 /// per collector, not one per use.
 ///
-/// Endpoints (GET or HEAD; anything else 404; unknown or malformed query parameters 400):
+/// Endpoints (GET or HEAD; another method gets 405 Method Not Allowed with `Allow: GET, HEAD`;
+/// unknown paths 404; unknown or malformed query parameters 400):
 /// - `/metrics.json[?kind=K][&errors=N]`: the statistics and the collector's counters; K
 ///   (request, function, db, custom) keeps that kind's series, N (0..recent_errors) caps
 ///   the recent errors listed. The fields are described in README.md ("In-app page").

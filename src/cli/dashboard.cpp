@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <future>
+#include <optional>
 #include <vector>
 
 #include "report.hpp"
@@ -33,7 +34,8 @@ constexpr const char* kStyle =
     ".pt{fill:#36c}.anomaly{fill:#e60;stroke:#a30}.change-point{stroke:#a0a;stroke-width:2;"
     "stroke-dasharray:4 3}.baseline-band{fill:#3a3;fill-opacity:.15}.baseline-median{stroke:#3a3}"
     ".regression{fill:#d00;fill-opacity:.12}.improvement{fill:#0a0;fill-opacity:.12}"
-    ".detection{stroke:#e60;stroke-width:2}.legend{font-size:12px;color:#555}";
+    ".detection{stroke:#e60;stroke-width:2}.legend{font-size:12px;color:#555}"
+    ".limit{stroke:#b00;stroke-width:1.5;stroke-dasharray:6 3}svg text.limit-label{fill:#b00}";
 
 void esc(std::string& out, std::string_view s) { append_xml_escaped(s, out); }
 
@@ -300,17 +302,18 @@ void runs_table(std::string& out, const std::vector<mon::RunRecord>& runs, bool 
   out +=
       "<table class=\"runs\"><thead><tr><th>run</th><th>started</th><th>status</th><th>wall</th>"
       "<th>CPU (user+sys)</th><th>peak RSS</th><th>tree peak</th><th>read</th><th>written</th><th>commit</th>"
-      "</tr></thead><tbody>\n";
+      "<th>limits</th></tr></thead><tbody>\n";
   for (const auto& r : runs) {
-    out +=
-        "<tr class=\"run-row\" data-run=\"" + std::to_string(r.id) + "\"><td>" + run_link(r.id, links) +
-        "</td><td>" + escaped(format_time(r.start_unix_ns)) + "</td>" + status_cell(r) + "<td class=\"n\">" +
-        escaped(format_seconds(static_cast<double>(r.duration_ns) / 1e9)) + "</td><td class=\"n\">" +
-        escaped(format_seconds(static_cast<double>(r.user_cpu_ns + r.sys_cpu_ns) / 1e9)) +
-        "</td><td class=\"n\">" + escaped(format_bytes(r.max_rss_bytes)) + "</td><td class=\"n\">" +
-        escaped(format_bytes(r.peak_tree_rss_bytes)) + "</td><td class=\"n\">" +
-        escaped(format_bytes(r.read_bytes)) + "</td><td class=\"n\">" + escaped(format_bytes(r.write_bytes)) +
-        "</td><td>" + escaped(r.git_commit.substr(0, 12)) + "</td></tr>\n";
+    out += "<tr class=\"run-row\" data-run=\"" + std::to_string(r.id) + "\"><td>" + run_link(r.id, links) +
+           "</td><td>" + escaped(format_time(r.start_unix_ns)) + "</td>" + status_cell(r) +
+           "<td class=\"n\">" + escaped(format_seconds(static_cast<double>(r.duration_ns) / 1e9)) +
+           "</td><td class=\"n\">" +
+           escaped(format_seconds(static_cast<double>(r.user_cpu_ns + r.sys_cpu_ns) / 1e9)) +
+           "</td><td class=\"n\">" + escaped(format_bytes(r.max_rss_bytes)) + "</td><td class=\"n\">" +
+           escaped(format_bytes(r.peak_tree_rss_bytes)) + "</td><td class=\"n\">" +
+           escaped(format_bytes(r.read_bytes)) + "</td><td class=\"n\">" +
+           escaped(format_bytes(r.write_bytes)) + "</td><td>" + escaped(r.git_commit.substr(0, 12)) + "</td>";
+    out += "<td class=\"limits\">" + escaped(limits_text(r)) + "</td></tr>\n";
   }
   out += "</tbody></table>\n";
 }
@@ -421,12 +424,30 @@ Page index_page(mon::History& h, const PageOptions& o) {
 // ---------------------------------------------------------------------------------------
 // A run's page
 
+// A limit of the run, drawn across a chart of the figure it bounds.
+struct LimitLine {
+  double value;
+  std::string title;
+};
+
 void sample_chart(std::string& out, const char* metric, const std::string& title,
                   const std::vector<double>& ts, const std::vector<double>& ys, Fmt fmt,
-                  const std::vector<mon::RunDetection>& detections) {
-  const Scale s = scale_for(0, ts.empty() ? 1 : std::max(ts.back(), 1e-3), ys);
+                  const std::vector<mon::RunDetection>& detections,
+                  const std::optional<LimitLine>& limit = std::nullopt) {
+  // The scale takes the limit in, so that the line is always on the chart.
+  const Scale s = scale_for(0, ts.empty() ? 1 : std::max(ts.back(), 1e-3), ys, limit ? limit->value : 0);
   open_chart(out, metric, title, s, fmt,
              "seconds since the start (" + std::to_string(ts.size()) + " samples)");
+  if (limit) {
+    const std::string y = px(s.y(limit->value));
+    out += "<line class=\"limit\" x1=\"" + px(kLeft) + "\" x2=\"" + px(kW - kRight) + "\" y1=\"" + y +
+           "\" y2=\"" + y + "\" data-value=\"" + num(limit->value) + "\"><title>" + escaped(limit->title) +
+           "</title></line>";
+    out += "<text class=\"limit-label\" x=\"" + px(kW - kRight - 4) + "\" y=\"" + px(s.y(limit->value) - 4) +
+           "\" text-anchor=\"end\">";
+    esc(out, limit->title);
+    out += "</text>";
+  }
   for (const auto& d : detections) {
     if ((d.metric == "cpu") != (std::string_view(metric) == "cpu")) continue;
     const double x = s.x(static_cast<double>(d.offset_ns) / 1e9);
@@ -473,22 +494,56 @@ Page run_page(mon::History& h, std::int64_t id, const PageOptions& o) {
   row(p.body, "git commit", r->git_commit);
   p.body += "</tbody></table>\n<h2>Limits</h2>\n<table class=\"limits\"><tbody>";
   row(p.body, "killed by", r->kill_reason.empty() ? "none" : r->kill_reason);
+  const mon::RunLimits& lim = r->limits;
+  const auto limit_row = [&](const char* name, const char* key, std::optional<double> v,
+                             const std::string& text) {
+    p.body += "<tr class=\"limit-row\" data-limit=\"" + std::string(key) + "\"" +
+              (v ? " data-value=\"" + num(*v) + "\"" : std::string()) + "><th>" + name + "</th><td>" +
+              escaped(text) + "</td></tr>";
+  };
+  const auto opt_double = [](const auto& v) {
+    return v ? std::optional(static_cast<double>(*v)) : std::nullopt;
+  };
+  limit_row("timeout", "timeout", opt_double(lim.timeout_ns),
+            lim.timeout_ns ? format_seconds(static_cast<double>(*lim.timeout_ns) / 1e9) : "none");
+  limit_row("max RSS", "max-rss", opt_double(lim.max_rss_bytes),
+            lim.max_rss_bytes ? format_bytes(*lim.max_rss_bytes) : "none");
   row(p.body, "memory limit on", r->max_rss_source.empty() ? "no memory limit" : r->max_rss_source);
+  limit_row("max CPU", "max-cpu", lim.max_cpu_seconds,
+            lim.max_cpu_seconds ? format_seconds(*lim.max_cpu_seconds) + " user+system" : "none");
+  limit_row(
+      "kill", "kill", std::nullopt,
+      lim.kill.empty()
+          ? "not recorded"
+          : lim.kill + (lim.grace_ns ? ", grace " + format_seconds(static_cast<double>(*lim.grace_ns) / 1e9)
+                                     : std::string()));
   row(p.body, "leftover processes",
       std::to_string(r->leftover_processes) + (r->leftovers_killed ? " (ended)" : ""));
   p.body += "</tbody></table>\n";
 
-  std::vector<double> ts, cpu, rss, io;
+  std::vector<double> ts, cpu, cpu_time, rss, io;
   for (const auto& s : samples) {
     ts.push_back(static_cast<double>(s.t_ns) / 1e9);
     cpu.push_back(s.cpu_user_pct + s.cpu_sys_pct);
+    cpu_time.push_back(static_cast<double>(s.cpu_user_ns + s.cpu_sys_ns) / 1e9);
     rss.push_back(static_cast<double>(s.rss_bytes));
     io.push_back(static_cast<double>(s.read_bytes + s.write_bytes));
   }
   p.body += "<h2>Over time</h2>\n";
   if (samples.empty()) p.body += "<p>No samples recorded.</p>\n";
   sample_chart(p.body, "cpu", "CPU of the tree (100% = one core)", ts, cpu, percent_label, r->detections);
-  sample_chart(p.body, "rss", "RSS of the tree", ts, rss, bytes_label, r->detections);
+  // --max-cpu bounds CPU time, not a rate: its line is drawn on the cumulative chart.
+  std::optional<LimitLine> cpu_limit, rss_limit;
+  if (lim.max_cpu_seconds)
+    cpu_limit = LimitLine{*lim.max_cpu_seconds, "max CPU " + format_seconds(*lim.max_cpu_seconds)};
+  if (lim.max_rss_bytes) {
+    rss_limit = LimitLine{static_cast<double>(*lim.max_rss_bytes),
+                          "max RSS " + format_bytes(*lim.max_rss_bytes) + " on " +
+                              (r->max_rss_source.empty() ? std::string("rss") : r->max_rss_source)};
+  }
+  sample_chart(p.body, "cpu_time", "CPU time of the tree, user+system (cumulative)", ts, cpu_time,
+               seconds_label, {}, cpu_limit);
+  sample_chart(p.body, "rss", "RSS of the tree", ts, rss, bytes_label, r->detections, rss_limit);
   sample_chart(p.body, "io", "Storage bytes read + written (cumulative)", ts, io, bytes_label, {});
 
   p.body += "<h2>Live detections</h2>\n";

@@ -309,14 +309,16 @@ inline CSS and SVG, nothing loaded from the network, fit to attach to a CI job.
 options:
   --html FILE            the report (- for stdout); written whole or not at all
   --trace FILE.jsonl     spans of the JSONL exporter to add as a flame graph (repeatable)
+  --skip-bad             skip trace lines that are not spans (each reported, then counted)
+                         instead of stopping at the first one, as trace --skip-bad
   --runs N               newest runs charted (default 1000)
   --latest K, --baseline N
                          as for analyze --label (defaults 5 and 20)
   --db PATH|URL          history database (default $SPYGLASS_DB, else
                          ./spyglass-out/history.db)
   --help                 this text
-Exit status: 0; 1 when the database or a trace cannot be read, the label has no runs or
-FILE cannot be written; 125 for a usage error.
+Exit status: 0; 1 when the database or a trace cannot be read, a trace line is not a span
+(without --skip-bad), the label has no runs or FILE cannot be written; 125 for a usage error.
 )";
 
 constexpr const char* kAlertsUsage =
@@ -1338,6 +1340,14 @@ class OutputFile {
   bool direct_ = false;
 };
 
+// With --skip-bad (trace, report --trace): each line that is not a span is said on stderr
+// (the first ten), then counted in TraceStats::bad_lines.
+void report_skipped_lines(cli::TraceOptions& o) {
+  o.on_bad = [reported = std::size_t{0}](const std::string& msg) mutable {
+    if (++reported <= 10) std::fprintf(stderr, "spyglass: skipped %s\n", msg.c_str());
+  };
+}
+
 int cmd_trace(Args& a) {
   std::vector<std::string> inputs;
   std::optional<std::string> output, flamegraph;
@@ -1381,10 +1391,7 @@ int cmd_trace(Args& a) {
   const bool chrome = !folded && (output || !flamegraph);
   if (!output && chrome) output = "trace.json";
   if (!output && folded) output = "-";
-  std::size_t reported = 0;
-  o.on_bad = [&](const std::string& msg) {
-    if (++reported <= 10) std::fprintf(stderr, "spyglass: skipped %s\n", msg.c_str());
-  };
+  report_skipped_lines(o);
 
   std::optional<OutputFile> out;
   if (output) out.emplace(*output);
@@ -1471,6 +1478,7 @@ int cmd_report(Args& a) {
   cli::PageOptions o;
   std::string db = default_db(), label, html;
   std::vector<std::string> traces;
+  cli::TraceOptions t;
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"report: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
@@ -1485,6 +1493,8 @@ int cmd_report(Args& a) {
       html = std::string(a.value(opt));
     } else if (opt == "--trace") {
       traces.emplace_back(a.value(opt));
+    } else if (opt == "--skip-bad") {
+      t.skip_bad = true;
     } else {
       throw UsageError{"report: unknown option " + std::string(opt)};
     }
@@ -1493,10 +1503,14 @@ int cmd_report(Args& a) {
   if (html.empty()) throw UsageError{"report: --html FILE is required"};
   std::string flame;
   if (!traces.empty()) {
-    cli::TraceOptions t;
+    report_skipped_lines(t);
     cli::FoldedSink folded(t.window);
     std::vector<cli::SpanSink*> sinks{&folded};
-    cli::convert_spans(traces, t, sinks);
+    const cli::TraceStats stats = cli::convert_spans(traces, t, sinks);
+    if (stats.bad_lines != 0) {
+      std::fprintf(stderr, "spyglass: %llu bad trace lines skipped\n",
+                   static_cast<unsigned long long>(stats.bad_lines));
+    }
     spyglass::FlameGraphOptions fg;
     fg.title = "Flame graph of " + std::to_string(traces.size()) + " trace file(s)";
     flame = spyglass::render_flame_graph(folded.stacks(), fg);

@@ -260,6 +260,24 @@ std::string history_table(const std::vector<monitor::RunRecord>& runs) {
   return out;
 }
 
+std::string limits_text(const monitor::RunRecord& r) {
+  const monitor::RunLimits& l = r.limits;
+  std::string out;
+  const auto add = [&out](const std::string& s) { out += (out.empty() ? "" : ", ") + s; };
+  if (l.timeout_ns) add("timeout " + format_seconds(static_cast<double>(*l.timeout_ns) / 1e9));
+  if (l.max_rss_bytes) {
+    add("max RSS " + format_bytes(*l.max_rss_bytes) +
+        (r.max_rss_source.empty() ? std::string() : " on " + r.max_rss_source));
+  }
+  if (l.max_cpu_seconds) add("max CPU " + format_seconds(*l.max_cpu_seconds));
+  if (out.empty()) out = l.kill.empty() ? "none recorded" : "none";
+  if (!l.kill.empty()) {
+    out += "; kill " + l.kill;
+    if (l.grace_ns) out += ", grace " + format_seconds(static_cast<double>(*l.grace_ns) / 1e9);
+  }
+  return out;
+}
+
 std::string run_details(const monitor::RunRecord& r) {
   std::string out =
       "run " + std::to_string(r.id) + "  [" + r.label + "]  exit " + std::to_string(r.exit_code);
@@ -276,6 +294,7 @@ std::string run_details(const monitor::RunRecord& r) {
   out += "  memory    peak RSS " + format_bytes(r.max_rss_bytes) + "  tree peak " +
          format_bytes(r.peak_tree_rss_bytes) + "\n";
   out += tree_line(r, "  tree      ");
+  out += "  limits    " + limits_text(r) + "\n";
   out += "  io        read " + format_bytes(r.read_bytes) + "  written " + format_bytes(r.write_bytes) +
          "  rchar " + format_bytes(r.rchar) + "  wchar " + format_bytes(r.wchar) + "\n";
   out += "  procs     " + std::to_string(r.peak_processes) + " processes, " + std::to_string(r.peak_threads) +

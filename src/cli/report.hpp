@@ -30,6 +30,10 @@ std::string sample_chart(const std::vector<monitor::Sample>& samples, std::size_
 /// The table `spyglass history` prints.
 std::string history_table(const std::vector<monitor::RunRecord>& runs);
 
+/// The limits `r` ran under in one line ("timeout 5.00 s, max RSS 500.0 MiB on rss; kill
+/// graceful, grace 5.00 s"), "none", or "none recorded" for a run recorded without them.
+std::string limits_text(const monitor::RunRecord& r);
+
 /// The details `spyglass show` prints (without the chart).
 std::string run_details(const monitor::RunRecord& r);
 

@@ -440,19 +440,46 @@ void ServerImpl::install_routes() {
     res.set_content(body, "application/json");
   };
 
-  server.set_pre_routing_handler([this, error](const Request& req, Response& res) {
+  // Only GET and HEAD are served: any other method gets 405 (with Allow) on a served path,
+  // 404 elsewhere.
+  const auto refuse_method = [error](const Request& req, Response& res) {
+    if (req.path == "/" || req.path == "/metrics.json" || req.path == "/flamegraph.svg") {
+      res.set_header("Allow", "GET, HEAD");
+      error(res, 405, req.method + " is not allowed here (Allow: GET, HEAD)");
+    } else {
+      error(res, 404, "not found (served: /, /metrics.json, /flamegraph.svg)");
+    }
+  };
+
+  server.set_pre_routing_handler([this, error, refuse_method](const Request& req, Response& res) {
     res.set_header("Cache-Control", "no-store");
     res.set_header("X-Content-Type-Options", "nosniff");
-    if (options.token.empty() || req.path == "/") return ::httplib::Server::HandlerResponse::Unhandled;
-    const std::string auth = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    const bool ok = auth.size() > kBearer.size() && auth.compare(0, kBearer.size(), kBearer) == 0 &&
-                    constant_time_equal(std::string_view(auth).substr(kBearer.size()), options.token);
-    if (ok) return ::httplib::Server::HandlerResponse::Unhandled;
-    res.set_header("WWW-Authenticate", "Bearer realm=\"spyglass\"");
-    error(res, 401, "a bearer token is required (Authorization: Bearer <token>)");
-    return ::httplib::Server::HandlerResponse::Handled;
+    if (!options.token.empty() && req.path != "/") {
+      const std::string auth = req.get_header_value("Authorization");
+      constexpr std::string_view kBearer = "Bearer ";
+      const bool ok = auth.size() > kBearer.size() && auth.compare(0, kBearer.size(), kBearer) == 0 &&
+                      constant_time_equal(std::string_view(auth).substr(kBearer.size()), options.token);
+      if (!ok) {
+        res.set_header("WWW-Authenticate", "Bearer realm=\"spyglass\"");
+        error(res, 401, "a bearer token is required (Authorization: Bearer <token>)");
+        return ::httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    // A request without a body is refused here; one with a body goes on, so that the body
+    // is read (or found too large) before the handlers below refuse it, and the connection
+    // stays in step.
+    if (req.method != "GET" && req.method != "HEAD" && !req.has_header("Content-Length") &&
+        !req.has_header("Transfer-Encoding")) {
+      refuse_method(req, res);
+      return ::httplib::Server::HandlerResponse::Handled;
+    }
+    return ::httplib::Server::HandlerResponse::Unhandled;
   });
+  server.Post(".*", refuse_method);
+  server.Put(".*", refuse_method);
+  server.Patch(".*", refuse_method);
+  server.Delete(".*", refuse_method);
+  server.Options(".*", refuse_method);
 
   server.Get("/metrics\\.json", [this, error](const Request& req, Response& res) {
     MetricsQuery q;
@@ -491,7 +518,7 @@ void ServerImpl::install_routes() {
     res.set_content(std::string(page_html()), "text/html; charset=utf-8");
   });
 
-  // Every other error (404 for unknown paths and methods, 400 for malformed requests,
+  // Every other error (404 for unknown paths, 400 for malformed requests,
   // 413/414 for oversized ones) gets a short JSON body when the handler set none.
   server.set_error_handler(::httplib::Server::HandlerWithResponse([error](const Request&, Response& res) {
     if (!res.body.empty()) return ::httplib::Server::HandlerResponse::Unhandled;

@@ -16,6 +16,8 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include "history_db.hpp"
@@ -24,6 +26,15 @@
 namespace SPYGLASS_NAMESPACE::monitor {
 
 namespace {
+
+// The limits each run was given (RunLimits); earlier runs have none recorded (NULL).
+constexpr const char* kRunLimitsMigration = R"sql(
+ALTER TABLE runs ADD COLUMN limit_timeout_ns INTEGER;
+ALTER TABLE runs ADD COLUMN limit_max_rss_bytes INTEGER;
+ALTER TABLE runs ADD COLUMN limit_max_cpu_seconds REAL;
+ALTER TABLE runs ADD COLUMN limit_kill TEXT;
+ALTER TABLE runs ADD COLUMN limit_grace_ns INTEGER;
+)sql";
 
 // Forward migrations: kMigrations[i] takes the schema from version i to i + 1.
 constexpr const char* kMigrations[] = {
@@ -115,8 +126,25 @@ CREATE TABLE alert_deliveries(
 CREATE INDEX alert_deliveries_alert ON alert_deliveries(alert_id, attempt);
 CREATE INDEX alerts_label_rule ON alerts(label, rule, created_unix_ns);
 )sql",
+    kRunLimitsMigration,
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
+
+// The schema version a migration of kMigrations brings (wherever it sits in the list).
+constexpr int version_after(std::string_view migration) {
+  for (std::size_t i = 0; i < std::size(kMigrations); ++i) {
+    if (kMigrations[i] == migration) return static_cast<int>(i) + 1;
+  }
+  return 0;
+}
+constexpr int kRunLimitsVersion = version_after(kRunLimitsMigration);
+static_assert(kRunLimitsVersion > 0);
+
+// The limit columns, as insert() writes them (NULL: no such limit); run_columns() reads
+// NULL as -1, which no limit ever is.
+constexpr const char* kLimitColumns =
+    "limit_timeout_ns, limit_max_rss_bytes, limit_max_cpu_seconds, limit_kill, "
+    "limit_grace_ns";
 
 constexpr const char* kRunColumns =
     "id, label, command, args, cwd, host, git_commit, start_unix_ns, end_unix_ns, duration_ns, exit_code, "
@@ -133,7 +161,11 @@ std::string run_columns(int version) {
                          "tree_user_cpu_ns, tree_sys_cpu_ns, tree_read_bytes, tree_write_bytes, "
                          "tree_peak_processes, max_rss_source"
                        : ", 'sampled', NULL, peak_tree_rss_bytes, 0, user_cpu_ns, sys_cpu_ns, read_bytes, "
-                         "write_bytes, peak_processes, NULL");
+                         "write_bytes, peak_processes, NULL") +
+         (version >= kRunLimitsVersion
+              ? ", COALESCE(limit_timeout_ns, -1), COALESCE(limit_max_rss_bytes, -1), "
+                "COALESCE(limit_max_cpu_seconds, -1), limit_kill, COALESCE(limit_grace_ns, -1)"
+              : ", -1, -1, -1, NULL, -1");
 }
 
 // Where a history lives (a file name, or a URL without its password) and the connection
@@ -581,6 +613,16 @@ struct History::Impl {
     r.tree_write_bytes = s.u64(c++);
     r.tree_peak_processes = static_cast<std::uint32_t>(s.u64(c++));
     r.max_rss_source = s.text(c++);
+    const auto present = [](auto v) -> std::optional<decltype(v)> {
+      if (v < 0) return std::nullopt;
+      return v;
+    };
+    r.limits.timeout_ns = present(s.i64(c++));
+    const auto rss = s.i64(c++);
+    if (rss >= 0) r.limits.max_rss_bytes = static_cast<std::uint64_t>(rss);
+    r.limits.max_cpu_seconds = present(s.f64(c++));
+    r.limits.kill = s.text(c++);
+    r.limits.grace_ns = present(s.i64(c++));
     return c;
   }
 
@@ -660,6 +702,7 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
           ", tree_source, tree_source_reason, tree_peak_memory_bytes, peak_tree_pss_bytes, tree_user_cpu_ns, "
           "tree_sys_cpu_ns, tree_read_bytes, tree_write_bytes, tree_peak_processes, max_rss_source";
     }
+    if (h.version >= kRunLimitsVersion) columns += std::string(", ") + kLimitColumns;
     std::string marks = "?";
     for (std::size_t i = 0; i < columns.size(); ++i) {
       if (columns[i] == ',') marks += ",?";
@@ -712,6 +755,21 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
       s.bind(i++, r.tree_write_bytes);
       s.bind(i++, r.tree_peak_processes);
       s.bind_null_if_empty(i++, r.max_rss_source);
+    }
+    if (h.version >= kRunLimitsVersion) {
+      const RunLimits& l = r.limits;
+      const auto opt = [&](const auto& v) {
+        if (v) {
+          s.bind(i++, *v);
+        } else {
+          s.bind_null(i++);
+        }
+      };
+      opt(l.timeout_ns);
+      opt(l.max_rss_bytes);
+      opt(l.max_cpu_seconds);
+      s.bind_null_if_empty(i++, l.kill);
+      opt(l.grace_ns);
     }
     if (s.step()) id = s.i64(0);
   }

@@ -57,6 +57,28 @@ void write_json(const RunRecord& r, std::string& out) {
   w.key("tree_write_bytes"), w.value(r.tree_write_bytes);
   w.key("tree_peak_processes"), w.value(r.tree_peak_processes);
   w.key("max_rss_source"), w.value(r.max_rss_source);
+  // The limits, null where there was none.
+  const auto opt = [&w](const char* k, const auto& v) {
+    w.key(k);
+    if (v) {
+      w.value(*v);
+    } else {
+      w.null();
+    }
+  };
+  w.key("limits");
+  w.begin_object();
+  opt("timeout_ns", r.limits.timeout_ns);
+  opt("max_rss_bytes", r.limits.max_rss_bytes);
+  opt("max_cpu_seconds", r.limits.max_cpu_seconds);
+  w.key("kill");
+  if (r.limits.kill.empty()) {
+    w.null();
+  } else {
+    w.value(r.limits.kill);
+  }
+  opt("grace_ns", r.limits.grace_ns);
+  w.end_object();
   w.key("leftover_processes"), w.value(r.leftover_processes);
   w.key("leftovers_killed"), w.value(r.leftovers_killed);
   w.key("detections");

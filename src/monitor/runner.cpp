@@ -601,6 +601,11 @@ bool Run::start() {
   r_.tree_source = cg_.source();
   r_.tree_source_reason = cg_.reason();
   if (o_.max_rss_bytes) r_.max_rss_source = source_name(limit_source_);
+  if (o_.timeout) r_.limits.timeout_ns = o_.timeout->count();
+  r_.limits.max_rss_bytes = o_.max_rss_bytes;
+  r_.limits.max_cpu_seconds = o_.max_cpu_seconds;
+  r_.limits.kill = o_.kill == KillStrategy::immediate ? "immediate" : "graceful";
+  r_.limits.grace_ns = o_.grace.count();
   res_.start_mono_ns = clock::monotonic_ns();
   r_.start_unix_ns = static_cast<std::int64_t>(clock::realtime_ns());
   sp_.start();

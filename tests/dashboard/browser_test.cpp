@@ -12,7 +12,8 @@ namespace {
 using namespace spyglass_test;
 
 // What the browser sees of a page: per chart, its points (run or time, value, drawn),
-// anomalies, change points, regressions, bands and detections; the tables' rows; the tails.
+// anomalies, change points, regressions, bands, detections and limit lines (drawn); the
+// tables' rows; the tails.
 constexpr const char* kProbe = R"js((() => {
   const charts = {};
   for (const f of document.querySelectorAll('figure.chart')) {
@@ -27,6 +28,7 @@ constexpr const char* kProbe = R"js((() => {
       regressions: all('rect.regression').map(r => r.dataset.runs),
       bands: all('rect.baseline-band').length,
       detections: all('line.detection').map(l => l.dataset.kind),
+      limits: all('line.limit').filter(l => l.getBoundingClientRect().width > 0).map(l => Number(l.dataset.value)),
     };
   }
   const rows = (cls, key) => [...document.querySelectorAll('tr.' + cls)].map(r => r.dataset[key]);
@@ -129,6 +131,11 @@ TEST(Browser, ServedPagesHoldTheSeededPointsAndMarks) {
   EXPECT_EQ(cpu["drawn"].get_int64().value(), 20);
   EXPECT_EQ(list<std::string>(runp.report["result"]["charts"]["rss"]["detections"]),
             std::vector<std::string>{"leak"});
+  // The seeded limits, drawn: max RSS on the RSS chart, max CPU on the CPU time chart.
+  EXPECT_EQ(list<double>(runp.report["result"]["charts"]["rss"]["limits"]),
+            std::vector<double>{64.0 * (1 << 20)});
+  EXPECT_EQ(list<double>(runp.report["result"]["charts"]["cpu_time"]["limits"]), std::vector<double>{4.0});
+  EXPECT_TRUE(list<double>(cpu["limits"]).empty());
   EXPECT_EQ(std::string_view(runp.report["result"]["stdout"].get_string()),
             "line <1> & \"two\"\nsecond line\n");
 

@@ -141,6 +141,28 @@ TEST_F(Pages, ServeAnswersEveryPage) {
       runp->body.find("<pre class=\"stdout\">line &lt;1&gt; &amp; &quot;two&quot;\nsecond line\n</pre>"),
       std::string::npos);
   EXPECT_EQ(ids(attrs(runp->body, "alert-row", "data-alert")), std::vector<std::int64_t>{s.alerts[0]});
+  // Its limits as seeded: in the facts, and as lines on the charts of the figures they bound
+  // (--max-cpu bounds CPU time: the cumulative chart), above every point.
+  EXPECT_EQ(attrs(runp->body, "limit-row", "data-limit"),
+            (std::vector<std::string>{"timeout", "max-rss", "max-cpu", "kill"}));
+  std::vector<double> limit_values;
+  for (const auto& v : attrs(runp->body, "limit-row", "data-value")) limit_values.push_back(std::stod(v));
+  EXPECT_EQ(limit_values, (std::vector<double>{30e9, 64 << 20, 4}));
+  EXPECT_NE(runp->body.find("<th>memory limit on</th><td>pss</td>"), std::string::npos);
+  EXPECT_NE(runp->body.find("<th>kill</th><td>graceful, grace 5.00 s</td>"), std::string::npos);
+  EXPECT_TRUE(attrs(chart(runp->body, "cpu"), "limit", "data-value").empty());
+  for (const auto& [metric, value] :
+       std::vector<std::pair<std::string, std::string>>{{"rss", "67108864"}, {"cpu_time", "4"}}) {
+    const std::string ch = chart(runp->body, metric);
+    ASSERT_EQ(attrs(ch, "limit", "data-value"), std::vector<std::string>{value}) << metric;
+    const double line_y = std::stod(attrs(ch, "limit", "y1").at(0));
+    const auto ys = attrs(ch, "pt", "cy");
+    ASSERT_EQ(ys.size(), 20u) << metric;
+    for (const auto& y : ys) EXPECT_GT(std::stod(y), line_y) << metric;  // SVG y grows downwards
+  }
+  const auto older = c.Get("/run?id=" + std::to_string(s.ids.front()));
+  EXPECT_EQ(attrs(older->body, "limit-row", "data-value").size(), 0u);
+  EXPECT_NE(older->body.find("<th>kill</th><td>not recorded</td>"), std::string::npos);
 
   // The alert history, newest first.
   const auto alerts = c.Get("/alerts");
@@ -184,6 +206,35 @@ TEST_F(Pages, ReportIsOneWellFormedSelfContainedFile) {
   EXPECT_EQ(html.find("href=\"/"), std::string::npos);  // no link to a server page
   EXPECT_EQ(ids(attrs(chart(html, "wall"), "pt", "data-run")), s.ids);
   EXPECT_EQ(ids(attrs(html, "run-row", "data-run")).size(), s.ids.size());
+  // The runs' limits, in the table of runs.
+  EXPECT_NE(html.find("<td class=\"limits\">timeout 30.00 s, max RSS 64.0 MiB on pss, max CPU 4.00 s; kill "
+                      "graceful, grace 5.00 s</td>"),
+            std::string::npos);
+}
+
+// A trace line that is not a span stops the report, naming it, and leaves the file as it
+// was; with --skip-bad it is said, counted and skipped, and the good spans are drawn.
+TEST_F(Pages, ReportTraceWithABadLine) {
+  const std::string trace = dir / "spans.jsonl", out = dir / "r.html";
+  std::ofstream(trace)
+      << R"({"ts":"2026-11-22T05:06:47.123Z","kind":"function","name":"only_good_span","dur_ns":5000,)"
+         R"("trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"53995c3f42cd8ad8","thread":7,"status":"ok"})"
+      << "\n{\"ts\": cut short\n";
+  std::ofstream(out) << "kept";
+  auto r = run({kSpyglass, "report", "--label", "seeded", "--html", out, "--trace", trace, "--db", s.db});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("spans.jsonl:2: not valid JSON"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(out), "kept");
+  r = run({kSpyglass, "report", "--label", "seeded", "--html", out, "--trace", trace, "--skip-bad", "--db",
+           s.db});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("spyglass: skipped " + trace + ":2: not valid JSON"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("spyglass: 1 bad trace lines skipped\n"), std::string::npos) << r.err;
+  check_html(out, s.db);
+  const std::string html = slurp(out);
+  const auto fig = html.find("<figure class=\"flamegraph\">");
+  ASSERT_NE(fig, std::string::npos);
+  EXPECT_NE(html.find("only_good_span", fig), std::string::npos);
 }
 
 TEST_F(Pages, BadInputGetsAClearErrorAndChangesNothing) {

@@ -24,7 +24,7 @@ struct Seeded {
   std::vector<double> max_rss;       ///< their peak RSS (bytes)
   std::int64_t change_run = 0;       ///< the first run of the slower segment (index 40)
   std::vector<std::int64_t> spikes;  ///< the runs whose peak RSS is an anomaly (12 and 27)
-  std::int64_t sampled_run = 0;      ///< the newest seeded run: 20 samples and one detection
+  std::int64_t sampled_run = 0;      ///< the newest seeded run: 20 samples, one detection, limits
   std::int64_t failed_run = 0;       ///< the latest run of label "flaky" (exit 2)
   std::vector<std::int64_t> alerts;  ///< alert ids
 };
@@ -61,6 +61,7 @@ inline Seeded seed_history(const std::string& dir) {
           x.t_ns = 1000 + k * 100000000;  // relative to t0_ns = 1000 below
           x.processes = 1;
           x.cpu_user_pct = 50.0 + static_cast<double>(k);
+          x.cpu_user_ns = k * 50000000;
           x.rss_bytes = (10 + k) << 20;
           x.read_bytes = k * 4096;
           samples.push_back(x);
@@ -68,6 +69,12 @@ inline Seeded seed_history(const std::string& dir) {
         r.detections.push_back({1000000000, "rss", "leak", 20.0 * (1 << 20), 1048576.0, "growth"});
         r.stdout_tail = "line <1> & \"two\"\nsecond line\n";
         r.stderr_tail = "warning: <stderr>\n";
+        r.limits = {.timeout_ns = 30000000000,
+                    .max_rss_bytes = 64u << 20,
+                    .max_cpu_seconds = 4.0,
+                    .kill = "graceful",
+                    .grace_ns = 5000000000};
+        r.max_rss_source = "pss";
       }
       h.insert(r, samples, 1000);
       s.ids.push_back(r.id);

@@ -76,10 +76,15 @@ class Socket {
   int fd_;
 };
 
-std::string raw_get(std::uint16_t port, const std::string& target) {
+/// Sends `request` as it is; everything until the server closes the connection.
+std::string raw_request(std::uint16_t port, const std::string& request) {
   const Socket s(port);
-  s.send("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  s.send(request);
   return s.read_all();
+}
+
+std::string raw_get(std::uint16_t port, const std::string& target) {
+  return raw_request(port, "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 }
 
 int status_of(const std::string& response) {
@@ -155,9 +160,30 @@ TEST(HttpServer, StatusCodesAndBadParameters) {
     EXPECT_EQ(r->status, 400) << bad;
     EXPECT_NE(r->body.find("\"error\""), std::string::npos) << r->body;
   }
+  // Another method: 405 with Allow on a served path, with or without a body; 404 elsewhere.
   const auto post = c.Post("/metrics.json", "x", "text/plain");
   ASSERT_TRUE(post);
-  EXPECT_EQ(post->status, 404);
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(post->get_header_value("Allow"), "GET, HEAD");
+  EXPECT_NE(post->body.find("\"error\""), std::string::npos) << post->body;
+  for (const char* method : {"POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"}) {
+    for (const char* path : {"/", "/metrics.json", "/flamegraph.svg", "/nope"}) {
+      const bool known = std::string_view(path) != "/nope";
+      const std::string r =
+          raw_request(server.port(),
+                      std::string(method) + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      EXPECT_EQ(status_of(r), known ? 405 : 404) << method << " " << path << ": " << r;
+      EXPECT_EQ(r.find("Allow: GET, HEAD\r\n") != std::string::npos, known) << method << " " << path;
+    }
+  }
+  {
+    // A body is read before the refusal: the next request on the connection is answered.
+    const Socket s(server.port());
+    s.send("PUT /metrics.json HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    EXPECT_EQ(status_of(s.read_response()), 405);
+    s.send("GET /metrics.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(status_of(s.read_all()), 200);
+  }
   const auto head = c.Head("/metrics.json");
   ASSERT_TRUE(head);
   EXPECT_EQ(head->status, 200);

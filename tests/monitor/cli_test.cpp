@@ -196,7 +196,7 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
   // The schema documented in history.hpp, column by column.
   EXPECT_EQ(
       q.out,
-      "7\n"
+      "8\n"
       "1397774668\n"  // 0x5350594c
       "wal\n"
       "alert_deliveries,alerts,baselines,detections,runs,samples,spyglass_meta\n"
@@ -208,7 +208,8 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
       "rchar,wchar,peak_threads,peak_processes,vol_ctx,invol_ctx,minflt,majflt,monitor_cpu_ns,stdout_tail,"
       "stderr_tail,leftover_processes,leftovers_killed,tree_source,tree_source_reason,tree_peak_memory_bytes,"
       "peak_tree_pss_bytes,tree_user_cpu_ns,tree_sys_cpu_ns,tree_read_bytes,tree_write_bytes,"
-      "tree_peak_processes,max_rss_source\n"
+      "tree_peak_processes,max_rss_source,limit_timeout_ns,limit_max_rss_bytes,limit_max_cpu_seconds,"
+      "limit_kill,limit_grace_ns\n"
       "run_id,t_ns,processes,threads,fds,cpu_user_ns,cpu_sys_ns,cpu_user_pct,cpu_sys_pct,rss_bytes,"
       "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
       "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message,rule\n"
@@ -243,6 +244,46 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
        "FROM samples WHERE run_id = a.run_id AND t_ns > a.t_ns) WHERE b.cpu_user_ns < a.cpu_user_ns OR "
        "b.minflt < a.minflt OR b.wchar < a.wchar OR b.vol_ctx < a.vol_ctx;"});
   EXPECT_EQ(samples.out, "1|1|1|2|2|1|1|1|0|1\n0\n") << samples.err;
+}
+
+// The limits a run was given, as sqlite3 reads them and as show prints them; none is NULL.
+TEST(Cli, RunLimitsAreRecorded) {
+  spyglass_test::TempDir dir;
+  const std::string db = dir / "h.db";
+  ASSERT_EQ(
+      spyglass_test::run({kSpyglass, "run", "--quiet", "--db", db, "--timeout", "5s", "--max-rss", "500M",
+                          "--max-cpu", "2.5", "--kill", "immediate", "--grace", "2s", "--", "true"},
+                         dir.path())
+          .exit_code,
+      0);
+  ASSERT_EQ(spyglass_test::run({kSpyglass, "run", "--quiet", "--db", db, "--", "true"}, dir.path()).exit_code,
+            0);
+  const auto q =
+      spyglass_test::run({"sqlite3", db,
+                          "SELECT id, limit_timeout_ns, limit_max_rss_bytes, limit_max_cpu_seconds, "
+                          "limit_kill, limit_grace_ns, max_rss_source, quote(limit_timeout_ns) "
+                          "FROM runs ORDER BY id"},
+                         dir.path());
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(
+      q.out,
+      "1|5000000000|524288000|2.5|immediate|2000000000|rss|5000000000\n2||||graceful|5000000000||NULL\n");
+  const auto json = spyglass_test::run({kSpyglass, "show", "1", "--json", "--db", db}, dir.path());
+  EXPECT_NE(json.out.find("\"limits\":{\"timeout_ns\":5000000000,\"max_rss_bytes\":524288000,"
+                          "\"max_cpu_seconds\":2.5,\"kill\":\"immediate\",\"grace_ns\":2000000000}"),
+            std::string::npos)
+      << json.out;
+  const auto none = spyglass_test::run({kSpyglass, "show", "2", "--json", "--db", db}, dir.path());
+  EXPECT_NE(none.out.find("\"limits\":{\"timeout_ns\":null,\"max_rss_bytes\":null,\"max_cpu_seconds\":null,"
+                          "\"kill\":\"graceful\",\"grace_ns\":5000000000}"),
+            std::string::npos)
+      << none.out;
+  const auto text = spyglass_test::run({kSpyglass, "show", "1", "--db", db}, dir.path());
+  EXPECT_NE(
+      text.out.find("limits    timeout 5.00 s, max RSS 500.0 MiB on rss, max CPU 2.50 s; kill immediate, "
+                    "grace 2.00 s\n"),
+      std::string::npos)
+      << text.out;
 }
 
 TEST(Cli, TwoConcurrentRunsBothRecorded) {

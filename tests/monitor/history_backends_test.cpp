@@ -217,6 +217,10 @@ TEST_P(HistoryBackends, MigratesForwardKeepingData) {
     EXPECT_EQ(runs[0].tree_write_bytes, 1u << 20);
     EXPECT_EQ(runs[0].tree_peak_processes, 2u);
     EXPECT_EQ(runs[0].max_rss_source, "");
+    // Version 8: no limits were recorded before.
+    EXPECT_FALSE(runs[0].limits.timeout_ns || runs[0].limits.max_rss_bytes ||
+                 runs[0].limits.max_cpu_seconds || runs[0].limits.grace_ns);
+    EXPECT_EQ(runs[0].limits.kill, "");
     auto r = make_run("m", 6);
     r.leftover_processes = 2;
     r.leftovers_killed = true;
@@ -229,6 +233,11 @@ TEST_P(HistoryBackends, MigratesForwardKeepingData) {
     r.tree_write_bytes = 12;
     r.tree_peak_processes = 13;
     r.max_rss_source = "kernel";
+    r.limits = {.timeout_ns = 3000000000,
+                .max_rss_bytes = 1u << 30,
+                .max_cpu_seconds = 0.5,
+                .kill = "immediate",
+                .grace_ns = std::nullopt};
     h.insert(r, make_samples(1, 0), 0);
     const auto back = h.run(r.id);
     ASSERT_TRUE(back);
@@ -241,12 +250,51 @@ TEST_P(HistoryBackends, MigratesForwardKeepingData) {
               7u + 8 + 9 + 10 + 11 + 12);
     EXPECT_EQ(back->tree_peak_processes, 13u);
     EXPECT_EQ(back->max_rss_source, "kernel");
+    EXPECT_EQ(back->limits.timeout_ns, 3000000000);
+    EXPECT_EQ(back->limits.max_rss_bytes, 1u << 30);
+    EXPECT_EQ(back->limits.max_cpu_seconds, 0.5);
+    EXPECT_EQ(back->limits.kill, "immediate");
+    EXPECT_FALSE(back->limits.grace_ns);
     EXPECT_EQ(back->stdout_tail, "out\n");  // the tails follow the new columns
     EXPECT_EQ(back->stderr_tail, "err\n");
   }
   tables = peer({tables_sql, pg() ? "SELECT value FROM spyglass_meta WHERE key = 'user_version'"
                                   : "PRAGMA user_version"});
-  EXPECT_EQ(tables.out, "alert_deliveries\nalerts\nbaselines\n7\n");
+  EXPECT_EQ(tables.out, "alert_deliveries\nalerts\nbaselines\n8\n");
+  // The backend's own client reads the limits: the migrated run has none (NULL).
+  const auto limits =
+      peer({"SELECT COALESCE(limit_timeout_ns, -1), limit_max_rss_bytes, limit_max_cpu_seconds, "
+            "limit_kill, COALESCE(limit_grace_ns, -1) FROM runs ORDER BY id"});
+  EXPECT_EQ(limits.out, "-1||||-1\n3000000000|1073741824|0.5|immediate|-1\n") << limits.err;
+}
+
+// A history written before limits were recorded (schema 7): a writer of that version
+// stores none, a reader takes it as it is (no limits), a newer writer migrates it.
+TEST_P(HistoryBackends, HistoryFromBeforeLimitsIsStillRead) {
+  const std::string db = location();
+  {
+    auto h = mon::History::open(db, {.schema_version = 7});
+    auto r = make_run("old", 1);
+    r.limits.timeout_ns = 5;  // not stored: schema 7 has no column for it
+    h.insert(r, make_samples(2, 0), 0);
+  }
+  {
+    auto ro = mon::History::open(db, {.create = false, .read_only = true});
+    EXPECT_EQ(ro.schema_version(), 7);
+    const auto back = ro.run(1);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->label, "old");
+    EXPECT_FALSE(back->limits.timeout_ns);
+    EXPECT_EQ(back->limits.kill, "");
+    EXPECT_EQ(back->stdout_tail, "out\n");
+    EXPECT_EQ(ro.runs({}).size(), 1u);
+  }
+  auto h = mon::History::open(db);
+  EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
+  auto r = make_run("old", 2);
+  r.limits.timeout_ns = 7;
+  h.insert(r, {}, 0);
+  EXPECT_EQ(peer({"SELECT COALESCE(limit_timeout_ns, -1) FROM runs ORDER BY id"}).out, "-1\n7\n");
 }
 
 TEST_P(HistoryBackends, PinsOneBaselinePerLabel) {
@@ -463,7 +511,7 @@ TEST_P(HistoryBackends, AlertsOfAVersion6HistoryAfterMigration) {
     EXPECT_THROW(h.insert_alert(a), mon::HistoryError);
   }
   auto h = mon::History::open(location());
-  EXPECT_EQ(h.schema_version(), 7);
+  EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
   mon::AlertRecord a;
   a.label = "job";
   a.rule = "r";

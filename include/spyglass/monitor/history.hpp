@@ -4,7 +4,7 @@
 /// migrations; on PostgreSQL, INTEGER columns are BIGINT, REAL is DOUBLE PRECISION, ids are
 /// identity columns, and the schema version is spyglass_meta's 'user_version' row.
 ///
-/// Schema (user_version 7, application_id 0x5350594c "SPYL"), all times in ns:
+/// Schema (user_version 8, application_id 0x5350594c "SPYL"), all times in ns:
 ///   runs(id INTEGER PRIMARY KEY, label, command, args (JSON array), cwd, host, git_commit,
 ///        start_unix_ns, end_unix_ns, duration_ns, exit_code, signal, kill_reason, error,
 ///        user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes,
@@ -14,7 +14,10 @@
 ///        tree_source ('cgroup-v2', 'cgroup-v1', 'sampled'), tree_source_reason,
 ///        tree_peak_memory_bytes, peak_tree_pss_bytes, tree_user_cpu_ns, tree_sys_cpu_ns,
 ///        tree_read_bytes, tree_write_bytes, tree_peak_processes, max_rss_source [since v5;
-///        runs recorded before are 'sampled' with the tree figures of their own columns])
+///        runs recorded before are 'sampled' with the tree figures of their own columns]),
+///        limit_timeout_ns, limit_max_rss_bytes, limit_max_cpu_seconds, limit_kill
+///        ('graceful', 'immediate'), limit_grace_ns [since v8; NULL: no such limit, or a
+///        run recorded before; see RunLimits]
 ///   samples(run_id -> runs.id ON DELETE CASCADE, t_ns (since the run's start),
 ///        processes, threads, fds, cpu_user_ns, cpu_sys_ns, cpu_user_pct, cpu_sys_pct,
 ///        rss_bytes, vms_bytes, pss_bytes, uss_bytes, read_bytes, write_bytes, rchar, wchar,
@@ -147,7 +150,7 @@ struct LabelSummary {
 class SPYGLASS_API History {
  public:
   /// The schema this build writes.
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
   /// The oldest schema a read-only open reads as it is (runs and samples are unchanged
   /// since version 1).
   static constexpr int kMinReadableSchemaVersion = 1;

@@ -2,6 +2,7 @@
 /// The record of one monitored run, as `spyglass run` produces it and History stores it.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,17 @@ struct RunDetection {
   double score = 0;            ///< z (ewma), modified z (rolling-mad),
                                ///< or growth in bytes per second (growth)
   std::string detector;        ///< "ewma", "rolling-mad" or "growth"
+};
+
+/// The limits a run was given (RunOptions), recorded with it so that its page can show
+/// what it ran under. An absent limit is none; runs recorded before limits were kept have
+/// none and an empty `kill`.
+struct RunLimits {
+  std::optional<std::int64_t> timeout_ns;      ///< wall time, stopped time included
+  std::optional<std::uint64_t> max_rss_bytes;  ///< on the figure RunRecord::max_rss_source names
+  std::optional<double> max_cpu_seconds;       ///< the tree's user+system CPU
+  std::string kill;                            ///< how a limit ends the tree: "graceful" or "immediate"
+  std::optional<std::int64_t> grace_ns;        ///< SIGTERM to SIGKILL (graceful kills, forwarded signals)
 };
 
 /// One run of a command. Plain data; CPU, faults, context switches and read/write bytes
@@ -78,6 +90,7 @@ struct RunRecord {
   /// The figure a memory limit was enforced on: "rss", "pss", "cgroup" or "kernel" (see
   /// RssLimitSource); "" without a limit.
   std::string max_rss_source;
+  RunLimits limits;  ///< what the run was allowed (the figures above are what it used)
   /// Live detection's findings, in time order (empty when it was off; History::runs()
   /// loads them only with HistoryQuery::with_detections).
   std::vector<RunDetection> detections;
