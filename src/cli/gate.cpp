@@ -158,11 +158,29 @@ GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const Gate
     return cache.back().second;
   };
   using S = GateCheck::Status;
+  const bool latest_ok = successful_run(latest);
+  const std::string latest_run = "run " + std::to_string(latest.id);
+  if (!latest_ok) {
+    GateCheck c;
+    c.name = "latest run succeeded";
+    c.status = S::fail;
+    const std::string how = outcome(latest);
+    c.measured = "exit " + std::to_string(latest.exit_code) + (how.empty() ? "" : ", " + how);
+    c.threshold = "exit 0, not killed";
+    c.message = latest_run + " " + (how.empty() ? "exited with " + std::to_string(latest.exit_code) : how);
+    rep.checks.push_back(std::move(c));
+  }
   for (const auto& rule : o.rules) {
     for (const auto& m : rule.metrics) {
       const std::uint64_t t0 = clock::monotonic_ns();
       GateCheck c;
-      if (rule.kind == GateRule::Kind::threshold) {
+      if (rule.kind == GateRule::Kind::threshold && !latest_ok) {
+        c.name = rule.text;
+        c.status = S::skip;
+        c.measured = "run failed";
+        c.threshold = rule.op + " " + metric_text(m, rule.limit);
+        c.message = latest_run + " did not succeed: its " + m + " is not that of a whole run";
+      } else if (rule.kind == GateRule::Kind::threshold) {
         const double v = history_metric(latest, m);
         c.name = rule.text;
         c.measured = metric_text(m, v);

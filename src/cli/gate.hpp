@@ -61,7 +61,9 @@ struct GateReport {
   [[nodiscard]] std::size_t count(GateCheck::Status s) const;
 };
 
-/// Evaluates `o.rules` on `runs` (a label's runs, newest first, not empty). Throws InputError.
+/// Evaluates `o.rules` on `runs` (a label's runs, newest first, not empty). When the latest
+/// run failed or was killed, the first check is a failing "latest run succeeded" and the
+/// threshold rules are skipped: its figures are those of a cut-short run. Throws InputError.
 GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const GateOptions& o);
 
 /// Where the reports go; an empty path is not written.

@@ -209,7 +209,8 @@ constexpr const char* kGateUsage =
 Checks rules on the latest run of a label and on its history, for CI.
 
 rules (--rule, repeatable):
-  METRIC OP VALUE        the latest run's METRIC against VALUE; OP is <, <=, > or >=;
+  METRIC OP VALUE        the latest run's METRIC against VALUE (skipped when that run
+                         failed, which fails the gate); OP is <, <=, > or >=;
                          METRIC is wall, cpu_user, cpu_sys (VALUE a duration: 2s, 150ms)
                          or max_rss, tree_peak_rss, read_bytes, write_bytes (VALUE a size:
                          512MiB, 64K); e.g. 'wall < 2s', 'max_rss < 512MiB'
@@ -229,7 +230,9 @@ options:
   --markdown FILE        append a Markdown summary (e.g. "$GITHUB_STEP_SUMMARY")
   --db PATH              history database (default ./spyglass-out/history.db)
   --help                 this text
-A rule that cannot be checked yet (too few runs) is skipped, not failed.
+A rule that cannot be checked yet (too few runs) is skipped, not failed. When the latest
+run failed or was killed, the gate fails ("latest run succeeded") and threshold rules are
+skipped.
 Exit status: 0 when every rule passes; 3 when a rule fails; 1 when the history cannot be
 read, the label has no runs or a report cannot be written; 125 for a usage error (a bad
 rule included).

@@ -365,6 +365,42 @@ print("ok")
   EXPECT_EQ(run({kSpyglass, "baseline", "drop", "--db", db}, dir.path()).exit_code, 125);
 }
 
+// A latest run that was killed or failed is quicker and smaller than a whole one: the
+// gate fails on it, and its threshold rules are skipped rather than passed.
+TEST(Gate, FailedOrKilledLatestRunFailsTheGate) {
+  TempDir dir;
+  const std::string db = dir / "h.db", junit = dir / "gate.xml";
+  auto run_labelled = [&](const std::vector<std::string>& opts, const std::vector<std::string>& cmd) {
+    std::vector<std::string> argv = {kSpyglass, "run", "--no-pty", "--quiet", "--db", db, "--label", "g"};
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    return run(argv, dir.path());
+  };
+  ASSERT_EQ(run_labelled({"--timeout", "100ms"}, {"sleep", "5"}).exit_code, 124);
+  const auto killed = gate(dir, db, "g", {"wall < 1h", "no-regression:wall"}, {"--junit", junit});
+  EXPECT_EQ(killed.exit_code, kGateFailed) << killed.out << killed.err;
+  EXPECT_NE(killed.out.find("FAIL latest run succeeded: run 1 killed (timeout)\n"), std::string::npos)
+      << killed.out;
+  EXPECT_NE(killed.out.find("SKIP wall < 1h: run 1 did not succeed"), std::string::npos) << killed.out;
+  EXPECT_EQ(killed.out.find("PASS wall"), std::string::npos) << killed.out;
+  EXPECT_EQ(run({"xmllint", "--noout", junit}, dir.path()).exit_code, 0);
+  EXPECT_EQ(python(dir, kJunitShape, {junit, "3", "1", "2"}),
+            "latest run succeeded | run 1 killed (timeout)\nok\n");
+
+  ASSERT_EQ(run_labelled({}, {"sh", "-c", "exit 3"}).exit_code, 3);
+  const auto failed = gate(dir, db, "g", {"wall < 1h"});
+  EXPECT_EQ(failed.exit_code, kGateFailed) << failed.out << failed.err;
+  EXPECT_NE(failed.out.find("FAIL latest run succeeded: run 2 exited with 3\n"), std::string::npos)
+      << failed.out;
+
+  // A successful run after them: the gate judges it alone.
+  ASSERT_EQ(run_labelled({}, {"true"}).exit_code, 0);
+  const auto ok = gate(dir, db, "g", {"wall < 1h"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_EQ(ok.out.find("latest run"), std::string::npos) << ok.out;
+}
+
 TEST(Gate, RunChecksTheRulesAfterRecording) {
   TempDir dir;
   const std::string db = dir / "h.db", junit = dir / "run.xml";
