@@ -257,6 +257,11 @@ int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOut
   for (const auto& p : h.pinned_baselines(o.history.label)) o.history.pinned = p.run_id;
   const GateReport rep = evaluate_gate(list, o);
   if (out != nullptr) std::fputs(gate_text(rep).c_str(), out);
+  if (!write_gate_reports(rep, files)) return 1;
+  return rep.count(GateCheck::Status::fail) == 0 ? 0 : kGateFailed;
+}
+
+bool write_gate_reports(const GateReport& rep, const GateOutputs& files) {
   bool written = true;
   for (const auto& [path, text, append] : {std::tuple{files.junit, gate_junit(rep), false},
                                            {files.tap, gate_tap(rep), false},
@@ -270,8 +275,7 @@ int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOut
       written = false;
     }
   }
-  if (!written) return 1;
-  return rep.count(GateCheck::Status::fail) == 0 ? 0 : kGateFailed;
+  return written;
 }
 
 std::string gate_junit(const GateReport& r) {

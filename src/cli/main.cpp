@@ -100,13 +100,16 @@ options:
   --gate RULE            after recording the run, check RULE as `spyglass gate` does
                          (repeatable; see spyglass gate --help)
   --gate-junit FILE, --gate-tap FILE, --gate-markdown FILE
-                         the gate's reports, as gate's --junit, --tap and --markdown
+                         the gate's reports, as gate's --junit, --tap and --markdown;
+                         always written, a failed command being a failing test case
+  --gate-exit-code N     the exit status when a rule fails (1 to 255, default 123)
   --help                 this text
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
 126/127 when it could not be started; 125 for a usage error or when spyglass itself failed.
-With --gate, when the command exited 0: 3 when a rule fails.
+With --gate: the command's failure first, with its status as above; when the command
+exited 0, 123 (or --gate-exit-code) when a rule fails, 125 when the gate cannot be checked.
 )";
 
 constexpr const char* kHistoryUsage =
@@ -499,6 +502,7 @@ int cmd_run(Args& a) {
   spyglass::analytics::LiveDetector::Options live_options;
   cli::GateOptions gate;
   cli::GateOutputs gate_files;
+  int gate_exit_code = cli::kRunGateFailed;
   std::optional<alerts::RuleSet> alert_rules;
   mon::RetentionPolicy keep;
   keep.keep_last_per_label = 1000;
@@ -602,6 +606,10 @@ int cmd_run(Args& a) {
       gate_files.tap = std::string(a.value(opt));
     } else if (opt == "--gate-markdown") {
       gate_files.markdown = std::string(a.value(opt));
+    } else if (opt == "--gate-exit-code") {
+      const std::string_view v = a.value(opt);
+      gate_exit_code = static_cast<int>(parse_int(opt, v, 1));
+      if (gate_exit_code > 255) throw UsageError{"--gate-exit-code: 1 to 255, not '" + std::string(v) + "'"};
     } else {
       throw UsageError{"run: unknown option " + std::string(opt)};
     }
@@ -609,6 +617,9 @@ int cmd_run(Args& a) {
   o.argv = a.rest();
   if (o.argv.empty()) throw UsageError{"run: no command given (spyglass run [options] -- COMMAND [ARGS...])"};
   if (o.label.empty()) o.label = default_label(o.argv);
+  const bool gate_asked = !gate.rules.empty();
+  if (!gate_asked && (!gate_files.junit.empty() || !gate_files.tap.empty() || !gate_files.markdown.empty()))
+    throw UsageError{"run: --gate-junit, --gate-tap and --gate-markdown need --gate"};
   if (!gate.rules.empty() && !record) throw UsageError{"run: --gate needs the history (no --no-history)"};
   if (rss_source_given && !o.max_rss_bytes) throw UsageError{"run: --max-rss-source needs --max-rss"};
 
@@ -763,13 +774,31 @@ int cmd_run(Args& a) {
     const auto sent = run_alerts->finish(runs, r.id);
     if (!quiet) std::fputs(alerts::delivered_text(sent).c_str(), stderr);
   }
-  if (gate.rules.empty() || r.exit_code != 0) return r.exit_code;  // the command's failure first
+  if (!gate_asked) return r.exit_code;
+  // The gate is checked and its reports written whatever the command did (a failed run is
+  // a failing test case); the command's own failure then keeps its status.
+  int g = 1;
   if (!history || r.id == 0) {
     std::fprintf(stderr, "spyglass: error: the run was not recorded, so the gate cannot be checked\n");
-    return 125;
+    cli::GateReport rep;
+    rep.label = r.label;
+    rep.start_unix_ns = static_cast<std::int64_t>(spyglass::clock::realtime_ns());
+    rep.checks.push_back({.name = "run recorded",
+                          .status = cli::GateCheck::Status::fail,
+                          .measured = "not recorded",
+                          .threshold = "recorded in the history",
+                          .message = "the run was not recorded, so the rules could not be checked"});
+    (void)cli::write_gate_reports(rep, gate_files);
+  } else {
+    gate.history.label = r.label;
+    try {
+      g = cli::run_gate(*history, gate, 1000, gate_files, quiet ? nullptr : stderr);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "spyglass: error: gate: %s\n", e.what());
+    }
   }
-  gate.history.label = r.label;
-  const int g = cli::run_gate(*history, gate, 1000, gate_files, quiet ? nullptr : stderr);
+  if (r.exit_code != 0) return r.exit_code;
+  if (g == cli::kGateFailed) return gate_exit_code;
   return g == 1 ? 125 : g;
 }
 

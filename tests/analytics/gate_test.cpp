@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ namespace {
 
 const std::string kPython = PYTHON3;
 constexpr int kGateFailed = 3;
+constexpr int kRunGateFailed = 123;  // run --gate, when the command succeeded
 
 // Records one run per wall time (seconds) under `label`, an hour apart, 600 MiB peak RSS.
 void record(const std::string& db, const std::string& label, const std::vector<double>& walls,
@@ -417,11 +419,25 @@ TEST(Gate, RunChecksTheRulesAfterRecording) {
   // Any process's peak RSS is above 1 KiB.
   const auto fail =
       run_gated({"--gate", "wall < 1h", "--gate", "max_rss < 1K", "--gate-junit", junit}, {"true"});
-  EXPECT_EQ(fail.exit_code, kGateFailed) << fail.err;
+  EXPECT_EQ(fail.exit_code, kRunGateFailed) << fail.err;
   EXPECT_NE(fail.err.find("FAIL max_rss < 1K: max_rss "), std::string::npos) << fail.err;
   EXPECT_EQ(run({"xmllint", "--noout", junit}, dir.path()).exit_code, 0);
   EXPECT_EQ(python(dir, kJunitShape, {junit, "2", "1", "0"}).substr(0, 19), "max_rss < 1K | max_");
-  // The command's own failure keeps its status.
+  EXPECT_EQ(run_gated({"--gate", "max_rss < 1K", "--gate-exit-code", "42"}, {"true"}).exit_code, 42);
+  // The command's own failure keeps its status, apart from a failed rule's, and every
+  // report is written with the failed run as a failing test case.
+  const std::string tap = dir / "run.tap", md = dir / "run.md";
+  std::filesystem::remove(junit);
+  const auto own =
+      run_gated({"--gate", "wall < 1h", "--gate-junit", junit, "--gate-tap", tap, "--gate-markdown", md},
+                {"sh", "-c", "exit 3"});
+  EXPECT_EQ(own.exit_code, 3) << own.err;
+  EXPECT_NE(own.err.find("FAIL latest run succeeded: run 4 exited with 3"), std::string::npos) << own.err;
+  EXPECT_EQ(run({"xmllint", "--noout", junit}, dir.path()).exit_code, 0);
+  EXPECT_EQ(python(dir, kJunitShape, {junit, "2", "1", "1"}),
+            "latest run succeeded | run 4 exited with 3\nok\n");
+  EXPECT_NE(spyglass_test::slurp(tap).find("not ok 1 - latest run succeeded\n"), std::string::npos);
+  EXPECT_NE(spyglass_test::slurp(md).find("FAILED (1 of 2 failed)"), std::string::npos);
   EXPECT_EQ(run_gated({"--gate", "max_rss < 1K"}, {"sh", "-c", "exit 4"}).exit_code, 4);
   // A bad rule stops before the command runs: nothing recorded.
   const auto bad = run_gated({"--gate", "wall < soon"}, {"sh", "-c", "echo ran"});
@@ -430,5 +446,13 @@ TEST(Gate, RunChecksTheRulesAfterRecording) {
   EXPECT_NE(bad.err.find("--gate: rule 'wall < soon': 'soon' is not a duration"), std::string::npos)
       << bad.err;
   EXPECT_EQ(run_gated({"--gate", "wall < 1h", "--no-history"}, {"true"}).exit_code, 125);
-  EXPECT_EQ(run({"sqlite3", db, "SELECT count(*) FROM runs"}, dir.path()).out, "3\n");
+  for (const auto& [opts, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--gate", "wall < 1h", "--gate-exit-code", "0"}, "--gate-exit-code: not a valid number: '0'"},
+           {{"--gate", "wall < 1h", "--gate-exit-code", "256"}, "--gate-exit-code: 1 to 255, not '256'"},
+           {{"--gate-junit", junit}, "--gate-junit, --gate-tap and --gate-markdown need --gate"}}) {
+    const auto r = run_gated(opts, {"true"});
+    EXPECT_EQ(r.exit_code, 125);
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(run({"sqlite3", db, "SELECT count(*) FROM runs"}, dir.path()).out, "5\n");
 }
