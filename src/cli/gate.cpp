@@ -127,9 +127,7 @@ GateRule parse_gate_rule(std::string_view text) {
   const bool in_seconds = metric_in_seconds(metric);
   const auto v = in_seconds ? parse_seconds(value) : parse_bytes(value);
   if (!v) {
-    throw InputError("rule '" + r.text + "': '" + value + "' is not " +
-                     (in_seconds ? "a duration (a number with us, ms, s, m or h)"
-                                 : "a size (a number with B, K, KiB, M, MiB, G or GiB)"));
+    throw InputError("rule '" + r.text + "': '" + value + "' is not " + quantity_words(in_seconds));
   }
   r.limit = *v;
   return r;

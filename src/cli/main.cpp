@@ -162,7 +162,7 @@ constexpr const char* kAnalyzeUsage =
                         [--season N] [--limit X] [--json]
        spyglass analyze --prometheus URL --query Q --start T [--end T] [--step D] [options]
        spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N] [--since T]
-                        [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
+                        [--method M] [--horizon N] [--limit M=V] [--json] [--db PATH]
 
 Trend, anomalies, change points and forecast of a series (a CSV file or a Prometheus
 range query), or of each metric of a label's run history (with regression of the latest runs against a baseline, and
@@ -175,7 +175,10 @@ options:
   --horizon N            forecast steps (default 10)
   --season N             a cycle of N points: Holt-Winters, and change points searched
                          without the cycle (default: none, Holt)
-  --limit X              when the forecast reaches X
+  --limit X              a series: when the forecast reaches X (a number)
+  --limit METRIC=VALUE   --label: when METRIC's forecast reaches VALUE, in its unit
+                         (max_rss=2GiB, wall=1.5s; repeatable, one per metric); a bare
+                         VALUE when exactly one --metric is given
   --metric M             --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
                          read_bytes or write_bytes (repeatable; default all)
   --latest K             --label: the latest K runs against the baseline (default 5)
@@ -1045,6 +1048,47 @@ int cmd_detect(Args& a) {
   return 0;
 }
 
+// `analyze --label`'s --limit values: METRIC=VALUE, VALUE in the metric's unit as `gate`
+// reads it; a bare VALUE when `metrics` names exactly one metric.
+std::vector<std::pair<std::string, double>> history_limits(const std::vector<std::string_view>& args,
+                                                           const std::vector<std::string>& metrics) {
+  std::vector<std::pair<std::string, double>> out;
+  for (const std::string_view arg : args) {
+    const auto eq = arg.find('=');
+    std::string metric;
+    std::string_view value = arg;
+    if (eq != std::string_view::npos) {
+      metric = std::string(arg.substr(0, eq));
+      value = arg.substr(eq + 1);
+    } else if (!metrics.empty() && std::all_of(metrics.begin(), metrics.end(),
+                                               [&](const std::string& m) { return m == metrics.front(); })) {
+      metric = metrics.front();
+    } else {
+      throw UsageError{"--limit " + std::string(arg) +
+                       ": which metric? give METRIC=VALUE (--limit max_rss=2GiB, --limit wall=1.5s), or "
+                       "exactly one --metric"};
+    }
+    bool in_seconds = false;
+    try {
+      in_seconds = cli::metric_in_seconds(metric);
+    } catch (const cli::InputError& e) {
+      throw UsageError{"--limit " + std::string(arg) + ": " + e.what()};
+    }
+    if (!metrics.empty() && std::find(metrics.begin(), metrics.end(), metric) == metrics.end())
+      throw UsageError{"--limit " + std::string(arg) + ": " + metric + " is not among the --metric analysed"};
+    for (const auto& [m, v] : out) {
+      if (m == metric) throw UsageError{"--limit: " + metric + " has two limits"};
+    }
+    const auto v = in_seconds ? cli::parse_seconds(value) : cli::parse_bytes(value);
+    if (!v) {
+      throw UsageError{"--limit " + std::string(arg) + ": '" + std::string(value) + "' is not " +
+                       cli::quantity_words(in_seconds)};
+    }
+    out.emplace_back(metric, *v);
+  }
+  return out;
+}
+
 int cmd_analyze(Args& a) {
   cli::HistoryAnalyzeOptions h;
   cli::AnalyzeOptions& o = h.analysis;
@@ -1053,6 +1097,7 @@ int cmd_analyze(Args& a) {
   std::string db = default_db();
   std::size_t runs = 1000;
   std::optional<std::int64_t> since;
+  std::vector<std::string_view> limits;  // read once --metric and --label are known
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"analyze: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
@@ -1067,12 +1112,7 @@ int cmd_analyze(Args& a) {
     } else if (opt == "--season") {
       o.season = static_cast<std::size_t>(parse_int(opt, a.value(opt), 2));
     } else if (opt == "--limit") {
-      const std::string_view v = a.value(opt);
-      double x = 0;
-      const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
-      if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x))
-        throw UsageError{"--limit: not a number: '" + std::string(v) + "'"};
-      o.limit = x;
+      limits.push_back(a.value(opt));
     } else if (opt == "--label") {
       h.label = std::string(a.value(opt));
     } else if (opt == "--metric") {
@@ -1090,6 +1130,21 @@ int cmd_analyze(Args& a) {
     } else {
       throw UsageError{"analyze: unknown option " + std::string(opt)};
     }
+  }
+  if (!h.label.empty()) {
+    h.limits = history_limits(limits, h.metrics);
+  } else if (!limits.empty()) {
+    // A series has no unit: its limit is a plain number in the series' own terms.
+    const std::string_view v = limits.back();
+    if (limits.size() > 1) throw UsageError{"--limit: a series takes one limit"};
+    if (v.find('=') != std::string_view::npos)
+      throw UsageError{"--limit " + std::string(v) +
+                       ": METRIC=VALUE goes with --label; a series' limit is a number"};
+    double x = 0;
+    const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x))
+      throw UsageError{"--limit: not a number: '" + std::string(v) + "'"};
+    o.limit = x;
   }
   cli::DetectOptions whole = o.detect;
   whole.offline = true;  // analysis scores against the whole series

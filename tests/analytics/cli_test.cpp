@@ -356,6 +356,75 @@ print("ok")
   EXPECT_NE(r.err.find("--since goes with --label"), std::string::npos) << r.err;
 }
 
+// --limit per metric, in the metric's unit: peak RSS and wall time grow by a fixed step
+// per run, so the forecast is the straight line and the run count to each limit is NumPy's
+// extrapolation of the history file. A bare value needs exactly one --metric.
+TEST(AnalyticsCli, LimitsPerMetricTakeUnits) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    for (int i = 0; i < 10; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = "cp";
+      r.command = "job";
+      r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+      r.duration_ns = static_cast<std::int64_t>((1.0 + 0.03 * i) * 1e9);
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      r.max_rss_bytes = static_cast<std::uint64_t>(1024 + 60 * i) << 20;
+      h.insert(r, {}, 0);
+    }
+  }
+  auto analyze = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {kSpyglass, "analyze", "--label", "cp", "--db", db};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv, dir.path());
+  };
+  const auto r = analyze({"--limit", "max_rss=2GiB", "--limit", "wall=1.5s", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import json, math, sqlite3, sys
+import numpy as np
+d = json.load(open(sys.argv[1]))["metrics"]
+con = sqlite3.connect(sys.argv[2])
+for metric, column, limit in (("max_rss", "max_rss_bytes", 2 * 1024**3), ("wall", "duration_ns", 1.5e9)):
+    y = np.array([r[0] for r in con.execute("SELECT %s FROM runs ORDER BY start_unix_ns" % column)], float)
+    slope, _ = np.polyfit(np.arange(len(y)), y, 1)
+    want = math.ceil((limit - y[-1]) / slope)
+    f = d[metric]["forecast"]
+    scale = 1e9 if metric == "wall" else 1
+    assert abs(f["limit"] - limit / scale) <= 1e-12 * limit / scale, (metric, f["limit"])
+    assert f["steps_to_limit"] == want, (metric, f["steps_to_limit"], want)
+for metric in ("cpu_user", "read_bytes"):
+    assert "limit" not in d[metric]["forecast"], metric
+print("ok")
+)",
+                           {db});
+  EXPECT_EQ(c.out, "ok\n") << c.err;
+  // One --metric: a bare value is in its unit.
+  const auto one = analyze({"--metric", "max_rss", "--limit", "2GiB"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_NE(one.out.find("  limit 2.00 GiB: reached in about 9 runs"), std::string::npos) << one.out;
+  for (const auto& [extra, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--limit", "0.2"}, "--limit 0.2: which metric? give METRIC=VALUE"},
+           {{"--metric", "wall", "--metric", "max_rss", "--limit", "1s"}, "--limit 1s: which metric?"},
+           {{"--limit", "max_rss=2s"}, "--limit max_rss=2s: '2s' is not a size (a number with B, K"},
+           {{"--limit", "wall=2GiB"}, "--limit wall=2GiB: '2GiB' is not a duration"},
+           {{"--limit", "rss=2GiB"}, "--limit rss=2GiB: no metric 'rss'"},
+           {{"--metric", "wall", "--limit", "max_rss=2GiB"}, "max_rss is not among the --metric analysed"},
+           {{"--limit", "wall=1s", "--limit", "wall=2s"}, "--limit: wall has two limits"}}) {
+    const auto bad = analyze(extra);
+    EXPECT_EQ(bad.exit_code, 125) << bad.out;
+    EXPECT_NE(bad.err.find(says), std::string::npos) << bad.err;
+    EXPECT_EQ(bad.out, "");
+  }
+  const auto csv = run({kSpyglass, "analyze", "--csv", "x.csv", "--time-column", "t", "--value-column", "v",
+                        "--limit", "wall=1s"},
+                       dir.path());
+  EXPECT_EQ(csv.exit_code, 125);
+  EXPECT_NE(csv.err.find("METRIC=VALUE goes with --label"), std::string::npos) << csv.err;
+}
+
 TEST(AnalyticsCli, AnalyzeRunHistoryAgainstSciPy) {
   TempDir dir;
   const std::string db = dir / "history.db";
