@@ -149,8 +149,10 @@ each point by its past only.
 
 options:
   --method ewma|mad|zscore|iqr
-                         anomaly score (default ewma, the best of `spyglass evaluate`)
+                         anomaly score (default ewma, the best of `spyglass evaluate`;
+                         with --offline, mad)
   --offline              score against the whole series, not only each point's past
+                         (mad, zscore or iqr)
   --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
   --window N             past points a rolling method keeps (default 60)
   --json                 {"anomalies": [...], "parameters": {...}} on stdout
@@ -1024,6 +1026,7 @@ cli::Series read_series(const char* cmd, cli::DetectOptions& d, const Prometheus
 
 int cmd_detect(Args& a) {
   cli::DetectOptions d;
+  d.method.clear();  // the default depends on --offline
   PrometheusArgs p;
   bool json = false;
   while (!a.done()) {
@@ -1043,6 +1046,9 @@ int cmd_detect(Args& a) {
       throw UsageError{"detect: unknown option " + std::string(opt)};
     }
   }
+  // ewma scores each point by its past only; on the whole series (--offline) mad is the
+  // best of the others in `spyglass evaluate`, and analyze's default.
+  if (d.method.empty()) d.method = d.offline ? "mad" : "ewma";
   const cli::Series s = read_series("detect", d, p);
   std::fputs(cli::detect_report(s, d, json).c_str(), stdout);
   return 0;

@@ -68,9 +68,10 @@ spyglass_test::Result python_on(const TempDir& dir, const std::string& json, con
 // Runs detect with `extra` options and has check_detect.py verify the JSON.
 void check_detect(const TempDir& dir, const std::string& csv, const std::string& method, bool offline,
                   const std::string& threshold, const std::vector<std::string>& extra = {},
-                  const std::string& window = "60", std::size_t min_found = 1) {
-  std::vector<std::string> argv = {kSpyglass,        "detect", "--csv",    csv,    "--time-column", "ts",
-                                   "--value-column", "cpu",    "--method", method, "--json"};
+                  const std::string& window = "60", std::size_t min_found = 1, bool name_method = true) {
+  std::vector<std::string> argv = {kSpyglass, "detect",         "--csv", csv,     "--time-column",
+                                   "ts",      "--value-column", "cpu",   "--json"};
+  if (name_method) argv.insert(argv.end(), {"--method", method});
   if (offline) argv.push_back("--offline");
   argv.insert(argv.end(), extra.begin(), extra.end());
   const auto r = run(argv, dir.path());
@@ -102,6 +103,8 @@ TEST(AnalyticsCli, DetectOfflineMatchesSciPy) {
   check_detect(dir, csv, "mad", true, "3.5", {}, "60", 3);
   check_detect(dir, csv, "zscore", true, "3", {}, "60", 3);
   check_detect(dir, csv, "iqr", true, "1.5");
+  // --offline alone: the robust whole-series method, mad.
+  check_detect(dir, csv, "mad", true, "3.5", {}, "60", 3, false);
 }
 
 TEST(AnalyticsCli, DetectFindsThePlantedSpikesAndKeepsTimestamps) {
