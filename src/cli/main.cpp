@@ -171,8 +171,9 @@ range query), or of each metric of a label's run history (with regression of the
 correlations).
 
 options:
-  --method ewma|mad|zscore|iqr
-                         anomaly score (default mad: modified z-score on the median and MAD)
+  --method mad|zscore|iqr
+                         anomaly score against the whole series (default mad: modified
+                         z-score on the median and MAD; ewma is past-only: see detect)
   --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
   --horizon N            forecast steps (default 10)
   --season N             a cycle of N points: Holt-Winters, and change points searched
@@ -1151,6 +1152,11 @@ int cmd_analyze(Args& a) {
     if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x))
       throw UsageError{"--limit: not a number: '" + std::string(v) + "'"};
     o.limit = x;
+  }
+  if (o.detect.method == "ewma") {
+    throw UsageError{
+        "--method ewma judges each point by its past only; analyze scores every point against the whole "
+        "series: mad (the default), zscore or iqr (ewma is for spyglass detect)"};
   }
   cli::DetectOptions whole = o.detect;
   whole.offline = true;  // analysis scores against the whole series

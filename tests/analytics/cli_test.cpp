@@ -272,6 +272,24 @@ TEST(AnalyticsCli, BadCsvNamesTheLine) {
     EXPECT_EQ(r.exit_code, 125) << args[0] << ": " << r.err;
     EXPECT_NE(r.err.find(args[0]), std::string::npos) << r.err;
   }
+  // analyze scores against the whole series, so ewma is not among its methods: the error
+  // says so in analyze's own terms, and its help does not offer ewma.
+  for (const std::vector<std::string>& source :
+       {std::vector<std::string>{"--csv", csv, "--time-column", "ts", "--value-column", "cpu"},
+        std::vector<std::string>{"--label", "an", "--db", dir / "none.db"}}) {
+    std::vector<std::string> argv = {kSpyglass, "analyze", "--method", "ewma"};
+    argv.insert(argv.end(), source.begin(), source.end());
+    const auto e = run(argv, dir.path());
+    EXPECT_EQ(e.exit_code, 125) << e.err;
+    EXPECT_NE(
+        e.err.find("--method ewma judges each point by its past only; analyze scores every point against "
+                   "the whole series: mad (the default), zscore or iqr"),
+        std::string::npos)
+        << e.err;
+    EXPECT_EQ(e.err.find("--offline"), std::string::npos) << e.err;
+  }
+  const auto help = run({kSpyglass, "analyze", "--help"}, dir.path());
+  EXPECT_NE(help.out.find("  --method mad|zscore|iqr\n"), std::string::npos) << help.out;
   const auto r = run({kSpyglass, "detect", "--csv", csv, "--time-column", "ts"}, dir.path());
   EXPECT_EQ(r.exit_code, 125);
   EXPECT_NE(r.err.find("--value-column is required"), std::string::npos) << r.err;
