@@ -163,12 +163,13 @@ constexpr const char* kAnalyzeUsage =
     R"(usage: spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
                         [--season N] [--limit X] [--json]
        spyglass analyze --prometheus URL --query Q --start T [--end T] [--step D] [options]
-       spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N] [--since T]
+       spyglass analyze [--label L] [--metric M]... [--latest K] [--baseline N] [--runs N] [--since T]
                         [--method M] [--horizon N] [--limit M=V] [--json] [--db PATH]
 
 Trend, anomalies, change points and forecast of a series (a CSV file or a Prometheus
 range query), or of each metric of a label's run history (with regression of the latest runs against a baseline, and
-correlations).
+correlations). Without --label, --csv or --prometheus: every label of the history, one
+section each (--json: an object keyed by label; a label with too few runs has "error").
 
 options:
   --method mad|zscore|iqr
@@ -190,7 +191,7 @@ options:
   --runs N               --label: read the newest N runs (default 1000)
   --since T              --label: only runs started at or after T (now, now-DURATION
                          such as now-30d, ISO 8601 or Unix seconds)
-  --db PATH              --label: history database (default ./spyglass-out/history.db)
+  --db PATH              the history database (default ./spyglass-out/history.db)
   --json                 a JSON report on stdout
   --help                 this text
 )";
@@ -1096,6 +1097,59 @@ std::vector<std::pair<std::string, double>> history_limits(const std::vector<std
   return out;
 }
 
+// `analyze` without --label: each label of the history in turn (the one with the newest
+// run first), one section each, or one member each of a JSON object keyed by label. A
+// label with too few successful runs says so in its section ({"error": ...}) and the
+// others go on. Exit 1 when no label could be analysed.
+int analyze_every_label(mon::History& hist, cli::HistoryAnalyzeOptions h, std::size_t runs,
+                        std::optional<std::int64_t> since, bool json) {
+  std::string out;
+  spyglass::JsonWriter w(out);
+  if (json) w.begin_object();
+  std::size_t seen = 0, analysed = 0;
+  for (const auto& l : hist.labels()) {
+    const auto list = hist.runs({.label = l.label, .limit = runs, .since_unix_ns = since});
+    if (list.empty()) continue;  // none since the given time
+    ++seen;
+    h.label = l.label;
+    h.pinned.reset();
+    for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
+    std::string section, error;
+    try {
+      section = cli::history_report(list, h, json);
+      ++analysed;
+    } catch (const cli::InputError& e) {
+      error = e.what();
+    }
+    if (json) {
+      w.key(l.label);
+      if (error.empty()) {
+        while (!section.empty() && section.back() == '\n') section.pop_back();
+        w.raw(section);
+      } else {
+        w.begin_object();
+        w.key("error");
+        w.value(error);
+        w.end_object();
+      }
+    } else {
+      if (seen > 1) out += "\n";
+      out += error.empty() ? section : error + "\n";
+    }
+  }
+  if (seen == 0) {
+    std::fprintf(stderr, "spyglass: no runs%s in %s\n", since ? " since the given time" : "",
+                 hist.location().c_str());
+    return 1;
+  }
+  if (json) {
+    w.end_object();
+    out += '\n';
+  }
+  std::fputs(out.c_str(), stdout);
+  return analysed == 0 ? 1 : 0;
+}
+
 int cmd_analyze(Args& a) {
   cli::HistoryAnalyzeOptions h;
   cli::AnalyzeOptions& o = h.analysis;
@@ -1160,15 +1214,16 @@ int cmd_analyze(Args& a) {
   }
   cli::DetectOptions whole = o.detect;
   whole.offline = true;  // analysis scores against the whole series
-  if (!h.label.empty()) {
-    if (!o.detect.source.empty() || p.any)
-      throw UsageError{"analyze: --label excludes --csv and --prometheus"};
+  const bool series = !o.detect.source.empty() || p.any;
+  if (!h.label.empty() || !series) {
+    if (series) throw UsageError{"analyze: --label excludes --csv and --prometheus"};
     try {
       cli::check_history_options(h);
     } catch (const cli::InputError& e) {
       throw UsageError{e.what()};
     }
     mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
+    if (h.label.empty()) return analyze_every_label(hist, h, runs, since, json);
     const auto list = hist.runs({.label = h.label, .limit = runs, .since_unix_ns = since});
     for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
     if (list.empty()) {
@@ -1179,8 +1234,6 @@ int cmd_analyze(Args& a) {
     std::fputs(cli::history_report(list, h, json).c_str(), stdout);
     return 0;
   }
-  if (o.detect.source.empty() && !p.any)
-    throw UsageError{"analyze: --label L, --csv FILE or --prometheus URL is required"};
   if (since) throw UsageError{"analyze: --since goes with --label (a series' range is its own)"};
   const cli::Series s = read_series("analyze", whole, p);
   o.detect.prometheus = whole.prometheus;

@@ -446,6 +446,66 @@ print("ok")
   EXPECT_NE(csv.err.find("METRIC=VALUE goes with --label"), std::string::npos) << csv.err;
 }
 
+// Without --label, analyze takes every label of the history: one section each, or one
+// member each of a JSON object keyed by label; a label with too few runs says so and the
+// others go on. Each label's trend is checked with SciPy on the history file.
+TEST(AnalyticsCli, AnalyzeEveryLabelWithoutOne) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    const std::vector<std::pair<std::string, int>> labels = {{"build \"a\"", 12}, {"tests", 9}, {"young", 2}};
+    for (const auto& [label, n] : labels) {
+      const auto noise = noisy(static_cast<std::size_t>(n), 0.0, 0.02, static_cast<std::uint64_t>(n));
+      for (int i = 0; i < n; ++i) {
+        spyglass::monitor::RunRecord r;
+        r.label = label;
+        r.command = "job";
+        r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+        r.duration_ns =
+            static_cast<std::int64_t>((1.0 + 0.01 * n * i + noise[static_cast<std::size_t>(i)]) * 1e9);
+        r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+        h.insert(r, {}, 0);
+      }
+    }
+  }
+  const auto j = run({kSpyglass, "analyze", "--metric", "wall", "--db", db, "--json"}, dir.path());
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const auto c = python_on(dir, j.out, R"(
+import json, sqlite3, sys
+from scipy import stats
+d = json.load(open(sys.argv[1]))
+con = sqlite3.connect(sys.argv[2])
+labels = [r[0] for r in con.execute("SELECT DISTINCT label FROM runs")]
+assert sorted(d) == sorted(labels), (list(d), labels)
+assert d["young"] == {"error": "label 'young': needs at least 3 successful runs to analyse, found 2"}, d["young"]
+for label in ('build "a"', "tests"):
+    wall = [r[0] / 1e9 for r in con.execute("SELECT duration_ns FROM runs WHERE label = ? ORDER BY start_unix_ns",
+                                            (label,))]
+    assert d[label]["label"] == label and d[label]["runs"] == len(wall), d[label]
+    fit = stats.linregress(range(len(wall)), wall)
+    t = d[label]["metrics"]["wall"]["trend"]
+    assert abs(t["slope_per_point"] - fit.slope) <= 1e-9 * abs(fit.slope), (label, t, fit)
+print("ok")
+)",
+                           {db});
+  EXPECT_EQ(c.out, "ok\n") << c.err;
+  const auto text = run({kSpyglass, "analyze", "--metric", "wall", "--db", db}, dir.path());
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* says : {"label build \"a\": 12 successful runs", "\nlabel tests: 9 successful runs",
+                           "\nlabel 'young': needs at least 3 successful runs to analyse, found 2\n"}) {
+    EXPECT_NE(text.out.find(says), std::string::npos) << says << "\n" << text.out;
+  }
+  // Nothing since then, or no label with enough runs: exit 1, said.
+  const auto none = run({kSpyglass, "analyze", "--since", "2099-01-01", "--db", db}, dir.path());
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no runs since the given time"), std::string::npos) << none.err;
+  const auto young = run({kSpyglass, "analyze", "--since", "2026-03-01T01:00:00Z", "--db", db}, dir.path());
+  EXPECT_EQ(young.exit_code, 0) << young.err;  // the two bigger labels still have runs since then
+  const auto missing = run({kSpyglass, "analyze", "--db", dir / "absent.db"}, dir.path());
+  EXPECT_EQ(missing.exit_code, 1) << missing.err;
+}
+
 TEST(AnalyticsCli, AnalyzeRunHistoryAgainstSciPy) {
   TempDir dir;
   const std::string db = dir / "history.db";
