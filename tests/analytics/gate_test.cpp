@@ -20,6 +20,8 @@ using spyglass_test::TempDir;
 namespace {
 
 const std::string kPython = PYTHON3;
+const std::string kNode = NODE;
+const std::string kTapCheck = TAP_CHECK_MJS;
 constexpr int kGateFailed = 3;
 constexpr int kRunGateFailed = 123;  // run --gate, when the command succeeded
 
@@ -100,6 +102,16 @@ for c in fails:
 print("ok")
 )py";
 
+// What tap-parser, the reference TAP 14 parser, reads in the TAP file `tap` (as JSON, see
+// tap_check.mjs), checked field by field by Python `code` (the JSON is sys.argv[1]).
+std::string tap14(const TempDir& dir, const std::string& tap, const std::string& code) {
+  const auto parsed = run({kNode, kTapCheck, tap}, dir.path());
+  EXPECT_EQ(parsed.exit_code, 0) << parsed.err;
+  const std::string json = dir / "tap.json";
+  std::ofstream(json) << parsed.out;
+  return python(dir, "import json, sys\nr = json.load(open(sys.argv[1]))\n" + code, {json});
+}
+
 }  // namespace
 
 TEST(Gate, ThresholdsExitCodesAndReports) {
@@ -126,6 +138,20 @@ TEST(Gate, ThresholdsExitCodesAndReports) {
   EXPECT_EQ(lint.exit_code, 0) << lint.err;
   EXPECT_EQ(python(dir, kJunitShape, {junit, "3", "1", "0"}),
             "max_rss < 512MiB | max_rss 600.0 MiB in run 3, threshold < 512.0 MiB\nok\n");
+
+  // The file as written, read by tap-parser as TAP 14: plan, counts, and the failure's
+  // YAML block parsed into its fields.
+  EXPECT_EQ(tap14(dir, tap, R"py(
+assert r["version"] == 14 and r["plan"] == {"start": 1, "end": 3}, r
+assert (r["count"], r["pass"], r["fail"], r["skip"]) == (3, 2, 1, 0), r
+assert r["errors"] == [] and r["extra"] == [] and not r["bailout"], r
+f = r["failures"]
+assert [(x["id"], x["name"]) for x in f] == [(2, "max_rss < 512MiB")], f
+assert f[0]["diag"] == {"message": "max_rss 600.0 MiB in run 3, threshold < 512.0 MiB", "measured": "600.0 MiB",
+                        "threshold": "< 512.0 MiB", "label": "nightly", "run_id": 3}, f[0]["diag"]
+print("ok")
+)py"),
+            "ok\n");
 
   // Debian 12's prove (Test::Harness 3.44) knows TAP up to version 13 and reports a
   // version 14 header as a parse error and nothing else; the rest (plan, test lines, YAML
@@ -197,6 +223,14 @@ print(p < 0.01 and change >= 0.05)
   EXPECT_EQ(young.exit_code, 0) << young.out << young.err;
   EXPECT_NE(young.out.find("SKIP no-regression wall: needs the latest 5"), std::string::npos) << young.out;
   EXPECT_EQ(python(dir, kJunitShape, {junit, "2", "0", "1"}), "ok\n");
+  EXPECT_EQ(tap14(dir, tap, R"py(
+assert r["version"] == 14 and r["ok"] and r["errors"] == [] and r["extra"] == [], r
+assert (r["count"], r["pass"], r["fail"], r["skip"]) == (2, 2, 0, 1), r
+s = r["skips"]
+assert [x["name"] for x in s] == ["no-regression wall"] and s[0]["reason"].startswith("needs the latest 5"), s
+print("ok")
+)py"),
+            "ok\n");
   std::string text = spyglass_test::slurp(tap);
   text.replace(0, text.find('\n'), "TAP version 13");
   std::ofstream(tap) << text;
