@@ -33,7 +33,8 @@ fi
 # exactly as package-lock.json pins them; again only when something is missing.
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -f "$root/node_modules/@paulirish/trace_engine/package.json" ] ||
-   [ ! -f "$root/node_modules/playwright-core/package.json" ]; then
+   [ ! -f "$root/node_modules/playwright-core/package.json" ] ||
+   [ ! -f "$root/node_modules/tap-parser/package.json" ]; then
   echo "install-deps: npm ci (test peers)"
   (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

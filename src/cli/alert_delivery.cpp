@@ -13,6 +13,7 @@
 #include "spyglass/clock.hpp"
 #include "spyglass/json.hpp"
 #include "spyglass/log.hpp"
+#include "spyglass/monitor/runner.hpp"
 
 namespace SPYGLASS_NAMESPACE::alerts {
 
@@ -220,6 +221,9 @@ std::string email_message(const Alert& a, const Channel& c) {
 
 Dispatcher::Dispatcher(const RuleSet& rules) : rules_(rules), queues_(rules.channels.size()) {
   (void)cli::curl_lib();  // loaded (and initialised) before the channels' threads start
+  // The run's signals must reach the runner's signalfd, never a delivery thread (nor the
+  // resolver threads libcurl starts from one, which inherit its mask).
+  const monitor::AllSignalsBlocked quiet;
   for (std::size_t i = 0; i < rules_.channels.size(); ++i) workers_.emplace_back([this, i] { work(i); });
 }
 

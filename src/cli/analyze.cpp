@@ -780,10 +780,15 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
     out += "\n";
   }
   std::vector<std::pair<const Metric*, std::vector<double>>> columns;
+  AnalyzeOptions per_metric = o.analysis;  // with each metric's own limit
   for (const Metric* m : metrics) {
     s.values.clear();
     for (const auto* r : runs) s.values.push_back(m->get(*r));
-    const Analysis a = analyse(s, o.analysis, d, "run", true, true);  // every metric here is >= 0
+    per_metric.limit.reset();
+    for (const auto& [name, v] : o.limits) {
+      if (name == m->name) per_metric.limit = v;
+    }
+    const Analysis a = analyse(s, per_metric, d, "run", true, true);  // every metric here is >= 0
     const auto reg = regression_of(s, a.flags, o);
     const Formatter f = std::string_view(m->unit) == "s" ? seconds_text : bytes_text;
     if (json) {
@@ -791,7 +796,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
       w.begin_object();
       w.key("unit");
       w.value(m->unit);
-      analysis_json(w, s, o.analysis, d, a, "run_id");
+      analysis_json(w, s, per_metric, d, a, "run_id");
       w.key("regression");
       if (reg) {
         w.begin_object();
@@ -826,7 +831,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
       }
       w.end_object();
     } else {
-      out += "\n== " + std::string(m->name) + " ==\n" + analysis_text(s, o.analysis, d, a, "run", f);
+      out += "\n== " + std::string(m->name) + " ==\n" + analysis_text(s, per_metric, d, a, "run", f);
       if (reg) {
         const auto& r = reg->result;
         out += "regression: latest " + std::to_string(reg->current) + " runs vs " +

@@ -49,9 +49,12 @@ struct AnalyzeOptions {
 struct HistoryAnalyzeOptions {
   std::string label;                 ///< the runs' label
   std::vector<std::string> metrics;  ///< empty: every metric
-  AnalyzeOptions analysis;           ///< anomaly method, forecast horizon, limit
-  std::size_t latest = 5;            ///< runs compared with the baseline
-  std::size_t baseline = 20;         ///< successful, non-anomalous runs before them
+  AnalyzeOptions analysis;           ///< anomaly method, forecast horizon (its limit is unused)
+  /// Per metric, the value (seconds or bytes) the forecast is to reach (`--limit M=V`);
+  /// metrics not named have no limit.
+  std::vector<std::pair<std::string, double>> limits;
+  std::size_t latest = 5;     ///< runs compared with the baseline
+  std::size_t baseline = 20;  ///< successful, non-anomalous runs before them
   /// The label's pinned baseline run: the baseline ends with it instead of just before
   /// the latest runs (`spyglass baseline pin`).
   std::optional<std::int64_t> pinned;

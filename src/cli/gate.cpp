@@ -127,9 +127,7 @@ GateRule parse_gate_rule(std::string_view text) {
   const bool in_seconds = metric_in_seconds(metric);
   const auto v = in_seconds ? parse_seconds(value) : parse_bytes(value);
   if (!v) {
-    throw InputError("rule '" + r.text + "': '" + value + "' is not " +
-                     (in_seconds ? "a duration (a number with us, ms, s, m or h)"
-                                 : "a size (a number with B, K, KiB, M, MiB, G or GiB)"));
+    throw InputError("rule '" + r.text + "': '" + value + "' is not " + quantity_words(in_seconds));
   }
   r.limit = *v;
   return r;
@@ -158,11 +156,29 @@ GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const Gate
     return cache.back().second;
   };
   using S = GateCheck::Status;
+  const bool latest_ok = successful_run(latest);
+  const std::string latest_run = "run " + std::to_string(latest.id);
+  if (!latest_ok) {
+    GateCheck c;
+    c.name = "latest run succeeded";
+    c.status = S::fail;
+    const std::string how = outcome(latest);
+    c.measured = "exit " + std::to_string(latest.exit_code) + (how.empty() ? "" : ", " + how);
+    c.threshold = "exit 0, not killed";
+    c.message = latest_run + " " + (how.empty() ? "exited with " + std::to_string(latest.exit_code) : how);
+    rep.checks.push_back(std::move(c));
+  }
   for (const auto& rule : o.rules) {
     for (const auto& m : rule.metrics) {
       const std::uint64_t t0 = clock::monotonic_ns();
       GateCheck c;
-      if (rule.kind == GateRule::Kind::threshold) {
+      if (rule.kind == GateRule::Kind::threshold && !latest_ok) {
+        c.name = rule.text;
+        c.status = S::skip;
+        c.measured = "run failed";
+        c.threshold = rule.op + " " + metric_text(m, rule.limit);
+        c.message = latest_run + " did not succeed: its " + m + " is not that of a whole run";
+      } else if (rule.kind == GateRule::Kind::threshold) {
         const double v = history_metric(latest, m);
         c.name = rule.text;
         c.measured = metric_text(m, v);
@@ -239,6 +255,11 @@ int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOut
   for (const auto& p : h.pinned_baselines(o.history.label)) o.history.pinned = p.run_id;
   const GateReport rep = evaluate_gate(list, o);
   if (out != nullptr) std::fputs(gate_text(rep).c_str(), out);
+  if (!write_gate_reports(rep, files)) return 1;
+  return rep.count(GateCheck::Status::fail) == 0 ? 0 : kGateFailed;
+}
+
+bool write_gate_reports(const GateReport& rep, const GateOutputs& files) {
   bool written = true;
   for (const auto& [path, text, append] : {std::tuple{files.junit, gate_junit(rep), false},
                                            {files.tap, gate_tap(rep), false},
@@ -252,8 +273,7 @@ int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOut
       written = false;
     }
   }
-  if (!written) return 1;
-  return rep.count(GateCheck::Status::fail) == 0 ? 0 : kGateFailed;
+  return written;
 }
 
 std::string gate_junit(const GateReport& r) {

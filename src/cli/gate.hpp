@@ -14,9 +14,13 @@
 
 namespace SPYGLASS_NAMESPACE::cli {
 
-/// The exit status of `gate` (and `run --gate`) when a rule fails: apart from 0, from 1
-/// (the history cannot be read) and from 125 (a usage error).
+/// The exit status of `gate` when a rule fails: apart from 0, from 1 (the history cannot
+/// be read) and from 125 (a usage error).
 constexpr int kGateFailed = 3;
+/// The exit status of `run --gate` when the command succeeded and a rule fails (unless
+/// --gate-exit-code sets another): next to the codes spyglass keeps for itself (124 to
+/// 127), so that it is not taken for a command's own failure, whose status comes first.
+constexpr int kRunGateFailed = 123;
 
 /// One `--rule`.
 struct GateRule {
@@ -61,7 +65,9 @@ struct GateReport {
   [[nodiscard]] std::size_t count(GateCheck::Status s) const;
 };
 
-/// Evaluates `o.rules` on `runs` (a label's runs, newest first, not empty). Throws InputError.
+/// Evaluates `o.rules` on `runs` (a label's runs, newest first, not empty). When the latest
+/// run failed or was killed, the first check is a failing "latest run succeeded" and the
+/// threshold rules are skipped: its figures are those of a cut-short run. Throws InputError.
 GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const GateOptions& o);
 
 /// Where the reports go; an empty path is not written.
@@ -74,6 +80,10 @@ struct GateOutputs {
 /// the reports. Returns 0, kGateFailed, or 1 when the label has no runs or a report could
 /// not be written (said on stderr). Throws InputError, monitor::HistoryError.
 int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOutputs& files, std::FILE* out);
+
+/// Writes the reports `files` names (an empty path is not written). Returns false when one
+/// could not be written (said on stderr; the others are still written).
+bool write_gate_reports(const GateReport& r, const GateOutputs& files);
 
 /// JUnit XML: testsuites > testsuite > testcase, failures with message, measured value and threshold.
 std::string gate_junit(const GateReport& r);

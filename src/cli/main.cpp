@@ -100,13 +100,16 @@ options:
   --gate RULE            after recording the run, check RULE as `spyglass gate` does
                          (repeatable; see spyglass gate --help)
   --gate-junit FILE, --gate-tap FILE, --gate-markdown FILE
-                         the gate's reports, as gate's --junit, --tap and --markdown
+                         the gate's reports, as gate's --junit, --tap and --markdown;
+                         always written, a failed command being a failing test case
+  --gate-exit-code N     the exit status when a rule fails (1 to 255, default 123)
   --help                 this text
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
 126/127 when it could not be started; 125 for a usage error or when spyglass itself failed.
-With --gate, when the command exited 0: 3 when a rule fails.
+With --gate: the command's failure first, with its status as above; when the command
+exited 0, 123 (or --gate-exit-code) when a rule fails, 125 when the gate cannot be checked.
 )";
 
 constexpr const char* kHistoryUsage =
@@ -149,8 +152,10 @@ each point by its past only.
 
 options:
   --method ewma|mad|zscore|iqr
-                         anomaly score (default ewma, the best of `spyglass evaluate`)
+                         anomaly score (default ewma, the best of `spyglass evaluate`;
+                         with --offline, mad)
   --offline              score against the whole series, not only each point's past
+                         (mad, zscore or iqr)
   --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
   --window N             past points a rolling method keeps (default 60)
   --json                 {"anomalies": [...], "parameters": {...}} on stdout
@@ -161,21 +166,26 @@ constexpr const char* kAnalyzeUsage =
     R"(usage: spyglass analyze --csv FILE --time-column C --value-column V [--method M] [--horizon N]
                         [--season N] [--limit X] [--json]
        spyglass analyze --prometheus URL --query Q --start T [--end T] [--step D] [options]
-       spyglass analyze --label L [--metric M]... [--latest K] [--baseline N] [--runs N] [--since T]
-                        [--method M] [--horizon N] [--limit X] [--json] [--db PATH]
+       spyglass analyze [--label L] [--metric M]... [--latest K] [--baseline N] [--runs N] [--since T]
+                        [--method M] [--horizon N] [--limit M=V] [--json] [--db PATH]
 
 Trend, anomalies, change points and forecast of a series (a CSV file or a Prometheus
 range query), or of each metric of a label's run history (with regression of the latest runs against a baseline, and
-correlations).
+correlations). Without --label, --csv or --prometheus: every label of the history, one
+section each (--json: an object keyed by label; a label with too few runs has "error").
 
 options:
-  --method ewma|mad|zscore|iqr
-                         anomaly score (default mad: modified z-score on the median and MAD)
+  --method mad|zscore|iqr
+                         anomaly score against the whole series (default mad: modified
+                         z-score on the median and MAD; ewma is past-only: see detect)
   --threshold T          flag beyond T (defaults: ewma 4, mad 3.5, zscore 3, iqr 1.5)
   --horizon N            forecast steps (default 10)
   --season N             a cycle of N points: Holt-Winters, and change points searched
                          without the cycle (default: none, Holt)
-  --limit X              when the forecast reaches X
+  --limit X              a series: when the forecast reaches X (a number)
+  --limit METRIC=VALUE   --label: when METRIC's forecast reaches VALUE, in its unit
+                         (max_rss=2GiB, wall=1.5s; repeatable, one per metric); a bare
+                         VALUE when exactly one --metric is given
   --metric M             --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
                          read_bytes or write_bytes (repeatable; default all)
   --latest K             --label: the latest K runs against the baseline (default 5)
@@ -184,7 +194,7 @@ options:
   --runs N               --label: read the newest N runs (default 1000)
   --since T              --label: only runs started at or after T (now, now-DURATION
                          such as now-30d, ISO 8601 or Unix seconds)
-  --db PATH              --label: history database (default ./spyglass-out/history.db)
+  --db PATH              the history database (default ./spyglass-out/history.db)
   --json                 a JSON report on stdout
   --help                 this text
 )";
@@ -214,7 +224,8 @@ constexpr const char* kGateUsage =
 Checks rules on the latest run of a label and on its history, for CI.
 
 rules (--rule, repeatable):
-  METRIC OP VALUE        the latest run's METRIC against VALUE; OP is <, <=, > or >=;
+  METRIC OP VALUE        the latest run's METRIC against VALUE (skipped when that run
+                         failed, which fails the gate); OP is <, <=, > or >=;
                          METRIC is wall, cpu_user, cpu_sys (VALUE a duration: 2s, 150ms)
                          or max_rss, tree_peak_rss, read_bytes, write_bytes (VALUE a size:
                          512MiB, 64K); e.g. 'wall < 2s', 'max_rss < 512MiB'
@@ -234,7 +245,9 @@ options:
   --markdown FILE        append a Markdown summary (e.g. "$GITHUB_STEP_SUMMARY")
   --db PATH              history database (default ./spyglass-out/history.db)
   --help                 this text
-A rule that cannot be checked yet (too few runs) is skipped, not failed.
+A rule that cannot be checked yet (too few runs) is skipped, not failed. When the latest
+run failed or was killed, the gate fails ("latest run succeeded") and threshold rules are
+skipped.
 Exit status: 0 when every rule passes; 3 when a rule fails; 1 when the history cannot be
 read, the label has no runs or a report cannot be written; 125 for a usage error (a bad
 rule included).
@@ -503,6 +516,7 @@ int cmd_run(Args& a) {
   spyglass::analytics::LiveDetector::Options live_options;
   cli::GateOptions gate;
   cli::GateOutputs gate_files;
+  int gate_exit_code = cli::kRunGateFailed;
   std::optional<alerts::RuleSet> alert_rules;
   mon::RetentionPolicy keep;
   keep.keep_last_per_label = 1000;
@@ -606,6 +620,10 @@ int cmd_run(Args& a) {
       gate_files.tap = std::string(a.value(opt));
     } else if (opt == "--gate-markdown") {
       gate_files.markdown = std::string(a.value(opt));
+    } else if (opt == "--gate-exit-code") {
+      const std::string_view v = a.value(opt);
+      gate_exit_code = static_cast<int>(parse_int(opt, v, 1));
+      if (gate_exit_code > 255) throw UsageError{"--gate-exit-code: 1 to 255, not '" + std::string(v) + "'"};
     } else {
       throw UsageError{"run: unknown option " + std::string(opt)};
     }
@@ -613,6 +631,9 @@ int cmd_run(Args& a) {
   o.argv = a.rest();
   if (o.argv.empty()) throw UsageError{"run: no command given (spyglass run [options] -- COMMAND [ARGS...])"};
   if (o.label.empty()) o.label = default_label(o.argv);
+  const bool gate_asked = !gate.rules.empty();
+  if (!gate_asked && (!gate_files.junit.empty() || !gate_files.tap.empty() || !gate_files.markdown.empty()))
+    throw UsageError{"run: --gate-junit, --gate-tap and --gate-markdown need --gate"};
   if (!gate.rules.empty() && !record) throw UsageError{"run: --gate needs the history (no --no-history)"};
   if (rss_source_given && !o.max_rss_bytes) throw UsageError{"run: --max-rss-source needs --max-rss"};
 
@@ -767,13 +788,31 @@ int cmd_run(Args& a) {
     const auto sent = run_alerts->finish(runs, r.id);
     if (!quiet) std::fputs(alerts::delivered_text(sent).c_str(), stderr);
   }
-  if (gate.rules.empty() || r.exit_code != 0) return r.exit_code;  // the command's failure first
+  if (!gate_asked) return r.exit_code;
+  // The gate is checked and its reports written whatever the command did (a failed run is
+  // a failing test case); the command's own failure then keeps its status.
+  int g = 1;
   if (!history || r.id == 0) {
     std::fprintf(stderr, "spyglass: error: the run was not recorded, so the gate cannot be checked\n");
-    return 125;
+    cli::GateReport rep;
+    rep.label = r.label;
+    rep.start_unix_ns = static_cast<std::int64_t>(spyglass::clock::realtime_ns());
+    rep.checks.push_back({.name = "run recorded",
+                          .status = cli::GateCheck::Status::fail,
+                          .measured = "not recorded",
+                          .threshold = "recorded in the history",
+                          .message = "the run was not recorded, so the rules could not be checked"});
+    (void)cli::write_gate_reports(rep, gate_files);
+  } else {
+    gate.history.label = r.label;
+    try {
+      g = cli::run_gate(*history, gate, 1000, gate_files, quiet ? nullptr : stderr);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "spyglass: error: gate: %s\n", e.what());
+    }
   }
-  gate.history.label = r.label;
-  const int g = cli::run_gate(*history, gate, 1000, gate_files, quiet ? nullptr : stderr);
+  if (r.exit_code != 0) return r.exit_code;
+  if (g == cli::kGateFailed) return gate_exit_code;
   return g == 1 ? 125 : g;
 }
 
@@ -1005,6 +1044,7 @@ cli::Series read_series(const char* cmd, cli::DetectOptions& d, const Prometheus
 
 int cmd_detect(Args& a) {
   cli::DetectOptions d;
+  d.method.clear();  // the default depends on --offline
   PrometheusArgs p;
   bool json = false;
   while (!a.done()) {
@@ -1024,9 +1064,106 @@ int cmd_detect(Args& a) {
       throw UsageError{"detect: unknown option " + std::string(opt)};
     }
   }
+  // ewma scores each point by its past only; on the whole series (--offline) mad is the
+  // best of the others in `spyglass evaluate`, and analyze's default.
+  if (d.method.empty()) d.method = d.offline ? "mad" : "ewma";
   const cli::Series s = read_series("detect", d, p);
   std::fputs(cli::detect_report(s, d, json).c_str(), stdout);
   return 0;
+}
+
+// `analyze --label`'s --limit values: METRIC=VALUE, VALUE in the metric's unit as `gate`
+// reads it; a bare VALUE when `metrics` names exactly one metric.
+std::vector<std::pair<std::string, double>> history_limits(const std::vector<std::string_view>& args,
+                                                           const std::vector<std::string>& metrics) {
+  std::vector<std::pair<std::string, double>> out;
+  for (const std::string_view arg : args) {
+    const auto eq = arg.find('=');
+    std::string metric;
+    std::string_view value = arg;
+    if (eq != std::string_view::npos) {
+      metric = std::string(arg.substr(0, eq));
+      value = arg.substr(eq + 1);
+    } else if (!metrics.empty() && std::all_of(metrics.begin(), metrics.end(),
+                                               [&](const std::string& m) { return m == metrics.front(); })) {
+      metric = metrics.front();
+    } else {
+      throw UsageError{"--limit " + std::string(arg) +
+                       ": which metric? give METRIC=VALUE (--limit max_rss=2GiB, --limit wall=1.5s), or "
+                       "exactly one --metric"};
+    }
+    bool in_seconds = false;
+    try {
+      in_seconds = cli::metric_in_seconds(metric);
+    } catch (const cli::InputError& e) {
+      throw UsageError{"--limit " + std::string(arg) + ": " + e.what()};
+    }
+    if (!metrics.empty() && std::find(metrics.begin(), metrics.end(), metric) == metrics.end())
+      throw UsageError{"--limit " + std::string(arg) + ": " + metric + " is not among the --metric analysed"};
+    for (const auto& [m, v] : out) {
+      if (m == metric) throw UsageError{"--limit: " + metric + " has two limits"};
+    }
+    const auto v = in_seconds ? cli::parse_seconds(value) : cli::parse_bytes(value);
+    if (!v) {
+      throw UsageError{"--limit " + std::string(arg) + ": '" + std::string(value) + "' is not " +
+                       cli::quantity_words(in_seconds)};
+    }
+    out.emplace_back(metric, *v);
+  }
+  return out;
+}
+
+// `analyze` without --label: each label of the history in turn (the one with the newest
+// run first), one section each, or one member each of a JSON object keyed by label. A
+// label with too few successful runs says so in its section ({"error": ...}) and the
+// others go on. Exit 1 when no label could be analysed.
+int analyze_every_label(mon::History& hist, cli::HistoryAnalyzeOptions h, std::size_t runs,
+                        std::optional<std::int64_t> since, bool json) {
+  std::string out;
+  spyglass::JsonWriter w(out);
+  if (json) w.begin_object();
+  std::size_t seen = 0, analysed = 0;
+  for (const auto& l : hist.labels()) {
+    const auto list = hist.runs({.label = l.label, .limit = runs, .since_unix_ns = since});
+    if (list.empty()) continue;  // none since the given time
+    ++seen;
+    h.label = l.label;
+    h.pinned.reset();
+    for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
+    std::string section, error;
+    try {
+      section = cli::history_report(list, h, json);
+      ++analysed;
+    } catch (const cli::InputError& e) {
+      error = e.what();
+    }
+    if (json) {
+      w.key(l.label);
+      if (error.empty()) {
+        while (!section.empty() && section.back() == '\n') section.pop_back();
+        w.raw(section);
+      } else {
+        w.begin_object();
+        w.key("error");
+        w.value(error);
+        w.end_object();
+      }
+    } else {
+      if (seen > 1) out += "\n";
+      out += error.empty() ? section : error + "\n";
+    }
+  }
+  if (seen == 0) {
+    std::fprintf(stderr, "spyglass: no runs%s in %s\n", since ? " since the given time" : "",
+                 hist.location().c_str());
+    return 1;
+  }
+  if (json) {
+    w.end_object();
+    out += '\n';
+  }
+  std::fputs(out.c_str(), stdout);
+  return analysed == 0 ? 1 : 0;
 }
 
 int cmd_analyze(Args& a) {
@@ -1037,6 +1174,7 @@ int cmd_analyze(Args& a) {
   std::string db = default_db();
   std::size_t runs = 1000;
   std::optional<std::int64_t> since;
+  std::vector<std::string_view> limits;  // read once --metric and --label are known
   while (!a.done()) {
     if (!a.is_option()) throw UsageError{"analyze: unexpected argument '" + std::string(a.peek()) + "'"};
     const std::string_view opt = a.next_option();
@@ -1051,12 +1189,7 @@ int cmd_analyze(Args& a) {
     } else if (opt == "--season") {
       o.season = static_cast<std::size_t>(parse_int(opt, a.value(opt), 2));
     } else if (opt == "--limit") {
-      const std::string_view v = a.value(opt);
-      double x = 0;
-      const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
-      if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x))
-        throw UsageError{"--limit: not a number: '" + std::string(v) + "'"};
-      o.limit = x;
+      limits.push_back(a.value(opt));
     } else if (opt == "--label") {
       h.label = std::string(a.value(opt));
     } else if (opt == "--metric") {
@@ -1075,17 +1208,38 @@ int cmd_analyze(Args& a) {
       throw UsageError{"analyze: unknown option " + std::string(opt)};
     }
   }
+  if (!h.label.empty()) {
+    h.limits = history_limits(limits, h.metrics);
+  } else if (!limits.empty()) {
+    // A series has no unit: its limit is a plain number in the series' own terms.
+    const std::string_view v = limits.back();
+    if (limits.size() > 1) throw UsageError{"--limit: a series takes one limit"};
+    if (v.find('=') != std::string_view::npos)
+      throw UsageError{"--limit " + std::string(v) +
+                       ": METRIC=VALUE goes with --label; a series' limit is a number"};
+    double x = 0;
+    const auto r = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(x))
+      throw UsageError{"--limit: not a number: '" + std::string(v) + "'"};
+    o.limit = x;
+  }
+  if (o.detect.method == "ewma") {
+    throw UsageError{
+        "--method ewma judges each point by its past only; analyze scores every point against the whole "
+        "series: mad (the default), zscore or iqr (ewma is for spyglass detect)"};
+  }
   cli::DetectOptions whole = o.detect;
   whole.offline = true;  // analysis scores against the whole series
-  if (!h.label.empty()) {
-    if (!o.detect.source.empty() || p.any)
-      throw UsageError{"analyze: --label excludes --csv and --prometheus"};
+  const bool series = !o.detect.source.empty() || p.any;
+  if (!h.label.empty() || !series) {
+    if (series) throw UsageError{"analyze: --label excludes --csv and --prometheus"};
     try {
       cli::check_history_options(h);
     } catch (const cli::InputError& e) {
       throw UsageError{e.what()};
     }
     mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
+    if (h.label.empty()) return analyze_every_label(hist, h, runs, since, json);
     const auto list = hist.runs({.label = h.label, .limit = runs, .since_unix_ns = since});
     for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
     if (list.empty()) {
@@ -1096,8 +1250,6 @@ int cmd_analyze(Args& a) {
     std::fputs(cli::history_report(list, h, json).c_str(), stdout);
     return 0;
   }
-  if (o.detect.source.empty() && !p.any)
-    throw UsageError{"analyze: --label L, --csv FILE or --prometheus URL is required"};
   if (since) throw UsageError{"analyze: --since goes with --label (a series' range is its own)"};
   const cli::Series s = read_series("analyze", whole, p);
   o.detect.prometheus = whole.prometheus;

@@ -36,14 +36,14 @@ std::string command_line(const monitor::RunRecord& r) {
   return s;
 }
 
+}  // namespace
+
 std::string outcome(const monitor::RunRecord& r) {
   if (!r.error.empty()) return "failed to start: " + r.error;
   if (!r.kill_reason.empty()) return "killed (" + r.kill_reason + ")";
   if (r.signal != 0) return "signal " + std::to_string(r.signal);
   return {};
 }
-
-}  // namespace
 
 std::string format_bytes(std::uint64_t b) {
   const double v = static_cast<double>(b);

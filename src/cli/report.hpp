@@ -19,6 +19,10 @@ std::string format_number(double v, int digits = 4);
 /// A fraction as a signed percentage: 0.25 -> "+25%".
 std::string format_change(double fraction);
 
+/// How a run ended when it did not end by itself: "failed to start: ...", "killed (timeout)",
+/// "signal 9"; empty when it exited (whatever its code).
+std::string outcome(const monitor::RunRecord& r);
+
 /// The lines printed after a run: totals, descendants left running (`leftover_pids`), and
 /// the comparison with `baseline`.
 std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::RunRecord>& baseline,

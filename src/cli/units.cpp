@@ -41,4 +41,9 @@ std::optional<double> parse_bytes(std::string_view s) {
   return *v * mult;
 }
 
+const char* quantity_words(bool seconds) {
+  return seconds ? "a duration (a number with us, ms, s, m or h)"
+                 : "a size (a number with B, K, KiB, M, MiB, G or GiB)";
+}
+
 }  // namespace SPYGLASS_NAMESPACE::cli

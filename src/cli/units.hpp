@@ -20,4 +20,8 @@ std::optional<double> parse_seconds(std::string_view s);
 /// are bytes); nullopt when it is not a size.
 std::optional<double> parse_bytes(std::string_view s);
 
+/// What parse_seconds (`seconds` true) or parse_bytes takes, in words for an error:
+/// "a duration (a number with us, ms, s, m or h)".
+const char* quantity_words(bool seconds);
+
 }  // namespace SPYGLASS_NAMESPACE::cli

@@ -458,6 +458,14 @@ const char* signal_name(int sig) {
 
 }  // namespace
 
+AllSignalsBlocked::AllSignalsBlocked() noexcept {
+  sigset_t all;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, &old_);
+}
+
+AllSignalsBlocked::~AllSignalsBlocked() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+
 int exit_code_from_status(int status) noexcept {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);

@@ -705,6 +705,67 @@ TEST(AlertsCommand, LiveSpikeAlertsWhileTheRunGoesOn) {
   EXPECT_EQ(stored[0].deliveries[0].outcome, "delivered");
 }
 
+// A rules file with a channel, so that `run --alerts` starts a delivery thread; the rule
+// never fires on a successful command.
+std::string rules_with_a_channel(const TempDir& dir, const spyglass_test::Receiver& rx) {
+  std::ofstream(dir / "rules.json") << R"({"channels": {"ops": {"type": "webhook", "url": ")" +
+                                           rx.url("/hook") +
+                                           R"("}}, "rules": [{"name": "failed", "condition": "run_failed",
+                                                             "channels": ["ops"]}]})";
+  return dir / "rules.json";
+}
+
+// The delivery thread must not take the command's SIGCHLD: the exit of `true` is seen at
+// once, not at the next sample 5 s later. Two seconds leave room for a loaded machine and
+// cannot be met by luck when the exit waits for the sampling tick.
+TEST(AlertsCommand, ChannelThreadsDoNotDelayTheEndOfTheRun) {
+  TempDir dir;
+  spyglass_test::Receiver rx;
+  const std::string db = dir / "h.db";
+  const auto r = run({kSpyglass, "run", "--db", db, "--label", "quick", "--interval", "5s", "--alerts",
+                      rules_with_a_channel(dir, rx), "--", "true"},
+                     dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto h = mon::History::open(db, {.create = false, .read_only = true});
+  const auto runs = h.runs({});
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_LT(static_cast<double>(runs[0].duration_ns) / 1e9, 2.0);
+  EXPECT_TRUE(rx.requests().empty());
+}
+
+// SIGTERM to spyglass with a channel: it reaches the runner (not a delivery thread, where
+// it would kill spyglass and orphan the command), which ends the tree and records the run.
+TEST(AlertsCommand, SigtermWithAChannelEndsTheTreeAndRecordsTheRun) {
+  TempDir dir;
+  spyglass_test::Receiver rx;
+  const std::string db = dir / "h.db";
+  spyglass_test::Child child({kSpyglass, "run", "--db", db, "--label", "long", "--alerts",
+                              rules_with_a_channel(dir, rx), "--", "sleep", "37"},
+                             dir.path());
+  ASSERT_GT(child.pid(), 0);
+  pid_t sleeper = 0;
+  ASSERT_TRUE(spyglass_test::wait_until(
+      [&] {
+        const auto kids = spyglass_test::children_of(child.pid());
+        if (kids.empty()) return false;
+        sleeper = kids.front();
+        // Past exec: the child is sleep itself, not spyglass' fork before it.
+        return spyglass_test::slurp("/proc/" + std::to_string(sleeper) + "/comm") == "sleep\n";
+      },
+      spyglass_test::kWaitLimit));
+  ::kill(child.pid(), SIGTERM);
+  const auto r = child.wait();
+  const bool left = spyglass_test::alive(sleeper);
+  if (left) ::kill(sleeper, SIGKILL);
+  EXPECT_FALSE(left) << "the command outlived spyglass";
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.err;
+  auto h = mon::History::open(db, {.create = false, .read_only = true});
+  const auto runs = h.runs({});
+  ASSERT_EQ(runs.size(), 1u) << r.err;
+  EXPECT_EQ(runs[0].kill_reason, "SIGTERM");
+  EXPECT_EQ(runs[0].signal, SIGTERM);
+}
+
 TEST(AlertsCommand, CheckValidatesAndRunRefusesABadFile) {
   TempDir dir;
   std::ofstream(dir / "bad.json") << "{\"rules\": [\n  {\"name\": \"x\", \"condition\": \"treshold\"}\n]}";

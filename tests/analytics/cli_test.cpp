@@ -68,9 +68,10 @@ spyglass_test::Result python_on(const TempDir& dir, const std::string& json, con
 // Runs detect with `extra` options and has check_detect.py verify the JSON.
 void check_detect(const TempDir& dir, const std::string& csv, const std::string& method, bool offline,
                   const std::string& threshold, const std::vector<std::string>& extra = {},
-                  const std::string& window = "60", std::size_t min_found = 1) {
-  std::vector<std::string> argv = {kSpyglass,        "detect", "--csv",    csv,    "--time-column", "ts",
-                                   "--value-column", "cpu",    "--method", method, "--json"};
+                  const std::string& window = "60", std::size_t min_found = 1, bool name_method = true) {
+  std::vector<std::string> argv = {kSpyglass, "detect",         "--csv", csv,     "--time-column",
+                                   "ts",      "--value-column", "cpu",   "--json"};
+  if (name_method) argv.insert(argv.end(), {"--method", method});
   if (offline) argv.push_back("--offline");
   argv.insert(argv.end(), extra.begin(), extra.end());
   const auto r = run(argv, dir.path());
@@ -102,6 +103,8 @@ TEST(AnalyticsCli, DetectOfflineMatchesSciPy) {
   check_detect(dir, csv, "mad", true, "3.5", {}, "60", 3);
   check_detect(dir, csv, "zscore", true, "3", {}, "60", 3);
   check_detect(dir, csv, "iqr", true, "1.5");
+  // --offline alone: the robust whole-series method, mad.
+  check_detect(dir, csv, "mad", true, "3.5", {}, "60", 3, false);
 }
 
 // A flat past has no spread: every method still gives each flagged point a finite score
@@ -375,6 +378,24 @@ TEST(AnalyticsCli, BadCsvNamesTheLine) {
     EXPECT_EQ(r.exit_code, 125) << args[0] << ": " << r.err;
     EXPECT_NE(r.err.find(args[0]), std::string::npos) << r.err;
   }
+  // analyze scores against the whole series, so ewma is not among its methods: the error
+  // says so in analyze's own terms, and its help does not offer ewma.
+  for (const std::vector<std::string>& source :
+       {std::vector<std::string>{"--csv", csv, "--time-column", "ts", "--value-column", "cpu"},
+        std::vector<std::string>{"--label", "an", "--db", dir / "none.db"}}) {
+    std::vector<std::string> argv = {kSpyglass, "analyze", "--method", "ewma"};
+    argv.insert(argv.end(), source.begin(), source.end());
+    const auto e = run(argv, dir.path());
+    EXPECT_EQ(e.exit_code, 125) << e.err;
+    EXPECT_NE(
+        e.err.find("--method ewma judges each point by its past only; analyze scores every point against "
+                   "the whole series: mad (the default), zscore or iqr"),
+        std::string::npos)
+        << e.err;
+    EXPECT_EQ(e.err.find("--offline"), std::string::npos) << e.err;
+  }
+  const auto help = run({kSpyglass, "analyze", "--help"}, dir.path());
+  EXPECT_NE(help.out.find("  --method mad|zscore|iqr\n"), std::string::npos) << help.out;
   const auto r = run({kSpyglass, "detect", "--csv", csv, "--time-column", "ts"}, dir.path());
   EXPECT_EQ(r.exit_code, 125);
   EXPECT_NE(r.err.find("--value-column is required"), std::string::npos) << r.err;
@@ -547,6 +568,135 @@ print("ok")
       dir.path());
   EXPECT_EQ(r.exit_code, 125);
   EXPECT_NE(r.err.find("--since goes with --label"), std::string::npos) << r.err;
+}
+
+// --limit per metric, in the metric's unit: peak RSS and wall time grow by a fixed step
+// per run, so the forecast is the straight line and the run count to each limit is NumPy's
+// extrapolation of the history file. A bare value needs exactly one --metric.
+TEST(AnalyticsCli, LimitsPerMetricTakeUnits) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    for (int i = 0; i < 10; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = "cp";
+      r.command = "job";
+      r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+      r.duration_ns = static_cast<std::int64_t>((1.0 + 0.03 * i) * 1e9);
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      r.max_rss_bytes = static_cast<std::uint64_t>(1024 + 60 * i) << 20;
+      h.insert(r, {}, 0);
+    }
+  }
+  auto analyze = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {kSpyglass, "analyze", "--label", "cp", "--db", db};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv, dir.path());
+  };
+  const auto r = analyze({"--limit", "max_rss=2GiB", "--limit", "wall=1.5s", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import json, math, sqlite3, sys
+import numpy as np
+d = json.load(open(sys.argv[1]))["metrics"]
+con = sqlite3.connect(sys.argv[2])
+for metric, column, limit in (("max_rss", "max_rss_bytes", 2 * 1024**3), ("wall", "duration_ns", 1.5e9)):
+    y = np.array([r[0] for r in con.execute("SELECT %s FROM runs ORDER BY start_unix_ns" % column)], float)
+    slope, _ = np.polyfit(np.arange(len(y)), y, 1)
+    want = math.ceil((limit - y[-1]) / slope)
+    f = d[metric]["forecast"]
+    scale = 1e9 if metric == "wall" else 1
+    assert abs(f["limit"] - limit / scale) <= 1e-12 * limit / scale, (metric, f["limit"])
+    assert f["steps_to_limit"] == want, (metric, f["steps_to_limit"], want)
+for metric in ("cpu_user", "read_bytes"):
+    assert "limit" not in d[metric]["forecast"], metric
+print("ok")
+)",
+                           {db});
+  EXPECT_EQ(c.out, "ok\n") << c.err;
+  // One --metric: a bare value is in its unit.
+  const auto one = analyze({"--metric", "max_rss", "--limit", "2GiB"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_NE(one.out.find("  limit 2.00 GiB: reached in about 9 runs"), std::string::npos) << one.out;
+  for (const auto& [extra, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--limit", "0.2"}, "--limit 0.2: which metric? give METRIC=VALUE"},
+           {{"--metric", "wall", "--metric", "max_rss", "--limit", "1s"}, "--limit 1s: which metric?"},
+           {{"--limit", "max_rss=2s"}, "--limit max_rss=2s: '2s' is not a size (a number with B, K"},
+           {{"--limit", "wall=2GiB"}, "--limit wall=2GiB: '2GiB' is not a duration"},
+           {{"--limit", "rss=2GiB"}, "--limit rss=2GiB: no metric 'rss'"},
+           {{"--metric", "wall", "--limit", "max_rss=2GiB"}, "max_rss is not among the --metric analysed"},
+           {{"--limit", "wall=1s", "--limit", "wall=2s"}, "--limit: wall has two limits"}}) {
+    const auto bad = analyze(extra);
+    EXPECT_EQ(bad.exit_code, 125) << bad.out;
+    EXPECT_NE(bad.err.find(says), std::string::npos) << bad.err;
+    EXPECT_EQ(bad.out, "");
+  }
+  const auto csv = run({kSpyglass, "analyze", "--csv", "x.csv", "--time-column", "t", "--value-column", "v",
+                        "--limit", "wall=1s"},
+                       dir.path());
+  EXPECT_EQ(csv.exit_code, 125);
+  EXPECT_NE(csv.err.find("METRIC=VALUE goes with --label"), std::string::npos) << csv.err;
+}
+
+// Without --label, analyze takes every label of the history: one section each, or one
+// member each of a JSON object keyed by label; a label with too few runs says so and the
+// others go on. Each label's trend is checked with SciPy on the history file.
+TEST(AnalyticsCli, AnalyzeEveryLabelWithoutOne) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    const std::vector<std::pair<std::string, int>> labels = {{"build \"a\"", 12}, {"tests", 9}, {"young", 2}};
+    for (const auto& [label, n] : labels) {
+      const auto noise = noisy(static_cast<std::size_t>(n), 0.0, 0.02, static_cast<std::uint64_t>(n));
+      for (int i = 0; i < n; ++i) {
+        spyglass::monitor::RunRecord r;
+        r.label = label;
+        r.command = "job";
+        r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+        r.duration_ns =
+            static_cast<std::int64_t>((1.0 + 0.01 * n * i + noise[static_cast<std::size_t>(i)]) * 1e9);
+        r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+        h.insert(r, {}, 0);
+      }
+    }
+  }
+  const auto j = run({kSpyglass, "analyze", "--metric", "wall", "--db", db, "--json"}, dir.path());
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  const auto c = python_on(dir, j.out, R"(
+import json, sqlite3, sys
+from scipy import stats
+d = json.load(open(sys.argv[1]))
+con = sqlite3.connect(sys.argv[2])
+labels = [r[0] for r in con.execute("SELECT DISTINCT label FROM runs")]
+assert sorted(d) == sorted(labels), (list(d), labels)
+assert d["young"] == {"error": "label 'young': needs at least 3 successful runs to analyse, found 2"}, d["young"]
+for label in ('build "a"', "tests"):
+    wall = [r[0] / 1e9 for r in con.execute("SELECT duration_ns FROM runs WHERE label = ? ORDER BY start_unix_ns",
+                                            (label,))]
+    assert d[label]["label"] == label and d[label]["runs"] == len(wall), d[label]
+    fit = stats.linregress(range(len(wall)), wall)
+    t = d[label]["metrics"]["wall"]["trend"]
+    assert abs(t["slope_per_point"] - fit.slope) <= 1e-9 * abs(fit.slope), (label, t, fit)
+print("ok")
+)",
+                           {db});
+  EXPECT_EQ(c.out, "ok\n") << c.err;
+  const auto text = run({kSpyglass, "analyze", "--metric", "wall", "--db", db}, dir.path());
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* says : {"label build \"a\": 12 successful runs", "\nlabel tests: 9 successful runs",
+                           "\nlabel 'young': needs at least 3 successful runs to analyse, found 2\n"}) {
+    EXPECT_NE(text.out.find(says), std::string::npos) << says << "\n" << text.out;
+  }
+  // Nothing since then, or no label with enough runs: exit 1, said.
+  const auto none = run({kSpyglass, "analyze", "--since", "2099-01-01", "--db", db}, dir.path());
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no runs since the given time"), std::string::npos) << none.err;
+  const auto young = run({kSpyglass, "analyze", "--since", "2026-03-01T01:00:00Z", "--db", db}, dir.path());
+  EXPECT_EQ(young.exit_code, 0) << young.err;  // the two bigger labels still have runs since then
+  const auto missing = run({kSpyglass, "analyze", "--db", dir / "absent.db"}, dir.path());
+  EXPECT_EQ(missing.exit_code, 1) << missing.err;
 }
 
 TEST(AnalyticsCli, AnalyzeRunHistoryAgainstSciPy) {

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -19,7 +20,10 @@ using spyglass_test::TempDir;
 namespace {
 
 const std::string kPython = PYTHON3;
+const std::string kNode = NODE;
+const std::string kTapCheck = TAP_CHECK_MJS;
 constexpr int kGateFailed = 3;
+constexpr int kRunGateFailed = 123;  // run --gate, when the command succeeded
 
 // Records one run per wall time (seconds) under `label`, an hour apart, 600 MiB peak RSS.
 void record(const std::string& db, const std::string& label, const std::vector<double>& walls,
@@ -98,6 +102,16 @@ for c in fails:
 print("ok")
 )py";
 
+// What tap-parser, the reference TAP 14 parser, reads in the TAP file `tap` (as JSON, see
+// tap_check.mjs), checked field by field by Python `code` (the JSON is sys.argv[1]).
+std::string tap14(const TempDir& dir, const std::string& tap, const std::string& code) {
+  const auto parsed = run({kNode, kTapCheck, tap}, dir.path());
+  EXPECT_EQ(parsed.exit_code, 0) << parsed.err;
+  const std::string json = dir / "tap.json";
+  std::ofstream(json) << parsed.out;
+  return python(dir, "import json, sys\nr = json.load(open(sys.argv[1]))\n" + code, {json});
+}
+
 }  // namespace
 
 TEST(Gate, ThresholdsExitCodesAndReports) {
@@ -124,6 +138,20 @@ TEST(Gate, ThresholdsExitCodesAndReports) {
   EXPECT_EQ(lint.exit_code, 0) << lint.err;
   EXPECT_EQ(python(dir, kJunitShape, {junit, "3", "1", "0"}),
             "max_rss < 512MiB | max_rss 600.0 MiB in run 3, threshold < 512.0 MiB\nok\n");
+
+  // The file as written, read by tap-parser as TAP 14: plan, counts, and the failure's
+  // YAML block parsed into its fields.
+  EXPECT_EQ(tap14(dir, tap, R"py(
+assert r["version"] == 14 and r["plan"] == {"start": 1, "end": 3}, r
+assert (r["count"], r["pass"], r["fail"], r["skip"]) == (3, 2, 1, 0), r
+assert r["errors"] == [] and r["extra"] == [] and not r["bailout"], r
+f = r["failures"]
+assert [(x["id"], x["name"]) for x in f] == [(2, "max_rss < 512MiB")], f
+assert f[0]["diag"] == {"message": "max_rss 600.0 MiB in run 3, threshold < 512.0 MiB", "measured": "600.0 MiB",
+                        "threshold": "< 512.0 MiB", "label": "nightly", "run_id": 3}, f[0]["diag"]
+print("ok")
+)py"),
+            "ok\n");
 
   // Debian 12's prove (Test::Harness 3.44) knows TAP up to version 13 and reports a
   // version 14 header as a parse error and nothing else; the rest (plan, test lines, YAML
@@ -195,6 +223,14 @@ print(p < 0.01 and change >= 0.05)
   EXPECT_EQ(young.exit_code, 0) << young.out << young.err;
   EXPECT_NE(young.out.find("SKIP no-regression wall: needs the latest 5"), std::string::npos) << young.out;
   EXPECT_EQ(python(dir, kJunitShape, {junit, "2", "0", "1"}), "ok\n");
+  EXPECT_EQ(tap14(dir, tap, R"py(
+assert r["version"] == 14 and r["ok"] and r["errors"] == [] and r["extra"] == [], r
+assert (r["count"], r["pass"], r["fail"], r["skip"]) == (2, 2, 0, 1), r
+s = r["skips"]
+assert [x["name"] for x in s] == ["no-regression wall"] and s[0]["reason"].startswith("needs the latest 5"), s
+print("ok")
+)py"),
+            "ok\n");
   std::string text = spyglass_test::slurp(tap);
   text.replace(0, text.find('\n'), "TAP version 13");
   std::ofstream(tap) << text;
@@ -365,6 +401,42 @@ print("ok")
   EXPECT_EQ(run({kSpyglass, "baseline", "drop", "--db", db}, dir.path()).exit_code, 125);
 }
 
+// A latest run that was killed or failed is quicker and smaller than a whole one: the
+// gate fails on it, and its threshold rules are skipped rather than passed.
+TEST(Gate, FailedOrKilledLatestRunFailsTheGate) {
+  TempDir dir;
+  const std::string db = dir / "h.db", junit = dir / "gate.xml";
+  auto run_labelled = [&](const std::vector<std::string>& opts, const std::vector<std::string>& cmd) {
+    std::vector<std::string> argv = {kSpyglass, "run", "--no-pty", "--quiet", "--db", db, "--label", "g"};
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    return run(argv, dir.path());
+  };
+  ASSERT_EQ(run_labelled({"--timeout", "100ms"}, {"sleep", "5"}).exit_code, 124);
+  const auto killed = gate(dir, db, "g", {"wall < 1h", "no-regression:wall"}, {"--junit", junit});
+  EXPECT_EQ(killed.exit_code, kGateFailed) << killed.out << killed.err;
+  EXPECT_NE(killed.out.find("FAIL latest run succeeded: run 1 killed (timeout)\n"), std::string::npos)
+      << killed.out;
+  EXPECT_NE(killed.out.find("SKIP wall < 1h: run 1 did not succeed"), std::string::npos) << killed.out;
+  EXPECT_EQ(killed.out.find("PASS wall"), std::string::npos) << killed.out;
+  EXPECT_EQ(run({"xmllint", "--noout", junit}, dir.path()).exit_code, 0);
+  EXPECT_EQ(python(dir, kJunitShape, {junit, "3", "1", "2"}),
+            "latest run succeeded | run 1 killed (timeout)\nok\n");
+
+  ASSERT_EQ(run_labelled({}, {"sh", "-c", "exit 3"}).exit_code, 3);
+  const auto failed = gate(dir, db, "g", {"wall < 1h"});
+  EXPECT_EQ(failed.exit_code, kGateFailed) << failed.out << failed.err;
+  EXPECT_NE(failed.out.find("FAIL latest run succeeded: run 2 exited with 3\n"), std::string::npos)
+      << failed.out;
+
+  // A successful run after them: the gate judges it alone.
+  ASSERT_EQ(run_labelled({}, {"true"}).exit_code, 0);
+  const auto ok = gate(dir, db, "g", {"wall < 1h"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_EQ(ok.out.find("latest run"), std::string::npos) << ok.out;
+}
+
 TEST(Gate, RunChecksTheRulesAfterRecording) {
   TempDir dir;
   const std::string db = dir / "h.db", junit = dir / "run.xml";
@@ -381,11 +453,25 @@ TEST(Gate, RunChecksTheRulesAfterRecording) {
   // Any process's peak RSS is above 1 KiB.
   const auto fail =
       run_gated({"--gate", "wall < 1h", "--gate", "max_rss < 1K", "--gate-junit", junit}, {"true"});
-  EXPECT_EQ(fail.exit_code, kGateFailed) << fail.err;
+  EXPECT_EQ(fail.exit_code, kRunGateFailed) << fail.err;
   EXPECT_NE(fail.err.find("FAIL max_rss < 1K: max_rss "), std::string::npos) << fail.err;
   EXPECT_EQ(run({"xmllint", "--noout", junit}, dir.path()).exit_code, 0);
   EXPECT_EQ(python(dir, kJunitShape, {junit, "2", "1", "0"}).substr(0, 19), "max_rss < 1K | max_");
-  // The command's own failure keeps its status.
+  EXPECT_EQ(run_gated({"--gate", "max_rss < 1K", "--gate-exit-code", "42"}, {"true"}).exit_code, 42);
+  // The command's own failure keeps its status, apart from a failed rule's, and every
+  // report is written with the failed run as a failing test case.
+  const std::string tap = dir / "run.tap", md = dir / "run.md";
+  std::filesystem::remove(junit);
+  const auto own =
+      run_gated({"--gate", "wall < 1h", "--gate-junit", junit, "--gate-tap", tap, "--gate-markdown", md},
+                {"sh", "-c", "exit 3"});
+  EXPECT_EQ(own.exit_code, 3) << own.err;
+  EXPECT_NE(own.err.find("FAIL latest run succeeded: run 4 exited with 3"), std::string::npos) << own.err;
+  EXPECT_EQ(run({"xmllint", "--noout", junit}, dir.path()).exit_code, 0);
+  EXPECT_EQ(python(dir, kJunitShape, {junit, "2", "1", "1"}),
+            "latest run succeeded | run 4 exited with 3\nok\n");
+  EXPECT_NE(spyglass_test::slurp(tap).find("not ok 1 - latest run succeeded\n"), std::string::npos);
+  EXPECT_NE(spyglass_test::slurp(md).find("FAILED (1 of 2 failed)"), std::string::npos);
   EXPECT_EQ(run_gated({"--gate", "max_rss < 1K"}, {"sh", "-c", "exit 4"}).exit_code, 4);
   // A bad rule stops before the command runs: nothing recorded.
   const auto bad = run_gated({"--gate", "wall < soon"}, {"sh", "-c", "echo ran"});
@@ -394,5 +480,13 @@ TEST(Gate, RunChecksTheRulesAfterRecording) {
   EXPECT_NE(bad.err.find("--gate: rule 'wall < soon': 'soon' is not a duration"), std::string::npos)
       << bad.err;
   EXPECT_EQ(run_gated({"--gate", "wall < 1h", "--no-history"}, {"true"}).exit_code, 125);
-  EXPECT_EQ(run({"sqlite3", db, "SELECT count(*) FROM runs"}, dir.path()).out, "3\n");
+  for (const auto& [opts, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--gate", "wall < 1h", "--gate-exit-code", "0"}, "--gate-exit-code: not a valid number: '0'"},
+           {{"--gate", "wall < 1h", "--gate-exit-code", "256"}, "--gate-exit-code: 1 to 255, not '256'"},
+           {{"--gate-junit", junit}, "--gate-junit, --gate-tap and --gate-markdown need --gate"}}) {
+    const auto r = run_gated(opts, {"true"});
+    EXPECT_EQ(r.exit_code, 125);
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(run({"sqlite3", db, "SELECT count(*) FROM runs"}, dir.path()).out, "5\n");
 }

@@ -1,6 +1,8 @@
 #pragma once
 /// Runs a command under the monitor: spawn, sample, enforce limits, collect exact totals.
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -105,13 +107,33 @@ struct RunResult {
 /// Returns the exit code for a wait status, as coreutils does: the code, or 128+signal.
 SPYGLASS_API int exit_code_from_status(int status) noexcept;
 
+/// Blocks every signal in the calling thread while it lives, then restores its mask. A
+/// thread started meanwhile inherits the full mask from its first instruction, so there is
+/// no moment when it could take a signal meant for run(). Wrap the start of every thread
+/// that may still be running while run() is (see run()).
+class SPYGLASS_API AllSignalsBlocked {
+ public:
+  AllSignalsBlocked() noexcept;
+  ~AllSignalsBlocked();
+  AllSignalsBlocked(const AllSignalsBlocked&) = delete;
+  AllSignalsBlocked& operator=(const AllSignalsBlocked&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
 /// Spawns options.argv in its own process group and monitors it until it exits.
 ///
 /// Blocks the calling thread. While it runs, the calling process is a child subreaper, reaps
 /// every child it has (so call it from a process that owns no other children, such as the
-/// `spyglass` command), and SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked in the calling
-/// thread; one of them ends the whole tree: it is forwarded to every process in it (also
-/// those that left the command's process group), SIGKILL follows after options.grace, and
+/// `spyglass` command), and SIGCHLD, SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked in the
+/// calling thread and read from a signalfd. The kernel gives a process-directed signal to
+/// any thread that does not block it, so every other thread of the process must block
+/// these signals for the whole run (start them under AllSignalsBlocked): a thread that
+/// does not would take SIGCHLD (the command's exit is then seen only at the next sample)
+/// or die of SIGTERM with the whole process, leaving the tree running and the run
+/// unrecorded. One of SIGINT, SIGTERM, SIGHUP or SIGQUIT ends the whole tree: it is forwarded to every
+/// process in it (also those that left the command's process group), SIGKILL follows after options.grace, and
 /// run() returns only once no descendant is left (RunRecord::kill_reason names the signal,
 /// with "+SIGKILL" when the grace period ran out). A SIGCHLD disposition of SIG_IGN
 /// or SA_NOCLDWAIT is set to SIG_DFL for the duration (the command starts with SIG_DFL).
