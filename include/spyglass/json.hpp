@@ -166,37 +166,13 @@ class JsonWriter {
 
   /// Writes an object member name and the colon; the next call writes its value.
   void key(std::string_view k) {
-    if (SPYGLASS_LIKELY(k.size() <= kShort && plain(k))) {
-      char buf[kShort + 4];
-      char* p = lead(buf);
-      *p++ = '"';
-      std::memcpy(p, k.data(), k.size());
-      p += k.size();
-      *p++ = '"';
-      *p++ = ':';
-      put(buf, p);
-    } else {
-      sep();
-      quoted(k);
-      out_->push_back(':');
-    }
+    string(k, ":");
     need_comma_ = false;
   }
 
   /// A string value, escaped with json_escape().
   void value(std::string_view s) {
-    if (SPYGLASS_LIKELY(s.size() <= kShort && plain(s))) {
-      char buf[kShort + 3];
-      char* p = lead(buf);
-      *p++ = '"';
-      std::memcpy(p, s.data(), s.size());
-      p += s.size();
-      *p++ = '"';
-      put(buf, p);
-    } else {
-      sep();
-      quoted(s);
-    }
+    string(s, {});
     need_comma_ = true;
   }
   /// A C string value; a null pointer writes `null`.
@@ -271,6 +247,23 @@ class JsonWriter {
     std::memcpy(p, text.data(), text.size());
     put(buf, p + text.size());
     need_comma_ = true;
+  }
+  // The comma, `s` quoted and escaped, then `tail`.
+  void string(std::string_view s, std::string_view tail) {
+    if (SPYGLASS_LIKELY(s.size() <= kShort && plain(s))) {
+      char buf[kShort + 4];
+      char* p = lead(buf);
+      *p++ = '"';
+      std::memcpy(p, s.data(), s.size());
+      p += s.size();
+      *p++ = '"';
+      std::memcpy(p, tail.data(), tail.size());
+      put(buf, p + tail.size());
+    } else {
+      sep();
+      quoted(s);
+      out_->append(tail);
+    }
   }
   void quoted(std::string_view s) {
     out_->push_back('"');
