@@ -118,17 +118,19 @@ struct Slot {
 struct Series {
   EventKind kind;
   bool overflow_sink;  // the "__other__" series of its kind
+  // The open sub-window is `last_epoch`, the newest; the others holding events are
+  // closed (`closed` of them, at most 3,600). `total` is the sum of the closed ones'
+  // histograms, kept as a sub-window closes, a late event lands in a closed one, or a
+  // slot is reset: exactly their merge. Recording into the open sub-window, the common
+  // case, leaves it alone. (Kept here, with the fields below, in the first cache line a
+  // snapshot reads.)
+  std::uint32_t closed = 0;
   std::string name;
   std::unique_ptr<Slot[]> slots;
   // The oldest and newest sub-windows any slot was ever set to: a snapshot visits only
   // the slots that can hold a sub-window inside both this range and its window.
   std::uint64_t first_epoch = kNoEpoch;
   std::uint64_t last_epoch = 0;
-  // The open sub-window is `last_epoch`, the newest; the others holding events are
-  // closed (`closed` of them). `total` is the sum of the closed ones' histograms, kept as
-  // a sub-window closes, a late event lands in a closed one, or a slot is reset: exactly
-  // their merge. Recording into the open sub-window, the common case, leaves it alone.
-  std::size_t closed = 0;
   std::uint64_t total_mask = 0;                // bit c: total[c] allocated
   std::array<std::uint32_t, kChunks> total{};  // wide pool id; 0: not allocated
 };
