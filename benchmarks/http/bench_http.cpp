@@ -6,10 +6,12 @@
 #include <benchmark/benchmark.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <deque>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -114,6 +116,25 @@ BENCHMARK(bench_stats_snapshot)
     ->Args({1000, 1, 15})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+/// What the statistics cost the collector thread: StatsStore::record of the same events
+/// (N names, 20 each) in batches of 1,024 as the collector passes them, "now" moving on a
+/// second per round so that sub-windows rotate every minute.
+void bench_stats_record(benchmark::State& state) {
+  sg::StatsStore store;
+  std::vector<sg::Event> events = make_events(static_cast<std::size_t>(state.range(0)), 1);
+  std::uint64_t now = events.front().start + 1'000'000'000;
+  for (auto _ : state) {
+    now += 1'000'000'000;
+    for (auto& e : events) e.start = now - 1'000;
+    const std::span<const sg::Event> all(events);
+    for (std::size_t off = 0; off < all.size(); off += 1024) {
+      store.record(all.subspan(off, std::min<std::size_t>(1024, all.size() - off)), now);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(events.size()));
+}
+BENCHMARK(bench_stats_record)->Arg(1000)->Unit(benchmark::kMicrosecond);
 
 /// The same body as a browser gets it: GET over one keep-alive loopback connection.
 void bench_metrics_json_http(benchmark::State& state) {

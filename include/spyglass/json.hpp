@@ -5,6 +5,7 @@
 /// into a caller-owned std::string and allocate nothing else, so a caller that reuses its
 /// buffer pays for growth only once.
 
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <concepts>
@@ -14,6 +15,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "spyglass/config.hpp"
 #include "spyglass/utf8.hpp"
 
 namespace SPYGLASS_NAMESPACE {
@@ -32,6 +34,30 @@ inline constexpr auto kJsonPlain = [] {
   return t;
 }();
 
+/// Length of the longest prefix of `p[0..n)` that kJsonPlain allows, 8 bytes per step:
+/// most names and keys need no escaping at all, and this tells so cheaply.
+inline std::size_t json_plain_prefix(const unsigned char* p, std::size_t n) noexcept {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+  std::size_t i = 0;
+  if constexpr (std::endian::native == std::endian::little) {
+    for (; i + 8 <= n; i += 8) {
+      std::uint64_t x;
+      std::memcpy(&x, p + i, 8);
+      const std::uint64_t quote = x ^ (kOnes * '"');
+      const std::uint64_t slash = x ^ (kOnes * '\\');
+      // The high bit of each byte below 0x20, equal to a quote or a backslash, or
+      // non-ASCII; borrows can only mark bytes above the first real one, which is all
+      // that counts here.
+      const std::uint64_t hit =
+          ((x - kOnes * 0x20) & ~x) | ((quote - kOnes) & ~quote) | ((slash - kOnes) & ~slash) | x;
+      if ((hit & kHigh) != 0) return i + static_cast<std::size_t>(std::countr_zero(hit & kHigh)) / 8;
+    }
+  }
+  while (i < n && kJsonPlain.v[p[i]]) ++i;
+  return i;
+}
+
 }  // namespace detail
 
 namespace detail {
@@ -45,8 +71,7 @@ inline void json_escape_to(std::string_view in, Put&& put) {
   std::size_t i = 0;
   while (i < n) {
     // Copy the longest run that needs no escaping in one piece.
-    std::size_t run = i;
-    while (run < n && kJsonPlain.v[p[run]]) ++run;
+    const std::size_t run = i + json_plain_prefix(p + i, n - i);
     if (run != i) {
       put(in.data() + i, run - i);
       i = run;
@@ -116,6 +141,10 @@ inline char* json_escape(std::string_view in, char* out) noexcept {
 /// Appends JSON text to a caller-owned std::string; commas between members and elements
 /// are inserted automatically. It allocates nothing besides growing that string.
 ///
+/// Each call appends its piece (comma, quotes, text, colon) to the string in one go: a
+/// key or a number is assembled on the stack first, and text that needs no escaping (the
+/// usual case, told by an 8-bytes-a-step scan) is copied as it is.
+///
 /// The writer trusts its caller for structure: it does not check that keys appear only in
 /// objects or that every begin has an end. Not thread-safe: use one writer per thread.
 class JsonWriter {
@@ -127,40 +156,23 @@ class JsonWriter {
   [[nodiscard]] std::string& str() noexcept { return *out_; }
 
   /// Starts an object (as a value or an array element).
-  void begin_object() {
-    sep();
-    out_->push_back('{');
-    need_comma_ = false;
-  }
+  void begin_object() { open('{'); }
   /// Ends the innermost object.
-  void end_object() {
-    out_->push_back('}');
-    need_comma_ = true;
-  }
+  void end_object() { close('}'); }
   /// Starts an array (as a value or an array element).
-  void begin_array() {
-    sep();
-    out_->push_back('[');
-    need_comma_ = false;
-  }
+  void begin_array() { open('['); }
   /// Ends the innermost array.
-  void end_array() {
-    out_->push_back(']');
-    need_comma_ = true;
-  }
+  void end_array() { close(']'); }
 
   /// Writes an object member name and the colon; the next call writes its value.
   void key(std::string_view k) {
-    sep();
-    quoted(k);
-    out_->push_back(':');
+    string(k, ":");
     need_comma_ = false;
   }
 
   /// A string value, escaped with json_escape().
   void value(std::string_view s) {
-    sep();
-    quoted(s);
+    string(s, {});
     need_comma_ = true;
   }
   /// A C string value; a null pointer writes `null`.
@@ -172,15 +184,7 @@ class JsonWriter {
     }
   }
   /// `true` or `false`.
-  void value(bool b) {
-    sep();
-    if (b) {
-      out_->append("true", 4);
-    } else {
-      out_->append("false", 5);
-    }
-    need_comma_ = true;
-  }
+  void value(bool b) { literal(b ? std::string_view("true") : std::string_view("false")); }
   /// A signed integer, exactly.
   void value(std::int64_t v) { integer(v); }
   /// An unsigned integer, exactly.
@@ -200,11 +204,7 @@ class JsonWriter {
   /// which would print 0.1f as 0.10000000149011612); NaN and infinities become `null`.
   void value(float f) { floating(f); }
   /// `null`.
-  void null() {
-    sep();
-    out_->append("null", 4);
-    need_comma_ = true;
-  }
+  void null() { literal("null"); }
   /// Pre-rendered JSON, copied verbatim as one value. The caller vouches that it is valid.
   void raw(std::string_view json) {
     sep();
@@ -213,8 +213,57 @@ class JsonWriter {
   }
 
  private:
+  // Keys and string values up to this length are assembled on the stack.
+  static constexpr std::size_t kShort = 120;
+
+  static bool plain(std::string_view s) noexcept {
+    return detail::json_plain_prefix(reinterpret_cast<const unsigned char*>(s.data()), s.size()) == s.size();
+  }
+  // The comma this piece needs, written to `p`; returns the end.
+  char* lead(char* p) const noexcept {
+    *p = ',';
+    return p + need_comma_;
+  }
+  void put(const char* b, const char* e) { out_->append(b, static_cast<std::size_t>(e - b)); }
   void sep() {
     if (need_comma_) out_->push_back(',');
+  }
+  void open(char c) {
+    if (need_comma_) {
+      const char buf[2] = {',', c};
+      out_->append(buf, 2);
+    } else {
+      out_->push_back(c);
+    }
+    need_comma_ = false;
+  }
+  void close(char c) {
+    out_->push_back(c);
+    need_comma_ = true;
+  }
+  void literal(std::string_view text) {
+    char buf[8];
+    char* p = lead(buf);
+    std::memcpy(p, text.data(), text.size());
+    put(buf, p + text.size());
+    need_comma_ = true;
+  }
+  // The comma, `s` quoted and escaped, then `tail`.
+  void string(std::string_view s, std::string_view tail) {
+    if (SPYGLASS_LIKELY(s.size() <= kShort && plain(s))) {
+      char buf[kShort + 4];
+      char* p = lead(buf);
+      *p++ = '"';
+      std::memcpy(p, s.data(), s.size());
+      p += s.size();
+      *p++ = '"';
+      std::memcpy(p, tail.data(), tail.size());
+      put(buf, p + tail.size());
+    } else {
+      sep();
+      quoted(s);
+      out_->append(tail);
+    }
   }
   void quoted(std::string_view s) {
     out_->push_back('"');
@@ -223,10 +272,9 @@ class JsonWriter {
   }
   template <typename T>
   void integer(T v) {
-    sep();
     char buf[24];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
+    char* p = lead(buf);
+    put(buf, std::to_chars(p, buf + sizeof buf, v).ptr);
     need_comma_ = true;
   }
 
@@ -236,16 +284,16 @@ class JsonWriter {
       null();
       return;
     }
-    sep();
     char buf[40];
-    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    char* p = lead(buf);
+    auto r = std::to_chars(p, buf + sizeof buf, v);
     // Shortest form may be a long digit string (2^64 prints as 18446744073709552000),
     // which parsers that read integers as int64/uint64 reject; use the exponent form then.
-    const std::string_view txt(buf, static_cast<std::size_t>(r.ptr - buf));
+    const std::string_view txt(p, static_cast<std::size_t>(r.ptr - p));
     if (txt.size() > 16 && txt.find_first_of(".e") == std::string_view::npos) {
-      r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+      r = std::to_chars(p, buf + sizeof buf, v, std::chars_format::scientific);
     }
-    out_->append(buf, static_cast<std::size_t>(r.ptr - buf));
+    put(buf, r.ptr);
     need_comma_ = true;
   }
 

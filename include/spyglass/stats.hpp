@@ -21,12 +21,15 @@
 /// 32-bit per sub-window and saturate rather than wrap (4 billion events of one series in
 /// one bucket in one sub-window).
 ///
-/// Memory per series (distinct kind and name): about 200 bytes of bookkeeping (record,
-/// name map entry, pointer-cache slots) + twice the name + `slots` x 208 bytes of fixed
-/// sub-window state (3.1 KiB with the default 15 slots), plus 256 bytes per power of two
+/// Memory per series (distinct kind and name): about 400 bytes of bookkeeping (record,
+/// name map entry, pointer-cache slots) + twice the name + `slots` x 216 bytes of fixed
+/// sub-window state (3.2 KiB with the default 15 slots), plus 256 bytes per power of two
 /// a sub-window actually saw (chunks are allocated lazily and recycled when a sub-window
 /// expires). A series whose values span one decade touches about four powers of two, so
-/// ~1 KiB per busy sub-window; a dense histogram would take 10 KiB per sub-window.
+/// ~1 KiB per busy sub-window; a dense histogram would take 10 KiB per sub-window. Each
+/// series also keeps the sum of its closed sub-windows' histograms (512 bytes per power of
+/// two they saw, ~2 KiB), updated as a sub-window closes or expires, so that a snapshot
+/// reads that sum and the open sub-window instead of merging every sub-window.
 
 #include <chrono>
 #include <cstddef>

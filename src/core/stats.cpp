@@ -1,5 +1,7 @@
 // StatsStore: per-(kind, name) series, each a ring of sub-window slots holding a
-// log-linear histogram whose chunks (one per power of two) come from a shared pool.
+// log-linear histogram whose chunks (one per power of two) come from a shared pool, plus
+// the running sum of its closed sub-windows' histograms, so that a snapshot reads that sum
+// and the open sub-window instead of merging every sub-window's.
 
 #include "spyglass/stats.hpp"
 
@@ -37,6 +39,49 @@ constexpr std::size_t kChunksPerBlock = 16;
 
 using Chunk = std::array<std::uint32_t, kSub>;
 
+// A chunk of a series' closed total: the sum of up to 3,600 sub-windows' 32-bit counts.
+using WideChunk = std::array<std::uint64_t, kSub>;
+
+// Chunks in blocks of kChunksPerBlock, addressed by id (1-based; 0: none), recycled
+// zeroed through a free list so that a steady state allocates nothing.
+template <class C>
+struct ChunkPool {
+  std::vector<std::unique_ptr<C[]>> blocks;
+  std::size_t made = 0;
+  std::vector<std::uint32_t> free;
+
+  C& at(std::uint32_t id) noexcept {
+    const std::size_t i = id - 1;
+    return blocks[i / kChunksPerBlock][i % kChunksPerBlock];
+  }
+  const C& at(std::uint32_t id) const noexcept {
+    const std::size_t i = id - 1;
+    return blocks[i / kChunksPerBlock][i % kChunksPerBlock];
+  }
+  std::uint32_t alloc() {
+    if (!free.empty()) {
+      const std::uint32_t id = free.back();
+      free.pop_back();
+      return id;
+    }
+    if (made == blocks.size() * kChunksPerBlock) {
+      blocks.push_back(std::make_unique<C[]>(kChunksPerBlock));  // zeroed
+    }
+    return static_cast<std::uint32_t>(++made);
+  }
+  // Takes back a chunk the caller has zeroed.
+  void release(std::uint32_t id) { free.push_back(id); }
+  std::size_t bytes() const noexcept {
+    return blocks.size() * (kChunksPerBlock * sizeof(C) + sizeof(void*)) +
+           free.capacity() * sizeof(std::uint32_t);
+  }
+  void clear() noexcept {
+    blocks.clear();
+    made = 0;
+    free.clear();
+  }
+};
+
 struct BucketIndex {
   std::size_t chunk;
   std::size_t sub;
@@ -66,18 +111,28 @@ struct Slot {
   std::uint64_t max = 0;
   std::uint64_t min = std::numeric_limits<std::uint64_t>::max();
   double sum = 0;
-  std::array<std::uint32_t, kChunks> chunk{};  // pool id + 1; 0: not allocated
+  std::uint64_t mask = 0;                      // bit c: chunk[c] allocated
+  std::array<std::uint32_t, kChunks> chunk{};  // pool id; 0: not allocated
 };
 
 struct Series {
   EventKind kind;
   bool overflow_sink;  // the "__other__" series of its kind
+  // The open sub-window is `last_epoch`, the newest; the others holding events are
+  // closed (`closed` of them, at most 3,600). `total` is the sum of the closed ones'
+  // histograms, kept as a sub-window closes, a late event lands in a closed one, or a
+  // slot is reset: exactly their merge. Recording into the open sub-window, the common
+  // case, leaves it alone. (Kept here, with the fields below, in the first cache line a
+  // snapshot reads.)
+  std::uint32_t closed = 0;
   std::string name;
   std::unique_ptr<Slot[]> slots;
   // The oldest and newest sub-windows any slot was ever set to: a snapshot visits only
   // the slots that can hold a sub-window inside both this range and its window.
   std::uint64_t first_epoch = kNoEpoch;
   std::uint64_t last_epoch = 0;
+  std::uint64_t total_mask = 0;                // bit c: total[c] allocated
+  std::array<std::uint32_t, kChunks> total{};  // wide pool id; 0: not allocated
 };
 
 // Pointer-keyed cache in front of the text-keyed map: open addressing, linear probing.
@@ -126,9 +181,8 @@ struct StatsImpl {
   std::size_t named = 0;                                   // series counted against max_names
   std::vector<PtrEntry> cache;
   std::size_t cache_used = 0;
-  std::vector<std::unique_ptr<Chunk[]>> blocks;
-  std::size_t chunks_made = 0;
-  std::vector<std::uint32_t> free_chunks;
+  ChunkPool<Chunk> pool;      // sub-window chunks
+  ChunkPool<WideChunk> wide;  // running-total chunks
   std::uint64_t overflowed = 0;
   std::uint64_t dropped_old = 0;
   std::uint64_t dropped_future = 0;
@@ -138,36 +192,46 @@ struct StatsImpl {
     cache_used = 0;
   }
 
-  Chunk& chunk_at(std::uint32_t id) noexcept {
-    const std::size_t i = id - 1;
-    return blocks[i / kChunksPerBlock][i % kChunksPerBlock];
-  }
-  const Chunk& chunk_at(std::uint32_t id) const noexcept {
-    const std::size_t i = id - 1;
-    return blocks[i / kChunksPerBlock][i % kChunksPerBlock];
+  // Adds the open sub-window's histogram to the series' total as a newer one opens.
+  void close_slot(Series& ser, const Slot& s) {
+    if (s.count == 0) return;
+    for (std::uint64_t left = s.mask; left != 0; left &= left - 1) {
+      const auto c = static_cast<std::size_t>(std::countr_zero(left));
+      if ((ser.total_mask >> c & 1) == 0) {
+        ser.total[c] = wide.alloc();
+        ser.total_mask |= std::uint64_t{1} << c;
+      }
+      const std::uint32_t* __restrict src = pool.at(s.chunk[c]).data();
+      std::uint64_t* __restrict dst = wide.at(ser.total[c]).data();
+      for (std::size_t j = 0; j < kSub; ++j) dst[j] += src[j];
+    }
+    ++ser.closed;
   }
 
-  std::uint32_t alloc_chunk() {
-    if (!free_chunks.empty()) {
-      const std::uint32_t id = free_chunks.back();
-      free_chunks.pop_back();
-      return id;
-    }
-    if (chunks_made == blocks.size() * kChunksPerBlock) {
-      blocks.push_back(std::make_unique<Chunk[]>(kChunksPerBlock));  // zeroed
-    }
-    return static_cast<std::uint32_t>(++chunks_made);
-  }
-
-  // Empties a slot for a new sub-window; its chunks go back to the pool, zeroed.
-  void reset_slot(Slot& s, std::uint64_t epoch) {
-    for (auto& id : s.chunk) {
-      if (id != 0) {
-        chunk_at(id).fill(0);
-        free_chunks.push_back(id);
-        id = 0;
+  // Empties a closed slot for a new sub-window: its counts leave the series' total and its
+  // chunks go back to the pool, zeroed.
+  void reset_slot(Series& ser, Slot& s, std::uint64_t epoch) {
+    if (s.count != 0) {
+      for (std::uint64_t left = s.mask; left != 0; left &= left - 1) {
+        const auto c = static_cast<std::size_t>(std::countr_zero(left));
+        Chunk& chunk = pool.at(s.chunk[c]);
+        std::uint64_t* __restrict dst = wide.at(ser.total[c]).data();
+        for (std::size_t j = 0; j < kSub; ++j) dst[j] -= chunk[j];
+        chunk.fill(0);
+        pool.release(s.chunk[c]);
+        s.chunk[c] = 0;
+      }
+      if (--ser.closed == 0) {
+        // No closed sub-window left: the total is all zeros and its chunks can go too.
+        for (std::uint64_t left = ser.total_mask; left != 0; left &= left - 1) {
+          const auto c = static_cast<std::size_t>(std::countr_zero(left));
+          wide.release(ser.total[c]);
+          ser.total[c] = 0;
+        }
+        ser.total_mask = 0;
       }
     }
+    s.mask = 0;
     s.epoch = epoch;
     s.count = 0;
     s.errors = 0;
@@ -288,17 +352,36 @@ struct StatsImpl {
           ++dropped_old;
           continue;
         }
-        reset_slot(s, epoch);
+        if (ser.first_epoch == kNoEpoch || epoch > ser.last_epoch) {
+          // A newer sub-window opens; the open one closes (when it is `s` itself, with a
+          // single slot, reset_slot takes it out again).
+          if (ser.first_epoch != kNoEpoch) close_slot(ser, ser.slots[ser.last_epoch % slots]);
+          ser.last_epoch = epoch;
+        }
         ser.first_epoch = std::min(ser.first_epoch, epoch);
-        ser.last_epoch = std::max(ser.last_epoch, epoch);
+        reset_slot(ser, s, epoch);
       }
+      // Late events for a closed sub-window also go into the series' total.
+      const bool to_closed = epoch != ser.last_epoch;
 
       const std::uint64_t v = e.duration;
       const BucketIndex b = bucket_of(v);
       std::uint32_t& id = s.chunk[b.chunk];
-      if (SPYGLASS_UNLIKELY(id == 0)) id = alloc_chunk();
-      std::uint32_t& c = chunk_at(id)[b.sub];
-      c += (c != std::numeric_limits<std::uint32_t>::max());  // saturate, never wrap
+      if (SPYGLASS_UNLIKELY(id == 0)) {
+        id = pool.alloc();
+        s.mask |= std::uint64_t{1} << b.chunk;
+        if (to_closed && (ser.total_mask >> b.chunk & 1) == 0) {
+          ser.total[b.chunk] = wide.alloc();
+          ser.total_mask |= std::uint64_t{1} << b.chunk;
+        }
+      }
+      std::uint32_t& c = pool.at(id)[b.sub];
+      const bool room = c != std::numeric_limits<std::uint32_t>::max();  // saturate, never wrap
+      c += room;
+      if (SPYGLASS_UNLIKELY(to_closed)) {
+        wide.at(ser.total[b.chunk])[b.sub] += room;  // the total stays the sum of the slots
+        ser.closed += (s.count == 0);
+      }
       ++s.count;
       s.errors += (e.status == Status::error);
       s.max = std::max(s.max, v);
@@ -310,9 +393,9 @@ struct StatsImpl {
   // Adds one slot's histogram into `merged`; `touched` marks the chunks written so far.
   // Fixed-length loops over plain arrays, which GCC vectorises at -O2.
   void merge_slot(const Slot& s, std::uint64_t* merged, std::uint64_t& touched) const noexcept {
-    for (std::size_t c = 0; c < kChunks; ++c) {
-      if (s.chunk[c] == 0) continue;
-      const std::uint32_t* __restrict src = chunk_at(s.chunk[c]).data();
+    for (std::uint64_t left = s.mask; left != 0; left &= left - 1) {
+      const auto c = static_cast<std::size_t>(std::countr_zero(left));
+      const std::uint32_t* __restrict src = pool.at(s.chunk[c]).data();
       std::uint64_t* __restrict dst = merged + c * kSub;
       if (((touched >> c) & 1) == 0) {
         touched |= std::uint64_t{1} << c;
@@ -323,10 +406,32 @@ struct StatsImpl {
     }
   }
 
-  // Nearest-rank percentiles of a merged histogram: the k-th smallest value,
-  // k = ceil(p * count), from the merged chunks in order.
-  static void percentiles(const std::uint64_t* merged, std::uint64_t touched, std::uint64_t count,
-                          std::uint64_t min, std::uint64_t max, StatsEntry& entry) noexcept {
+  // A chunk of the closed total and of the open slot, added as they are read; all zeros
+  // stand in for a chunk either lacks.
+  struct SumOfTwo {
+    const std::uint64_t* wide;
+    const std::uint32_t* narrow;
+    std::uint64_t operator[](std::size_t j) const noexcept { return wide[j] + narrow[j]; }
+  };
+  static constexpr WideChunk kZeroWide{};
+  static constexpr Chunk kZero{};
+
+  // Takes one closed slot's histogram out of `merged`, a copy of the series' total.
+  void subtract_slot(const Slot& s, std::uint64_t* merged) const noexcept {
+    for (std::uint64_t left = s.mask; left != 0; left &= left - 1) {
+      const auto c = static_cast<std::size_t>(std::countr_zero(left));
+      const std::uint32_t* __restrict src = pool.at(s.chunk[c]).data();
+      std::uint64_t* __restrict dst = merged + c * kSub;
+      for (std::size_t j = 0; j < kSub; ++j) dst[j] -= src[j];
+    }
+  }
+
+  // Nearest-rank percentiles of a histogram: the k-th smallest value, k = ceil(p * count),
+  // from the chunks in `touched` in order; `chunk(c)` gives chunk c's kSub counters (one
+  // slot's 32-bit ones, a series' total or a merge of several slots).
+  template <class ChunkAt>
+  static void percentiles(ChunkAt&& chunk, std::uint64_t touched, std::uint64_t count, std::uint64_t min,
+                          std::uint64_t max, StatsEntry& entry) noexcept {
     __extension__ using u128 = unsigned __int128;
     constexpr std::uint64_t kPermille[3] = {500, 900, 990};
     double* out[3] = {&entry.p50_ns, &entry.p90_ns, &entry.p99_ns};
@@ -341,7 +446,7 @@ struct StatsImpl {
     std::uint64_t seen = 0;
     for (std::uint64_t left = touched; left != 0 && q < 3; left &= left - 1) {
       const auto c = static_cast<std::size_t>(std::countr_zero(left));
-      const std::uint64_t* src = merged + c * kSub;
+      const auto src = chunk(c);
       // Groups of 8 buckets below the next rank are skipped on their sum.
       constexpr std::size_t kGroup = 8;
       for (std::size_t g = 0; g < kSub && q < 3; g += kGroup) {
@@ -380,7 +485,7 @@ struct StatsImpl {
     snap.entries.reserve(series.size());
     for (std::size_t k = 0; k < order.size(); ++k) {
       // The series are scattered on the heap: fetch the next ones' headers and newest
-      // slot while this one is merged.
+      // slot while this one is read.
       if (k + 2 < order.size()) __builtin_prefetch(series[order[k + 2]].get());
       if (k + 1 < order.size()) {
         const Series& next = *series[order[k + 1]];
@@ -403,7 +508,8 @@ struct StatsImpl {
 
       std::uint64_t count = 0, errors = 0, max = 0, min = std::numeric_limits<std::uint64_t>::max();
       double sum = 0;
-      std::uint64_t touched = 0;
+      std::size_t in = 0;         // slots with events inside the window
+      const Slot* one = nullptr;  // the last of them
       for (const auto& run : runs) {
         for (std::size_t i = run[0]; i < run[1]; ++i) {
           const Slot& s = ser.slots[i];
@@ -413,7 +519,8 @@ struct StatsImpl {
           max = std::max(max, s.max);
           min = std::min(min, s.min);
           sum += s.sum;
-          merge_slot(s, merged.data(), touched);
+          ++in;
+          one = &s;
         }
       }
       if (count == 0) continue;
@@ -425,7 +532,53 @@ struct StatsImpl {
       entry.errors = errors;
       entry.max_ns = static_cast<double>(max);
       entry.mean_ns = sum / static_cast<double>(count);
-      percentiles(merged.data(), touched, count, min, max, entry);
+      // The histogram of the window, read from as few chunks as possible: one slot's own;
+      // the closed sub-windows' total (plus the open one) when every closed one is inside
+      // the window, the steady state; that less the few closed ones outside it; or else
+      // the merge of the slots inside.
+      const Slot& open = ser.slots[ser.last_epoch % slots];
+      const bool open_in = open.count != 0 && ser.last_epoch >= lo_epoch && ser.last_epoch <= now_epoch;
+      const std::size_t out = ser.closed - (in - open_in);  // closed slots outside the window
+      if (in == 1) {
+        percentiles([&](std::size_t c) { return pool.at(one->chunk[c]).data(); }, one->mask, count, min, max,
+                    entry);
+      } else if (out == 0 && !open_in) {
+        percentiles([&](std::size_t c) { return wide.at(ser.total[c]).data(); }, ser.total_mask, count, min,
+                    max, entry);
+      } else if (out == 0) {
+        percentiles(
+            [&](std::size_t c) {
+              return SumOfTwo{ser.total[c] != 0 ? wide.at(ser.total[c]).data() : kZeroWide.data(),
+                              open.chunk[c] != 0 ? pool.at(open.chunk[c]).data() : kZero.data()};
+            },
+            ser.total_mask | open.mask, count, min, max, entry);
+      } else if (out + 1 < in) {
+        std::uint64_t touched = ser.total_mask;
+        for (std::uint64_t left = touched; left != 0; left &= left - 1) {
+          const auto c = static_cast<std::size_t>(std::countr_zero(left));
+          std::memcpy(merged.data() + c * kSub, wide.at(ser.total[c]).data(), sizeof(WideChunk));
+        }
+        if (open_in) merge_slot(open, merged.data(), touched);
+        // The closed slots outside the window lie outside the runs visited above.
+        std::size_t left_out = out;
+        for (std::size_t i = 0; i < slots && left_out != 0; ++i) {
+          const Slot& s = ser.slots[i];
+          if (s.count == 0 || (s.epoch >= lo_epoch && s.epoch <= now_epoch) || &s == &open) continue;
+          subtract_slot(s, merged.data());
+          --left_out;
+        }
+        percentiles([&](std::size_t c) { return merged.data() + c * kSub; }, touched, count, min, max, entry);
+      } else {
+        std::uint64_t touched = 0;
+        for (const auto& run : runs) {
+          for (std::size_t i = run[0]; i < run[1]; ++i) {
+            const Slot& s = ser.slots[i];
+            if (s.epoch == kNoEpoch || s.epoch < lo_epoch || s.epoch > now_epoch || s.count == 0) continue;
+            merge_slot(s, merged.data(), touched);
+          }
+        }
+        percentiles([&](std::size_t c) { return merged.data() + c * kSub; }, touched, count, min, max, entry);
+      }
       snap.entries.push_back(std::move(entry));
     }
     return snap;
@@ -444,8 +597,7 @@ struct StatsImpl {
       bytes += sizeof(std::pair<const std::string, std::uint32_t>) + 2 * sizeof(void*) + key.capacity();
     }
     bytes += cache.capacity() * sizeof(PtrEntry);
-    bytes += blocks.size() * (kChunksPerBlock * sizeof(Chunk) + sizeof(void*));
-    bytes += free_chunks.capacity() * sizeof(std::uint32_t);
+    bytes += pool.bytes() + wide.bytes();
     return bytes;
   }
 
@@ -456,9 +608,8 @@ struct StatsImpl {
     by_text.clear();
     named = 0;
     reset_cache(64);
-    blocks.clear();
-    chunks_made = 0;
-    free_chunks.clear();
+    pool.clear();
+    wide.clear();
     overflowed = 0;
     dropped_old = 0;
     dropped_future = 0;

@@ -220,6 +220,72 @@ TEST(JsonEscape, LongAsciiRunsAroundEscapes) {
   expect_decodes({in}, {in});
 }
 
+TEST(JsonEscape, EveryByteAtEveryOffsetOfTheWordScan) {
+  // Plain text is scanned 8 bytes at a time: each byte value at each position of two
+  // words and a tail must still be found and escaped (or replaced).
+  std::vector<std::string> inputs, decoded;
+  for (int b = 0; b < 256; ++b) {
+    for (std::size_t at = 0; at < 19; ++at) {
+      std::string in(19, 'a');
+      in[at] = static_cast<char>(b);
+      std::string want = in;
+      if (b >= 0x80) want.replace(at, 1, kR);
+      inputs.push_back(std::move(in));
+      decoded.push_back(std::move(want));
+    }
+  }
+  expect_decodes(inputs, decoded);
+}
+
+TEST(JsonWriter, KeysAndStringsOfEveryLengthAndByte) {
+  // Keys and string values are assembled on the stack when short and need no escaping,
+  // and escaped into the string otherwise: both sides of that line, with each byte value
+  // in them, must come out as the same text that simdjson and jq read back.
+  std::string out;
+  sg::JsonWriter w(out);
+  std::vector<std::string> texts;
+  for (std::size_t len : {0U, 1U, 7U, 8U, 9U, 119U, 120U, 121U, 200U}) {
+    for (int b : {int{'a'}, 0x01, int{'"'}, int{'\\'}, 0x7f, 0xC3, 0xff}) {
+      std::string t(len, 'k');
+      if (len != 0) t[len / 2] = static_cast<char>(b);
+      texts.push_back(t);
+    }
+  }
+  w.begin_array();
+  for (const auto& t : texts) {
+    w.begin_object();
+    w.key(t);
+    w.value(t);
+    w.key("n");
+    w.value(t.size());
+    w.end_object();
+  }
+  w.end_array();
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(out).get(doc), simdjson::SUCCESS) << out;
+  simdjson::dom::array arr;
+  ASSERT_EQ(doc.get_array().get(arr), simdjson::SUCCESS);
+  ASSERT_EQ(arr.size(), texts.size());
+  std::size_t i = 0;
+  for (simdjson::dom::element el : arr) {
+    const std::string want = simdjson_decode_string("\"" + escape(texts[i]) + "\"");
+    simdjson::dom::object obj;
+    ASSERT_EQ(el.get_object().get(obj), simdjson::SUCCESS);
+    auto it = obj.begin();
+    EXPECT_EQ(std::string(it.key()), want) << "case " << i;
+    std::string_view v;
+    ASSERT_EQ(it.value().get_string().get(v), simdjson::SUCCESS);
+    EXPECT_EQ(std::string(v), want) << "case " << i;
+    std::uint64_t n = 0;
+    ASSERT_EQ(obj["n"].get_uint64().get(n), simdjson::SUCCESS);
+    EXPECT_EQ(n, texts[i].size());
+    ++i;
+  }
+  const auto lines = jq_compact({out});
+  ASSERT_EQ(lines.size(), 1u);
+}
+
 TEST(JsonEscape, IntoABufferSizedForTheLongestEscape) {
   // Every byte value, then a run of the longest escape (\u0001), into 6 bytes per byte.
   std::string in;

@@ -266,7 +266,8 @@ double bucket_midpoint(std::uint64_t v) {
 
 TEST(StatsWindow, ManyNamesOverRotatingSubWindowsMatchASortedReference) {
   // 120 names of three kinds created in shuffled order, events over 2.5 windows of
-  // 15 sub-windows of 4 s, snapshots taken as the ring wraps: each entry must equal the
+  // 15 sub-windows of 4 s, snapshots taken as the ring wraps, and before and after the
+  // last events recorded: each entry must equal the
   // nearest-rank percentile of the sorted values kept in the window, reported as the
   // midpoint of its bucket clamped to the min and max.
   constexpr std::uint64_t kSlot = 4 * kSec;
@@ -307,46 +308,66 @@ TEST(StatsWindow, ManyNamesOverRotatingSubWindowsMatchASortedReference) {
     store.record(batch, now);
     if (step % 3 != 0) continue;
 
-    const auto snap = store.snapshot(now);
-    const std::uint64_t lo = (now / kSlot - 14) * kSlot;  // the oldest sub-window kept
-    std::vector<std::pair<sg::EventKind, std::string>> expected_order;
-    for (const Ref& ref : refs) {
-      std::vector<std::uint64_t> kept;
-      std::uint64_t errors = 0;
-      double sum = 0;
-      for (std::size_t k = 0; k < ref.events.size(); ++k) {
-        if (ref.events[k].first < lo) continue;
-        kept.push_back(ref.events[k].second);
-        errors += ref.error[k];
-        sum += static_cast<double>(ref.events[k].second);
+    // At "now", and also as the window slides on with no new events (sub-windows expire
+    // without being overwritten) and back (later sub-windows are left out).
+    const std::uint64_t ats[] = {now,
+                                 now + kSlot,
+                                 now + 3 * kSlot,
+                                 now + 7 * kSlot,
+                                 now + 14 * kSlot,
+                                 now - 2 * kSlot,
+                                 now - 9 * kSlot};
+    for (const std::uint64_t at : ats) {
+      const auto snap = store.snapshot(at);
+      const std::uint64_t at_epoch = at / kSlot, lo_epoch = at_epoch - 14;
+      std::vector<std::pair<sg::EventKind, std::string>> expected_order;
+      for (const Ref& ref : refs) {
+        // A sub-window position holds the newest sub-window the series had events in.
+        std::uint64_t newest[15] = {};
+        for (const auto& [start, d] : ref.events) {
+          (void)d;
+          newest[start / kSlot % 15] = std::max(newest[start / kSlot % 15], start / kSlot);
+        }
+        std::vector<std::uint64_t> kept;
+        std::uint64_t errors = 0;
+        double sum = 0;
+        for (std::size_t k = 0; k < ref.events.size(); ++k) {
+          const std::uint64_t epoch = ref.events[k].first / kSlot;
+          if (epoch < lo_epoch || epoch > at_epoch || newest[epoch % 15] != epoch) continue;
+          kept.push_back(ref.events[k].second);
+          errors += ref.error[k];
+          sum += static_cast<double>(ref.events[k].second);
+        }
+        const auto* e = find(snap, ref.name, ref.kind);
+        if (kept.empty()) {
+          EXPECT_EQ(e, nullptr) << ref.name;
+          continue;
+        }
+        expected_order.emplace_back(ref.kind, ref.name);
+        ASSERT_NE(e, nullptr) << ref.name << " at step " << step;
+        std::sort(kept.begin(), kept.end());
+        EXPECT_EQ(e->count, kept.size());
+        EXPECT_EQ(e->errors, errors);
+        EXPECT_EQ(e->max_ns, static_cast<double>(kept.back()));
+        expect_rel(e->mean_ns, sum / static_cast<double>(kept.size()), 1e-12, "mean");
+        const double lo_v = static_cast<double>(kept.front()), hi_v = static_cast<double>(kept.back());
+        const int permille[] = {500, 900, 990};
+        const double got[] = {e->p50_ns, e->p90_ns, e->p99_ns};
+        for (int q = 0; q < 3; ++q) {
+          const double exact = exact_percentile(kept, permille[q]);
+          const double want = std::clamp(bucket_midpoint(static_cast<std::uint64_t>(exact)), lo_v, hi_v);
+          EXPECT_EQ(got[q], want) << ref.name << " p" << permille[q] / 10 << " at step " << step
+                                  << ", snapshot "
+                                  << static_cast<std::int64_t>(at - now) / static_cast<std::int64_t>(kSlot);
+        }
       }
-      const auto* e = find(snap, ref.name, ref.kind);
-      if (kept.empty()) {
-        EXPECT_EQ(e, nullptr) << ref.name;
-        continue;
+      // Listed by kind, then name.
+      std::sort(expected_order.begin(), expected_order.end());
+      ASSERT_EQ(snap.entries.size(), expected_order.size());
+      for (std::size_t i = 0; i < expected_order.size(); ++i) {
+        EXPECT_EQ(snap.entries[i].kind, expected_order[i].first);
+        EXPECT_EQ(snap.entries[i].name, expected_order[i].second);
       }
-      expected_order.emplace_back(ref.kind, ref.name);
-      ASSERT_NE(e, nullptr) << ref.name << " at step " << step;
-      std::sort(kept.begin(), kept.end());
-      EXPECT_EQ(e->count, kept.size());
-      EXPECT_EQ(e->errors, errors);
-      EXPECT_EQ(e->max_ns, static_cast<double>(kept.back()));
-      expect_rel(e->mean_ns, sum / static_cast<double>(kept.size()), 1e-12, "mean");
-      const double lo_v = static_cast<double>(kept.front()), hi_v = static_cast<double>(kept.back());
-      const int permille[] = {500, 900, 990};
-      const double got[] = {e->p50_ns, e->p90_ns, e->p99_ns};
-      for (int q = 0; q < 3; ++q) {
-        const double exact = exact_percentile(kept, permille[q]);
-        const double want = std::clamp(bucket_midpoint(static_cast<std::uint64_t>(exact)), lo_v, hi_v);
-        EXPECT_EQ(got[q], want) << ref.name << " p" << permille[q] / 10 << " at step " << step;
-      }
-    }
-    // Listed by kind, then name.
-    std::sort(expected_order.begin(), expected_order.end());
-    ASSERT_EQ(snap.entries.size(), expected_order.size());
-    for (std::size_t i = 0; i < expected_order.size(); ++i) {
-      EXPECT_EQ(snap.entries[i].kind, expected_order[i].first);
-      EXPECT_EQ(snap.entries[i].name, expected_order[i].second);
     }
   }
 }
@@ -468,10 +489,11 @@ TEST(StatsStore, MemoryPerSeriesStaysSmallAndChunksAreRecycled) {
   };
   for (std::uint64_t m = 0; m < 15; ++m) one_minute(m);
   const std::size_t full = store.memory_bytes();
-  // 4096 series x 15 slots, each slot holding three 256-byte chunks plus its fixed 208
-  // bytes, and ~1 KiB per series for its name, map entry and cache slots: far below a
-  // dense 10 KiB histogram per slot (600 MiB).
-  EXPECT_LT(full, std::size_t{4096} * (1024 + 15 * (208 + 3 * 256)));
+  // 4096 series x 15 slots, each slot holding three 256-byte chunks plus its fixed 216
+  // bytes, and per series ~1 KiB for its name, map entry and cache slots and three
+  // 512-byte chunks of its running total: far below a dense 10 KiB histogram per slot
+  // (600 MiB).
+  EXPECT_LT(full, std::size_t{4096} * (1024 + 3 * 512 + 15 * (216 + 3 * 256)));
   one_minute(15);  // the first rotation sizes the free list
   const std::size_t rotating = store.memory_bytes();
   EXPECT_LT(rotating - full, std::size_t{1024});
