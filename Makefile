@@ -7,6 +7,8 @@
 
 JOBS ?= 2
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
+# The tests share a precompiled header; ccache caches builds that use one only with these.
+export CCACHE_SLOPPINESS ?= pch_defines,time_macros,include_file_mtime,include_file_ctime
 
 deps:
 	@./scripts/install-deps.sh

@@ -36,11 +36,17 @@ endfunction()
 # Usage: spyglass_add_test(<name> SOURCES ... LIBS ... [LABELS ...])
 function(spyglass_add_test name)
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
-  # A ThreadSanitizer build runs only the tests about threads (label `threads`): the
-  # others are defined, so the CMake code around them still works, but not built.
+  # A build runs only the tests with a label matching SPYGLASS_TEST_LABELS (a ThreadSanitizer
+  # build: `threads`): the others are defined, so the CMake code around them still works,
+  # but neither built nor registered.
   set(_skip OFF)
-  if(SPYGLASS_SANITIZE MATCHES "thread" AND NOT "threads" IN_LIST ARG_LABELS)
+  if(SPYGLASS_TEST_LABELS)
     set(_skip ON)
+    foreach(_label IN LISTS ARG_LABELS)
+      if(_label MATCHES "${SPYGLASS_TEST_LABELS}")
+        set(_skip OFF)
+      endif()
+    endforeach()
   endif()
   if(_skip)
     add_executable(${name} EXCLUDE_FROM_ALL ${ARG_SOURCES})
@@ -49,6 +55,10 @@ function(spyglass_add_test name)
   endif()
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
   spyglass_set_warnings(${name})
+  # GoogleTest and the standard headers are parsed once (tests/CMakeLists.txt).
+  if(TARGET spyglass_test_pch)
+    target_precompile_headers(${name} REUSE_FROM spyglass_test_pch)
+  endif()
   if(_skip)
     return()
   endif()
