@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <numeric>
-#include <random>
 #include <utility>
 #include <vector>
 
@@ -78,21 +78,79 @@ std::vector<std::size_t> segment(const SegmentCost& cost, std::size_t n, std::si
   return cuts;
 }
 
-// Whether some split of `seg` into two parts of at least min_seg gains at least `observed`.
-// The gain of a cut at k is k ln(V/v1) + (m-k) ln(V/v2) (V, v1, v2: the floored variances
-// of the whole and of the parts), at most V (k/v1 + (m-k)/v2) - m since ln x <= x - 1:
-// logarithms are taken only where that bound reaches `observed`, so the answer is the
-// exact one at a fraction of the cost. `s1`, `s2` are scratch space.
-bool some_split_gains(std::span<const double> seg, std::size_t min_seg, double observed,
-                      std::vector<double>& s1, std::vector<double>& s2) {
+// The permutations' generator: xoshiro256** (Blackman and Vigna), seeded through
+// splitmix64. A fraction of the Mersenne Twister's cost per number, and the same
+// permutations with every standard library (std::shuffle's draws are each library's own).
+class Xoshiro256 {
+ public:
+  explicit Xoshiro256(std::uint64_t seed) {
+    for (auto& w : s_) {
+      seed += 0x9e3779b97f4a7c15u;
+      std::uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+      w = z ^ (z >> 31);
+    }
+  }
+
+  std::uint64_t next() {
+    const std::uint64_t out = rotl(s_[1] * 5, 7) * 9;
+    const std::uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return out;
+  }
+
+  // Uniform in [0, n), n > 0, without bias: Lemire's multiply-and-reject (a division only
+  // in the rare case the low half lands in the biased range).
+  std::uint64_t below(std::uint64_t n) {
+    __extension__ using u128 = unsigned __int128;
+    u128 m = static_cast<u128>(next()) * n;
+    auto low = static_cast<std::uint64_t>(m);
+    if (low < n) {
+      const std::uint64_t threshold = (0 - n) % n;
+      while (low < threshold) {
+        m = static_cast<u128>(next()) * n;
+        low = static_cast<std::uint64_t>(m);
+      }
+    }
+    return static_cast<std::uint64_t>(m >> 64);
+  }
+
+ private:
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t s_[4];
+};
+
+// Shuffles `seg` in place (Fisher-Yates, front to back: each place is final once drawn)
+// and fills s1, s2 with the prefix sums of the result in the same pass.
+void shuffle_with_sums(std::span<double> seg, Xoshiro256& rng, std::vector<double>& s1,
+                       std::vector<double>& s2) {
   const std::size_t m = seg.size();
   s1.resize(m + 1);
   s2.resize(m + 1);
   s1[0] = s2[0] = 0;
   for (std::size_t i = 0; i < m; ++i) {
-    s1[i + 1] = s1[i] + seg[i];
-    s2[i + 1] = s2[i] + seg[i] * seg[i];
+    if (i + 1 < m) std::swap(seg[i], seg[i + rng.below(m - i)]);
+    const double x = seg[i];
+    s1[i + 1] = s1[i] + x;
+    s2[i + 1] = s2[i] + x * x;
   }
+}
+
+// Whether some split of a segment of m points, given by its prefix sums s1, s2 (m + 1
+// each), into two parts of at least min_seg gains at least `observed`. The gain of a cut
+// at k is k ln(V/v1) + (m-k) ln(V/v2) (V, v1, v2: the floored variances of the whole and
+// of the parts), at most V (k/v1 + (m-k)/v2) - m since ln x <= x - 1: logarithms are
+// taken only where that bound reaches `observed`, so the answer is the exact one at a
+// fraction of the cost.
+bool some_split_gains(const std::vector<double>& s1, const std::vector<double>& s2, std::size_t min_seg,
+                      double observed) {
+  const std::size_t m = s1.size() - 1;
   const double md = static_cast<double>(m);
   const double t1 = s1[m], t2 = s2[m];
   const double whole = std::max((t2 - t1 * t1 / md) / md, kVarFloor);
@@ -108,8 +166,23 @@ bool some_split_gains(std::span<const double> seg, std::size_t min_seg, double o
     const double b = std::max(rd * r2 - r1 * r1, kVarFloor * rd * rd);
     return kd * kd * kd * b + rd * rd * rd * a >= reach * a * b;
   };
-  bool any = false;
-  for (std::size_t k = min_seg; k + min_seg <= m; ++k) any |= reaches(k);
+  // The same test on two cuts at a time (SSE2 lanes, the same operations in the same
+  // order, so the same answers): the pass every permutation makes.
+  using v2d = double __attribute__((vector_size(16)));
+  const v2d floor = {kVarFloor, kVarFloor}, mv = {md, md}, t1v = {t1, t1}, t2v = {t2, t2},
+            reachv = {reach, reach};
+  auto hits = v2d{0, 0} < v2d{0, 0};
+  std::size_t k = min_seg;
+  for (; k + 1 + min_seg <= m; k += 2) {
+    const v2d kd = {static_cast<double>(k), static_cast<double>(k + 1)}, rd = mv - kd;
+    const v2d l1 = {s1[k], s1[k + 1]}, l2 = {s2[k], s2[k + 1]}, r1 = t1v - l1, r2 = t2v - l2;
+    const v2d a0 = kd * l2 - l1 * l1, af = floor * kd * kd;
+    const v2d b0 = rd * r2 - r1 * r1, bf = floor * rd * rd;
+    const v2d a = a0 < af ? af : a0, b = b0 < bf ? bf : b0;
+    hits |= kd * kd * kd * b + rd * rd * rd * a >= reachv * a * b;
+  }
+  bool any = hits[0] != 0 || hits[1] != 0;
+  for (; k + min_seg <= m; ++k) any |= reaches(k);
   if (!any) return false;
   const auto var = [&](std::size_t a, std::size_t b) {
     const double n = static_cast<double>(b - a);
@@ -117,7 +190,7 @@ bool some_split_gains(std::span<const double> seg, std::size_t min_seg, double o
     return std::max((s2[b] - s2[a] - s * s / n) / n, kVarFloor);
   };
   const double whole_cost = md * std::log(whole);
-  for (std::size_t k = min_seg; k + min_seg <= m; ++k) {
+  for (k = min_seg; k + min_seg <= m; ++k) {
     if (!reaches(k)) continue;
     const double kd = static_cast<double>(k);
     if (whole_cost - kd * std::log(var(0, k)) - (md - kd) * std::log(var(k, m)) >= observed) return true;
@@ -167,11 +240,17 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
   }
 
   // Significance of each cut: permute its two adjacent segments and compare the best
-  // single split of each permutation with the observed best split.
+  // single split of each permutation with the observed best split. Each cut draws from
+  // its own generator (the seed and the cut's number), so that a test that stops early
+  // changes no other cut's permutations: it stops once as many permutations were as
+  // extreme as make p >= alpha, as the cut is then dropped whatever the rest give (a kept
+  // cut's p-value always counts all of them).
   std::vector<std::size_t> kept;
   std::vector<double> pvals;
-  std::mt19937_64 rng(o.seed);
   std::vector<double> seg, s1, s2;
+  const auto p_value = [&](std::size_t as_extreme) {
+    return static_cast<double>(as_extreme + 1) / static_cast<double>(o.permutations + 1);
+  };
   for (std::size_t i = 0; i < cuts.size(); ++i) {
     const std::size_t a = i == 0 ? 0 : cuts[i - 1];
     const std::size_t b = i + 1 == cuts.size() ? n : cuts[i + 1];
@@ -179,12 +258,13 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
     if (o.permutations > 0) {
       const double observed = cost.best_split(a, b, min_seg).gain;
       seg.assign(z.begin() + static_cast<std::ptrdiff_t>(a), z.begin() + static_cast<std::ptrdiff_t>(b));
+      Xoshiro256 rng((static_cast<std::uint64_t>(o.seed) << 32) ^ i);
       std::size_t as_extreme = 0;
-      for (std::size_t r = 0; r < o.permutations; ++r) {
-        std::shuffle(seg.begin(), seg.end(), rng);
-        if (some_split_gains(seg, min_seg, observed, s1, s2)) ++as_extreme;
+      for (std::size_t r = 0; r < o.permutations && p_value(as_extreme) < o.alpha; ++r) {
+        shuffle_with_sums(seg, rng, s1, s2);
+        if (some_split_gains(s1, s2, min_seg, observed)) ++as_extreme;
       }
-      p = static_cast<double>(as_extreme + 1) / static_cast<double>(o.permutations + 1);
+      p = p_value(as_extreme);
     }
     if (p < o.alpha) {
       kept.push_back(cuts[i]);

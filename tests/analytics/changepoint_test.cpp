@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "reference.hpp"
 #include "spyglass/monitor/analytics.hpp"
@@ -83,4 +86,53 @@ TEST(AnalyticsChangePoints, EdgeCases) {
   EXPECT_TRUE(an::change_points(std::vector<double>(50, 3.0)).empty());
   EXPECT_THROW((void)an::change_points(std::vector<double>{1, NAN, 2}), an::AnalyticsError);
   EXPECT_THROW((void)an::change_points(std::vector<double>(20, 1.0), {.min_segment = 1}), an::AnalyticsError);
+}
+
+TEST(AnalyticsChangePoints, EarlyStopOfTheTestKeepsEachCutsPValue) {
+  // A low penalty makes candidate cuts in noise as well as at the real shifts. Each cut's
+  // test draws its own permutations, and stops only once the cut is sure to be dropped:
+  // the cuts kept at alpha 0.05 are exactly those whose p-value is below it when no test
+  // stops early (alpha 1), with the same p-values.
+  const auto xs = series({{{300, 10.0, 1.0}}, {{200, 10.6, 1.0}}, {{300, 10.0, 3.0}}}, 17);
+  const auto all = an::change_points(xs, {.penalty = 4.0, .alpha = 1.0});
+  const auto kept = an::change_points(xs, {.penalty = 4.0});
+  std::size_t dropped = 0;
+  std::vector<std::pair<std::size_t, double>> want;
+  for (const auto& c : all) {
+    if (c.p_value < 0.05) {
+      want.emplace_back(c.index, c.p_value);
+    } else {
+      ++dropped;
+    }
+  }
+  ASSERT_GE(want.size(), 2u);
+  ASSERT_GE(dropped, 1u) << "the series should give a cut the test rejects";
+  ASSERT_EQ(kept.size(), want.size());
+  for (std::size_t i = 0; i < kept.size(); ++i) {
+    EXPECT_EQ(kept[i].index, want[i].first) << i;
+    EXPECT_EQ(kept[i].p_value, want[i].second) << i;
+  }
+}
+
+TEST(AnalyticsChangePoints, PermutationsAreSeeded) {
+  // The same seed, the same p-values; another seed draws other permutations, and a
+  // borderline cut's p-value moves by no more than the test's own sampling error.
+  const auto xs = series({{{150, 10.0, 1.0}}, {{150, 10.35, 1.0}}}, 5);
+  const an::ChangePointOptions o{.penalty = 2.0, .permutations = 999, .alpha = 1.0};
+  const auto a = an::change_points(xs, o);
+  const auto b = an::change_points(xs, o);
+  ASSERT_FALSE(a.empty());
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].p_value, b[i].p_value);
+  auto other = o;
+  other.seed = 2;
+  const auto c = an::change_points(xs, other);
+  ASSERT_EQ(c.size(), a.size());
+  bool differs = false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double p = a[i].p_value, se = std::sqrt(std::max(p * (1 - p), 0.01) / 1000);
+    EXPECT_NEAR(c[i].p_value, p, 5 * se) << i;
+    differs |= c[i].p_value != p;
+  }
+  EXPECT_TRUE(differs);
 }
