@@ -1070,7 +1070,9 @@ int cmd_analyze(Args& a) {
       throw UsageError{e.what()};
     }
     mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
-    const auto list = hist.runs({.label = h.label, .limit = runs, .since_unix_ns = since});
+    // Only what the analyses read: no command, args, cwd or host.
+    const auto list =
+        hist.runs({.label = h.label, .limit = runs, .since_unix_ns = since, .with_invocation = false});
     for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
     if (list.empty()) {
       std::fprintf(stderr, "spyglass: no runs labelled '%s'%s in %s\n", h.label.c_str(),

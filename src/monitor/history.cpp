@@ -16,6 +16,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <thread>
 
 #include "history_db.hpp"
@@ -537,15 +538,20 @@ struct History::Impl {
     empty = false;
   }
 
-  // Returns the number of columns read.
-  int read_run(Stmt& s, RunRecord& r, Stmt& args) {
+  // Returns the number of columns read. Without `args` the command, its args, cwd and host
+  // stay empty (their columns skipped): parsing the args is a query of its own per run.
+  int read_run(Stmt& s, RunRecord& r, Stmt* args) {
     int c = 0;
     r.id = s.i64(c++);
     r.label = s.text(c++);
-    r.command = s.text(c++);
-    r.args = parse_args(args, s.text(c++));
-    r.cwd = s.text(c++);
-    r.host = s.text(c++);
+    if (args != nullptr) {
+      r.command = s.text(c++);
+      r.args = parse_args(*args, s.text(c++));
+      r.cwd = s.text(c++);
+      r.host = s.text(c++);
+    } else {
+      c += 4;
+    }
     r.git_commit = s.text(c++);
     r.start_unix_ns = s.i64(c++);
     r.end_unix_ns = s.i64(c++);
@@ -600,14 +606,15 @@ struct History::Impl {
   }
 
   std::vector<RunRecord> query_runs(const std::string& sql, const std::function<void(Stmt&)>& bind,
-                                    bool tails, bool detections = false) {
+                                    bool tails, bool detections = false, bool invocation = true) {
     Stmt s(db, sql.c_str(), "query runs");
     bind(s);
-    Stmt args(db, args_sql(db), "read args");
+    std::optional<Stmt> args;
+    if (invocation) args.emplace(db, args_sql(db), "read args");
     std::vector<RunRecord> out;
     while (s.step()) {
       RunRecord r;
-      const int c = read_run(s, r, args);
+      const int c = read_run(s, r, args ? &*args : nullptr);
       if (tails) {
         r.stdout_tail = s.text(c);
         r.stderr_tail = s.text(c + 1);
@@ -786,7 +793,7 @@ std::vector<RunRecord> History::runs(const HistoryQuery& q) {
         s.bind(2, static_cast<std::int64_t>(q.limit));
         if (q.since_unix_ns) s.bind(3, *q.since_unix_ns);
       },
-      q.with_tails, q.with_detections);
+      q.with_tails, q.with_detections, q.with_invocation);
 }
 
 std::optional<RunRecord> History::run(std::int64_t id) {
