@@ -133,12 +133,22 @@ void shuffle_with_sums(std::span<double> seg, Xoshiro256& rng, std::vector<doubl
   const std::size_t m = seg.size();
   s1.resize(m + 1);
   s2.resize(m + 1);
-  s1[0] = s2[0] = 0;
+  double* p1 = s1.data();
+  double* p2 = s2.data();
+  double* v = seg.data();
+  double sum1 = 0, sum2 = 0;
+  p1[0] = p2[0] = 0;
   for (std::size_t i = 0; i < m; ++i) {
-    if (i + 1 < m) std::swap(seg[i], seg[i + rng.below(m - i)]);
-    const double x = seg[i];
-    s1[i + 1] = s1[i] + x;
-    s2[i + 1] = s2[i] + x * x;
+    double x = v[i];
+    if (i + 1 < m) {
+      const std::size_t j = i + rng.below(m - i);
+      std::swap(x, v[j]);
+      v[i] = x;
+    }
+    sum1 += x;
+    sum2 += x * x;
+    p1[i + 1] = sum1;
+    p2[i + 1] = sum2;
   }
 }
 

@@ -108,32 +108,31 @@ constexpr std::size_t kLanes = 4;
 
 // The sums of squared one-step errors of Holt's linear smoother (m = 0) for up to kLanes
 // candidates, in one pass over ys: per lane the operations of smooth() in its order (so
-// the very same sums; a season term of 0 changes no error), interleaved so that the
-// candidates' serial dependency chains overlap instead of each pass waiting on its own.
+// the very same sums; a season term of 0 changes no error), two lanes to an SSE2 vector,
+// so that the candidates' serial dependency chains overlap instead of each pass waiting
+// on its own.
 void holt_sse(std::span<const double> ys, const State& init, std::span<const Candidate> c, double* out) {
-  double al[kLanes], be[kLanes], lv[kLanes], sl[kLanes], sse[kLanes];
-#pragma GCC unroll 4
-  for (std::size_t l = 0; l < kLanes; ++l) {
-    const Candidate& k = c[std::min(l, c.size() - 1)];  // spare lanes repeat the last one
-    al[l] = k.a;
-    be[l] = k.b;
-    lv[l] = init.level;
-    sl[l] = init.slope;
-    sse[l] = 0;
-  }
+  using v2d = double __attribute__((vector_size(16)));
+  const auto& k = [&](std::size_t l) -> const Candidate& { return c[std::min(l, c.size() - 1)]; };
+  const v2d al0 = {k(0).a, k(1).a}, al1 = {k(2).a, k(3).a};
+  const v2d be0 = {k(0).b, k(1).b}, be1 = {k(2).b, k(3).b};
+  const v2d one = {1, 1}, ral0 = one - al0, ral1 = one - al1, rbe0 = one - be0, rbe1 = one - be1;
+  v2d lv0 = {init.level, init.level}, lv1 = lv0, sl0 = {init.slope, init.slope}, sl1 = sl0;
+  v2d sse0 = {0, 0}, sse1 = sse0;
   for (std::size_t t = 1; t < ys.size(); ++t) {
-    const double y = ys[t];
-#pragma GCC unroll 4
-    for (std::size_t l = 0; l < kLanes; ++l) {
-      const double prev = lv[l] + sl[l];
-      const double e = y - prev;
-      sse[l] += e * e;
-      const double lvl = al[l] * y + (1 - al[l]) * prev;
-      sl[l] = be[l] * (lvl - lv[l]) + (1 - be[l]) * sl[l];
-      lv[l] = lvl;
-    }
+    const v2d y = {ys[t], ys[t]};
+    const v2d prev0 = lv0 + sl0, prev1 = lv1 + sl1;
+    const v2d e0 = y - prev0, e1 = y - prev1;
+    sse0 += e0 * e0;
+    sse1 += e1 * e1;
+    const v2d lvl0 = al0 * y + ral0 * prev0, lvl1 = al1 * y + ral1 * prev1;
+    sl0 = be0 * (lvl0 - lv0) + rbe0 * sl0;
+    sl1 = be1 * (lvl1 - lv1) + rbe1 * sl1;
+    lv0 = lvl0;
+    lv1 = lvl1;
   }
-  for (std::size_t l = 0; l < c.size(); ++l) out[l] = sse[l];
+  const double sums[kLanes] = {sse0[0], sse0[1], sse1[0], sse1[1]};
+  for (std::size_t l = 0; l < c.size(); ++l) out[l] = sums[l];
 }
 
 // Least squares on the one-step errors: a grid, then a shrinking pattern search around
