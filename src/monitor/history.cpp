@@ -309,11 +309,13 @@ struct History::Impl {
   static constexpr std::int64_t kMigrationLock = kApplicationId;
   static constexpr std::int64_t kRetentionLock = kApplicationId + std::int64_t{1};
 
-  // Opens `name` with `flags` as the connection (a failure closes it and throws).
+  // Opens `name` with `flags` as the connection (a failure closes it and throws). Without
+  // the connection's mutex: a History is used by one thread at a time (see its doc), and
+  // SQLite would otherwise lock and unlock it on every column read.
   void open_sqlite(const std::string& name, int flags) {
     db.db.reset();
     sqlite3* raw = nullptr;
-    const int rc = sqlite3_open_v2(name.c_str(), &raw, flags, nullptr);
+    const int rc = sqlite3_open_v2(name.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
       const std::string why = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
       sqlite3_close_v2(raw);
