@@ -176,23 +176,25 @@ bool some_split_gains(const std::vector<double>& s1, const std::vector<double>& 
     const double b = std::max(rd * r2 - r1 * r1, kVarFloor * rd * rd);
     return kd * kd * kd * b + rd * rd * rd * a >= reach * a * b;
   };
-  // The same test on two cuts at a time (SSE2 lanes, the same operations in the same
-  // order, so the same answers): the pass every permutation makes.
-  using v2d = double __attribute__((vector_size(16)));
-  const v2d floor = {kVarFloor, kVarFloor}, mv = {md, md}, t1v = {t1, t1}, t2v = {t2, t2},
-            reachv = {reach, reach};
-  auto hits = v2d{0, 0} < v2d{0, 0};
-  std::size_t k = min_seg;
-  for (; k + 1 + min_seg <= m; k += 2) {
-    const v2d kd = {static_cast<double>(k), static_cast<double>(k + 1)}, rd = mv - kd;
-    const v2d l1 = {s1[k], s1[k + 1]}, l2 = {s2[k], s2[k + 1]}, r1 = t1v - l1, r2 = t2v - l2;
-    const v2d a0 = kd * l2 - l1 * l1, af = floor * kd * kd;
-    const v2d b0 = rd * r2 - r1 * r1, bf = floor * rd * rd;
-    const v2d a = a0 < af ? af : a0, b = b0 < bf ? bf : b0;
-    hits |= kd * kd * kd * b + rd * rd * rd * a >= reachv * a * b;
+  // Blocks of cuts [k0, k1]: the left part's sum of squares about its mean, SS1 = A / k,
+  // never shrinks as k grows and the right part's never grows, so over the block
+  // k / v1 = min(k^2 / SS1, k / floor) is at most min(k1^2 / SS1(k0), k1 / floor), and
+  // the same for the right part from k1. Only a block where that reaches `reach` (with a
+  // margin far above rounding) has its cuts checked one by one: a permutation of a real
+  // change's segments checks a few blocks, not every cut.
+  constexpr std::size_t kBlock = 32;
+  const auto sum_sq = [&](double n, double l1, double l2) { return (n * l2 - l1 * l1) / n; };
+  bool any = false;
+  for (std::size_t k0 = min_seg; k0 + min_seg <= m && !any; k0 += kBlock) {
+    const std::size_t k1 = std::min(k0 + kBlock - 1, m - min_seg);
+    const double k0d = static_cast<double>(k0), k1d = static_cast<double>(k1);
+    const double ss1 = sum_sq(k0d, s1[k0], s2[k0]), ss2 = sum_sq(md - k1d, t1 - s1[k1], t2 - s2[k1]);
+    const double left = ss1 > 0 ? std::min(k1d * k1d / ss1, k1d / kVarFloor) : k1d / kVarFloor;
+    const double rd = md - k0d;
+    const double right = ss2 > 0 ? std::min(rd * rd / ss2, rd / kVarFloor) : rd / kVarFloor;
+    if ((left + right) * (1 + 1e-6) < reach) continue;
+    for (std::size_t k = k0; k <= k1 && !any; ++k) any = reaches(k);
   }
-  bool any = hits[0] != 0 || hits[1] != 0;
-  for (; k + min_seg <= m; ++k) any |= reaches(k);
   if (!any) return false;
   const auto var = [&](std::size_t a, std::size_t b) {
     const double n = static_cast<double>(b - a);
@@ -200,7 +202,7 @@ bool some_split_gains(const std::vector<double>& s1, const std::vector<double>& 
     return std::max((s2[b] - s2[a] - s * s / n) / n, kVarFloor);
   };
   const double whole_cost = md * std::log(whole);
-  for (k = min_seg; k + min_seg <= m; ++k) {
+  for (std::size_t k = min_seg; k + min_seg <= m; ++k) {
     if (!reaches(k)) continue;
     const double kd = static_cast<double>(k);
     if (whole_cost - kd * std::log(var(0, k)) - (md - kd) * std::log(var(k, m)) >= observed) return true;
