@@ -113,7 +113,8 @@ constexpr std::size_t kLanes = 4;
 // on its own.
 void holt_sse(std::span<const double> ys, const State& init, std::span<const Candidate> c, double* out) {
   using v2d = double __attribute__((vector_size(16)));
-  const auto& k = [&](std::size_t l) -> const Candidate& { return c[std::min(l, c.size() - 1)]; };
+  // Spare lanes repeat the last candidate.
+  const auto k = [&](std::size_t l) -> const Candidate& { return c[std::min(l, c.size() - 1)]; };
   const v2d al0 = {k(0).a, k(1).a}, al1 = {k(2).a, k(3).a};
   const v2d be0 = {k(0).b, k(1).b}, be1 = {k(2).b, k(3).b};
   const v2d one = {1, 1}, ral0 = one - al0, ral1 = one - al1, rbe0 = one - be0, rbe1 = one - be1;
