@@ -79,21 +79,89 @@ std::vector<std::size_t> segment(const SegmentCost& cost, std::size_t n, std::si
   return cuts;
 }
 
-// Whether some split of `seg` into two parts of at least min_seg gains at least `observed`.
-// The gain of a cut at k is k ln(V/v1) + (m-k) ln(V/v2) (V, v1, v2: the floored variances
-// of the whole and of the parts), at most V (k/v1 + (m-k)/v2) - m since ln x <= x - 1:
-// logarithms are taken only where that bound reaches `observed`, so the answer is the
-// exact one at a fraction of the cost. `s1`, `s2` are scratch space.
-bool some_split_gains(std::span<const double> seg, std::size_t min_seg, double observed,
-                      std::vector<double>& s1, std::vector<double>& s2) {
+// The permutations' generator: xoshiro256** (Blackman and Vigna), seeded through
+// splitmix64. A fraction of the Mersenne Twister's cost per number, and the same
+// permutations with every standard library (std::shuffle's draws are each library's own).
+class Xoshiro256 {
+ public:
+  explicit Xoshiro256(std::uint64_t seed) {
+    for (auto& w : s_) {
+      seed += 0x9e3779b97f4a7c15u;
+      std::uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+      w = z ^ (z >> 31);
+    }
+  }
+
+  std::uint64_t next() {
+    const std::uint64_t out = rotl(s_[1] * 5, 7) * 9;
+    const std::uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return out;
+  }
+
+  // Uniform in [0, n), n > 0, without bias: Lemire's multiply-and-reject (a division only
+  // in the rare case the low half lands in the biased range).
+  std::uint64_t below(std::uint64_t n) {
+    __extension__ using u128 = unsigned __int128;
+    u128 m = static_cast<u128>(next()) * n;
+    auto low = static_cast<std::uint64_t>(m);
+    if (low < n) {
+      const std::uint64_t threshold = (0 - n) % n;
+      while (low < threshold) {
+        m = static_cast<u128>(next()) * n;
+        low = static_cast<std::uint64_t>(m);
+      }
+    }
+    return static_cast<std::uint64_t>(m >> 64);
+  }
+
+ private:
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t s_[4];
+};
+
+// Shuffles `seg` in place (Fisher-Yates, front to back: each place is final once drawn)
+// and fills s1, s2 with the prefix sums of the result in the same pass.
+void shuffle_with_sums(std::span<double> seg, Xoshiro256& rng, std::vector<double>& s1,
+                       std::vector<double>& s2) {
   const std::size_t m = seg.size();
   s1.resize(m + 1);
   s2.resize(m + 1);
-  s1[0] = s2[0] = 0;
+  double* p1 = s1.data();
+  double* p2 = s2.data();
+  double* v = seg.data();
+  double sum1 = 0, sum2 = 0;
+  p1[0] = p2[0] = 0;
   for (std::size_t i = 0; i < m; ++i) {
-    s1[i + 1] = s1[i] + seg[i];
-    s2[i + 1] = s2[i] + seg[i] * seg[i];
+    double x = v[i];
+    if (i + 1 < m) {
+      const std::size_t j = i + rng.below(m - i);
+      std::swap(x, v[j]);
+      v[i] = x;
+    }
+    sum1 += x;
+    sum2 += x * x;
+    p1[i + 1] = sum1;
+    p2[i + 1] = sum2;
   }
+}
+
+// Whether some split of a segment of m points, given by its prefix sums s1, s2 (m + 1
+// each), into two parts of at least min_seg gains at least `observed`. The gain of a cut
+// at k is k ln(V/v1) + (m-k) ln(V/v2) (V, v1, v2: the floored variances of the whole and
+// of the parts), at most V (k/v1 + (m-k)/v2) - m since ln x <= x - 1: logarithms are
+// taken only where that bound reaches `observed`, so the answer is the exact one at a
+// fraction of the cost.
+bool some_split_gains(const std::vector<double>& s1, const std::vector<double>& s2, std::size_t min_seg,
+                      double observed) {
+  const std::size_t m = s1.size() - 1;
   const double md = static_cast<double>(m);
   const double t1 = s1[m], t2 = s2[m];
   const double whole = std::max((t2 - t1 * t1 / md) / md, kVarFloor);
@@ -109,8 +177,25 @@ bool some_split_gains(std::span<const double> seg, std::size_t min_seg, double o
     const double b = std::max(rd * r2 - r1 * r1, kVarFloor * rd * rd);
     return kd * kd * kd * b + rd * rd * rd * a >= reach * a * b;
   };
+  // Blocks of cuts [k0, k1]: the left part's sum of squares about its mean, SS1 = A / k,
+  // never shrinks as k grows and the right part's never grows, so over the block
+  // k / v1 = min(k^2 / SS1, k / floor) is at most min(k1^2 / SS1(k0), k1 / floor), and
+  // the same for the right part from k1. Only a block where that reaches `reach` (with a
+  // margin far above rounding) has its cuts checked one by one: a permutation of a real
+  // change's segments checks a few blocks, not every cut.
+  constexpr std::size_t kBlock = 32;
+  const auto sum_sq = [&](double n, double l1, double l2) { return (n * l2 - l1 * l1) / n; };
   bool any = false;
-  for (std::size_t k = min_seg; k + min_seg <= m; ++k) any |= reaches(k);
+  for (std::size_t k0 = min_seg; k0 + min_seg <= m && !any; k0 += kBlock) {
+    const std::size_t k1 = std::min(k0 + kBlock - 1, m - min_seg);
+    const double k0d = static_cast<double>(k0), k1d = static_cast<double>(k1);
+    const double ss1 = sum_sq(k0d, s1[k0], s2[k0]), ss2 = sum_sq(md - k1d, t1 - s1[k1], t2 - s2[k1]);
+    const double left = ss1 > 0 ? std::min(k1d * k1d / ss1, k1d / kVarFloor) : k1d / kVarFloor;
+    const double rd = md - k0d;
+    const double right = ss2 > 0 ? std::min(rd * rd / ss2, rd / kVarFloor) : rd / kVarFloor;
+    if ((left + right) * (1 + 1e-6) < reach) continue;
+    for (std::size_t k = k0; k <= k1 && !any; ++k) any = reaches(k);
+  }
   if (!any) return false;
   const auto var = [&](std::size_t a, std::size_t b) {
     const double n = static_cast<double>(b - a);
@@ -125,43 +210,6 @@ bool some_split_gains(std::span<const double> seg, std::size_t min_seg, double o
   }
   return false;
 }
-
-// The permutations' shuffles: splitmix64 and Lemire's multiply-shift for the bounded
-// draws. A fraction of std::mt19937_64 + std::shuffle's cost (the test's largest part on
-// short series), and the same permutations with every standard library, whose shuffles
-// may differ.
-class Shuffler {
- public:
-  // Streams of different (seed, stream) pairs start at unrelated places of splitmix64's
-  // sequence.
-  Shuffler(std::uint64_t seed, std::uint64_t stream) : state_((seed << 32) ^ stream) { state_ = next(); }
-
-  void operator()(std::span<double> xs) {
-    for (std::size_t i = xs.size(); i > 1; --i) std::swap(xs[i - 1], xs[below(i)]);
-  }
-
- private:
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-
-  // Uniform in [0, n), without bias: the rare draws in the first 2^64 mod n are redrawn.
-  std::size_t below(std::size_t n) {
-    __extension__ using u128 = unsigned __int128;
-    const auto bound = static_cast<std::uint64_t>(n);
-    u128 m = static_cast<u128>(next()) * bound;
-    if (static_cast<std::uint64_t>(m) < bound) {
-      const std::uint64_t floor = -bound % bound;
-      while (static_cast<std::uint64_t>(m) < floor) m = static_cast<u128>(next()) * bound;
-    }
-    return static_cast<std::size_t>(m >> 64);
-  }
-
-  std::uint64_t state_;
-};
 
 double population_stddev(std::span<const double> xs) {
   return xs.size() < 2 ? 0.0 : std::sqrt(variance(xs, 0));
@@ -220,13 +268,17 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
   }
 
   // Significance of each cut: permute its two adjacent segments and compare the best
-  // single split of each permutation with the observed best split. Each cut draws its
-  // own permutations (seeded by the seed and its place), so that a test which stops early
-  // changes no other: once enough permutations gain as much for p >= alpha whatever the
-  // rest do, the cut is dropped without them, and its p-value is never reported.
+  // single split of each permutation with the observed best split. Each cut draws from
+  // its own generator (the seed and the cut's number), so that a test that stops early
+  // changes no other cut's permutations: it stops once as many permutations were as
+  // extreme as make p >= alpha, as the cut is then dropped whatever the rest give (a kept
+  // cut's p-value always counts all of them).
   std::vector<std::size_t> kept;
   std::vector<double> pvals;
   std::vector<double> seg, s1, s2;
+  const auto p_value = [&](std::size_t as_extreme) {
+    return static_cast<double>(as_extreme + 1) / static_cast<double>(o.permutations + 1);
+  };
   for (std::size_t i = 0; i < cuts.size(); ++i) {
     const std::size_t a = i == 0 ? 0 : cuts[i - 1];
     const std::size_t b = i + 1 == cuts.size() ? n : cuts[i + 1];
@@ -234,16 +286,13 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
     if (o.permutations > 0) {
       const double observed = cost.best_split(a, b, min_seg).gain;
       seg.assign(z.begin() + static_cast<std::ptrdiff_t>(a), z.begin() + static_cast<std::ptrdiff_t>(b));
-      Shuffler shuffle(o.seed, cuts[i]);
-      const auto p_of = [&](std::size_t as_extreme) {
-        return static_cast<double>(as_extreme + 1) / static_cast<double>(o.permutations + 1);
-      };
+      Xoshiro256 rng((static_cast<std::uint64_t>(o.seed) << 32) ^ i);
       std::size_t as_extreme = 0;
-      for (std::size_t r = 0; r < o.permutations && p_of(as_extreme) < o.alpha; ++r) {
-        shuffle(seg);
-        if (some_split_gains(seg, min_seg, observed, s1, s2)) ++as_extreme;
+      for (std::size_t r = 0; r < o.permutations && p_value(as_extreme) < o.alpha; ++r) {
+        shuffle_with_sums(seg, rng, s1, s2);
+        if (some_split_gains(s1, s2, min_seg, observed)) ++as_extreme;
       }
-      p = p_of(as_extreme);
+      p = p_value(as_extreme);
     }
     if (p < o.alpha) {
       kept.push_back(cuts[i]);

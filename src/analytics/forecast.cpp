@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numbers>
 #include <numeric>
+#include <utility>
+#include <vector>
 
 #include "internal.hpp"
 #include "spyglass/monitor/analytics.hpp"
@@ -97,27 +99,72 @@ void check_param(double v, const char* name) {
     throw AnalyticsError(std::string("forecast: ") + name + " must be in (0, 1)");
 }
 
+// One candidate of the fit: (alpha, beta, gamma).
+struct Candidate {
+  double a, b, g;
+};
+
+constexpr std::size_t kLanes = 4;
+
+// The sums of squared one-step errors of Holt's linear smoother (m = 0) for up to kLanes
+// candidates, in one pass over ys: per lane the operations of smooth() in its order (so
+// the very same sums; a season term of 0 changes no error), two lanes to an SSE2 vector,
+// so that the candidates' serial dependency chains overlap instead of each pass waiting
+// on its own.
+void holt_sse(std::span<const double> ys, const State& init, std::span<const Candidate> c, double* out) {
+  using v2d = double __attribute__((vector_size(16)));
+  // Spare lanes repeat the last candidate.
+  const auto k = [&](std::size_t l) -> const Candidate& { return c[std::min(l, c.size() - 1)]; };
+  const v2d al0 = {k(0).a, k(1).a}, al1 = {k(2).a, k(3).a};
+  const v2d be0 = {k(0).b, k(1).b}, be1 = {k(2).b, k(3).b};
+  const v2d one = {1, 1}, ral0 = one - al0, ral1 = one - al1, rbe0 = one - be0, rbe1 = one - be1;
+  v2d lv0 = {init.level, init.level}, lv1 = lv0, sl0 = {init.slope, init.slope}, sl1 = sl0;
+  v2d sse0 = {0, 0}, sse1 = sse0;
+  for (std::size_t t = 1; t < ys.size(); ++t) {
+    const v2d y = {ys[t], ys[t]};
+    const v2d prev0 = lv0 + sl0, prev1 = lv1 + sl1;
+    const v2d e0 = y - prev0, e1 = y - prev1;
+    sse0 += e0 * e0;
+    sse1 += e1 * e1;
+    const v2d lvl0 = al0 * y + ral0 * prev0, lvl1 = al1 * y + ral1 * prev1;
+    sl0 = be0 * (lvl0 - lv0) + rbe0 * sl0;
+    sl1 = be1 * (lvl1 - lv1) + rbe1 * sl1;
+    lv0 = lvl0;
+    lv1 = lvl1;
+  }
+  const double sums[kLanes] = {sse0[0], sse0[1], sse1[0], sse1[1]};
+  for (std::size_t l = 0; l < c.size(); ++l) out[l] = sums[l];
+}
+
 // Least squares on the one-step errors: a grid, then a shrinking pattern search around
-// the best point. Parameters already given stay fixed.
+// the best point. Parameters already given stay fixed. Candidates are judged one after
+// the other as listed, but computed several at a time (holt_sse); a search that reaches
+// an error of exactly 0 (a constant series) stops there, as nothing can beat it.
 void fit(std::span<const double> ys, std::size_t m, HoltParams& p) {
   const State init = initial_state(ys, m);
   const bool fa = std::isnan(p.alpha), fb = std::isnan(p.beta), fg = m != 0 && std::isnan(p.gamma);
   if (m == 0) p.gamma = 0;
   if (!fa && !fb && !fg) return;
-  auto sse = [&](double a, double b, double g) {
-    State s = init;
-    return smooth(ys, m, a, b, g, s, nullptr);
+  std::vector<double> sse;
+  auto evaluate = [&](std::span<const Candidate> cs) {
+    sse.resize(cs.size());
+    for (std::size_t i = 0; i < cs.size(); i += m == 0 ? kLanes : 1) {
+      if (m == 0) {
+        holt_sse(ys, init, cs.subspan(i, std::min(kLanes, cs.size() - i)), &sse[i]);
+      } else {
+        State s = init;
+        sse[i] = smooth(ys, m, cs[i].a, cs[i].b, cs[i].g, s, nullptr);
+      }
+    }
   };
   double best = HUGE_VAL;
-  double ba = p.alpha, bb = p.beta, bg = p.gamma;
-  // Keeps (a, b, g) when it beats the best so far.
-  auto consider = [&](double a, double b, double g) {
-    const double v = sse(a, b, g);
-    if (v >= best) return false;
-    best = v;
-    ba = a;
-    bb = b;
-    bg = g;
+  Candidate at{p.alpha, p.beta, p.gamma};
+  // Keeps candidate i of the last evaluation when it beats the best so far.
+  std::vector<Candidate> cands;
+  auto consider = [&](std::size_t i) {
+    if (sse[i] >= best) return false;
+    best = sse[i];
+    at = cands[i];
     return true;
   };
   const double grid[] = {0.05, 0.15, 0.3, 0.5, 0.7, 0.9};
@@ -127,29 +174,59 @@ void fit(std::span<const double> ys, std::size_t m, HoltParams& p) {
       if (!fb && b != grid[0]) break;
       for (double g : grid) {
         if (!fg && g != grid[0]) break;
-        consider(fa ? a : p.alpha, fb ? b : p.beta, fg ? g : p.gamma);
+        cands.push_back({fa ? a : p.alpha, fb ? b : p.beta, fg ? g : p.gamma});
       }
+    }
+  }
+  const std::vector<Candidate> all = cands;
+  cands.assign(all.begin(), all.begin() + 1);
+  evaluate(cands);
+  consider(0);
+  if (best != 0) {
+    cands.assign(all.begin() + 1, all.end());
+    evaluate(cands);
+    for (std::size_t i = 0; i < cands.size(); ++i) consider(i);
+  }
+  // The pattern search's moves in the order it tries them: each parameter fitted, down then up.
+  std::vector<std::pair<int, double>> moves;
+  for (int k = 0; k < 3; ++k) {
+    if ((k == 0 && fa) || (k == 1 && fb) || (k == 2 && fg)) {
+      moves.emplace_back(k, -1.0);
+      moves.emplace_back(k, 1.0);
     }
   }
   auto clamp01 = [](double v) { return std::clamp(v, 1e-4, 1 - 1e-4); };
-  for (double step = 0.05; step > 1e-4; step /= 2) {
+  for (double step = 0.05; step > 1e-4 && best != 0; step /= 2) {
     bool moved = true;
     while (moved) {
       moved = false;
-      for (int k = 0; k < 3; ++k) {
-        if ((k == 0 && !fa) || (k == 1 && !fb) || (k == 2 && !fg)) continue;
-        for (double dir : {-1.0, 1.0}) {
-          double a = ba, b = bb, g = bg;
-          double& v = k == 0 ? a : (k == 1 ? b : g);
-          v = clamp01(v + dir * step);
-          moved = consider(a, b, g) || moved;
+      // Each move starts from where the earlier ones of the round left the best point: all
+      // are computed from the current one, and those after a move that was kept again.
+      std::size_t from = 0;
+      while (from < moves.size()) {
+        cands.clear();
+        for (std::size_t j = from; j < moves.size(); ++j) {
+          Candidate c = at;
+          double& v = moves[j].first == 0 ? c.a : (moves[j].first == 1 ? c.b : c.g);
+          v = clamp01(v + moves[j].second * step);
+          cands.push_back(c);
         }
+        evaluate(cands);
+        std::size_t next = moves.size();
+        for (std::size_t i = 0; i < cands.size(); ++i) {
+          if (consider(i)) {
+            moved = true;
+            next = from + i + 1;
+            break;
+          }
+        }
+        from = next;
       }
     }
   }
-  p.alpha = ba;
-  p.beta = bb;
-  p.gamma = bg;
+  p.alpha = at.a;
+  p.beta = at.b;
+  p.gamma = at.g;
 }
 
 Forecast run(std::span<const double> ys, std::size_t m, std::size_t horizon, HoltParams p, double coverage) {

@@ -1124,7 +1124,8 @@ int analyze_every_label(mon::History& hist, cli::HistoryAnalyzeOptions h, std::s
   if (json) w.begin_object();
   std::size_t seen = 0, analysed = 0;
   for (const auto& l : hist.labels()) {
-    const auto list = hist.runs({.label = l.label, .limit = runs, .since_unix_ns = since});
+    const auto list =
+        hist.runs({.label = l.label, .limit = runs, .since_unix_ns = since, .with_invocation = false});
     if (list.empty()) continue;  // none since the given time
     ++seen;
     h.label = l.label;
@@ -1240,7 +1241,9 @@ int cmd_analyze(Args& a) {
     }
     mon::History hist = mon::History::open(db, {.create = false, .read_only = true});
     if (h.label.empty()) return analyze_every_label(hist, h, runs, since, json);
-    const auto list = hist.runs({.label = h.label, .limit = runs, .since_unix_ns = since});
+    // Only what the analyses read: no command, args, cwd or host.
+    const auto list =
+        hist.runs({.label = h.label, .limit = runs, .since_unix_ns = since, .with_invocation = false});
     for (const auto& pin : hist.pinned_baselines(h.label)) h.pinned = pin.run_id;
     if (list.empty()) {
       std::fprintf(stderr, "spyglass: no runs labelled '%s'%s in %s\n", h.label.c_str(),

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "reference.hpp"
 #include "spyglass/monitor/analytics.hpp"
@@ -152,4 +154,158 @@ TEST(AnalyticsChangePoints, TellsAVarianceChangeFromALevelChange) {
   const auto l = an::change_points(lvl);
   ASSERT_EQ(l.size(), 1u);
   EXPECT_FALSE(an::is_variance_change(l[0]));
+}
+
+TEST(AnalyticsChangePoints, EarlyStopOfTheTestKeepsEachCutsPValue) {
+  // A low penalty makes candidate cuts in noise as well as at the real shifts. Each cut's
+  // test draws its own permutations, and stops only once the cut is sure to be dropped:
+  // the cuts kept at alpha 0.05 are exactly those whose p-value is below it when no test
+  // stops early (alpha 1), with the same p-values.
+  const auto xs = series({{{300, 10.0, 1.0}}, {{200, 10.6, 1.0}}, {{300, 10.0, 3.0}}}, 17);
+  const auto all = an::change_points(xs, {.penalty = 4.0, .alpha = 1.0});
+  const auto kept = an::change_points(xs, {.penalty = 4.0});
+  std::size_t dropped = 0;
+  std::vector<std::pair<std::size_t, double>> want;
+  for (const auto& c : all) {
+    if (c.p_value < 0.05) {
+      want.emplace_back(c.index, c.p_value);
+    } else {
+      ++dropped;
+    }
+  }
+  ASSERT_GE(want.size(), 2u);
+  ASSERT_GE(dropped, 1u) << "the series should give a cut the test rejects";
+  ASSERT_EQ(kept.size(), want.size());
+  for (std::size_t i = 0; i < kept.size(); ++i) {
+    EXPECT_EQ(kept[i].index, want[i].first) << i;
+    EXPECT_EQ(kept[i].p_value, want[i].second) << i;
+  }
+}
+
+TEST(AnalyticsChangePoints, PermutationsAreSeeded) {
+  // The same seed, the same p-values; another seed draws other permutations, and a
+  // borderline cut's p-value moves by no more than the test's own sampling error.
+  const auto xs = series({{{150, 10.0, 1.0}}, {{150, 10.35, 1.0}}}, 5);
+  const an::ChangePointOptions o{.penalty = 2.0, .permutations = 999, .alpha = 1.0};
+  const auto a = an::change_points(xs, o);
+  const auto b = an::change_points(xs, o);
+  ASSERT_FALSE(a.empty());
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].p_value, b[i].p_value);
+  auto other = o;
+  other.seed = 2;
+  const auto c = an::change_points(xs, other);
+  ASSERT_EQ(c.size(), a.size());
+  bool differs = false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double p = a[i].p_value, se = std::sqrt(std::max(p * (1 - p), 0.01) / 1000);
+    EXPECT_NEAR(c[i].p_value, p, 5 * se) << i;
+    differs |= c[i].p_value != p;
+  }
+  EXPECT_TRUE(differs);
+}
+
+namespace {
+
+// The permutation test without any shortcut: every permutation's every cut gets its
+// exact gain. The permutations are the library's (xoshiro256** seeded by splitmix64 from
+// the seed and the cut's number, Fisher-Yates front to back), so the p-values must agree
+// exactly with change_points(), whose bounds only skip cuts that cannot reach.
+std::vector<double> brute_force_p_values(const std::vector<double>& xs, const std::vector<std::size_t>& cuts,
+                                         std::size_t min_seg, std::size_t permutations, std::uint64_t seed) {
+  const double mu = an::mean(xs), sd = std::sqrt(an::variance(xs, 0));
+  std::vector<double> z;
+  for (double x : xs) z.push_back((x - mu) / sd);
+  const auto var = [](const std::vector<double>& p1, const std::vector<double>& p2, std::size_t a,
+                      std::size_t b) {
+    const double n = static_cast<double>(b - a), s = p1[b] - p1[a];
+    return std::max((p2[b] - p2[a] - s * s / n) / n, 1e-6);
+  };
+  const auto sums = [](const std::vector<double>& v, std::vector<double>& p1, std::vector<double>& p2) {
+    p1.assign(v.size() + 1, 0.0);
+    p2.assign(v.size() + 1, 0.0);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      p1[i + 1] = p1[i] + v[i];
+      p2[i + 1] = p2[i] + v[i] * v[i];
+    }
+  };
+  std::vector<double> g1, g2, out;
+  sums(z, g1, g2);
+  for (std::size_t i = 0; i < cuts.size(); ++i) {
+    const std::size_t a = i == 0 ? 0 : cuts[i - 1], b = i + 1 == cuts.size() ? z.size() : cuts[i + 1];
+    // The observed gain, as the search computes it (from the whole series' sums).
+    const auto cost = [&](std::size_t u, std::size_t v) {
+      return static_cast<double>(v - u) * std::log(var(g1, g2, u, v));
+    };
+    double observed = -HUGE_VAL;
+    for (std::size_t k = a + min_seg; k + min_seg <= b; ++k)
+      observed = std::max(observed, cost(a, b) - cost(a, k) - cost(k, b));
+    std::uint64_t st[4], x = (seed << 32) ^ i;
+    for (auto& w : st) {
+      x += 0x9e3779b97f4a7c15u;
+      std::uint64_t q = x;
+      q = (q ^ (q >> 30)) * 0xbf58476d1ce4e5b9u;
+      q = (q ^ (q >> 27)) * 0x94d049bb133111ebu;
+      w = q ^ (q >> 31);
+    }
+    const auto rotl = [](std::uint64_t v, int k) { return (v << k) | (v >> (64 - k)); };
+    const auto next = [&] {
+      const std::uint64_t r = rotl(st[1] * 5, 7) * 9, t = st[1] << 17;
+      st[2] ^= st[0];
+      st[3] ^= st[1];
+      st[1] ^= st[2];
+      st[0] ^= st[3];
+      st[2] ^= t;
+      st[3] = rotl(st[3], 45);
+      return r;
+    };
+    const auto below = [&](std::uint64_t n) {  // Lemire's method, as the library draws
+      __extension__ using u128 = unsigned __int128;
+      u128 m = static_cast<u128>(next()) * n;
+      if (static_cast<std::uint64_t>(m) < n) {
+        while (static_cast<std::uint64_t>(m) < (0 - n) % n) m = static_cast<u128>(next()) * n;
+      }
+      return static_cast<std::size_t>(m >> 64);
+    };
+    std::vector<double> seg(z.begin() + static_cast<std::ptrdiff_t>(a),
+                            z.begin() + static_cast<std::ptrdiff_t>(b)),
+        p1, p2;
+    const std::size_t m = seg.size();
+    std::size_t extreme = 0;
+    for (std::size_t r = 0; r < permutations; ++r) {
+      for (std::size_t j = 0; j + 1 < m; ++j) std::swap(seg[j], seg[j + below(m - j)]);
+      sums(seg, p1, p2);
+      const double whole = static_cast<double>(m) * std::log(var(p1, p2, 0, m));
+      bool reached = false;
+      for (std::size_t k = min_seg; k + min_seg <= m && !reached; ++k) {
+        const double kd = static_cast<double>(k);
+        reached = whole - kd * std::log(var(p1, p2, 0, k)) -
+                      (static_cast<double>(m) - kd) * std::log(var(p1, p2, k, m)) >=
+                  observed;
+      }
+      extreme += reached ? 1 : 0;
+    }
+    out.push_back(static_cast<double>(extreme + 1) / static_cast<double>(permutations + 1));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(AnalyticsChangePoints, BoundsSkipOnlyCutsThatCannotReach) {
+  // Borderline cuts (some permutations as extreme) and clear ones, long enough for the
+  // blocks of cuts the bound skips at once: p-values equal to every cut's exact gain.
+  const auto xs =
+      series({{{400, 10.0, 1.0}}, {{300, 10.25, 1.0}}, {{500, 10.0, 1.6}}, {{300, 13.0, 1.0}}}, 29);
+  const auto cps = an::change_points(xs, {.penalty = 3.0, .alpha = 1.0});
+  ASSERT_GE(cps.size(), 3u);
+  std::vector<std::size_t> cuts;
+  for (const auto& c : cps) cuts.push_back(c.index);
+  const auto want = brute_force_p_values(xs, cuts, 5, 199, 1);
+  bool borderline = false;
+  for (std::size_t i = 0; i < cps.size(); ++i) {
+    EXPECT_EQ(cps[i].p_value, want[i]) << cps[i].index;
+    borderline |= want[i] > 0.05;
+  }
+  EXPECT_TRUE(borderline) << "the series should have a cut that permutations reach";
 }

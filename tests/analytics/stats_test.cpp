@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "reference.hpp"
 #include "spyglass/monitor/analytics.hpp"
@@ -313,4 +316,100 @@ TEST(AnalyticsForecast, StepsToLimit) {
   EXPECT_FALSE(an::steps_to_limit(f, 5000).has_value());
   EXPECT_EQ(*an::steps_to_limit(390, 10, 2000), 161u);
   EXPECT_FALSE(an::steps_to_limit(390, -1, 2000).has_value());
+}
+
+namespace {
+
+// Holt's fit as a plain sequential search, one candidate per pass (the definition the
+// library's fit must reproduce exactly: the same grid, the same pattern search).
+std::pair<double, double> sequential_holt_fit(const std::vector<double>& y) {
+  auto sse = [&](double a, double b) {
+    double level = y[0], slope = y[1] - y[0], s = 0;
+    for (std::size_t t = 1; t < y.size(); ++t) {
+      const double pred = level + slope, e = y[t] - pred;
+      s += e * e;
+      const double lvl = a * y[t] + (1 - a) * pred;
+      slope = b * (lvl - level) + (1 - b) * slope;
+      level = lvl;
+    }
+    return s;
+  };
+  double best = HUGE_VAL, ba = 0, bb = 0;
+  auto consider = [&](double a, double b) {
+    const double v = sse(a, b);
+    if (v >= best) return false;
+    best = v;
+    ba = a;
+    bb = b;
+    return true;
+  };
+  for (double a : {0.05, 0.15, 0.3, 0.5, 0.7, 0.9})
+    for (double b : {0.05, 0.15, 0.3, 0.5, 0.7, 0.9}) consider(a, b);
+  for (double step = 0.05; step > 1e-4; step /= 2) {
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (int k = 0; k < 2; ++k) {
+        for (double dir : {-1.0, 1.0}) {
+          double a = ba, b = bb;
+          double& v = k == 0 ? a : b;
+          v = std::clamp(v + dir * step, 1e-4, 1 - 1e-4);
+          moved = consider(a, b) || moved;
+        }
+      }
+    }
+  }
+  return {ba, bb};
+}
+
+void expect_same_forecast(const an::Forecast& f, const an::Forecast& g) {
+  EXPECT_EQ(f.alpha, g.alpha);
+  EXPECT_EQ(f.beta, g.beta);
+  EXPECT_EQ(f.sigma, g.sigma);
+  EXPECT_EQ(f.fitted, g.fitted);
+  EXPECT_EQ(f.mean, g.mean);
+  EXPECT_EQ(f.lower, g.lower);
+  EXPECT_EQ(f.upper, g.upper);
+}
+
+}  // namespace
+
+TEST(AnalyticsForecast, HoltFitIsTheSequentialSearchsResult) {
+  // Candidates are computed several at a time; the parameters found must be exactly those
+  // of trying them one by one, on noise, on a trend and on a level shift.
+  std::vector<std::vector<double>> cases = {spyglass_test::noisy(2000, 50.0, 4.0, 21),
+                                            spyglass_test::noisy(300, 10.0, 1.0, 22)};
+  for (std::size_t i = 0; i < cases[1].size(); ++i) cases[1][i] += 0.05 * static_cast<double>(i);
+  cases.push_back(spyglass_test::noisy(500, 100.0, 2.0, 23));
+  for (std::size_t i = 250; i < 500; ++i) cases[2][i] += 30;
+  for (const auto& y : cases) {
+    const auto [a, b] = sequential_holt_fit(y);
+    const auto f = an::holt(y, 5);
+    EXPECT_EQ(f.alpha, a);
+    EXPECT_EQ(f.beta, b);
+    expect_same_forecast(f, an::holt(y, 5, {.alpha = a, .beta = b}));
+  }
+}
+
+TEST(AnalyticsForecast, ExactFitStopsTheSearchWithTheSameResult) {
+  // A constant series (a metric a job never uses: 0 every run) has no one-step error
+  // for any parameters, so the grid's first candidate is the fit and the search stops
+  // there; on a line the errors vanish only where the rounding does (alpha 0.5 here).
+  std::vector<double> line;
+  for (int i = 0; i < 1000; ++i) line.push_back(3.0 + 2.0 * i);
+  for (const auto& y : {std::vector<double>(10000, 0.0), std::vector<double>(10000, 4.2e8), line}) {
+    const auto [a, b] = sequential_holt_fit(y);
+    const auto f = an::holt(y, 10);
+    EXPECT_EQ(f.alpha, a);
+    EXPECT_EQ(f.beta, b);
+    EXPECT_EQ(f.sigma, 0.0);
+    EXPECT_EQ(f.mean.back(), y.back() + 10 * (y[1] - y[0]));
+    expect_same_forecast(f, an::holt(y, 10, {.alpha = a, .beta = b}));
+  }
+  EXPECT_EQ(an::holt(std::vector<double>(50, 0.0), 3).alpha, 0.05);
+  // Holt-Winters on a constant series: the same stop at the first candidate.
+  const std::vector<double> flat(240, 0.0);
+  const auto hw = an::holt_winters(flat, 12, 12);
+  EXPECT_EQ(hw.sigma, 0.0);
+  EXPECT_EQ(hw.gamma, 0.05);
+  expect_same_forecast(hw, an::holt_winters(flat, 12, 12, {0.05, 0.05, 0.05}));
 }

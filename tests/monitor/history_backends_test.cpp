@@ -140,6 +140,44 @@ TEST_P(HistoryBackends, ListsNewestFirstByLabelWithLimit) {
   EXPECT_TRUE(h.runs({.label = "none"}).empty());
 }
 
+TEST_P(HistoryBackends, ReadsWithoutTheInvocationLeaveOnlyItOut) {
+  // What analytics reads: every figure and state of the runs, without command, args, cwd
+  // and host (the args cost a query per run).
+  auto h = mon::History::open(location());
+  for (int i = 0; i < 6; ++i) {
+    auto r = make_run("lean", 100 + i, i == 3 ? 2 : 0);
+    r.kill_reason = i == 4 ? "timeout" : "";
+    r.tree_source = "cgroup-v2";
+    r.tree_peak_memory_bytes = 1000u + static_cast<unsigned>(i);
+    h.insert(r, {}, 0);
+  }
+  const auto full = h.runs({.label = "lean", .limit = 10});
+  const auto lean = h.runs({.label = "lean", .limit = 10, .with_invocation = false});
+  ASSERT_EQ(full.size(), 6u);
+  ASSERT_EQ(lean.size(), full.size());
+  for (std::size_t i = 0; i < full.size(); ++i) {
+    EXPECT_TRUE(lean[i].command.empty() && lean[i].args.empty() && lean[i].cwd.empty() &&
+                lean[i].host.empty());
+    EXPECT_EQ(full[i].command, "/bin/prog");
+    EXPECT_EQ(full[i].args.size(), 3u);
+    auto want = full[i];
+    want.command.clear();
+    want.args.clear();
+    want.cwd.clear();
+    want.host.clear();
+    std::string a, b;
+    mon::write_json(want, a);
+    mon::write_json(lean[i], b);
+    EXPECT_EQ(b, a) << i;
+  }
+  EXPECT_EQ(lean[1].kill_reason, "timeout");
+  EXPECT_EQ(lean[2].exit_code, 2);
+  EXPECT_EQ(lean[0].tree_peak_memory_bytes, 1005u);
+  // The stored rows keep their invocation, as the backend's own client reads them.
+  const auto rows = peer({"SELECT command, cwd, host FROM runs WHERE label = 'lean' ORDER BY id LIMIT 1"});
+  EXPECT_EQ(rows.out, "/bin/prog|/work|box\n");
+}
+
 TEST_P(HistoryBackends, LabelsWithRunCountsNewestFirst) {
   auto h = mon::History::open(location());
   EXPECT_TRUE(h.labels().empty());

@@ -82,6 +82,9 @@ struct HistoryQuery {
   std::optional<std::int64_t> since_unix_ns = std::nullopt;
   bool with_tails = false;       ///< also load stdout/stderr tails
   bool with_detections = false;  ///< also load RunRecord::detections (a query per run)
+  /// Also load command, args, cwd and host; without them (analytics needs none) a long
+  /// read is several times cheaper, as the args are parsed by a query per run.
+  bool with_invocation = true;
 };
 
 /// What to keep. Runs that fail either rule are deleted; runs in the older half of what
