@@ -17,6 +17,7 @@
 #include <functional>
 #include <limits>
 #include <thread>
+#include <unordered_map>
 
 #include "history_db.hpp"
 #include "spyglass/json.hpp"
@@ -114,6 +115,13 @@ CREATE TABLE alert_deliveries(
   outcome TEXT NOT NULL, detail TEXT);
 CREATE INDEX alert_deliveries_alert ON alert_deliveries(alert_id, attempt);
 CREATE INDEX alerts_label_rule ON alerts(label, rule, created_unix_ns);
+)sql",
+    // 7 -> 8: the custom metrics each run recorded (its primary key is the index reads use).
+    R"sql(
+CREATE TABLE run_metrics(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, value REAL NOT NULL, unit TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (run_id, name)) WITHOUT ROWID;
 )sql",
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
@@ -599,6 +607,24 @@ struct History::Impl {
     return out;
   }
 
+  // The custom metrics of the runs `sql` (bound by `bind`) selects, into `out`: one query
+  // for them all, whatever the number of runs.
+  void read_metrics(const std::string& sql, const std::function<void(Stmt&)>& bind,
+                    std::vector<RunRecord>& out) {
+    const std::string q =
+        "SELECT run_id, name, value, unit FROM run_metrics WHERE run_id IN (SELECT id FROM (" + sql +
+        ") AS listed) ORDER BY run_id, name";
+    Stmt s(db, q, "query run metrics");
+    bind(s);
+    std::unordered_map<std::int64_t, RunRecord*> by_id;
+    by_id.reserve(out.size());
+    for (RunRecord& r : out) by_id.emplace(r.id, &r);
+    while (s.step()) {
+      const auto it = by_id.find(s.i64(0));
+      if (it != by_id.end()) it->second->metrics.push_back({s.text(1), s.f64(2), s.text(3)});
+    }
+  }
+
   std::vector<RunRecord> query_runs(const std::string& sql, const std::function<void(Stmt&)>& bind,
                                     bool tails, bool detections = false) {
     Stmt s(db, sql.c_str(), "query runs");
@@ -614,6 +640,7 @@ struct History::Impl {
       }
       out.push_back(std::move(r));
     }
+    if (version >= 8 && !out.empty()) read_metrics(sql, bind, out);
     if (detections) {
       for (RunRecord& r : out) r.detections = read_detections(r.id);
     }
@@ -729,6 +756,21 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
       s.bind(5, d.value);
       s.bind(6, d.score);
       s.bind(7, d.detector);
+      s.run();
+    }
+  }
+  if (h.version >= 8 && !r.metrics.empty()) {
+    // A repeated name keeps its last value, as the metrics file reads.
+    Stmt s(h.db,
+           "INSERT INTO run_metrics(run_id, name, value, unit) VALUES (?,?,?,?) "
+           "ON CONFLICT(run_id, name) DO UPDATE SET value = excluded.value, unit = excluded.unit",
+           "insert run metrics");
+    for (const RunMetric& m : r.metrics) {
+      s.reset();
+      s.bind(1, id);
+      s.bind(2, m.name);
+      s.bind(3, m.value);
+      s.bind(4, m.unit);
       s.run();
     }
   }
