@@ -33,7 +33,9 @@
 #include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/live.hpp"
+#include "spyglass/monitor/run_metrics.hpp"
 #include "spyglass/monitor/runner.hpp"
+#include "spyglass/run_metric.hpp"
 #include "trace.hpp"
 #include "units.hpp"
 
@@ -489,6 +491,41 @@ bool write_file(const std::string& path, const std::string& text) {
   return static_cast<bool>(f);
 }
 
+// A private, empty file for the run's custom metrics, its path set in the environment the
+// command inherits; "" (with a warning) when none can be made.
+std::string make_metrics_file() {
+  const char* dir = std::getenv("TMPDIR");
+  std::string path = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/spyglass-metrics-XXXXXX";
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) {
+    std::fprintf(stderr, "spyglass: warning: no metrics file for the run (%s): %s\n", path.c_str(),
+                 std::strerror(errno));
+    ::unsetenv(spyglass::kRunMetricsEnv);
+    return {};
+  }
+  ::close(fd);
+  ::setenv(spyglass::kRunMetricsEnv, path.c_str(), 1);
+  return path;
+}
+
+// The metrics the command appended to `path` into `r`. Bad lines are reported and the file
+// kept (nothing is lost); otherwise it is removed.
+void collect_run_metrics(const std::string& path, mon::RunRecord& r) {
+  if (path.empty()) return;
+  const auto names = cli::history_metric_names();
+  auto read = mon::read_run_metrics(path, names);
+  r.metrics = std::move(read.metrics);
+  for (const auto& w : read.warnings) {
+    std::fprintf(stderr, "spyglass: warning: metrics file %s: %s\n", path.c_str(), w.c_str());
+  }
+  if (read.warnings.empty()) {
+    ::unlink(path.c_str());
+  } else {
+    std::fprintf(stderr, "spyglass: warning: metrics file %s is kept; %zu metric(s) were recorded from it\n",
+                 path.c_str(), r.metrics.size());
+  }
+}
+
 int cmd_run(Args& a) {
   mon::RunOptions o;
   std::string db = default_db(), json_path;
@@ -632,6 +669,9 @@ int cmd_run(Args& a) {
     }
   }
 
+  // Before any thread starts (alert delivery): setenv() is not safe beside a concurrent getenv().
+  const std::string metrics_file = make_metrics_file();
+
   // Live detection runs on the runner's thread, on each sample as it is taken; times are
   // seconds since just before the spawn.
   std::optional<alerts::RunAlerts> run_alerts;
@@ -655,6 +695,7 @@ int cmd_run(Args& a) {
 
   mon::RunResult res = mon::run(o);
   mon::RunRecord& r = res.record;
+  collect_run_metrics(metrics_file, r);
   if (live) {
     for (const auto& f : live->findings()) {
       const double at_ns = static_cast<double>(live_t0) + f.t * 1e9 - static_cast<double>(res.start_mono_ns);
