@@ -83,7 +83,7 @@ std::string unit_value_text(const std::string& unit, double v) {
   if (unit == "s") return sign + format_seconds(std::fabs(v));
   if (unit == "B" || unit == "bytes")
     return sign + format_bytes(static_cast<std::uint64_t>(std::llround(std::fabs(v))));
-  return format_number(v, 4);
+  return format_number(v, 6);
 }
 
 namespace {
