@@ -358,7 +358,7 @@ TEST(AlertRules, HistoryV6MigratesAndStoresDeliveries) {
     EXPECT_TRUE(h.alerts({}).empty());
   }
   auto h = mon::History::open(db);
-  EXPECT_EQ(h.schema_version(), 7);
+  EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
   mon::AlertRecord a;
   a.run_id = 1;
   a.label = "job";
