@@ -396,3 +396,54 @@ TEST(Gate, RunChecksTheRulesAfterRecording) {
   EXPECT_EQ(run_gated({"--gate", "wall < 1h", "--no-history"}, {"true"}).exit_code, 125);
   EXPECT_EQ(run({"sqlite3", db, "SELECT count(*) FROM runs"}, dir.path()).out, "3\n");
 }
+
+// Custom metrics the runs recorded: thresholds in their own units, a run lacking one, and
+// no-regression over every metric, built in or custom.
+TEST(Gate, CustomMetrics) {
+  TempDir dir;
+  const std::string db = dir / "h.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    for (int i = 0; i < 13; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = "bench";
+      r.command = "job";
+      r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+      r.duration_ns = 1000000000;
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      // 8 runs near 1000 items/s, then the latest 5 near 1300; latency flat at 250 ms.
+      r.metrics = {{"items_per_s", (i < 8 ? 1000.0 : 1300.0) + i * 0.5, ""}, {"lat", 0.25, "s"}};
+      h.insert(r, {}, 0);
+    }
+  }
+  const auto pass = gate(dir, db, "bench", {"items_per_s > 1000", "lat <= 250ms", "lat < 1"});
+  EXPECT_EQ(pass.exit_code, 0) << pass.out << pass.err;
+  EXPECT_NE(pass.out.find("PASS items_per_s > 1000: 1306\n"), std::string::npos) << pass.out;
+  EXPECT_NE(pass.out.find("PASS lat <= 250ms: 250 ms\n"), std::string::npos) << pass.out;
+
+  const auto fail = gate(dir, db, "bench", {"items_per_s > 2000", "lat < 200ms", "absent >= 1"});
+  EXPECT_EQ(fail.exit_code, kGateFailed) << fail.out << fail.err;
+  EXPECT_NE(fail.out.find("FAIL items_per_s > 2000: items_per_s 1306 in run 13, threshold > 2000"),
+            std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find("FAIL lat < 200ms: lat 250 ms in run 13, threshold < 200 ms"), std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find("FAIL absent >= 1: absent was not recorded by run 13, threshold >= 1"),
+            std::string::npos)
+      << fail.out;
+
+  // No metric named: the built-in ones and both custom ones; only the throughput moved.
+  const auto reg = gate(dir, db, "bench", {"no-regression"});
+  EXPECT_EQ(reg.exit_code, kGateFailed) << reg.out << reg.err;
+  EXPECT_NE(reg.out.find("FAIL no-regression items_per_s: items_per_s: latest 5 runs vs 8 baseline runs"),
+            std::string::npos)
+      << reg.out;
+  EXPECT_NE(reg.out.find("PASS no-regression lat"), std::string::npos) << reg.out;
+  EXPECT_NE(reg.out.find("PASS no-regression wall"), std::string::npos) << reg.out;
+  EXPECT_EQ(gate(dir, db, "bench", {"no-regression:lat"}).exit_code, 0);
+
+  for (const char* bad : {"bad-name! > 1", "items_per_s > fast", "no-regression:1x"}) {
+    const auto r = gate(dir, db, "bench", {bad});
+    EXPECT_EQ(r.exit_code, 125) << bad << r.out << r.err;
+  }
+}
