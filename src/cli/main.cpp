@@ -106,6 +106,9 @@ options:
   --help                 this text
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
+Custom metrics: the command (or any process of its tree) appends lines `name value [unit]`
+(unit: s, ms, us, ns, B, KiB, MiB, GiB, kB, MB, GB, or none) to the file named by
+$SPYGLASS_METRICS_FILE; they are recorded with the run (bad lines: a warning, file kept).
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
 126/127 when it could not be started; 125 for a usage error or when spyglass itself failed.
 With --gate, when the command exited 0: 3 when a rule fails.
@@ -176,7 +179,8 @@ options:
                          without the cycle (default: none, Holt)
   --limit X              when the forecast reaches X
   --metric M             --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
-                         read_bytes or write_bytes (repeatable; default all)
+                         read_bytes, write_bytes, or a custom metric the runs recorded
+                         (repeatable; default all)
   --latest K             --label: the latest K runs against the baseline (default 5)
   --baseline N           --label: successful, non-anomalous runs before them, or up to
                          the run pinned with `spyglass baseline pin` (default 20)
@@ -214,7 +218,8 @@ rules (--rule, repeatable):
   METRIC OP VALUE        the latest run's METRIC against VALUE; OP is <, <=, > or >=;
                          METRIC is wall, cpu_user, cpu_sys (VALUE a duration: 2s, 150ms)
                          or max_rss, tree_peak_rss, read_bytes, write_bytes (VALUE a size:
-                         512MiB, 64K); e.g. 'wall < 2s', 'max_rss < 512MiB'
+                         512MiB, 64K), or a custom metric the runs recorded (VALUE a
+                         number, or in its unit); e.g. 'wall < 2s', 'items_per_s > 1000'
   no-regression[:M,...]  the latest K successful runs are not significantly worse than
                          the baseline (Mann-Whitney p < 0.01 and median +5% or more), as
                          `analyze --label` tests it; default: every metric
