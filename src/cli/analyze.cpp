@@ -759,8 +759,10 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
       metrics.push_back(std::move(m));
   }
   for (const auto& m : o.metrics) {
-    if (std::find(metrics.begin(), metrics.end(), m) == metrics.end())
-      throw InputError("label '" + o.label + "': no run recorded metric '" + m + "'");
+    if (std::find(metrics.begin(), metrics.end(), m) != metrics.end()) continue;
+    std::string list;
+    for (const auto& n : history_metric_names(newest_first)) list += (list.empty() ? "" : ", ") + n;
+    throw InputError("label '" + o.label + "': no metric '" + m + "' in its runs (metrics: " + list + ")");
   }
   std::vector<const monitor::RunRecord*> runs;
   // One series for every metric: only its values change from one to the next, where a

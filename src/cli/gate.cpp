@@ -174,6 +174,17 @@ GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const Gate
   };
   using S = GateCheck::Status;
   const std::vector<std::string> all_metrics = history_metric_names(runs);
+  // A metric no run of the label has is a mistake in the rule (a typo would otherwise
+  // skip or fail quietly), told before anything is checked.
+  for (const auto& rule : o.rules) {
+    for (const auto& m : rule.metrics) {
+      if (std::find(all_metrics.begin(), all_metrics.end(), m) != all_metrics.end()) continue;
+      std::string list;
+      for (const auto& n : all_metrics) list += (list.empty() ? "" : ", ") + n;
+      throw InputError("rule '" + rule.text + "': no metric '" + m + "' in the runs of label '" +
+                       o.history.label + "' (metrics: " + list + ")");
+    }
+  }
   for (const auto& rule : o.rules) {
     for (const auto& m : rule.metrics.empty() ? all_metrics : rule.metrics) {
       const std::uint64_t t0 = clock::monotonic_ns();
@@ -261,7 +272,13 @@ int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOut
     return 1;
   }
   for (const auto& p : h.pinned_baselines(o.history.label)) o.history.pinned = p.run_id;
-  const GateReport rep = evaluate_gate(list, o);
+  GateReport rep;
+  try {
+    rep = evaluate_gate(list, o);
+  } catch (const InputError& e) {
+    std::fprintf(stderr, "spyglass: error: %s\n", e.what());
+    return 1;
+  }
   if (out != nullptr) std::fputs(gate_text(rep).c_str(), out);
   bool written = true;
   for (const auto& [path, text, append] : {std::tuple{files.junit, gate_junit(rep), false},

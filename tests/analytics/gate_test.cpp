@@ -228,13 +228,23 @@ TEST(Gate, BadInputIsAClearError) {
   for (const auto& [rule, says] : std::vector<std::pair<std::string, std::string>>{
            {"wall < 2MiB", "rule 'wall < 2MiB': '2MiB' is not a duration"},
            {"max_rss < 2s", "rule 'max_rss < 2s': '2s' is not a size"},
-           {"speed < 2s", "rule 'speed < 2s': no metric 'speed' (metrics: wall, cpu_user"},
+           {"sp eed < 2s", "rule 'sp eed < 2s': no metric 'sp eed' (metrics: wall, cpu_user"},
            {"wall = 2s", "rule 'wall = 2s': expected METRIC < VALUE"},
            {"no-regression:", "rule 'no-regression:': no metric after ':'"},
-           {"no-change-point:wall,rss", "rule 'no-change-point:wall,rss': no metric 'rss'"},
+           {"no-change-point:wall,r-ss", "rule 'no-change-point:wall,r-ss': no metric 'r-ss'"},
            {"wall < -1s", "'-1s' is not a duration"}}) {
     const auto r = gate(dir, db, "l", {"wall < 2s", rule});
     EXPECT_EQ(r.exit_code, 125) << rule;
+    EXPECT_NE(r.err.find(says), std::string::npos) << rule << ": " << r.err;
+    EXPECT_EQ(r.out, "") << rule;
+  }
+  // Any name can be a custom metric's: one that no run of the label recorded is an error.
+  for (const auto& [rule, says] : std::vector<std::pair<std::string, std::string>>{
+           {"speed < 2s",
+            "rule 'speed < 2s': no metric 'speed' in the runs of label 'l' (metrics: wall, cpu_user"},
+           {"no-change-point:wall,rss", "rule 'no-change-point:wall,rss': no metric 'rss' in the runs"}}) {
+    const auto r = gate(dir, db, "l", {"wall < 2s", rule});
+    EXPECT_EQ(r.exit_code, 1) << rule;
     EXPECT_NE(r.err.find(says), std::string::npos) << rule << ": " << r.err;
     EXPECT_EQ(r.out, "") << rule;
   }
@@ -413,6 +423,7 @@ TEST(Gate, CustomMetrics) {
       r.end_unix_ns = r.start_unix_ns + r.duration_ns;
       // 8 runs near 1000 items/s, then the latest 5 near 1300; latency flat at 250 ms.
       r.metrics = {{"items_per_s", (i < 8 ? 1000.0 : 1300.0) + i * 0.5, ""}, {"lat", 0.25, "s"}};
+      if (i == 0) r.metrics.push_back({"warmup", 3, "s"});  // only the first run recorded it
       h.insert(r, {}, 0);
     }
   }
@@ -421,14 +432,14 @@ TEST(Gate, CustomMetrics) {
   EXPECT_NE(pass.out.find("PASS items_per_s > 1000: 1306\n"), std::string::npos) << pass.out;
   EXPECT_NE(pass.out.find("PASS lat <= 250ms: 250 ms\n"), std::string::npos) << pass.out;
 
-  const auto fail = gate(dir, db, "bench", {"items_per_s > 2000", "lat < 200ms", "absent >= 1"});
+  const auto fail = gate(dir, db, "bench", {"items_per_s > 2000", "lat < 200ms", "warmup >= 1"});
   EXPECT_EQ(fail.exit_code, kGateFailed) << fail.out << fail.err;
   EXPECT_NE(fail.out.find("FAIL items_per_s > 2000: items_per_s 1306 in run 13, threshold > 2000"),
             std::string::npos)
       << fail.out;
   EXPECT_NE(fail.out.find("FAIL lat < 200ms: lat 250 ms in run 13, threshold < 200 ms"), std::string::npos)
       << fail.out;
-  EXPECT_NE(fail.out.find("FAIL absent >= 1: absent was not recorded by run 13, threshold >= 1"),
+  EXPECT_NE(fail.out.find("FAIL warmup >= 1: warmup was not recorded by run 13, threshold >= 1.00 s"),
             std::string::npos)
       << fail.out;
 
@@ -439,6 +450,11 @@ TEST(Gate, CustomMetrics) {
             std::string::npos)
       << reg.out;
   EXPECT_NE(reg.out.find("PASS no-regression lat"), std::string::npos) << reg.out;
+  EXPECT_NE(reg.out.find("SKIP no-regression warmup"), std::string::npos) << reg.out;
+  const auto absent = gate(dir, db, "bench", {"absent >= 1"});
+  EXPECT_EQ(absent.exit_code, 1);
+  EXPECT_NE(absent.err.find("no metric 'absent' in the runs of label 'bench'"), std::string::npos)
+      << absent.err;
   EXPECT_NE(reg.out.find("PASS no-regression wall"), std::string::npos) << reg.out;
   EXPECT_EQ(gate(dir, db, "bench", {"no-regression:lat"}).exit_code, 0);
 
