@@ -195,3 +195,40 @@ TEST(RunMetricsCli, ACppProgramRecordsFromThreadsAndAForkedChild) {
   for (int t = 1; t < 8; ++t) want += "thread." + std::to_string(t) + "|499.5|\n";
   EXPECT_EQ(q.out, want);
 }
+
+// `report --html` (the label page `serve` shows too) charts each custom metric over the
+// runs that recorded it, read back by Python's HTML parser.
+TEST(RunMetricsCli, TheLabelPageChartsEachCustomMetric) {
+  TempDir dir;
+  for (const char* script : {"echo 'items_per_s 10' >> \"$SPYGLASS_METRICS_FILE\"", "true",
+                             "echo 'items_per_s 30' >> \"$SPYGLASS_METRICS_FILE\""}) {
+    ASSERT_EQ(spyglass_run(dir, {"sh", "-c", script}, "page").exit_code, 0);
+  }
+  const auto r =
+      run({kSpyglass, "report", "--label", "page", "--html", dir / "page.html", "--db", dir / "h.db"},
+          dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto py = run({"python3", "-c", R"py(
+import sys
+from html.parser import HTMLParser
+class P(HTMLParser):
+    def __init__(self):
+        super().__init__(); self.figure = None; self.caption = False; self.charts = {}
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "figure": self.figure = a.get("data-metric"); self.charts[self.figure] = ["", []]
+        if tag == "figcaption": self.caption = True
+        if tag == "circle" and self.figure: self.charts[self.figure][1].append((a["data-run"], a["data-value"]))
+    def handle_endtag(self, tag):
+        if tag == "figure": self.figure = None
+        if tag == "figcaption": self.caption = False
+    def handle_data(self, d):
+        if self.caption and self.figure: self.charts[self.figure][0] += d
+p = P(); p.feed(open(sys.argv[1]).read())
+assert p.charts["items_per_s"] == ["items_per_s (custom)", [("1", "10"), ("3", "30")]], p.charts.get("items_per_s")
+assert len(p.charts["wall"][1]) == 3, p.charts["wall"]
+print("ok")
+)py",
+                       dir / "page.html"});
+  EXPECT_EQ(py.out, "ok\n") << py.err;
+}
