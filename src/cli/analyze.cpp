@@ -651,10 +651,6 @@ std::string metric_unit(const std::string& name, const std::vector<monitor::RunR
   return {};
 }
 
-bool metric_in_seconds(const std::string& name, const std::vector<monitor::RunRecord>& runs) {
-  return metric_unit(name, runs) == "s";
-}
-
 std::string metric_text(const std::string& name, double v, const std::vector<monitor::RunRecord>& runs) {
   return unit_value_text(metric_unit(name, runs), v);
 }

@@ -110,9 +110,6 @@ double history_metric(const monitor::RunRecord& r, const std::string& name);
 /// Throws InputError for a name that is neither built in nor a possible custom metric's.
 std::string metric_unit(const std::string& name, const std::vector<monitor::RunRecord>& runs = {});
 
-/// Whether metric `name` is in seconds (see metric_unit()).
-bool metric_in_seconds(const std::string& name, const std::vector<monitor::RunRecord>& runs = {});
-
 /// A metric's value as text in its unit ("1.25 s", "512.0 MiB", "1234.5"; see metric_unit()).
 std::string metric_text(const std::string& name, double v, const std::vector<monitor::RunRecord>& runs = {});
 
