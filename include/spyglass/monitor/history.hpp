@@ -34,7 +34,7 @@
 ///        PRIMARY KEY (run_id, name)) [since v8; see RunMetric]
 ///   spyglass_meta(key PRIMARY KEY, value)
 /// Indexes: runs(label, start_unix_ns), runs(start_unix_ns), alerts(label, created_unix_ns),
-/// alerts(run_id), detections(run_id, offset_ns).
+/// alerts(run_id), detections(run_id, offset_ns), and run_metrics' primary key (run_id, name).
 
 #include <cstdint>
 #include <memory>
