@@ -19,6 +19,7 @@
 #include "analyze.hpp"
 #include "report.hpp"
 #include "spyglass/monitor/analytics.hpp"
+#include "spyglass/monitor/run_metrics.hpp"
 #include "units.hpp"
 
 namespace SPYGLASS_NAMESPACE::alerts {
@@ -284,29 +285,33 @@ class Fields {
   std::vector<std::string> seen_;
 };
 
+// A built-in metric, or a name a run can record a custom metric under.
 bool is_history_metric(const std::string& m) {
   const auto names = cli::history_metric_names();
-  return std::find(names.begin(), names.end(), m) != names.end();
+  return std::find(names.begin(), names.end(), m) != names.end() || monitor::valid_run_metric_name(m);
 }
 
 std::string metric_list() {
   std::string out;
   for (const auto& m : cli::history_metric_names()) out += (out.empty() ? "" : ", ") + m;
-  return out;
+  return out + ", or a custom metric's name";
 }
 
 // A limit in the metric's unit: "2s", "512MiB", or a plain number of seconds or bytes.
 double metric_limit(Fields& f, std::string_view key, const std::string& metric) {
   const Node* v = f.find(key);
-  const bool in_seconds = cli::metric_in_seconds(metric);
-  if (v->type == Node::Type::number && std::isfinite(v->number) && v->number >= 0) return v->number;
+  const std::string unit = cli::metric_unit(metric);  // "" for a custom metric: any number
+  if (v->type == Node::Type::number && std::isfinite(v->number) && (v->number >= 0 || unit.empty()))
+    return v->number;
   if (v->type == Node::Type::string) {
-    const auto x = in_seconds ? cli::parse_seconds(v->text) : cli::parse_bytes(v->text);
+    auto x = unit == "s" ? cli::parse_seconds(v->text) : cli::parse_bytes(v->text);
+    if (!x && unit.empty()) x = cli::parse_seconds(v->text);
     if (x) return *x;
   }
   f.fail(*v, key,
-         std::string("not ") + (in_seconds ? "a duration (a number with us, ms, s, m or h)"
-                                           : "a size (a number with B, K, KiB, M, MiB, G or GiB)"));
+         std::string("not ") + (unit == "s"       ? "a duration (a number with us, ms, s, m or h)"
+                                : unit == "bytes" ? "a size (a number with B, K, KiB, M, MiB, G or GiB)"
+                                                  : "a number (or a duration or size)"));
 }
 
 Channel parse_channel(const Parser& p, const std::string& name, const Node& n) {
@@ -532,7 +537,9 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
     MetricHistory& h = cache[{r.metric, r.baseline}];
     if (h.baseline.empty()) {
       for (std::size_t i = 1; i < runs.size() && h.baseline.size() < r.baseline; ++i) {
-        if (cli::successful_run(runs[i])) h.baseline.push_back(cli::history_metric(runs[i], r.metric));
+        // A custom metric a run did not record is no point of the baseline.
+        const double v = cli::successful_run(runs[i]) ? cli::history_metric(runs[i], r.metric) : NAN;
+        if (!std::isnan(v)) h.baseline.push_back(v);
       }
       std::reverse(h.baseline.begin(), h.baseline.end());
     }
@@ -583,6 +590,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
     switch (r.condition) {  // each case says why only once it fires: most rules stay quiet
       case Condition::threshold: {
         a.value = cli::history_metric(cur, r.metric);
+        if (std::isnan(a.value)) break;  // a custom metric this run did not record
         if (r.adaptive_k) {
           const auto& b = history(r).baseline;
           if (b.size() < r.min_runs) break;
@@ -591,17 +599,17 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
           a.threshold = above ? med + *r.adaptive_k * mad : med - *r.adaptive_k * mad;
           fire = crosses(a.value, r.op, a.threshold);
           if (!fire) break;
-          a.message = r.metric + " " + cli::metric_text(r.metric, a.value) + " in " + run + " " + r.op + " " +
-                      cli::metric_text(r.metric, a.threshold) + " (baseline median " +
-                      cli::metric_text(r.metric, med) + (above ? " + " : " - ") +
-                      cli::format_number(*r.adaptive_k, 4) + " x MAD " + cli::metric_text(r.metric, mad) +
-                      " over " + std::to_string(b.size()) + " runs)";
+          a.message = r.metric + " " + cli::metric_text(r.metric, a.value, runs) + " in " + run + " " + r.op +
+                      " " + cli::metric_text(r.metric, a.threshold, runs) + " (baseline median " +
+                      cli::metric_text(r.metric, med, runs) + (above ? " + " : " - ") +
+                      cli::format_number(*r.adaptive_k, 4) + " x MAD " +
+                      cli::metric_text(r.metric, mad, runs) + " over " + std::to_string(b.size()) + " runs)";
         } else {
           a.threshold = r.value;
           fire = crosses(a.value, r.op, r.value);
           if (!fire) break;
-          a.message = r.metric + " " + cli::metric_text(r.metric, a.value) + " in " + run + " " + r.op + " " +
-                      cli::metric_text(r.metric, r.value);
+          a.message = r.metric + " " + cli::metric_text(r.metric, a.value, runs) + " in " + run + " " + r.op +
+                      " " + cli::metric_text(r.metric, r.value, runs);
         }
         break;
       }
@@ -609,13 +617,15 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         const auto& b = history(r).baseline;
         if (b.size() < r.min_runs) break;
         a.value = cli::history_metric(cur, r.metric);
+        if (std::isnan(a.value)) break;
         a.threshold = an::median(b);
         const double z = an::anomaly_score(b, a.value, an::AnomalyMethod::modified_zscore);
         fire = std::abs(z) > r.z;
         if (!fire) break;
-        a.message = r.metric + " " + cli::metric_text(r.metric, a.value) + " in " + run +
+        a.message = r.metric + " " + cli::metric_text(r.metric, a.value, runs) + " in " + run +
                     " is an outlier: modified z-score " + cli::format_number(z, 3) + " against the median " +
-                    cli::metric_text(r.metric, a.threshold) + " of " + std::to_string(b.size()) + " runs";
+                    cli::metric_text(r.metric, a.threshold, runs) + " of " + std::to_string(b.size()) +
+                    " runs";
         break;
       }
       case Condition::change_point: {
@@ -634,9 +644,9 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
           a.message = r.metric + " " + (cp.relative_change >= 0 ? "rose " : "fell ") +
                       cli::format_change(cp.relative_change) + " starting at run " +
                       std::to_string(c.run_ids[cp.index]) + " (mean " +
-                      cli::metric_text(r.metric, cp.mean_before) + " -> " +
-                      cli::metric_text(r.metric, cp.mean_after) + ", p " + cli::format_number(cp.p_value, 3) +
-                      ")";
+                      cli::metric_text(r.metric, cp.mean_before, runs) + " -> " +
+                      cli::metric_text(r.metric, cp.mean_after, runs) + ", p " +
+                      cli::format_number(cp.p_value, 3) + ")";
         }
         break;
       }
@@ -650,9 +660,9 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         a.threshold = g.baseline_median;
         auto& text = regression_text[&c];  // the same words for every rule on this check
         if (text.empty()) {
-          text = r.metric + ": median " + cli::metric_text(r.metric, g.current_median) + " of the latest " +
-                 std::to_string(c.regression->current) + " runs vs " +
-                 cli::metric_text(r.metric, g.baseline_median) + " (" +
+          text = r.metric + ": median " + cli::metric_text(r.metric, g.current_median, runs) +
+                 " of the latest " + std::to_string(c.regression->current) + " runs vs " +
+                 cli::metric_text(r.metric, g.baseline_median, runs) + " (" +
                  cli::format_change(g.relative_change) + "), Mann-Whitney p " +
                  cli::format_number(g.mann_whitney.p_value, 3);
         }
@@ -662,7 +672,8 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
       case Condition::forecast_breach: {
         auto& h = history(r);
         auto series = h.baseline;
-        if (cli::successful_run(cur)) series.push_back(cli::history_metric(cur, r.metric));
+        if (cli::successful_run(cur) && !std::isnan(cli::history_metric(cur, r.metric)))
+          series.push_back(cli::history_metric(cur, r.metric));
         if (series.size() < std::max<std::size_t>(r.min_runs, 3)) break;
         // One fit per metric; each rule only asks when its limit is reached.
         if (!h.forecast) h.forecast = an::holt(series, max_horizon);
@@ -672,9 +683,10 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         a.threshold = r.value;
         if (!steps || series.back() >= r.value) break;
         fire = true;
-        a.message = r.metric + " reaches " + cli::metric_text(r.metric, r.value) + " in about " +
+        a.message = r.metric + " reaches " + cli::metric_text(r.metric, r.value, runs) + " in about " +
                     std::to_string(*steps) + " runs (Holt's forecast from " +
-                    cli::metric_text(r.metric, a.value) + " over " + std::to_string(series.size()) + " runs)";
+                    cli::metric_text(r.metric, a.value, runs) + " over " + std::to_string(series.size()) +
+                    " runs)";
         break;
       }
       case Condition::run_failed:

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "report.hpp"
@@ -15,6 +16,7 @@
 #include "spyglass/json.hpp"
 #include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/detectors.hpp"
+#include "spyglass/monitor/run_metrics.hpp"
 
 namespace SPYGLASS_NAMESPACE::cli {
 
@@ -541,10 +543,8 @@ const Metric kMetrics[] = {
     {"write_bytes", "bytes", [](const monitor::RunRecord& r) { return static_cast<double>(r.write_bytes); }},
 };
 
-std::string seconds_text(double v) { return (v < 0 ? "-" : "") + format_seconds(std::fabs(v)); }
-std::string bytes_text(double v) {
-  return (v < 0 ? "-" : "") + format_bytes(static_cast<std::uint64_t>(std::llround(std::fabs(v))));
-}
+std::string seconds_text(double v) { return unit_value_text("s", v); }
+std::string bytes_text(double v) { return unit_value_text("bytes", v); }
 
 // Every run gets one, so it is written by hand: gmtime_r and strftime's time-zone
 // lookups cost more than the rest of reading a run. Nanoseconds in 64 bits span the
@@ -609,13 +609,52 @@ std::optional<RegressionCheck> regression_of(const Series& s, const std::vector<
   return RegressionCheck{an::compare(base, cur), cur.size(), base.size(), o.pinned, std::move(indices)};
 }
 
-const Metric& metric_named(const std::string& name) {
+// The built-in metric `name`; nullptr for a custom metric's name. Throws InputError for a
+// name that can be neither.
+const Metric* builtin_metric(const std::string& name) {
   for (const auto& m : kMetrics) {
-    if (name == m.name) return m;
+    if (name == m.name) return &m;
   }
+  if (monitor::valid_run_metric_name(name)) return nullptr;
   std::string all;
   for (const auto& m : kMetrics) all += (all.empty() ? "" : ", ") + std::string(m.name);
-  throw InputError("no metric '" + name + "' (metrics: " + all + ")");
+  throw InputError("no metric '" + name + "' (metrics: " + all +
+                   ", or the name of a custom metric the runs recorded)");
+}
+
+// Custom metric `name` of `r`; NaN when the run did not record it.
+double custom_metric(const monitor::RunRecord& r, const std::string& name) {
+  for (const auto& m : r.metrics) {
+    if (m.name == name) return m.value;
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// `s` without its points whose value is NaN (runs that did not record a custom metric),
+// and `ids` likewise when given.
+void drop_missing(Series& s, std::vector<std::int64_t>* ids) {
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < s.values.size(); ++i) {
+    if (std::isnan(s.values[i])) continue;
+    s.stamps[k] = std::move(s.stamps[i]);
+    s.times[k] = s.times[i];
+    s.values[k] = s.values[i];
+    s.lines[k] = s.lines[i];
+    if (i < s.notes.size()) s.notes[k] = std::move(s.notes[i]);
+    if (ids != nullptr) (*ids)[k] = (*ids)[i];
+    ++k;
+  }
+  for (auto* v : {&s.stamps, &s.notes}) v->resize(std::min(v->size(), k));
+  s.times.resize(k);
+  s.values.resize(k);
+  s.lines.resize(k);
+  if (ids != nullptr) ids->resize(k);
+}
+
+Formatter formatter(const std::string& unit) {
+  if (unit == "s") return seconds_text;
+  if (unit == "bytes") return bytes_text;
+  return plain;
 }
 
 // The successful runs of `newest_first`, oldest first, as a series without values (its
@@ -647,13 +686,22 @@ bool successful_run(const monitor::RunRecord& r) {
 }
 
 double history_metric(const monitor::RunRecord& r, const std::string& name) {
-  return metric_named(name).get(r);
+  const Metric* m = builtin_metric(name);
+  return m != nullptr ? m->get(r) : custom_metric(r, name);
 }
 
-bool metric_in_seconds(const std::string& name) { return std::string_view(metric_named(name).unit) == "s"; }
+std::string metric_unit(const std::string& name, const std::vector<monitor::RunRecord>& runs) {
+  if (const Metric* m = builtin_metric(name)) return m->unit;
+  for (const auto& r : runs) {
+    for (const auto& m : r.metrics) {
+      if (m.name == name) return m.unit == "B" ? "bytes" : m.unit;
+    }
+  }
+  return {};
+}
 
-std::string metric_text(const std::string& name, double v) {
-  return metric_in_seconds(name) ? seconds_text(v) : bytes_text(v);
+std::string metric_text(const std::string& name, double v, const std::vector<monitor::RunRecord>& runs) {
+  return unit_value_text(metric_unit(name, runs), v);
 }
 
 namespace {
@@ -662,13 +710,14 @@ namespace {
 // run ids.
 Series metric_series(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
                      std::vector<std::int64_t>& ids, bool stamped = true) {
-  const Metric& m = metric_named(name);
+  const Metric* m = builtin_metric(name);
   std::vector<const monitor::RunRecord*> runs;
   Series s = run_series(newest_first, runs, stamped);
   for (const auto* r : runs) {
-    s.values.push_back(m.get(*r));
+    s.values.push_back(m != nullptr ? m->get(*r) : custom_metric(*r, name));
     ids.push_back(r->id);
   }
+  if (m == nullptr) drop_missing(s, &ids);  // a run that did not record it is no point, not a zero
   return s;
 }
 
@@ -717,9 +766,16 @@ std::optional<analytics::Trend> metric_trend(const std::vector<monitor::RunRecor
   return series_trend(s, "run");
 }
 
-std::vector<std::string> history_metric_names() {
+std::vector<std::string> history_metric_names(const std::vector<monitor::RunRecord>& runs) {
   std::vector<std::string> out;
   for (const auto& m : kMetrics) out.emplace_back(m.name);
+  std::vector<std::string> custom;
+  for (const auto& r : runs) {
+    for (const auto& m : r.metrics) custom.push_back(m.name);
+  }
+  std::sort(custom.begin(), custom.end());
+  custom.erase(std::unique(custom.begin(), custom.end()), custom.end());
+  out.insert(out.end(), custom.begin(), custom.end());
   return out;
 }
 
@@ -729,7 +785,7 @@ void check_history_options(const HistoryAnalyzeOptions& o) {
   check_detect_options(d);
   for (const auto& name : o.metrics) {
     try {
-      metric_named(name);
+      builtin_metric(name);
     } catch (const InputError& e) {
       throw InputError(std::string("--metric: ") + e.what());
     }
@@ -741,10 +797,17 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
   check_history_options(o);
   DetectOptions d = o.analysis.detect;
   d.offline = true;
-  std::vector<const Metric*> metrics;
-  for (const auto& m : kMetrics) {
-    if (o.metrics.empty() || std::find(o.metrics.begin(), o.metrics.end(), m.name) != o.metrics.end())
-      metrics.push_back(&m);
+  // The built-in metrics, then the custom ones any run of the label recorded.
+  std::vector<std::string> metrics;
+  for (auto& m : history_metric_names(newest_first)) {
+    if (o.metrics.empty() || std::find(o.metrics.begin(), o.metrics.end(), m) != o.metrics.end())
+      metrics.push_back(std::move(m));
+  }
+  for (const auto& m : o.metrics) {
+    if (std::find(metrics.begin(), metrics.end(), m) != metrics.end()) continue;
+    std::string list;
+    for (const auto& n : history_metric_names(newest_first)) list += (list.empty() ? "" : ", ") + n;
+    throw InputError("label '" + o.label + "': no metric '" + m + "' in its runs (metrics: " + list + ")");
   }
   std::vector<const monitor::RunRecord*> runs;
   // One series for every metric: only its values change from one to the next, where a
@@ -779,24 +842,44 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
     if (excluded != 0) out += " (" + std::to_string(excluded) + " failed or killed left out)";
     out += "\n";
   }
-  std::vector<std::pair<const Metric*, std::vector<double>>> columns;
+  // Each metric's value per successful run (NaN: a custom metric the run did not record).
+  std::vector<std::pair<std::string, std::vector<double>>> columns;
   AnalyzeOptions per_metric = o.analysis;  // with each metric's own limit
-  for (const Metric* m : metrics) {
+  Series recorded;                         // the runs that recorded a custom metric
+  for (const std::string& name : metrics) {
+    const Metric* m = builtin_metric(name);
     s.values.clear();
-    for (const auto* r : runs) s.values.push_back(m->get(*r));
-    per_metric.limit.reset();
-    for (const auto& [name, v] : o.limits) {
-      if (name == m->name) per_metric.limit = v;
+    for (const auto* r : runs) s.values.push_back(m != nullptr ? m->get(*r) : custom_metric(*r, name));
+    columns.emplace_back(name, s.values);
+    const Series* series = &s;
+    if (m == nullptr &&
+        std::any_of(s.values.begin(), s.values.end(), [](double v) { return std::isnan(v); })) {
+      recorded = s;
+      drop_missing(recorded, nullptr);
+      series = &recorded;
     }
-    const Analysis a = analyse(s, per_metric, d, "run", true, true);  // every metric here is >= 0
-    const auto reg = regression_of(s, a.flags, o);
-    const Formatter f = std::string_view(m->unit) == "s" ? seconds_text : bytes_text;
+    if (series->values.size() < 3) {
+      if (!json) {
+        out += "\n== " + name + " ==\nrecorded by " + std::to_string(series->values.size()) +
+               " successful runs: too few to analyse (3 needed)\n";
+      }
+      continue;
+    }
+    per_metric.limit.reset();
+    for (const auto& [limited, v] : o.limits) {
+      if (limited == name) per_metric.limit = v;
+    }
+    // A built-in metric (a duration, a size) is >= 0; a custom one may be anything.
+    const Analysis a = analyse(*series, per_metric, d, "run", true, m != nullptr);
+    const auto reg = regression_of(*series, a.flags, o);
+    const std::string unit = metric_unit(name, newest_first);
+    const Formatter f = formatter(unit);
     if (json) {
-      w.key(m->name);
+      w.key(name);
       w.begin_object();
       w.key("unit");
-      w.value(m->unit);
-      analysis_json(w, s, per_metric, d, a, "run_id");
+      w.value(unit);
+      analysis_json(w, *series, per_metric, d, a, "run_id");
       w.key("regression");
       if (reg) {
         w.begin_object();
@@ -831,7 +914,7 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
       }
       w.end_object();
     } else {
-      out += "\n== " + std::string(m->name) + " ==\n" + analysis_text(s, per_metric, d, a, "run", f);
+      out += "\n== " + name + " ==\n" + analysis_text(*series, per_metric, d, a, "run", f);
       if (reg) {
         const auto& r = reg->result;
         out += "regression: latest " + std::to_string(reg->current) + " runs vs " +
@@ -846,24 +929,37 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
                "\n";
       }
     }
-    columns.emplace_back(m, s.values);
   }
   // Correlation between metrics, strongest (by |Spearman|) first; constant metrics have none.
+  // A custom metric pairs over the runs that recorded it (at least 3).
   struct Pair {
-    const char *a, *b;
+    std::string a, b;
     an::Correlation pearson, spearman;
   };
   std::vector<Pair> pairs;
+  std::vector<double> xs, ys;
   for (std::size_t i = 0; i < columns.size(); ++i) {
     for (std::size_t j = i + 1; j < columns.size(); ++j) {
-      const auto& x = columns[i].second;
-      const auto& y = columns[j].second;
-      if (std::adjacent_find(x.begin(), x.end(), std::not_equal_to<>()) == x.end() ||
-          std::adjacent_find(y.begin(), y.end(), std::not_equal_to<>()) == y.end()) {
+      const std::vector<double>* x = &columns[i].second;
+      const std::vector<double>* y = &columns[j].second;
+      const auto nan = [](double v) { return std::isnan(v); };
+      if (std::any_of(x->begin(), x->end(), nan) || std::any_of(y->begin(), y->end(), nan)) {
+        xs.clear();
+        ys.clear();
+        for (std::size_t k = 0; k < x->size(); ++k) {
+          if (std::isnan((*x)[k]) || std::isnan((*y)[k])) continue;
+          xs.push_back((*x)[k]);
+          ys.push_back((*y)[k]);
+        }
+        if (xs.size() < 3) continue;
+        x = &xs;
+        y = &ys;
+      }
+      if (std::adjacent_find(x->begin(), x->end(), std::not_equal_to<>()) == x->end() ||
+          std::adjacent_find(y->begin(), y->end(), std::not_equal_to<>()) == y->end()) {
         continue;
       }
-      pairs.push_back(
-          {columns[i].first->name, columns[j].first->name, an::pearson(x, y), an::spearman(x, y)});
+      pairs.push_back({columns[i].first, columns[j].first, an::pearson(*x, *y), an::spearman(*x, *y)});
     }
   }
   std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& p, const Pair& q) {

@@ -104,22 +104,25 @@ MetricAnalysis analyze_metric(const std::vector<monitor::RunRecord>& runs, const
 std::optional<analytics::Trend> metric_trend(const std::vector<monitor::RunRecord>& runs,
                                              const std::string& name);
 
-/// The value of metric `name` (one of history_metric_names()) in `r`: seconds or bytes.
-/// Throws InputError for an unknown name.
+/// The value of metric `name` (one of history_metric_names()) in `r`: seconds, bytes, or
+/// a custom metric's plain number; NaN for a custom metric `r` did not record. Throws
+/// InputError for a name that is neither built in nor a possible custom metric's.
 double history_metric(const monitor::RunRecord& r, const std::string& name);
 
-/// Whether metric `name` is in seconds (else bytes).
-bool metric_in_seconds(const std::string& name);
+/// The unit of metric `name`: "s", "bytes", or "" (a plain number). A custom metric's is
+/// the one the newest of `runs` (newest first) that recorded it gave; "" when none did.
+/// Throws InputError for a name that is neither built in nor a possible custom metric's.
+std::string metric_unit(const std::string& name, const std::vector<monitor::RunRecord>& runs = {});
 
-/// A metric's value as text in its unit ("1.25 s", "512.0 MiB").
-std::string metric_text(const std::string& name, double v);
+/// A metric's value as text in its unit ("1.25 s", "512.0 MiB", "1234.5"; see metric_unit()).
+std::string metric_text(const std::string& name, double v, const std::vector<monitor::RunRecord>& runs = {});
 
 /// Whether a run counts in the analyses: exit 0, not killed by a limit, no error.
 bool successful_run(const monitor::RunRecord& r);
 
 /// The metric names `--metric` takes: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
-/// read_bytes, write_bytes.
-std::vector<std::string> history_metric_names();
+/// read_bytes, write_bytes, then the custom metrics any of `runs` recorded, sorted.
+std::vector<std::string> history_metric_names(const std::vector<monitor::RunRecord>& runs = {});
 
 /// Throws InputError for an unknown metric or anomaly method.
 void check_history_options(const HistoryAnalyzeOptions& o);

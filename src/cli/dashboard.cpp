@@ -155,6 +155,7 @@ std::string bytes_label(double v) {
   return format_bytes(static_cast<std::uint64_t>(std::llround(std::max(0.0, v))));
 }
 std::string percent_label(double v) { return format_number(v, 3) + "%"; }
+std::string plain_label(double v) { return format_number(v, 4); }
 
 // Opens a chart: frame, axes, three value ticks and the x caption.
 void open_chart(std::string& out, const std::string& metric, const std::string& title, const Scale& s,
@@ -195,24 +196,25 @@ void polyline(std::string& out, const Scale& s, const std::vector<double>& xs,
 // A label's page
 
 struct MetricView {
-  const char* name;
-  const char* title;
+  std::string name;
+  std::string title;
+  std::string unit;  // "s", "bytes" or "" (a custom metric's plain number)
 };
 
-constexpr MetricView kMetricViews[] = {
-    {"wall", "Wall time"},
-    {"cpu_user", "User CPU"},
-    {"cpu_sys", "System CPU"},
-    {"max_rss", "Peak RSS (largest process)"},
-    {"tree_peak_rss", "Peak RSS of the tree"},
-    {"read_bytes", "Bytes read"},
-    {"write_bytes", "Bytes written"},
+const MetricView kMetricViews[] = {
+    {"wall", "Wall time", "s"},
+    {"cpu_user", "User CPU", "s"},
+    {"cpu_sys", "System CPU", "s"},
+    {"max_rss", "Peak RSS (largest process)", "bytes"},
+    {"tree_peak_rss", "Peak RSS of the tree", "bytes"},
+    {"read_bytes", "Bytes read", "bytes"},
+    {"write_bytes", "Bytes written", "bytes"},
 };
 
 // One metric over the runs, with its anomalies, change points, baseline band and the
 // latest runs' verdict marked.
 void metric_chart(std::string& out, const MetricAnalysis& a, const MetricView& m) {
-  const Fmt fmt = metric_in_seconds(m.name) ? seconds_label : bytes_label;
+  const Fmt fmt = m.unit == "s" ? seconds_label : m.unit == "bytes" ? bytes_label : plain_label;
   const std::size_t n = a.values.size();
   std::vector<double> xs(n);
   for (std::size_t i = 0; i < n; ++i) xs[i] = static_cast<double>(i);
@@ -278,7 +280,7 @@ void metric_chart(std::string& out, const MetricAnalysis& a, const MetricView& m
     out += "><title>#" + std::to_string(a.run_ids[i]) + " " + escaped(fmt(a.values[i])) + "</title></circle>";
   }
   close_chart(out);
-  out += "<p class=\"legend\" data-metric=\"" + std::string(m.name) + "\">";
+  out += "<p class=\"legend\" data-metric=\"" + m.name + "\">";
   if (a.analysed) {
     esc(out, "trend: " + a.trend.verdict + "; " + std::to_string(a.anomalies.size()) + " anomalies, " +
                  std::to_string(a.change_points.size()) + " change points");
@@ -377,7 +379,18 @@ void label_body(std::string& out, mon::History& h, const std::string& label,
     analyses.push_back(
         std::async(std::launch::async, [&runs, &a, name = m.name] { return analyze_metric(runs, name, a); }));
   }
+  // Then one chart per custom metric the runs recorded, analysed here, one after another
+  // (a run may record hundreds: no thread each).
+  std::vector<MetricView> custom;
+  for (const auto& name : history_metric_names(runs)) {
+    const auto builtin = [&](const MetricView& m) { return m.name == name; };
+    if (std::none_of(std::begin(kMetricViews), std::end(kMetricViews), builtin))
+      custom.push_back({name, name + " (custom)", metric_unit(name, runs)});
+  }
+  std::vector<MetricAnalysis> custom_analyses;
+  for (const auto& m : custom) custom_analyses.push_back(analyze_metric(runs, m.name, a));
   for (std::size_t i = 0; i < analyses.size(); ++i) metric_chart(out, analyses[i].get(), kMetricViews[i]);
+  for (std::size_t i = 0; i < custom.size(); ++i) metric_chart(out, custom_analyses[i], custom[i]);
 }
 
 Page label_page(mon::History& h, const std::string& label, const PageOptions& o) {

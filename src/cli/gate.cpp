@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <tuple>
 
 #include "report.hpp"
@@ -29,15 +31,16 @@ std::string trim(std::string_view s) {
 const auto num = [](double v, int digits = 4) { return format_number(v, digits); };
 const auto pct = format_change;
 
-// The metrics after "no-regression:" or "no-change-point:" (none: all of them).
+// The metrics after "no-regression:" or "no-change-point:" (none: all of them, with the
+// custom metrics the runs recorded, found when the rule is checked).
 std::vector<std::string> metric_list(std::string_view rule, std::string_view list) {
   std::vector<std::string> out;
-  if (list.empty()) return history_metric_names();
+  if (list.empty()) return out;
   while (true) {
     const auto comma = list.find(',');
     const std::string m = trim(list.substr(0, comma));
     try {
-      metric_in_seconds(m);  // throws InputError for an unknown metric
+      metric_unit(m);  // throws InputError for an unknown metric
     } catch (const InputError& e) {
       throw InputError("rule '" + std::string(rule) + "': " + e.what());
     }
@@ -118,16 +121,29 @@ GateRule parse_gate_rule(std::string_view text) {
   const std::string metric = trim(t.substr(0, op_at));
   r.op = t.substr(op_at, op_at + 1 < t.size() && t[op_at + 1] == '=' ? 2 : 1);
   const std::string value = trim(t.substr(op_at + r.op.size()));
+  std::string unit;
   try {
-    metric_in_seconds(metric);  // throws InputError for an unknown metric
+    unit = metric_unit(metric);  // throws InputError for an unknown metric; "" for a custom one
   } catch (const InputError& e) {
     throw InputError("rule '" + r.text + "': " + e.what());
   }
   r.metrics = {metric};
-  const bool in_seconds = metric_in_seconds(metric);
-  const auto v = in_seconds ? parse_seconds(value) : parse_bytes(value);
+  std::optional<double> v;
+  if (unit.empty()) {
+    // A custom metric: a plain number (it may be negative), or a duration or size for one
+    // recorded in seconds or bytes.
+    double x = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), x);
+    if (ec == std::errc() && end == value.data() + value.size() && std::isfinite(x)) v = x;
+    if (!v) v = parse_seconds(value);
+    if (!v) v = parse_bytes(value);
+  } else {
+    v = unit == "s" ? parse_seconds(value) : parse_bytes(value);
+  }
   if (!v) {
-    throw InputError("rule '" + r.text + "': '" + value + "' is not " + quantity_words(in_seconds));
+    throw InputError(
+        "rule '" + r.text + "': '" + value + "' is not " +
+        (unit.empty() ? std::string("a number (or a duration or size)") : quantity_words(unit == "s")));
   }
   r.limit = *v;
   return r;
@@ -168,24 +184,44 @@ GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const Gate
     c.message = latest_run + " " + (how.empty() ? "exited with " + std::to_string(latest.exit_code) : how);
     rep.checks.push_back(std::move(c));
   }
+  const std::vector<std::string> all_metrics = history_metric_names(runs);
+  // A metric no run of the label has is a mistake in the rule (a typo would otherwise
+  // skip or fail quietly), told before anything is checked.
   for (const auto& rule : o.rules) {
     for (const auto& m : rule.metrics) {
+      if (std::find(all_metrics.begin(), all_metrics.end(), m) != all_metrics.end()) continue;
+      std::string list;
+      for (const auto& n : all_metrics) list += (list.empty() ? "" : ", ") + n;
+      throw InputError("rule '" + rule.text + "': no metric '" + m + "' in the runs of label '" +
+                       o.history.label + "' (metrics: " + list + ")");
+    }
+  }
+  for (const auto& rule : o.rules) {
+    for (const auto& m : rule.metrics.empty() ? all_metrics : rule.metrics) {
       const std::uint64_t t0 = clock::monotonic_ns();
       GateCheck c;
       if (rule.kind == GateRule::Kind::threshold && !latest_ok) {
         c.name = rule.text;
         c.status = S::skip;
         c.measured = "run failed";
-        c.threshold = rule.op + " " + metric_text(m, rule.limit);
+        c.threshold = rule.op + " " + metric_text(m, rule.limit, runs);
         c.message = latest_run + " did not succeed: its " + m + " is not that of a whole run";
       } else if (rule.kind == GateRule::Kind::threshold) {
         const double v = history_metric(latest, m);
         c.name = rule.text;
-        c.measured = metric_text(m, v);
-        c.threshold = rule.op + " " + metric_text(m, rule.limit);
-        c.status = holds(v, rule.op, rule.limit) ? S::pass : S::fail;
-        c.message =
-            m + " " + c.measured + " in run " + std::to_string(latest.id) + ", threshold " + c.threshold;
+        c.threshold = rule.op + " " + metric_text(m, rule.limit, runs);
+        if (std::isnan(v)) {
+          // A custom metric the run did not record fails: a gate never passes on nothing.
+          c.measured = "not recorded";
+          c.status = S::fail;
+          c.message =
+              m + " was not recorded by run " + std::to_string(latest.id) + ", threshold " + c.threshold;
+        } else {
+          c.measured = metric_text(m, v, runs);
+          c.status = holds(v, rule.op, rule.limit) ? S::pass : S::fail;
+          c.message =
+              m + " " + c.measured + " in run " + std::to_string(latest.id) + ", threshold " + c.threshold;
+        }
       } else if (rule.kind == GateRule::Kind::no_regression) {
         c.name = "no-regression " + m;
         const auto& h = history_of(m);
@@ -201,8 +237,8 @@ GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const Gate
         } else {
           const auto& g = h.regression->result;
           c.status = g.regressed ? S::fail : S::pass;
-          c.measured = "median " + metric_text(m, g.current_median) + " vs " +
-                       metric_text(m, g.baseline_median) + " (" + pct(g.relative_change) +
+          c.measured = "median " + metric_text(m, g.current_median, runs) + " vs " +
+                       metric_text(m, g.baseline_median, runs) + " (" + pct(g.relative_change) +
                        "), Mann-Whitney p " + num(g.mann_whitney.p_value, 3);
           if (h.regression->pinned)
             c.measured += ", baseline up to pinned run " + std::to_string(*h.regression->pinned);
@@ -232,8 +268,8 @@ GateReport evaluate_gate(const std::vector<monitor::RunRecord>& runs, const Gate
             c.measured = std::string(found->mean_after >= found->mean_before ? "rose " : "fell ") +
                          pct(found->relative_change) + " starting at run " +
                          std::to_string(h.run_ids[found->index]) + ": mean " +
-                         metric_text(m, found->mean_before) + " -> " + metric_text(m, found->mean_after) +
-                         ", p " + num(found->p_value, 3);
+                         metric_text(m, found->mean_before, runs) + " -> " +
+                         metric_text(m, found->mean_after, runs) + ", p " + num(found->p_value, 3);
           }
           c.message = m + ": " + c.measured + "; threshold " + c.threshold;
         }
@@ -253,7 +289,13 @@ int run_gate(monitor::History& h, GateOptions o, std::size_t runs, const GateOut
     return 1;
   }
   for (const auto& p : h.pinned_baselines(o.history.label)) o.history.pinned = p.run_id;
-  const GateReport rep = evaluate_gate(list, o);
+  GateReport rep;
+  try {
+    rep = evaluate_gate(list, o);
+  } catch (const InputError& e) {
+    std::fprintf(stderr, "spyglass: error: %s\n", e.what());
+    return 1;
+  }
   if (out != nullptr) std::fputs(gate_text(rep).c_str(), out);
   if (!write_gate_reports(rep, files)) return 1;
   return rep.count(GateCheck::Status::fail) == 0 ? 0 : kGateFailed;

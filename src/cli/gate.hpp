@@ -26,10 +26,12 @@ constexpr int kRunGateFailed = 123;
 struct GateRule {
   enum class Kind { threshold, no_regression, no_change_point };
   Kind kind = Kind::threshold;
-  std::string text;                  ///< as given
-  std::vector<std::string> metrics;  ///< the metric of a threshold; those a test covers
-  std::string op;                    ///< threshold: <, <=, > or >=
-  double limit = 0;                  ///< threshold: seconds or bytes
+  std::string text;  ///< as given
+  /// The metric of a threshold; those a test covers (empty: every metric the runs have,
+  /// built in or custom).
+  std::vector<std::string> metrics;
+  std::string op;    ///< threshold: <, <=, > or >=
+  double limit = 0;  ///< threshold: seconds or bytes
 };
 
 /// Parses `METRIC OP VALUE` (VALUE in the metric's unit, as `run` reads durations and

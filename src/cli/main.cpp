@@ -33,7 +33,9 @@
 #include "spyglass/monitor/analytics.hpp"
 #include "spyglass/monitor/history.hpp"
 #include "spyglass/monitor/live.hpp"
+#include "spyglass/monitor/run_metrics.hpp"
 #include "spyglass/monitor/runner.hpp"
+#include "spyglass/run_metric.hpp"
 #include "trace.hpp"
 #include "units.hpp"
 
@@ -106,6 +108,9 @@ options:
   --help                 this text
 
 DURATION: a number with ms, s, m or h (plain numbers are seconds). SIZE: bytes, or with K, M, G.
+Custom metrics: the command (or any process of its tree) appends lines `name value [unit]`
+(unit: s, ms, us, ns, B, KiB, MiB, GiB, kB, MB, GB, or none) to the file named by
+$SPYGLASS_METRICS_FILE; they are recorded with the run (bad lines: a warning, file kept).
 Exit status: the command's; 128+N when signal N ended it; 124 when a limit killed it;
 126/127 when it could not be started; 125 for a usage error or when spyglass itself failed.
 With --gate: the command's failure first, with its status as above; when the command
@@ -187,7 +192,8 @@ options:
                          (max_rss=2GiB, wall=1.5s; repeatable, one per metric); a bare
                          VALUE when exactly one --metric is given
   --metric M             --label: wall, cpu_user, cpu_sys, max_rss, tree_peak_rss,
-                         read_bytes or write_bytes (repeatable; default all)
+                         read_bytes, write_bytes, or a custom metric the runs recorded
+                         (repeatable; default all)
   --latest K             --label: the latest K runs against the baseline (default 5)
   --baseline N           --label: successful, non-anomalous runs before them, or up to
                          the run pinned with `spyglass baseline pin` (default 20)
@@ -228,7 +234,8 @@ rules (--rule, repeatable):
                          failed, which fails the gate); OP is <, <=, > or >=;
                          METRIC is wall, cpu_user, cpu_sys (VALUE a duration: 2s, 150ms)
                          or max_rss, tree_peak_rss, read_bytes, write_bytes (VALUE a size:
-                         512MiB, 64K); e.g. 'wall < 2s', 'max_rss < 512MiB'
+                         512MiB, 64K), or a custom metric the runs recorded (VALUE a
+                         number, or in its unit); e.g. 'wall < 2s', 'items_per_s > 1000'
   no-regression[:M,...]  the latest K successful runs are not significantly worse than
                          the baseline (Mann-Whitney p < 0.01 and median +5% or more), as
                          `analyze --label` tests it; default: every metric
@@ -509,6 +516,41 @@ bool write_file(const std::string& path, const std::string& text) {
   return static_cast<bool>(f);
 }
 
+// A private, empty file for the run's custom metrics, its path set in the environment the
+// command inherits; "" (with a warning) when none can be made.
+std::string make_metrics_file() {
+  const char* dir = std::getenv("TMPDIR");
+  std::string path = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/spyglass-metrics-XXXXXX";
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) {
+    std::fprintf(stderr, "spyglass: warning: no metrics file for the run (%s): %s\n", path.c_str(),
+                 std::strerror(errno));
+    ::unsetenv(spyglass::kRunMetricsEnv);
+    return {};
+  }
+  ::close(fd);
+  ::setenv(spyglass::kRunMetricsEnv, path.c_str(), 1);
+  return path;
+}
+
+// The metrics the command appended to `path` into `r`. Bad lines are reported and the file
+// kept (nothing is lost); otherwise it is removed.
+void collect_run_metrics(const std::string& path, mon::RunRecord& r) {
+  if (path.empty()) return;
+  const auto names = cli::history_metric_names();
+  auto read = mon::read_run_metrics(path, names);
+  r.metrics = std::move(read.metrics);
+  for (const auto& w : read.warnings) {
+    std::fprintf(stderr, "spyglass: warning: metrics file %s: %s\n", path.c_str(), w.c_str());
+  }
+  if (read.warnings.empty()) {
+    ::unlink(path.c_str());
+  } else {
+    std::fprintf(stderr, "spyglass: warning: metrics file %s is kept; %zu metric(s) were recorded from it\n",
+                 path.c_str(), r.metrics.size());
+  }
+}
+
 int cmd_run(Args& a) {
   mon::RunOptions o;
   std::string db = default_db(), json_path;
@@ -660,6 +702,9 @@ int cmd_run(Args& a) {
     }
   }
 
+  // Before any thread starts (alert delivery): setenv() is not safe beside a concurrent getenv().
+  const std::string metrics_file = make_metrics_file();
+
   // Live detection runs on the runner's thread, on each sample as it is taken; times are
   // seconds since just before the spawn.
   std::optional<alerts::RunAlerts> run_alerts;
@@ -683,6 +728,7 @@ int cmd_run(Args& a) {
 
   mon::RunResult res = mon::run(o);
   mon::RunRecord& r = res.record;
+  collect_run_metrics(metrics_file, r);
   if (live) {
     for (const auto& f : live->findings()) {
       const double at_ns = static_cast<double>(live_t0) + f.t * 1e9 - static_cast<double>(res.start_mono_ns);

@@ -78,6 +78,14 @@ std::string format_time(std::int64_t unix_ns) {
   return buf;
 }
 
+std::string unit_value_text(const std::string& unit, double v) {
+  const std::string sign = v < 0 ? "-" : "";
+  if (unit == "s") return sign + format_seconds(std::fabs(v));
+  if (unit == "B" || unit == "bytes")
+    return sign + format_bytes(static_cast<std::uint64_t>(std::llround(std::fabs(v))));
+  return format_number(v, 6);
+}
+
 namespace {
 
 std::string leftovers_line(const monitor::RunRecord& r, const std::vector<pid_t>& pids) {
@@ -94,7 +102,16 @@ std::string leftovers_line(const monitor::RunRecord& r, const std::vector<pid_t>
   return out + "\n";
 }
 
-// The whole tree's figures and what measured them, after `lead`.
+// The custom metrics the run recorded, after `lead`, `per_line` to a line.
+std::string metric_lines(const monitor::RunRecord& r, const char* lead, std::size_t per_line) {
+  std::string out;
+  for (std::size_t i = 0; i < r.metrics.size(); ++i) {
+    out += i % per_line == 0 ? (i == 0 ? "" : "\n") + std::string(lead) : "  ";
+    out += r.metrics[i].name + " " + unit_value_text(r.metrics[i].unit, r.metrics[i].value);
+  }
+  return out.empty() ? out : out + "\n";
+}
+
 // A line per finding of live detection, the first `cap` of them; `more` says where the
 // rest are.
 std::string detection_lines(const monitor::RunRecord& r, const char* lead, std::size_t cap,
@@ -163,6 +180,7 @@ std::string run_summary(const monitor::RunRecord& r, const std::vector<monitor::
          std::to_string(r.peak_threads) + "  processes " + std::to_string(r.peak_processes) + "\n";
   out += tree_line(r, "  tree ");
   out += leftovers_line(r, leftover_pids);
+  out += metric_lines(r, "  metrics ", 4);
   out +=
       detection_lines(r, "  detected ", 5, r.id != 0 ? " (spyglass show " + std::to_string(r.id) + ")" : "");
   if (baseline.empty()) {
@@ -301,6 +319,7 @@ std::string run_details(const monitor::RunRecord& r) {
          " threads at peak; ctx switches " + std::to_string(r.vol_ctx) + " voluntary, " +
          std::to_string(r.invol_ctx) + " involuntary; faults " + std::to_string(r.minflt) + " minor, " +
          std::to_string(r.majflt) + " major\n";
+  out += metric_lines(r, "  metrics   ", 4);
   out += detection_lines(r, "  detected  ", 50, " (show --json lists all)");
   return out;
 }

@@ -16,6 +16,9 @@ std::string format_seconds(double seconds);
 std::string format_time(std::int64_t unix_ns);
 /// `v` with `digits` significant digits (printf %g).
 std::string format_number(double v, int digits = 4);
+/// `v` in `unit`: "s" as a duration, "B" or "bytes" as a size, else a plain number (6
+/// significant digits).
+std::string unit_value_text(const std::string& unit, double v);
 /// A fraction as a signed percentage: 0.25 -> "+25%".
 std::string format_change(double fraction);
 

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 
 #include "history_db.hpp"
 #include "spyglass/json.hpp"
@@ -34,6 +35,14 @@ ALTER TABLE runs ADD COLUMN limit_max_rss_bytes INTEGER;
 ALTER TABLE runs ADD COLUMN limit_max_cpu_seconds REAL;
 ALTER TABLE runs ADD COLUMN limit_kill TEXT;
 ALTER TABLE runs ADD COLUMN limit_grace_ns INTEGER;
+)sql";
+
+// The custom metrics each run recorded (its primary key is the index reads use).
+constexpr const char* kRunMetricsMigration = R"sql(
+CREATE TABLE run_metrics(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  name TEXT NOT NULL, value REAL NOT NULL, unit TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (run_id, name)) WITHOUT ROWID;
 )sql";
 
 // Forward migrations: kMigrations[i] takes the schema from version i to i + 1.
@@ -127,6 +136,7 @@ CREATE INDEX alert_deliveries_alert ON alert_deliveries(alert_id, attempt);
 CREATE INDEX alerts_label_rule ON alerts(label, rule, created_unix_ns);
 )sql",
     kRunLimitsMigration,
+    kRunMetricsMigration,
 };
 static_assert(std::size(kMigrations) == History::kSchemaVersion);
 
@@ -139,6 +149,8 @@ constexpr int version_after(std::string_view migration) {
 }
 constexpr int kRunLimitsVersion = version_after(kRunLimitsMigration);
 static_assert(kRunLimitsVersion > 0);
+constexpr int kRunMetricsVersion = version_after(kRunMetricsMigration);
+static_assert(kRunMetricsVersion > 0);
 
 // The limit columns, as insert() writes them (NULL: no such limit); run_columns() reads
 // NULL as -1, which no limit ever is.
@@ -648,6 +660,24 @@ struct History::Impl {
     return out;
   }
 
+  // The custom metrics of the runs `sql` (bound by `bind`) selects, into `out`: one query
+  // for them all, whatever the number of runs.
+  void read_metrics(const std::string& sql, const std::function<void(Stmt&)>& bind,
+                    std::vector<RunRecord>& out) {
+    const std::string q =
+        "SELECT run_id, name, value, unit FROM run_metrics WHERE run_id IN (SELECT id FROM (" + sql +
+        ") AS listed) ORDER BY run_id, name";
+    Stmt s(db, q, "query run metrics");
+    bind(s);
+    std::unordered_map<std::int64_t, RunRecord*> by_id;
+    by_id.reserve(out.size());
+    for (RunRecord& r : out) by_id.emplace(r.id, &r);
+    while (s.step()) {
+      const auto it = by_id.find(s.i64(0));
+      if (it != by_id.end()) it->second->metrics.push_back({s.text(1), s.f64(2), s.text(3)});
+    }
+  }
+
   std::vector<RunRecord> query_runs(const std::string& sql, const std::function<void(Stmt&)>& bind,
                                     bool tails, bool detections = false, bool invocation = true,
                                     std::size_t limit = 0) {
@@ -668,6 +698,7 @@ struct History::Impl {
       }
       out.push_back(std::move(r));
     }
+    if (version >= kRunMetricsVersion && !out.empty()) read_metrics(sql, bind, out);
     if (detections) {
       for (RunRecord& r : out) r.detections = read_detections(r.id);
     }
@@ -799,6 +830,21 @@ std::int64_t History::insert(RunRecord& r, std::span<const Sample> samples, std:
       s.bind(5, d.value);
       s.bind(6, d.score);
       s.bind(7, d.detector);
+      s.run();
+    }
+  }
+  if (h.version >= kRunMetricsVersion && !r.metrics.empty()) {
+    // A repeated name keeps its last value, as the metrics file reads.
+    Stmt s(h.db,
+           "INSERT INTO run_metrics(run_id, name, value, unit) VALUES (?,?,?,?) "
+           "ON CONFLICT(run_id, name) DO UPDATE SET value = excluded.value, unit = excluded.unit",
+           "insert run metrics");
+    for (const RunMetric& m : r.metrics) {
+      s.reset();
+      s.bind(1, id);
+      s.bind(2, m.name);
+      s.bind(3, m.value);
+      s.bind(4, m.unit);
       s.run();
     }
   }

@@ -94,6 +94,16 @@ void write_json(const RunRecord& r, std::string& out) {
     w.end_object();
   }
   w.end_array();
+  w.key("metrics");
+  w.begin_object();
+  for (const RunMetric& m : r.metrics) {
+    w.key(m.name);
+    w.begin_object();
+    w.key("value"), w.value(m.value);
+    w.key("unit"), w.value(m.unit);
+    w.end_object();
+  }
+  w.end_object();
   w.key("stdout_tail"), w.value(r.stdout_tail);
   w.key("stderr_tail"), w.value(r.stderr_tail);
   w.end_object();

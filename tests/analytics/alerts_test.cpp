@@ -120,10 +120,9 @@ TEST(AlertRules, ErrorsNameLineAndField) {
        "\"treshold\"}\n]}",
        "rules.json:3: rules[0].condition: unknown condition \"treshold\" (threshold, anomaly, change_point, "
        "regression, forecast_breach, run_failed, killed_by_limit, spike, leak)"},
-      {"{\"rules\": [{\"name\": \"a\", \"condition\": \"threshold\", \"metric\": \"wal\", \"value\": 1}]}",
-       "rules.json:1: rules[0].metric: unknown metric \"wal\" (wall, cpu_user, cpu_sys, max_rss, "
-       "tree_peak_rss, "
-       "read_bytes, write_bytes)"},
+      {"{\"rules\": [{\"name\": \"a\", \"condition\": \"threshold\", \"metric\": \"wal l\", \"value\": 1}]}",
+       "rules.json:1: rules[0].metric: unknown metric \"wal l\" (wall, cpu_user, cpu_sys, max_rss, "
+       "tree_peak_rss, read_bytes, write_bytes, or a custom metric's name)"},
       {"{\"rules\": [{\"name\": \"a\", \"condition\": \"threshold\", \"metric\": \"wall\",\n \"value\": \"2 "
        "parsecs\"}]}",
        "rules.json:2: rules[0].value: not a duration (a number with us, ms, s, m or h)"},
@@ -253,6 +252,25 @@ TEST(AlertRules, ThresholdAndRunState) {
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].rule, "killed");
   EXPECT_EQ(a[0].message, "[killed] nightly: run 3 killed by a limit: timeout");
+}
+
+// A custom metric the runs recorded: thresholds in its own unit; a run without it alerts on nothing.
+TEST(AlertRules, CustomMetricThreshold) {
+  const auto set = al::parse_rules(R"({"rules": [
+    {"name": "slow-items", "metric": "items_per_s", "condition": "threshold", "op": "<", "value": 1000},
+    {"name": "lat", "metric": "lat", "condition": "threshold", "value": "200ms"}
+  ]})",
+                                   "r.json");
+  auto ok = run_of("nightly", 1, 1);
+  ok.metrics = {{"items_per_s", 1500, ""}, {"lat", 0.1, "s"}};
+  EXPECT_TRUE(al::evaluate_run(set, {ok}, 1).empty());
+  auto bad = run_of("nightly", 2, 1);
+  bad.metrics = {{"items_per_s", 900, ""}, {"lat", 0.25, "s"}};
+  const auto a = al::evaluate_run(set, {bad, ok}, 7);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].message, "[slow-items] nightly: items_per_s 900 in run 2 < 1000");
+  EXPECT_EQ(a[1].message, "[lat] nightly: lat 250 ms in run 2 > 200 ms");
+  EXPECT_TRUE(al::evaluate_run(set, {run_of("nightly", 3, 1), bad}, 1).empty());
 }
 
 // median + k·MAD of the previous successful runs, as NumPy computes it.

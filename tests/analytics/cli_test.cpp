@@ -699,6 +699,60 @@ print("ok")
   EXPECT_EQ(missing.exit_code, 1) << missing.err;
 }
 
+// A custom metric recorded by real runs (a shell script appending to the metrics file),
+// analysed as the built-in ones: its trend is SciPy's over the runs that recorded it.
+TEST(AnalyticsCli, AnalyzeCustomMetricAgainstSciPy) {
+  TempDir dir;
+  const std::string db = dir / "history.db";
+  const std::vector<std::string> values = {"100", "104.5", "103", "110", "", "112", "118.25", "121", "125"};
+  for (const auto& v : values) {
+    const std::string script =
+        v.empty() ? "true"
+                  : "echo \"items_per_s " + v +
+                        "\" >> \"$SPYGLASS_METRICS_FILE\"; echo \"lat 2 ms\" >> \"$SPYGLASS_METRICS_FILE\"";
+    const auto r =
+        run({kSpyglass, "run", "-q", "--db", db, "--label", "bench", "--", "sh", "-c", script}, dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const auto r = run({kSpyglass, "analyze", "--label", "bench", "--db", db, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto c = python_on(dir, r.out, R"(
+import json, sqlite3, sys
+from scipy import stats
+d = json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit("not JSON: " + c))
+con = sqlite3.connect(sys.argv[2])
+rows = con.execute("SELECT m.run_id, m.value FROM run_metrics m JOIN runs r ON r.id = m.run_id "
+                   "WHERE m.name = 'items_per_s' ORDER BY r.start_unix_ns, r.id").fetchall()
+y = [v for _, v in rows]
+assert y == [100, 104.5, 103, 110, 112, 118.25, 121, 125], y  # the run without it is no point
+assert list(d["metrics"])[-2:] == ["items_per_s", "lat"], list(d["metrics"])
+m = d["metrics"]["items_per_s"]
+assert m["unit"] == "" and d["metrics"]["lat"]["unit"] == "s", m
+fit = stats.linregress(range(len(y)), y)
+t = m["trend"]
+assert abs(t["slope_per_point"] - fit.slope) <= 1e-9 * abs(fit.slope), (t, fit)
+assert abs(t["r2"] - fit.rvalue ** 2) <= 1e-9 * fit.rvalue ** 2, (t, fit)
+assert abs(t["p_value"] - fit.pvalue) <= 1e-9 * fit.pvalue, (t, fit)
+print("ok")
+)",
+                           {db});
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
+  EXPECT_EQ(c.out, "ok\n");
+
+  const auto text =
+      run({kSpyglass, "analyze", "--label", "bench", "--db", db, "--metric", "items_per_s"}, dir.path());
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("== items_per_s ==\nsummary: mean 111.7"), std::string::npos) << text.out;
+  EXPECT_EQ(text.out.find("== wall =="), std::string::npos) << text.out;
+  const auto none =
+      run({kSpyglass, "analyze", "--label", "bench", "--db", db, "--metric", "absent"}, dir.path());
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("label 'bench': no metric 'absent' in its runs (metrics: wall, cpu_user, cpu_sys, "
+                          "max_rss, tree_peak_rss, read_bytes, write_bytes, items_per_s, lat)"),
+            std::string::npos)
+      << none.err;
+}
+
 TEST(AnalyticsCli, AnalyzeRunHistoryAgainstSciPy) {
   TempDir dir;
   const std::string db = dir / "history.db";
@@ -769,8 +823,14 @@ print("ok")
 
   const auto bad =
       run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--metric", "speed"}, dir.path());
-  EXPECT_EQ(bad.exit_code, 125);
-  EXPECT_NE(bad.err.find("no metric 'speed' (metrics: wall, cpu_user"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.exit_code, 1);  // any name can be a custom metric's: none of these runs recorded it
+  EXPECT_NE(bad.err.find("label 'nightly': no metric 'speed' in its runs (metrics: wall, cpu_user"),
+            std::string::npos)
+      << bad.err;
+  const auto odd =
+      run({kSpyglass, "analyze", "--label", "nightly", "--db", db, "--metric", "sp eed"}, dir.path());
+  EXPECT_EQ(odd.exit_code, 125);
+  EXPECT_NE(odd.err.find("no metric 'sp eed' (metrics: wall, cpu_user"), std::string::npos) << odd.err;
   const auto none = run({kSpyglass, "analyze", "--label", "absent", "--db", db}, dir.path());
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.err.find("no runs labelled 'absent'"), std::string::npos) << none.err;

@@ -264,13 +264,23 @@ TEST(Gate, BadInputIsAClearError) {
   for (const auto& [rule, says] : std::vector<std::pair<std::string, std::string>>{
            {"wall < 2MiB", "rule 'wall < 2MiB': '2MiB' is not a duration"},
            {"max_rss < 2s", "rule 'max_rss < 2s': '2s' is not a size"},
-           {"speed < 2s", "rule 'speed < 2s': no metric 'speed' (metrics: wall, cpu_user"},
+           {"sp eed < 2s", "rule 'sp eed < 2s': no metric 'sp eed' (metrics: wall, cpu_user"},
            {"wall = 2s", "rule 'wall = 2s': expected METRIC < VALUE"},
            {"no-regression:", "rule 'no-regression:': no metric after ':'"},
-           {"no-change-point:wall,rss", "rule 'no-change-point:wall,rss': no metric 'rss'"},
+           {"no-change-point:wall,r-ss", "rule 'no-change-point:wall,r-ss': no metric 'r-ss'"},
            {"wall < -1s", "'-1s' is not a duration"}}) {
     const auto r = gate(dir, db, "l", {"wall < 2s", rule});
     EXPECT_EQ(r.exit_code, 125) << rule;
+    EXPECT_NE(r.err.find(says), std::string::npos) << rule << ": " << r.err;
+    EXPECT_EQ(r.out, "") << rule;
+  }
+  // Any name can be a custom metric's: one that no run of the label recorded is an error.
+  for (const auto& [rule, says] : std::vector<std::pair<std::string, std::string>>{
+           {"speed < 2s",
+            "rule 'speed < 2s': no metric 'speed' in the runs of label 'l' (metrics: wall, cpu_user"},
+           {"no-change-point:wall,rss", "rule 'no-change-point:wall,rss': no metric 'rss' in the runs"}}) {
+    const auto r = gate(dir, db, "l", {"wall < 2s", rule});
+    EXPECT_EQ(r.exit_code, 1) << rule;
     EXPECT_NE(r.err.find(says), std::string::npos) << rule << ": " << r.err;
     EXPECT_EQ(r.out, "") << rule;
   }
@@ -489,4 +499,61 @@ TEST(Gate, RunChecksTheRulesAfterRecording) {
     EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
   }
   EXPECT_EQ(run({"sqlite3", db, "SELECT count(*) FROM runs"}, dir.path()).out, "5\n");
+}
+
+// Custom metrics the runs recorded: thresholds in their own units, a run lacking one, and
+// no-regression over every metric, built in or custom.
+TEST(Gate, CustomMetrics) {
+  TempDir dir;
+  const std::string db = dir / "h.db";
+  {
+    auto h = spyglass::monitor::History::open(db);
+    for (int i = 0; i < 13; ++i) {
+      spyglass::monitor::RunRecord r;
+      r.label = "bench";
+      r.command = "job";
+      r.start_unix_ns = (1772323200LL + 3600LL * i) * 1000000000LL;
+      r.duration_ns = 1000000000;
+      r.end_unix_ns = r.start_unix_ns + r.duration_ns;
+      // 8 runs near 1000 items/s, then the latest 5 near 1300; latency flat at 250 ms.
+      r.metrics = {{"items_per_s", (i < 8 ? 1000.0 : 1300.0) + i * 0.5, ""}, {"lat", 0.25, "s"}};
+      if (i == 0) r.metrics.push_back({"warmup", 3, "s"});  // only the first run recorded it
+      h.insert(r, {}, 0);
+    }
+  }
+  const auto pass = gate(dir, db, "bench", {"items_per_s > 1000", "lat <= 250ms", "lat < 1"});
+  EXPECT_EQ(pass.exit_code, 0) << pass.out << pass.err;
+  EXPECT_NE(pass.out.find("PASS items_per_s > 1000: 1306\n"), std::string::npos) << pass.out;
+  EXPECT_NE(pass.out.find("PASS lat <= 250ms: 250 ms\n"), std::string::npos) << pass.out;
+
+  const auto fail = gate(dir, db, "bench", {"items_per_s > 2000", "lat < 200ms", "warmup >= 1"});
+  EXPECT_EQ(fail.exit_code, kGateFailed) << fail.out << fail.err;
+  EXPECT_NE(fail.out.find("FAIL items_per_s > 2000: items_per_s 1306 in run 13, threshold > 2000"),
+            std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find("FAIL lat < 200ms: lat 250 ms in run 13, threshold < 200 ms"), std::string::npos)
+      << fail.out;
+  EXPECT_NE(fail.out.find("FAIL warmup >= 1: warmup was not recorded by run 13, threshold >= 1.00 s"),
+            std::string::npos)
+      << fail.out;
+
+  // No metric named: the built-in ones and both custom ones; only the throughput moved.
+  const auto reg = gate(dir, db, "bench", {"no-regression"});
+  EXPECT_EQ(reg.exit_code, kGateFailed) << reg.out << reg.err;
+  EXPECT_NE(reg.out.find("FAIL no-regression items_per_s: items_per_s: latest 5 runs vs 8 baseline runs"),
+            std::string::npos)
+      << reg.out;
+  EXPECT_NE(reg.out.find("PASS no-regression lat"), std::string::npos) << reg.out;
+  EXPECT_NE(reg.out.find("SKIP no-regression warmup"), std::string::npos) << reg.out;
+  const auto absent = gate(dir, db, "bench", {"absent >= 1"});
+  EXPECT_EQ(absent.exit_code, 1);
+  EXPECT_NE(absent.err.find("no metric 'absent' in the runs of label 'bench'"), std::string::npos)
+      << absent.err;
+  EXPECT_NE(reg.out.find("PASS no-regression wall"), std::string::npos) << reg.out;
+  EXPECT_EQ(gate(dir, db, "bench", {"no-regression:lat"}).exit_code, 0);
+
+  for (const char* bad : {"bad-name! > 1", "items_per_s > fast", "no-regression:1x"}) {
+    const auto r = gate(dir, db, "bench", {bad});
+    EXPECT_EQ(r.exit_code, 125) << bad << r.out << r.err;
+  }
 }

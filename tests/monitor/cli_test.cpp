@@ -180,26 +180,28 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
                          dir.path())
           .exit_code,
       4);
-  const auto q = spyglass_test::run({"sqlite3", db,
-                                     "PRAGMA user_version; PRAGMA application_id; PRAGMA journal_mode;"
-                                     "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
-                                     "WHERE type='table' ORDER BY name);"
-                                     "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
-                                     "WHERE type='index' AND sql IS NOT NULL "
-                                     "ORDER BY name);"
-                                     "SELECT group_concat(name, ',') FROM pragma_table_info('runs');"
-                                     "SELECT group_concat(name, ',') FROM pragma_table_info('samples');"
-                                     "SELECT group_concat(name, ',') FROM pragma_table_info('alerts');"
-                                     "SELECT group_concat(name, ',') FROM pragma_table_info('baselines');"
-                                     "SELECT group_concat(name, ',') FROM pragma_table_info('detections');"});
+  const auto q =
+      spyglass_test::run({"sqlite3", db,
+                          "PRAGMA user_version; PRAGMA application_id; PRAGMA journal_mode;"
+                          "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
+                          "WHERE type='table' ORDER BY name);"
+                          "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master "
+                          "WHERE type='index' AND sql IS NOT NULL "
+                          "ORDER BY name);"
+                          "SELECT group_concat(name, ',') FROM pragma_table_info('runs');"
+                          "SELECT group_concat(name, ',') FROM pragma_table_info('samples');"
+                          "SELECT group_concat(name, ',') FROM pragma_table_info('alerts');"
+                          "SELECT group_concat(name, ',') FROM pragma_table_info('baselines');"
+                          "SELECT group_concat(name, ',') FROM pragma_table_info('detections');"
+                          "SELECT group_concat(name, ',') FROM pragma_table_info('run_metrics');"});
   ASSERT_EQ(q.exit_code, 0) << q.err;
   // The schema documented in history.hpp, column by column.
   EXPECT_EQ(
       q.out,
-      "8\n"
+      "9\n"
       "1397774668\n"  // 0x5350594c
       "wal\n"
-      "alert_deliveries,alerts,baselines,detections,runs,samples,spyglass_meta\n"
+      "alert_deliveries,alerts,baselines,detections,run_metrics,runs,samples,spyglass_meta\n"
       "alert_deliveries_alert,alerts_label_created,alerts_label_rule,alerts_run,detections_run,runs_label_"
       "start,"
       "runs_start\n"
@@ -214,7 +216,8 @@ TEST(Cli, Sqlite3ReadsTheDocumentedSchema) {
       "vms_bytes,pss_bytes,uss_bytes,read_bytes,write_bytes,rchar,wchar,vol_ctx,invol_ctx,minflt,majflt\n"
       "id,run_id,label,created_unix_ns,kind,metric,severity,value,baseline,message,rule\n"
       "label,run_id,pinned_unix_ns\n"
-      "run_id,offset_ns,metric,kind,value,score,detector\n");
+      "run_id,offset_ns,metric,kind,value,score,detector\n"
+      "run_id,name,value,unit\n");
   // The values mean what the documentation says.
   const auto runs = spyglass_test::run(
       {"sqlite3", db,

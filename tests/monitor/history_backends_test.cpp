@@ -235,10 +235,10 @@ TEST_P(HistoryBackends, MigratesForwardKeepingData) {
     h.insert(r, make_samples(3, 0), 0);
   }
   const std::string tables_sql =
-      pg() ? "SELECT tablename FROM pg_tables WHERE tablename IN ('alerts', 'alert_deliveries', 'baselines') "
-             "ORDER BY tablename"
-           : "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'alert_deliveries', 'baselines') "
-             "ORDER BY name";
+      pg() ? "SELECT tablename FROM pg_tables WHERE tablename IN ('alerts', 'alert_deliveries', 'baselines', "
+             "'run_metrics') ORDER BY tablename"
+           : "SELECT name FROM sqlite_master WHERE name IN ('alerts', 'alert_deliveries', 'baselines', "
+             "'run_metrics') ORDER BY name";
   auto tables = peer({tables_sql});
   EXPECT_EQ(tables.out, "");
   {
@@ -298,7 +298,7 @@ TEST_P(HistoryBackends, MigratesForwardKeepingData) {
   }
   tables = peer({tables_sql, pg() ? "SELECT value FROM spyglass_meta WHERE key = 'user_version'"
                                   : "PRAGMA user_version"});
-  EXPECT_EQ(tables.out, "alert_deliveries\nalerts\nbaselines\n8\n");
+  EXPECT_EQ(tables.out, "alert_deliveries\nalerts\nbaselines\nrun_metrics\n9\n");
   // The backend's own client reads the limits: the migrated run has none (NULL).
   const auto limits =
       peer({"SELECT COALESCE(limit_timeout_ns, -1), limit_max_rss_bytes, limit_max_cpu_seconds, "
@@ -563,6 +563,59 @@ TEST_P(HistoryBackends, AlertsOfAVersion6HistoryAfterMigration) {
   ASSERT_EQ(back[0].deliveries.size(), 1u);
   EXPECT_EQ(back[0].deliveries[0].outcome, "abandoned");
   EXPECT_EQ(back[0].deliveries[0].detail, "");
+}
+
+// Custom metrics of a version 7 history's runs after migration: stored per run, read back
+// with every listing (one query for them all), as the backend's own client sees them.
+TEST_P(HistoryBackends, RunMetricsOfAMigratedVersion7History) {
+  {
+    auto h = mon::History::open(location(), {.schema_version = 7});
+    auto r = make_run("job", 1);
+    r.metrics = {{"ignored", 1, ""}};  // no table for it yet: not stored, no failure
+    h.insert(r, {}, 0);
+  }
+  auto h = mon::History::open(location());
+  EXPECT_EQ(h.schema_version(), mon::History::kSchemaVersion);
+  auto a = make_run("job", 2);
+  a.metrics = {{"items_per_s", 1234.5, ""}, {"latency.p99", 0.25, "s"}, {"heap", 2048, "B"}};
+  h.insert(a, {}, 0);
+  auto b = make_run("other", 3);
+  b.metrics = {{"items_per_s", -7.5, ""}};
+  h.insert(b, {}, 0);
+  auto c = make_run("job", 4);  // recorded none
+  h.insert(c, {}, 0);
+
+  const auto q = peer({"SELECT run_id, name, value, unit FROM run_metrics ORDER BY run_id, name"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(q.out,
+            pg() ? "2|heap|2048|B\n2|items_per_s|1234.5|\n2|latency.p99|0.25|s\n3|items_per_s|-7.5|\n"
+                 : "2|heap|2048.0|B\n2|items_per_s|1234.5|\n2|latency.p99|0.25|s\n3|items_per_s|-7.5|\n");
+
+  const auto names = [](const mon::RunRecord& r) {
+    std::string out;
+    for (const auto& m : r.metrics) out += m.name + "=" + std::to_string(m.value) + m.unit + ";";
+    return out;
+  };
+  const auto all = h.runs({});
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(names(all[0]), "");
+  EXPECT_EQ(names(all[1]), "items_per_s=-7.500000;");
+  EXPECT_EQ(names(all[2]), "heap=2048.000000B;items_per_s=1234.500000;latency.p99=0.250000s;");
+  EXPECT_EQ(names(all[3]), "");  // the old run
+  const auto job = h.runs({.label = "job", .limit = 2});
+  ASSERT_EQ(job.size(), 2u);
+  EXPECT_EQ(names(job[1]), names(all[2]));
+  EXPECT_EQ(names(*h.run(b.id)), "items_per_s=-7.500000;");
+  const auto base = h.baseline("job", c.id, 5);
+  ASSERT_EQ(base.size(), 2u);
+  EXPECT_EQ(names(base[0]), names(all[2]));
+  // A read-only open reads them too; deleting a run deletes its metrics.
+  EXPECT_EQ(names(mon::History::open(location(), {.create = false, .read_only = true}).runs({})[2]),
+            names(all[2]));
+  mon::RetentionPolicy keep;
+  keep.keep_last_per_label = 1;
+  h.apply_retention(keep);
+  EXPECT_EQ(peer({"SELECT count(*) FROM run_metrics"}).out, "1\n");
 }
 
 #ifdef SPYGLASS_PG_BINDIR

@@ -263,7 +263,7 @@ TEST(LiveDetection, FlagsASteadyLeakWithinTheWindowAndMigratesAVersion5Database)
   const auto q = python(std::string(kReadBack) + R"py(
 import numpy as np
 window, slack = 2.0, float(sys.argv[-1])
-assert con.execute("PRAGMA user_version").fetchone()[0] == 8
+assert con.execute("PRAGMA user_version").fetchone()[0] == 9
 assert con.execute("SELECT label FROM runs WHERE id = 1").fetchone()[0] == "old"
 assert [r[0] for r in rows] == [2] * len(rows), rows  # none for the old run nor with --detect off
 leaks = [r for r in rows if r[3] == "leak"]

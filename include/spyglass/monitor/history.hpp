@@ -4,7 +4,7 @@
 /// migrations; on PostgreSQL, INTEGER columns are BIGINT, REAL is DOUBLE PRECISION, ids are
 /// identity columns, and the schema version is spyglass_meta's 'user_version' row.
 ///
-/// Schema (user_version 8, application_id 0x5350594c "SPYL"), all times in ns:
+/// Schema (user_version 9, application_id 0x5350594c "SPYL"), all times in ns:
 ///   runs(id INTEGER PRIMARY KEY, label, command, args (JSON array), cwd, host, git_commit,
 ///        start_unix_ns, end_unix_ns, duration_ns, exit_code, signal, kill_reason, error,
 ///        user_cpu_ns, sys_cpu_ns, max_rss_bytes, peak_tree_rss_bytes, read_bytes,
@@ -33,9 +33,11 @@
 ///   alert_deliveries(alert_id -> alerts.id ON DELETE CASCADE, channel (its name, never
 ///        its URL), attempt, unix_ns, outcome ('delivered', 'failed', 'abandoned'), detail)
 ///        [since v7]
+///   run_metrics(run_id -> runs.id ON DELETE CASCADE, name, value, unit ('s', 'B' or '');
+///        PRIMARY KEY (run_id, name)) [since v9; see RunMetric]
 ///   spyglass_meta(key PRIMARY KEY, value)
 /// Indexes: runs(label, start_unix_ns), runs(start_unix_ns), alerts(label, created_unix_ns),
-/// alerts(run_id), detections(run_id, offset_ns).
+/// alerts(run_id), detections(run_id, offset_ns), and run_metrics' primary key (run_id, name).
 
 #include <cstdint>
 #include <memory>
@@ -153,7 +155,7 @@ struct LabelSummary {
 class SPYGLASS_API History {
  public:
   /// The schema this build writes.
-  static constexpr int kSchemaVersion = 8;
+  static constexpr int kSchemaVersion = 9;
   /// The oldest schema a read-only open reads as it is (runs and samples are unchanged
   /// since version 1).
   static constexpr int kMinReadableSchemaVersion = 1;

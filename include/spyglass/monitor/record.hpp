@@ -33,6 +33,13 @@ struct RunLimits {
   std::optional<std::int64_t> grace_ns;        ///< SIGTERM to SIGKILL (graceful kills, forwarded signals)
 };
 
+/// A figure the run recorded itself (see spyglass/run_metric.hpp), normalised to its unit.
+struct RunMetric {
+  std::string name;  ///< [A-Za-z_][A-Za-z0-9_.]*, at most 64 characters, never a built-in metric's
+  double value = 0;  ///< finite; seconds when unit is "s", bytes when "B"
+  std::string unit;  ///< "s", "B" or "" (a plain number)
+};
+
 /// One run of a command. Plain data; CPU, faults, context switches and read/write bytes
 /// are exact kernel totals (wait4) over every process of the tree that was reaped;
 /// max_rss_bytes is the kernel's too (see its note); the peak_* values and rchar/wchar
@@ -94,6 +101,9 @@ struct RunRecord {
   /// Live detection's findings, in time order (empty when it was off; History::runs()
   /// loads them only with HistoryQuery::with_detections).
   std::vector<RunDetection> detections;
+  /// The custom metrics the run recorded, by name (History reads them with every run, in
+  /// one query per read).
+  std::vector<RunMetric> metrics;
   std::string stdout_tail;  ///< last bytes of the command's stdout
   std::string stderr_tail;  ///< last bytes of the command's stderr
 };
