@@ -128,23 +128,8 @@ GateRule parse_gate_rule(std::string_view text) {
     throw InputError("rule '" + r.text + "': " + e.what());
   }
   r.metrics = {metric};
-  std::optional<double> v;
-  if (unit.empty()) {
-    // A custom metric: a plain number (it may be negative), or a duration or size for one
-    // recorded in seconds or bytes.
-    double x = 0;
-    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), x);
-    if (ec == std::errc() && end == value.data() + value.size() && std::isfinite(x)) v = x;
-    if (!v) v = parse_seconds(value);
-    if (!v) v = parse_bytes(value);
-  } else {
-    v = unit == "s" ? parse_seconds(value) : parse_bytes(value);
-  }
-  if (!v) {
-    throw InputError(
-        "rule '" + r.text + "': '" + value + "' is not " +
-        (unit.empty() ? std::string("a number (or a duration or size)") : quantity_words(unit == "s")));
-  }
+  const auto v = parse_quantity(unit, value);
+  if (!v) throw InputError("rule '" + r.text + "': '" + value + "' is not " + quantity_words(unit));
   r.limit = *v;
   return r;
 }

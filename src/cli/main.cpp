@@ -1138,9 +1138,9 @@ std::vector<std::pair<std::string, double>> history_limits(const std::vector<std
                        ": which metric? give METRIC=VALUE (--limit max_rss=2GiB, --limit wall=1.5s), or "
                        "exactly one --metric"};
     }
-    bool in_seconds = false;
+    std::string unit;
     try {
-      in_seconds = cli::metric_in_seconds(metric);
+      unit = cli::metric_unit(metric);  // "" for a custom metric: its unit is known once its runs are read
     } catch (const cli::InputError& e) {
       throw UsageError{"--limit " + std::string(arg) + ": " + e.what()};
     }
@@ -1149,10 +1149,10 @@ std::vector<std::pair<std::string, double>> history_limits(const std::vector<std
     for (const auto& [m, v] : out) {
       if (m == metric) throw UsageError{"--limit: " + metric + " has two limits"};
     }
-    const auto v = in_seconds ? cli::parse_seconds(value) : cli::parse_bytes(value);
+    const auto v = cli::parse_quantity(unit, value);
     if (!v) {
       throw UsageError{"--limit " + std::string(arg) + ": '" + std::string(value) + "' is not " +
-                       cli::quantity_words(in_seconds)};
+                       cli::quantity_words(unit)};
     }
     out.emplace_back(metric, *v);
   }

@@ -41,9 +41,22 @@ std::optional<double> parse_bytes(std::string_view s) {
   return *v * mult;
 }
 
-const char* quantity_words(bool seconds) {
-  return seconds ? "a duration (a number with us, ms, s, m or h)"
-                 : "a size (a number with B, K, KiB, M, MiB, G or GiB)";
+std::optional<double> parse_quantity(std::string_view unit, std::string_view value) {
+  if (unit == "s") return parse_seconds(value);
+  if (unit == "bytes") return parse_bytes(value);
+  // A plain number may be negative; a custom metric recorded in seconds or bytes may be
+  // given as a duration or a size.
+  double x = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), x);
+  if (ec == std::errc() && end == value.data() + value.size() && std::isfinite(x)) return x;
+  if (auto v = parse_seconds(value)) return v;
+  return parse_bytes(value);
+}
+
+const char* quantity_words(std::string_view unit) {
+  if (unit == "s") return "a duration (a number with us, ms, s, m or h)";
+  if (unit == "bytes") return "a size (a number with B, K, KiB, M, MiB, G or GiB)";
+  return "a number (or a duration or size)";
 }
 
 }  // namespace SPYGLASS_NAMESPACE::cli

@@ -20,8 +20,13 @@ std::optional<double> parse_seconds(std::string_view s);
 /// are bytes); nullopt when it is not a size.
 std::optional<double> parse_bytes(std::string_view s);
 
-/// What parse_seconds (`seconds` true) or parse_bytes takes, in words for an error:
-/// "a duration (a number with us, ms, s, m or h)".
-const char* quantity_words(bool seconds);
+/// A value of a metric whose unit (metric_unit()) is `unit`: seconds for "s", bytes for
+/// "bytes", and for "" (a custom metric's plain number) any finite number, else a
+/// duration, else a size; nullopt when it is none of them.
+std::optional<double> parse_quantity(std::string_view unit, std::string_view value);
+
+/// What parse_quantity takes for `unit`, in words for an error: "a duration (a number
+/// with us, ms, s, m or h)".
+const char* quantity_words(std::string_view unit);
 
 }  // namespace SPYGLASS_NAMESPACE::cli
