@@ -633,19 +633,21 @@ double custom_metric(const monitor::RunRecord& r, const std::string& name) {
 // `s` without its points whose value is NaN (runs that did not record a custom metric),
 // and `ids` likewise when given.
 void drop_missing(Series& s, std::vector<std::int64_t>* ids) {
+  // A series without stamps (run_series without `stamped`) has empty stamps, times and notes.
   std::size_t k = 0;
   for (std::size_t i = 0; i < s.values.size(); ++i) {
     if (std::isnan(s.values[i])) continue;
-    s.stamps[k] = std::move(s.stamps[i]);
-    s.times[k] = s.times[i];
+    if (i < s.stamps.size()) s.stamps[k] = std::move(s.stamps[i]);
+    if (i < s.times.size()) s.times[k] = s.times[i];
+    if (i < s.notes.size()) s.notes[k] = std::move(s.notes[i]);
     s.values[k] = s.values[i];
     s.lines[k] = s.lines[i];
-    if (i < s.notes.size()) s.notes[k] = std::move(s.notes[i]);
     if (ids != nullptr) (*ids)[k] = (*ids)[i];
     ++k;
   }
-  for (auto* v : {&s.stamps, &s.notes}) v->resize(std::min(v->size(), k));
-  s.times.resize(k);
+  s.stamps.resize(std::min(s.stamps.size(), k));
+  s.times.resize(std::min(s.times.size(), k));
+  s.notes.resize(std::min(s.notes.size(), k));
   s.values.resize(k);
   s.lines.resize(k);
   if (ids != nullptr) ids->resize(k);
@@ -803,7 +805,10 @@ std::string history_report(const std::vector<monitor::RunRecord>& newest_first,
     if (o.metrics.empty() || std::find(o.metrics.begin(), o.metrics.end(), m) != o.metrics.end())
       metrics.push_back(std::move(m));
   }
-  for (const auto& m : o.metrics) {
+  // A name given by --metric or --limit that no run recorded: told, not skipped quietly.
+  std::vector<std::string> named = o.metrics;
+  for (const auto& [m, v] : o.limits) named.push_back(m);
+  for (const auto& m : named) {
     if (std::find(metrics.begin(), metrics.end(), m) != metrics.end()) continue;
     std::string list;
     for (const auto& n : history_metric_names(newest_first)) list += (list.empty() ? "" : ", ") + n;
