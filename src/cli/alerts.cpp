@@ -255,7 +255,7 @@ class Fields {
     if (v->type == Node::Type::string) {
       if (const auto s = cli::parse_seconds(v->text)) return *s;
     }
-    fail(*v, key, "not a duration (a number with us, ms, s, m or h)");
+    fail(*v, key, std::string("not ") + cli::quantity_words("s"));
   }
   std::vector<std::string> strings(std::string_view key) {
     const Node* v = find(key);
@@ -304,14 +304,9 @@ double metric_limit(Fields& f, std::string_view key, const std::string& metric) 
   if (v->type == Node::Type::number && std::isfinite(v->number) && (v->number >= 0 || unit.empty()))
     return v->number;
   if (v->type == Node::Type::string) {
-    auto x = unit == "s" ? cli::parse_seconds(v->text) : cli::parse_bytes(v->text);
-    if (!x && unit.empty()) x = cli::parse_seconds(v->text);
-    if (x) return *x;
+    if (const auto x = cli::parse_quantity(unit, v->text)) return *x;
   }
-  f.fail(*v, key,
-         std::string("not ") + (unit == "s"       ? "a duration (a number with us, ms, s, m or h)"
-                                : unit == "bytes" ? "a size (a number with B, K, KiB, M, MiB, G or GiB)"
-                                                  : "a number (or a duration or size)"));
+  f.fail(*v, key, std::string("not ") + cli::quantity_words(unit));
 }
 
 Channel parse_channel(const Parser& p, const std::string& name, const Node& n) {
