@@ -166,13 +166,13 @@ class JsonWriter {
 
   /// Writes an object member name and the colon; the next call writes its value.
   void key(std::string_view k) {
-    string(k, ":");
+    string(k, true);
     need_comma_ = false;
   }
 
   /// A string value, escaped with json_escape().
   void value(std::string_view s) {
-    string(s, {});
+    string(s, false);
     need_comma_ = true;
   }
   /// A C string value; a null pointer writes `null`.
@@ -248,21 +248,22 @@ class JsonWriter {
     put(buf, p + text.size());
     need_comma_ = true;
   }
-  // The comma, `s` quoted and escaped, then `tail`.
-  void string(std::string_view s, std::string_view tail) {
+  // The comma, `s` quoted and escaped, then a colon for a key. (No memcpy of an empty
+  // view: its data may be null, which memcpy may not be given even for 0 bytes.)
+  void string(std::string_view s, bool is_key) {
     if (SPYGLASS_LIKELY(s.size() <= kShort && plain(s))) {
       char buf[kShort + 4];
       char* p = lead(buf);
       *p++ = '"';
-      std::memcpy(p, s.data(), s.size());
+      if (!s.empty()) std::memcpy(p, s.data(), s.size());
       p += s.size();
       *p++ = '"';
-      std::memcpy(p, tail.data(), tail.size());
-      put(buf, p + tail.size());
+      *p = ':';
+      put(buf, p + is_key);
     } else {
       sep();
       quoted(s);
-      out_->append(tail);
+      if (is_key) out_->push_back(':');
     }
   }
   void quoted(std::string_view s) {
