@@ -79,77 +79,73 @@ std::vector<std::size_t> segment(const SegmentCost& cost, std::size_t n, std::si
   return cuts;
 }
 
-// The permutations' generator: xoshiro256** (Blackman and Vigna), seeded through
-// splitmix64. A fraction of the Mersenne Twister's cost per number, and the same
-// permutations with every standard library (std::shuffle's draws are each library's own).
-class Xoshiro256 {
+// The permutations' generator: splitmix64 (Steele, Lea and Flood), a counter through a
+// mixing function. Its outputs do not wait on each other, so a shuffle's draws overlap,
+// and each gives two 32-bit draws; the same permutations with every standard library
+// (std::shuffle's draws are each library's own).
+class SplitMix64 {
  public:
-  explicit Xoshiro256(std::uint64_t seed) {
-    for (auto& w : s_) {
-      seed += 0x9e3779b97f4a7c15u;
-      std::uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-      w = z ^ (z >> 31);
-    }
-  }
+  explicit SplitMix64(std::uint64_t seed) : state_(seed) {}
 
   std::uint64_t next() {
-    const std::uint64_t out = rotl(s_[1] * 5, 7) * 9;
-    const std::uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return out;
-  }
-
-  // Uniform in [0, n), n > 0, without bias: Lemire's multiply-and-reject (a division only
-  // in the rare case the low half lands in the biased range).
-  std::uint64_t below(std::uint64_t n) {
-    __extension__ using u128 = unsigned __int128;
-    u128 m = static_cast<u128>(next()) * n;
-    auto low = static_cast<std::uint64_t>(m);
-    if (low < n) {
-      const std::uint64_t threshold = (0 - n) % n;
-      while (low < threshold) {
-        m = static_cast<u128>(next()) * n;
-        low = static_cast<std::uint64_t>(m);
-      }
-    }
-    return static_cast<std::uint64_t>(m >> 64);
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
   }
 
  private:
-  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  std::uint64_t s_[4];
+  std::uint64_t state_;
 };
 
-// Shuffles `seg` in place (Fisher-Yates, front to back: each place is final once drawn)
-// and fills s1, s2 with the prefix sums of the result in the same pass.
-void shuffle_with_sums(std::span<double> seg, Xoshiro256& rng, std::vector<double>& s1,
-                       std::vector<double>& s2) {
-  const std::size_t m = seg.size();
-  s1.resize(m + 1);
-  s2.resize(m + 1);
-  double* p1 = s1.data();
-  double* p2 = s2.data();
-  double* v = seg.data();
-  double sum1 = 0, sum2 = 0;
-  p1[0] = p2[0] = 0;
+// Uniform in [0, n) from the 32 random bits `r`, 0 < n <= 2^32, without bias: Lemire's
+// multiply-and-reject (a division and fresh bits only in the rare case the low half
+// lands in the biased range).
+std::uint64_t below(std::uint32_t r, std::uint64_t n, SplitMix64& rng) {
+  std::uint64_t m = r * n;
+  if (static_cast<std::uint32_t>(m) < n) {
+    const std::uint64_t threshold = ((std::uint64_t{1} << 32) - n) % n;
+    while (static_cast<std::uint32_t>(m) < threshold) m = static_cast<std::uint32_t>(rng.next()) * n;
+  }
+  return m >> 32;
+}
+
+// One permutation of a segment and the prefix sums of its values and squares (m + 1 each).
+struct Permuted {
+  std::vector<double> values, s1, s2;
+};
+
+// Shuffles both permutations' values (the same length) in place, each by its own
+// Fisher-Yates pass front to back (each place is final once drawn), and fills their prefix
+// sums in the same pass. Two at once, as one shuffle's loads, stores and sums wait on one
+// another and two overlap. Each output draws place i of both: its low half for `a`.
+void shuffle_pair_with_sums(Permuted& a, Permuted& b, SplitMix64& rng) {
+  const std::size_t m = a.values.size();
+  for (Permuted* p : {&a, &b}) {
+    p->s1.resize(m + 1);
+    p->s2.resize(m + 1);
+    p->s1[0] = p->s2[0] = 0;
+  }
+  double *const va = a.values.data(), *const vb = b.values.data();
+  double *const a1 = a.s1.data(), *const a2 = a.s2.data(), *const b1 = b.s1.data(), *const b2 = b.s2.data();
+  double sa1 = 0, sa2 = 0, sb1 = 0, sb2 = 0;
   for (std::size_t i = 0; i < m; ++i) {
-    double x = v[i];
-    if (i + 1 < m) {
-      const std::size_t j = i + rng.below(m - i);
-      std::swap(x, v[j]);
-      v[i] = x;
-    }
-    sum1 += x;
-    sum2 += x * x;
-    p1[i + 1] = sum1;
-    p2[i + 1] = sum2;
+    const std::uint64_t bits = rng.next();
+    const std::size_t ja = i + below(static_cast<std::uint32_t>(bits), m - i, rng);
+    const std::size_t jb = i + below(static_cast<std::uint32_t>(bits >> 32), m - i, rng);
+    const double x = va[ja], y = vb[jb];
+    va[ja] = va[i];
+    vb[jb] = vb[i];
+    va[i] = x;
+    vb[i] = y;
+    sa1 += x;
+    sa2 += x * x;
+    sb1 += y;
+    sb2 += y * y;
+    a1[i + 1] = sa1;
+    a2[i + 1] = sa2;
+    b1[i + 1] = sb1;
+    b2[i + 1] = sb2;
   }
 }
 
@@ -159,8 +155,8 @@ void shuffle_with_sums(std::span<double> seg, Xoshiro256& rng, std::vector<doubl
 // of the parts), at most V (k/v1 + (m-k)/v2) - m since ln x <= x - 1: logarithms are
 // taken only where that bound reaches `observed`, so the answer is the exact one at a
 // fraction of the cost.
-bool some_split_gains(const std::vector<double>& s1, const std::vector<double>& s2, std::size_t min_seg,
-                      double observed) {
+bool some_split_gains(const Permuted& p, std::size_t min_seg, double observed) {
+  const std::vector<double>&s1 = p.s1, &s2 = p.s2;
   const std::size_t m = s1.size() - 1;
   const double md = static_cast<double>(m);
   const double t1 = s1[m], t2 = s2[m];
@@ -179,34 +175,45 @@ bool some_split_gains(const std::vector<double>& s1, const std::vector<double>& 
   };
   // Blocks of cuts [k0, k1]: the left part's sum of squares about its mean, SS1 = A / k,
   // never shrinks as k grows and the right part's never grows, so over the block
-  // k / v1 = min(k^2 / SS1, k / floor) is at most min(k1^2 / SS1(k0), k1 / floor), and
-  // the same for the right part from k1. Only a block where that reaches `reach` (with a
-  // margin far above rounding) has its cuts checked one by one: a permutation of a real
-  // change's segments checks a few blocks, not every cut.
-  constexpr std::size_t kBlock = 32;
-  const auto sum_sq = [&](double n, double l1, double l2) { return (n * l2 - l1 * l1) / n; };
-  bool any = false;
-  for (std::size_t k0 = min_seg; k0 + min_seg <= m && !any; k0 += kBlock) {
-    const std::size_t k1 = std::min(k0 + kBlock - 1, m - min_seg);
-    const double k0d = static_cast<double>(k0), k1d = static_cast<double>(k1);
-    const double ss1 = sum_sq(k0d, s1[k0], s2[k0]), ss2 = sum_sq(md - k1d, t1 - s1[k1], t2 - s2[k1]);
-    const double left = ss1 > 0 ? std::min(k1d * k1d / ss1, k1d / kVarFloor) : k1d / kVarFloor;
-    const double rd = md - k0d;
-    const double right = ss2 > 0 ? std::min(rd * rd / ss2, rd / kVarFloor) : rd / kVarFloor;
-    if ((left + right) * (1 + 1e-6) < reach) continue;
-    for (std::size_t k = k0; k <= k1 && !any; ++k) any = reaches(k);
-  }
-  if (!any) return false;
+  // k / v1 = min(k^2 / SS1, k / floor) is at most min(k1^2 / SS1(k0), k1 / floor)
+  // = k1^2 k0 / max(A(k0), floor k0 k1), and the same for the right part from k1. Only a
+  // block where that reaches `reach` (with a margin far above rounding; compared without
+  // a division, as `reaches` does) has its cuts checked one by one, and the exact gain
+  // taken where a cut's bound reaches: a permutation of a real change's segments checks
+  // a few blocks, not every cut. The bound loosens as
+  // (k1/k0)^2 on the left and ((m-k0)/(m-k1))^2 on the right, so a block spans an eighth
+  // of the distance to the nearer end: as tight near the ends as in the middle.
+  const double block_reach = reach / (1 + 1e-6);
   const auto var = [&](std::size_t a, std::size_t b) {
     const double n = static_cast<double>(b - a);
     const double s = s1[b] - s1[a];
     return std::max((s2[b] - s2[a] - s * s / n) / n, kVarFloor);
   };
-  const double whole_cost = md * std::log(whole);
-  for (std::size_t k = min_seg; k + min_seg <= m; ++k) {
-    if (!reaches(k)) continue;
+  // A cut whose bound reaches: first the tighter ln x <= 2 (sqrt(x) - 1) (ln x = 2 ln
+  // sqrt(x)), a few square roots where the exact gain takes two logarithms, and it rules
+  // out most cuts the first bound let through; then the exact gain.
+  const double margin = 1e-9 * (md + std::fabs(observed));
+  double whole_cost = NAN;  // taken once a cut gets that far: most permutations have none
+  const auto gains = [&](std::size_t k) {
     const double kd = static_cast<double>(k);
-    if (whole_cost - kd * std::log(var(0, k)) - (md - kd) * std::log(var(k, m)) >= observed) return true;
+    const double v1 = var(0, k), v2 = var(k, m);
+    if (2 * kd * (std::sqrt(whole / v1) - 1) + 2 * (md - kd) * (std::sqrt(whole / v2) - 1) <
+        observed - margin)
+      return false;
+    if (std::isnan(whole_cost)) whole_cost = md * std::log(whole);
+    return whole_cost - kd * std::log(v1) - (md - kd) * std::log(v2) >= observed;
+  };
+  for (std::size_t k0 = min_seg, k1 = 0; k0 + min_seg <= m; k0 = k1 + 1) {
+    k1 = std::min(k0 + std::max<std::size_t>(std::min(k0, m - k0) / 8, 4) - 1, m - min_seg);
+    const double k0d = static_cast<double>(k0), k1d = static_cast<double>(k1);
+    const double l0 = md - k0d, l1 = md - k1d;  // right parts' lengths from k0 and from k1
+    const double r1 = t1 - s1[k1], r2 = t2 - s2[k1];
+    const double a = std::max(k0d * s2[k0] - s1[k0] * s1[k0], kVarFloor * k0d * k1d);
+    const double b = std::max(l1 * r2 - r1 * r1, kVarFloor * l1 * l0);
+    if (k1d * k1d * k0d * b + l0 * l0 * l1 * a < block_reach * a * b) continue;
+    for (std::size_t k = k0; k <= k1; ++k) {
+      if (reaches(k) && gains(k)) return true;
+    }
   }
   return false;
 }
@@ -275,7 +282,7 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
   // cut's p-value always counts all of them).
   std::vector<std::size_t> kept;
   std::vector<double> pvals;
-  std::vector<double> seg, s1, s2;
+  Permuted first, second;
   const auto p_value = [&](std::size_t as_extreme) {
     return static_cast<double>(as_extreme + 1) / static_cast<double>(o.permutations + 1);
   };
@@ -285,12 +292,18 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
     double p = 0;
     if (o.permutations > 0) {
       const double observed = cost.best_split(a, b, min_seg).gain;
-      seg.assign(z.begin() + static_cast<std::ptrdiff_t>(a), z.begin() + static_cast<std::ptrdiff_t>(b));
-      Xoshiro256 rng((static_cast<std::uint64_t>(o.seed) << 32) ^ i);
+      for (Permuted* q : {&first, &second})
+        q->values.assign(z.begin() + static_cast<std::ptrdiff_t>(a),
+                         z.begin() + static_cast<std::ptrdiff_t>(b));
+      SplitMix64 rng((static_cast<std::uint64_t>(o.seed) << 32) ^ i);
       std::size_t as_extreme = 0;
-      for (std::size_t r = 0; r < o.permutations && p_value(as_extreme) < o.alpha; ++r) {
-        shuffle_with_sums(seg, rng, s1, s2);
-        if (some_split_gains(s1, s2, min_seg, observed)) ++as_extreme;
+      // In pairs: permutations 2r and 2r + 1 (the last pair's second unused when the count
+      // is odd). A test that stops early may count one permutation more: its cut is dropped
+      // either way.
+      for (std::size_t r = 0; r < o.permutations && p_value(as_extreme) < o.alpha; r += 2) {
+        shuffle_pair_with_sums(first, second, rng);
+        if (some_split_gains(first, min_seg, observed)) ++as_extreme;
+        if (r + 1 < o.permutations && some_split_gains(second, min_seg, observed)) ++as_extreme;
       }
       p = p_value(as_extreme);
     }

@@ -549,11 +549,10 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
     cli::HistoryAnalyzeOptions o;
     o.label = cur.label;
     o.baseline = r.baseline;
-    if (!change_points || r.window >= runs.size())
-      return checks.emplace(key, cli::check_metric(runs, r.metric, o, change_points)).first->second;
-    const std::vector<monitor::RunRecord> newest(runs.begin(),
-                                                 runs.begin() + static_cast<std::ptrdiff_t>(r.window));
-    return checks.emplace(key, cli::check_metric(newest, r.metric, o, change_points)).first->second;
+    const std::span<const monitor::RunRecord> all(runs);
+    const auto which = change_points ? cli::MetricChecks::change_points : cli::MetricChecks::regression;
+    const auto searched = change_points ? all.first(std::min(r.window, all.size())) : all;
+    return checks.emplace(key, cli::check_metric(searched, r.metric, o, which)).first->second;
   };
   // Where change points may be, per (metric, window): the segmentation without its
   // permutation test, which only drops cuts. The test, most of a change-point rule's
@@ -576,7 +575,9 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
     }
     return candidates.emplace(key, std::move(c)).first->second;
   };
-  std::map<const cli::MetricCheck*, std::string> regression_text;
+  // An alert's words, the same for every rule on one check: (check, change point's index
+  // or npos for the regression).
+  std::map<std::pair<const cli::MetricCheck*, std::size_t>, std::string> check_text;
   const std::string run = cur.id != 0 ? "run " + std::to_string(cur.id) : "the run";
   for (const Rule& r : rules.rules) {
     if (!r.label.empty() && r.label != cur.label) continue;
@@ -636,12 +637,16 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
           fire = true;
           a.value = cp.mean_after;
           a.threshold = cp.mean_before;
-          a.message = r.metric + " " + (cp.relative_change >= 0 ? "rose " : "fell ") +
-                      cli::format_change(cp.relative_change) + " starting at run " +
-                      std::to_string(c.run_ids[cp.index]) + " (mean " +
-                      cli::metric_text(r.metric, cp.mean_before, runs) + " -> " +
-                      cli::metric_text(r.metric, cp.mean_after, runs) + ", p " +
-                      cli::format_number(cp.p_value, 3) + ")";
+          auto& text = check_text[{&c, cp.index}];
+          if (text.empty()) {
+            text = r.metric + " " + (cp.relative_change >= 0 ? "rose " : "fell ") +
+                   cli::format_change(cp.relative_change) + " starting at run " +
+                   std::to_string(c.run_ids[cp.index]) + " (mean " +
+                   cli::metric_text(r.metric, cp.mean_before, runs) + " -> " +
+                   cli::metric_text(r.metric, cp.mean_after, runs) + ", p " +
+                   cli::format_number(cp.p_value, 3) + ")";
+          }
+          a.message = text;
         }
         break;
       }
@@ -653,7 +658,7 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
         if (!fire) break;
         a.value = g.current_median;
         a.threshold = g.baseline_median;
-        auto& text = regression_text[&c];  // the same words for every rule on this check
+        auto& text = check_text[{&c, std::string::npos}];
         if (text.empty()) {
           text = r.metric + ": median " + cli::metric_text(r.metric, g.current_median, runs) +
                  " of the latest " + std::to_string(c.regression->current) + " runs vs " +

@@ -663,7 +663,7 @@ Formatter formatter(const std::string& unit) {
 // `missing` counts the others); `runs` gets the same runs. Without `stamped`, only the
 // lines (run ids): the checks read no times or commits, and writing them costs more
 // than the checks.
-Series run_series(const std::vector<monitor::RunRecord>& newest_first,
+Series run_series(std::span<const monitor::RunRecord> newest_first,
                   std::vector<const monitor::RunRecord*>& runs, bool stamped = true) {
   Series base;
   for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) {
@@ -710,7 +710,7 @@ namespace {
 
 // Metric `name` of the successful ones of `newest_first`, oldest first; `ids` gets their
 // run ids.
-Series metric_series(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
+Series metric_series(std::span<const monitor::RunRecord> newest_first, const std::string& name,
                      std::vector<std::int64_t>& ids, bool stamped = true) {
   const Metric* m = builtin_metric(name);
   std::vector<const monitor::RunRecord*> runs;
@@ -733,14 +733,15 @@ DetectOptions whole_series(const HistoryAnalyzeOptions& o) {
 
 }  // namespace
 
-MetricCheck check_metric(const std::vector<monitor::RunRecord>& newest_first, const std::string& name,
-                         const HistoryAnalyzeOptions& o, bool with_change_points) {
+MetricCheck check_metric(std::span<const monitor::RunRecord> newest_first, const std::string& name,
+                         const HistoryAnalyzeOptions& o, MetricChecks which) {
   const DetectOptions d = whole_series(o);
   MetricCheck out;
   const Series s = metric_series(newest_first, name, out.run_ids, false);
   if (s.values.size() < 3) return out;
-  if (with_change_points) out.change_points = an::merge_blips(s.values, an::change_points(s.values)).changes;
-  out.regression = regression_of(s, detect(s, d), o);
+  if (which != MetricChecks::regression)
+    out.change_points = an::merge_blips(s.values, an::change_points(s.values)).changes;
+  if (which != MetricChecks::change_points) out.regression = regression_of(s, detect(s, d), o);
   return out;
 }
 

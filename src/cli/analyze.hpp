@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 
 #include <vector>
@@ -75,11 +76,13 @@ struct MetricCheck {
   std::optional<RegressionCheck> regression;          ///< nullopt: too few runs for both samples
 };
 
+/// Which analyses check_metric runs: change points are the costly part.
+enum class MetricChecks { regression, change_points, both };
+
 /// Change points and the regression test of metric `name` over `runs` (newest first),
-/// exactly as `analyze --label` computes them; without change points (the costly part)
-/// when `with_change_points` is false. Throws InputError.
-MetricCheck check_metric(const std::vector<monitor::RunRecord>& runs, const std::string& name,
-                         const HistoryAnalyzeOptions& o, bool with_change_points = true);
+/// exactly as `analyze --label` computes them, or only those `which` names. Throws InputError.
+MetricCheck check_metric(std::span<const monitor::RunRecord> runs, const std::string& name,
+                         const HistoryAnalyzeOptions& o, MetricChecks which = MetricChecks::both);
 
 /// One metric over a label's successful runs, oldest first, with everything
 /// `analyze --label` finds in it: what the pages chart and mark.
