@@ -203,6 +203,30 @@ class JsonWriter {
   /// A finite float in its own shortest round-trip form (not widened to double first,
   /// which would print 0.1f as 0.10000000149011612); NaN and infinities become `null`.
   void value(float f) { floating(f); }
+  /// A number to write with at most `decimals` digits after the point: see fixed().
+  struct Fixed {
+    double value;  ///< the number
+    int decimals;  ///< digits after the point, 0 to 9
+  };
+  /// `v` with at most `decimals` (0 to 9) digits after the point, rounded half away from
+  /// zero and without trailing zeros: for rates and ratios, whose shortest round-trip
+  /// form is long and several times slower to write. Magnitudes of 2^53 / 10^decimals
+  /// and more are written in shortest form; NaN and infinities as `null`.
+  [[nodiscard]] static Fixed fixed(double v, int decimals) noexcept { return {v, decimals}; }
+  /// A number made by fixed().
+  void value(Fixed f) { floating(f); }
+  /// A member with a fixed() number, in one append as member() writes the others.
+  void member(std::string_view name, Fixed f) { member_of(name, f); }
+
+  /// A member with a number value, as key() then value() write it, in one append: for
+  /// the many members of a large body. A name that needs escaping (or is long) takes the
+  /// usual path.
+  template <typename T>
+  requires((std::integral<T> || std::floating_point<T>)&&!std::same_as<T, bool> && !std::same_as<T, char> &&
+           !std::same_as<T, char8_t> && !std::same_as<T, char16_t> && !std::same_as<T, char32_t> &&
+           !std::same_as<T, wchar_t>) void member(std::string_view name, T v) {
+    member_of(name, v);
+  }
   /// `null`.
   void null() { literal("null"); }
   /// Pre-rendered JSON, copied verbatim as one value. The caller vouches that it is valid.
@@ -213,6 +237,24 @@ class JsonWriter {
   }
 
  private:
+  template <typename T>
+  void member_of(std::string_view name, T v) {
+    if (name.size() > kShortName || !plain(name)) {
+      key(name);
+      value(v);
+      return;
+    }
+    char buf[kShortName + 4 + kNumber];
+    char* p = lead(buf);
+    *p++ = '"';
+    if (!name.empty()) std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    *p++ = '"';
+    *p++ = ':';
+    put(buf, number(p, v));
+    need_comma_ = true;
+  }
+
   // Keys and string values up to this length are assembled on the stack.
   static constexpr std::size_t kShort = 120;
 
@@ -271,30 +313,73 @@ class JsonWriter {
     json_escape(s, *out_);
     out_->push_back('"');
   }
+  // Room for any number number() writes.
+  static constexpr std::size_t kNumber = 40;
+  // Member names up to this length go through member()'s one append.
+  static constexpr std::size_t kShortName = 64;
+
+  // `v` written at `p` (kNumber bytes of room); returns the end.
+  template <std::integral T>
+  static char* number(char* p, T v) noexcept {
+    return std::to_chars(p, p + kNumber, v).ptr;
+  }
+  // The shortest form that reads back to `v`; NaN and infinities as `null`.
+  template <std::floating_point T>
+  static char* number(char* p, T v) noexcept {
+    if (!std::isfinite(v)) {
+      std::memcpy(p, "null", 4);
+      return p + 4;
+    }
+    auto r = std::to_chars(p, p + kNumber, v);
+    // Shortest form may be a long digit string (2^64 prints as 18446744073709552000),
+    // which parsers that read integers as int64/uint64 reject; use the exponent form then.
+    const std::string_view txt(p, static_cast<std::size_t>(r.ptr - p));
+    if (txt.size() > 16 && txt.find_first_of(".e") == std::string_view::npos) {
+      r = std::to_chars(p, p + kNumber, v, std::chars_format::scientific);
+    }
+    return r.ptr;
+  }
+
+  static char* number(char* p, Fixed f) noexcept {
+    constexpr std::uint64_t kUnit[10] = {1,      10,      100,      1000,      10000,
+                                         100000, 1000000, 10000000, 100000000, 1000000000};
+    const int d = f.decimals < 0 ? 0 : f.decimals > 9 ? 9 : f.decimals;
+    const std::uint64_t unit = kUnit[d];
+    const double scaled = std::fabs(f.value) * static_cast<double>(unit);
+    if (!(scaled < 9007199254740992.0)) return number(p, f.value);  // 2^53; NaN too
+    const auto r = static_cast<std::uint64_t>(scaled + 0.5);
+    if (r == 0) {  // not "-0"
+      *p = '0';
+      return p + 1;
+    }
+    if (f.value < 0) *p++ = '-';
+    p = std::to_chars(p, p + kNumber, r / unit).ptr;
+    std::uint64_t frac = r % unit;
+    if (frac == 0) return p;
+    int digits = d;
+    for (; frac % 10 == 0; frac /= 10) --digits;
+    *p++ = '.';
+    char tail[10];
+    const char* end = std::to_chars(tail, tail + sizeof tail, frac).ptr;
+    const auto len = static_cast<int>(end - tail);
+    for (int i = len; i < digits; ++i) *p++ = '0';
+    std::memcpy(p, tail, static_cast<std::size_t>(len));
+    return p + len;
+  }
+
   template <typename T>
   void integer(T v) {
-    char buf[24];
+    char buf[1 + kNumber];
     char* p = lead(buf);
-    put(buf, std::to_chars(p, buf + sizeof buf, v).ptr);
+    put(buf, number(p, v));
     need_comma_ = true;
   }
 
   template <typename T>
   void floating(T v) {
-    if (!std::isfinite(v)) {
-      null();
-      return;
-    }
-    char buf[40];
+    char buf[1 + kNumber];
     char* p = lead(buf);
-    auto r = std::to_chars(p, buf + sizeof buf, v);
-    // Shortest form may be a long digit string (2^64 prints as 18446744073709552000),
-    // which parsers that read integers as int64/uint64 reject; use the exponent form then.
-    const std::string_view txt(p, static_cast<std::size_t>(r.ptr - p));
-    if (txt.size() > 16 && txt.find_first_of(".e") == std::string_view::npos) {
-      r = std::to_chars(p, buf + sizeof buf, v, std::chars_format::scientific);
-    }
-    put(buf, r.ptr);
+    put(buf, number(p, v));
     need_comma_ = true;
   }
 

@@ -427,42 +427,69 @@ struct StatsImpl {
   }
 
   // Nearest-rank percentiles of a histogram: the k-th smallest value, k = ceil(p * count),
-  // from the chunks in `touched` in order; `chunk(c)` gives chunk c's kSub counters (one
-  // slot's 32-bit ones, a series' total or a merge of several slots).
+  // from the chunks in `touched`; `chunk(c)` gives chunk c's kSub counters (one slot's
+  // 32-bit ones, a series' total or a merge of several slots). The median is found from
+  // the bottom, p90 and p99 from the top as the (count - k + 1)-th largest: each scan stops
+  // at its last rank, so the buckets between the median and p90 are never read.
   template <class ChunkAt>
   static void percentiles(ChunkAt&& chunk, std::uint64_t touched, std::uint64_t count, std::uint64_t min,
                           std::uint64_t max, StatsEntry& entry) noexcept {
     __extension__ using u128 = unsigned __int128;
-    constexpr std::uint64_t kPermille[3] = {500, 900, 990};
-    double* out[3] = {&entry.p50_ns, &entry.p90_ns, &entry.p99_ns};
-    std::uint64_t rank[3];
-    for (int q = 0; q < 3; ++q) {
-      rank[q] = static_cast<std::uint64_t>((static_cast<u128>(count) * kPermille[q] + 999) / 1000);
-      rank[q] = std::max<std::uint64_t>(rank[q], 1);
-    }
+    const auto rank = [count](std::uint64_t permille) {
+      return std::max<std::uint64_t>(
+          static_cast<std::uint64_t>((static_cast<u128>(count) * permille + 999) / 1000), 1);
+    };
+    const auto value = [min, max](std::size_t c, std::size_t j) {
+      return std::clamp(bucket_value(c, j), static_cast<double>(min), static_cast<double>(max));
+    };
     // Saturated bucket counts can leave the total short of `count`: fall back to max.
-    for (int q = 0; q < 3; ++q) *out[q] = static_cast<double>(max);
+    entry.p50_ns = entry.p90_ns = entry.p99_ns = static_cast<double>(max);
+    scan_up(chunk, touched, rank(500), [&](std::size_t c, std::size_t j) { entry.p50_ns = value(c, j); });
+    // p99 first: it is the nearer to the top.
+    const std::uint64_t from_top[2] = {count - rank(990) + 1, count - rank(900) + 1};
+    double* out[2] = {&entry.p99_ns, &entry.p90_ns};
     int q = 0;
     std::uint64_t seen = 0;
-    for (std::uint64_t left = touched; left != 0 && q < 3; left &= left - 1) {
-      const auto c = static_cast<std::size_t>(std::countr_zero(left));
+    // Groups of 8 buckets above the next rank are skipped on their sum.
+    constexpr std::size_t kGroup = 8;
+    for (std::uint64_t left = touched; left != 0 && q < 2;) {
+      const auto c = static_cast<std::size_t>(63 - std::countl_zero(left));
+      left &= ~(std::uint64_t{1} << c);
       const auto src = chunk(c);
-      // Groups of 8 buckets below the next rank are skipped on their sum.
-      constexpr std::size_t kGroup = 8;
-      for (std::size_t g = 0; g < kSub && q < 3; g += kGroup) {
+      for (std::size_t g = kSub; g != 0 && q < 2; g -= kGroup) {
         std::uint64_t part = 0;
-        for (std::size_t j = 0; j < kGroup; ++j) part += src[g + j];
-        if (seen + part < rank[q]) {
+        for (std::size_t j = g - kGroup; j < g; ++j) part += src[j];
+        if (seen + part < from_top[q]) {
           seen += part;
           continue;
         }
-        for (std::size_t j = g; j < g + kGroup && q < 3; ++j) {
+        for (std::size_t j = g; j != g - kGroup && q < 2; --j) {
+          seen += src[j - 1];
+          for (; q < 2 && seen >= from_top[q]; ++q) *out[q] = value(c, j - 1);
+        }
+      }
+    }
+  }
+
+  // The bucket holding the k-th smallest value of the chunks in `touched`, given to
+  // `found(chunk, bucket)`; nothing when the counts sum to less than k.
+  template <class ChunkAt, class Found>
+  static void scan_up(ChunkAt& chunk, std::uint64_t touched, std::uint64_t k, Found&& found) noexcept {
+    std::uint64_t seen = 0;
+    constexpr std::size_t kGroup = 8;  // groups below k are skipped on their sum
+    for (std::uint64_t left = touched; left != 0; left &= left - 1) {
+      const auto c = static_cast<std::size_t>(std::countr_zero(left));
+      const auto src = chunk(c);
+      for (std::size_t g = 0; g < kSub; g += kGroup) {
+        std::uint64_t part = 0;
+        for (std::size_t j = 0; j < kGroup; ++j) part += src[g + j];
+        if (seen + part < k) {
+          seen += part;
+          continue;
+        }
+        for (std::size_t j = g;; ++j) {
           seen += src[j];
-          while (q < 3 && seen >= rank[q]) {
-            const double v = bucket_value(c, j);
-            *out[q] = std::clamp(v, static_cast<double>(min), static_cast<double>(max));
-            ++q;
-          }
+          if (seen >= k) return found(c, j);
         }
       }
     }
@@ -484,14 +511,27 @@ struct StatsImpl {
     snap.dropped_future = dropped_future;
     snap.entries.reserve(series.size());
     for (std::size_t k = 0; k < order.size(); ++k) {
-      // The series are scattered on the heap: fetch the next ones' headers and newest
-      // slot while this one is read.
-      if (k + 2 < order.size()) __builtin_prefetch(series[order[k + 2]].get());
+      // The series and their chunks are scattered on the heap: fetch the headers three
+      // series ahead, the newest slot two ahead, and the chunks the next one's
+      // percentiles read (its newest slot's and its closed total's, whose ids the slot
+      // and header fetched before hold) while this one is read.
+      const auto fetch = [](const void* p, std::size_t bytes) {
+        for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(static_cast<const char*>(p) + b);
+      };
+      if (k + 3 < order.size()) __builtin_prefetch(series[order[k + 3]].get());
+      if (k + 2 < order.size()) {
+        const Series& next = *series[order[k + 2]];
+        if (next.first_epoch != kNoEpoch) fetch(&next.slots[next.last_epoch % slots], sizeof(Slot));
+      }
       if (k + 1 < order.size()) {
         const Series& next = *series[order[k + 1]];
         if (next.first_epoch != kNoEpoch) {
-          const char* slot = reinterpret_cast<const char*>(&next.slots[next.last_epoch % slots]);
-          for (std::size_t b = 0; b < sizeof(Slot); b += 64) __builtin_prefetch(slot + b);
+          const Slot& s = next.slots[next.last_epoch % slots];
+          for (std::uint64_t left = s.mask; left != 0; left &= left - 1)
+            fetch(pool.at(s.chunk[static_cast<std::size_t>(std::countr_zero(left))]).data(), sizeof(Chunk));
+          for (std::uint64_t left = next.total_mask; left != 0; left &= left - 1)
+            fetch(wide.at(next.total[static_cast<std::size_t>(std::countr_zero(left))]).data(),
+                  sizeof(WideChunk));
         }
       }
       const Series& ser = *series[order[k]];

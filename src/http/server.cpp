@@ -294,26 +294,21 @@ std::string ServerImpl::metrics_json(const MetricsQuery& q) const {
     w.value(to_string(e.kind));
     w.key("name");
     w.value(std::string_view(e.name));
-    w.key("count");
-    w.value(e.count);
-    w.key("errors");
-    w.value(e.errors);
-    w.key("error_rate");
-    w.value(e.count == 0 ? 0.0 : static_cast<double>(e.errors) / static_cast<double>(e.count));
-    w.key("rate_per_s");
-    w.value(static_cast<double>(e.count) / seconds);
+    w.member("count", e.count);
+    w.member("errors", e.errors);
+    // Six decimals (a millionth of the events, of an event per second) rather than the
+    // shortest round trip, which is three times slower and seventeen digits long.
+    const double error_rate =
+        e.count == 0 ? 0.0 : static_cast<double>(e.errors) / static_cast<double>(e.count);
+    w.member("error_rate", JsonWriter::fixed(error_rate, 6));
+    w.member("rate_per_s", JsonWriter::fixed(static_cast<double>(e.count) / seconds, 6));
     // Whole ns: the percentiles are bucket midpoints, within 0.8 % anyway, and integers
     // print several times faster than shortest-form doubles.
-    w.key("p50_ns");
-    w.value(static_cast<std::uint64_t>(std::llround(e.p50_ns)));
-    w.key("p90_ns");
-    w.value(static_cast<std::uint64_t>(std::llround(e.p90_ns)));
-    w.key("p99_ns");
-    w.value(static_cast<std::uint64_t>(std::llround(e.p99_ns)));
-    w.key("max_ns");
-    w.value(static_cast<std::uint64_t>(std::llround(e.max_ns)));
-    w.key("mean_ns");
-    w.value(static_cast<std::uint64_t>(std::llround(e.mean_ns)));
+    w.member("p50_ns", static_cast<std::uint64_t>(std::llround(e.p50_ns)));
+    w.member("p90_ns", static_cast<std::uint64_t>(std::llround(e.p90_ns)));
+    w.member("p99_ns", static_cast<std::uint64_t>(std::llround(e.p99_ns)));
+    w.member("max_ns", static_cast<std::uint64_t>(std::llround(e.max_ns)));
+    w.member("mean_ns", static_cast<std::uint64_t>(std::llround(e.mean_ns)));
     w.end_object();
   }
   w.end_array();

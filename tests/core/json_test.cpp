@@ -441,3 +441,122 @@ TEST(JsonWriter, NullCStringAndEscapedKeys) {
 }
 
 }  // namespace
+
+// member(): the same text as key() then value(), for every kind of number and name: plain,
+// empty, needing escapes, and longer than its one-append path takes.
+TEST(JsonWriter, MemberWritesWhatKeyThenValueWrite) {
+  const std::vector<std::string> names = {"count",
+                                          "",
+                                          "p50_ns",
+                                          "a\"b\\c\n\xFF",
+                                          std::string(64, 'k'),
+                                          std::string(65, 'l'),
+                                          std::string(200, 'm')};
+  std::string got, want;
+  sg::JsonWriter g(got), w(want);
+  g.begin_object();
+  w.begin_object();
+  for (const auto& n : names) {
+    g.member(n, std::numeric_limits<std::uint64_t>::max());
+    w.key(n);
+    w.value(std::numeric_limits<std::uint64_t>::max());
+    g.member(n, std::numeric_limits<std::int64_t>::min());
+    w.key(n);
+    w.value(std::numeric_limits<std::int64_t>::min());
+    g.member(n, 7);
+    w.key(n);
+    w.value(7);
+    g.member(n, 1.0 / 3.0);
+    w.key(n);
+    w.value(1.0 / 3.0);
+    g.member(n, 18446744073709551616.0);
+    w.key(n);
+    w.value(18446744073709551616.0);
+    g.member(n, std::numeric_limits<double>::infinity());
+    w.key(n);
+    w.value(std::numeric_limits<double>::infinity());
+    g.member(n, 0.1f);
+    w.key(n);
+    w.value(0.1f);
+  }
+  g.end_object();
+  w.end_object();
+  EXPECT_EQ(got, want);
+  EXPECT_NE(
+      got.find(R"({"count":18446744073709551615,"count":-9223372036854775808,"count":7,)"
+               R"("count":0.3333333333333333,"count":1.8446744073709552e+19,"count":null,"count":0.1,)"),
+      std::string::npos)
+      << got;
+  simdjson::dom::parser parser;
+  simdjson::dom::object obj;
+  ASSERT_EQ(parser.parse(got).get_object().get(obj), simdjson::SUCCESS) << got;
+  EXPECT_EQ(obj.size(), names.size() * 7);
+  EXPECT_EQ(jq_compact({got}).size(), 1u);
+}
+
+// fixed(): what printf's %.*f writes, less trailing zeros, for values away from a tie
+// (half away from zero there, where printf rounds the binary value); shortest form where
+// the digits would not fit; read back by simdjson and jq.
+TEST(JsonWriter, FixedDecimals) {
+  struct Case {
+    double v;
+    int decimals;
+    const char* want;
+  };
+  const std::vector<Case> cases = {{0.0, 6, "0"},
+                                   {-0.0, 6, "0"},
+                                   {1.0 / 3.0, 6, "0.333333"},
+                                   {2.0 / 3.0, 6, "0.666667"},
+                                   {0.02, 6, "0.02"},
+                                   {20.0, 6, "20"},
+                                   {-7.25, 1, "-7.3"},
+                                   {-7.24, 1, "-7.2"},
+                                   {1e-7, 6, "0"},
+                                   {-4e-7, 6, "0"},
+                                   {6e-7, 6, "0.000001"},
+                                   {123456.789, 0, "123457"},
+                                   {0.1, 12, "0.1"},
+                                   {5.5, -3, "6"},
+                                   {999999.9999996, 6, "1000000"},
+                                   {1e300, 6, "1e+300"},
+                                   {9007199254.740993, 6, "9007199254.740993"},
+                                   {-0.000123, 6, "-0.000123"}};
+  std::string out;
+  sg::JsonWriter w(out);
+  w.begin_array();
+  for (const auto& c : cases) w.value(sg::JsonWriter::fixed(c.v, c.decimals));
+  w.value(sg::JsonWriter::fixed(std::nan(""), 6));
+  w.value(sg::JsonWriter::fixed(-std::numeric_limits<double>::infinity(), 6));
+  w.end_array();
+  std::string want = "[";
+  for (const auto& c : cases) want += std::string(c.want) + ",";
+  want += "null,null]";
+  EXPECT_EQ(out, want);
+  // Away from ties, the same digits as printf.
+  for (int i = 1; i < 2000; ++i) {
+    const double v = 1000.0 / (i * 7.0 + 0.3);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6f", v);
+    std::string p = buf;
+    while (p.back() == '0') p.pop_back();
+    if (p.back() == '.') p.pop_back();
+    std::string got;
+    sg::JsonWriter g(got);
+    g.value(sg::JsonWriter::fixed(v, 6));
+    ASSERT_EQ(got, p) << v;
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::array arr;
+  ASSERT_EQ(parser.parse(out).get_array().get(arr), simdjson::SUCCESS) << out;
+  double third = 0;
+  ASSERT_EQ(arr.at(2).get_double().get(third), simdjson::SUCCESS);
+  EXPECT_EQ(third, 0.333333);
+  EXPECT_EQ(jq_compact({out}).size(), 1u);  // valid (jq prints its numbers its own way)
+  std::string m;
+  sg::JsonWriter mw(m);
+  mw.begin_object();
+  mw.member("rate_per_s", sg::JsonWriter::fixed(2.5, 6));
+  mw.member("x\"y", sg::JsonWriter::fixed(-1.0, 6));
+  mw.end_object();
+  EXPECT_EQ(m, R"({"rate_per_s":2.5,"x\"y":-1})");
+}
