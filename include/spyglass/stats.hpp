@@ -138,6 +138,11 @@ class SPYGLASS_API StatsStore {
   [[nodiscard]] StatsSnapshot snapshot() const;
   /// The window ending at `now_unix_ns`: sub-windows after it are left out.
   [[nodiscard]] StatsSnapshot snapshot(std::uint64_t now_unix_ns) const;
+  /// The window ending now, into `out`, reusing its entries and their names' storage: a
+  /// poller that keeps one snapshot allocates nothing once it has seen every name.
+  void snapshot(StatsSnapshot& out) const;
+  /// As snapshot(out), for the window ending at `now_unix_ns`.
+  void snapshot(StatsSnapshot& out, std::uint64_t now_unix_ns) const;
   /// to_json(snapshot()).
   [[nodiscard]] std::string to_json() const;
 

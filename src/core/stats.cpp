@@ -125,6 +125,15 @@ struct Series {
   // case, leaves it alone. (Kept here, with the fields below, in the first cache line a
   // snapshot reads.)
   std::uint32_t closed = 0;
+  // The closed sub-windows' oldest epoch, count, errors, sum, max and min, kept with
+  // `total`, so that a snapshot whose window holds every closed sub-window (the steady
+  // state) reads none of their slots.
+  std::uint64_t closed_lo = kNoEpoch;
+  std::uint64_t closed_count = 0;
+  std::uint64_t closed_errors = 0;
+  double closed_sum = 0;
+  std::uint64_t closed_max = 0;
+  std::uint64_t closed_min = std::numeric_limits<std::uint64_t>::max();
   std::string name;
   std::unique_ptr<Slot[]> slots;
   // The oldest and newest sub-windows any slot was ever set to: a snapshot visits only
@@ -206,6 +215,12 @@ struct StatsImpl {
       for (std::size_t j = 0; j < kSub; ++j) dst[j] += src[j];
     }
     ++ser.closed;
+    ser.closed_lo = std::min(ser.closed_lo, s.epoch);
+    ser.closed_count += s.count;
+    ser.closed_errors += s.errors;
+    ser.closed_sum += s.sum;
+    ser.closed_max = std::max(ser.closed_max, s.max);
+    ser.closed_min = std::min(ser.closed_min, s.min);
   }
 
   // Empties a closed slot for a new sub-window: its counts leave the series' total and its
@@ -221,6 +236,9 @@ struct StatsImpl {
         pool.release(s.chunk[c]);
         s.chunk[c] = 0;
       }
+      ser.closed_count -= s.count;
+      ser.closed_errors -= s.errors;
+      ser.closed_sum -= s.sum;
       if (--ser.closed == 0) {
         // No closed sub-window left: the total is all zeros and its chunks can go too.
         for (std::uint64_t left = ser.total_mask; left != 0; left &= left - 1) {
@@ -229,6 +247,24 @@ struct StatsImpl {
           ser.total[c] = 0;
         }
         ser.total_mask = 0;
+        ser.closed_lo = kNoEpoch;
+        ser.closed_sum = 0;  // not a rounding residue
+        ser.closed_max = 0;
+        ser.closed_min = std::numeric_limits<std::uint64_t>::max();
+      } else if (s.epoch == ser.closed_lo || s.max == ser.closed_max || s.min == ser.closed_min) {
+        // The oldest epoch and the extremes cannot be taken out: found again among the
+        // other closed slots (once a sub-window per series at most).
+        ser.closed_lo = kNoEpoch;
+        ser.closed_max = 0;
+        ser.closed_min = std::numeric_limits<std::uint64_t>::max();
+        const Slot* open = &ser.slots[ser.last_epoch % opt.slots];
+        for (std::size_t i = 0; i < opt.slots; ++i) {
+          const Slot& o = ser.slots[i];
+          if (&o == &s || &o == open || o.count == 0) continue;
+          ser.closed_lo = std::min(ser.closed_lo, o.epoch);
+          ser.closed_max = std::max(ser.closed_max, o.max);
+          ser.closed_min = std::min(ser.closed_min, o.min);
+        }
       }
     }
     s.mask = 0;
@@ -381,6 +417,12 @@ struct StatsImpl {
       if (SPYGLASS_UNLIKELY(to_closed)) {
         wide.at(ser.total[b.chunk])[b.sub] += room;  // the total stays the sum of the slots
         ser.closed += (s.count == 0);
+        ser.closed_lo = std::min(ser.closed_lo, epoch);
+        ++ser.closed_count;
+        ser.closed_errors += (e.status == Status::error);
+        ser.closed_sum += static_cast<double>(v);
+        ser.closed_max = std::max(ser.closed_max, v);
+        ser.closed_min = std::min(ser.closed_min, v);
       }
       ++s.count;
       s.errors += (e.status == Status::error);
@@ -495,16 +537,26 @@ struct StatsImpl {
     }
   }
 
-  StatsSnapshot snapshot(std::uint64_t now) const {
+  // The next entry of `snap` (reused when it has one), named after `ser`.
+  static StatsEntry& next_entry(StatsSnapshot& snap, std::size_t& used, const Series& ser) {
+    if (used == snap.entries.size()) snap.entries.emplace_back();
+    StatsEntry& entry = snap.entries[used++];
+    entry.kind = ser.kind;
+    entry.name.assign(ser.name);
+    return entry;
+  }
+
+  // Fills `snap`, reusing its entries and their names' storage.
+  void snapshot(std::uint64_t now, StatsSnapshot& snap) const {
     const std::uint64_t slots = opt.slots;
     const std::uint64_t now_epoch = now / slot_ns;
     const std::uint64_t lo_epoch = now_epoch >= slots - 1 ? now_epoch - (slots - 1) : 0;
 
-    StatsSnapshot snap;
     snap.window_start_unix_ns = lo_epoch * slot_ns;
     snap.window_end_unix_ns = now;
 
-    std::vector<std::uint64_t> merged(kChunks * kSub);
+    std::vector<std::uint64_t> merged;  // sized on first use: most series need no merge
+    std::size_t used = 0;               // entries of `snap` written
     std::lock_guard<std::mutex> lock(m);
     snap.overflowed = overflowed;
     snap.dropped_old = dropped_old;
@@ -538,9 +590,40 @@ struct StatsImpl {
       // Sub-windows both in the window and ever set: at most `slots` consecutive epochs,
       // so one run of positions or two when it wraps, visited in position order as the
       // sums below have always been added.
+      if (ser.first_epoch == kNoEpoch) continue;
+      const Slot& open = ser.slots[ser.last_epoch % slots];
+      // The steady state: no sub-window after the window, every closed one inside it (the
+      // counts are the series' running ones), the open one inside it or empty.
+      if (ser.last_epoch <= now_epoch && (ser.closed == 0 || ser.closed_lo >= lo_epoch)) {
+        const bool open_in = ser.last_epoch >= lo_epoch && open.count != 0;
+        const std::uint64_t count = ser.closed_count + (open_in ? open.count : 0);
+        if (count == 0) continue;
+        StatsEntry& entry = next_entry(snap, used, ser);
+        const std::uint64_t max = open_in ? std::max(ser.closed_max, open.max) : ser.closed_max;
+        const std::uint64_t min = open_in ? std::min(ser.closed_min, open.min) : ser.closed_min;
+        entry.count = count;
+        entry.errors = ser.closed_errors + (open_in ? open.errors : 0);
+        entry.max_ns = static_cast<double>(max);
+        entry.mean_ns = (ser.closed_sum + (open_in ? open.sum : 0.0)) / static_cast<double>(count);
+        if (ser.closed == 0) {
+          percentiles([&](std::size_t c) { return pool.at(open.chunk[c]).data(); }, open.mask, count, min,
+                      max, entry);
+        } else if (!open_in) {
+          percentiles([&](std::size_t c) { return wide.at(ser.total[c]).data(); }, ser.total_mask, count, min,
+                      max, entry);
+        } else {
+          percentiles(
+              [&](std::size_t c) {
+                return SumOfTwo{ser.total[c] != 0 ? wide.at(ser.total[c]).data() : kZeroWide.data(),
+                                open.chunk[c] != 0 ? pool.at(open.chunk[c]).data() : kZero.data()};
+              },
+              ser.total_mask | open.mask, count, min, max, entry);
+        }
+        continue;
+      }
       const std::uint64_t from = std::max(lo_epoch, ser.first_epoch);
       const std::uint64_t to = std::min(now_epoch, ser.last_epoch);
-      if (ser.first_epoch == kNoEpoch || from > to) continue;
+      if (from > to) continue;
       const auto n = static_cast<std::size_t>(to - from + 1);
       const auto a = static_cast<std::size_t>(from % slots);
       const std::size_t runs[2][2] = {{a + n > slots ? 0 : a, a + n > slots ? a + n - slots : a + n},
@@ -565,9 +648,7 @@ struct StatsImpl {
       }
       if (count == 0) continue;
 
-      StatsEntry entry;
-      entry.kind = ser.kind;
-      entry.name = ser.name;
+      StatsEntry& entry = next_entry(snap, used, ser);
       entry.count = count;
       entry.errors = errors;
       entry.max_ns = static_cast<double>(max);
@@ -576,7 +657,6 @@ struct StatsImpl {
       // the closed sub-windows' total (plus the open one) when every closed one is inside
       // the window, the steady state; that less the few closed ones outside it; or else
       // the merge of the slots inside.
-      const Slot& open = ser.slots[ser.last_epoch % slots];
       const bool open_in = open.count != 0 && ser.last_epoch >= lo_epoch && ser.last_epoch <= now_epoch;
       const std::size_t out = ser.closed - (in - open_in);  // closed slots outside the window
       if (in == 1) {
@@ -593,6 +673,7 @@ struct StatsImpl {
             },
             ser.total_mask | open.mask, count, min, max, entry);
       } else if (out + 1 < in) {
+        merged.resize(kChunks * kSub);
         std::uint64_t touched = ser.total_mask;
         for (std::uint64_t left = touched; left != 0; left &= left - 1) {
           const auto c = static_cast<std::size_t>(std::countr_zero(left));
@@ -609,6 +690,7 @@ struct StatsImpl {
         }
         percentiles([&](std::size_t c) { return merged.data() + c * kSub; }, touched, count, min, max, entry);
       } else {
+        merged.resize(kChunks * kSub);
         std::uint64_t touched = 0;
         for (const auto& run : runs) {
           for (std::size_t i = run[0]; i < run[1]; ++i) {
@@ -619,9 +701,8 @@ struct StatsImpl {
         }
         percentiles([&](std::size_t c) { return merged.data() + c * kSub; }, touched, count, min, max, entry);
       }
-      snap.entries.push_back(std::move(entry));
     }
-    return snap;
+    snap.entries.resize(used);
   }
 
   std::size_t memory_bytes() const {
@@ -671,9 +752,19 @@ void StatsStore::record(std::span<const Event> events, std::uint64_t now_unix_ns
   impl_->record(events, now_unix_ns);
 }
 
-StatsSnapshot StatsStore::snapshot() const { return impl_->snapshot(clock::realtime_ns()); }
+StatsSnapshot StatsStore::snapshot() const { return snapshot(clock::realtime_ns()); }
 
-StatsSnapshot StatsStore::snapshot(std::uint64_t now_unix_ns) const { return impl_->snapshot(now_unix_ns); }
+StatsSnapshot StatsStore::snapshot(std::uint64_t now_unix_ns) const {
+  StatsSnapshot snap;
+  impl_->snapshot(now_unix_ns, snap);
+  return snap;
+}
+
+void StatsStore::snapshot(StatsSnapshot& out) const { impl_->snapshot(clock::realtime_ns(), out); }
+
+void StatsStore::snapshot(StatsSnapshot& out, std::uint64_t now_unix_ns) const {
+  impl_->snapshot(now_unix_ns, out);
+}
 
 std::string StatsStore::to_json() const { return spyglass::to_json(snapshot()); }
 
