@@ -32,6 +32,19 @@ int serve_history(const std::string& db, const std::string& host, int port, cons
   httplib::Server server;
   // A port already in use is reported, not shared.
   http::detail::listen_exclusively(server);
+  // Read-only: another method than GET or HEAD gets 405 and the methods there are.
+  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "GET" || req.method == "HEAD") return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD");
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(
+        "<!DOCTYPE html><html><head><title>method not allowed</title><link rel=\"icon\" "
+        "href=\"data:,\"></head><body><p>the history is read-only: GET and HEAD only</p></body>"
+        "</html>\n",
+        "text/html; charset=utf-8");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server.Get(".*", [&](const httplib::Request& req, httplib::Response& res) {
     std::map<std::string, std::string> params;
     for (const auto& [k, v] : req.params) params.emplace(k, v);

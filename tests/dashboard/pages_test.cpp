@@ -189,9 +189,18 @@ TEST_F(Pages, ServeAnswersEveryPage) {
   const auto traversal = c.Get("/../../etc/passwd");
   ASSERT_TRUE(traversal);
   EXPECT_GE(traversal->status, 400);
-  const auto post = c.Post("/", "x", "text/plain");
-  ASSERT_TRUE(post);
-  EXPECT_NE(post->status, 200);
+  // Read-only: other methods get 405 and the methods there are, on any path; HEAD is served.
+  for (const auto& res : {c.Post("/", "x", "text/plain"), c.Delete("/label?name=seeded"),
+                          c.Put("/nope", "x", "text/plain"), c.Patch(run_path, "x", "text/plain")}) {
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 405);
+    EXPECT_EQ(res->get_header_value("Allow"), "GET, HEAD");
+    EXPECT_NE(res->body.find("read-only"), std::string::npos);
+  }
+  const auto head = c.Head("/label?name=seeded");
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_TRUE(head->body.empty());
   const auto stopped = server.stop();
   EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
 }
