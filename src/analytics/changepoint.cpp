@@ -244,6 +244,9 @@ std::vector<ChangePoint> change_points(std::span<const double> xs, const ChangeP
   if (!(o.alpha > 0 && o.alpha <= 1)) throw AnalyticsError("change_points: alpha must be in (0, 1]");
   if (o.penalty < 0 || !std::isfinite(o.penalty)) throw AnalyticsError("change_points: penalty must be >= 0");
   detail::require_finite(xs, "change_points", 0);
+  // The permutations' bounded draws take 32 bits (a series that long would not fit in memory).
+  if (xs.size() > std::numeric_limits<std::uint32_t>::max())
+    throw AnalyticsError("change_points: at most 2^32 - 1 points");
   const std::size_t n = xs.size();
   const std::size_t min_seg = o.min_segment;
   std::vector<ChangePoint> out;
