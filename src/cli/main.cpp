@@ -780,11 +780,16 @@ int cmd_run(Args& a) {
     }
   }
   if (record && shared && r.id == 0) {
-    // The server was down or the connection dropped: one more try on a new connection.
+    // The server was down or the connection dropped: one more try on a new connection,
+    // unless the first insert did commit and only its reply was lost.
     try {
       history.reset();
       history.emplace(open_history(db));
-      history->insert(r, res.samples, res.start_mono_ns);
+      if (const auto id = history->recorded_id(r)) {
+        r.id = *id;
+      } else {
+        history->insert(r, res.samples, res.start_mono_ns);
+      }
     } catch (const mon::HistoryError& e) {
       lost = e.what();
       history.reset();

@@ -905,6 +905,23 @@ std::vector<RunRecord> History::runs(const HistoryQuery& q) {
       q.with_tails, q.with_detections, q.with_invocation, q.limit);
 }
 
+std::optional<std::int64_t> History::recorded_id(const RunRecord& r) {
+  Impl& h = *impl_;
+  if (h.empty) return std::nullopt;
+  // The (label, start) index finds the few candidates.
+  Stmt s(h.db,
+         "SELECT id FROM runs WHERE label = ?1 AND start_unix_ns = ?2 AND host = ?3 AND end_unix_ns = ?4 "
+         "AND duration_ns = ?5 ORDER BY id LIMIT 1",
+         "find run");
+  s.bind(1, r.label);
+  s.bind(2, r.start_unix_ns);
+  s.bind(3, r.host);
+  s.bind(4, r.end_unix_ns);
+  s.bind(5, r.duration_ns);
+  if (!s.step()) return std::nullopt;
+  return s.i64(0);
+}
+
 std::optional<RunRecord> History::run(std::int64_t id) {
   if (impl_->empty) return std::nullopt;
   const std::string sql =

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <set>
 #include <utility>
@@ -121,6 +122,30 @@ TEST_P(HistoryBackends, StoresAndReadsBackEverything) {
   EXPECT_EQ(s[4].rss_bytes, 5u << 20);
   EXPECT_DOUBLE_EQ(s[2].cpu_user_pct, 50.5);
   EXPECT_FALSE(h.run(id + 1));
+}
+
+// What a retry after a lost COMMIT reply asks: the run recorded with the same label, host,
+// start, end and duration, and no other.
+TEST_P(HistoryBackends, RecordedIdFindsTheSameRunOnly) {
+  auto h = mon::History::open(location());
+  auto r = make_run("job", 1000);
+  EXPECT_FALSE(h.recorded_id(r));
+  h.insert(r, make_samples(3, 0), 0);
+  auto other = make_run("job", 1000);  // the same label and start, another run
+  other.end_unix_ns = r.end_unix_ns + 1;
+  h.insert(other, {}, 0);
+  mon::RunRecord retry = r;
+  retry.id = 0;
+  EXPECT_EQ(h.recorded_id(retry), r.id);
+  EXPECT_EQ(h.recorded_id(other), other.id);
+  for (const auto& change : std::vector<std::function<void(mon::RunRecord&)>>{
+           [](mon::RunRecord& x) { x.label = "job2"; }, [](mon::RunRecord& x) { x.host = "elsewhere"; },
+           [](mon::RunRecord& x) { x.start_unix_ns += 1; }, [](mon::RunRecord& x) { x.duration_ns += 1; }}) {
+    mon::RunRecord x = r;
+    change(x);
+    EXPECT_FALSE(h.recorded_id(x));
+  }
+  EXPECT_EQ(peer({"SELECT count(*) FROM runs"}).out, "2\n");
 }
 
 TEST_P(HistoryBackends, ListsNewestFirstByLabelWithLimit) {

@@ -1,17 +1,23 @@
 // The history in PostgreSQL: what only a server shows (foreign databases, bad URLs,
 // refused connections), the CLI with --db and SPYGLASS_DB, many writer processes at once,
-// and a server that is down when a run ends. Rows are checked with psql, the real client.
+// a server that is down when a run ends, and a connection lost as a run commits. Rows are
+// checked with psql, the real client.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <simdjson.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "../support/postgres_server.hpp"
 #include "history_records.hpp"
@@ -55,6 +61,106 @@ std::uint16_t closed_port() {
   ::close(fd);
   return ntohs(a.sin_port);
 }
+
+// A TCP proxy to the server that, on its first connection, passes everything until the
+// reply to the COMMIT of the transaction that inserted a run, and then closes both sides
+// instead of passing that reply: the run is committed, and the client cannot know it.
+// Later connections are passed through untouched.
+class LosesTheFirstCommitReply {
+ public:
+  explicit LosesTheFirstCommitReply(std::uint16_t server_port) : server_port_(server_port) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(listener_, 16), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { accept_loop(); });
+  }
+  ~LosesTheFirstCommitReply() {
+    stop_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    for (auto& t : pipes_) t.join();
+    ::close(listener_);
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] bool dropped() const { return dropped_; }
+
+ private:
+  void accept_loop() {
+    for (bool first = true; !stop_; first = false) {
+      const int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) return;
+      const int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(server_port_);
+      if (::connect(upstream, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(client);
+        ::close(upstream);
+        continue;
+      }
+      pipes_.emplace_back([this, client, upstream, first] { pipe(client, upstream, first); });
+    }
+  }
+
+  // Passes bytes both ways until either side closes; on the armed connection, watches the
+  // client's text for the run's INSERT and then the server's for the COMMIT's tag.
+  void pipe(int client, int upstream, bool armed) {
+    std::string from_client, from_server;  // what was seen, for the patterns
+    bool inserted = false;
+    char buf[16384];
+    pollfd fds[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
+    while (::poll(fds, 2, -1) > 0) {
+      bool closed = false;
+      for (int k = 0; k < 2 && !closed; ++k) {
+        if (fds[k].revents == 0) continue;
+        const ssize_t n = ::read(fds[k].fd, buf, sizeof buf);
+        if (n <= 0) {
+          closed = true;
+          break;
+        }
+        if (armed && k == 0 && !inserted) {
+          from_client.append(buf, static_cast<std::size_t>(n));
+          inserted = from_client.find("INSERT INTO runs(") != std::string::npos;
+        }
+        if (armed && k == 1 && inserted) {
+          from_server.append(buf, static_cast<std::size_t>(n));
+          if (from_server.find(std::string("COMMIT\0", 7)) != std::string::npos) {
+            dropped_ = true;
+            closed = true;
+            break;
+          }
+        }
+        const int to = k == 0 ? upstream : client;
+        for (ssize_t off = 0; off < n;) {
+          const ssize_t w = ::write(to, buf + off, static_cast<std::size_t>(n - off));
+          if (w <= 0) {
+            closed = true;
+            break;
+          }
+          off += w;
+        }
+      }
+      if (closed) break;
+    }
+    ::close(client);
+    ::close(upstream);
+  }
+
+  std::uint16_t server_port_;
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> dropped_{false};
+  std::thread thread_;
+  std::vector<std::thread> pipes_;  // only the accept thread adds, the destructor joins
+};
 
 std::string contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos ? needle : "'" + needle + "' not in: " + haystack;
@@ -227,6 +333,25 @@ TEST(HistoryPostgres, ServerDownAtTheEndOfARunKeepsTheRunLocally) {
   EXPECT_EQ(std::string_view(doc["run"]["label"]), "lost");
   EXPECT_EQ(std::int64_t(doc["run"]["exit_code"]), 0);
   EXPECT_EQ(psql(url, "SELECT count(*) FROM runs").out, "0\n");
+}
+
+// The run is committed but the reply to the COMMIT is lost (the connection drops): the
+// retry on a new connection finds the run instead of recording it a second time.
+TEST(HistoryPostgres, LostCommitReplyRecordsTheRunOnce) {
+  const std::string url = fresh_database();
+  ASSERT_EQ(psql(url, "SELECT 1").exit_code, 0);
+  LosesTheFirstCommitReply proxy(server().port());
+  // The same database through the proxy.
+  const std::string via = "postgresql://" +
+                          url.substr(url.find("://") + 3, url.find('@') - url.find("://") - 3) +
+                          "@127.0.0.1:" + std::to_string(proxy.port()) + url.substr(url.rfind('/'));
+  spyglass_test::TempDir dir;
+  const auto r =
+      spyglass_test::run({kSpyglass, "run", "-q", "--db", via, "--label", "once", "--", "true"}, dir.path());
+  EXPECT_TRUE(proxy.dropped()) << "the proxy never saw the run's COMMIT";
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(psql(url, "SELECT count(*) FROM runs WHERE label = 'once'").out, "1\n") << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "spyglass-out/unsaved")) << r.err;
 }
 
 // The server is down when the run starts and back when it ends: the run is recorded.

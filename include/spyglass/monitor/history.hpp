@@ -194,6 +194,11 @@ class SPYGLASS_API History {
   /// times are stored relative to `t0_ns`. Returns the new id. Throws HistoryError.
   std::int64_t insert(RunRecord& r, std::span<const Sample> samples, std::uint64_t t0_ns);
 
+  /// The id of the run recorded with `r`'s label, host, start, end and duration (to the
+  /// nanosecond), or nullopt: whether an insert whose reply was lost (the connection
+  /// dropped during COMMIT) did commit, so that a retry does not record the run twice.
+  std::optional<std::int64_t> recorded_id(const RunRecord& r);
+
   /// Runs, newest first.
   std::vector<RunRecord> runs(const HistoryQuery& q);
   /// One run with its tails and detections; nullopt when there is no such id.
