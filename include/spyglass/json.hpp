@@ -116,6 +116,12 @@ inline char* put_lit(char* p, std::string_view s) noexcept {
 /// Writes the decimal form of `v` (at most 20 characters) to `p` and returns the end.
 inline char* put_u64(char* p, std::uint64_t v) noexcept { return std::to_chars(p, p + 20, v).ptr; }
 
+/// The number types JsonWriter writes: integers and floating point, not bool or characters.
+template <class T>
+concept json_number = (std::integral<T> || std::floating_point<T>)&&!std::same_as<T, bool> &&
+                      !std::same_as<T, char> && !std::same_as<T, char8_t> && !std::same_as<T, char16_t> &&
+                      !std::same_as<T, char32_t> && !std::same_as<T, wchar_t>;
+
 }  // namespace detail
 
 /// Appends `in` to `out` escaped as the contents of a JSON string (no surrounding quotes).
@@ -186,23 +192,20 @@ class JsonWriter {
   /// `true` or `false`.
   void value(bool b) { literal(b ? std::string_view("true") : std::string_view("false")); }
   /// A signed integer, exactly.
-  void value(std::int64_t v) { integer(v); }
+  void value(std::int64_t v) { number_value(v); }
   /// An unsigned integer, exactly.
-  void value(std::uint64_t v) { integer(v); }
+  void value(std::uint64_t v) { number_value(v); }
   /// Any other integer type (int, unsigned, long long, ...), so that calls are not
   /// ambiguous between the 64-bit overloads. Characters are excluded on purpose.
-  template <std::integral T>
-  requires(!std::same_as<T, bool> && !std::same_as<T, char> && !std::same_as<T, char8_t> &&
-           !std::same_as<T, char16_t> && !std::same_as<T, char32_t> &&
-           !std::same_as<T, wchar_t>) void value(T v) {
-    integer(v);
-  }
+  template <detail::json_number T>
+  requires std::integral<T>
+  void value(T v) { number_value(v); }
   /// A finite double in the shortest form that reads back to the same value;
   /// NaN and infinities, which JSON cannot express, are written as `null`.
-  void value(double d) { floating(d); }
+  void value(double d) { number_value(d); }
   /// A finite float in its own shortest round-trip form (not widened to double first,
   /// which would print 0.1f as 0.10000000149011612); NaN and infinities become `null`.
-  void value(float f) { floating(f); }
+  void value(float f) { number_value(f); }
   /// A number to write with at most `decimals` digits after the point: see fixed().
   struct Fixed {
     double value;  ///< the number
@@ -214,17 +217,15 @@ class JsonWriter {
   /// and more are written in shortest form; NaN and infinities as `null`.
   [[nodiscard]] static Fixed fixed(double v, int decimals) noexcept { return {v, decimals}; }
   /// A number made by fixed().
-  void value(Fixed f) { floating(f); }
+  void value(Fixed f) { number_value(f); }
   /// A member with a fixed() number, in one append as member() writes the others.
   void member(std::string_view name, Fixed f) { member_of(name, f); }
 
   /// A member with a number value, as key() then value() write it, in one append: for
   /// the many members of a large body. A name that needs escaping (or is long) takes the
   /// usual path.
-  template <typename T>
-  requires((std::integral<T> || std::floating_point<T>)&&!std::same_as<T, bool> && !std::same_as<T, char> &&
-           !std::same_as<T, char8_t> && !std::same_as<T, char16_t> && !std::same_as<T, char32_t> &&
-           !std::same_as<T, wchar_t>) void member(std::string_view name, T v) {
+  template <detail::json_number T>
+  void member(std::string_view name, T v) {
     member_of(name, v);
   }
   /// `null`.
@@ -239,23 +240,19 @@ class JsonWriter {
  private:
   template <typename T>
   void member_of(std::string_view name, T v) {
-    if (name.size() > kShortName || !plain(name)) {
+    if (name.size() > kShort || !plain(name)) {
       key(name);
       value(v);
       return;
     }
-    char buf[kShortName + 4 + kNumber];
-    char* p = lead(buf);
-    *p++ = '"';
-    if (!name.empty()) std::memcpy(p, name.data(), name.size());
-    p += name.size();
-    *p++ = '"';
+    char buf[kShort + 4 + kNumber];
+    char* p = quote_plain(lead(buf), name);
     *p++ = ':';
     put(buf, number(p, v));
     need_comma_ = true;
   }
 
-  // Keys and string values up to this length are assembled on the stack.
+  // Keys, string values and member names up to this length are assembled on the stack.
   static constexpr std::size_t kShort = 120;
 
   static bool plain(std::string_view s) noexcept {
@@ -290,16 +287,20 @@ class JsonWriter {
     put(buf, p + text.size());
     need_comma_ = true;
   }
-  // The comma, `s` quoted and escaped, then a colon for a key. (No memcpy of an empty
-  // view: its data may be null, which memcpy may not be given even for 0 bytes.)
+  // `s`, which needs no escaping, in quotes at `p`; returns the end. (No memcpy of an
+  // empty view: its data may be null, which memcpy may not be given even for 0 bytes.)
+  static char* quote_plain(char* p, std::string_view s) noexcept {
+    *p++ = '"';
+    if (!s.empty()) std::memcpy(p, s.data(), s.size());
+    p += s.size();
+    *p++ = '"';
+    return p;
+  }
+  // The comma, `s` quoted and escaped, then a colon for a key.
   void string(std::string_view s, bool is_key) {
     if (SPYGLASS_LIKELY(s.size() <= kShort && plain(s))) {
       char buf[kShort + 4];
-      char* p = lead(buf);
-      *p++ = '"';
-      if (!s.empty()) std::memcpy(p, s.data(), s.size());
-      p += s.size();
-      *p++ = '"';
+      char* p = quote_plain(lead(buf), s);
       *p = ':';
       put(buf, p + is_key);
     } else {
@@ -315,8 +316,6 @@ class JsonWriter {
   }
   // Room for any number number() writes.
   static constexpr std::size_t kNumber = 40;
-  // Member names up to this length go through member()'s one append.
-  static constexpr std::size_t kShortName = 64;
 
   // `v` written at `p` (kNumber bytes of room); returns the end.
   template <std::integral T>
@@ -367,19 +366,11 @@ class JsonWriter {
     return p + len;
   }
 
+  // The comma and `v`, in one append.
   template <typename T>
-  void integer(T v) {
+  void number_value(T v) {
     char buf[1 + kNumber];
-    char* p = lead(buf);
-    put(buf, number(p, v));
-    need_comma_ = true;
-  }
-
-  template <typename T>
-  void floating(T v) {
-    char buf[1 + kNumber];
-    char* p = lead(buf);
-    put(buf, number(p, v));
+    put(buf, number(lead(buf), v));
     need_comma_ = true;
   }
 

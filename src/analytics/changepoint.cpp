@@ -180,9 +180,9 @@ bool some_split_gains(const Permuted& p, std::size_t min_seg, double observed) {
   // block where that reaches `reach` (with a margin far above rounding; compared without
   // a division, as `reaches` does) has its cuts checked one by one, and the exact gain
   // taken where a cut's bound reaches: a permutation of a real change's segments checks
-  // a few blocks, not every cut. The bound loosens as
-  // (k1/k0)^2 on the left and ((m-k0)/(m-k1))^2 on the right, so a block spans an eighth
-  // of the distance to the nearer end: as tight near the ends as in the middle.
+  // a few blocks, not every cut. The bound loosens as (k1/k0)^2 on the left and
+  // ((m-k0)/(m-k1))^2 on the right, so a block spans an eighth of the distance to the
+  // nearer end: as tight near the ends as in the middle.
   const double block_reach = reach / (1 + 1e-6);
   const auto var = [&](std::size_t a, std::size_t b) {
     const double n = static_cast<double>(b - a);

@@ -544,7 +544,9 @@ std::vector<Alert> evaluate_run(const RuleSet& rules, const std::vector<monitor:
   // permutation test, the costly part) only for change-point rules, over their `window`.
   std::map<std::tuple<std::string, std::size_t, std::size_t, bool>, cli::MetricCheck> checks;
   auto check = [&](const Rule& r, bool change_points) -> const cli::MetricCheck& {
-    const auto key = std::tuple(r.metric, change_points ? r.window : 0, r.baseline, change_points);
+    // A change-point check reads its window only; a regression check all runs and its baseline.
+    const auto key =
+        std::tuple(r.metric, change_points ? r.window : 0, change_points ? 0 : r.baseline, change_points);
     if (const auto it = checks.find(key); it != checks.end()) return it->second;
     cli::HistoryAnalyzeOptions o;
     o.label = cur.label;

@@ -587,63 +587,58 @@ struct StatsImpl {
         }
       }
       const Series& ser = *series[order[k]];
-      // Sub-windows both in the window and ever set: at most `slots` consecutive epochs,
-      // so one run of positions or two when it wraps, visited in position order as the
-      // sums below have always been added.
       if (ser.first_epoch == kNoEpoch) continue;
       const Slot& open = ser.slots[ser.last_epoch % slots];
-      // The steady state: no sub-window after the window, every closed one inside it (the
-      // counts are the series' running ones), the open one inside it or empty.
-      if (ser.last_epoch <= now_epoch && (ser.closed == 0 || ser.closed_lo >= lo_epoch)) {
-        const bool open_in = ser.last_epoch >= lo_epoch && open.count != 0;
-        const std::uint64_t count = ser.closed_count + (open_in ? open.count : 0);
-        if (count == 0) continue;
-        StatsEntry& entry = next_entry(snap, used, ser);
-        const std::uint64_t max = open_in ? std::max(ser.closed_max, open.max) : ser.closed_max;
-        const std::uint64_t min = open_in ? std::min(ser.closed_min, open.min) : ser.closed_min;
-        entry.count = count;
-        entry.errors = ser.closed_errors + (open_in ? open.errors : 0);
-        entry.max_ns = static_cast<double>(max);
-        entry.mean_ns = (ser.closed_sum + (open_in ? open.sum : 0.0)) / static_cast<double>(count);
-        if (ser.closed == 0) {
-          percentiles([&](std::size_t c) { return pool.at(open.chunk[c]).data(); }, open.mask, count, min,
-                      max, entry);
-        } else if (!open_in) {
-          percentiles([&](std::size_t c) { return wide.at(ser.total[c]).data(); }, ser.total_mask, count, min,
-                      max, entry);
-        } else {
-          percentiles(
-              [&](std::size_t c) {
-                return SumOfTwo{ser.total[c] != 0 ? wide.at(ser.total[c]).data() : kZeroWide.data(),
-                                open.chunk[c] != 0 ? pool.at(open.chunk[c]).data() : kZero.data()};
-              },
-              ser.total_mask | open.mask, count, min, max, entry);
-        }
-        continue;
-      }
-      const std::uint64_t from = std::max(lo_epoch, ser.first_epoch);
-      const std::uint64_t to = std::min(now_epoch, ser.last_epoch);
-      if (from > to) continue;
-      const auto n = static_cast<std::size_t>(to - from + 1);
-      const auto a = static_cast<std::size_t>(from % slots);
-      const std::size_t runs[2][2] = {{a + n > slots ? 0 : a, a + n > slots ? a + n - slots : a + n},
-                                      {a + n > slots ? a : 0, a + n > slots ? slots : 0}};
-
+      const bool open_in = open.count != 0 && ser.last_epoch >= lo_epoch && ser.last_epoch <= now_epoch;
       std::uint64_t count = 0, errors = 0, max = 0, min = std::numeric_limits<std::uint64_t>::max();
       double sum = 0;
-      std::size_t in = 0;         // slots with events inside the window
-      const Slot* one = nullptr;  // the last of them
-      for (const auto& run : runs) {
-        for (std::size_t i = run[0]; i < run[1]; ++i) {
-          const Slot& s = ser.slots[i];
-          if (s.epoch == kNoEpoch || s.epoch < lo_epoch || s.epoch > now_epoch || s.count == 0) continue;
-          count += s.count;
-          errors += s.errors;
-          max = std::max(max, s.max);
-          min = std::min(min, s.min);
-          sum += s.sum;
+      std::size_t in = 0;           // slots with events inside the window
+      const Slot* one = nullptr;    // the last of them read, when read one by one
+      std::size_t runs[2][2] = {};  // the slot positions visited, when visited
+      if (ser.last_epoch <= now_epoch && (ser.closed == 0 || ser.closed_lo >= lo_epoch)) {
+        // The steady state, no sub-window after the window and every closed one inside it:
+        // the series' running figures of the closed ones and the open slot, nothing else.
+        count = ser.closed_count;
+        errors = ser.closed_errors;
+        max = ser.closed_max;
+        min = ser.closed_min;
+        sum = ser.closed_sum;
+        in = ser.closed;
+        if (open_in) {
+          count += open.count;
+          errors += open.errors;
+          max = std::max(max, open.max);
+          min = std::min(min, open.min);
+          sum += open.sum;
           ++in;
-          one = &s;
+          if (ser.closed == 0) one = &open;
+        }
+      } else {
+        // Sub-windows both in the window and ever set: at most `slots` consecutive epochs,
+        // so one run of positions or two when it wraps, visited in position order as the
+        // sums below have always been added.
+        const std::uint64_t from = std::max(lo_epoch, ser.first_epoch);
+        const std::uint64_t to = std::min(now_epoch, ser.last_epoch);
+        if (from > to) continue;
+        const auto n = static_cast<std::size_t>(to - from + 1);
+        const auto a = static_cast<std::size_t>(from % slots);
+        const bool wraps = a + n > slots;
+        runs[0][0] = wraps ? 0 : a;
+        runs[0][1] = wraps ? a + n - slots : a + n;
+        runs[1][0] = wraps ? a : 0;
+        runs[1][1] = wraps ? slots : 0;
+        for (const auto& run : runs) {
+          for (std::size_t i = run[0]; i < run[1]; ++i) {
+            const Slot& s = ser.slots[i];
+            if (s.epoch == kNoEpoch || s.epoch < lo_epoch || s.epoch > now_epoch || s.count == 0) continue;
+            count += s.count;
+            errors += s.errors;
+            max = std::max(max, s.max);
+            min = std::min(min, s.min);
+            sum += s.sum;
+            ++in;
+            one = &s;
+          }
         }
       }
       if (count == 0) continue;
@@ -657,9 +652,8 @@ struct StatsImpl {
       // the closed sub-windows' total (plus the open one) when every closed one is inside
       // the window, the steady state; that less the few closed ones outside it; or else
       // the merge of the slots inside.
-      const bool open_in = open.count != 0 && ser.last_epoch >= lo_epoch && ser.last_epoch <= now_epoch;
       const std::size_t out = ser.closed - (in - open_in);  // closed slots outside the window
-      if (in == 1) {
+      if (in == 1 && one != nullptr) {
         percentiles([&](std::size_t c) { return pool.at(one->chunk[c]).data(); }, one->mask, count, min, max,
                     entry);
       } else if (out == 0 && !open_in) {

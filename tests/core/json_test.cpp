@@ -449,8 +449,8 @@ TEST(JsonWriter, MemberWritesWhatKeyThenValueWrite) {
                                           "",
                                           "p50_ns",
                                           "a\"b\\c\n\xFF",
-                                          std::string(64, 'k'),
-                                          std::string(65, 'l'),
+                                          std::string(120, 'k'),
+                                          std::string(121, 'l'),
                                           std::string(200, 'm')};
   std::string got, want;
   sg::JsonWriter g(got), w(want);
