@@ -595,6 +595,15 @@ struct StatsImpl {
       std::size_t in = 0;           // slots with events inside the window
       const Slot* one = nullptr;    // the last of them read, when read one by one
       std::size_t runs[2][2] = {};  // the slot positions visited, when visited
+      const auto add = [&](const Slot& s) {
+        count += s.count;
+        errors += s.errors;
+        max = std::max(max, s.max);
+        min = std::min(min, s.min);
+        sum += s.sum;
+        ++in;
+        one = &s;
+      };
       if (ser.last_epoch <= now_epoch && (ser.closed == 0 || ser.closed_lo >= lo_epoch)) {
         // The steady state, no sub-window after the window and every closed one inside it:
         // the series' running figures of the closed ones and the open slot, nothing else.
@@ -604,15 +613,8 @@ struct StatsImpl {
         min = ser.closed_min;
         sum = ser.closed_sum;
         in = ser.closed;
-        if (open_in) {
-          count += open.count;
-          errors += open.errors;
-          max = std::max(max, open.max);
-          min = std::min(min, open.min);
-          sum += open.sum;
-          ++in;
-          if (ser.closed == 0) one = &open;
-        }
+        if (open_in) add(open);
+        if (ser.closed != 0) one = nullptr;  // the total holds the others' histogram
       } else {
         // Sub-windows both in the window and ever set: at most `slots` consecutive epochs,
         // so one run of positions or two when it wraps, visited in position order as the
@@ -631,13 +633,7 @@ struct StatsImpl {
           for (std::size_t i = run[0]; i < run[1]; ++i) {
             const Slot& s = ser.slots[i];
             if (s.epoch == kNoEpoch || s.epoch < lo_epoch || s.epoch > now_epoch || s.count == 0) continue;
-            count += s.count;
-            errors += s.errors;
-            max = std::max(max, s.max);
-            min = std::min(min, s.min);
-            sum += s.sum;
-            ++in;
-            one = &s;
+            add(s);
           }
         }
       }
